@@ -1,0 +1,61 @@
+//! `shareledger-bench`: side-by-side benchmarks of ShareLedger against raw
+//! PostgreSQL and peer event stores.
+//!
+//! Each subcommand is one benchmark, in its own module; [`report`] holds the
+//! shared measuring loop and the output format. Every comparison prints one
+//! line to stdout:
+//!
+//! ```text
+//! RESULT <name> key=value … ratio=<ours/theirs, 2 decimals>
+//! ```
+//!
+//! after one `MACHINE …` header line; progress goes to stderr. Every
+//! comparison runs on fresh databases from `shareledger-tests`' `TestDb`, so
+//! the bench never touches other data.
+//!
+//! ```text
+//! cargo run --release -p shareledger-bench -- append [--quick]
+//! ```
+
+mod append;
+mod report;
+mod vs_postgres_es;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "Side-by-side benchmarks of ShareLedger against raw PostgreSQL and peer stores")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Appends (single events, batches of 100, vs raw INSERTs and postgres-es)
+    /// and reading `$all` to the client.
+    Append(CommonArgs),
+}
+
+/// Options every benchmark takes.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct CommonArgs {
+    /// Shorter windows and smaller data sets: the whole run takes under a minute.
+    #[arg(long)]
+    pub quick: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Append(args) => {
+                report::print_header("append", args.quick).await?;
+                append::run(args).await
+            }
+        }
+    })
+}

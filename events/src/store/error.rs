@@ -1,0 +1,129 @@
+//! The one error type of the log's boundary, and how PostgreSQL's answers
+//! (custom SQLSTATEs raised by `sl_append` and `sl_delete_stream`) become it.
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::envelope::{ExpectedRevision, InvalidInput, StreamState};
+
+/// Everything that can go wrong talking to the log. Every variant but
+/// [`LogError::Database`] and [`LogError::Gap`] means nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error("stream {stream}: expected {expected}, but it is at {actual}")]
+    WrongExpectedRevision {
+        stream: String,
+        expected: ExpectedRevision,
+        actual: StreamState,
+    },
+    #[error("stream {stream} is tombstoned: it can never be written or read again")]
+    StreamTombstoned { stream: String },
+    #[error("stream {stream} not found")]
+    StreamNotFound { stream: String },
+    #[error("a retried append overlaps only partly: {} event(s) written already, {} not", written.len(), not_written.len())]
+    PartialDuplicate {
+        written: Vec<Uuid>,
+        not_written: Vec<Uuid>,
+    },
+    #[error("event ids {event_ids:?} were written already, to other streams or in another order")]
+    EventIdsTaken { event_ids: Vec<Uuid> },
+    #[error("the log skipped from position {after} to {found}: the log has been altered")]
+    Gap { after: u64, found: u64 },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+#[derive(Deserialize)]
+struct ExpectationDetail {
+    stream: String,
+    expected: i64,
+    actual: i64,
+}
+
+#[derive(Deserialize)]
+struct StreamDetail {
+    stream: String,
+}
+
+#[derive(Deserialize)]
+struct PartialDetail {
+    written: Vec<Uuid>,
+    not_written: Vec<Uuid>,
+}
+
+#[derive(Deserialize)]
+struct IdsDetail {
+    event_ids: Vec<Uuid>,
+}
+
+fn decode_expected(n: i64) -> ExpectedRevision {
+    match n {
+        -1 => ExpectedRevision::Any,
+        -2 => ExpectedRevision::NoStream,
+        -3 => ExpectedRevision::StreamExists,
+        n => ExpectedRevision::Exact(n as u64),
+    }
+}
+
+fn decode_state(n: i64) -> StreamState {
+    if n < 0 {
+        StreamState::NoStream
+    } else {
+        StreamState::At(n as u64)
+    }
+}
+
+impl LogError {
+    /// Turns an error from the SQL functions into its typed form.
+    pub(crate) fn from_db(error: sqlx::Error) -> Self {
+        let Some(db) = error.as_database_error() else {
+            return LogError::Database(error);
+        };
+        let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
+        let detail = pg.and_then(|p| p.detail()).unwrap_or("{}");
+        let typed = match db.code().as_deref() {
+            Some("SL001") => serde_json::from_str::<ExpectationDetail>(detail)
+                .ok()
+                .map(|d| LogError::WrongExpectedRevision {
+                    stream: d.stream,
+                    expected: decode_expected(d.expected),
+                    actual: decode_state(d.actual),
+                }),
+            Some("SL002") => serde_json::from_str::<StreamDetail>(detail)
+                .ok()
+                .map(|d| LogError::StreamTombstoned { stream: d.stream }),
+            Some("SL003") => serde_json::from_str::<PartialDetail>(detail)
+                .ok()
+                .map(|d| LogError::PartialDuplicate {
+                    written: d.written,
+                    not_written: d.not_written,
+                }),
+            Some("SL004") => serde_json::from_str::<IdsDetail>(detail)
+                .ok()
+                .map(|d| LogError::EventIdsTaken {
+                    event_ids: d.event_ids,
+                }),
+            Some("SL005") => serde_json::from_str::<StreamDetail>(detail)
+                .ok()
+                .map(|d| LogError::StreamNotFound { stream: d.stream }),
+            _ => None,
+        };
+        typed.unwrap_or(LogError::Database(error))
+    }
+}
+
+/// Whether re-running the same append may succeed: a deadlock or
+/// serialization failure, or a unique violation on an event id written by a
+/// concurrent append that has committed since (the re-run then finds it).
+pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
+    let Some(db) = error.as_database_error() else {
+        return false;
+    };
+    match db.code().as_deref() {
+        Some("40P01") | Some("40001") => true,
+        Some("23505") => db.constraint() == Some("sl_events_event_id_key"),
+        _ => false,
+    }
+}

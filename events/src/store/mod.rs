@@ -1,0 +1,565 @@
+//! The event log on PostgreSQL.
+//!
+//! Every write goes through one of two server-side functions created by the
+//! migrations (`sl_append`, `sl_delete_stream`), so an append is one round
+//! trip and one transaction. The functions lock the streams they touch, check
+//! idempotency and expectations, and take the head of the log last, holding it
+//! until commit: global positions are dense (1, 2, 3, …) and commit in order,
+//! which makes subscriptions gap-safe without a high-water mark. The design,
+//! the options weighed and the guarantees are in `docs/event-store.md`.
+//!
+//! **API boundary:** [`PgEventStore`] and [`LogError`]; everything else here
+//! is plumbing.
+
+mod error;
+pub mod local_pg;
+mod subscription;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::envelope::{
+    Category, Direction, EventMetadata, EventType, ExpectedRevision, InvalidInput, NewEvent,
+    RecordedEvent, StreamName, StreamState, MAX_EVENTS_PER_APPEND,
+};
+
+pub use error::LogError;
+pub use subscription::{Subscription, SubscriptionOptions};
+
+/// The schema migrations (the `migrations/` folder at the workspace root),
+/// embedded at compile time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// How many times an append is re-run after a transient conflict inside
+/// PostgreSQL (deadlock, serialization failure, a concurrent duplicate id).
+const TRANSIENT_RETRIES: usize = 5;
+
+const EVENT_COLUMNS: &str = "global_position, stream_name, stream_revision, event_id, \
+     event_type, schema_version, data, metadata, recorded_at";
+
+/// One stream's part of an append: the stream, what it must be before, and
+/// its new events in order.
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub stream: StreamName,
+    pub expected: ExpectedRevision,
+    pub events: Vec<NewEvent>,
+}
+
+/// Where one appended event landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WrittenEvent {
+    pub event_id: Uuid,
+    pub stream_revision: u64,
+    pub global_position: u64,
+}
+
+/// The outcome of one stream's append.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppendResult {
+    pub stream: StreamName,
+    /// The revision of the stream's last event after the append: pass it as
+    /// `ExpectedRevision::Exact` to append next.
+    pub next_expected: u64,
+    /// Each event of the append, in the order given.
+    pub events: Vec<WrittenEvent>,
+}
+
+impl AppendResult {
+    /// The global position of the append's last event (a consistency token).
+    pub fn last_position(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.global_position)
+    }
+}
+
+/// Where a stream read starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevisionFrom {
+    /// The first revision (forwards) or the last (backwards).
+    Edge,
+    /// This revision, included.
+    At(u64),
+}
+
+/// Where a read of the whole log (or of a category or event type) starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionFrom {
+    /// Position 1 (forwards) or the head (backwards).
+    Edge,
+    /// This position, included.
+    At(u64),
+}
+
+/// A stream's lifecycle and revisions, as the log sees it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StreamInfo {
+    pub state: StreamState,
+    /// The revision of the last event ever appended, deleted or not.
+    pub last_revision: Option<u64>,
+    pub tombstoned: bool,
+}
+
+/// Figures about the whole log, for `shareledger status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogStatus {
+    pub head_position: u64,
+    pub streams: u64,
+    pub last_recorded_at: Option<DateTime<Utc>>,
+}
+
+/// The event log, over a PostgreSQL connection pool whose database has been
+/// migrated with [`MIGRATOR`].
+#[derive(Debug, Clone)]
+pub struct PgEventStore {
+    pool: PgPool,
+}
+
+impl PgEventStore {
+    /// Wraps a pool. The database must be migrated (see [`PgEventStore::migrate`]).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Runs the pending migrations on the pool's database.
+    pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+        MIGRATOR.run(pool).await
+    }
+
+    /// The pool this store uses.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Appends `events` to `stream` if it is as `expected`.
+    ///
+    /// Re-sending an append whose events were all written already returns the
+    /// original result and writes nothing, whatever `expected` says.
+    pub async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, LogError> {
+        let mut results = self
+            .append_multi(vec![StreamAppend {
+                stream: stream.clone(),
+                expected,
+                events,
+            }])
+            .await?;
+        Ok(results.remove(0))
+    }
+
+    /// Appends to several streams at once, each with its own expectation:
+    /// all are written, or none.
+    pub async fn append_multi(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, LogError> {
+        let request = AppendRequest::build(&appends)?;
+        let mut attempt = 0;
+        let rows = loop {
+            match request.execute(&self.pool).await {
+                Ok(rows) => break rows,
+                Err(e) if attempt < TRANSIENT_RETRIES && error::is_transient(&e) => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %e, "append retried after a transient conflict");
+                    tokio::time::sleep(Duration::from_millis(1 << attempt)).await;
+                }
+                Err(e) => return Err(LogError::from_db(e)),
+            }
+        };
+        Ok(results_in_order(appends, rows))
+    }
+
+    /// Appends inside a transaction the caller owns, on its connection: the
+    /// events commit (and get their place in the global order) with the
+    /// caller's other writes, or not at all. No retry: a transient conflict
+    /// surfaces as [`LogError::Database`]. While the caller's transaction is
+    /// open after this call, no other append can commit, so keep it short.
+    pub async fn append_multi_in(
+        conn: &mut sqlx::PgConnection,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, LogError> {
+        let request = AppendRequest::build(&appends)?;
+        let rows = request.execute(conn).await.map_err(LogError::from_db)?;
+        Ok(results_in_order(appends, rows))
+    }
+
+    /// Reads up to `limit` events of a stream from `from`, in `direction`.
+    /// A stream with nothing visible (never written, or soft-deleted) is
+    /// [`LogError::StreamNotFound`]; a tombstoned one [`LogError::StreamTombstoned`].
+    pub async fn read_stream(
+        &self,
+        stream: &StreamName,
+        direction: Direction,
+        from: RevisionFrom,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let limit = check_limit(limit)?;
+        let info = self.stream_info(stream).await?;
+        if info.tombstoned {
+            return Err(LogError::StreamTombstoned {
+                stream: stream.to_string(),
+            });
+        }
+        if info.state == StreamState::NoStream {
+            return Err(LogError::StreamNotFound {
+                stream: stream.to_string(),
+            });
+        }
+        let (cmp, order, start) = match (direction, from) {
+            (Direction::Forwards, RevisionFrom::Edge) => (">=", "ASC", 0),
+            (Direction::Forwards, RevisionFrom::At(r)) => (">=", "ASC", to_i64(r)),
+            (Direction::Backwards, RevisionFrom::Edge) => ("<=", "DESC", i64::MAX),
+            (Direction::Backwards, RevisionFrom::At(r)) => ("<=", "DESC", to_i64(r)),
+        };
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM sl_events e \
+             WHERE e.stream_name = $1 AND e.stream_revision {cmp} $2 \
+               AND e.stream_revision >= (SELECT visible_from FROM sl_streams WHERE stream_name = $1) \
+             ORDER BY e.stream_revision {order} LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .bind(start)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    /// Reads up to `limit` events of the whole log (`$all`) from `from`, in
+    /// `direction`. `$all` is the log as written: it includes events of
+    /// deleted streams and the log's own lifecycle events.
+    pub async fn read_all(
+        &self,
+        direction: Direction,
+        from: PositionFrom,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.read_filtered(Filter::All, direction, from, limit)
+            .await
+    }
+
+    /// Reads up to `limit` visible events of every stream in `category`, in
+    /// global order.
+    pub async fn read_category(
+        &self,
+        category: &Category,
+        direction: Direction,
+        from: PositionFrom,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.read_filtered(Filter::Category(category.as_str()), direction, from, limit)
+            .await
+    }
+
+    /// Reads up to `limit` visible events of type `event_type`, in global order.
+    pub async fn read_event_type(
+        &self,
+        event_type: &EventType,
+        direction: Direction,
+        from: PositionFrom,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.read_filtered(Filter::EventType(event_type.as_str()), direction, from, limit)
+            .await
+    }
+
+    async fn read_filtered(
+        &self,
+        filter: Filter<'_>,
+        direction: Direction,
+        from: PositionFrom,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let limit = check_limit(limit)?;
+        let (cmp, order, start) = match (direction, from) {
+            (Direction::Forwards, PositionFrom::Edge) => (">=", "ASC", 1),
+            (Direction::Forwards, PositionFrom::At(p)) => (">=", "ASC", to_i64(p)),
+            (Direction::Backwards, PositionFrom::Edge) => ("<=", "DESC", i64::MAX),
+            (Direction::Backwards, PositionFrom::At(p)) => ("<=", "DESC", to_i64(p)),
+        };
+        let (condition, key) = match filter {
+            Filter::All => ("true", ""),
+            Filter::Category(c) => ("split_part(e.stream_name, '-', 1) = $3", c),
+            Filter::EventType(t) => ("e.event_type = $3", t),
+        };
+        let visible = match filter {
+            Filter::All => "",
+            _ => {
+                " AND e.stream_revision >= (SELECT s.visible_from FROM sl_streams s \
+                     WHERE s.stream_name = e.stream_name)"
+            }
+        };
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM sl_events e \
+             WHERE e.global_position {cmp} $1 AND {condition}{visible} \
+             ORDER BY e.global_position {order} LIMIT $2"
+        );
+        let mut query = sqlx::query(&sql).bind(start).bind(limit);
+        if !key.is_empty() {
+            query = query.bind(key);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    /// What the log knows of a stream now.
+    pub async fn stream_info(&self, stream: &StreamName) -> Result<StreamInfo, LogError> {
+        let row = sqlx::query(
+            "SELECT last_revision, visible_from, tombstoned FROM sl_streams WHERE stream_name = $1",
+        )
+        .bind(stream.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            None => StreamInfo {
+                state: StreamState::NoStream,
+                last_revision: None,
+                tombstoned: false,
+            },
+            Some(row) => {
+                let last: i64 = row.try_get("last_revision")?;
+                let visible_from: i64 = row.try_get("visible_from")?;
+                StreamInfo {
+                    state: if last < visible_from {
+                        StreamState::NoStream
+                    } else {
+                        StreamState::At(last as u64)
+                    },
+                    last_revision: u64::try_from(last).ok(),
+                    tombstoned: row.try_get("tombstoned")?,
+                }
+            }
+        })
+    }
+
+    /// Soft-deletes a stream: its events are hidden from stream, category and
+    /// event-type reads (not from `$all`), and appending again continues its
+    /// revisions. Returns the global position of the `$StreamDeleted` event.
+    pub async fn delete_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        metadata: EventMetadata,
+    ) -> Result<u64, LogError> {
+        self.end_stream(stream, expected, false, metadata).await
+    }
+
+    /// Tombstones a stream: hidden, and never writable again. Returns the
+    /// global position of the `$StreamTombstoned` event.
+    pub async fn tombstone_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        metadata: EventMetadata,
+    ) -> Result<u64, LogError> {
+        self.end_stream(stream, expected, true, metadata).await
+    }
+
+    async fn end_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        tombstone: bool,
+        metadata: EventMetadata,
+    ) -> Result<u64, LogError> {
+        let metadata = serde_json::to_value(&metadata).expect("metadata serializes");
+        let position: i64 = sqlx::query_scalar("SELECT sl_delete_stream($1, $2, $3, $4, $5)")
+            .bind(stream.as_str())
+            .bind(encode_expected(expected))
+            .bind(tombstone)
+            .bind(Uuid::now_v7())
+            .bind(metadata)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(LogError::from_db)?;
+        Ok(position as u64)
+    }
+
+    /// The global position of the last committed event (0 for an empty log).
+    pub async fn head_position(&self) -> Result<u64, LogError> {
+        let head: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(global_position), 0)::bigint FROM sl_events",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(head as u64)
+    }
+
+    /// Figures about the log.
+    pub async fn status(&self) -> Result<LogStatus, LogError> {
+        let row = sqlx::query(
+            "SELECT (SELECT coalesce(max(global_position), 0) FROM sl_events)::bigint AS head, \
+                    (SELECT count(*) FROM sl_streams WHERE stream_name NOT LIKE '$$%')::bigint AS streams, \
+                    (SELECT recorded_at FROM sl_events ORDER BY global_position DESC LIMIT 1) AS last_at",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(LogStatus {
+            head_position: row.try_get::<i64, _>("head")? as u64,
+            streams: row.try_get::<i64, _>("streams")? as u64,
+            last_recorded_at: row.try_get("last_at")?,
+        })
+    }
+
+    /// Subscribes to the whole log: first every event after `checkpoint`
+    /// (`None`: from the start), then live events as they commit, each exactly
+    /// once and in global order.
+    pub async fn subscribe_to_all(
+        &self,
+        checkpoint: Option<u64>,
+        options: SubscriptionOptions,
+    ) -> Result<Subscription, LogError> {
+        Subscription::start(self.clone(), checkpoint.unwrap_or(0), options).await
+    }
+}
+
+enum Filter<'a> {
+    All,
+    Category(&'a str),
+    EventType(&'a str),
+}
+
+/// Lays the written rows out per stream append, in the order given.
+fn results_in_order(appends: Vec<StreamAppend>, rows: Vec<WrittenEvent>) -> Vec<AppendResult> {
+    let written: HashMap<Uuid, WrittenEvent> = rows.into_iter().map(|w| (w.event_id, w)).collect();
+    appends
+        .into_iter()
+        .map(|a| {
+            let events: Vec<WrittenEvent> = a.events.iter().map(|e| written[&e.id()]).collect();
+            AppendResult {
+                stream: a.stream,
+                next_expected: events.last().map_or(0, |e| e.stream_revision),
+                events,
+            }
+        })
+        .collect()
+}
+
+fn check_limit(limit: usize) -> Result<i64, LogError> {
+    if limit == 0 {
+        return Err(InvalidInput::ZeroLimit.into());
+    }
+    Ok(i64::try_from(limit).unwrap_or(i64::MAX))
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The bigint encoding of an expectation used by the SQL functions.
+fn encode_expected(expected: ExpectedRevision) -> i64 {
+    match expected {
+        ExpectedRevision::Any => -1,
+        ExpectedRevision::NoStream => -2,
+        ExpectedRevision::StreamExists => -3,
+        ExpectedRevision::Exact(n) => to_i64(n),
+    }
+}
+
+fn recorded_event(row: &PgRow) -> Result<RecordedEvent, LogError> {
+    Ok(RecordedEvent {
+        global_position: row.try_get::<i64, _>("global_position")? as u64,
+        stream: row.try_get("stream_name")?,
+        stream_revision: row.try_get::<i64, _>("stream_revision")? as u64,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get::<i32, _>("schema_version")? as u32,
+        data: row.try_get("data")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
+/// An append, checked and laid out as the arrays `sl_append` takes.
+struct AppendRequest {
+    streams: Vec<String>,
+    expected: Vec<i64>,
+    event_streams: Vec<String>,
+    event_ids: Vec<Uuid>,
+    types: Vec<String>,
+    versions: Vec<i32>,
+    data: Vec<serde_json::Value>,
+    metadata: Vec<serde_json::Value>,
+}
+
+impl AppendRequest {
+    fn build(appends: &[StreamAppend]) -> Result<Self, InvalidInput> {
+        let total: usize = appends.iter().map(|a| a.events.len()).sum();
+        if appends.is_empty() || appends.iter().any(|a| a.events.is_empty()) {
+            return Err(InvalidInput::NoEvents);
+        }
+        if total > MAX_EVENTS_PER_APPEND {
+            return Err(InvalidInput::TooManyEvents { count: total });
+        }
+        let mut seen_streams = HashSet::new();
+        let mut seen_ids = HashSet::new();
+        let mut request = AppendRequest {
+            streams: Vec::with_capacity(appends.len()),
+            expected: Vec::with_capacity(appends.len()),
+            event_streams: Vec::with_capacity(total),
+            event_ids: Vec::with_capacity(total),
+            types: Vec::with_capacity(total),
+            versions: Vec::with_capacity(total),
+            data: Vec::with_capacity(total),
+            metadata: Vec::with_capacity(total),
+        };
+        for append in appends {
+            if !seen_streams.insert(append.stream.as_str()) {
+                return Err(InvalidInput::DuplicateStream(append.stream.to_string()));
+            }
+            request.streams.push(append.stream.to_string());
+            request.expected.push(encode_expected(append.expected));
+            for event in &append.events {
+                if !seen_ids.insert(event.id()) {
+                    return Err(InvalidInput::DuplicateEventId(event.id()));
+                }
+                request.event_streams.push(append.stream.to_string());
+                request.event_ids.push(event.id());
+                request.types.push(event.event_type().to_string());
+                request.versions.push(event.schema_version() as i32);
+                request.data.push(event.data().clone());
+                request.metadata.push(event.metadata_json().clone());
+            }
+        }
+        Ok(request)
+    }
+
+    async fn execute<'c>(
+        &self,
+        executor: impl sqlx::PgExecutor<'c>,
+    ) -> Result<Vec<WrittenEvent>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT event_id, stream_revision, global_position \
+             FROM sl_append($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&self.streams)
+        .bind(&self.expected)
+        .bind(&self.event_streams)
+        .bind(&self.event_ids)
+        .bind(&self.types)
+        .bind(&self.versions)
+        .bind(&self.data)
+        .bind(&self.metadata)
+        .fetch_all(executor)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(WrittenEvent {
+                    event_id: row.try_get("event_id")?,
+                    stream_revision: row.try_get::<i64, _>("stream_revision")? as u64,
+                    global_position: row.try_get::<i64, _>("global_position")? as u64,
+                })
+            })
+            .collect()
+    }
+}

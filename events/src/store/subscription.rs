@@ -1,0 +1,140 @@
+//! Catch-up-then-live subscriptions to the whole log.
+//!
+//! A subscription reads `$all` forwards in pages from its checkpoint. When a
+//! page comes back empty it is caught up: it LISTENs on the `sl_log` channel
+//! (every append NOTIFYs it with its last position at commit) and reads again
+//! after each notification. Because positions are dense and commit in order
+//! (see `docs/event-store.md`), "everything after my last position" is always
+//! the exact next slice of the log: no high-water mark, no skipped events. The
+//! subscription checks that density as it goes and fails with
+//! [`LogError::Gap`] rather than skip anything.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+
+use super::{LogError, PgEventStore, PositionFrom};
+use crate::envelope::{Direction, RecordedEvent};
+
+/// The channel every append notifies at commit.
+pub const CHANNEL: &str = "sl_log";
+
+/// How a subscription reads.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionOptions {
+    /// Events fetched per read.
+    pub page_size: usize,
+    /// While live, how long to wait for a notification before reading anyway.
+    /// Only a safety net for a notification lost with a dropped connection:
+    /// new events normally arrive by notification.
+    pub idle_recheck: Duration,
+}
+
+impl Default for SubscriptionOptions {
+    fn default() -> Self {
+        Self {
+            page_size: 512,
+            idle_recheck: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A running subscription. Call [`Subscription::next`] for each event.
+pub struct Subscription {
+    store: PgEventStore,
+    options: SubscriptionOptions,
+    /// The position of the last event handed out (the checkpoint).
+    position: u64,
+    buffer: VecDeque<RecordedEvent>,
+    listener: Option<PgListener>,
+}
+
+impl Subscription {
+    pub(super) async fn start(
+        store: PgEventStore,
+        checkpoint: u64,
+        options: SubscriptionOptions,
+    ) -> Result<Self, LogError> {
+        Ok(Self {
+            store,
+            options: SubscriptionOptions {
+                page_size: options.page_size.max(1),
+                ..options
+            },
+            position: checkpoint,
+            buffer: VecDeque::new(),
+            listener: None,
+        })
+    }
+
+    /// The position of the last event handed out (0 before the first).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Whether the subscription has read everything committed so far and is
+    /// waiting for new events.
+    pub fn is_live(&self) -> bool {
+        self.listener.is_some() && self.buffer.is_empty()
+    }
+
+    /// The next event in global order, waiting for one to commit if needed.
+    pub async fn next(&mut self) -> Result<RecordedEvent, LogError> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                self.position = event.global_position;
+                return Ok(event);
+            }
+            if self.fill().await? {
+                continue;
+            }
+            match &mut self.listener {
+                None => {
+                    // Caught up for the first time: listen, then read again so
+                    // that nothing committed between the read and LISTEN is missed.
+                    let mut listener = PgListener::connect_with(self.store.pool()).await?;
+                    listener.listen(CHANNEL).await?;
+                    self.listener = Some(listener);
+                }
+                Some(listener) => {
+                    match tokio::time::timeout(self.options.idle_recheck, listener.recv()).await {
+                        Ok(Ok(_)) | Err(_) => {}
+                        // The listener reconnects on its next call; notifications
+                        // may have been lost meanwhile, so read again anyway.
+                        Ok(Err(e)) => tracing::warn!(error = %e, "subscription listener lost"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the next page into the buffer; false when there was nothing new.
+    async fn fill(&mut self) -> Result<bool, LogError> {
+        let page = self
+            .store
+            .read_all(
+                Direction::Forwards,
+                PositionFrom::At(self.position + 1),
+                self.options.page_size,
+            )
+            .await?;
+        // Hand out the dense prefix; a missing position is reported when the
+        // subscription reaches it, never skipped.
+        let mut expected = self.position + 1;
+        for event in page {
+            if event.global_position != expected {
+                if self.buffer.is_empty() {
+                    return Err(LogError::Gap {
+                        after: expected - 1,
+                        found: event.global_position,
+                    });
+                }
+                break;
+            }
+            expected += 1;
+            self.buffer.push_back(event);
+        }
+        Ok(!self.buffer.is_empty())
+    }
+}

@@ -1,0 +1,735 @@
+//! The event log's conformance suite: one test per semantic of
+//! `docs/event-store.md`, each against a fresh PostgreSQL database.
+
+use serde_json::json;
+use shareledger_events::store::{LogError, PositionFrom, RevisionFrom, StreamAppend};
+use shareledger_events::{Category, Direction, EventType, ExpectedRevision, StreamState};
+use shareledger_tests::fixtures::{event, event_with_id, events, metadata, stream};
+use shareledger_tests::TestDb;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn append_to_a_new_stream_returns_its_revisions_and_global_positions() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let result = store
+        .append(&stream("site-1"), ExpectedRevision::NoStream, events(3))
+        .await
+        .unwrap();
+    assert_eq!(result.next_expected, 2);
+    let revisions: Vec<u64> = result.events.iter().map(|e| e.stream_revision).collect();
+    let positions: Vec<u64> = result.events.iter().map(|e| e.global_position).collect();
+    assert_eq!(revisions, vec![0, 1, 2]);
+    assert_eq!(positions, vec![1, 2, 3]);
+    assert_eq!(result.last_position(), 3);
+}
+
+#[tokio::test]
+async fn exact_expected_revision_continues_the_stream() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let s = stream("site-1");
+    let first = store
+        .append(&s, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    let second = store
+        .append(&s, ExpectedRevision::Exact(first.next_expected), events(1))
+        .await
+        .unwrap();
+    assert_eq!(second.next_expected, 2);
+    assert_eq!(second.events[0].global_position, 3);
+}
+
+#[tokio::test]
+async fn wrong_expected_revision_is_a_typed_error_carrying_the_actual_revision_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let s = stream("site-1");
+    store
+        .append(&s, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    let before = db.log_snapshot().await;
+    let cases = [
+        (ExpectedRevision::NoStream, StreamState::At(1)),
+        (ExpectedRevision::Exact(0), StreamState::At(1)),
+        (ExpectedRevision::Exact(7), StreamState::At(1)),
+    ];
+    for (expected, actual_state) in cases {
+        match store.append(&s, expected, events(1)).await {
+            Err(LogError::WrongExpectedRevision {
+                stream,
+                expected: e,
+                actual,
+            }) => {
+                assert_eq!(stream, "site-1");
+                assert_eq!(e, expected);
+                assert_eq!(actual, actual_state);
+            }
+            other => panic!("expected WrongExpectedRevision for {expected:?}, got {other:?}"),
+        }
+    }
+    match store
+        .append(&stream("site-2"), ExpectedRevision::StreamExists, events(1))
+        .await
+    {
+        Err(LogError::WrongExpectedRevision { actual, .. }) => {
+            assert_eq!(actual, StreamState::NoStream)
+        }
+        other => panic!("expected WrongExpectedRevision, got {other:?}"),
+    }
+    assert_eq!(db.log_snapshot().await, before);
+}
+
+#[tokio::test]
+async fn any_expected_revision_appends_whatever_the_stream_state() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let s = stream("site-1");
+    let a = store.append(&s, ExpectedRevision::Any, events(1)).await.unwrap();
+    let b = store.append(&s, ExpectedRevision::Any, events(1)).await.unwrap();
+    assert_eq!((a.next_expected, b.next_expected), (0, 1));
+}
+
+#[tokio::test]
+async fn stream_exists_expectation_requires_an_existing_stream() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let s = stream("site-1");
+    assert!(matches!(
+        store.append(&s, ExpectedRevision::StreamExists, events(1)).await,
+        Err(LogError::WrongExpectedRevision { .. })
+    ));
+    store.append(&s, ExpectedRevision::NoStream, events(1)).await.unwrap();
+    let r = store
+        .append(&s, ExpectedRevision::StreamExists, events(1))
+        .await
+        .unwrap();
+    assert_eq!(r.next_expected, 1);
+}
+
+#[tokio::test]
+async fn retried_append_succeeds_and_writes_nothing_whatever_the_expected_revision() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let s = stream("site-1");
+    let batch = events(3);
+    let original = store
+        .append(&s, ExpectedRevision::NoStream, batch.clone())
+        .await
+        .unwrap();
+    store.append(&s, ExpectedRevision::Exact(2), events(1)).await.unwrap();
+    let before = db.log_snapshot().await;
+    for expected in [
+        ExpectedRevision::NoStream,
+        ExpectedRevision::Exact(0),
+        ExpectedRevision::Exact(99),
+        ExpectedRevision::Any,
+        ExpectedRevision::StreamExists,
+    ] {
+        let retried = store.append(&s, expected, batch.clone()).await.unwrap();
+        assert_eq!(retried, original, "retry with {expected:?}");
+    }
+    // A retry of a prefix of the original append is a retry too.
+    let prefix = store
+        .append(&s, ExpectedRevision::NoStream, batch[..2].to_vec())
+        .await
+        .unwrap();
+    assert_eq!(prefix.events, original.events[..2].to_vec());
+    assert_eq!(db.log_snapshot().await, before);
+}
+
+#[tokio::test]
+async fn retry_that_overlaps_only_partly_is_a_typed_error_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let s = stream("site-1");
+    let batch = events(2);
+    store
+        .append(&s, ExpectedRevision::NoStream, batch.clone())
+        .await
+        .unwrap();
+    let before = db.log_snapshot().await;
+    let fresh = event("Happened", json!({}));
+    let mut overlapping = batch.clone();
+    overlapping.push(fresh.clone());
+    match store.append(&s, ExpectedRevision::Any, overlapping).await {
+        Err(LogError::PartialDuplicate {
+            written,
+            not_written,
+        }) => {
+            assert_eq!(written, vec![batch[0].id(), batch[1].id()]);
+            assert_eq!(not_written, vec![fresh.id()]);
+        }
+        other => panic!("expected PartialDuplicate, got {other:?}"),
+    }
+    assert_eq!(db.log_snapshot().await, before);
+}
+
+#[tokio::test]
+async fn event_ids_written_to_another_stream_or_order_are_rejected() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let batch = events(2);
+    store
+        .append(&stream("site-1"), ExpectedRevision::NoStream, batch.clone())
+        .await
+        .unwrap();
+    let before = db.log_snapshot().await;
+    assert!(matches!(
+        store
+            .append(&stream("site-2"), ExpectedRevision::Any, batch.clone())
+            .await,
+        Err(LogError::EventIdsTaken { .. })
+    ));
+    let reversed = vec![batch[1].clone(), batch[0].clone()];
+    assert!(matches!(
+        store
+            .append(&stream("site-1"), ExpectedRevision::Any, reversed)
+            .await,
+        Err(LogError::EventIdsTaken { .. })
+    ));
+    assert_eq!(db.log_snapshot().await, before);
+}
+
+#[tokio::test]
+async fn multi_stream_append_writes_every_stream_with_its_own_expectation() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    store
+        .append(&stream("b-1"), ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    let results = store
+        .append_multi(vec![
+            StreamAppend {
+                stream: stream("a-1"),
+                expected: ExpectedRevision::NoStream,
+                events: events(2),
+            },
+            StreamAppend {
+                stream: stream("b-1"),
+                expected: ExpectedRevision::Exact(1),
+                events: events(1),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results[0].stream, stream("a-1"));
+    assert_eq!(results[0].next_expected, 1);
+    assert_eq!(results[1].next_expected, 2);
+    let positions: Vec<u64> = results
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.global_position))
+        .collect();
+    assert_eq!(positions, vec![3, 4, 5]);
+}
+
+#[tokio::test]
+async fn multi_stream_append_is_all_or_nothing() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    store
+        .append(&stream("b-1"), ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let before = db.log_snapshot().await;
+    let err = store
+        .append_multi(vec![
+            StreamAppend {
+                stream: stream("a-1"),
+                expected: ExpectedRevision::NoStream,
+                events: events(2),
+            },
+            StreamAppend {
+                stream: stream("b-1"),
+                expected: ExpectedRevision::Exact(5),
+                events: events(1),
+            },
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LogError::WrongExpectedRevision { ref stream, .. } if stream == "b-1"));
+    assert_eq!(db.log_snapshot().await, before);
+}
+
+#[tokio::test]
+async fn retried_multi_stream_append_is_idempotent() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let appends = vec![
+        StreamAppend {
+            stream: stream("a-1"),
+            expected: ExpectedRevision::NoStream,
+            events: events(2),
+        },
+        StreamAppend {
+            stream: stream("b-1"),
+            expected: ExpectedRevision::NoStream,
+            events: events(1),
+        },
+    ];
+    let first = store.append_multi(appends.clone()).await.unwrap();
+    let before = db.log_snapshot().await;
+    let again = store.append_multi(appends).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(db.log_snapshot().await, before);
+}
+
+#[tokio::test]
+async fn read_stream_forwards_and_backwards_from_a_revision_with_a_limit() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let s = stream("site-1");
+    store.append(&s, ExpectedRevision::NoStream, events(5)).await.unwrap();
+    store
+        .append(&stream("other-1"), ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    let revs = |events: Vec<shareledger_events::RecordedEvent>| -> Vec<u64> {
+        events.iter().map(|e| e.stream_revision).collect()
+    };
+    let all = store
+        .read_stream(&s, Direction::Forwards, RevisionFrom::Edge, 100)
+        .await
+        .unwrap();
+    assert_eq!(revs(all), vec![0, 1, 2, 3, 4]);
+    let mid = store
+        .read_stream(&s, Direction::Forwards, RevisionFrom::At(2), 2)
+        .await
+        .unwrap();
+    assert_eq!(revs(mid), vec![2, 3]);
+    let back = store
+        .read_stream(&s, Direction::Backwards, RevisionFrom::Edge, 2)
+        .await
+        .unwrap();
+    assert_eq!(revs(back), vec![4, 3]);
+    let back_from = store
+        .read_stream(&s, Direction::Backwards, RevisionFrom::At(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(revs(back_from), vec![1, 0]);
+    assert!(matches!(
+        store
+            .read_stream(&stream("missing-1"), Direction::Forwards, RevisionFrom::Edge, 1)
+            .await,
+        Err(LogError::StreamNotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn read_all_forwards_and_backwards_from_a_global_position() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    store
+        .append(&stream("a-1"), ExpectedRevision::NoStream, events(3))
+        .await
+        .unwrap();
+    store
+        .append(&stream("b-1"), ExpectedRevision::NoStream, events(3))
+        .await
+        .unwrap();
+    let pos = |events: Vec<shareledger_events::RecordedEvent>| -> Vec<u64> {
+        events.iter().map(|e| e.global_position).collect()
+    };
+    let all = store
+        .read_all(Direction::Forwards, PositionFrom::Edge, 100)
+        .await
+        .unwrap();
+    assert_eq!(pos(all), vec![1, 2, 3, 4, 5, 6]);
+    let from = store
+        .read_all(Direction::Forwards, PositionFrom::At(3), 2)
+        .await
+        .unwrap();
+    assert_eq!(pos(from), vec![3, 4]);
+    let back = store
+        .read_all(Direction::Backwards, PositionFrom::Edge, 4)
+        .await
+        .unwrap();
+    assert_eq!(pos(back), vec![6, 5, 4, 3]);
+    let back_from = store
+        .read_all(Direction::Backwards, PositionFrom::At(2), 4)
+        .await
+        .unwrap();
+    assert_eq!(pos(back_from), vec![2, 1]);
+}
+
+#[tokio::test]
+async fn read_category_returns_every_stream_of_the_category_in_global_order() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    store
+        .append(&stream("site-1"), ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    store
+        .append(&stream("user-1"), ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    store
+        .append(&stream("site-2"), ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    store
+        .append(&stream("sites-3"), ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let site = Category::parse("site").unwrap();
+    let got = store
+        .read_category(&site, Direction::Forwards, PositionFrom::Edge, 100)
+        .await
+        .unwrap();
+    let seen: Vec<(String, u64)> = got
+        .iter()
+        .map(|e| (e.stream.clone(), e.global_position))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("site-1".to_string(), 1),
+            ("site-1".to_string(), 2),
+            ("site-2".to_string(), 4)
+        ]
+    );
+    let back = store
+        .read_category(&site, Direction::Backwards, PositionFrom::At(3), 100)
+        .await
+        .unwrap();
+    assert_eq!(back.len(), 2);
+}
+
+#[tokio::test]
+async fn read_event_type_returns_events_of_that_type_in_global_order() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    store
+        .append(
+            &stream("a-1"),
+            ExpectedRevision::NoStream,
+            vec![event("Requested", json!({})), event("Approved", json!({}))],
+        )
+        .await
+        .unwrap();
+    store
+        .append(
+            &stream("b-1"),
+            ExpectedRevision::NoStream,
+            vec![event("Requested", json!({"x": 1}))],
+        )
+        .await
+        .unwrap();
+    let got = store
+        .read_event_type(
+            &EventType::parse("Requested").unwrap(),
+            Direction::Forwards,
+            PositionFrom::Edge,
+            10,
+        )
+        .await
+        .unwrap();
+    let positions: Vec<u64> = got.iter().map(|e| e.global_position).collect();
+    assert_eq!(positions, vec![1, 3]);
+}
+
+#[tokio::test]
+async fn every_stored_event_records_all_its_fields() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let id = Uuid::new_v4();
+    let new = event_with_id(id, "ConnectionRequested", json!({"from": "ACME"}));
+    let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+    store
+        .append(&stream("link-1"), ExpectedRevision::NoStream, vec![new.clone()])
+        .await
+        .unwrap();
+    let got = store
+        .read_all(Direction::Forwards, PositionFrom::Edge, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(got.global_position, 1);
+    assert_eq!(got.stream, "link-1");
+    assert_eq!(got.stream_revision, 0);
+    assert_eq!(got.event_id, id);
+    assert_eq!(got.event_type, "ConnectionRequested");
+    assert_eq!(got.schema_version, 1);
+    assert_eq!(got.data, json!({"from": "ACME"}));
+    assert_eq!(got.typed_metadata().unwrap(), *new.metadata());
+    assert!(got.recorded_at > before && got.recorded_at <= chrono::Utc::now());
+}
+
+#[tokio::test]
+async fn global_positions_are_dense_even_after_rejected_and_rolled_back_appends() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let s = stream("a-1");
+    store.append(&s, ExpectedRevision::NoStream, events(1)).await.unwrap();
+    let _ = store.append(&s, ExpectedRevision::NoStream, events(1)).await;
+    {
+        let mut tx = db.pool().begin().await.unwrap();
+        shareledger_events::store::PgEventStore::append_multi_in(
+            &mut tx,
+            vec![StreamAppend {
+                stream: s.clone(),
+                expected: ExpectedRevision::Any,
+                events: events(3),
+            }],
+        )
+        .await
+        .unwrap();
+        tx.rollback().await.unwrap();
+    }
+    let r = store.append(&s, ExpectedRevision::Exact(0), events(1)).await.unwrap();
+    assert_eq!(r.events[0].global_position, 2);
+    assert_eq!(store.head_position().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn soft_deleted_stream_is_hidden_and_appending_again_continues_its_revisions() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let s = stream("site-1");
+    store.append(&s, ExpectedRevision::NoStream, events(2)).await.unwrap();
+    store
+        .delete_stream(&s, ExpectedRevision::Exact(1), metadata())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .read_stream(&s, Direction::Forwards, RevisionFrom::Edge, 10)
+            .await,
+        Err(LogError::StreamNotFound { .. })
+    ));
+    let info = store.stream_info(&s).await.unwrap();
+    assert_eq!(info.state, StreamState::NoStream);
+    assert_eq!(info.last_revision, Some(1));
+    let site = Category::parse("site").unwrap();
+    assert!(store
+        .read_category(&site, Direction::Forwards, PositionFrom::Edge, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // The deleted events stay in $all, followed by the lifecycle event.
+    let all = store
+        .read_all(Direction::Forwards, PositionFrom::Edge, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2].stream, "$$site-1");
+    assert_eq!(all[2].event_type, "$StreamDeleted");
+
+    let again = store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    assert_eq!(again.next_expected, 2);
+    let visible = store
+        .read_stream(&s, Direction::Forwards, RevisionFrom::Edge, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        visible.iter().map(|e| e.stream_revision).collect::<Vec<_>>(),
+        vec![2]
+    );
+}
+
+#[tokio::test]
+async fn soft_delete_of_a_stream_with_nothing_visible_is_not_found_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let before = db.log_snapshot().await;
+    assert!(matches!(
+        store
+            .delete_stream(&stream("nothing-1"), ExpectedRevision::Any, metadata())
+            .await,
+        Err(LogError::StreamNotFound { .. })
+    ));
+    assert_eq!(db.log_snapshot().await, before);
+}
+
+#[tokio::test]
+async fn delete_checks_the_expected_revision() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let s = stream("site-1");
+    store.append(&s, ExpectedRevision::NoStream, events(2)).await.unwrap();
+    let before = db.log_snapshot().await;
+    assert!(matches!(
+        store.delete_stream(&s, ExpectedRevision::Exact(0), metadata()).await,
+        Err(LogError::WrongExpectedRevision { actual: StreamState::At(1), .. })
+    ));
+    assert!(matches!(
+        store.tombstone_stream(&s, ExpectedRevision::NoStream, metadata()).await,
+        Err(LogError::WrongExpectedRevision { .. })
+    ));
+    assert_eq!(db.log_snapshot().await, before);
+}
+
+#[tokio::test]
+async fn tombstoned_stream_can_never_be_written_or_read_again() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let s = stream("site-1");
+    store.append(&s, ExpectedRevision::NoStream, events(1)).await.unwrap();
+    store
+        .tombstone_stream(&s, ExpectedRevision::Any, metadata())
+        .await
+        .unwrap();
+    let before = db.log_snapshot().await;
+    for expected in [
+        ExpectedRevision::Any,
+        ExpectedRevision::NoStream,
+        ExpectedRevision::Exact(0),
+    ] {
+        assert!(matches!(
+            store.append(&s, expected, events(1)).await,
+            Err(LogError::StreamTombstoned { .. })
+        ));
+    }
+    assert!(matches!(
+        store
+            .append_multi(vec![
+                StreamAppend {
+                    stream: stream("other-1"),
+                    expected: ExpectedRevision::Any,
+                    events: events(1),
+                },
+                StreamAppend {
+                    stream: s.clone(),
+                    expected: ExpectedRevision::Any,
+                    events: events(1),
+                },
+            ])
+            .await,
+        Err(LogError::StreamTombstoned { .. })
+    ));
+    assert!(matches!(
+        store
+            .read_stream(&s, Direction::Forwards, RevisionFrom::Edge, 1)
+            .await,
+        Err(LogError::StreamTombstoned { .. })
+    ));
+    assert!(matches!(
+        store.delete_stream(&s, ExpectedRevision::Any, metadata()).await,
+        Err(LogError::StreamTombstoned { .. })
+    ));
+    assert!(matches!(
+        store.tombstone_stream(&s, ExpectedRevision::Any, metadata()).await,
+        Err(LogError::StreamTombstoned { .. })
+    ));
+    assert_eq!(db.log_snapshot().await, before);
+}
+
+#[tokio::test]
+async fn tombstoning_a_never_written_stream_reserves_the_name_forever() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let s = stream("reserved-1");
+    store
+        .tombstone_stream(&s, ExpectedRevision::NoStream, metadata())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.append(&s, ExpectedRevision::NoStream, events(1)).await,
+        Err(LogError::StreamTombstoned { .. })
+    ));
+}
+
+#[tokio::test]
+async fn the_log_rejects_updates_deletes_and_truncation_of_events() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    store
+        .append(&stream("a-1"), ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    let before = db.log_snapshot().await;
+    for sql in [
+        "UPDATE sl_events SET data = '{\"forged\": true}' WHERE global_position = 1",
+        "DELETE FROM sl_events WHERE global_position = 2",
+        "TRUNCATE sl_events",
+    ] {
+        let err = sqlx::query(sql).execute(db.pool()).await.unwrap_err();
+        let code = err.as_database_error().and_then(|e| e.code()).unwrap();
+        assert_eq!(code, "SL900", "{sql}");
+    }
+    assert_eq!(db.log_snapshot().await, before);
+}
+
+#[tokio::test]
+async fn subscription_catches_up_from_a_checkpoint_then_delivers_live_events_in_order() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    store
+        .append(&stream("a-1"), ExpectedRevision::NoStream, events(5))
+        .await
+        .unwrap();
+    let mut sub = store
+        .subscribe_to_all(Some(2), Default::default())
+        .await
+        .unwrap();
+    for expected in 3..=5 {
+        assert_eq!(sub.next().await.unwrap().global_position, expected);
+    }
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                store
+                    .append(&stream("b-1"), ExpectedRevision::Any, events(2))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    for expected in 6..=11 {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(30), sub.next())
+            .await
+            .expect("a live event arrives")
+            .unwrap();
+        assert_eq!(e.global_position, expected);
+        assert_eq!(e.stream, "b-1");
+    }
+    writer.await.unwrap();
+    assert_eq!(sub.position(), 11);
+}
+
+#[tokio::test]
+async fn subscription_from_no_checkpoint_starts_at_the_first_event() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    store
+        .append(&stream("a-1"), ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    let mut sub = store.subscribe_to_all(None, Default::default()).await.unwrap();
+    assert_eq!(sub.next().await.unwrap().global_position, 1);
+    assert_eq!(sub.next().await.unwrap().global_position, 2);
+}
+
+#[tokio::test]
+async fn subscription_refuses_to_skip_a_missing_position() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    store
+        .append(&stream("a-1"), ExpectedRevision::NoStream, events(3))
+        .await
+        .unwrap();
+    // Tamper with the log as a superuser would: remove position 2.
+    let mut conn = db.pool().acquire().await.unwrap();
+    sqlx::query("ALTER TABLE sl_events DISABLE TRIGGER sl_events_append_only_rows")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM sl_events WHERE global_position = 2")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let mut sub = store.subscribe_to_all(None, Default::default()).await.unwrap();
+    assert_eq!(sub.next().await.unwrap().global_position, 1);
+    assert!(matches!(
+        sub.next().await,
+        Err(LogError::Gap { after: 1, found: 3 })
+    ));
+}
