@@ -5,14 +5,15 @@
 //! create their own next to it); otherwise a server on 127.0.0.1:5432 as user
 //! `postgres` if one answers; otherwise a private cluster started from the
 //! installed binaries in a temporary directory and stopped, and its directory
-//! removed, when the test process exits. When none of these is possible the
-//! first test fails with one message saying what to install.
+//! removed, when the test process exits. `SHARELEDGER_TEST_PG=private` skips
+//! the first two (CI uses it to prove the fresh-machine path). When none of
+//! these is possible the first test fails with one message saying what to
+//! install.
 //!
 //! Fresh databases are cheap: the migrations run once into a template
 //! database (named after a hash of the migrations), and each test clones it
 //! with `CREATE DATABASE … TEMPLATE`.
 
-use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -57,6 +58,10 @@ fn find_server() -> Result<Server, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let private_only = std::env::var("SHARELEDGER_TEST_PG").is_ok_and(|v| v == "private");
+    if private_only {
+        return start_private_cluster();
+    }
     if let Ok(url) = std::env::var("DATABASE_URL") {
         let admin: PgConnectOptions = url
             .parse()
@@ -77,6 +82,10 @@ fn find_server() -> Result<Server, String> {
     if reachable {
         return Ok(Server { admin: local });
     }
+    start_private_cluster()
+}
+
+fn start_private_cluster() -> Result<Server, String> {
     let dir = std::env::temp_dir().join(format!("shareledger-test-pg-{}", std::process::id()));
     let cluster = LocalCluster::start(&dir, None).map_err(|e| e.to_string())?;
     let admin: PgConnectOptions = cluster.url("postgres").parse().expect("a valid URL");
@@ -173,12 +182,22 @@ impl TestDb {
             .get_or_init(|| ensure_template(&server.admin))
             .await
             .clone();
+        Self::create(&format!("TEMPLATE {template}"), max_connections).await
+    }
+
+    /// A new, empty database: no schema at all (to test migrations).
+    pub async fn empty() -> Self {
+        Self::create("", 4).await
+    }
+
+    async fn create(clause: &str, max_connections: u32) -> Self {
+        let server = server();
         let name = format!("sl_test_{}", Uuid::new_v4().simple());
         let mut conn = server.admin.connect().await.expect("connect to the admin database");
-        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+        sqlx::query(&format!("CREATE DATABASE {name} {clause}"))
             .execute(&mut conn)
             .await
-            .expect("clone the template database");
+            .expect("create the test database");
         conn.close().await.ok();
         let options = server.admin.clone().database(&name);
         let pool = PgPoolOptions::new()
@@ -275,14 +294,6 @@ impl Drop for TestDb {
             eprintln!("could not drop test database {}: {e}", self.name);
         }
     }
-}
-
-/// Where the workspace's built binaries are (for end-to-end CLI tests).
-pub fn target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .join("target")
 }
 
 /// Small builders for tests.
