@@ -13,16 +13,30 @@ use shareledger_events::store::PgEventStore;
 use sqlx::postgres::PgPoolOptions;
 
 #[derive(Parser)]
-#[command(name = "shareledger", version, about = "ShareLedger: who shares what with whom, and who can see it")]
+#[command(
+    name = "shareledger",
+    version,
+    about = "ShareLedger: who shares what with whom, and who can see it"
+)]
 struct Cli {
     /// PostgreSQL URL. When unset, a private cluster is used (see --data-dir).
     #[arg(long, env = "DATABASE_URL", global = true)]
     database_url: Option<String>,
     /// Where the private cluster keeps its data when DATABASE_URL is unset.
-    #[arg(long, env = "SHARELEDGER_DATA_DIR", default_value = ".shareledger/pgdata", global = true)]
+    #[arg(
+        long,
+        env = "SHARELEDGER_DATA_DIR",
+        default_value = ".shareledger/pgdata",
+        global = true
+    )]
     data_dir: PathBuf,
     /// Port of the private cluster.
-    #[arg(long, env = "SHARELEDGER_PG_PORT", default_value_t = 54329, global = true)]
+    #[arg(
+        long,
+        env = "SHARELEDGER_PG_PORT",
+        default_value_t = 54329,
+        global = true
+    )]
     pg_port: u16,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -58,7 +72,11 @@ async fn main() -> anyhow::Result<()> {
             eprintln!(
                 "using the private PostgreSQL cluster in {} ({})",
                 data_dir.display(),
-                if started { "started" } else { "already running" }
+                if started {
+                    "started"
+                } else {
+                    "already running"
+                }
             );
             let url = cluster.url("postgres");
             private = Some((cluster, started));
@@ -117,7 +135,12 @@ fn redact(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
                 None => url.to_owned(),
             }
         }

@@ -114,7 +114,10 @@ fn migrations_hash() -> String {
 
 async fn ensure_template(admin: &PgConnectOptions) -> String {
     let name = format!("sl_template_{}", migrations_hash());
-    let mut conn = admin.connect().await.expect("connect to the admin database");
+    let mut conn = admin
+        .connect()
+        .await
+        .expect("connect to the admin database");
     // One process at a time builds the template.
     sqlx::query("SELECT pg_advisory_lock(727071)")
         .execute(&mut conn)
@@ -193,7 +196,11 @@ impl TestDb {
     async fn create(clause: &str, max_connections: u32) -> Self {
         let server = server();
         let name = format!("sl_test_{}", Uuid::new_v4().simple());
-        let mut conn = server.admin.connect().await.expect("connect to the admin database");
+        let mut conn = server
+            .admin
+            .connect()
+            .await
+            .expect("connect to the admin database");
         sqlx::query(&format!("CREATE DATABASE {name} {clause}"))
             .execute(&mut conn)
             .await

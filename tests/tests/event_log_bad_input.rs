@@ -14,7 +14,12 @@ use shareledger_tests::TestDb;
 use uuid::Uuid;
 
 /// Calls `sl_append` directly with one event, bypassing the Rust checks.
-async fn raw_append(db: &TestDb, stream: &str, event_type: &str, data: serde_json::Value) -> String {
+async fn raw_append(
+    db: &TestDb,
+    stream: &str,
+    event_type: &str,
+    data: serde_json::Value,
+) -> String {
     let err = sqlx::query(
         "SELECT * FROM sl_append(ARRAY[$1], ARRAY[-1::bigint], ARRAY[$1], ARRAY[gen_random_uuid()], \
          ARRAY[$2], ARRAY[1], ARRAY[$3::jsonb], ARRAY['{}'::jsonb])",
@@ -53,7 +58,11 @@ async fn empty_or_malformed_stream_names_are_typed_errors_and_the_log_is_unchang
         Err(InvalidInput::StreamNameTooLong { len: 201 })
     ));
     for bad in ["", "site 1", "-site", "$$"] {
-        assert_eq!(raw_append(&db, bad, "Happened", json!({})).await, "23514", "{bad:?}");
+        assert_eq!(
+            raw_append(&db, bad, "Happened", json!({})).await,
+            "23514",
+            "{bad:?}"
+        );
     }
     assert_eq!(db.log_snapshot().await, before);
 }
@@ -67,7 +76,11 @@ async fn malformed_event_types_are_typed_errors_and_the_log_is_unchanged() {
     assert!(EventType::parse("$StreamDeleted").is_err());
     for bad in ["1st", "has space", "dash-ed", "", &"T".repeat(129)] {
         assert!(EventType::parse(bad).is_err(), "{bad:?} parsed");
-        assert_eq!(raw_append(&db, "site-1", bad, json!({})).await, "23514", "{bad:?}");
+        assert_eq!(
+            raw_append(&db, "site-1", bad, json!({})).await,
+            "23514",
+            "{bad:?}"
+        );
     }
     assert_eq!(db.log_snapshot().await, before);
 }
@@ -86,8 +99,14 @@ async fn an_event_over_the_size_limit_is_a_typed_error_and_the_log_is_unchanged(
     // Just under the limit is accepted.
     let meta_len = serde_json::to_string(&metadata()).unwrap().len();
     let room = MAX_EVENT_BYTES - meta_len - r#"{"blob":""}"#.len();
-    let fits = NewEvent::new(Uuid::new_v4(), t, 1, json!({ "blob": "x".repeat(room) }), metadata())
-        .expect("an event exactly at the limit");
+    let fits = NewEvent::new(
+        Uuid::new_v4(),
+        t,
+        1,
+        json!({ "blob": "x".repeat(room) }),
+        metadata(),
+    )
+    .expect("an event exactly at the limit");
     db.store()
         .append(&stream("site-1"), ExpectedRevision::Any, vec![fits])
         .await
@@ -125,7 +144,9 @@ async fn an_append_without_events_or_with_too_many_is_a_typed_error_and_the_log_
     let store = db.store();
     let before = db.log_snapshot().await;
     assert!(matches!(
-        store.append(&stream("site-1"), ExpectedRevision::Any, vec![]).await,
+        store
+            .append(&stream("site-1"), ExpectedRevision::Any, vec![])
+            .await,
         Err(LogError::Invalid(InvalidInput::NoEvents))
     ));
     assert!(matches!(
@@ -146,7 +167,8 @@ async fn an_append_without_events_or_with_too_many_is_a_typed_error_and_the_log_
 }
 
 #[tokio::test]
-async fn a_repeated_event_id_or_stream_within_one_append_is_a_typed_error_and_the_log_is_unchanged() {
+async fn a_repeated_event_id_or_stream_within_one_append_is_a_typed_error_and_the_log_is_unchanged()
+{
     let db = seeded().await;
     let store = db.store();
     let before = db.log_snapshot().await;

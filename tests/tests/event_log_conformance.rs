@@ -42,7 +42,8 @@ async fn exact_expected_revision_continues_the_stream() {
 }
 
 #[tokio::test]
-async fn wrong_expected_revision_is_a_typed_error_carrying_the_actual_revision_and_writes_nothing() {
+async fn wrong_expected_revision_is_a_typed_error_carrying_the_actual_revision_and_writes_nothing()
+{
     let db = TestDb::new().await;
     let store = db.store();
     let s = stream("site-1");
@@ -87,8 +88,14 @@ async fn any_expected_revision_appends_whatever_the_stream_state() {
     let db = TestDb::new().await;
     let store = db.store();
     let s = stream("site-1");
-    let a = store.append(&s, ExpectedRevision::Any, events(1)).await.unwrap();
-    let b = store.append(&s, ExpectedRevision::Any, events(1)).await.unwrap();
+    let a = store
+        .append(&s, ExpectedRevision::Any, events(1))
+        .await
+        .unwrap();
+    let b = store
+        .append(&s, ExpectedRevision::Any, events(1))
+        .await
+        .unwrap();
     assert_eq!((a.next_expected, b.next_expected), (0, 1));
 }
 
@@ -98,10 +105,15 @@ async fn stream_exists_expectation_requires_an_existing_stream() {
     let store = db.store();
     let s = stream("site-1");
     assert!(matches!(
-        store.append(&s, ExpectedRevision::StreamExists, events(1)).await,
+        store
+            .append(&s, ExpectedRevision::StreamExists, events(1))
+            .await,
         Err(LogError::WrongExpectedRevision { .. })
     ));
-    store.append(&s, ExpectedRevision::NoStream, events(1)).await.unwrap();
+    store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
     let r = store
         .append(&s, ExpectedRevision::StreamExists, events(1))
         .await
@@ -119,7 +131,10 @@ async fn retried_append_succeeds_and_writes_nothing_whatever_the_expected_revisi
         .append(&s, ExpectedRevision::NoStream, batch.clone())
         .await
         .unwrap();
-    store.append(&s, ExpectedRevision::Exact(2), events(1)).await.unwrap();
+    store
+        .append(&s, ExpectedRevision::Exact(2), events(1))
+        .await
+        .unwrap();
     let before = db.log_snapshot().await;
     for expected in [
         ExpectedRevision::NoStream,
@@ -282,7 +297,10 @@ async fn read_stream_forwards_and_backwards_from_a_revision_with_a_limit() {
     let db = TestDb::new().await;
     let store = db.store();
     let s = stream("site-1");
-    store.append(&s, ExpectedRevision::NoStream, events(5)).await.unwrap();
+    store
+        .append(&s, ExpectedRevision::NoStream, events(5))
+        .await
+        .unwrap();
     store
         .append(&stream("other-1"), ExpectedRevision::NoStream, events(2))
         .await
@@ -312,7 +330,12 @@ async fn read_stream_forwards_and_backwards_from_a_revision_with_a_limit() {
     assert_eq!(revs(back_from), vec![1, 0]);
     assert!(matches!(
         store
-            .read_stream(&stream("missing-1"), Direction::Forwards, RevisionFrom::Edge, 1)
+            .read_stream(
+                &stream("missing-1"),
+                Direction::Forwards,
+                RevisionFrom::Edge,
+                1
+            )
             .await,
         Err(LogError::StreamNotFound { .. })
     ));
@@ -440,7 +463,11 @@ async fn every_stored_event_records_all_its_fields() {
     let new = event_with_id(id, "ConnectionRequested", json!({"from": "ACME"}));
     let before = chrono::Utc::now() - chrono::Duration::seconds(5);
     store
-        .append(&stream("link-1"), ExpectedRevision::NoStream, vec![new.clone()])
+        .append(
+            &stream("link-1"),
+            ExpectedRevision::NoStream,
+            vec![new.clone()],
+        )
         .await
         .unwrap();
     let got = store
@@ -464,8 +491,13 @@ async fn global_positions_are_dense_even_after_rejected_and_rolled_back_appends(
     let db = TestDb::new().await;
     let store = db.store();
     let s = stream("a-1");
-    store.append(&s, ExpectedRevision::NoStream, events(1)).await.unwrap();
-    let _ = store.append(&s, ExpectedRevision::NoStream, events(1)).await;
+    store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let _ = store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await;
     {
         let mut tx = db.pool().begin().await.unwrap();
         shareledger_events::store::PgEventStore::append_multi_in(
@@ -480,7 +512,10 @@ async fn global_positions_are_dense_even_after_rejected_and_rolled_back_appends(
         .unwrap();
         tx.rollback().await.unwrap();
     }
-    let r = store.append(&s, ExpectedRevision::Exact(0), events(1)).await.unwrap();
+    let r = store
+        .append(&s, ExpectedRevision::Exact(0), events(1))
+        .await
+        .unwrap();
     assert_eq!(r.events[0].global_position, 2);
     assert_eq!(store.head_position().await.unwrap(), 2);
 }
@@ -490,7 +525,10 @@ async fn soft_deleted_stream_is_hidden_and_appending_again_continues_its_revisio
     let db = TestDb::new().await;
     let store = db.store();
     let s = stream("site-1");
-    store.append(&s, ExpectedRevision::NoStream, events(2)).await.unwrap();
+    store
+        .append(&s, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
     store
         .delete_stream(&s, ExpectedRevision::Exact(1), metadata())
         .await
@@ -529,7 +567,10 @@ async fn soft_deleted_stream_is_hidden_and_appending_again_continues_its_revisio
         .await
         .unwrap();
     assert_eq!(
-        visible.iter().map(|e| e.stream_revision).collect::<Vec<_>>(),
+        visible
+            .iter()
+            .map(|e| e.stream_revision)
+            .collect::<Vec<_>>(),
         vec![2]
     );
 }
@@ -553,14 +594,24 @@ async fn delete_checks_the_expected_revision() {
     let db = TestDb::new().await;
     let store = db.store();
     let s = stream("site-1");
-    store.append(&s, ExpectedRevision::NoStream, events(2)).await.unwrap();
+    store
+        .append(&s, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
     let before = db.log_snapshot().await;
     assert!(matches!(
-        store.delete_stream(&s, ExpectedRevision::Exact(0), metadata()).await,
-        Err(LogError::WrongExpectedRevision { actual: StreamState::At(1), .. })
+        store
+            .delete_stream(&s, ExpectedRevision::Exact(0), metadata())
+            .await,
+        Err(LogError::WrongExpectedRevision {
+            actual: StreamState::At(1),
+            ..
+        })
     ));
     assert!(matches!(
-        store.tombstone_stream(&s, ExpectedRevision::NoStream, metadata()).await,
+        store
+            .tombstone_stream(&s, ExpectedRevision::NoStream, metadata())
+            .await,
         Err(LogError::WrongExpectedRevision { .. })
     ));
     assert_eq!(db.log_snapshot().await, before);
@@ -571,7 +622,10 @@ async fn tombstoned_stream_can_never_be_written_or_read_again() {
     let db = TestDb::new().await;
     let store = db.store();
     let s = stream("site-1");
-    store.append(&s, ExpectedRevision::NoStream, events(1)).await.unwrap();
+    store
+        .append(&s, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
     store
         .tombstone_stream(&s, ExpectedRevision::Any, metadata())
         .await
@@ -611,11 +665,15 @@ async fn tombstoned_stream_can_never_be_written_or_read_again() {
         Err(LogError::StreamTombstoned { .. })
     ));
     assert!(matches!(
-        store.delete_stream(&s, ExpectedRevision::Any, metadata()).await,
+        store
+            .delete_stream(&s, ExpectedRevision::Any, metadata())
+            .await,
         Err(LogError::StreamTombstoned { .. })
     ));
     assert!(matches!(
-        store.tombstone_stream(&s, ExpectedRevision::Any, metadata()).await,
+        store
+            .tombstone_stream(&s, ExpectedRevision::Any, metadata())
+            .await,
         Err(LogError::StreamTombstoned { .. })
     ));
     assert_eq!(db.log_snapshot().await, before);
@@ -631,7 +689,9 @@ async fn tombstoning_a_never_written_stream_reserves_the_name_forever() {
         .await
         .unwrap();
     assert!(matches!(
-        store.append(&s, ExpectedRevision::NoStream, events(1)).await,
+        store
+            .append(&s, ExpectedRevision::NoStream, events(1))
+            .await,
         Err(LogError::StreamTombstoned { .. })
     ));
 }
@@ -703,7 +763,10 @@ async fn subscription_from_no_checkpoint_starts_at_the_first_event() {
         .append(&stream("a-1"), ExpectedRevision::NoStream, events(2))
         .await
         .unwrap();
-    let mut sub = store.subscribe_to_all(None, Default::default()).await.unwrap();
+    let mut sub = store
+        .subscribe_to_all(None, Default::default())
+        .await
+        .unwrap();
     assert_eq!(sub.next().await.unwrap().global_position, 1);
     assert_eq!(sub.next().await.unwrap().global_position, 2);
 }
@@ -726,7 +789,10 @@ async fn subscription_refuses_to_skip_a_missing_position() {
         .execute(&mut *conn)
         .await
         .unwrap();
-    let mut sub = store.subscribe_to_all(None, Default::default()).await.unwrap();
+    let mut sub = store
+        .subscribe_to_all(None, Default::default())
+        .await
+        .unwrap();
     assert_eq!(sub.next().await.unwrap().global_position, 1);
     assert!(matches!(
         sub.next().await,

@@ -33,8 +33,14 @@ enum Op {
     Append(Vec<Part>),
     /// Send again exactly the n-th append request made so far.
     Retry(usize),
-    Delete { stream: usize, expected: ExpectedRevision },
-    Tombstone { stream: usize, expected: ExpectedRevision },
+    Delete {
+        stream: usize,
+        expected: ExpectedRevision,
+    },
+    Tombstone {
+        stream: usize,
+        expected: ExpectedRevision,
+    },
 }
 
 fn expected_strategy() -> impl Strategy<Value = ExpectedRevision> {
@@ -48,7 +54,11 @@ fn expected_strategy() -> impl Strategy<Value = ExpectedRevision> {
 
 fn part_strategy() -> impl Strategy<Value = Part> {
     let id = prop_oneof![4 => Just(IdChoice::Fresh), 1 => (0usize..64).prop_map(IdChoice::Reuse)];
-    (0..STREAMS.len(), expected_strategy(), prop::collection::vec(id, 1..4))
+    (
+        0..STREAMS.len(),
+        expected_strategy(),
+        prop::collection::vec(id, 1..4),
+    )
         .prop_map(|(stream, expected, ids)| Part {
             stream,
             expected,

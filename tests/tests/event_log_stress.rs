@@ -138,7 +138,11 @@ async fn concurrent_writers_never_share_a_revision_and_the_subscriber_sees_every
     // No two writers won the same stream revision, or the same position.
     let revisions: HashSet<(String, u64)> =
         won.iter().map(|w| (w.stream.clone(), w.revision)).collect();
-    assert_eq!(revisions.len(), won.len(), "a stream revision was won twice");
+    assert_eq!(
+        revisions.len(),
+        won.len(),
+        "a stream revision was won twice"
+    );
     let positions: Vec<u64> = won.iter().map(|w| w.position).collect();
     let expected_positions: Vec<u64> = (1..=won.len() as u64).collect();
     assert_eq!(
@@ -148,7 +152,10 @@ async fn concurrent_writers_never_share_a_revision_and_the_subscriber_sees_every
     // Each stream's revisions are 0..n without holes.
     let mut per_stream: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for w in &won {
-        per_stream.entry(w.stream.clone()).or_default().push(w.revision);
+        per_stream
+            .entry(w.stream.clone())
+            .or_default()
+            .push(w.revision);
     }
     for (name, mut revs) in per_stream {
         revs.sort();

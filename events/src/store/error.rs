@@ -83,33 +83,34 @@ impl LogError {
         };
         let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
         let detail = pg.and_then(|p| p.detail()).unwrap_or("{}");
-        let typed = match db.code().as_deref() {
-            Some("SL001") => serde_json::from_str::<ExpectationDetail>(detail)
-                .ok()
-                .map(|d| LogError::WrongExpectedRevision {
-                    stream: d.stream,
-                    expected: decode_expected(d.expected),
-                    actual: decode_state(d.actual),
+        let typed =
+            match db.code().as_deref() {
+                Some("SL001") => serde_json::from_str::<ExpectationDetail>(detail)
+                    .ok()
+                    .map(|d| LogError::WrongExpectedRevision {
+                        stream: d.stream,
+                        expected: decode_expected(d.expected),
+                        actual: decode_state(d.actual),
+                    }),
+                Some("SL002") => serde_json::from_str::<StreamDetail>(detail)
+                    .ok()
+                    .map(|d| LogError::StreamTombstoned { stream: d.stream }),
+                Some("SL003") => serde_json::from_str::<PartialDetail>(detail).ok().map(|d| {
+                    LogError::PartialDuplicate {
+                        written: d.written,
+                        not_written: d.not_written,
+                    }
                 }),
-            Some("SL002") => serde_json::from_str::<StreamDetail>(detail)
-                .ok()
-                .map(|d| LogError::StreamTombstoned { stream: d.stream }),
-            Some("SL003") => serde_json::from_str::<PartialDetail>(detail)
-                .ok()
-                .map(|d| LogError::PartialDuplicate {
-                    written: d.written,
-                    not_written: d.not_written,
+                Some("SL004") => serde_json::from_str::<IdsDetail>(detail).ok().map(|d| {
+                    LogError::EventIdsTaken {
+                        event_ids: d.event_ids,
+                    }
                 }),
-            Some("SL004") => serde_json::from_str::<IdsDetail>(detail)
-                .ok()
-                .map(|d| LogError::EventIdsTaken {
-                    event_ids: d.event_ids,
-                }),
-            Some("SL005") => serde_json::from_str::<StreamDetail>(detail)
-                .ok()
-                .map(|d| LogError::StreamNotFound { stream: d.stream }),
-            _ => None,
-        };
+                Some("SL005") => serde_json::from_str::<StreamDetail>(detail)
+                    .ok()
+                    .map(|d| LogError::StreamNotFound { stream: d.stream }),
+                _ => None,
+            };
         typed.unwrap_or(LogError::Database(error))
     }
 }

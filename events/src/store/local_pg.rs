@@ -21,7 +21,9 @@ pub enum LocalPgError {
          binaries: on Debian or Ubuntu `sudo apt-get install postgresql` (any version from 13 on)"
     )]
     NoBinaries,
-    #[error("running as root and neither a `postgres` nor a `nobody` user exists to run PostgreSQL as")]
+    #[error(
+        "running as root and neither a `postgres` nor a `nobody` user exists to run PostgreSQL as"
+    )]
     NoUnprivilegedUser,
     #[error("{command} failed ({status}): {output}")]
     CommandFailed {
@@ -179,7 +181,11 @@ impl LocalCluster {
 
 /// The directory holding `initdb`, `pg_ctl` and `postgres`, if any.
 pub fn find_bin_dir() -> Option<PathBuf> {
-    let has_all = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file());
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(dir) = std::env::var_os("PG_BIN") {
         candidates.push(PathBuf::from(dir));

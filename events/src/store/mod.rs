@@ -269,8 +269,13 @@ impl PgEventStore {
         from: PositionFrom,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
-        self.read_filtered(Filter::EventType(event_type.as_str()), direction, from, limit)
-            .await
+        self.read_filtered(
+            Filter::EventType(event_type.as_str()),
+            direction,
+            from,
+            limit,
+        )
+        .await
     }
 
     async fn read_filtered(
@@ -387,11 +392,10 @@ impl PgEventStore {
 
     /// The global position of the last committed event (0 for an empty log).
     pub async fn head_position(&self) -> Result<u64, LogError> {
-        let head: i64 = sqlx::query_scalar(
-            "SELECT coalesce(max(global_position), 0)::bigint FROM sl_events",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let head: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(global_position), 0)::bigint FROM sl_events")
+                .fetch_one(&self.pool)
+                .await?;
         Ok(head as u64)
     }
 

@@ -121,8 +121,7 @@ impl Subscription {
             .await?;
         // Hand out the dense prefix; a missing position is reported when the
         // subscription reaches it, never skipped.
-        let mut expected = self.position + 1;
-        for event in page {
+        for (expected, event) in (self.position + 1..).zip(page) {
             if event.global_position != expected {
                 if self.buffer.is_empty() {
                     return Err(LogError::Gap {
@@ -132,7 +131,6 @@ impl Subscription {
                 }
                 break;
             }
-            expected += 1;
             self.buffer.push_back(event);
         }
         Ok(!self.buffer.is_empty())
