@@ -8,6 +8,7 @@
 //!   appends, reads, gap-safe subscriptions and the stream lifecycle. See
 //!   `docs/event-store.md` for the design and its guarantees.
 
+pub mod catalog;
 pub mod envelope;
 #[cfg(feature = "store")]
 pub mod store;

@@ -1,0 +1,540 @@
+//! The domain's values, as events carry them: ids, site codes, usernames,
+//! access levels, permission flags and role presets. Each parses: an invalid
+//! one cannot be built, and deserializing one checks it again.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Why a domain value does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidValue {
+    #[error("site code {0:?} must be 2 to 16 ASCII letters, digits, '-' or '_', starting with a letter or digit")]
+    SiteCode(String),
+    #[error("username {0:?} must be 1 to 254 visible characters without spaces")]
+    Username(String),
+    #[error("{field} must be 1 to {max} characters and not blank")]
+    Text { field: &'static str, max: usize },
+    #[error("{0:?} is not an access level (browser, updater, editor, scorecard_admin)")]
+    AccessLevel(String),
+    #[error("{0:?} is not a permission flag")]
+    PermissionFlag(String),
+    #[error("{0:?} is not a role (administration, scorecard_builder, data_entry, presenter)")]
+    Role(String),
+    #[error("{0:?} is not an object kind (result, indicator, program, performance_measure)")]
+    ObjectKind(String),
+    #[error("seat limit must be at least 1")]
+    SeatLimit,
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new random id.
+            pub fn new() -> Self {
+                Self(Uuid::new_v4())
+            }
+            /// The stream-name form of this id: `<prefix>-<uuid>`.
+            pub fn stream_suffix(&self) -> String {
+                self.0.simple().to_string()
+            }
+            /// The stream category of this kind of id.
+            pub const CATEGORY: &'static str = $prefix;
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A site (tenant, instance, organisation profile).
+    SiteId,
+    "site"
+);
+id_type!(
+    /// A user account on one site.
+    UserId,
+    "user"
+);
+id_type!(
+    /// A scorecard, owned by one site.
+    ScorecardId,
+    "scorecard"
+);
+id_type!(
+    /// A Result, Indicator, Program or Performance Measure, owned by one site.
+    ObjectId,
+    "object"
+);
+id_type!(
+    /// A relationship: a partner's shared object placed on, or aggregated
+    /// into, one of our own objects or scorecards.
+    RelationshipId,
+    "relationship"
+);
+
+/// A site's short, unique, case-insensitive code such as `ACME`. Stored in
+/// upper case: `acme` and `ACME` are the same code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SiteCode(String);
+
+impl SiteCode {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let code = raw.trim().to_ascii_uppercase();
+        let ok = (2..=16).contains(&code.len())
+            && code.as_bytes()[0].is_ascii_alphanumeric()
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(code))
+        } else {
+            Err(InvalidValue::SiteCode(raw.to_owned()))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for SiteCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SiteCode::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for SiteCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A username or email, unique per site, compared case-insensitively (stored
+/// in lower case).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let name = raw.trim().to_lowercase();
+        let ok = !name.is_empty()
+            && name.chars().count() <= 254
+            && name.chars().all(|c| !c.is_whitespace() && !c.is_control());
+        if ok {
+            Ok(Self(name))
+        } else {
+            Err(InvalidValue::Username(raw.to_owned()))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Username {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Username::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A human-readable name (of a site, user, scorecard or object): 1 to 200
+/// characters, not blank, trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+impl Name {
+    pub const MAX: usize = 200;
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let name = raw.trim();
+        if name.is_empty() || name.chars().count() > Self::MAX || name.chars().any(char::is_control)
+        {
+            return Err(InvalidValue::Text {
+                field: "name",
+                max: Self::MAX,
+            });
+        }
+        Ok(Self(name.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Name::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How many active users a site may have (at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SeatLimit(u32);
+
+impl SeatLimit {
+    pub fn new(seats: u32) -> Result<Self, InvalidValue> {
+        if seats == 0 {
+            Err(InvalidValue::SeatLimit)
+        } else {
+            Ok(Self(seats))
+        }
+    }
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for SeatLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SeatLimit::new(u32::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Per-scorecard access levels, ordered (R-USER-3):
+/// Browser < Updater < Editor < Scorecard Admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessLevel {
+    /// View, export, favourite, include in a briefing book.
+    Browser,
+    /// Also update-fields: series data, analysis, recommendations, status.
+    Updater,
+    /// Also edit-fields: owner, description, data source, charts.
+    Editor,
+    /// Also configure the scorecard and its access.
+    ScorecardAdmin,
+}
+
+impl AccessLevel {
+    pub const ALL: [AccessLevel; 4] = [
+        AccessLevel::Browser,
+        AccessLevel::Updater,
+        AccessLevel::Editor,
+        AccessLevel::ScorecardAdmin,
+    ];
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw
+            .trim()
+            .to_ascii_lowercase()
+            .replace([' ', '-'], "_")
+            .as_str()
+        {
+            "browser" => Ok(Self::Browser),
+            "updater" => Ok(Self::Updater),
+            "editor" => Ok(Self::Editor),
+            "scorecard_admin" | "admin" => Ok(Self::ScorecardAdmin),
+            _ => Err(InvalidValue::AccessLevel(raw.to_owned())),
+        }
+    }
+}
+
+/// What a user asks to do with a scorecard or object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    View,
+    Update,
+    Edit,
+    Admin,
+}
+
+impl Action {
+    /// The lowest access level that allows this action (R-USER-3).
+    pub fn required_level(self) -> AccessLevel {
+        match self {
+            Action::View => AccessLevel::Browser,
+            Action::Update => AccessLevel::Updater,
+            Action::Edit => AccessLevel::Editor,
+            Action::Admin => AccessLevel::ScorecardAdmin,
+        }
+    }
+}
+
+/// The permission flags of seed 001 (R-USER-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PermissionFlag {
+    AddCommentary,
+    EditScorecardObjectNotes,
+    EmbedScorecard,
+    AddEditScorecardObjects,
+    DeleteScorecardObjects,
+    AddEditAction,
+    DeleteActions,
+    DataEntry,
+    EditGraphSettings,
+    UpdateStatus,
+    AddToDos,
+    InstanceAdmin,
+    Settings,
+    ManageUsers,
+    ScorecardDefaults,
+    LanguageEditor,
+    CalendarManager,
+    ImportExport,
+    AllScorecards,
+    ViewReports,
+    AddEditReport,
+}
+
+impl PermissionFlag {
+    pub const ALL: [PermissionFlag; 21] = [
+        PermissionFlag::AddCommentary,
+        PermissionFlag::EditScorecardObjectNotes,
+        PermissionFlag::EmbedScorecard,
+        PermissionFlag::AddEditScorecardObjects,
+        PermissionFlag::DeleteScorecardObjects,
+        PermissionFlag::AddEditAction,
+        PermissionFlag::DeleteActions,
+        PermissionFlag::DataEntry,
+        PermissionFlag::EditGraphSettings,
+        PermissionFlag::UpdateStatus,
+        PermissionFlag::AddToDos,
+        PermissionFlag::InstanceAdmin,
+        PermissionFlag::Settings,
+        PermissionFlag::ManageUsers,
+        PermissionFlag::ScorecardDefaults,
+        PermissionFlag::LanguageEditor,
+        PermissionFlag::CalendarManager,
+        PermissionFlag::ImportExport,
+        PermissionFlag::AllScorecards,
+        PermissionFlag::ViewReports,
+        PermissionFlag::AddEditReport,
+    ];
+
+    /// The admin-level settings that *Scorecard Builder* lacks (R-USER-1).
+    pub const ADMIN_LEVEL: [PermissionFlag; 8] = [
+        PermissionFlag::InstanceAdmin,
+        PermissionFlag::Settings,
+        PermissionFlag::ManageUsers,
+        PermissionFlag::ScorecardDefaults,
+        PermissionFlag::LanguageEditor,
+        PermissionFlag::CalendarManager,
+        PermissionFlag::ImportExport,
+        PermissionFlag::AddEditReport,
+    ];
+
+    /// Parses the snake_case name (`manage_users`) or seed 001's label
+    /// (`Manage Users`, `Add/Edit Scorecard Objects`, `Add To-Do's`).
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let key: String = raw
+            .trim()
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        PermissionFlag::ALL
+            .into_iter()
+            .find(|flag| {
+                let name = serde_json::to_value(flag).expect("flags serialize");
+                let name: String = name
+                    .as_str()
+                    .unwrap_or_default()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                name == key
+            })
+            .ok_or_else(|| InvalidValue::PermissionFlag(raw.to_owned()))
+    }
+}
+
+/// A set of permission flags.
+pub type Permissions = BTreeSet<PermissionFlag>;
+
+/// The four role presets of seed 001 (R-USER-1). A preset sets default flags;
+/// flags can then be switched one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Access to everything.
+    Administration,
+    /// Everything but admin-level settings.
+    ScorecardBuilder,
+    /// Comment, enter data, manage actions.
+    DataEntry,
+    /// Comment and manage actions.
+    Presenter,
+}
+
+impl Role {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw
+            .trim()
+            .to_ascii_lowercase()
+            .replace([' ', '-'], "_")
+            .as_str()
+        {
+            "administration" | "administrator" | "admin" => Ok(Self::Administration),
+            "scorecard_builder" => Ok(Self::ScorecardBuilder),
+            "data_entry" => Ok(Self::DataEntry),
+            "presenter" => Ok(Self::Presenter),
+            _ => Err(InvalidValue::Role(raw.to_owned())),
+        }
+    }
+
+    /// The flags this preset turns on.
+    pub fn default_permissions(self) -> Permissions {
+        use PermissionFlag::*;
+        let actions = [
+            AddCommentary,
+            AddEditAction,
+            DeleteActions,
+            UpdateStatus,
+            AddToDos,
+        ];
+        match self {
+            Role::Administration => PermissionFlag::ALL.into_iter().collect(),
+            Role::ScorecardBuilder => PermissionFlag::ALL
+                .into_iter()
+                .filter(|f| !PermissionFlag::ADMIN_LEVEL.contains(f))
+                .collect(),
+            Role::DataEntry => actions.into_iter().chain([DataEntry]).collect(),
+            Role::Presenter => actions.into_iter().collect(),
+        }
+    }
+}
+
+/// The kinds of scorecard objects (seed 000). Results and Programs are
+/// containers; Indicators and Performance Measures can be aggregated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    Result,
+    Indicator,
+    Program,
+    PerformanceMeasure,
+}
+
+impl ObjectKind {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw
+            .trim()
+            .to_ascii_lowercase()
+            .replace([' ', '-'], "_")
+            .as_str()
+        {
+            "result" => Ok(Self::Result),
+            "indicator" => Ok(Self::Indicator),
+            "program" => Ok(Self::Program),
+            "performance_measure" => Ok(Self::PerformanceMeasure),
+            _ => Err(InvalidValue::ObjectKind(raw.to_owned())),
+        }
+    }
+    /// Results and Programs can contain other objects.
+    pub fn is_container(self) -> bool {
+        matches!(self, ObjectKind::Result | ObjectKind::Program)
+    }
+    /// Indicators and Performance Measures can be used in aggregations.
+    pub fn is_measure(self) -> bool {
+        matches!(self, ObjectKind::Indicator | ObjectKind::PerformanceMeasure)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_codes_are_case_insensitive_and_checked() {
+        assert_eq!(
+            SiteCode::parse("acme").unwrap(),
+            SiteCode::parse("ACME").unwrap()
+        );
+        assert_eq!(SiteCode::parse(" Acme-1 ").unwrap().as_str(), "ACME-1");
+        for bad in ["", "A", "-AB", "has space", "toolongcode_1234567", "ÄBC"] {
+            assert!(SiteCode::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(serde_json::from_str::<SiteCode>("\"x\"").is_err());
+    }
+
+    #[test]
+    fn usernames_are_case_insensitive_without_spaces() {
+        assert_eq!(
+            Username::parse("Ann@Example.org").unwrap().as_str(),
+            "ann@example.org"
+        );
+        assert!(Username::parse("").is_err());
+        assert!(Username::parse("two words").is_err());
+        assert!(Username::parse(&"a".repeat(255)).is_err());
+    }
+
+    #[test]
+    fn access_levels_are_ordered() {
+        assert!(AccessLevel::Browser < AccessLevel::Updater);
+        assert!(AccessLevel::Updater < AccessLevel::Editor);
+        assert!(AccessLevel::Editor < AccessLevel::ScorecardAdmin);
+        assert_eq!(Action::Update.required_level(), AccessLevel::Updater);
+        assert_eq!(
+            AccessLevel::parse("Scorecard Admin").unwrap(),
+            AccessLevel::ScorecardAdmin
+        );
+    }
+
+    #[test]
+    fn flags_parse_from_seed_labels() {
+        assert_eq!(
+            PermissionFlag::parse("Manage Users").unwrap(),
+            PermissionFlag::ManageUsers
+        );
+        assert_eq!(
+            PermissionFlag::parse("Add/Edit Scorecard Objects").unwrap(),
+            PermissionFlag::AddEditScorecardObjects
+        );
+        assert_eq!(
+            PermissionFlag::parse("Add To-Do's").unwrap(),
+            PermissionFlag::AddToDos
+        );
+        assert_eq!(
+            PermissionFlag::parse("all_scorecards").unwrap(),
+            PermissionFlag::AllScorecards
+        );
+        assert!(PermissionFlag::parse("Fly").is_err());
+    }
+
+    #[test]
+    fn role_presets_set_the_seed_defaults() {
+        use PermissionFlag::*;
+        assert_eq!(Role::Administration.default_permissions().len(), 21);
+        let builder = Role::ScorecardBuilder.default_permissions();
+        assert!(builder.contains(&AllScorecards) && builder.contains(&AddEditScorecardObjects));
+        assert!(!builder.contains(&InstanceAdmin) && !builder.contains(&ManageUsers));
+        let entry = Role::DataEntry.default_permissions();
+        assert!(entry.contains(&DataEntry) && entry.contains(&AddCommentary));
+        assert!(!entry.contains(&AllScorecards));
+        let presenter = Role::Presenter.default_permissions();
+        assert!(presenter.contains(&AddCommentary) && !presenter.contains(&DataEntry));
+    }
+}
