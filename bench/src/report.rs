@@ -52,11 +52,6 @@ impl Measured {
         self.latencies.sort_unstable();
     }
 
-    /// Operations per second.
-    pub fn ops_per_s(&self) -> f64 {
-        self.ops as f64 / self.window.as_secs_f64()
-    }
-
     /// Events per second.
     pub fn events_per_s(&self) -> f64 {
         self.events as f64 / self.window.as_secs_f64()
@@ -67,7 +62,8 @@ impl Measured {
         if self.latencies.is_empty() {
             return f64::NAN;
         }
-        let rank = ((self.latencies.len() as f64 * q).ceil() as usize).clamp(1, self.latencies.len());
+        let rank =
+            ((self.latencies.len() as f64 * q).ceil() as usize).clamp(1, self.latencies.len());
         self.latencies[rank - 1].as_secs_f64() * 1000.0
     }
 }
@@ -184,11 +180,6 @@ impl Line {
     pub fn ratio(self, ours: f64, theirs: f64) {
         let line = format!("{} ratio={:.2}", self.text, ours / theirs);
         emit(&line);
-    }
-
-    /// Prints the line without a ratio (skipped comparisons).
-    pub fn print(self) {
-        emit(&self.text);
     }
 }
 

@@ -161,7 +161,9 @@ async fn measure_persist(
     workload: &Arc<Workload>,
 ) -> anyhow::Result<Measured> {
     let db = fresh_db(concurrency).await?;
-    progress(&format!("{label}: postgres-es PostgresEventRepository::persist"));
+    progress(&format!(
+        "{label}: postgres-es PostgresEventRepository::persist"
+    ));
     let repo = Arc::new(PostgresEventRepository::new(db.pool().clone()));
     let workload = Arc::clone(workload);
     let measured = run_timed(label, concurrency, timing, move |_| {
@@ -200,7 +202,11 @@ async fn measure_cqrs(
 ) -> anyhow::Result<Measured> {
     let db = fresh_db(concurrency).await?;
     progress(&format!("{label}: postgres-es CqrsFramework::execute"));
-    let cqrs = Arc::new(postgres_cqrs::<BenchAggregate>(db.pool().clone(), vec![], ()));
+    let cqrs = Arc::new(postgres_cqrs::<BenchAggregate>(
+        db.pool().clone(),
+        vec![],
+        (),
+    ));
     let workload = Arc::clone(workload);
     let measured = run_timed(label, concurrency, timing, move |_| {
         let cqrs = Arc::clone(&cqrs);
