@@ -21,8 +21,8 @@ async fn raw_append(
     data: serde_json::Value,
 ) -> String {
     let err = sqlx::query(
-        "SELECT * FROM sl_append(ARRAY[$1], ARRAY[-1::bigint], ARRAY[$1], ARRAY[gen_random_uuid()], \
-         ARRAY[$2], ARRAY[1], ARRAY[$3::jsonb], ARRAY['{}'::jsonb])",
+        "SELECT * FROM sl_append(ARRAY[$1], ARRAY[-1::bigint], ARRAY[1], ARRAY[1], \
+         ARRAY[gen_random_uuid()], ARRAY[$2], ARRAY[1], ARRAY[$3::jsonb], ARRAY['{}'::jsonb])",
     )
     .bind(stream)
     .bind(event_type)

@@ -799,3 +799,84 @@ async fn subscription_refuses_to_skip_a_missing_position() {
         Err(LogError::Gap { after: 1, found: 3 })
     ));
 }
+
+#[tokio::test]
+async fn guarded_append_writes_only_if_the_guarded_streams_are_as_expected() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    store
+        .append(&stream("site-1"), ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    let before = db.log_snapshot().await;
+    let part = || StreamAppend {
+        stream: stream("content-1"),
+        expected: ExpectedRevision::Any,
+        events: events(1),
+    };
+    let err = store
+        .append_guarded(vec![part()], &[(stream("site-1"), ExpectedRevision::Exact(0))])
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        LogError::WrongExpectedRevision { ref stream, actual: StreamState::At(1), .. } if stream == "site-1"
+    ));
+    assert_eq!(db.log_snapshot().await, before);
+    let written = store
+        .append_guarded(vec![part()], &[(stream("site-1"), ExpectedRevision::Exact(1))])
+        .await
+        .unwrap();
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0].events[0].global_position, 3);
+    // The guarded stream is unchanged.
+    let info = store.stream_info(&stream("site-1")).await.unwrap();
+    assert_eq!(info.state, StreamState::At(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_each_get_their_own_answer() {
+    let db = TestDb::with_pool_size(16).await;
+    let store = db.store();
+    store
+        .append(&stream("shared-1"), ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    // 40 appends at once: to fresh streams (succeed), and with a wrong
+    // expectation on a shared stream (fail). Whatever batches the writer
+    // forms, each append gets its own result.
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                if i % 4 == 0 {
+                    store
+                        .append(&stream("shared-1"), ExpectedRevision::Exact(99), events(1))
+                        .await
+                } else {
+                    store
+                        .append(&stream(&format!("fresh-{i}")), ExpectedRevision::NoStream, events(2))
+                        .await
+                }
+            })
+        })
+        .collect();
+    let mut positions = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(r) => {
+                assert_ne!(i % 4, 0);
+                assert_eq!(r.next_expected, 1);
+                positions.extend(r.events.iter().map(|e| e.global_position));
+            }
+            Err(LogError::WrongExpectedRevision { actual, .. }) => {
+                assert_eq!(i % 4, 0);
+                assert_eq!(actual, StreamState::At(0));
+            }
+            Err(other) => panic!("append {i}: {other}"),
+        }
+    }
+    positions.sort();
+    assert_eq!(positions, (2..=61).collect::<Vec<u64>>());
+    assert_eq!(store.head_position().await.unwrap(), 61);
+}

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::append::Failure;
 use crate::envelope::{ExpectedRevision, InvalidInput, StreamState};
 
 /// Everything that can go wrong talking to the log. Every variant but
@@ -31,6 +32,8 @@ pub enum LogError {
     EventIdsTaken { event_ids: Vec<Uuid> },
     #[error("the log skipped from position {after} to {found}: the log has been altered")]
     Gap { after: u64, found: u64 },
+    #[error("PostgreSQL refused the append ({code}): {detail}")]
+    Rejected { code: String, detail: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -81,50 +84,84 @@ impl LogError {
         let Some(db) = error.as_database_error() else {
             return LogError::Database(error);
         };
-        let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
-        let detail = pg.and_then(|p| p.detail()).unwrap_or("{}");
-        let typed =
-            match db.code().as_deref() {
-                Some("SL001") => serde_json::from_str::<ExpectationDetail>(detail)
-                    .ok()
-                    .map(|d| LogError::WrongExpectedRevision {
-                        stream: d.stream,
-                        expected: decode_expected(d.expected),
-                        actual: decode_state(d.actual),
-                    }),
-                Some("SL002") => serde_json::from_str::<StreamDetail>(detail)
-                    .ok()
-                    .map(|d| LogError::StreamTombstoned { stream: d.stream }),
-                Some("SL003") => serde_json::from_str::<PartialDetail>(detail).ok().map(|d| {
-                    LogError::PartialDuplicate {
-                        written: d.written,
-                        not_written: d.not_written,
-                    }
-                }),
-                Some("SL004") => serde_json::from_str::<IdsDetail>(detail).ok().map(|d| {
-                    LogError::EventIdsTaken {
-                        event_ids: d.event_ids,
-                    }
-                }),
-                Some("SL005") => serde_json::from_str::<StreamDetail>(detail)
-                    .ok()
-                    .map(|d| LogError::StreamNotFound { stream: d.stream }),
-                _ => None,
-            };
-        typed.unwrap_or(LogError::Database(error))
+        let detail = db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .and_then(|p| p.detail())
+            .unwrap_or("{}");
+        match db.code().as_deref().and_then(|code| typed(code, detail)) {
+            Some(typed) => typed,
+            None => LogError::Database(error),
+        }
+    }
+
+    /// Turns one append's failure into its typed form.
+    pub(crate) fn from_failure(failure: Failure) -> Self {
+        match failure {
+            Failure::Db(e) => LogError::from_db(e),
+            Failure::Sql { code, detail, .. } => {
+                typed(&code, &detail).unwrap_or(LogError::Rejected { code, detail })
+            }
+        }
     }
 }
 
-/// Whether re-running the same append may succeed: a deadlock or
-/// serialization failure, or a unique violation on an event id written by a
+/// The typed error for one of the SQL functions' own SQLSTATEs.
+fn typed(code: &str, detail: &str) -> Option<LogError> {
+    match code {
+        "SL001" => serde_json::from_str::<ExpectationDetail>(detail)
+            .ok()
+            .map(|d| LogError::WrongExpectedRevision {
+                stream: d.stream,
+                expected: decode_expected(d.expected),
+                actual: decode_state(d.actual),
+            }),
+        "SL002" => serde_json::from_str::<StreamDetail>(detail)
+            .ok()
+            .map(|d| LogError::StreamTombstoned { stream: d.stream }),
+        "SL003" => serde_json::from_str::<PartialDetail>(detail)
+            .ok()
+            .map(|d| LogError::PartialDuplicate {
+                written: d.written,
+                not_written: d.not_written,
+            }),
+        "SL004" => serde_json::from_str::<IdsDetail>(detail)
+            .ok()
+            .map(|d| LogError::EventIdsTaken {
+                event_ids: d.event_ids,
+            }),
+        "SL005" => serde_json::from_str::<StreamDetail>(detail)
+            .ok()
+            .map(|d| LogError::StreamNotFound { stream: d.stream }),
+        _ => None,
+    }
+}
+
+/// Whether re-running the same append may succeed: a deadlock, a
+/// serialization failure (also raised when an identical append committed
+/// concurrently), or a unique violation on an event id written by a
 /// concurrent append that has committed since (the re-run then finds it).
-pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
+pub(crate) fn is_transient_failure(failure: &Failure) -> bool {
+    match failure {
+        Failure::Db(e) => is_transient(e),
+        Failure::Sql {
+            code, constraint, ..
+        } => transient_code(code, constraint.as_deref()),
+    }
+}
+
+fn transient_code(code: &str, constraint: Option<&str>) -> bool {
+    match code {
+        "40P01" | "40001" => true,
+        "23505" => constraint == Some("sl_events_event_id_key"),
+        _ => false,
+    }
+}
+
+fn is_transient(error: &sqlx::Error) -> bool {
     let Some(db) = error.as_database_error() else {
         return false;
     };
-    match db.code().as_deref() {
-        Some("40P01") | Some("40001") => true,
-        Some("23505") => db.constraint() == Some("sl_events_event_id_key"),
-        _ => false,
-    }
+    db.code()
+        .as_deref()
+        .is_some_and(|code| transient_code(code, db.constraint()))
 }

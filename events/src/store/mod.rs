@@ -11,11 +11,13 @@
 //! **API boundary:** [`PgEventStore`] and [`LogError`]; everything else here
 //! is plumbing.
 
+mod append;
 mod error;
 pub mod local_pg;
 mod subscription;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -26,8 +28,9 @@ use uuid::Uuid;
 
 use crate::envelope::{
     Category, Direction, EventMetadata, EventType, ExpectedRevision, InvalidInput, NewEvent,
-    RecordedEvent, StreamName, StreamState, MAX_EVENTS_PER_APPEND,
+    RecordedEvent, StreamName, StreamState,
 };
+use append::{AppendRequest, Writer};
 
 pub use error::LogError;
 pub use subscription::{Subscription, SubscriptionOptions};
@@ -115,15 +118,22 @@ pub struct LogStatus {
 
 /// The event log, over a PostgreSQL connection pool whose database has been
 /// migrated with [`MIGRATOR`].
+///
+/// Clones share one writer task, which merges appends that arrive at the
+/// same time into one transaction (see `store/append.rs`).
 #[derive(Debug, Clone)]
 pub struct PgEventStore {
     pool: PgPool,
+    writer: Arc<OnceLock<Writer>>,
 }
 
 impl PgEventStore {
     /// Wraps a pool. The database must be migrated (see [`PgEventStore::migrate`]).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            writer: Arc::new(OnceLock::new()),
+        }
     }
 
     /// Runs the pending migrations on the pool's database.
@@ -162,17 +172,35 @@ impl PgEventStore {
         &self,
         appends: Vec<StreamAppend>,
     ) -> Result<Vec<AppendResult>, LogError> {
-        let request = AppendRequest::build(&appends)?;
+        self.append_guarded(appends, &[]).await
+    }
+
+    /// Like [`PgEventStore::append_multi`], and also requires each of
+    /// `guards` to be as expected, without writing to it: a decision that
+    /// read other streams appends only if they did not change meanwhile.
+    pub async fn append_guarded(
+        &self,
+        appends: Vec<StreamAppend>,
+        guards: &[(StreamName, ExpectedRevision)],
+    ) -> Result<Vec<AppendResult>, LogError> {
+        let request = AppendRequest::build(&appends, guards)?;
+        let writer = self.writer.get_or_init(|| Writer::start(self.pool.clone()));
         let mut attempt = 0;
         let rows = loop {
-            match request.execute(&self.pool).await {
+            let outcome = match writer.append(request.clone()).await {
+                Some(outcome) => outcome,
+                None => request.execute(&self.pool).await.map_err(append::Failure::Db),
+            };
+            match outcome {
                 Ok(rows) => break rows,
-                Err(e) if attempt < TRANSIENT_RETRIES && error::is_transient(&e) => {
+                Err(failure)
+                    if attempt < TRANSIENT_RETRIES && error::is_transient_failure(&failure) =>
+                {
                     attempt += 1;
-                    tracing::debug!(attempt, error = %e, "append retried after a transient conflict");
+                    tracing::debug!(attempt, ?failure, "append retried after a transient conflict");
                     tokio::time::sleep(Duration::from_millis(1 << attempt)).await;
                 }
-                Err(e) => return Err(LogError::from_db(e)),
+                Err(failure) => return Err(LogError::from_failure(failure)),
             }
         };
         Ok(results_in_order(appends, rows))
@@ -187,7 +215,7 @@ impl PgEventStore {
         conn: &mut sqlx::PgConnection,
         appends: Vec<StreamAppend>,
     ) -> Result<Vec<AppendResult>, LogError> {
-        let request = AppendRequest::build(&appends)?;
+        let request = AppendRequest::build(&appends, &[])?;
         let rows = request.execute(conn).await.map_err(LogError::from_db)?;
         Ok(results_in_order(appends, rows))
     }
@@ -226,13 +254,11 @@ impl PgEventStore {
                AND e.stream_revision >= (SELECT visible_from FROM sl_streams WHERE stream_name = $1) \
              ORDER BY e.stream_revision {order} LIMIT $3"
         );
-        let rows = sqlx::query(&sql)
+        let query = sqlx::query(&sql)
             .bind(stream.as_str())
             .bind(start)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(recorded_event).collect()
+            .bind(limit);
+        decode_rows(query, &self.pool, limit).await
     }
 
     /// Reads up to `limit` events of the whole log (`$all`) from `from`, in
@@ -313,8 +339,7 @@ impl PgEventStore {
         if !key.is_empty() {
             query = query.bind(key);
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(recorded_event).collect()
+        decode_rows(query, &self.pool, limit).await
     }
 
     /// What the log knows of a stream now.
@@ -403,7 +428,7 @@ impl PgEventStore {
     pub async fn status(&self) -> Result<LogStatus, LogError> {
         let row = sqlx::query(
             "SELECT (SELECT coalesce(max(global_position), 0) FROM sl_events)::bigint AS head, \
-                    (SELECT count(*) FROM sl_streams WHERE stream_name NOT LIKE '$$%')::bigint AS streams, \
+                    (SELECT count(*) FROM sl_streams WHERE stream_name NOT LIKE '$$%' AND last_revision >= 0)::bigint AS streams, \
                     (SELECT recorded_at FROM sl_events ORDER BY global_position DESC LIMIT 1) AS last_at",
         )
         .fetch_one(&self.pool)
@@ -461,13 +486,28 @@ fn to_i64(n: u64) -> i64 {
 }
 
 /// The bigint encoding of an expectation used by the SQL functions.
-fn encode_expected(expected: ExpectedRevision) -> i64 {
+pub(crate) fn encode_expected(expected: ExpectedRevision) -> i64 {
     match expected {
         ExpectedRevision::Any => -1,
         ExpectedRevision::NoStream => -2,
         ExpectedRevision::StreamExists => -3,
         ExpectedRevision::Exact(n) => to_i64(n),
     }
+}
+
+/// Runs a read and decodes each row as it arrives.
+async fn decode_rows<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    pool: &PgPool,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, LogError> {
+    use futures::TryStreamExt;
+    let mut rows = query.fetch(pool);
+    let mut events = Vec::with_capacity(limit.clamp(0, 1024) as usize);
+    while let Some(row) = rows.try_next().await? {
+        events.push(recorded_event(&row)?);
+    }
+    Ok(events)
 }
 
 fn recorded_event(row: &PgRow) -> Result<RecordedEvent, LogError> {
@@ -482,88 +522,4 @@ fn recorded_event(row: &PgRow) -> Result<RecordedEvent, LogError> {
         metadata: row.try_get("metadata")?,
         recorded_at: row.try_get("recorded_at")?,
     })
-}
-
-/// An append, checked and laid out as the arrays `sl_append` takes.
-struct AppendRequest {
-    streams: Vec<String>,
-    expected: Vec<i64>,
-    event_streams: Vec<String>,
-    event_ids: Vec<Uuid>,
-    types: Vec<String>,
-    versions: Vec<i32>,
-    data: Vec<serde_json::Value>,
-    metadata: Vec<serde_json::Value>,
-}
-
-impl AppendRequest {
-    fn build(appends: &[StreamAppend]) -> Result<Self, InvalidInput> {
-        let total: usize = appends.iter().map(|a| a.events.len()).sum();
-        if appends.is_empty() || appends.iter().any(|a| a.events.is_empty()) {
-            return Err(InvalidInput::NoEvents);
-        }
-        if total > MAX_EVENTS_PER_APPEND {
-            return Err(InvalidInput::TooManyEvents { count: total });
-        }
-        let mut seen_streams = HashSet::new();
-        let mut seen_ids = HashSet::new();
-        let mut request = AppendRequest {
-            streams: Vec::with_capacity(appends.len()),
-            expected: Vec::with_capacity(appends.len()),
-            event_streams: Vec::with_capacity(total),
-            event_ids: Vec::with_capacity(total),
-            types: Vec::with_capacity(total),
-            versions: Vec::with_capacity(total),
-            data: Vec::with_capacity(total),
-            metadata: Vec::with_capacity(total),
-        };
-        for append in appends {
-            if !seen_streams.insert(append.stream.as_str()) {
-                return Err(InvalidInput::DuplicateStream(append.stream.to_string()));
-            }
-            request.streams.push(append.stream.to_string());
-            request.expected.push(encode_expected(append.expected));
-            for event in &append.events {
-                if !seen_ids.insert(event.id()) {
-                    return Err(InvalidInput::DuplicateEventId(event.id()));
-                }
-                request.event_streams.push(append.stream.to_string());
-                request.event_ids.push(event.id());
-                request.types.push(event.event_type().to_string());
-                request.versions.push(event.schema_version() as i32);
-                request.data.push(event.data().clone());
-                request.metadata.push(event.metadata_json().clone());
-            }
-        }
-        Ok(request)
-    }
-
-    async fn execute<'c>(
-        &self,
-        executor: impl sqlx::PgExecutor<'c>,
-    ) -> Result<Vec<WrittenEvent>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT event_id, stream_revision, global_position \
-             FROM sl_append($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&self.streams)
-        .bind(&self.expected)
-        .bind(&self.event_streams)
-        .bind(&self.event_ids)
-        .bind(&self.types)
-        .bind(&self.versions)
-        .bind(&self.data)
-        .bind(&self.metadata)
-        .fetch_all(executor)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(WrittenEvent {
-                    event_id: row.try_get("event_id")?,
-                    stream_revision: row.try_get::<i64, _>("stream_revision")? as u64,
-                    global_position: row.try_get::<i64, _>("global_position")? as u64,
-                })
-            })
-            .collect()
-    }
 }
