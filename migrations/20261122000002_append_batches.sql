@@ -8,10 +8,9 @@
 --   locks are always taken in the same order and a batch of appends (which
 --   holds the head from its first append on) cannot deadlock with another
 --   writer.
--- * sl_append_batch runs several independent appends in one transaction
---   (one commit, one WAL flush for all), each in its own subtransaction, so
---   one append's failure does not fail the others. The store's writer task
---   sends concurrent appends of a process through it (docs/event-store.md).
+-- * A part with count 0 is a guard: its expectation is checked, nothing is
+--   written to it. The store's writer task merges concurrent appends on
+--   disjoint streams into one call (group commit, docs/event-store.md).
 --
 -- Errors are the same as before: SL001 wrong expected revision, SL002
 -- tombstoned, SL003 partial duplicate, SL004 event ids taken, SL005 not found.
@@ -25,7 +24,15 @@ CREATE FUNCTION sl_append_retry(
     p_event_part integer[],
     p_event_ids  uuid[]
 ) RETURNS TABLE (event_id uuid, stream_name text, stream_revision bigint, global_position bigint)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql
+-- Every statement here is a point lookup or a small insert. PL/pgSQL caches
+-- a generic plan after a few calls; one made while the log was small could
+-- keep scanning sl_events sequentially as it grows, so sequential scans are
+-- ruled out. JIT (which a high estimate may trigger) costs tens of
+-- milliseconds per statement here and never pays back.
+SET enable_seqscan = off
+SET jit = off
+AS $fn$
 #variable_conflict use_column
 DECLARE
     v_found integer;
@@ -81,7 +88,15 @@ CREATE FUNCTION sl_append(
     p_data       jsonb[],
     p_metadata   jsonb[]
 ) RETURNS TABLE (event_id uuid, stream_name text, stream_revision bigint, global_position bigint)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql
+-- Every statement here is a point lookup or a small insert. PL/pgSQL caches
+-- a generic plan after a few calls; one made while the log was small could
+-- keep scanning sl_events sequentially as it grows, so sequential scans are
+-- ruled out. JIT (which a high estimate may trigger) costs tens of
+-- milliseconds per statement here and never pays back.
+SET enable_seqscan = off
+SET jit = off
+AS $fn$
 #variable_conflict use_column
 DECLARE
     v_parts     integer := cardinality(p_streams);
@@ -100,12 +115,12 @@ BEGIN
     --    in one order (head, then streams by name) and appends cannot
     --    deadlock; and from here to commit no other append can commit, so
     --    positions commit in order and without gaps.
-    UPDATE sl_log_head SET last_position = last_position + v_n
+    UPDATE sl_log_head SET last_position = last_position + v_n WHERE singleton
         RETURNING last_position - v_n + 1 INTO v_first_pos;
 
     -- 2. A retry of an append that was written already writes nothing.
     IF EXISTS (SELECT 1 FROM sl_events e WHERE e.event_id = ANY (p_event_ids)) THEN
-        UPDATE sl_log_head SET last_position = last_position - v_n;
+        UPDATE sl_log_head SET last_position = last_position - v_n WHERE singleton;
         RETURN QUERY SELECT * FROM sl_append_retry(p_streams, p_event_part, p_event_ids);
         RETURN;
     END IF;
@@ -165,62 +180,6 @@ BEGIN
 END;
 $fn$;
 
--- Runs several independent appends in one transaction, each in its own
--- subtransaction. Parts and events of the appends are laid out one append
--- after the other; p_append_parts says how many parts each append has, and
--- p_event_part numbers parts within each append. Returns each written event,
--- or one row with the SQLSTATE, detail and constraint of an append's failure.
-CREATE FUNCTION sl_append_batch(
-    p_append_parts integer[],
-    p_streams      text[],
-    p_expected     bigint[],
-    p_counts       integer[],
-    p_event_part   integer[],
-    p_event_ids    uuid[],
-    p_types        text[],
-    p_versions     integer[],
-    p_data         jsonb[],
-    p_metadata     jsonb[]
-) RETURNS TABLE (append_no integer, event_id uuid, stream_revision bigint, global_position bigint,
-                 error_code text, error_detail text, error_constraint text)
-LANGUAGE plpgsql AS $fn$
-#variable_conflict use_column
-DECLARE
-    v_a          integer;
-    v_p0         integer := 1;
-    v_p1         integer;
-    v_e0         integer := 1;
-    v_e1         integer;
-    v_code       text;
-    v_detail     text;
-    v_constraint text;
-BEGIN
-    FOR v_a IN 1 .. cardinality(p_append_parts) LOOP
-        v_p1 := v_p0 + p_append_parts[v_a] - 1;
-        v_e1 := v_e0 - 1;
-        FOR v_k IN v_p0 .. v_p1 LOOP
-            v_e1 := v_e1 + p_counts[v_k];
-        END LOOP;
-        BEGIN
-            RETURN QUERY
-                SELECT v_a, r.event_id, r.stream_revision, r.global_position,
-                       NULL::text, NULL::text, NULL::text
-                FROM sl_append(p_streams[v_p0:v_p1], p_expected[v_p0:v_p1], p_counts[v_p0:v_p1],
-                               p_event_part[v_e0:v_e1], p_event_ids[v_e0:v_e1], p_types[v_e0:v_e1],
-                               p_versions[v_e0:v_e1], p_data[v_e0:v_e1], p_metadata[v_e0:v_e1]) r;
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS v_code = RETURNED_SQLSTATE,
-                                    v_detail = PG_EXCEPTION_DETAIL,
-                                    v_constraint = CONSTRAINT_NAME;
-            RETURN QUERY SELECT v_a, NULL::uuid, NULL::bigint, NULL::bigint,
-                                v_code, v_detail, v_constraint;
-        END;
-        v_p0 := v_p1 + 1;
-        v_e0 := v_e1 + 1;
-    END LOOP;
-END;
-$fn$;
-
 -- Soft delete and tombstone, as in migration 1 but taking the head of the log
 -- first, like sl_append.
 CREATE OR REPLACE FUNCTION sl_delete_stream(
@@ -230,7 +189,10 @@ CREATE OR REPLACE FUNCTION sl_delete_stream(
     p_event_id  uuid,
     p_metadata  jsonb
 ) RETURNS bigint
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql
+SET enable_seqscan = off
+SET jit = off
+AS $fn$
 #variable_conflict use_column
 DECLARE
     v_row       sl_streams%ROWTYPE;
@@ -238,7 +200,7 @@ DECLARE
     v_meta_rev  bigint;
     v_pos       bigint;
 BEGIN
-    UPDATE sl_log_head SET last_position = last_position + 1 RETURNING last_position INTO v_pos;
+    UPDATE sl_log_head SET last_position = last_position + 1 WHERE singleton RETURNING last_position INTO v_pos;
     INSERT INTO sl_streams (stream_name) VALUES (p_stream) ON CONFLICT DO NOTHING;
     SELECT * INTO v_row FROM sl_streams WHERE stream_name = p_stream FOR UPDATE;
     IF v_row.tombstoned THEN

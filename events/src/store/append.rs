@@ -1,12 +1,15 @@
 //! How appends reach PostgreSQL: laid out as the arrays `sl_append` takes,
 //! and, when several arrive at once in one process, merged by a writer task
-//! into one `sl_append_batch` call: one transaction, one commit, one WAL
-//! flush for all of them (group commit, as EventStoreDB's single writer does).
+//! into one `sl_append` call: one transaction, one commit, one WAL flush for
+//! all of them (group commit, as EventStoreDB's single writer does).
 //!
 //! The writer never waits to fill a batch: it takes the first queued append
 //! and whatever else is queued at that moment, so a lone append goes out at
-//! once and a busy process sends bigger batches. Each append in a batch runs
-//! in its own subtransaction, so one append's failure fails only that append.
+//! once and a busy process sends bigger batches. Appends merge only when they
+//! touch disjoint streams, so each one's expectations are checked against the
+//! same state as if it ran alone. If a merged call fails (one append's wrong
+//! expectation fails the whole call), each of its appends is run alone, so
+//! every append gets its own answer and a failure never spills over.
 
 use std::collections::HashSet;
 
@@ -22,19 +25,6 @@ use crate::envelope::{ExpectedRevision, InvalidInput, StreamName, MAX_EVENTS_PER
 const MAX_BATCH_APPENDS: usize = 128;
 /// Most events in one batch.
 const MAX_BATCH_EVENTS: usize = 4 * MAX_EVENTS_PER_APPEND;
-
-/// A failure of one append as PostgreSQL reported it.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// Reported per append by `sl_append_batch` (SQLSTATE, detail, constraint).
-    Sql {
-        code: String,
-        detail: String,
-        constraint: Option<String>,
-    },
-    /// The call itself failed.
-    Db(sqlx::Error),
-}
 
 /// An append laid out as the SQL functions take it.
 #[derive(Debug, Clone)]
@@ -145,81 +135,68 @@ impl AppendRequest {
     }
 }
 
-/// Runs several appends in one transaction with `sl_append_batch`; one
-/// outcome per append, in order.
-async fn execute_batch(
-    pool: &PgPool,
-    requests: &[&AppendRequest],
-) -> Result<Vec<Result<Vec<WrittenEvent>, Failure>>, sqlx::Error> {
-    let mut append_parts = Vec::with_capacity(requests.len());
-    let mut all = AppendRequest {
-        streams: Vec::new(),
-        expected: Vec::new(),
-        counts: Vec::new(),
-        event_part: Vec::new(),
-        event_ids: Vec::new(),
-        types: Vec::new(),
-        versions: Vec::new(),
-        data: Vec::new(),
-        metadata: Vec::new(),
-    };
-    for r in requests {
-        append_parts.push(r.streams.len() as i32);
-        all.streams.extend_from_slice(&r.streams);
-        all.expected.extend_from_slice(&r.expected);
-        all.counts.extend_from_slice(&r.counts);
-        all.event_part.extend_from_slice(&r.event_part);
-        all.event_ids.extend_from_slice(&r.event_ids);
-        all.types.extend_from_slice(&r.types);
-        all.versions.extend_from_slice(&r.versions);
-        all.data.extend_from_slice(&r.data);
-        all.metadata.extend_from_slice(&r.metadata);
+impl AppendRequest {
+    /// The streams this append locks (its parts and guards).
+    fn touches(&self) -> impl Iterator<Item = &str> {
+        self.streams.iter().map(String::as_str)
     }
-    let rows = sqlx::query(
-        "SELECT append_no, event_id, stream_revision, global_position, \
-                error_code, error_detail, error_constraint \
-         FROM sl_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(&append_parts)
-    .bind(&all.streams)
-    .bind(&all.expected)
-    .bind(&all.counts)
-    .bind(&all.event_part)
-    .bind(&all.event_ids)
-    .bind(&all.types)
-    .bind(&all.versions)
-    .bind(&all.data)
-    .bind(&all.metadata)
-    .fetch_all(pool)
-    .await?;
-    let mut outcomes: Vec<Result<Vec<WrittenEvent>, Failure>> =
-        (0..requests.len()).map(|_| Ok(Vec::new())).collect();
-    for row in rows {
-        let index = row.try_get::<i32, _>("append_no")? as usize - 1;
-        if let Some(code) = row.try_get::<Option<String>, _>("error_code")? {
-            outcomes[index] = Err(Failure::Sql {
-                code,
-                detail: row
-                    .try_get::<Option<String>, _>("error_detail")?
-                    .unwrap_or_default(),
-                constraint: row
-                    .try_get::<Option<String>, _>("error_constraint")?
-                    .filter(|c| !c.is_empty()),
-            });
-        } else if let Ok(events) = &mut outcomes[index] {
-            events.push(WrittenEvent {
-                event_id: row.try_get("event_id")?,
-                stream_revision: row.try_get::<i64, _>("stream_revision")? as u64,
-                global_position: row.try_get::<i64, _>("global_position")? as u64,
-            });
+
+    /// Appends `other`'s parts and events after this one's.
+    fn absorb(&mut self, other: &AppendRequest) {
+        let offset = self.streams.len() as i32;
+        self.streams.extend_from_slice(&other.streams);
+        self.expected.extend_from_slice(&other.expected);
+        self.counts.extend_from_slice(&other.counts);
+        self.event_part
+            .extend(other.event_part.iter().map(|p| p + offset));
+        self.event_ids.extend_from_slice(&other.event_ids);
+        self.types.extend_from_slice(&other.types);
+        self.versions.extend_from_slice(&other.versions);
+        self.data.extend_from_slice(&other.data);
+        self.metadata.extend_from_slice(&other.metadata);
+    }
+}
+
+/// Runs a group of appends on disjoint streams as one merged append; if that
+/// fails, runs each alone. One outcome per append, in order.
+async fn execute_group(pool: &PgPool, group: Vec<Job>) {
+    if group.len() == 1 {
+        let job = group.into_iter().next().expect("one job");
+        let outcome = job.request.execute(pool).await;
+        let _ = job.reply.send(outcome);
+        return;
+    }
+    let mut merged = group[0].request.clone();
+    for job in &group[1..] {
+        merged.absorb(&job.request);
+    }
+    match merged.execute(pool).await {
+        Ok(rows) => {
+            let by_id: std::collections::HashMap<Uuid, WrittenEvent> =
+                rows.into_iter().map(|w| (w.event_id, w)).collect();
+            for job in group {
+                let mine = job
+                    .request
+                    .event_ids
+                    .iter()
+                    .filter_map(|id| by_id.get(id).copied())
+                    .collect();
+                let _ = job.reply.send(Ok(mine));
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, appends = group.len(), "merged append failed; running its appends one by one");
+            for job in group {
+                let outcome = job.request.execute(pool).await;
+                let _ = job.reply.send(outcome);
+            }
         }
     }
-    Ok(outcomes)
 }
 
 struct Job {
     request: AppendRequest,
-    reply: oneshot::Sender<Result<Vec<WrittenEvent>, Failure>>,
+    reply: oneshot::Sender<Result<Vec<WrittenEvent>, sqlx::Error>>,
 }
 
 /// The handle on a process's writer task.
@@ -241,7 +218,7 @@ impl Writer {
     pub(crate) async fn append(
         &self,
         request: AppendRequest,
-    ) -> Option<Result<Vec<WrittenEvent>, Failure>> {
+    ) -> Option<Result<Vec<WrittenEvent>, sqlx::Error>> {
         let (reply, answer) = oneshot::channel();
         self.jobs.send(Job { request, reply }).ok()?;
         answer.await.ok()
@@ -249,40 +226,51 @@ impl Writer {
 }
 
 async fn run(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Job>) {
+    let mut last_batch = 1;
     while let Some(first) = queue.recv().await {
         let mut events = first.request.events();
         let mut jobs = vec![first];
+        // Take what is queued. When the last batch had company, give the
+        // writers just answered a few turns of the scheduler to send their
+        // next appends (no timer: a lone writer is never delayed).
+        let mut turns = if last_batch > 1 { 3 } else { 0 };
         while jobs.len() < MAX_BATCH_APPENDS && events < MAX_BATCH_EVENTS {
             match queue.try_recv() {
                 Ok(job) => {
                     events += job.request.events();
                     jobs.push(job);
                 }
+                Err(_) if turns > 0 && jobs.len() < last_batch => {
+                    turns -= 1;
+                    tokio::task::yield_now().await;
+                }
                 Err(_) => break,
             }
         }
-        if jobs.len() == 1 {
-            let job = jobs.pop().expect("one job");
-            let outcome = job.request.execute(&pool).await.map_err(Failure::Db);
-            let _ = job.reply.send(outcome);
-            continue;
-        }
-        let requests: Vec<&AppendRequest> = jobs.iter().map(|j| &j.request).collect();
-        match execute_batch(&pool, &requests).await {
-            Ok(outcomes) => {
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(outcome);
+        last_batch = jobs.len();
+        // Split into groups of appends on disjoint streams, keeping order
+        // within each stream: an append that shares a stream with the
+        // current group waits for the next group.
+        while !jobs.is_empty() {
+            let mut group = Vec::new();
+            let mut later = Vec::new();
+            let mut streams: HashSet<String> = HashSet::new();
+            let mut blocked: HashSet<String> = HashSet::new();
+            for job in jobs {
+                let touched: Vec<&str> = job.request.touches().collect();
+                let free = touched
+                    .iter()
+                    .all(|s| !streams.contains(*s) && !blocked.contains(*s));
+                if free && group.len() < MAX_BATCH_APPENDS {
+                    streams.extend(touched.iter().map(|s| s.to_string()));
+                    group.push(job);
+                } else {
+                    blocked.extend(touched.iter().map(|s| s.to_string()));
+                    later.push(job);
                 }
             }
-            Err(e) => {
-                // The batch call itself failed, so nothing of it committed:
-                // run each append alone, so that each gets its own answer.
-                tracing::warn!(error = %e, appends = jobs.len(), "append batch failed; running its appends one by one");
-                for job in jobs {
-                    let outcome = job.request.execute(&pool).await.map_err(Failure::Db);
-                    let _ = job.reply.send(outcome);
-                }
-            }
+            execute_group(&pool, group).await;
+            jobs = later;
         }
     }
 }

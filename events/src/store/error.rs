@@ -4,7 +4,6 @@
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::append::Failure;
 use crate::envelope::{ExpectedRevision, InvalidInput, StreamState};
 
 /// Everything that can go wrong talking to the log. Every variant but
@@ -32,8 +31,6 @@ pub enum LogError {
     EventIdsTaken { event_ids: Vec<Uuid> },
     #[error("the log skipped from position {after} to {found}: the log has been altered")]
     Gap { after: u64, found: u64 },
-    #[error("PostgreSQL refused the append ({code}): {detail}")]
-    Rejected { code: String, detail: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -93,16 +90,6 @@ impl LogError {
             None => LogError::Database(error),
         }
     }
-
-    /// Turns one append's failure into its typed form.
-    pub(crate) fn from_failure(failure: Failure) -> Self {
-        match failure {
-            Failure::Db(e) => LogError::from_db(e),
-            Failure::Sql { code, detail, .. } => {
-                typed(&code, &detail).unwrap_or(LogError::Rejected { code, detail })
-            }
-        }
-    }
 }
 
 /// The typed error for one of the SQL functions' own SQLSTATEs.
@@ -118,34 +105,25 @@ fn typed(code: &str, detail: &str) -> Option<LogError> {
         "SL002" => serde_json::from_str::<StreamDetail>(detail)
             .ok()
             .map(|d| LogError::StreamTombstoned { stream: d.stream }),
-        "SL003" => serde_json::from_str::<PartialDetail>(detail)
-            .ok()
-            .map(|d| LogError::PartialDuplicate {
-                written: d.written,
-                not_written: d.not_written,
-            }),
-        "SL004" => serde_json::from_str::<IdsDetail>(detail)
-            .ok()
-            .map(|d| LogError::EventIdsTaken {
-                event_ids: d.event_ids,
-            }),
+        "SL003" => {
+            serde_json::from_str::<PartialDetail>(detail)
+                .ok()
+                .map(|d| LogError::PartialDuplicate {
+                    written: d.written,
+                    not_written: d.not_written,
+                })
+        }
+        "SL004" => {
+            serde_json::from_str::<IdsDetail>(detail)
+                .ok()
+                .map(|d| LogError::EventIdsTaken {
+                    event_ids: d.event_ids,
+                })
+        }
         "SL005" => serde_json::from_str::<StreamDetail>(detail)
             .ok()
             .map(|d| LogError::StreamNotFound { stream: d.stream }),
         _ => None,
-    }
-}
-
-/// Whether re-running the same append may succeed: a deadlock, a
-/// serialization failure (also raised when an identical append committed
-/// concurrently), or a unique violation on an event id written by a
-/// concurrent append that has committed since (the re-run then finds it).
-pub(crate) fn is_transient_failure(failure: &Failure) -> bool {
-    match failure {
-        Failure::Db(e) => is_transient(e),
-        Failure::Sql {
-            code, constraint, ..
-        } => transient_code(code, constraint.as_deref()),
     }
 }
 
@@ -157,7 +135,10 @@ fn transient_code(code: &str, constraint: Option<&str>) -> bool {
     }
 }
 
-fn is_transient(error: &sqlx::Error) -> bool {
+/// Whether re-running the same append may succeed: a deadlock or a
+/// serialization failure, or a unique violation on an event id written by a
+/// concurrent append that has committed since (the re-run then finds it).
+pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
     let Some(db) = error.as_database_error() else {
         return false;
     };

@@ -189,18 +189,16 @@ impl PgEventStore {
         let rows = loop {
             let outcome = match writer.append(request.clone()).await {
                 Some(outcome) => outcome,
-                None => request.execute(&self.pool).await.map_err(append::Failure::Db),
+                None => request.execute(&self.pool).await,
             };
             match outcome {
                 Ok(rows) => break rows,
-                Err(failure)
-                    if attempt < TRANSIENT_RETRIES && error::is_transient_failure(&failure) =>
-                {
+                Err(e) if attempt < TRANSIENT_RETRIES && error::is_transient(&e) => {
                     attempt += 1;
-                    tracing::debug!(attempt, ?failure, "append retried after a transient conflict");
+                    tracing::debug!(attempt, error = %e, "append retried after a transient conflict");
                     tokio::time::sleep(Duration::from_millis(1 << attempt)).await;
                 }
-                Err(failure) => return Err(LogError::from_failure(failure)),
+                Err(e) => return Err(LogError::from_db(e)),
             }
         };
         Ok(results_in_order(appends, rows))
