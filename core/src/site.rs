@@ -1,0 +1,749 @@
+//! A site and its users: the state folded from a `site-<id>` stream, the
+//! authorization of whoever issues a command, and the decisions of the site
+//! and user commands (R-USER-1 to R-USER-9, R-ONB-1 to R-ONB-3).
+
+use std::collections::BTreeMap;
+
+use shareledger_events::catalog::{
+    AccessLevel, Name, NewUser, PermissionFlag, Permissions, Role, ScorecardId, SeatLimit,
+    SiteCode, SiteEvent, SiteId, UserId, UserOrigin, Username,
+};
+use shareledger_events::Actor;
+
+use crate::error::DomainError;
+
+/// A user account as the site knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserState {
+    pub id: UserId,
+    pub username: Username,
+    pub name: Name,
+    pub role: Role,
+    pub permissions: Permissions,
+    pub scorecard_access: BTreeMap<ScorecardId, AccessLevel>,
+    pub active: bool,
+    pub hide_organization_settings: bool,
+}
+
+impl UserState {
+    pub fn has(&self, flag: PermissionFlag) -> bool {
+        self.permissions.contains(&flag)
+    }
+}
+
+/// Self-registration settings of a group site (R-ONB-2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelfRegistration {
+    pub enabled: bool,
+    pub model_site: Option<SiteId>,
+    pub model_user: Option<UserId>,
+}
+
+/// A site, folded from its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteState {
+    pub id: SiteId,
+    pub code: SiteCode,
+    pub name: Name,
+    pub seat_limit: SeatLimit,
+    pub parent: Option<SiteId>,
+    pub self_registration: SelfRegistration,
+    pub two_factor_required: bool,
+    pub users: BTreeMap<UserId, UserState>,
+    pub usernames: BTreeMap<Username, UserId>,
+}
+
+impl SiteState {
+    /// Applies one event. `None` is the state before `SiteRegistered`.
+    pub fn evolve(state: Option<SiteState>, event: &SiteEvent) -> Option<SiteState> {
+        if let SiteEvent::SiteRegistered {
+            site_id,
+            code,
+            name,
+            seat_limit,
+            parent,
+        } = event
+        {
+            return Some(SiteState {
+                id: *site_id,
+                code: code.clone(),
+                name: name.clone(),
+                seat_limit: *seat_limit,
+                parent: *parent,
+                self_registration: SelfRegistration::default(),
+                two_factor_required: false,
+                users: BTreeMap::new(),
+                usernames: BTreeMap::new(),
+            });
+        }
+        let mut s = state?;
+        match event {
+            SiteEvent::SiteRegistered { .. } => unreachable!("handled above"),
+            SiteEvent::SeatLimitSet { seat_limit } => s.seat_limit = *seat_limit,
+            SiteEvent::ParentSiteSet { parent } => s.parent = *parent,
+            SiteEvent::SelfRegistrationConfigured {
+                enabled,
+                model_site,
+                model_user,
+            } => {
+                s.self_registration = SelfRegistration {
+                    enabled: *enabled,
+                    model_site: *model_site,
+                    model_user: *model_user,
+                }
+            }
+            SiteEvent::TwoFactorRequirementSet { required } => s.two_factor_required = *required,
+            SiteEvent::UserAdded {
+                user,
+                scorecard_access,
+                hide_organization_settings,
+                ..
+            } => {
+                s.usernames.insert(user.username.clone(), user.user_id);
+                s.users.insert(
+                    user.user_id,
+                    UserState {
+                        id: user.user_id,
+                        username: user.username.clone(),
+                        name: user.name.clone(),
+                        role: user.role,
+                        permissions: user.permissions.clone(),
+                        scorecard_access: scorecard_access.clone(),
+                        active: true,
+                        hide_organization_settings: *hide_organization_settings,
+                    },
+                );
+            }
+            SiteEvent::UserRoleChanged {
+                user_id,
+                role,
+                permissions,
+            } => {
+                if let Some(u) = s.users.get_mut(user_id) {
+                    u.role = *role;
+                    u.permissions = permissions.clone();
+                }
+            }
+            SiteEvent::UserPermissionsSet {
+                user_id,
+                permissions,
+            } => {
+                if let Some(u) = s.users.get_mut(user_id) {
+                    u.permissions = permissions.clone();
+                }
+            }
+            SiteEvent::ScorecardAccessGranted {
+                user_id,
+                scorecard_id,
+                level,
+            } => {
+                if let Some(u) = s.users.get_mut(user_id) {
+                    u.scorecard_access.insert(*scorecard_id, *level);
+                }
+            }
+            SiteEvent::ScorecardAccessRevoked {
+                user_id,
+                scorecard_id,
+            } => {
+                if let Some(u) = s.users.get_mut(user_id) {
+                    u.scorecard_access.remove(scorecard_id);
+                }
+            }
+            SiteEvent::UserDeactivated { user_id } => {
+                if let Some(u) = s.users.get_mut(user_id) {
+                    u.active = false;
+                }
+            }
+            SiteEvent::UserReactivated { user_id } => {
+                if let Some(u) = s.users.get_mut(user_id) {
+                    u.active = true;
+                }
+            }
+            SiteEvent::OrganizationSettingsHiddenSet { user_id, hidden } => {
+                if let Some(u) = s.users.get_mut(user_id) {
+                    u.hide_organization_settings = *hidden;
+                }
+            }
+        }
+        Some(s)
+    }
+
+    /// Folds a whole stream.
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a SiteEvent>) -> Option<SiteState> {
+        events.into_iter().fold(None, SiteState::evolve)
+    }
+
+    /// How many users are active (they hold seats, R-USER-7).
+    pub fn active_users(&self) -> usize {
+        self.users.values().filter(|u| u.active).count()
+    }
+
+    fn free_seats(&self) -> usize {
+        (self.seat_limit.get() as usize).saturating_sub(self.active_users())
+    }
+
+    fn user(&self, id: UserId) -> Result<&UserState, DomainError> {
+        self.users.get(&id).ok_or(DomainError::UserNotFound(id))
+    }
+
+    /// A user that may be edited: it exists and is active (R-USER-6).
+    fn editable_user(&self, id: UserId) -> Result<&UserState, DomainError> {
+        let user = self.user(id)?;
+        if !user.active {
+            return Err(DomainError::UserInactive(id));
+        }
+        Ok(user)
+    }
+}
+
+/// Who issues a command, checked against the site it acts on.
+///
+/// * An operator (platform staff) may do anything on any site.
+/// * A user must belong to `site` (R-USER-9), be active (R-USER-6) and hold
+///   one of `flags` (R-USER-5: Manage Users or Instance Admin; R-CONN-1:
+///   Instance Admin).
+/// * The system issues no commands; it only records consequences.
+pub fn authorize<'s>(
+    actor: &Actor,
+    site: &'s SiteState,
+    flags: &[PermissionFlag],
+) -> Result<Option<&'s UserState>, DomainError> {
+    match actor {
+        Actor::Operator { .. } => Ok(None),
+        Actor::System => Err(DomainError::NotAnIssuer),
+        Actor::User { user_id, site_id } => {
+            let actor_site = SiteId(*site_id);
+            if actor_site != site.id {
+                return Err(DomainError::CrossSite {
+                    actor_site,
+                    target_site: site.id,
+                });
+            }
+            let user = site
+                .users
+                .get(&UserId(*user_id))
+                .ok_or(DomainError::UnknownActor { site: site.id })?;
+            if !user.active {
+                return Err(DomainError::ActorInactive);
+            }
+            if flags.is_empty() || flags.iter().any(|f| user.has(*f)) {
+                Ok(Some(user))
+            } else {
+                Err(DomainError::NotPermitted { needed: flags[0] })
+            }
+        }
+    }
+}
+
+/// R-USER-5: adding, editing, importing, deactivating or reactivating users.
+const MANAGE_USERS: [PermissionFlag; 2] = [PermissionFlag::ManageUsers, PermissionFlag::InstanceAdmin];
+/// Site settings are Instance Admin's (seed 001: "high-security sections").
+const INSTANCE_ADMIN: [PermissionFlag; 1] = [PermissionFlag::InstanceAdmin];
+
+/// RegisterSite: a new site with a unique code. An operator registers any
+/// site; a group's Instance Admin registers child sites of the group (R-ONB-1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterSite {
+    pub site_id: SiteId,
+    pub code: SiteCode,
+    pub name: Name,
+    pub seat_limit: SeatLimit,
+    pub parent: Option<SiteId>,
+}
+
+impl RegisterSite {
+    /// `existing` is the state of `site_id`'s stream; `parent` the parent's
+    /// state when one is named. The code's uniqueness is the command
+    /// service's (it claims `sitecode-<CODE>` in the same append).
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        existing: Option<&SiteState>,
+        parent: Option<&SiteState>,
+    ) -> Result<Vec<SiteEvent>, DomainError> {
+        match (self.parent, parent) {
+            (Some(id), None) => return Err(DomainError::SiteNotFound(id)),
+            (Some(_), Some(p)) => {
+                authorize(actor, p, &INSTANCE_ADMIN)?;
+            }
+            (None, _) => {
+                if !matches!(actor, Actor::Operator { .. }) {
+                    return Err(DomainError::NotPermitted {
+                        needed: PermissionFlag::InstanceAdmin,
+                    });
+                }
+            }
+        }
+        if existing.is_some() {
+            return Err(DomainError::SiteExists(self.site_id));
+        }
+        Ok(vec![SiteEvent::SiteRegistered {
+            site_id: self.site_id,
+            code: self.code.clone(),
+            name: self.name.clone(),
+            seat_limit: self.seat_limit,
+            parent: self.parent,
+        }])
+    }
+}
+
+/// SetSeatLimit (R-USER-7). Lowering it below the active users is allowed:
+/// nobody is deactivated, but no one can be added or reactivated until
+/// users are deactivated below the new limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetSeatLimit {
+    pub seat_limit: SeatLimit,
+}
+
+impl SetSeatLimit {
+    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &INSTANCE_ADMIN)?;
+        Ok(vec![SiteEvent::SeatLimitSet {
+            seat_limit: self.seat_limit,
+        }])
+    }
+}
+
+/// SetParentSite (R-ONB-1). `ancestors` are the parent's ancestors, nearest
+/// first, so that no cycle can form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetParentSite {
+    pub parent: Option<SiteId>,
+}
+
+impl SetParentSite {
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        site: &SiteState,
+        parent_chain: &[SiteId],
+    ) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &INSTANCE_ADMIN)?;
+        if self.parent == Some(site.id) || parent_chain.contains(&site.id) {
+            return Err(DomainError::ParentCycle);
+        }
+        Ok(vec![SiteEvent::ParentSiteSet {
+            parent: self.parent,
+        }])
+    }
+}
+
+/// ConfigureSelfRegistration (R-ONB-2): turning it on needs a model user
+/// (and its model site) that exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigureSelfRegistration {
+    pub enabled: bool,
+    pub model_site: Option<SiteId>,
+    pub model_user: Option<UserId>,
+}
+
+impl ConfigureSelfRegistration {
+    /// `model_site` is the state of the named model site, if any.
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        site: &SiteState,
+        model_site: Option<&SiteState>,
+    ) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &INSTANCE_ADMIN)?;
+        if self.enabled {
+            let (Some(site_id), Some(user_id)) = (self.model_site, self.model_user) else {
+                return Err(DomainError::SelfRegistrationNotConfigured);
+            };
+            let model = model_site.ok_or(DomainError::SiteNotFound(site_id))?;
+            model.user(user_id)?;
+        }
+        Ok(vec![SiteEvent::SelfRegistrationConfigured {
+            enabled: self.enabled,
+            model_site: self.model_site,
+            model_user: self.model_user,
+        }])
+    }
+}
+
+/// RequireTwoFactor (R-ONB-3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequireTwoFactor {
+    pub required: bool,
+}
+
+impl RequireTwoFactor {
+    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &INSTANCE_ADMIN)?;
+        Ok(vec![SiteEvent::TwoFactorRequirementSet {
+            required: self.required,
+        }])
+    }
+}
+
+fn check_new_user(site: &SiteState, user: &NewUser) -> Result<(), DomainError> {
+    if site.users.contains_key(&user.user_id) {
+        return Err(DomainError::UserExists(user.user_id));
+    }
+    if site.usernames.contains_key(&user.username) {
+        return Err(DomainError::UsernameTaken(user.username.clone()));
+    }
+    Ok(())
+}
+
+/// AddUser (Add New User): a user with a role preset's flags (R-USER-1),
+/// within the seat limit (R-USER-7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddUser {
+    pub user_id: UserId,
+    pub username: Username,
+    pub name: Name,
+    pub role: Role,
+}
+
+impl AddUser {
+    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &MANAGE_USERS)?;
+        let user = NewUser {
+            user_id: self.user_id,
+            username: self.username.clone(),
+            name: self.name.clone(),
+            role: self.role,
+            permissions: self.role.default_permissions(),
+        };
+        check_new_user(site, &user)?;
+        if site.free_seats() == 0 {
+            return Err(DomainError::SeatLimitReached {
+                limit: site.seat_limit.get(),
+            });
+        }
+        Ok(vec![SiteEvent::UserAdded {
+            user,
+            origin: UserOrigin::Added,
+            scorecard_access: BTreeMap::new(),
+            hide_organization_settings: false,
+        }])
+    }
+}
+
+/// AddExistingUser: an account for a person who has one on another site,
+/// with the same username and name, and a role on this site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddExistingUser {
+    pub user_id: UserId,
+    pub from_site: SiteId,
+    pub from_user: UserId,
+    pub role: Role,
+}
+
+impl AddExistingUser {
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        site: &SiteState,
+        from_site: &SiteState,
+    ) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &MANAGE_USERS)?;
+        if from_site.id == site.id {
+            return Err(DomainError::UserExists(self.from_user));
+        }
+        let source = from_site.user(self.from_user)?;
+        AddUser {
+            user_id: self.user_id,
+            username: source.username.clone(),
+            name: source.name.clone(),
+            role: self.role,
+        }
+        .decide(actor, site)
+        .map(|events| {
+            events
+                .into_iter()
+                .map(|e| match e {
+                    SiteEvent::UserAdded {
+                        user,
+                        scorecard_access,
+                        hide_organization_settings,
+                        ..
+                    } => SiteEvent::UserAdded {
+                        user,
+                        origin: UserOrigin::ExistingAccount {
+                            site_id: from_site.id,
+                            user_id: self.from_user,
+                        },
+                        scorecard_access,
+                        hide_organization_settings,
+                    },
+                    other => other,
+                })
+                .collect()
+        })
+    }
+}
+
+/// ChangeUserRole: a new preset, which resets the flags to its defaults (R-USER-1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeUserRole {
+    pub user_id: UserId,
+    pub role: Role,
+}
+
+impl ChangeUserRole {
+    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &MANAGE_USERS)?;
+        site.editable_user(self.user_id)?;
+        Ok(vec![SiteEvent::UserRoleChanged {
+            user_id: self.user_id,
+            role: self.role,
+            permissions: self.role.default_permissions(),
+        }])
+    }
+}
+
+/// SetPermissionFlags: switch flags one by one after the preset (R-USER-1, R-USER-2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetPermissionFlags {
+    pub user_id: UserId,
+    pub enable: Permissions,
+    pub disable: Permissions,
+}
+
+impl SetPermissionFlags {
+    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &MANAGE_USERS)?;
+        let user = site.editable_user(self.user_id)?;
+        let mut permissions = user.permissions.clone();
+        permissions.extend(self.enable.iter().copied());
+        permissions.retain(|f| !self.disable.contains(f));
+        Ok(vec![SiteEvent::UserPermissionsSet {
+            user_id: self.user_id,
+            permissions,
+        }])
+    }
+}
+
+/// GrantScorecardAccess: a per-scorecard level for a user (R-USER-3). The
+/// scorecard must be one of the site's own, or a partner's scorecard shared
+/// with the site (then at most Browser, R-SHARE-5): the command service
+/// checks which and passes `max_level`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantScorecardAccess {
+    pub user_id: UserId,
+    pub scorecard_id: ScorecardId,
+    pub level: AccessLevel,
+}
+
+impl GrantScorecardAccess {
+    /// `max_level` is `Some(ScorecardAdmin)` for an own scorecard,
+    /// `Some(Browser)` for a partner's scorecard shared with this site, and
+    /// `None` when the scorecard is neither.
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        site: &SiteState,
+        max_level: Option<AccessLevel>,
+    ) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &MANAGE_USERS)?;
+        site.editable_user(self.user_id)?;
+        let max = max_level.ok_or(DomainError::ScorecardNotFound(self.scorecard_id))?;
+        if self.level > max {
+            return Err(DomainError::SharedContentReadOnly);
+        }
+        Ok(vec![SiteEvent::ScorecardAccessGranted {
+            user_id: self.user_id,
+            scorecard_id: self.scorecard_id,
+            level: self.level,
+        }])
+    }
+}
+
+/// RevokeScorecardAccess.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeScorecardAccess {
+    pub user_id: UserId,
+    pub scorecard_id: ScorecardId,
+}
+
+impl RevokeScorecardAccess {
+    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &MANAGE_USERS)?;
+        let user = site.editable_user(self.user_id)?;
+        if !user.scorecard_access.contains_key(&self.scorecard_id) {
+            return Err(DomainError::ScorecardNotFound(self.scorecard_id));
+        }
+        Ok(vec![SiteEvent::ScorecardAccessRevoked {
+            user_id: self.user_id,
+            scorecard_id: self.scorecard_id,
+        }])
+    }
+}
+
+/// DeactivateUser (R-USER-6): all access gone at once, settings kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeactivateUser {
+    pub user_id: UserId,
+}
+
+impl DeactivateUser {
+    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &MANAGE_USERS)?;
+        site.editable_user(self.user_id)?;
+        Ok(vec![SiteEvent::UserDeactivated {
+            user_id: self.user_id,
+        }])
+    }
+}
+
+/// ReactivateUser (R-USER-6, R-USER-7): settings come back; needs a free seat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactivateUser {
+    pub user_id: UserId,
+}
+
+impl ReactivateUser {
+    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &MANAGE_USERS)?;
+        if site.user(self.user_id)?.active {
+            return Err(DomainError::UserActive(self.user_id));
+        }
+        if site.free_seats() == 0 {
+            return Err(DomainError::SeatLimitReached {
+                limit: site.seat_limit.get(),
+            });
+        }
+        Ok(vec![SiteEvent::UserReactivated {
+            user_id: self.user_id,
+        }])
+    }
+}
+
+/// HideOrganizationSettings (R-ONB-3): per manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HideOrganizationSettings {
+    pub user_id: UserId,
+    pub hidden: bool,
+}
+
+impl HideOrganizationSettings {
+    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &MANAGE_USERS)?;
+        site.editable_user(self.user_id)?;
+        Ok(vec![SiteEvent::OrganizationSettingsHiddenSet {
+            user_id: self.user_id,
+            hidden: self.hidden,
+        }])
+    }
+}
+
+/// ImportUsers (R-USER-8): every row checked first; one bad row rejects the
+/// whole file with an error per bad row; a good file adds every row, within
+/// the seat limit (R-USER-7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportUsers {
+    pub rows: Vec<crate::csv_import::ImportRow>,
+}
+
+impl ImportUsers {
+    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &MANAGE_USERS)?;
+        let mut errors = Vec::new();
+        let mut seen: BTreeMap<&Username, u32> = BTreeMap::new();
+        for row in &self.rows {
+            if site.usernames.contains_key(&row.username) {
+                errors.push(crate::error::RowError {
+                    line: row.line,
+                    field: "username".into(),
+                    reason: format!("{} is taken on this site", row.username),
+                });
+            } else if let Some(first) = seen.insert(&row.username, row.line) {
+                errors.push(crate::error::RowError {
+                    line: row.line,
+                    field: "username".into(),
+                    reason: format!("{} appears already on line {first}", row.username),
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(DomainError::ImportRejected(errors));
+        }
+        if self.rows.len() > site.free_seats() {
+            return Err(DomainError::SeatLimitReached {
+                limit: site.seat_limit.get(),
+            });
+        }
+        Ok(self
+            .rows
+            .iter()
+            .map(|row| SiteEvent::UserAdded {
+                user: NewUser {
+                    user_id: row.user_id,
+                    username: row.username.clone(),
+                    name: row.name.clone(),
+                    role: row.role,
+                    permissions: row.role.default_permissions(),
+                },
+                origin: UserOrigin::Imported { line: row.line },
+                scorecard_access: BTreeMap::new(),
+                hide_organization_settings: false,
+            })
+            .collect())
+    }
+}
+
+/// SelfRegisterPartner (R-ONB-2): a partner creates its own site from the
+/// group's self-registration link; its first manager is a copy of the model
+/// user (scorecard access, restrictions and flags). Issued by an operator on
+/// the partner's behalf (the partner has no account yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfRegisterPartner {
+    pub site_id: SiteId,
+    pub code: SiteCode,
+    pub name: Name,
+    pub seat_limit: SeatLimit,
+    pub manager_id: UserId,
+    pub manager_username: Username,
+    pub manager_name: Name,
+    /// Make the new site a child of the group (when the link names it).
+    pub child_of_group: bool,
+}
+
+impl SelfRegisterPartner {
+    /// `group` is the site whose link is used; `model_site` its configured
+    /// model site's state.
+    pub fn decide(
+        &self,
+        group: &SiteState,
+        model_site: Option<&SiteState>,
+        existing: Option<&SiteState>,
+    ) -> Result<Vec<SiteEvent>, DomainError> {
+        let config = &group.self_registration;
+        let (true, Some(model_site_id), Some(model_user_id)) =
+            (config.enabled, config.model_site, config.model_user)
+        else {
+            return Err(DomainError::SelfRegistrationNotConfigured);
+        };
+        let model_site = model_site.ok_or(DomainError::SiteNotFound(model_site_id))?;
+        let model = model_site.user(model_user_id)?;
+        if existing.is_some() {
+            return Err(DomainError::SiteExists(self.site_id));
+        }
+        Ok(vec![
+            SiteEvent::SiteRegistered {
+                site_id: self.site_id,
+                code: self.code.clone(),
+                name: self.name.clone(),
+                seat_limit: self.seat_limit,
+                parent: self.child_of_group.then_some(group.id),
+            },
+            SiteEvent::UserAdded {
+                user: NewUser {
+                    user_id: self.manager_id,
+                    username: self.manager_username.clone(),
+                    name: self.manager_name.clone(),
+                    role: model.role,
+                    permissions: model.permissions.clone(),
+                },
+                origin: UserOrigin::SelfRegistered {
+                    model_site: model_site_id,
+                    model_user: model_user_id,
+                },
+                scorecard_access: model.scorecard_access.clone(),
+                hide_organization_settings: model.hide_organization_settings,
+            },
+        ])
+    }
+}
