@@ -77,7 +77,8 @@ pub fn parse_users_csv(
     let Some((_, header)) = lines.next() else {
         return Err(reject(1, "header", "the file is empty".into()));
     };
-    let header = split(header.trim_start_matches('\u{feff}')).map_err(|r| reject(1, "header", r))?;
+    let header =
+        split(header.trim_start_matches('\u{feff}')).map_err(|r| reject(1, "header", r))?;
     let mut index = BTreeMap::new();
     for column in COLUMNS {
         match header
@@ -87,7 +88,13 @@ pub fn parse_users_csv(
             Some(i) => {
                 index.insert(column, i);
             }
-            None => return Err(reject(1, column, format!("the header has no {column} column"))),
+            None => {
+                return Err(reject(
+                    1,
+                    column,
+                    format!("the header has no {column} column"),
+                ))
+            }
         }
     }
     let mut rows = Vec::new();
@@ -117,18 +124,24 @@ pub fn parse_users_csv(
             })
         };
         let username = Username::parse(get("username")).map_err(|e| bad("username", e.to_string()));
+        // A username seen on an earlier line is a duplicate even when that
+        // line has other bad fields.
+        let username = match username {
+            Ok(u) => match seen.get(&u) {
+                Some(first) => {
+                    bad("username", format!("{u} appears already on line {first}"));
+                    Err(())
+                }
+                None => {
+                    seen.insert(u.clone(), line);
+                    Ok(u)
+                }
+            },
+            Err(()) => Err(()),
+        };
         let name = Name::parse(get("name")).map_err(|e| bad("name", e.to_string()));
         let role = Role::parse(get("role")).map_err(|e| bad("role", e.to_string()));
         if let (Ok(username), Ok(name), Ok(role)) = (username, name, role) {
-            if let Some(first) = seen.get(&username) {
-                errors.push(RowError {
-                    line,
-                    field: "username".into(),
-                    reason: format!("{username} appears already on line {first}"),
-                });
-                continue;
-            }
-            seen.insert(username.clone(), line);
             rows.push(ImportRow {
                 line,
                 user_id: new_id(),
@@ -168,13 +181,21 @@ mod tests {
         let found: Vec<(u32, &str)> = errors.iter().map(|e| (e.line, e.field.as_str())).collect();
         assert_eq!(
             found,
-            vec![(3, "username"), (4, "name"), (4, "role"), (5, "username"), (6, "row")]
+            vec![
+                (3, "username"),
+                (4, "name"),
+                (4, "role"),
+                (5, "username"),
+                (6, "row")
+            ]
         );
     }
 
     #[test]
     fn a_header_without_required_columns_is_rejected() {
-        let Err(DomainError::ImportRejected(errors)) = parse_users_csv("username,name\nx,y\n", UserId::new) else {
+        let Err(DomainError::ImportRejected(errors)) =
+            parse_users_csv("username,name\nx,y\n", UserId::new)
+        else {
             panic!("expected ImportRejected");
         };
         assert_eq!(errors[0].line, 1);

@@ -23,7 +23,9 @@ pub enum DomainError {
     InvalidValue(#[from] InvalidValue),
     #[error("the acting user is not known on site {site}")]
     UnknownActor { site: SiteId },
-    #[error("the acting user is deactivated: every command is refused until reactivation (R-USER-6)")]
+    #[error(
+        "the acting user is deactivated: every command is refused until reactivation (R-USER-6)"
+    )]
     ActorInactive,
     #[error("this needs the {needed:?} permission (R-CONN-1, R-USER-5)")]
     NotPermitted { needed: PermissionFlag },

@@ -13,9 +13,15 @@
 //!
 //! Modules:
 //! * [`site`]: sites and users (R-USER-*, R-ONB-*), and [`site::authorize`].
+//! * [`connection`]: partner connections, share links and shared scorecards
+//!   (R-CONN-*, R-SHARE-1, R-SHARE-7).
+//! * [`content`]: scorecards, objects, relationships; what partners see
+//!   (R-USER-3, R-USER-4, R-SHARE-2 to R-SHARE-6).
 //! * [`csv_import`]: parsing a users CSV (R-USER-8).
 //! * [`error`]: [`DomainError`], with a stable code per variant.
 
+pub mod connection;
+pub mod content;
 pub mod csv_import;
 pub mod error;
 pub mod site;

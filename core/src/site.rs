@@ -235,8 +235,28 @@ pub fn authorize<'s>(
     }
 }
 
+/// Only an Instance Admin (or an operator) may give Instance Admin: Manage
+/// Users alone must not open R-CONN-1's gate to connections and sharing.
+fn check_grants_instance_admin(
+    actor: Option<&UserState>,
+    granted: &Permissions,
+    before: &Permissions,
+) -> Result<(), DomainError> {
+    let grants = granted.contains(&PermissionFlag::InstanceAdmin)
+        && !before.contains(&PermissionFlag::InstanceAdmin);
+    match actor {
+        Some(user) if grants && !user.has(PermissionFlag::InstanceAdmin) => {
+            Err(DomainError::NotPermitted {
+                needed: PermissionFlag::InstanceAdmin,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// R-USER-5: adding, editing, importing, deactivating or reactivating users.
-const MANAGE_USERS: [PermissionFlag; 2] = [PermissionFlag::ManageUsers, PermissionFlag::InstanceAdmin];
+const MANAGE_USERS: [PermissionFlag; 2] =
+    [PermissionFlag::ManageUsers, PermissionFlag::InstanceAdmin];
 /// Site settings are Instance Admin's (seed 001: "high-security sections").
 const INSTANCE_ADMIN: [PermissionFlag; 1] = [PermissionFlag::InstanceAdmin];
 
@@ -398,7 +418,8 @@ pub struct AddUser {
 
 impl AddUser {
     pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
-        authorize(actor, site, &MANAGE_USERS)?;
+        let by = authorize(actor, site, &MANAGE_USERS)?;
+        check_grants_instance_admin(by, &self.role.default_permissions(), &Permissions::new())?;
         let user = NewUser {
             user_id: self.user_id,
             username: self.username.clone(),
@@ -484,8 +505,9 @@ pub struct ChangeUserRole {
 
 impl ChangeUserRole {
     pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
-        authorize(actor, site, &MANAGE_USERS)?;
-        site.editable_user(self.user_id)?;
+        let by = authorize(actor, site, &MANAGE_USERS)?;
+        let user = site.editable_user(self.user_id)?;
+        check_grants_instance_admin(by, &self.role.default_permissions(), &user.permissions)?;
         Ok(vec![SiteEvent::UserRoleChanged {
             user_id: self.user_id,
             role: self.role,
@@ -504,11 +526,12 @@ pub struct SetPermissionFlags {
 
 impl SetPermissionFlags {
     pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
-        authorize(actor, site, &MANAGE_USERS)?;
+        let by = authorize(actor, site, &MANAGE_USERS)?;
         let user = site.editable_user(self.user_id)?;
         let mut permissions = user.permissions.clone();
         permissions.extend(self.enable.iter().copied());
         permissions.retain(|f| !self.disable.contains(f));
+        check_grants_instance_admin(by, &permissions, &user.permissions)?;
         Ok(vec![SiteEvent::UserPermissionsSet {
             user_id: self.user_id,
             permissions,
@@ -639,9 +662,18 @@ pub struct ImportUsers {
 
 impl ImportUsers {
     pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
-        authorize(actor, site, &MANAGE_USERS)?;
+        let by = authorize(actor, site, &MANAGE_USERS)?;
+        for row in &self.rows {
+            check_grants_instance_admin(by, &row.role.default_permissions(), &Permissions::new())?;
+        }
         let mut errors = Vec::new();
         let mut seen: BTreeMap<&Username, u32> = BTreeMap::new();
+        let mut ids = std::collections::BTreeSet::new();
+        for row in &self.rows {
+            if site.users.contains_key(&row.user_id) || !ids.insert(row.user_id) {
+                return Err(DomainError::UserExists(row.user_id));
+            }
+        }
         for row in &self.rows {
             if site.usernames.contains_key(&row.username) {
                 errors.push(crate::error::RowError {

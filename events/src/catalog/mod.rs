@@ -227,7 +227,7 @@ impl DomainEvent for SiteCodeEvent {
 
 /// Which field of an object a change touches (R-USER-3): update-fields change
 /// every reporting period, edit-fields stay across periods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectField {
     // update-fields

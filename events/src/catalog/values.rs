@@ -282,7 +282,8 @@ impl Action {
     }
 }
 
-/// The permission flags of seed 001 (R-USER-2).
+/// The permission flags of seed 001 (R-USER-2, plus Compyle Access, which
+/// the seed lists and the rule omits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PermissionFlag {
@@ -305,12 +306,14 @@ pub enum PermissionFlag {
     CalendarManager,
     ImportExport,
     AllScorecards,
+    /// Seed 001 lists it; R-USER-2 does not. The seed wins (DOMAIN.md).
+    CompyleAccess,
     ViewReports,
     AddEditReport,
 }
 
 impl PermissionFlag {
-    pub const ALL: [PermissionFlag; 21] = [
+    pub const ALL: [PermissionFlag; 22] = [
         PermissionFlag::AddCommentary,
         PermissionFlag::EditScorecardObjectNotes,
         PermissionFlag::EmbedScorecard,
@@ -330,6 +333,7 @@ impl PermissionFlag {
         PermissionFlag::CalendarManager,
         PermissionFlag::ImportExport,
         PermissionFlag::AllScorecards,
+        PermissionFlag::CompyleAccess,
         PermissionFlag::ViewReports,
         PermissionFlag::AddEditReport,
     ];
@@ -527,7 +531,7 @@ mod tests {
     #[test]
     fn role_presets_set_the_seed_defaults() {
         use PermissionFlag::*;
-        assert_eq!(Role::Administration.default_permissions().len(), 21);
+        assert_eq!(Role::Administration.default_permissions().len(), 22);
         let builder = Role::ScorecardBuilder.default_permissions();
         assert!(builder.contains(&AllScorecards) && builder.contains(&AddEditScorecardObjects));
         assert!(!builder.contains(&InstanceAdmin) && !builder.contains(&ManageUsers));

@@ -340,6 +340,16 @@ impl PgEventStore {
         decode_rows(query, &self.pool, limit).await
     }
 
+    /// The events with these ids that exist, in global order.
+    pub async fn read_events_by_id(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, LogError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM sl_events e WHERE e.event_id = ANY($1) \
+             ORDER BY e.global_position LIMIT $2"
+        );
+        let limit = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+        decode_rows(sqlx::query(&sql).bind(ids).bind(limit), &self.pool, limit).await
+    }
+
     /// What the log knows of a stream now.
     pub async fn stream_info(&self, stream: &StreamName) -> Result<StreamInfo, LogError> {
         let row = sqlx::query(

@@ -1,0 +1,496 @@
+//! The command service: core's pure decisions over the event log.
+//!
+//! For each command it loads the streams the decision needs (folding their
+//! events into states), decides, and appends the events with the expected
+//! revisions it read, guarding the other streams it read, so that a decision
+//! is only recorded if nothing it looked at changed meanwhile. On a
+//! concurrency conflict it reloads and decides again, a bounded number of
+//! times ([`MAX_ATTEMPTS`]).
+//!
+//! **Idempotency keys.** Every command carries one ([`Issued::key`]). The
+//! ids of the events it writes are derived from the key (UUID v5 of the key
+//! and the event's index), so re-sending a key finds its first result in the
+//! log and returns it without writing anything; two concurrent sends of one
+//! key write once, because the log's idempotent appends see the same ids.
+//!
+//! **Metadata.** Every event records the actor, the key as correlation id,
+//! and, for consequences (a scorecard unshared because its link was
+//! revoked), the system as actor and the triggering event as causation.
+//!
+//! **API boundary:** [`Service`], [`Issued`], [`Outcome`], [`CommandError`].
+
+mod load;
+
+use shareledger_core::catalog::{
+    connection_stream, site_code_stream, site_stream, ConnectionEvent, DomainEvent, Link, SiteCode,
+    SiteCodeEvent, SiteEvent, SiteId,
+};
+use shareledger_core::connection::{
+    ApproveConnection, CancelConnectionRequest, ConnectionState, DenyConnection, RequestConnection,
+    RevokeSharing,
+};
+use shareledger_core::site::{self, SiteState};
+use shareledger_core::DomainError;
+use shareledger_events::store::{LogError, PgEventStore, StreamAppend};
+use shareledger_events::{Actor, EventMetadata, EventType, ExpectedRevision, NewEvent, StreamName};
+use uuid::Uuid;
+
+use load::Loaded;
+
+/// How many times a command is decided again after a concurrency conflict.
+pub const MAX_ATTEMPTS: usize = 8;
+
+/// Namespace of the event ids derived from idempotency keys.
+const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_6a4e_2b1d_4c7e_9a3f_1e2d_3c4b_5a69);
+
+/// Who issues a command, and its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub actor: Actor,
+    /// Re-sending a key returns the first result and writes nothing.
+    pub key: Uuid,
+}
+
+/// One event a command wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub event_id: Uuid,
+    pub stream: String,
+    pub event_type: String,
+    pub stream_revision: u64,
+    pub global_position: u64,
+}
+
+/// What a command wrote. `last_position` is its consistency token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub events: Vec<Written>,
+    pub last_position: u64,
+    /// True when the key had been seen: this is the first send's result.
+    pub replayed: bool,
+}
+
+/// Why a command did not succeed. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("the streams this command needs kept changing; gave up after {attempts} attempts")]
+    Contended { attempts: usize },
+    #[error("a stored event does not decode: {0}")]
+    Decode(#[from] shareledger_core::catalog::DecodeError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl CommandError {
+    /// A stable code for this error (the domain's own codes for domain errors).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommandError::Domain(e) => e.code(),
+            CommandError::Contended { .. } => "contended",
+            CommandError::Decode(_) => "undecodable_event",
+            CommandError::Log(_) => "log_error",
+        }
+    }
+}
+
+/// An event to write: its type, data, and whether it is a consequence
+/// (attributed to the system, caused by the command's first event).
+type PlannedEvent = (String, serde_json::Value, bool);
+
+/// What a decision wants written: events per stream with expectations, and
+/// streams it read that must not have changed.
+#[derive(Debug, Default)]
+struct Plan {
+    parts: Vec<(StreamName, ExpectedRevision, Vec<PlannedEvent>)>,
+    guards: Vec<(StreamName, ExpectedRevision)>,
+}
+
+impl Plan {
+    fn write<E: DomainEvent>(
+        &mut self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: &[E],
+        is_consequence: impl Fn(&E) -> bool,
+    ) {
+        let events = events
+            .iter()
+            .map(|e| (e.event_type().to_owned(), e.data(), is_consequence(e)))
+            .collect::<Vec<_>>();
+        if events.is_empty() {
+            return;
+        }
+        self.parts.push((stream_name(stream), expected, events));
+    }
+
+    fn guard(&mut self, stream: &str, expected: ExpectedRevision) {
+        let name = stream_name(stream);
+        if !self.parts.iter().any(|(s, _, _)| *s == name)
+            && !self.guards.iter().any(|(s, _)| *s == name)
+        {
+            self.guards.push((name, expected));
+        }
+    }
+}
+
+fn stream_name(stream: &str) -> StreamName {
+    StreamName::parse(stream).expect("catalog stream names are valid")
+}
+
+/// The event id of the `index`-th event written under `key`.
+pub fn event_id(key: Uuid, index: usize) -> Uuid {
+    let mut name = key.as_bytes().to_vec();
+    name.extend_from_slice(&(index as u64).to_be_bytes());
+    Uuid::new_v5(&EVENT_ID_NAMESPACE, &name)
+}
+
+/// Core's decisions over the log.
+#[derive(Debug, Clone)]
+pub struct Service {
+    store: PgEventStore,
+}
+
+impl Service {
+    pub fn new(store: PgEventStore) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &PgEventStore {
+        &self.store
+    }
+
+    /// The first result of `key`, if it was written already.
+    async fn replay(&self, key: Uuid) -> Result<Option<Outcome>, CommandError> {
+        let first = self.store.read_events_by_id(&[event_id(key, 0)]).await?;
+        if first.is_empty() {
+            return Ok(None);
+        }
+        let mut events = Vec::new();
+        let mut index = 0;
+        loop {
+            let ids: Vec<Uuid> = (index..index + 64).map(|i| event_id(key, i)).collect();
+            let found = self.store.read_events_by_id(&ids).await?;
+            let done = found.len() < ids.len();
+            events.extend(found);
+            if done {
+                break;
+            }
+            index += 64;
+        }
+        events.sort_by_key(|e| e.global_position);
+        Ok(Some(Outcome {
+            last_position: events.last().map_or(0, |e| e.global_position),
+            events: events
+                .into_iter()
+                .map(|e| Written {
+                    event_id: e.event_id,
+                    stream: e.stream,
+                    event_type: e.event_type,
+                    stream_revision: e.stream_revision,
+                    global_position: e.global_position,
+                })
+                .collect(),
+            replayed: true,
+        }))
+    }
+
+    /// Runs `decide` until its plan is appended, a domain error, or too many
+    /// conflicts. `decide` loads what it needs through `Loaded` each attempt.
+    async fn run<F, Fut>(&self, issued: &Issued, decide: F) -> Result<Outcome, CommandError>
+    where
+        F: Fn(Loaded) -> Fut,
+        Fut: std::future::Future<Output = Result<Plan, CommandError>>,
+    {
+        if let Some(outcome) = self.replay(issued.key).await? {
+            return Ok(outcome);
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let plan = decide(Loaded::new(self.store.clone())).await?;
+            match self.append(issued, plan).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(CommandError::Log(LogError::WrongExpectedRevision { .. })) => continue,
+                Err(CommandError::Log(
+                    LogError::PartialDuplicate { .. } | LogError::EventIdsTaken { .. },
+                )) => {
+                    // A concurrent send of the same key won: return its result.
+                    if let Some(outcome) = self.replay(issued.key).await? {
+                        return Ok(outcome);
+                    }
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(CommandError::Contended {
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    async fn append(&self, issued: &Issued, plan: Plan) -> Result<Outcome, CommandError> {
+        if plan.parts.is_empty() {
+            return Ok(Outcome {
+                events: Vec::new(),
+                last_position: self.store.head_position().await?,
+                replayed: false,
+            });
+        }
+        let command_meta = EventMetadata::new(issued.actor.clone(), issued.key);
+        let trigger = event_id(issued.key, 0);
+        let mut index = 0;
+        let mut types = std::collections::HashMap::new();
+        let mut appends = Vec::with_capacity(plan.parts.len());
+        for (stream, expected, events) in plan.parts {
+            let mut new_events = Vec::with_capacity(events.len());
+            for (event_type, data, consequence) in events {
+                let metadata = if consequence {
+                    EventMetadata::new(Actor::System, issued.key).caused_by(trigger)
+                } else {
+                    command_meta.clone()
+                };
+                let id = event_id(issued.key, index);
+                types.insert(id, event_type.clone());
+                let event_type =
+                    EventType::parse(event_type).expect("catalog event types are valid");
+                new_events.push(
+                    NewEvent::new(event_id(issued.key, index), event_type, 1, data, metadata)
+                        .map_err(LogError::from)?,
+                );
+                index += 1;
+            }
+            appends.push(StreamAppend {
+                stream,
+                expected,
+                events: new_events,
+            });
+        }
+        let results = self.store.append_guarded(appends, &plan.guards).await?;
+        let mut events = Vec::new();
+        for result in results {
+            for e in result.events {
+                events.push(Written {
+                    event_id: e.event_id,
+                    stream: result.stream.to_string(),
+                    event_type: types.get(&e.event_id).cloned().unwrap_or_default(),
+                    stream_revision: e.stream_revision,
+                    global_position: e.global_position,
+                });
+            }
+        }
+        events.sort_by_key(|e| e.global_position);
+        Ok(Outcome {
+            last_position: events.last().map_or(0, |e| e.global_position),
+            events,
+            replayed: false,
+        })
+    }
+
+    /// RegisterSite: claims the code (`sitecode-<CODE>`) and creates the site
+    /// in one append; a taken code is `SiteCodeTaken`, even under concurrency.
+    pub async fn register_site(
+        &self,
+        issued: &Issued,
+        command: site::RegisterSite,
+    ) -> Result<Outcome, CommandError> {
+        self.run(issued, |mut loaded| {
+            let command = command.clone();
+            let actor = issued.actor.clone();
+            async move {
+                let (existing, site_rev) = loaded.site(command.site_id).await?;
+                let parent = match command.parent {
+                    Some(p) => loaded.site(p).await?.0,
+                    None => None,
+                };
+                let (claims, code_rev) = loaded
+                    .events::<SiteCodeEvent>(&site_code_stream(&command.code))
+                    .await?;
+                if !claims.is_empty() {
+                    return Err(DomainError::SiteCodeTaken(command.code.clone()).into());
+                }
+                let events = command.decide(&actor, existing.as_ref(), parent.as_ref())?;
+                let mut plan = Plan::default();
+                plan.write(&site_stream(command.site_id), site_rev, &events, |_| false);
+                plan.write(
+                    &site_code_stream(&command.code),
+                    code_rev,
+                    &[SiteCodeEvent::SiteCodeClaimed {
+                        code: command.code.clone(),
+                        site_id: command.site_id,
+                    }],
+                    |_| false,
+                );
+                if let Some(p) = command.parent {
+                    plan.guard(&site_stream(p), loaded.revision(&site_stream(p)));
+                }
+                Ok(plan)
+            }
+        })
+        .await
+    }
+
+    /// Any command decided on one site's state alone (settings and users).
+    pub async fn on_site<C: SiteCommand>(
+        &self,
+        issued: &Issued,
+        site_id: SiteId,
+        command: C,
+    ) -> Result<Outcome, CommandError> {
+        self.run(issued, |mut loaded| {
+            let command = command.clone();
+            let actor = issued.actor.clone();
+            async move {
+                let (site, rev) = loaded.site(site_id).await?;
+                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
+                let events = command.decide_on(&actor, &site)?;
+                let mut plan = Plan::default();
+                plan.write(&site_stream(site_id), rev, &events, |_| false);
+                Ok(plan)
+            }
+        })
+        .await
+    }
+
+    /// RequestConnection by the partner's site code (R-CONN-1, 2, 5, 6).
+    pub async fn request_connection(
+        &self,
+        issued: &Issued,
+        requester: SiteId,
+        partner_code: SiteCode,
+        directions: shareledger_core::catalog::Directions,
+    ) -> Result<Outcome, CommandError> {
+        self.run(issued, |mut loaded| {
+            let actor = issued.actor.clone();
+            let partner_code = partner_code.clone();
+            async move {
+                if !matches!(actor, Actor::User { .. }) {
+                    return Err(DomainError::ConnectionsUnavailable.into());
+                }
+                let (requester_state, requester_rev) = loaded.site(requester).await?;
+                let requester_state =
+                    requester_state.ok_or(DomainError::SiteNotFound(requester))?;
+                let (claims, _) = loaded
+                    .events::<SiteCodeEvent>(&site_code_stream(&partner_code))
+                    .await?;
+                let partner_id = claims
+                    .iter()
+                    .map(|SiteCodeEvent::SiteCodeClaimed { site_id, .. }| *site_id)
+                    .next();
+                let partner_state = match partner_id {
+                    Some(id) => loaded.site(id).await?.0,
+                    None => None,
+                };
+                // An unknown code has no pair: decide against an empty one
+                // with a site that cannot exist, so that authorization is
+                // checked before the code is reported unknown.
+                let partner = partner_id.unwrap_or(SiteId(Uuid::nil()));
+                let stream = connection_stream(requester, partner);
+                let (history, rev) = match partner_id {
+                    Some(_) => loaded.events::<ConnectionEvent>(&stream).await?,
+                    None => (Vec::new(), ExpectedRevision::NoStream),
+                };
+                let state = ConnectionState::from_events(requester, partner, history.iter());
+                let events = RequestConnection {
+                    partner,
+                    directions,
+                }
+                .decide(
+                    &actor,
+                    &requester_state,
+                    partner_state.as_ref(),
+                    &partner_code,
+                    &state,
+                )?;
+                let mut plan = Plan::default();
+                plan.write(&stream, rev, &events, |_| false);
+                plan.guard(&site_stream(requester), requester_rev);
+                Ok(plan)
+            }
+        })
+        .await
+    }
+
+    /// ApproveConnection, DenyConnection, CancelConnectionRequest and
+    /// RevokeSharing: decided on the actor's site and the pair's links.
+    pub async fn on_connection(
+        &self,
+        issued: &Issued,
+        site_id: SiteId,
+        partner: SiteId,
+        command: ConnectionCommand,
+    ) -> Result<Outcome, CommandError> {
+        self.run(issued, |mut loaded| {
+            let actor = issued.actor.clone();
+            async move {
+                if !matches!(actor, Actor::User { .. }) {
+                    return Err(DomainError::ConnectionsUnavailable.into());
+                }
+                let (site, site_rev) = loaded.site(site_id).await?;
+                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
+                let stream = connection_stream(site_id, partner);
+                let (history, rev) = loaded.events::<ConnectionEvent>(&stream).await?;
+                let state = ConnectionState::from_events(site_id, partner, history.iter());
+                let events = match command {
+                    ConnectionCommand::Approve => {
+                        ApproveConnection { partner }.decide(&actor, &site, &state)?
+                    }
+                    ConnectionCommand::Deny => {
+                        DenyConnection { partner }.decide(&actor, &site, &state)?
+                    }
+                    ConnectionCommand::Cancel => {
+                        CancelConnectionRequest { partner }.decide(&actor, &site, &state)?
+                    }
+                    ConnectionCommand::Revoke(link) => {
+                        RevokeSharing { link }.decide(&actor, &site, &state)?
+                    }
+                };
+                let mut plan = Plan::default();
+                plan.write(
+                    &stream,
+                    rev,
+                    &events,
+                    shareledger_core::connection::is_consequence,
+                );
+                plan.guard(&site_stream(site_id), site_rev);
+                Ok(plan)
+            }
+        })
+        .await
+    }
+}
+
+/// The connection commands decided on one pair's links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionCommand {
+    Approve,
+    Deny,
+    Cancel,
+    Revoke(Link),
+}
+
+/// A command decided on one site's state alone.
+pub trait SiteCommand: Clone + Send + Sync {
+    fn decide_on(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError>;
+}
+
+macro_rules! site_commands {
+    ($($command:ty),* $(,)?) => {
+        $(impl SiteCommand for $command {
+            fn decide_on(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+                self.decide(actor, site)
+            }
+        })*
+    };
+}
+
+site_commands!(
+    site::SetSeatLimit,
+    site::RequireTwoFactor,
+    site::AddUser,
+    site::ChangeUserRole,
+    site::SetPermissionFlags,
+    site::RevokeScorecardAccess,
+    site::DeactivateUser,
+    site::ReactivateUser,
+    site::HideOrganizationSettings,
+    site::ImportUsers,
+);

@@ -1,0 +1,298 @@
+//! The command service against real PostgreSQL: idempotency keys, rejected
+//! commands leaving the log unchanged, and the invariants that must hold
+//! under concurrent writers (unique site codes, unique usernames, seat
+//! limits, mutual connection requests).
+
+use shareledger_commands::{CommandError, ConnectionCommand, Issued, Service};
+use shareledger_core::catalog::{
+    Directions, Link, Name, Role, SeatLimit, SiteCode, SiteId, UserId, Username,
+};
+use shareledger_core::site::{AddUser, RegisterSite};
+use shareledger_core::DomainError;
+use shareledger_events::Actor;
+use shareledger_tests::TestDb;
+use uuid::Uuid;
+
+fn operator() -> Issued {
+    Issued {
+        actor: Actor::Operator {
+            name: "tests".into(),
+        },
+        key: Uuid::new_v4(),
+    }
+}
+
+fn as_user(site: SiteId, user: UserId) -> Issued {
+    Issued {
+        actor: Actor::User {
+            user_id: user.0,
+            site_id: site.0,
+        },
+        key: Uuid::new_v4(),
+    }
+}
+
+async fn register(service: &Service, code: &str, seats: u32) -> SiteId {
+    let site_id = SiteId::new();
+    service
+        .register_site(
+            &operator(),
+            RegisterSite {
+                site_id,
+                code: SiteCode::parse(code).unwrap(),
+                name: Name::parse(code).unwrap(),
+                seat_limit: SeatLimit::new(seats).unwrap(),
+                parent: None,
+            },
+        )
+        .await
+        .unwrap();
+    site_id
+}
+
+fn add_user(name: &str, role: Role) -> AddUser {
+    AddUser {
+        user_id: UserId::new(),
+        username: Username::parse(&format!("{name}@example.org")).unwrap(),
+        name: Name::parse(name).unwrap(),
+        role,
+    }
+}
+
+fn domain(result: Result<shareledger_commands::Outcome, CommandError>) -> DomainError {
+    match result {
+        Err(CommandError::Domain(e)) => e,
+        other => panic!("expected a domain error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_resent_idempotency_key_returns_the_first_result_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let service = Service::new(db.store());
+    let site = register(&service, "ACME", 5).await;
+    let issued = operator();
+    let command = add_user("ann", Role::DataEntry);
+    let first = service
+        .on_site(&issued, site, command.clone())
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    assert_eq!(first.events.len(), 1);
+    assert_eq!(first.events[0].event_type, "UserAdded");
+    let before = db.log_snapshot().await;
+    // The same key again, even with a command that would now be refused.
+    let again = service.on_site(&issued, site, command).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.events, first.events);
+    assert_eq!(again.last_position, first.last_position);
+    assert_eq!(db.log_snapshot().await, before);
+}
+
+#[tokio::test]
+async fn every_event_records_actor_and_correlation() {
+    let db = TestDb::new().await;
+    let service = Service::new(db.store());
+    let site = register(&service, "ACME", 5).await;
+    let issued = operator();
+    let outcome = service
+        .on_site(&issued, site, add_user("ann", Role::DataEntry))
+        .await
+        .unwrap();
+    let stored = db
+        .store()
+        .read_events_by_id(&[outcome.events[0].event_id])
+        .await
+        .unwrap();
+    let meta = stored[0].typed_metadata().unwrap();
+    assert_eq!(meta.actor, issued.actor);
+    assert_eq!(meta.correlation_id, issued.key);
+}
+
+#[tokio::test]
+async fn a_refused_command_leaves_the_log_unchanged() {
+    let db = TestDb::new().await;
+    let service = Service::new(db.store());
+    let site = register(&service, "ACME", 5).await;
+    let presenter = add_user("pat", Role::Presenter);
+    let presenter_id = presenter.user_id;
+    service.on_site(&operator(), site, presenter).await.unwrap();
+    let before = db.log_snapshot().await;
+    let err = domain(
+        service
+            .on_site(
+                &as_user(site, presenter_id),
+                site,
+                add_user("eve", Role::Administration),
+            )
+            .await,
+    );
+    assert_eq!(
+        err,
+        DomainError::NotPermitted {
+            needed: shareledger_core::catalog::PermissionFlag::ManageUsers
+        }
+    );
+    assert_eq!(db.log_snapshot().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn site_codes_stay_unique_when_registrations_race() {
+    let db = TestDb::with_pool_size(20).await;
+    let service = Service::new(db.store());
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                service
+                    .register_site(
+                        &operator(),
+                        RegisterSite {
+                            site_id: SiteId::new(),
+                            code: SiteCode::parse("same").unwrap(),
+                            name: Name::parse("Same").unwrap(),
+                            seat_limit: SeatLimit::new(3).unwrap(),
+                            parent: None,
+                        },
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(CommandError::Domain(DomainError::SiteCodeTaken(code))) => {
+                assert_eq!(code.as_str(), "SAME")
+            }
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn r_user_7_two_adds_racing_for_the_last_seat_exactly_one_wins() {
+    let db = TestDb::with_pool_size(20).await;
+    let service = Service::new(db.store());
+    for round in 0..5 {
+        let site = register(&service, &format!("SEAT{round}"), 2).await;
+        service
+            .on_site(&operator(), site, add_user("first", Role::Presenter))
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    service
+                        .on_site(
+                            &operator(),
+                            site,
+                            add_user(&format!("racer{i}"), Role::Presenter),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => won += 1,
+                Err(CommandError::Domain(DomainError::SeatLimitReached { limit: 2 })) => {}
+                Err(other) => panic!("unexpected: {other}"),
+            }
+        }
+        assert_eq!(won, 1, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usernames_stay_unique_per_site_when_adds_race() {
+    let db = TestDb::with_pool_size(20).await;
+    let service = Service::new(db.store());
+    let site = register(&service, "ACME", 50).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                service
+                    .on_site(&operator(), site, add_user("same", Role::Presenter))
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(CommandError::Domain(DomainError::UsernameTaken(_))) => {}
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn r_conn_5_mutual_requests_at_the_same_moment_link_at_once() {
+    let db = TestDb::with_pool_size(20).await;
+    let service = Service::new(db.store());
+    for round in 0..5 {
+        let a = register(&service, &format!("A{round}"), 5).await;
+        let b = register(&service, &format!("B{round}"), 5).await;
+        let admin_a = add_user("admin-a", Role::Administration);
+        let admin_b = add_user("admin-b", Role::Administration);
+        let (ua, ub) = (admin_a.user_id, admin_b.user_id);
+        service.on_site(&operator(), a, admin_a).await.unwrap();
+        service.on_site(&operator(), b, admin_b).await.unwrap();
+        let code_a = SiteCode::parse(&format!("A{round}")).unwrap();
+        let code_b = SiteCode::parse(&format!("B{round}")).unwrap();
+        let (s1, s2) = (service.clone(), service.clone());
+        let from_a = tokio::spawn(async move {
+            s1.request_connection(&as_user(a, ua), a, code_b, Directions::Both)
+                .await
+        });
+        let from_b = tokio::spawn(async move {
+            s2.request_connection(&as_user(b, ub), b, code_a, Directions::Both)
+                .await
+        });
+        from_a.await.unwrap().unwrap();
+        from_b.await.unwrap().unwrap();
+        // Whichever came second found the first pending and linked at once:
+        // nothing awaits approval, both directions are active.
+        let approve = service
+            .on_connection(&as_user(b, ub), b, a, ConnectionCommand::Approve)
+            .await;
+        assert!(matches!(
+            approve,
+            Err(CommandError::Domain(DomainError::NothingToApprove))
+        ));
+        let approve = service
+            .on_connection(&as_user(a, ua), a, b, ConnectionCommand::Approve)
+            .await;
+        assert!(matches!(
+            approve,
+            Err(CommandError::Domain(DomainError::NothingToApprove))
+        ));
+        // Revoking each direction works only on an active link.
+        service
+            .on_connection(
+                &as_user(a, ua),
+                a,
+                b,
+                ConnectionCommand::Revoke(Link { from: a, to: b }),
+            )
+            .await
+            .unwrap();
+        service
+            .on_connection(
+                &as_user(a, ua),
+                a,
+                b,
+                ConnectionCommand::Revoke(Link { from: b, to: a }),
+            )
+            .await
+            .unwrap();
+    }
+}

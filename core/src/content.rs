@@ -1,0 +1,577 @@
+//! A site's content: scorecards, objects (Results and Programs contain other
+//! objects), which objects show on which scorecards, and the site's
+//! relationships to partners' shared objects. The state folded from a
+//! `content-<site>` stream, what of it a partner can see, who may change what
+//! (R-USER-3, R-USER-4, R-SHARE-2 to R-SHARE-6), and the relationships a site
+//! loses when it loses access (R-CONN-4, R-SHARE-4).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use shareledger_events::catalog::{
+    AccessLevel, ContentEvent, Name, ObjectField, ObjectId, ObjectKind, PermissionFlag,
+    RelationshipId, RemovalReason, ScorecardId, SiteId,
+};
+use shareledger_events::Actor;
+
+use crate::error::DomainError;
+use crate::site::{authorize, SiteState, UserState};
+
+/// An object of the site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectState {
+    pub kind: ObjectKind,
+    pub name: Name,
+    pub container: Option<ObjectId>,
+    pub fields: BTreeMap<ObjectField, String>,
+}
+
+/// Where a relationship puts a partner's object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationshipTarget {
+    /// On one of this site's scorecards.
+    Scorecard(ScorecardId),
+    /// In one of this site's aggregations (an own Indicator or Performance Measure).
+    Aggregation(ObjectId),
+}
+
+/// A relationship to a partner's shared object (R-SHARE-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relationship {
+    pub target: RelationshipTarget,
+    pub origin_site: SiteId,
+    pub object_id: ObjectId,
+}
+
+/// A site's content, folded from its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentState {
+    pub site: SiteId,
+    pub scorecards: BTreeMap<ScorecardId, Name>,
+    pub objects: BTreeMap<ObjectId, ObjectState>,
+    /// The objects placed directly on each scorecard.
+    pub placements: BTreeMap<ScorecardId, BTreeSet<ObjectId>>,
+    pub relationships: BTreeMap<RelationshipId, Relationship>,
+}
+
+impl ContentState {
+    /// The content of a site with nothing yet.
+    pub fn empty(site: SiteId) -> Self {
+        Self {
+            site,
+            scorecards: BTreeMap::new(),
+            objects: BTreeMap::new(),
+            placements: BTreeMap::new(),
+            relationships: BTreeMap::new(),
+        }
+    }
+
+    /// Applies one event.
+    pub fn evolve(mut self, event: &ContentEvent) -> Self {
+        match event {
+            ContentEvent::ScorecardCreated { scorecard_id, name } => {
+                self.scorecards.insert(*scorecard_id, name.clone());
+            }
+            ContentEvent::ObjectCreated {
+                object_id,
+                kind,
+                name,
+                container,
+            } => {
+                self.objects.insert(
+                    *object_id,
+                    ObjectState {
+                        kind: *kind,
+                        name: name.clone(),
+                        container: *container,
+                        fields: BTreeMap::new(),
+                    },
+                );
+            }
+            ContentEvent::ObjectPlacedOnScorecard {
+                object_id,
+                scorecard_id,
+            } => {
+                self.placements
+                    .entry(*scorecard_id)
+                    .or_default()
+                    .insert(*object_id);
+            }
+            ContentEvent::ObjectRemovedFromScorecard {
+                object_id,
+                scorecard_id,
+            } => {
+                if let Some(placed) = self.placements.get_mut(scorecard_id) {
+                    placed.remove(object_id);
+                }
+            }
+            ContentEvent::ObjectFieldUpdated {
+                object_id,
+                field,
+                value,
+            }
+            | ContentEvent::ObjectFieldEdited {
+                object_id,
+                field,
+                value,
+            } => {
+                if let Some(object) = self.objects.get_mut(object_id) {
+                    object.fields.insert(*field, value.clone());
+                }
+            }
+            ContentEvent::SharedObjectLinked {
+                relationship_id,
+                scorecard_id,
+                origin_site,
+                object_id,
+            } => {
+                self.relationships.insert(
+                    *relationship_id,
+                    Relationship {
+                        target: RelationshipTarget::Scorecard(*scorecard_id),
+                        origin_site: *origin_site,
+                        object_id: *object_id,
+                    },
+                );
+            }
+            ContentEvent::SharedMeasureAggregated {
+                relationship_id,
+                into_object,
+                origin_site,
+                object_id,
+            } => {
+                self.relationships.insert(
+                    *relationship_id,
+                    Relationship {
+                        target: RelationshipTarget::Aggregation(*into_object),
+                        origin_site: *origin_site,
+                        object_id: *object_id,
+                    },
+                );
+            }
+            ContentEvent::RelationshipRemoved {
+                relationship_id, ..
+            } => {
+                self.relationships.remove(relationship_id);
+            }
+        }
+        self
+    }
+
+    /// Folds a whole stream.
+    pub fn from_events<'a>(
+        site: SiteId,
+        events: impl IntoIterator<Item = &'a ContentEvent>,
+    ) -> Self {
+        events.into_iter().fold(Self::empty(site), Self::evolve)
+    }
+
+    /// Every object that shows on a scorecard: those placed on it and,
+    /// transitively, the objects inside containers that show on it (R-SHARE-2).
+    pub fn objects_on(&self, scorecard: ScorecardId) -> BTreeSet<ObjectId> {
+        let mut shown: BTreeSet<ObjectId> =
+            self.placements.get(&scorecard).cloned().unwrap_or_default();
+        loop {
+            let inside: Vec<ObjectId> = self
+                .objects
+                .iter()
+                .filter(|(id, o)| {
+                    !shown.contains(id) && o.container.is_some_and(|c| shown.contains(&c))
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            if inside.is_empty() {
+                return shown;
+            }
+            shown.extend(inside);
+        }
+    }
+
+    /// The scorecards an object shows on.
+    pub fn scorecards_showing(&self, object: ObjectId) -> BTreeSet<ScorecardId> {
+        self.scorecards
+            .keys()
+            .filter(|s| self.objects_on(**s).contains(&object))
+            .copied()
+            .collect()
+    }
+
+    /// What a partner sees of this site's content through the scorecards
+    /// shared with it (R-SHARE-2): those scorecards' objects.
+    pub fn visible_through(&self, shared: &BTreeSet<ScorecardId>) -> BTreeSet<ObjectId> {
+        shared
+            .iter()
+            .filter(|s| self.scorecards.contains_key(s))
+            .flat_map(|s| self.objects_on(*s))
+            .collect()
+    }
+
+    /// The relationships to `origin`'s objects that no longer have an object
+    /// to show, given what of `origin`'s content is still visible to this
+    /// site: each becomes a `RelationshipRemoved` (R-CONN-4, R-SHARE-4).
+    pub fn relationships_lost(
+        &self,
+        origin: SiteId,
+        still_visible: &BTreeSet<ObjectId>,
+        reason: RemovalReason,
+    ) -> Vec<ContentEvent> {
+        self.relationships
+            .iter()
+            .filter(|(_, r)| r.origin_site == origin && !still_visible.contains(&r.object_id))
+            .map(|(id, _)| ContentEvent::RelationshipRemoved {
+                relationship_id: *id,
+                reason,
+            })
+            .collect()
+    }
+}
+
+/// A user's level on one of its own site's objects (R-USER-3, R-USER-4):
+/// the highest level among the scorecards assigned to the user that show the
+/// object. Instance Admins act as Scorecard Admin everywhere on their site;
+/// All Scorecards gives at least Browser on everything, including objects on
+/// no scorecard; a user with no scorecards assigned but with Add/Edit
+/// Scorecard Objects sees every scorecard (seed 001's note), so at least
+/// Browser on objects that show on one.
+pub fn level_on_object(
+    user: &UserState,
+    content: &ContentState,
+    object: ObjectId,
+) -> Option<AccessLevel> {
+    if !user.active || !content.objects.contains_key(&object) {
+        return None;
+    }
+    if user.has(PermissionFlag::InstanceAdmin) {
+        return Some(AccessLevel::ScorecardAdmin);
+    }
+    let showing = content.scorecards_showing(object);
+    let assigned = showing
+        .iter()
+        .filter_map(|s| user.scorecard_access.get(s).copied())
+        .max();
+    let browse = user.has(PermissionFlag::AllScorecards)
+        || (user.scorecard_access.is_empty()
+            && user.has(PermissionFlag::AddEditScorecardObjects)
+            && !showing.is_empty());
+    match (assigned, browse) {
+        (Some(level), _) => Some(level),
+        (None, true) => Some(AccessLevel::Browser),
+        (None, false) => None,
+    }
+}
+
+/// Content changes need Add/Edit Scorecard Objects (seed 001).
+const AUTHOR: [PermissionFlag; 1] = [PermissionFlag::AddEditScorecardObjects];
+
+fn authorize_author(
+    actor: &Actor,
+    site: &SiteState,
+    content: &ContentState,
+) -> Result<(), DomainError> {
+    if site.id != content.site {
+        return Err(DomainError::SiteNotFound(content.site));
+    }
+    authorize(actor, site, &AUTHOR).map(|_| ())
+}
+
+/// CreateScorecard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateScorecard {
+    pub scorecard_id: ScorecardId,
+    pub name: Name,
+}
+
+impl CreateScorecard {
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        site: &SiteState,
+        content: &ContentState,
+    ) -> Result<Vec<ContentEvent>, DomainError> {
+        authorize_author(actor, site, content)?;
+        if content.scorecards.contains_key(&self.scorecard_id) {
+            return Err(DomainError::ScorecardExists(self.scorecard_id));
+        }
+        Ok(vec![ContentEvent::ScorecardCreated {
+            scorecard_id: self.scorecard_id,
+            name: self.name.clone(),
+        }])
+    }
+}
+
+/// CreateObject: a Result, Indicator, Program or Performance Measure,
+/// optionally inside a container (a Result or Program) of the same site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateObject {
+    pub object_id: ObjectId,
+    pub kind: ObjectKind,
+    pub name: Name,
+    pub container: Option<ObjectId>,
+}
+
+impl CreateObject {
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        site: &SiteState,
+        content: &ContentState,
+    ) -> Result<Vec<ContentEvent>, DomainError> {
+        authorize_author(actor, site, content)?;
+        if content.objects.contains_key(&self.object_id) {
+            return Err(DomainError::ObjectExists(self.object_id));
+        }
+        if let Some(container) = self.container {
+            let parent = content
+                .objects
+                .get(&container)
+                .ok_or(DomainError::ObjectNotFound(container))?;
+            if !parent.kind.is_container() {
+                return Err(DomainError::NotAContainer(container));
+            }
+        }
+        Ok(vec![ContentEvent::ObjectCreated {
+            object_id: self.object_id,
+            kind: self.kind,
+            name: self.name.clone(),
+            container: self.container,
+        }])
+    }
+}
+
+fn own_object_and_scorecard(
+    content: &ContentState,
+    object: ObjectId,
+    scorecard: ScorecardId,
+) -> Result<(), DomainError> {
+    if !content.objects.contains_key(&object) {
+        return Err(DomainError::ObjectNotFound(object));
+    }
+    if !content.scorecards.contains_key(&scorecard) {
+        return Err(DomainError::ScorecardNotFound(scorecard));
+    }
+    Ok(())
+}
+
+/// PlaceObjectOnScorecard. Partners the scorecard is shared with see the
+/// object from then on (R-SHARE-2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceObjectOnScorecard {
+    pub object_id: ObjectId,
+    pub scorecard_id: ScorecardId,
+}
+
+impl PlaceObjectOnScorecard {
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        site: &SiteState,
+        content: &ContentState,
+    ) -> Result<Vec<ContentEvent>, DomainError> {
+        authorize_author(actor, site, content)?;
+        own_object_and_scorecard(content, self.object_id, self.scorecard_id)?;
+        if content
+            .placements
+            .get(&self.scorecard_id)
+            .is_some_and(|p| p.contains(&self.object_id))
+        {
+            return Err(DomainError::AlreadyPlaced {
+                object: self.object_id,
+                scorecard: self.scorecard_id,
+            });
+        }
+        Ok(vec![ContentEvent::ObjectPlacedOnScorecard {
+            object_id: self.object_id,
+            scorecard_id: self.scorecard_id,
+        }])
+    }
+}
+
+/// RemoveObjectFromScorecard. Partners stop seeing the object unless it is
+/// still on another scorecard shared with them (R-SHARE-2); their
+/// relationships that lost their only path are removed by the command
+/// service with [`ContentState::relationships_lost`] (R-SHARE-4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoveObjectFromScorecard {
+    pub object_id: ObjectId,
+    pub scorecard_id: ScorecardId,
+}
+
+impl RemoveObjectFromScorecard {
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        site: &SiteState,
+        content: &ContentState,
+    ) -> Result<Vec<ContentEvent>, DomainError> {
+        authorize_author(actor, site, content)?;
+        own_object_and_scorecard(content, self.object_id, self.scorecard_id)?;
+        if !content
+            .placements
+            .get(&self.scorecard_id)
+            .is_some_and(|p| p.contains(&self.object_id))
+        {
+            return Err(DomainError::NotPlaced {
+                object: self.object_id,
+                scorecard: self.scorecard_id,
+            });
+        }
+        Ok(vec![ContentEvent::ObjectRemovedFromScorecard {
+            object_id: self.object_id,
+            scorecard_id: self.scorecard_id,
+        }])
+    }
+}
+
+/// ChangeObjectField: an update-field (needs Updater) or an edit-field
+/// (needs Editor) of an object (R-USER-3). A partner's user is refused:
+/// shared content is read-only (R-SHARE-3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeObjectField {
+    pub object_id: ObjectId,
+    pub field: ObjectField,
+    pub value: String,
+}
+
+impl ChangeObjectField {
+    /// `content` is the object's owner's; `actor_site` the acting user's
+    /// site; `shared_with_actor` whether the object is visible to the actor's
+    /// site through shared scorecards.
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        actor_site: &SiteState,
+        content: &ContentState,
+        shared_with_actor: bool,
+    ) -> Result<Vec<ContentEvent>, DomainError> {
+        let user = authorize(actor, actor_site, &[])?;
+        if actor_site.id != content.site {
+            return Err(if shared_with_actor {
+                DomainError::SharedContentReadOnly
+            } else {
+                DomainError::CrossSite {
+                    actor_site: actor_site.id,
+                    target_site: content.site,
+                }
+            });
+        }
+        if !content.objects.contains_key(&self.object_id) {
+            return Err(DomainError::ObjectNotFound(self.object_id));
+        }
+        let needed = self.field.required_level();
+        if let Some(user) = user {
+            let level = level_on_object(user, content, self.object_id);
+            if level.is_none_or(|l| l < needed) {
+                return Err(DomainError::AccessLevelTooLow { needed });
+            }
+        }
+        let (object_id, field, value) = (self.object_id, self.field, self.value.clone());
+        Ok(vec![if needed == AccessLevel::Updater {
+            ContentEvent::ObjectFieldUpdated {
+                object_id,
+                field,
+                value,
+            }
+        } else {
+            ContentEvent::ObjectFieldEdited {
+                object_id,
+                field,
+                value,
+            }
+        }])
+    }
+}
+
+/// LinkSharedObject: place a partner's shared object on one of this site's
+/// scorecards (R-SHARE-4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSharedObject {
+    pub relationship_id: RelationshipId,
+    pub scorecard_id: ScorecardId,
+    pub origin_site: SiteId,
+    pub object_id: ObjectId,
+}
+
+impl LinkSharedObject {
+    /// `visible` is what of `origin_site`'s content this site sees now.
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        site: &SiteState,
+        content: &ContentState,
+        visible: &BTreeSet<ObjectId>,
+    ) -> Result<Vec<ContentEvent>, DomainError> {
+        authorize_author(actor, site, content)?;
+        if !content.scorecards.contains_key(&self.scorecard_id) {
+            return Err(DomainError::ScorecardNotFound(self.scorecard_id));
+        }
+        if !visible.contains(&self.object_id) {
+            return Err(DomainError::ObjectNotShared(self.object_id));
+        }
+        let exists = content.relationships.values().any(|r| {
+            r.object_id == self.object_id
+                && r.target == RelationshipTarget::Scorecard(self.scorecard_id)
+        });
+        if exists || content.relationships.contains_key(&self.relationship_id) {
+            return Err(DomainError::RelationshipExists);
+        }
+        Ok(vec![ContentEvent::SharedObjectLinked {
+            relationship_id: self.relationship_id,
+            scorecard_id: self.scorecard_id,
+            origin_site: self.origin_site,
+            object_id: self.object_id,
+        }])
+    }
+}
+
+/// UseSharedMeasureInAggregation: use a partner's shared Indicator or
+/// Performance Measure in one of this site's own (R-SHARE-4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UseSharedMeasureInAggregation {
+    pub relationship_id: RelationshipId,
+    pub into_object: ObjectId,
+    pub origin_site: SiteId,
+    pub object_id: ObjectId,
+}
+
+impl UseSharedMeasureInAggregation {
+    /// `origin` is the partner's content; `visible` what of it this site sees.
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        site: &SiteState,
+        content: &ContentState,
+        origin: &ContentState,
+        visible: &BTreeSet<ObjectId>,
+    ) -> Result<Vec<ContentEvent>, DomainError> {
+        authorize_author(actor, site, content)?;
+        let into = content
+            .objects
+            .get(&self.into_object)
+            .ok_or(DomainError::ObjectNotFound(self.into_object))?;
+        if !into.kind.is_measure() {
+            return Err(DomainError::NotAMeasure(self.into_object));
+        }
+        if !visible.contains(&self.object_id) {
+            return Err(DomainError::ObjectNotShared(self.object_id));
+        }
+        let measure = origin
+            .objects
+            .get(&self.object_id)
+            .ok_or(DomainError::ObjectNotShared(self.object_id))?;
+        if !measure.kind.is_measure() {
+            return Err(DomainError::NotAMeasure(self.object_id));
+        }
+        let exists = content.relationships.values().any(|r| {
+            r.object_id == self.object_id
+                && r.target == RelationshipTarget::Aggregation(self.into_object)
+        });
+        if exists || content.relationships.contains_key(&self.relationship_id) {
+            return Err(DomainError::RelationshipExists);
+        }
+        Ok(vec![ContentEvent::SharedMeasureAggregated {
+            relationship_id: self.relationship_id,
+            into_object: self.into_object,
+            origin_site: self.origin_site,
+            object_id: self.object_id,
+        }])
+    }
+}
