@@ -815,7 +815,10 @@ async fn guarded_append_writes_only_if_the_guarded_streams_are_as_expected() {
         events: events(1),
     };
     let err = store
-        .append_guarded(vec![part()], &[(stream("site-1"), ExpectedRevision::Exact(0))])
+        .append_guarded(
+            vec![part()],
+            &[(stream("site-1"), ExpectedRevision::Exact(0))],
+        )
         .await
         .unwrap_err();
     assert!(matches!(
@@ -824,7 +827,10 @@ async fn guarded_append_writes_only_if_the_guarded_streams_are_as_expected() {
     ));
     assert_eq!(db.log_snapshot().await, before);
     let written = store
-        .append_guarded(vec![part()], &[(stream("site-1"), ExpectedRevision::Exact(1))])
+        .append_guarded(
+            vec![part()],
+            &[(stream("site-1"), ExpectedRevision::Exact(1))],
+        )
         .await
         .unwrap();
     assert_eq!(written.len(), 1);
@@ -855,7 +861,11 @@ async fn concurrent_appends_each_get_their_own_answer() {
                         .await
                 } else {
                     store
-                        .append(&stream(&format!("fresh-{i}")), ExpectedRevision::NoStream, events(2))
+                        .append(
+                            &stream(&format!("fresh-{i}")),
+                            ExpectedRevision::NoStream,
+                            events(2),
+                        )
                         .await
                 }
             })
