@@ -227,7 +227,8 @@ impl ContentState {
 
 /// A user's level on one of its own site's objects (R-USER-3, R-USER-4):
 /// the highest level among the scorecards assigned to the user that show the
-/// object. Instance Admins act as Scorecard Admin everywhere on their site;
+/// object. Instance Admins act as Scorecard Admin on every object of their
+/// site they can see (objects on no scorecard need All Scorecards);
 /// All Scorecards gives at least Browser on everything, including objects on
 /// no scorecard; a user with no scorecards assigned but with Add/Edit
 /// Scorecard Objects sees every scorecard (seed 001's note), so at least
@@ -240,16 +241,24 @@ pub fn level_on_object(
     if !user.active || !content.objects.contains_key(&object) {
         return None;
     }
-    if user.has(PermissionFlag::InstanceAdmin) {
+    let showing = content.scorecards_showing(object);
+    let sees_loose = user.has(PermissionFlag::AllScorecards);
+    if user.has(PermissionFlag::InstanceAdmin) && (!showing.is_empty() || sees_loose) {
         return Some(AccessLevel::ScorecardAdmin);
     }
-    let showing = content.scorecards_showing(object);
     let assigned = showing
         .iter()
         .filter_map(|s| user.scorecard_access.get(s).copied())
         .max();
+    // "No scorecards assigned" counts this site's scorecards only: a
+    // partner's shared scorecard assigned to the user (R-SHARE-5) does not
+    // hide the user's own site.
+    let none_assigned = !user
+        .scorecard_access
+        .keys()
+        .any(|s| content.scorecards.contains_key(s));
     let browse = user.has(PermissionFlag::AllScorecards)
-        || (user.scorecard_access.is_empty()
+        || (none_assigned
             && user.has(PermissionFlag::AddEditScorecardObjects)
             && !showing.is_empty());
     match (assigned, browse) {
