@@ -21,14 +21,17 @@
 
 mod load;
 
+use std::collections::BTreeSet;
+
 use shareledger_core::catalog::{
-    connection_stream, site_code_stream, site_stream, ConnectionEvent, DomainEvent, Link, SiteCode,
-    SiteCodeEvent, SiteEvent, SiteId,
+    connection_stream, content_stream, site_code_stream, site_stream, AccessLevel, ConnectionEvent,
+    DomainEvent, Link, RemovalReason, ScorecardId, SiteCode, SiteCodeEvent, SiteEvent, SiteId,
 };
 use shareledger_core::connection::{
     ApproveConnection, CancelConnectionRequest, ConnectionState, DenyConnection, RequestConnection,
-    RevokeSharing,
+    RevokeSharing, SetSharedScorecards, ShareScorecard, UnshareScorecard,
 };
+use shareledger_core::content;
 use shareledger_core::site::{self, SiteState};
 use shareledger_core::DomainError;
 use shareledger_events::store::{LogError, PgEventStore, StreamAppend};
@@ -451,10 +454,276 @@ impl Service {
                     shareledger_core::connection::is_consequence,
                 );
                 plan.guard(&site_stream(site_id), site_rev);
+                if let ConnectionCommand::Revoke(link) = command {
+                    // R-CONN-4: the receiving site loses every relationship
+                    // built on what the link shared, in the same append.
+                    let (consumer, consumer_rev) = loaded.content(link.to).await?;
+                    let lost = consumer.relationships_lost(
+                        link.from,
+                        &Default::default(),
+                        RemovalReason::LinkRevoked,
+                    );
+                    plan.write(&content_stream(link.to), consumer_rev, &lost, |_| true);
+                }
                 Ok(plan)
             }
         })
         .await
+    }
+
+    /// ShareScorecard, UnshareScorecard and SetSharedScorecards over `link`
+    /// (R-SHARE-1). Unsharing removes the receiving site's relationships that
+    /// lost their object, in the same append (R-SHARE-4).
+    pub async fn change_sharing(
+        &self,
+        issued: &Issued,
+        link: Link,
+        change: ShareChange,
+    ) -> Result<Outcome, CommandError> {
+        self.run(issued, |mut loaded| {
+            let actor = issued.actor.clone();
+            let change = change.clone();
+            async move {
+                let acting = actor_site(&actor).unwrap_or(link.from);
+                let (site, site_rev) = loaded.site(acting).await?;
+                let site = site.ok_or(DomainError::SiteNotFound(acting))?;
+                let (owner, owner_rev) = loaded.content(link.from).await?;
+                let stream = connection_stream(link.from, link.to);
+                let (history, rev) = loaded.events::<ConnectionEvent>(&stream).await?;
+                let state = ConnectionState::from_events(link.from, link.to, history.iter());
+                let owned: BTreeSet<ScorecardId> = owner.scorecards.keys().copied().collect();
+                let events = match &change {
+                    ShareChange::Share(scorecard_id) => ShareScorecard {
+                        link,
+                        scorecard_id: *scorecard_id,
+                    }
+                    .decide(
+                        &actor,
+                        &site,
+                        owned.contains(scorecard_id),
+                        &state,
+                    )?,
+                    ShareChange::Unshare(scorecard_id) => UnshareScorecard {
+                        link,
+                        scorecard_id: *scorecard_id,
+                    }
+                    .decide(&actor, &site, &state)?,
+                    ShareChange::SetShared(scorecards) => SetSharedScorecards {
+                        link,
+                        scorecards: scorecards.clone(),
+                    }
+                    .decide(&actor, &site, &owned, &state)?,
+                };
+                let after = events.iter().fold(state, ConnectionState::evolve);
+                let still_visible = owner.visible_through(after.shared(link));
+                let (consumer, consumer_rev) = loaded.content(link.to).await?;
+                let lost = consumer.relationships_lost(
+                    link.from,
+                    &still_visible,
+                    RemovalReason::ScorecardUnshared,
+                );
+                let mut plan = Plan::default();
+                plan.write(
+                    &stream,
+                    rev,
+                    &events,
+                    shareledger_core::connection::is_consequence,
+                );
+                plan.write(&content_stream(link.to), consumer_rev, &lost, |_| true);
+                plan.guard(&site_stream(acting), site_rev);
+                plan.guard(&content_stream(link.from), owner_rev);
+                Ok(plan)
+            }
+        })
+        .await
+    }
+
+    /// CreateScorecard, CreateObject, PlaceObjectOnScorecard and
+    /// RemoveObjectFromScorecard on a site's own content.
+    ///
+    /// Not yet done: removing an object from a shared scorecard does not yet
+    /// remove partners' relationships that lost their only path (R-SHARE-4);
+    /// that needs a partner index or a process manager.
+    pub async fn on_content(
+        &self,
+        issued: &Issued,
+        site_id: SiteId,
+        command: ContentCommand,
+    ) -> Result<Outcome, CommandError> {
+        self.run(issued, |mut loaded| {
+            let actor = issued.actor.clone();
+            let command = command.clone();
+            async move {
+                let acting = actor_site(&actor).unwrap_or(site_id);
+                let (site, site_rev) = loaded.site(acting).await?;
+                let site = site.ok_or(DomainError::SiteNotFound(acting))?;
+                let (content, rev) = loaded.content(site_id).await?;
+                let events = match &command {
+                    ContentCommand::CreateScorecard(c) => c.decide(&actor, &site, &content)?,
+                    ContentCommand::CreateObject(c) => c.decide(&actor, &site, &content)?,
+                    ContentCommand::PlaceObjectOnScorecard(c) => {
+                        c.decide(&actor, &site, &content)?
+                    }
+                    ContentCommand::RemoveObjectFromScorecard(c) => {
+                        c.decide(&actor, &site, &content)?
+                    }
+                };
+                let mut plan = Plan::default();
+                plan.write(&content_stream(site_id), rev, &events, |_| false);
+                plan.guard(&site_stream(acting), site_rev);
+                Ok(plan)
+            }
+        })
+        .await
+    }
+
+    /// ChangeObjectField on `owner`'s object: by the owner's users at the
+    /// level the field needs (R-USER-3); refused to partners (R-SHARE-3).
+    pub async fn change_object_field(
+        &self,
+        issued: &Issued,
+        owner: SiteId,
+        command: content::ChangeObjectField,
+    ) -> Result<Outcome, CommandError> {
+        self.run(issued, |mut loaded| {
+            let actor = issued.actor.clone();
+            let command = command.clone();
+            async move {
+                let acting = actor_site(&actor).unwrap_or(owner);
+                let (site, site_rev) = loaded.site(acting).await?;
+                let site = site.ok_or(DomainError::SiteNotFound(acting))?;
+                let (content, rev) = loaded.content(owner).await?;
+                let shared_with_actor = if acting == owner {
+                    false
+                } else {
+                    loaded
+                        .visible_to(owner, acting, &content)
+                        .await?
+                        .contains(&command.object_id)
+                };
+                let events = command.decide(&actor, &site, &content, shared_with_actor)?;
+                let mut plan = Plan::default();
+                plan.write(&content_stream(owner), rev, &events, |_| false);
+                plan.guard(&site_stream(acting), site_rev);
+                Ok(plan)
+            }
+        })
+        .await
+    }
+
+    /// LinkSharedObject and UseSharedMeasureInAggregation (R-SHARE-4): the
+    /// object must be visible to `site_id` through scorecards `origin` shares
+    /// with it, and stay so until the relationship is recorded.
+    pub async fn relate(
+        &self,
+        issued: &Issued,
+        site_id: SiteId,
+        command: RelateCommand,
+    ) -> Result<Outcome, CommandError> {
+        self.run(issued, |mut loaded| {
+            let actor = issued.actor.clone();
+            let command = command.clone();
+            async move {
+                let origin_site = match &command {
+                    RelateCommand::Link(c) => c.origin_site,
+                    RelateCommand::Aggregate(c) => c.origin_site,
+                };
+                let (site, site_rev) = loaded.site(site_id).await?;
+                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
+                let (content, rev) = loaded.content(site_id).await?;
+                let (origin, origin_rev) = loaded.content(origin_site).await?;
+                let visible = loaded.visible_to(origin_site, site_id, &origin).await?;
+                let events = match &command {
+                    RelateCommand::Link(c) => c.decide(&actor, &site, &content, &visible)?,
+                    RelateCommand::Aggregate(c) => {
+                        c.decide(&actor, &site, &content, &origin, &visible)?
+                    }
+                };
+                let connection = connection_stream(origin_site, site_id);
+                let mut plan = Plan::default();
+                plan.write(&content_stream(site_id), rev, &events, |_| false);
+                plan.guard(&site_stream(site_id), site_rev);
+                plan.guard(&content_stream(origin_site), origin_rev);
+                plan.guard(&connection, loaded.revision(&connection));
+                Ok(plan)
+            }
+        })
+        .await
+    }
+
+    /// GrantScorecardAccess on `owner`'s scorecard: any level on an own
+    /// scorecard; at most Browser on a partner's scorecard shared with this
+    /// site (R-USER-3, R-SHARE-5).
+    pub async fn grant_scorecard_access(
+        &self,
+        issued: &Issued,
+        site_id: SiteId,
+        owner: SiteId,
+        command: site::GrantScorecardAccess,
+    ) -> Result<Outcome, CommandError> {
+        self.run(issued, |mut loaded| {
+            let actor = issued.actor.clone();
+            let command = command.clone();
+            async move {
+                let (site, site_rev) = loaded.site(site_id).await?;
+                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
+                let (content, content_rev) = loaded.content(owner).await?;
+                let max_level = if owner == site_id {
+                    content
+                        .scorecards
+                        .contains_key(&command.scorecard_id)
+                        .then_some(AccessLevel::ScorecardAdmin)
+                } else {
+                    let shared = loaded.shared_with(owner, site_id).await?;
+                    shared
+                        .contains(&command.scorecard_id)
+                        .then_some(AccessLevel::Browser)
+                };
+                let events = command.decide(&actor, &site, max_level)?;
+                let mut plan = Plan::default();
+                plan.write(&site_stream(site_id), site_rev, &events, |_| false);
+                plan.guard(&content_stream(owner), content_rev);
+                if owner != site_id {
+                    let connection = connection_stream(owner, site_id);
+                    plan.guard(&connection, loaded.revision(&connection));
+                }
+                Ok(plan)
+            }
+        })
+        .await
+    }
+}
+
+/// What to change in the scorecards shared over a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShareChange {
+    Share(ScorecardId),
+    Unshare(ScorecardId),
+    /// "Edit Scorecards": the whole set at once.
+    SetShared(BTreeSet<ScorecardId>),
+}
+
+/// The content commands decided on one site's content alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentCommand {
+    CreateScorecard(content::CreateScorecard),
+    CreateObject(content::CreateObject),
+    PlaceObjectOnScorecard(content::PlaceObjectOnScorecard),
+    RemoveObjectFromScorecard(content::RemoveObjectFromScorecard),
+}
+
+/// The relationship commands (R-SHARE-4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelateCommand {
+    Link(content::LinkSharedObject),
+    Aggregate(content::UseSharedMeasureInAggregation),
+}
+
+/// The site a user acts for (`None` for operators and the system).
+fn actor_site(actor: &Actor) -> Option<SiteId> {
+    match actor {
+        Actor::User { site_id, .. } => Some(SiteId(*site_id)),
+        _ => None,
     }
 }
 

@@ -1,9 +1,14 @@
 //! Loading what a decision needs: a stream's events decoded into the
 //! catalog, and the expected revision to append or guard with.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use shareledger_core::catalog::{site_stream, DomainEvent, SiteEvent, SiteId};
+use shareledger_core::catalog::{
+    connection_stream, content_stream, site_stream, ConnectionEvent, ContentEvent, DomainEvent,
+    Link, ObjectId, ScorecardId, SiteEvent, SiteId,
+};
+use shareledger_core::connection::ConnectionState;
+use shareledger_core::content::ContentState;
 use shareledger_core::site::SiteState;
 use shareledger_events::store::{LogError, PgEventStore, RevisionFrom};
 use shareledger_events::{Direction, ExpectedRevision};
@@ -73,6 +78,48 @@ impl Loaded {
     ) -> Result<(Option<SiteState>, ExpectedRevision), CommandError> {
         let (events, rev) = self.events::<SiteEvent>(&site_stream(site)).await?;
         Ok((SiteState::from_events(events.iter()), rev))
+    }
+
+    /// A site's content and its revision.
+    pub(crate) async fn content(
+        &mut self,
+        site: SiteId,
+    ) -> Result<(ContentState, ExpectedRevision), CommandError> {
+        let (events, rev) = self.events::<ContentEvent>(&content_stream(site)).await?;
+        Ok((ContentState::from_events(site, events.iter()), rev))
+    }
+
+    /// The scorecards `owner` shares with `partner` now (none unless the link
+    /// owner→partner is active).
+    pub(crate) async fn shared_with(
+        &mut self,
+        owner: SiteId,
+        partner: SiteId,
+    ) -> Result<BTreeSet<ScorecardId>, CommandError> {
+        let (history, _) = self
+            .events::<ConnectionEvent>(&connection_stream(owner, partner))
+            .await?;
+        let state = ConnectionState::from_events(owner, partner, history.iter());
+        let link = Link {
+            from: owner,
+            to: partner,
+        };
+        Ok(if state.link_state(link).is_active() {
+            state.shared(link).clone()
+        } else {
+            BTreeSet::new()
+        })
+    }
+
+    /// What of `owner`'s content `partner` sees now (R-SHARE-2).
+    pub(crate) async fn visible_to(
+        &mut self,
+        owner: SiteId,
+        partner: SiteId,
+        content: &ContentState,
+    ) -> Result<BTreeSet<ObjectId>, CommandError> {
+        let shared = self.shared_with(owner, partner).await?;
+        Ok(content.visible_through(&shared))
     }
 
     /// The revision a loaded stream was read at.
