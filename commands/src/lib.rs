@@ -19,6 +19,7 @@
 //!
 //! **API boundary:** [`Service`], [`Issued`], [`Outcome`], [`CommandError`].
 
+mod consequences;
 mod load;
 
 use std::collections::BTreeSet;
@@ -38,6 +39,7 @@ use shareledger_events::store::{LogError, PgEventStore, StreamAppend};
 use shareledger_events::{Actor, EventMetadata, EventType, ExpectedRevision, NewEvent, StreamName};
 use uuid::Uuid;
 
+pub use consequences::ConsequenceWorker;
 use load::Loaded;
 
 /// How many times a command is decided again after a concurrency conflict.
@@ -108,6 +110,9 @@ type PlannedEvent = (String, serde_json::Value, bool);
 struct Plan {
     parts: Vec<(StreamName, ExpectedRevision, Vec<PlannedEvent>)>,
     guards: Vec<(StreamName, ExpectedRevision)>,
+    /// Set when the whole plan is a consequence of an earlier event (written
+    /// by a process manager): every event is the system's, caused by it.
+    caused_by: Option<Uuid>,
 }
 
 impl Plan {
@@ -239,14 +244,14 @@ impl Service {
             });
         }
         let command_meta = EventMetadata::new(issued.actor.clone(), issued.key);
-        let trigger = event_id(issued.key, 0);
+        let trigger = plan.caused_by.unwrap_or_else(|| event_id(issued.key, 0));
         let mut index = 0;
         let mut types = std::collections::HashMap::new();
         let mut appends = Vec::with_capacity(plan.parts.len());
         for (stream, expected, events) in plan.parts {
             let mut new_events = Vec::with_capacity(events.len());
             for (event_type, data, consequence) in events {
-                let metadata = if consequence {
+                let metadata = if consequence || plan.caused_by.is_some() {
                     EventMetadata::new(Actor::System, issued.key).caused_by(trigger)
                 } else {
                     command_meta.clone()
