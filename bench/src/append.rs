@@ -104,7 +104,7 @@ pub struct Workload {
 }
 
 impl Workload {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             event_type: EventType::parse("BenchEventHappened").expect("a valid event type"),
             data: json!({
@@ -196,7 +196,7 @@ pub async fn measure_ours(
 
 /// The raw side: `rows_per_insert` rows per autocommit `INSERT` into a copy
 /// of `sl_events`, on a fresh database with a pool of `concurrency`.
-async fn measure_raw(
+pub(crate) async fn measure_raw(
     label: &str,
     concurrency: usize,
     rows_per_insert: usize,

@@ -15,9 +15,11 @@
 //!
 //! ```text
 //! cargo run --release -p shareledger-bench -- append [--quick]
+//! cargo run --release -p shareledger-bench -- commands [--quick]
 //! ```
 
 mod append;
+mod commands;
 mod report;
 mod vs_postgres_es;
 
@@ -35,6 +37,9 @@ enum Command {
     /// Appends (single events, batches of 100, vs raw INSERTs and postgres-es)
     /// and reading `$all` to the client.
     Append(CommonArgs),
+    /// Commands per second through the command service (a mix of user,
+    /// sharing and connection commands) vs raw single-row INSERTs.
+    Commands(CommonArgs),
 }
 
 /// Options every benchmark takes.
@@ -55,6 +60,10 @@ fn main() -> anyhow::Result<()> {
             Command::Append(args) => {
                 report::print_header("append", args.quick).await?;
                 append::run(args).await
+            }
+            Command::Commands(args) => {
+                report::print_header("commands", args.quick).await?;
+                commands::run(args).await
             }
         }
     })

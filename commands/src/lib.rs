@@ -699,6 +699,259 @@ impl Service {
     }
 }
 
+/// How many levels of parents [`Service::set_parent_site`] follows above the
+/// new parent. A deeper hierarchy is refused as a possible cycle.
+pub const MAX_HIERARCHY_DEPTH: usize = 64;
+
+/// Namespace of the user ids derived from idempotency keys (CSV imports).
+const USER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x9d41_7c2e_5b3a_4f18_8e6d_0a1b_2c3d_4e5f);
+
+/// The user id of the `row`-th good row (0-based, in file order) of a CSV
+/// import sent under `key`: re-sending the same file with the same key
+/// names the same users, so the re-send is idempotent.
+pub fn imported_user_id(key: Uuid, row: usize) -> shareledger_core::catalog::UserId {
+    let mut name = key.as_bytes().to_vec();
+    name.extend_from_slice(&(row as u64).to_be_bytes());
+    shareledger_core::catalog::UserId(Uuid::new_v5(&USER_ID_NAMESPACE, &name))
+}
+
+/// R-USER-5's gate (Manage Users or Instance Admin), checked before a refusal
+/// that would otherwise answer an unauthorized actor (a missing source site,
+/// a CSV file's bad rows).
+fn authorize_user_manager(actor: &Actor, site: &SiteState) -> Result<(), DomainError> {
+    use shareledger_core::catalog::PermissionFlag;
+    site::authorize(
+        actor,
+        site,
+        &[PermissionFlag::ManageUsers, PermissionFlag::InstanceAdmin],
+    )
+    .map(|_| ())
+}
+
+/// Users and onboarding: commands that read more than one site.
+impl Service {
+    /// AddExistingUser (Add Existing User): an account on `site_id` for a
+    /// person with one on `command.from_site`. Writes the target site's
+    /// stream; guards the source site's, so that the copied username and
+    /// name are the ones the decision read.
+    pub async fn add_existing_user(
+        &self,
+        issued: &Issued,
+        site_id: SiteId,
+        command: site::AddExistingUser,
+    ) -> Result<Outcome, CommandError> {
+        self.run(issued, |mut loaded| {
+            let command = command.clone();
+            let actor = issued.actor.clone();
+            async move {
+                let (target, rev) = loaded.site(site_id).await?;
+                let target = target.ok_or(DomainError::SiteNotFound(site_id))?;
+                let (source, source_rev) = loaded.site(command.from_site).await?;
+                let Some(source) = source else {
+                    authorize_user_manager(&actor, &target)?;
+                    return Err(DomainError::SiteNotFound(command.from_site).into());
+                };
+                let events = command.decide(&actor, &target, &source)?;
+                let mut plan = Plan::default();
+                plan.write(&site_stream(site_id), rev, &events, |_| false);
+                plan.guard(&site_stream(command.from_site), source_rev);
+                Ok(plan)
+            }
+        })
+        .await
+    }
+
+    /// SetParentSite (R-ONB-1). Loads the new parent and its ancestors, up
+    /// to [`MAX_HIERARCHY_DEPTH`] levels, so that no cycle can form; guards
+    /// every site stream of that chain, so that two concurrent moves cannot
+    /// form one either. A cycle already in the stored hierarchy is followed
+    /// once, never forever. A parent that does not exist is `SiteNotFound`
+    /// (after authorization); a deeper hierarchy is `ParentCycle`.
+    pub async fn set_parent_site(
+        &self,
+        issued: &Issued,
+        site_id: SiteId,
+        command: site::SetParentSite,
+    ) -> Result<Outcome, CommandError> {
+        self.run(issued, |mut loaded| {
+            let command = command.clone();
+            let actor = issued.actor.clone();
+            async move {
+                let (site, rev) = loaded.site(site_id).await?;
+                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
+                // The parent's ancestors, nearest first, and every site read.
+                let mut chain = Vec::new();
+                let mut read = Vec::new();
+                let mut parent_exists = true;
+                let mut too_deep = false;
+                if let Some(parent) = command.parent {
+                    read.push(parent);
+                    let (state, _) = loaded.site(parent).await?;
+                    parent_exists = state.is_some();
+                    let mut seen = BTreeSet::from([parent]);
+                    let mut next = state.and_then(|s| s.parent);
+                    while let Some(id) = next {
+                        if id == site_id {
+                            // Moving under a descendant: the decision refuses.
+                            chain.push(id);
+                            break;
+                        }
+                        if !seen.insert(id) {
+                            // A cycle in stored data, above this site.
+                            break;
+                        }
+                        if chain.len() == MAX_HIERARCHY_DEPTH {
+                            too_deep = true;
+                            break;
+                        }
+                        chain.push(id);
+                        read.push(id);
+                        next = loaded.site(id).await?.0.and_then(|s| s.parent);
+                    }
+                }
+                let events = command.decide(&actor, &site, &chain)?;
+                if let (Some(parent), false) = (command.parent, parent_exists) {
+                    return Err(DomainError::SiteNotFound(parent).into());
+                }
+                if too_deep {
+                    return Err(DomainError::ParentCycle.into());
+                }
+                let mut plan = Plan::default();
+                plan.write(&site_stream(site_id), rev, &events, |_| false);
+                for id in read {
+                    let stream = site_stream(id);
+                    plan.guard(&stream, loaded.revision(&stream));
+                }
+                Ok(plan)
+            }
+        })
+        .await
+    }
+
+    /// ConfigureSelfRegistration (R-ONB-2): the model site is loaded when
+    /// one is named, and guarded, so that the model user the decision found
+    /// is still there when the setting is recorded.
+    pub async fn configure_self_registration(
+        &self,
+        issued: &Issued,
+        site_id: SiteId,
+        command: site::ConfigureSelfRegistration,
+    ) -> Result<Outcome, CommandError> {
+        self.run(issued, |mut loaded| {
+            let command = command.clone();
+            let actor = issued.actor.clone();
+            async move {
+                let (site, rev) = loaded.site(site_id).await?;
+                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
+                let model = match command.model_site {
+                    Some(id) => loaded.site(id).await?.0,
+                    None => None,
+                };
+                let events = command.decide(&actor, &site, model.as_ref())?;
+                let mut plan = Plan::default();
+                plan.write(&site_stream(site_id), rev, &events, |_| false);
+                if let Some(id) = command.model_site {
+                    let stream = site_stream(id);
+                    plan.guard(&stream, loaded.revision(&stream));
+                }
+                Ok(plan)
+            }
+        })
+        .await
+    }
+
+    /// SelfRegisterPartner (R-ONB-2) through `group_site`'s self-registration
+    /// link: creates the new site (a child of the group when
+    /// `child_of_group`) with its first manager copied from the model user,
+    /// and claims its code (`sitecode-<CODE>`) in the same append, exactly
+    /// as [`Service::register_site`] does: a taken code is `SiteCodeTaken`,
+    /// even under concurrency. Guards the group's and the model site's
+    /// streams. Issued by an operator (or a user) on the partner's behalf;
+    /// the system issues no commands.
+    pub async fn self_register_partner(
+        &self,
+        issued: &Issued,
+        group_site: SiteId,
+        command: site::SelfRegisterPartner,
+    ) -> Result<Outcome, CommandError> {
+        self.run(issued, |mut loaded| {
+            let command = command.clone();
+            let actor = issued.actor.clone();
+            async move {
+                if matches!(actor, Actor::System) {
+                    return Err(DomainError::NotAnIssuer.into());
+                }
+                let (group, group_rev) = loaded.site(group_site).await?;
+                let group = group.ok_or(DomainError::SiteNotFound(group_site))?;
+                let model_site = group.self_registration.model_site;
+                let model = match model_site {
+                    Some(id) => loaded.site(id).await?.0,
+                    None => None,
+                };
+                let (existing, site_rev) = loaded.site(command.site_id).await?;
+                let (claims, code_rev) = loaded
+                    .events::<SiteCodeEvent>(&site_code_stream(&command.code))
+                    .await?;
+                let events = command.decide(&group, model.as_ref(), existing.as_ref())?;
+                if !claims.is_empty() {
+                    return Err(DomainError::SiteCodeTaken(command.code.clone()).into());
+                }
+                let mut plan = Plan::default();
+                plan.write(&site_stream(command.site_id), site_rev, &events, |_| false);
+                plan.write(
+                    &site_code_stream(&command.code),
+                    code_rev,
+                    &[SiteCodeEvent::SiteCodeClaimed {
+                        code: command.code.clone(),
+                        site_id: command.site_id,
+                    }],
+                    |_| false,
+                );
+                plan.guard(&site_stream(group_site), group_rev);
+                if let Some(id) = model_site {
+                    let stream = site_stream(id);
+                    plan.guard(&stream, loaded.revision(&stream));
+                }
+                Ok(plan)
+            }
+        })
+        .await
+    }
+
+    /// ImportUsers from a CSV file (R-USER-8): the actor's right to import
+    /// is checked first (R-USER-5), then every row; one bad row rejects the
+    /// whole file with an error per bad field (`ImportRejected`, line, field,
+    /// reason) and nothing is applied; a good file adds every row, within the
+    /// seat limit (R-USER-7). User ids derive from the idempotency key
+    /// ([`imported_user_id`]), so a re-send of the key is idempotent.
+    pub async fn import_users_csv(
+        &self,
+        issued: &Issued,
+        site_id: SiteId,
+        csv_text: &str,
+    ) -> Result<Outcome, CommandError> {
+        let key = issued.key;
+        self.run(issued, |mut loaded| {
+            let actor = issued.actor.clone();
+            async move {
+                let (site, rev) = loaded.site(site_id).await?;
+                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
+                authorize_user_manager(&actor, &site)?;
+                let mut row = 0;
+                let rows = shareledger_core::csv_import::parse_users_csv(csv_text, || {
+                    row += 1;
+                    imported_user_id(key, row - 1)
+                })?;
+                let events = site::ImportUsers { rows }.decide(&actor, &site)?;
+                let mut plan = Plan::default();
+                plan.write(&site_stream(site_id), rev, &events, |_| false);
+                Ok(plan)
+            }
+        })
+        .await
+    }
+}
+
 /// What to change in the scorecards shared over a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShareChange {

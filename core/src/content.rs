@@ -276,10 +276,16 @@ fn authorize_author(
     site: &SiteState,
     content: &ContentState,
 ) -> Result<(), DomainError> {
+    authorize(actor, site, &AUTHOR)?;
     if site.id != content.site {
-        return Err(DomainError::SiteNotFound(content.site));
+        // The acting user's site is not the content's owner (R-USER-9;
+        // shared content is read-only, R-SHARE-3).
+        return Err(DomainError::CrossSite {
+            actor_site: site.id,
+            target_site: content.site,
+        });
     }
-    authorize(actor, site, &AUTHOR).map(|_| ())
+    Ok(())
 }
 
 /// CreateScorecard.

@@ -1,0 +1,1820 @@
+//! Every public command method of the service refuses bad input with its
+//! exact typed domain error, and a refused command leaves the log exactly as
+//! it was (`TestDb::log_snapshot` before == after). One test per refusal,
+//! named `<method>_rejects_<what>_and_leaves_the_log_unchanged`.
+//!
+//! Malformed values (a site code `x`, a username with a space) are refused
+//! before any command can be built: see
+//! `malformed_values_are_refused_before_a_command_can_be_built`.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use shareledger_commands::{
+    imported_user_id, CommandError, ConnectionCommand, ContentCommand, Issued, Outcome,
+    RelateCommand, Service, ShareChange,
+};
+use shareledger_core::catalog::{
+    AccessLevel, Directions, InvalidValue, Link, Name, ObjectField, ObjectId, ObjectKind,
+    PermissionFlag, RelationshipId, Role, ScorecardId, SeatLimit, SiteCode, SiteId, UserId,
+    Username,
+};
+use shareledger_core::content::{
+    ChangeObjectField, CreateObject, CreateScorecard, LinkSharedObject, PlaceObjectOnScorecard,
+    RemoveObjectFromScorecard, UseSharedMeasureInAggregation,
+};
+use shareledger_core::csv_import::parse_users_csv;
+use shareledger_core::site::{
+    AddExistingUser, AddUser, ChangeUserRole, ConfigureSelfRegistration, DeactivateUser,
+    GrantScorecardAccess, HideOrganizationSettings, ImportUsers, ReactivateUser, RegisterSite,
+    RequireTwoFactor, RevokeScorecardAccess, SelfRegisterPartner, SetParentSite,
+    SetPermissionFlags, SetSeatLimit,
+};
+use shareledger_core::{DomainError, RowError};
+use shareledger_events::Actor;
+use shareledger_tests::TestDb;
+use uuid::Uuid;
+
+fn operator() -> Issued {
+    Issued {
+        actor: Actor::Operator {
+            name: "tests".into(),
+        },
+        key: Uuid::new_v4(),
+    }
+}
+
+fn by(site: SiteId, user: UserId) -> Issued {
+    Issued {
+        actor: Actor::User {
+            user_id: user.0,
+            site_id: site.0,
+        },
+        key: Uuid::new_v4(),
+    }
+}
+
+fn code(raw: &str) -> SiteCode {
+    SiteCode::parse(raw).unwrap()
+}
+
+fn name(raw: &str) -> Name {
+    Name::parse(raw).unwrap()
+}
+
+fn username(raw: &str) -> Username {
+    Username::parse(raw).unwrap()
+}
+
+fn flags(list: &[PermissionFlag]) -> BTreeSet<PermissionFlag> {
+    list.iter().copied().collect()
+}
+
+/// Runs `attempt` and asserts it is refused with exactly `expected`, and
+/// that the log did not change.
+async fn refused(
+    db: &TestDb,
+    attempt: impl Future<Output = Result<Outcome, CommandError>>,
+    expected: DomainError,
+) {
+    let before = db.log_snapshot().await;
+    match attempt.await {
+        Err(CommandError::Domain(e)) => assert_eq!(e, expected),
+        other => panic!("expected {expected:?}, got {other:?}"),
+    }
+    assert_eq!(db.log_snapshot().await, before, "a refused command wrote");
+}
+
+/// Two sites with an active link A→B over which one scorecard of A is shared.
+///
+/// * A (`GRANTS`): an admin; a user manager (Presenter + Manage Users); a
+///   presenter; a deactivated presenter; a deactivated admin. Scorecards
+///   `sc_a` (shared with B, with Indicator `obj_a` on it) and `sc_a2` (not
+///   shared, with Indicator `hidden_a` on it).
+/// * B (`FUNDED`): an admin; a scorecard `sc_b` and a Result `result_b`.
+struct World {
+    db: TestDb,
+    service: Service,
+    a: SiteId,
+    b: SiteId,
+    admin_a: UserId,
+    manager_a: UserId,
+    presenter_a: UserId,
+    gone_a: UserId,
+    gone_admin_a: UserId,
+    admin_b: UserId,
+    sc_a: ScorecardId,
+    sc_a2: ScorecardId,
+    obj_a: ObjectId,
+    hidden_a: ObjectId,
+    sc_b: ScorecardId,
+    result_b: ObjectId,
+}
+
+impl World {
+    fn a_to_b(&self) -> Link {
+        Link {
+            from: self.a,
+            to: self.b,
+        }
+    }
+
+    fn b_to_a(&self) -> Link {
+        Link {
+            from: self.b,
+            to: self.a,
+        }
+    }
+}
+
+async fn register(service: &Service, raw_code: &str) -> SiteId {
+    let site_id = SiteId::new();
+    service
+        .register_site(
+            &operator(),
+            RegisterSite {
+                site_id,
+                code: code(raw_code),
+                name: name(raw_code),
+                seat_limit: SeatLimit::new(10).unwrap(),
+                parent: None,
+            },
+        )
+        .await
+        .unwrap();
+    site_id
+}
+
+async fn add(service: &Service, site: SiteId, login: &str, role: Role) -> UserId {
+    let user_id = UserId::new();
+    service
+        .on_site(
+            &operator(),
+            site,
+            AddUser {
+                user_id,
+                username: username(login),
+                name: name(login),
+                role,
+            },
+        )
+        .await
+        .unwrap();
+    user_id
+}
+
+async fn content(service: &Service, site: SiteId, admin: UserId, command: ContentCommand) {
+    service
+        .on_content(&by(site, admin), site, command)
+        .await
+        .unwrap();
+}
+
+async fn world() -> World {
+    let db = TestDb::new().await;
+    let service = Service::new(db.store());
+    let a = register(&service, "GRANTS").await;
+    let b = register(&service, "FUNDED").await;
+    let admin_a = add(&service, a, "admin@grants.org", Role::Administration).await;
+    let manager_a = add(&service, a, "manager@grants.org", Role::Presenter).await;
+    service
+        .on_site(
+            &operator(),
+            a,
+            SetPermissionFlags {
+                user_id: manager_a,
+                enable: flags(&[PermissionFlag::ManageUsers]),
+                disable: BTreeSet::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let presenter_a = add(&service, a, "presenter@grants.org", Role::Presenter).await;
+    let gone_a = add(&service, a, "gone@grants.org", Role::Presenter).await;
+    let gone_admin_a = add(&service, a, "gone-admin@grants.org", Role::Administration).await;
+    for user_id in [gone_a, gone_admin_a] {
+        service
+            .on_site(&operator(), a, DeactivateUser { user_id })
+            .await
+            .unwrap();
+    }
+    let admin_b = add(&service, b, "admin@funded.org", Role::Administration).await;
+    service
+        .request_connection(&by(a, admin_a), a, code("FUNDED"), Directions::Offer)
+        .await
+        .unwrap();
+    service
+        .on_connection(&by(b, admin_b), b, a, ConnectionCommand::Approve)
+        .await
+        .unwrap();
+    let (sc_a, sc_a2, obj_a, hidden_a) = (
+        ScorecardId::new(),
+        ScorecardId::new(),
+        ObjectId::new(),
+        ObjectId::new(),
+    );
+    for command in [
+        ContentCommand::CreateScorecard(CreateScorecard {
+            scorecard_id: sc_a,
+            name: name("Shared measures"),
+        }),
+        ContentCommand::CreateScorecard(CreateScorecard {
+            scorecard_id: sc_a2,
+            name: name("Internal"),
+        }),
+        ContentCommand::CreateObject(CreateObject {
+            object_id: obj_a,
+            kind: ObjectKind::Indicator,
+            name: name("Literacy rate"),
+            container: None,
+        }),
+        ContentCommand::CreateObject(CreateObject {
+            object_id: hidden_a,
+            kind: ObjectKind::Indicator,
+            name: name("Budget"),
+            container: None,
+        }),
+        ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+            object_id: obj_a,
+            scorecard_id: sc_a,
+        }),
+        ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+            object_id: hidden_a,
+            scorecard_id: sc_a2,
+        }),
+    ] {
+        content(&service, a, admin_a, command).await;
+    }
+    let (sc_b, result_b) = (ScorecardId::new(), ObjectId::new());
+    for command in [
+        ContentCommand::CreateScorecard(CreateScorecard {
+            scorecard_id: sc_b,
+            name: name("Our results"),
+        }),
+        ContentCommand::CreateObject(CreateObject {
+            object_id: result_b,
+            kind: ObjectKind::Result,
+            name: name("Children read"),
+            container: None,
+        }),
+    ] {
+        content(&service, b, admin_b, command).await;
+    }
+    service
+        .change_sharing(
+            &by(a, admin_a),
+            Link { from: a, to: b },
+            ShareChange::Share(sc_a),
+        )
+        .await
+        .unwrap();
+    World {
+        db,
+        service,
+        a,
+        b,
+        admin_a,
+        manager_a,
+        presenter_a,
+        gone_a,
+        gone_admin_a,
+        admin_b,
+        sc_a,
+        sc_a2,
+        obj_a,
+        hidden_a,
+        sc_b,
+        result_b,
+    }
+}
+
+/// A's self-registration link, with A's presenter as the model user.
+async fn configure_a(w: &World) {
+    w.service
+        .configure_self_registration(
+            &by(w.a, w.admin_a),
+            w.a,
+            ConfigureSelfRegistration {
+                enabled: true,
+                model_site: Some(w.a),
+                model_user: Some(w.presenter_a),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+fn partner_site(raw_code: &str) -> SelfRegisterPartner {
+    SelfRegisterPartner {
+        site_id: SiteId::new(),
+        code: code(raw_code),
+        name: name("Partner Org"),
+        seat_limit: SeatLimit::new(3).unwrap(),
+        manager_id: UserId::new(),
+        manager_username: username("boss@partner.org"),
+        manager_name: name("Pat Boss"),
+        child_of_group: true,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// register_site
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn register_site_rejects_a_taken_code_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.register_site(
+            &operator(),
+            RegisterSite {
+                site_id: SiteId::new(),
+                code: code("grants"),
+                name: name("Another"),
+                seat_limit: SeatLimit::new(1).unwrap(),
+                parent: None,
+            },
+        ),
+        DomainError::SiteCodeTaken(code("GRANTS")),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn register_site_rejects_a_user_registering_a_top_level_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.register_site(
+            &by(w.a, w.admin_a),
+            RegisterSite {
+                site_id: SiteId::new(),
+                code: code("NEWTOP"),
+                name: name("New top"),
+                seat_limit: SeatLimit::new(1).unwrap(),
+                parent: None,
+            },
+        ),
+        DomainError::NotPermitted {
+            needed: PermissionFlag::InstanceAdmin,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn register_site_rejects_an_unknown_parent_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let nowhere = SiteId::new();
+    refused(
+        &w.db,
+        w.service.register_site(
+            &operator(),
+            RegisterSite {
+                site_id: SiteId::new(),
+                code: code("ORPHAN"),
+                name: name("Orphan"),
+                seat_limit: SeatLimit::new(1).unwrap(),
+                parent: Some(nowhere),
+            },
+        ),
+        DomainError::SiteNotFound(nowhere),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn register_site_rejects_an_existing_site_id_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.register_site(
+            &operator(),
+            RegisterSite {
+                site_id: w.b,
+                code: code("FRESH"),
+                name: name("Fresh"),
+                seat_limit: SeatLimit::new(1).unwrap(),
+                parent: None,
+            },
+        ),
+        DomainError::SiteExists(w.b),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// on_site, one test per SiteCommand
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn on_site_set_seat_limit_rejects_a_user_manager_without_instance_admin_and_leaves_the_log_unchanged(
+) {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_site(
+            &by(w.a, w.manager_a),
+            w.a,
+            SetSeatLimit {
+                seat_limit: SeatLimit::new(50).unwrap(),
+            },
+        ),
+        DomainError::NotPermitted {
+            needed: PermissionFlag::InstanceAdmin,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_site_require_two_factor_rejects_an_unknown_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let nowhere = SiteId::new();
+    refused(
+        &w.db,
+        w.service
+            .on_site(&operator(), nowhere, RequireTwoFactor { required: true }),
+        DomainError::SiteNotFound(nowhere),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_site_add_user_rejects_a_taken_username_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_site(
+            &by(w.a, w.manager_a),
+            w.a,
+            AddUser {
+                user_id: UserId::new(),
+                username: username("ADMIN@Grants.org"),
+                name: name("Someone else"),
+                role: Role::Presenter,
+            },
+        ),
+        DomainError::UsernameTaken(username("admin@grants.org")),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_site_add_user_rejects_an_actor_unknown_on_the_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_site(
+            &by(w.a, UserId::new()),
+            w.a,
+            AddUser {
+                user_id: UserId::new(),
+                username: username("new@grants.org"),
+                name: name("New"),
+                role: Role::Presenter,
+            },
+        ),
+        DomainError::UnknownActor { site: w.a },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_site_change_user_role_rejects_an_inactive_user_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_site(
+            &by(w.a, w.admin_a),
+            w.a,
+            ChangeUserRole {
+                user_id: w.gone_a,
+                role: Role::DataEntry,
+            },
+        ),
+        DomainError::UserInactive(w.gone_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_site_set_permission_flags_rejects_instance_admin_given_by_a_user_manager_and_leaves_the_log_unchanged(
+) {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_site(
+            &by(w.a, w.manager_a),
+            w.a,
+            SetPermissionFlags {
+                user_id: w.presenter_a,
+                enable: flags(&[PermissionFlag::InstanceAdmin]),
+                disable: BTreeSet::new(),
+            },
+        ),
+        DomainError::NotPermitted {
+            needed: PermissionFlag::InstanceAdmin,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_site_revoke_scorecard_access_rejects_a_scorecard_never_granted_and_leaves_the_log_unchanged(
+) {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_site(
+            &by(w.a, w.admin_a),
+            w.a,
+            RevokeScorecardAccess {
+                user_id: w.presenter_a,
+                scorecard_id: w.sc_a,
+            },
+        ),
+        DomainError::ScorecardNotFound(w.sc_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_site_deactivate_user_rejects_an_inactive_actor_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_site(
+            &by(w.a, w.gone_admin_a),
+            w.a,
+            DeactivateUser {
+                user_id: w.presenter_a,
+            },
+        ),
+        DomainError::ActorInactive,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_site_reactivate_user_rejects_an_active_user_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_site(
+            &by(w.a, w.admin_a),
+            w.a,
+            ReactivateUser {
+                user_id: w.presenter_a,
+            },
+        ),
+        DomainError::UserActive(w.presenter_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_site_hide_organization_settings_rejects_a_user_of_another_site_and_leaves_the_log_unchanged(
+) {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_site(
+            &by(w.b, w.admin_b),
+            w.a,
+            HideOrganizationSettings {
+                user_id: w.presenter_a,
+                hidden: true,
+            },
+        ),
+        DomainError::CrossSite {
+            actor_site: w.b,
+            target_site: w.a,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_site_import_users_rejects_a_username_taken_on_the_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let rows = parse_users_csv(
+        "username,name,role\nnew@grants.org,New,presenter\npresenter@grants.org,Again,presenter\n",
+        UserId::new,
+    )
+    .unwrap();
+    refused(
+        &w.db,
+        w.service
+            .on_site(&by(w.a, w.manager_a), w.a, ImportUsers { rows }),
+        DomainError::ImportRejected(vec![RowError {
+            line: 3,
+            field: "username".into(),
+            reason: "presenter@grants.org is taken on this site".into(),
+        }]),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// request_connection
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn request_connection_rejects_an_unknown_site_code_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service
+            .request_connection(&by(w.a, w.admin_a), w.a, code("NOBODY"), Directions::Both),
+        DomainError::UnknownSiteCode(code("NOBODY")),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn request_connection_rejects_the_own_site_code_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service
+            .request_connection(&by(w.a, w.admin_a), w.a, code("grants"), Directions::Both),
+        DomainError::OwnSiteCode,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn request_connection_rejects_an_operator_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service
+            .request_connection(&operator(), w.a, code("FUNDED"), Directions::Both),
+        DomainError::ConnectionsUnavailable,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn request_connection_rejects_a_link_already_active_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service
+            .request_connection(&by(w.a, w.admin_a), w.a, code("FUNDED"), Directions::Both),
+        DomainError::LinkPendingOrActive { link: w.a_to_b() },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn request_connection_rejects_a_user_without_instance_admin_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service
+            .request_connection(&by(w.a, w.manager_a), w.a, code("FUNDED"), Directions::Both),
+        DomainError::NotPermitted {
+            needed: PermissionFlag::InstanceAdmin,
+        },
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// on_connection, one test per ConnectionCommand
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn on_connection_approve_rejects_nothing_awaiting_approval_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service
+            .on_connection(&by(w.b, w.admin_b), w.b, w.a, ConnectionCommand::Approve),
+        DomainError::NothingToApprove,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_connection_deny_rejects_a_user_without_instance_admin_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service
+            .on_connection(&by(w.a, w.presenter_a), w.a, w.b, ConnectionCommand::Deny),
+        DomainError::NotPermitted {
+            needed: PermissionFlag::InstanceAdmin,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_connection_cancel_rejects_no_request_awaiting_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service
+            .on_connection(&by(w.a, w.admin_a), w.a, w.b, ConnectionCommand::Cancel),
+        DomainError::NothingToCancel,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_connection_revoke_rejects_a_link_that_is_not_active_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_connection(
+            &by(w.a, w.admin_a),
+            w.a,
+            w.b,
+            ConnectionCommand::Revoke(w.b_to_a()),
+        ),
+        DomainError::LinkNotActive { link: w.b_to_a() },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_connection_revoke_rejects_a_link_between_other_sites_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let elsewhere = SiteId::new();
+    refused(
+        &w.db,
+        w.service.on_connection(
+            &by(w.a, w.admin_a),
+            w.a,
+            w.b,
+            ConnectionCommand::Revoke(Link {
+                from: w.b,
+                to: elsewhere,
+            }),
+        ),
+        DomainError::CrossSite {
+            actor_site: w.a,
+            target_site: w.b,
+        },
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// change_sharing, one test per ShareChange
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn change_sharing_share_rejects_a_link_that_is_not_active_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service
+            .change_sharing(&by(w.b, w.admin_b), w.b_to_a(), ShareChange::Share(w.sc_b)),
+        DomainError::LinkNotActive { link: w.b_to_a() },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn change_sharing_share_rejects_the_receiving_sites_admin_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service
+            .change_sharing(&by(w.b, w.admin_b), w.a_to_b(), ShareChange::Share(w.sc_a2)),
+        DomainError::CrossSite {
+            actor_site: w.b,
+            target_site: w.a,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn change_sharing_share_rejects_a_scorecard_shared_already_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service
+            .change_sharing(&by(w.a, w.admin_a), w.a_to_b(), ShareChange::Share(w.sc_a)),
+        DomainError::AlreadyShared(w.sc_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn change_sharing_unshare_rejects_a_scorecard_not_shared_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.change_sharing(
+            &by(w.a, w.admin_a),
+            w.a_to_b(),
+            ShareChange::Unshare(w.sc_a2),
+        ),
+        DomainError::NotShared(w.sc_a2),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn change_sharing_set_shared_rejects_a_partners_scorecard_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.change_sharing(
+            &by(w.a, w.admin_a),
+            w.a_to_b(),
+            ShareChange::SetShared([w.sc_a2, w.sc_b].into_iter().collect()),
+        ),
+        DomainError::ScorecardNotFound(w.sc_b),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// on_content, one test per ContentCommand
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn on_content_create_scorecard_rejects_an_existing_id_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_content(
+            &by(w.a, w.admin_a),
+            w.a,
+            ContentCommand::CreateScorecard(CreateScorecard {
+                scorecard_id: w.sc_a,
+                name: name("Again"),
+            }),
+        ),
+        DomainError::ScorecardExists(w.sc_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_content_create_scorecard_rejects_a_presenter_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_content(
+            &by(w.a, w.presenter_a),
+            w.a,
+            ContentCommand::CreateScorecard(CreateScorecard {
+                scorecard_id: ScorecardId::new(),
+                name: name("Mine"),
+            }),
+        ),
+        DomainError::NotPermitted {
+            needed: PermissionFlag::AddEditScorecardObjects,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_content_create_object_rejects_a_container_that_is_not_one_and_leaves_the_log_unchanged()
+{
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_content(
+            &by(w.a, w.admin_a),
+            w.a,
+            ContentCommand::CreateObject(CreateObject {
+                object_id: ObjectId::new(),
+                kind: ObjectKind::Indicator,
+                name: name("Inside an indicator"),
+                container: Some(w.obj_a),
+            }),
+        ),
+        DomainError::NotAContainer(w.obj_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_content_create_object_rejects_an_unknown_container_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_content(
+            &by(w.b, w.admin_b),
+            w.b,
+            ContentCommand::CreateObject(CreateObject {
+                object_id: ObjectId::new(),
+                kind: ObjectKind::Indicator,
+                name: name("Inside A's object"),
+                container: Some(w.obj_a),
+            }),
+        ),
+        DomainError::ObjectNotFound(w.obj_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_content_place_object_on_scorecard_rejects_an_unknown_scorecard_and_leaves_the_log_unchanged(
+) {
+    let w = world().await;
+    let nowhere = ScorecardId::new();
+    refused(
+        &w.db,
+        w.service.on_content(
+            &by(w.a, w.admin_a),
+            w.a,
+            ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+                object_id: w.obj_a,
+                scorecard_id: nowhere,
+            }),
+        ),
+        DomainError::ScorecardNotFound(nowhere),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_content_place_object_on_scorecard_rejects_a_partners_object_and_leaves_the_log_unchanged(
+) {
+    let w = world().await;
+    // B's admin cannot place A's shared object with a content command: that
+    // is a relationship (R-SHARE-4), through `relate`.
+    refused(
+        &w.db,
+        w.service.on_content(
+            &by(w.b, w.admin_b),
+            w.b,
+            ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+                object_id: w.obj_a,
+                scorecard_id: w.sc_b,
+            }),
+        ),
+        DomainError::ObjectNotFound(w.obj_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_content_remove_object_from_scorecard_rejects_an_object_not_placed_and_leaves_the_log_unchanged(
+) {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_content(
+            &by(w.a, w.admin_a),
+            w.a,
+            ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
+                object_id: w.obj_a,
+                scorecard_id: w.sc_a2,
+            }),
+        ),
+        DomainError::NotPlaced {
+            object: w.obj_a,
+            scorecard: w.sc_a2,
+        },
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// change_object_field
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn change_object_field_rejects_a_user_below_updater_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.change_object_field(
+            &by(w.a, w.presenter_a),
+            w.a,
+            ChangeObjectField {
+                object_id: w.obj_a,
+                field: ObjectField::Status,
+                value: "green".into(),
+            },
+        ),
+        DomainError::AccessLevelTooLow {
+            needed: AccessLevel::Updater,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn change_object_field_rejects_an_unknown_object_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let nothing = ObjectId::new();
+    refused(
+        &w.db,
+        w.service.change_object_field(
+            &by(w.a, w.admin_a),
+            w.a,
+            ChangeObjectField {
+                object_id: nothing,
+                field: ObjectField::Description,
+                value: "no such object".into(),
+            },
+        ),
+        DomainError::ObjectNotFound(nothing),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn change_object_field_rejects_a_partners_object_it_cannot_see_and_leaves_the_log_unchanged()
+{
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.change_object_field(
+            &by(w.b, w.admin_b),
+            w.a,
+            ChangeObjectField {
+                object_id: w.hidden_a,
+                field: ObjectField::Analysis,
+                value: "not ours".into(),
+            },
+        ),
+        DomainError::CrossSite {
+            actor_site: w.b,
+            target_site: w.a,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn change_object_field_rejects_a_partner_on_shared_content_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.change_object_field(
+            &by(w.b, w.admin_b),
+            w.a,
+            ChangeObjectField {
+                object_id: w.obj_a,
+                field: ObjectField::Analysis,
+                value: "edited by the partner".into(),
+            },
+        ),
+        DomainError::SharedContentReadOnly,
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// relate, one test per RelateCommand
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn relate_link_rejects_an_object_not_shared_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.relate(
+            &by(w.b, w.admin_b),
+            w.b,
+            RelateCommand::Link(LinkSharedObject {
+                relationship_id: RelationshipId::new(),
+                scorecard_id: w.sc_b,
+                origin_site: w.a,
+                object_id: w.hidden_a,
+            }),
+        ),
+        DomainError::ObjectNotShared(w.hidden_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn relate_link_rejects_an_unknown_own_scorecard_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.relate(
+            &by(w.b, w.admin_b),
+            w.b,
+            RelateCommand::Link(LinkSharedObject {
+                relationship_id: RelationshipId::new(),
+                scorecard_id: w.sc_a,
+                origin_site: w.a,
+                object_id: w.obj_a,
+            }),
+        ),
+        DomainError::ScorecardNotFound(w.sc_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn relate_aggregate_rejects_an_aggregation_that_is_not_a_measure_and_leaves_the_log_unchanged(
+) {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.relate(
+            &by(w.b, w.admin_b),
+            w.b,
+            RelateCommand::Aggregate(UseSharedMeasureInAggregation {
+                relationship_id: RelationshipId::new(),
+                into_object: w.result_b,
+                origin_site: w.a,
+                object_id: w.obj_a,
+            }),
+        ),
+        DomainError::NotAMeasure(w.result_b),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// grant_scorecard_access
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn grant_scorecard_access_rejects_a_scorecard_neither_own_nor_shared_and_leaves_the_log_unchanged(
+) {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.grant_scorecard_access(
+            &by(w.a, w.admin_a),
+            w.a,
+            w.b,
+            GrantScorecardAccess {
+                user_id: w.presenter_a,
+                scorecard_id: w.sc_b,
+                level: AccessLevel::Browser,
+            },
+        ),
+        DomainError::ScorecardNotFound(w.sc_b),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn grant_scorecard_access_rejects_an_inactive_user_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.grant_scorecard_access(
+            &by(w.a, w.admin_a),
+            w.a,
+            w.a,
+            GrantScorecardAccess {
+                user_id: w.gone_a,
+                scorecard_id: w.sc_a,
+                level: AccessLevel::Editor,
+            },
+        ),
+        DomainError::UserInactive(w.gone_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn grant_scorecard_access_rejects_more_than_browser_on_a_partners_scorecard_and_leaves_the_log_unchanged(
+) {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.grant_scorecard_access(
+            &by(w.b, w.admin_b),
+            w.b,
+            w.a,
+            GrantScorecardAccess {
+                user_id: w.admin_b,
+                scorecard_id: w.sc_a,
+                level: AccessLevel::Editor,
+            },
+        ),
+        DomainError::SharedContentReadOnly,
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// add_existing_user
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn add_existing_user_rejects_an_unknown_source_user_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let nobody = UserId::new();
+    refused(
+        &w.db,
+        w.service.add_existing_user(
+            &by(w.a, w.manager_a),
+            w.a,
+            AddExistingUser {
+                user_id: UserId::new(),
+                from_site: w.b,
+                from_user: nobody,
+                role: Role::Presenter,
+            },
+        ),
+        DomainError::UserNotFound(nobody),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn add_existing_user_rejects_an_unknown_source_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let nowhere = SiteId::new();
+    let command = AddExistingUser {
+        user_id: UserId::new(),
+        from_site: nowhere,
+        from_user: UserId::new(),
+        role: Role::Presenter,
+    };
+    refused(
+        &w.db,
+        w.service
+            .add_existing_user(&by(w.a, w.manager_a), w.a, command.clone()),
+        DomainError::SiteNotFound(nowhere),
+    )
+    .await;
+    // Who may not add users learns that first, not which sites exist.
+    refused(
+        &w.db,
+        w.service
+            .add_existing_user(&by(w.a, w.presenter_a), w.a, command),
+        DomainError::NotPermitted {
+            needed: PermissionFlag::ManageUsers,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn add_existing_user_rejects_an_unknown_target_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let nowhere = SiteId::new();
+    refused(
+        &w.db,
+        w.service.add_existing_user(
+            &operator(),
+            nowhere,
+            AddExistingUser {
+                user_id: UserId::new(),
+                from_site: w.b,
+                from_user: w.admin_b,
+                role: Role::Presenter,
+            },
+        ),
+        DomainError::SiteNotFound(nowhere),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn add_existing_user_rejects_a_user_manager_of_the_source_site_only_and_leaves_the_log_unchanged(
+) {
+    let w = world().await;
+    // B's admin cannot pull B's own account into A (R-USER-9).
+    refused(
+        &w.db,
+        w.service.add_existing_user(
+            &by(w.b, w.admin_b),
+            w.a,
+            AddExistingUser {
+                user_id: UserId::new(),
+                from_site: w.b,
+                from_user: w.admin_b,
+                role: Role::Administration,
+            },
+        ),
+        DomainError::CrossSite {
+            actor_site: w.b,
+            target_site: w.a,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn add_existing_user_rejects_an_account_of_the_same_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.add_existing_user(
+            &by(w.a, w.admin_a),
+            w.a,
+            AddExistingUser {
+                user_id: UserId::new(),
+                from_site: w.a,
+                from_user: w.presenter_a,
+                role: Role::DataEntry,
+            },
+        ),
+        DomainError::UserExists(w.presenter_a),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// set_parent_site
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn set_parent_site_rejects_a_cycle_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    // A under B, then B under A would close a loop.
+    w.service
+        .set_parent_site(
+            &by(w.a, w.admin_a),
+            w.a,
+            SetParentSite { parent: Some(w.b) },
+        )
+        .await
+        .unwrap();
+    refused(
+        &w.db,
+        w.service.set_parent_site(
+            &by(w.b, w.admin_b),
+            w.b,
+            SetParentSite { parent: Some(w.a) },
+        ),
+        DomainError::ParentCycle,
+    )
+    .await;
+    refused(
+        &w.db,
+        w.service
+            .set_parent_site(&operator(), w.b, SetParentSite { parent: Some(w.b) }),
+        DomainError::ParentCycle,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn set_parent_site_rejects_an_unknown_parent_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let nowhere = SiteId::new();
+    refused(
+        &w.db,
+        w.service.set_parent_site(
+            &by(w.a, w.admin_a),
+            w.a,
+            SetParentSite {
+                parent: Some(nowhere),
+            },
+        ),
+        DomainError::SiteNotFound(nowhere),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn set_parent_site_rejects_a_user_without_instance_admin_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.set_parent_site(
+            &by(w.a, w.manager_a),
+            w.a,
+            SetParentSite { parent: Some(w.b) },
+        ),
+        DomainError::NotPermitted {
+            needed: PermissionFlag::InstanceAdmin,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn set_parent_site_rejects_an_unknown_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let nowhere = SiteId::new();
+    refused(
+        &w.db,
+        w.service
+            .set_parent_site(&operator(), nowhere, SetParentSite { parent: None }),
+        DomainError::SiteNotFound(nowhere),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// configure_self_registration
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn configure_self_registration_rejects_enabling_without_a_model_user_and_leaves_the_log_unchanged(
+) {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.configure_self_registration(
+            &by(w.a, w.admin_a),
+            w.a,
+            ConfigureSelfRegistration {
+                enabled: true,
+                model_site: Some(w.a),
+                model_user: None,
+            },
+        ),
+        DomainError::SelfRegistrationNotConfigured,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn configure_self_registration_rejects_an_unknown_model_user_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    // A user of another site is not a user of the model site.
+    refused(
+        &w.db,
+        w.service.configure_self_registration(
+            &by(w.a, w.admin_a),
+            w.a,
+            ConfigureSelfRegistration {
+                enabled: true,
+                model_site: Some(w.a),
+                model_user: Some(w.admin_b),
+            },
+        ),
+        DomainError::UserNotFound(w.admin_b),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn configure_self_registration_rejects_an_unknown_model_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let nowhere = SiteId::new();
+    refused(
+        &w.db,
+        w.service.configure_self_registration(
+            &by(w.a, w.admin_a),
+            w.a,
+            ConfigureSelfRegistration {
+                enabled: true,
+                model_site: Some(nowhere),
+                model_user: Some(w.presenter_a),
+            },
+        ),
+        DomainError::SiteNotFound(nowhere),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn configure_self_registration_rejects_a_user_manager_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.configure_self_registration(
+            &by(w.a, w.manager_a),
+            w.a,
+            ConfigureSelfRegistration {
+                enabled: true,
+                model_site: Some(w.a),
+                model_user: Some(w.presenter_a),
+            },
+        ),
+        DomainError::NotPermitted {
+            needed: PermissionFlag::InstanceAdmin,
+        },
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// self_register_partner
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn self_register_partner_rejects_a_group_without_self_registration_and_leaves_the_log_unchanged(
+) {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service
+            .self_register_partner(&operator(), w.a, partner_site("PARTNER")),
+        DomainError::SelfRegistrationNotConfigured,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn self_register_partner_rejects_a_taken_code_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    configure_a(&w).await;
+    refused(
+        &w.db,
+        w.service
+            .self_register_partner(&operator(), w.a, partner_site("funded")),
+        DomainError::SiteCodeTaken(code("FUNDED")),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn self_register_partner_rejects_an_unknown_group_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let nowhere = SiteId::new();
+    refused(
+        &w.db,
+        w.service
+            .self_register_partner(&operator(), nowhere, partner_site("PARTNER")),
+        DomainError::SiteNotFound(nowhere),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn self_register_partner_rejects_an_existing_site_id_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    configure_a(&w).await;
+    let mut command = partner_site("PARTNER");
+    command.site_id = w.b;
+    refused(
+        &w.db,
+        w.service.self_register_partner(&operator(), w.a, command),
+        DomainError::SiteExists(w.b),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn self_register_partner_rejects_the_system_as_issuer_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    configure_a(&w).await;
+    refused(
+        &w.db,
+        w.service.self_register_partner(
+            &Issued {
+                actor: Actor::System,
+                key: Uuid::new_v4(),
+            },
+            w.a,
+            partner_site("PARTNER"),
+        ),
+        DomainError::NotAnIssuer,
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// import_users_csv (R-USER-5, R-USER-7, R-USER-8)
+// ---------------------------------------------------------------------------
+
+/// R-USER-8: every row is checked; each bad row is reported by line and
+/// field, with the reason; nothing of the file is applied.
+#[tokio::test]
+async fn import_users_csv_rejects_bad_rows_by_line_and_field_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let csv = "Username,Name,Role\n\
+               ann@grants.org,Ann Lee,Data Entry\n\
+               bad user,Bob,presenter\n\
+               cy@grants.org,,wizard\n\
+               ann@grants.org,Ann Again,presenter\n\
+               \"open,x,y\n";
+    let reason = |e: InvalidValue| e.to_string();
+    refused(
+        &w.db,
+        w.service.import_users_csv(&by(w.a, w.manager_a), w.a, csv),
+        DomainError::ImportRejected(vec![
+            RowError {
+                line: 3,
+                field: "username".into(),
+                reason: reason(Username::parse("bad user").unwrap_err()),
+            },
+            RowError {
+                line: 4,
+                field: "name".into(),
+                reason: reason(Name::parse("").unwrap_err()),
+            },
+            RowError {
+                line: 4,
+                field: "role".into(),
+                reason: reason(Role::parse("wizard").unwrap_err()),
+            },
+            RowError {
+                line: 5,
+                field: "username".into(),
+                reason: "ann@grants.org appears already on line 2".into(),
+            },
+            RowError {
+                line: 6,
+                field: "row".into(),
+                reason: "a quoted field is not closed".into(),
+            },
+        ]),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn import_users_csv_rejects_a_username_taken_on_the_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.import_users_csv(
+            &by(w.a, w.manager_a),
+            w.a,
+            "username,name,role\nnew@grants.org,New,presenter\nPresenter@Grants.org,Again,presenter\n",
+        ),
+        DomainError::ImportRejected(vec![RowError {
+            line: 3,
+            field: "username".into(),
+            reason: "presenter@grants.org is taken on this site".into(),
+        }]),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn import_users_csv_rejects_a_header_without_a_role_column_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.import_users_csv(
+            &by(w.a, w.manager_a),
+            w.a,
+            "username,name\nnew@grants.org,New\n",
+        ),
+        DomainError::ImportRejected(vec![RowError {
+            line: 1,
+            field: "role".into(),
+            reason: "the header has no role column".into(),
+        }]),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn import_users_csv_rejects_a_user_without_manage_users_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    // Authorization comes first: a presenter learns nothing about the rows.
+    refused(
+        &w.db,
+        w.service.import_users_csv(
+            &by(w.a, w.presenter_a),
+            w.a,
+            "username,name,role\nbad user,,wizard\n",
+        ),
+        DomainError::NotPermitted {
+            needed: PermissionFlag::ManageUsers,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn import_users_csv_rejects_a_file_past_the_seat_limit_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    // A has 10 seats and 3 active users (2 deactivated): 7 free, 8 rows.
+    let mut csv = String::from("username,name,role\n");
+    for i in 0..8 {
+        csv.push_str(&format!("user{i}@grants.org,User {i},presenter\n"));
+    }
+    refused(
+        &w.db,
+        w.service.import_users_csv(&by(w.a, w.manager_a), w.a, &csv),
+        DomainError::SeatLimitReached { limit: 10 },
+    )
+    .await;
+}
+
+/// R-USER-8: a good file adds every row; re-sending it with the same key
+/// returns the first result and writes nothing.
+#[tokio::test]
+async fn r_user_8_a_good_file_adds_every_row_and_a_resent_key_changes_nothing() {
+    let w = world().await;
+    let csv = "Username,Name,Role,Office\n\
+               ann@grants.org,Ann Lee,Data Entry,HQ\n\
+               \n\
+               \"bob@grants.org\",\"Bob, Jr.\",presenter,\n\
+               cy@grants.org,Cy,Scorecard Builder,Field\n";
+    let issued = by(w.a, w.manager_a);
+    let first = w.service.import_users_csv(&issued, w.a, csv).await.unwrap();
+    assert!(!first.replayed);
+    assert_eq!(first.events.len(), 3);
+    assert!(first.events.iter().all(|e| e.event_type == "UserAdded"));
+    let stored =
+        w.db.store()
+            .read_events_by_id(&first.events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+            .await
+            .unwrap();
+    use shareledger_core::catalog::DomainEvent as _;
+    use shareledger_core::catalog::{SiteEvent, UserOrigin};
+    let added: Vec<(UserId, String, u32)> = stored
+        .iter()
+        .map(
+            |e| match SiteEvent::decode(&e.event_type, 1, &e.data).unwrap() {
+                SiteEvent::UserAdded {
+                    user,
+                    origin: UserOrigin::Imported { line },
+                    ..
+                } => (user.user_id, user.username.to_string(), line),
+                other => panic!("unexpected {other:?}"),
+            },
+        )
+        .collect();
+    assert_eq!(
+        added,
+        vec![
+            (imported_user_id(issued.key, 0), "ann@grants.org".into(), 2),
+            (imported_user_id(issued.key, 1), "bob@grants.org".into(), 4),
+            (imported_user_id(issued.key, 2), "cy@grants.org".into(), 5),
+        ]
+    );
+    // The same key again: the first result, nothing written.
+    let before = w.db.log_snapshot().await;
+    let again = w.service.import_users_csv(&issued, w.a, csv).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.events, first.events);
+    assert_eq!(again.last_position, first.last_position);
+    assert_eq!(w.db.log_snapshot().await, before);
+    // A new key with the same file: every username is taken now.
+    refused(
+        &w.db,
+        w.service.import_users_csv(&by(w.a, w.manager_a), w.a, csv),
+        DomainError::ImportRejected(
+            [(2, "ann"), (4, "bob"), (5, "cy")]
+                .into_iter()
+                .map(|(line, who)| RowError {
+                    line,
+                    field: "username".into(),
+                    reason: format!("{who}@grants.org is taken on this site"),
+                })
+                .collect(),
+        ),
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// Malformed values never reach the service
+// ---------------------------------------------------------------------------
+
+/// Value types parse or refuse: a command can only be built from parsed
+/// values, so malformed input is refused (typed `InvalidValue`, code
+/// `invalid_value`) before any command reaches the service, and the log
+/// cannot change.
+#[tokio::test]
+async fn malformed_values_are_refused_before_a_command_can_be_built() {
+    let db = TestDb::new().await;
+    let before = db.log_snapshot().await;
+    let refusals: Vec<(Result<(), InvalidValue>, InvalidValue)> = vec![
+        (
+            SiteCode::parse("x").map(drop),
+            InvalidValue::SiteCode("x".into()),
+        ),
+        (
+            SiteCode::parse("no spaces").map(drop),
+            InvalidValue::SiteCode("no spaces".into()),
+        ),
+        (
+            Username::parse("a b").map(drop),
+            InvalidValue::Username("a b".into()),
+        ),
+        (
+            Name::parse("   ").map(drop),
+            InvalidValue::Text {
+                field: "name",
+                max: Name::MAX,
+            },
+        ),
+        (SeatLimit::new(0).map(drop), InvalidValue::SeatLimit),
+        (
+            Role::parse("wizard").map(drop),
+            InvalidValue::Role("wizard".into()),
+        ),
+        (
+            AccessLevel::parse("owner").map(drop),
+            InvalidValue::AccessLevel("owner".into()),
+        ),
+        (
+            PermissionFlag::parse("root").map(drop),
+            InvalidValue::PermissionFlag("root".into()),
+        ),
+        (
+            ObjectKind::parse("widget").map(drop),
+            InvalidValue::ObjectKind("widget".into()),
+        ),
+    ];
+    for (result, expected) in refusals {
+        let invalid = result.unwrap_err();
+        assert_eq!(invalid, expected);
+        // At the edge it becomes the typed domain error with its stable code.
+        let error = CommandError::from(DomainError::from(invalid));
+        assert!(matches!(
+            &error,
+            CommandError::Domain(DomainError::InvalidValue(e)) if *e == expected
+        ));
+        assert_eq!(error.code(), "invalid_value");
+    }
+    assert_eq!(db.log_snapshot().await, before);
+}
