@@ -45,6 +45,9 @@ const TRANSIENT_RETRIES: usize = 5;
 
 const EVENT_COLUMNS: &str = "global_position, stream_name, stream_revision, event_id, \
      event_type, schema_version, data, metadata, recorded_at";
+/// The same columns of a row aliased `e`.
+const E_EVENT_COLUMNS: &str = "e.global_position, e.stream_name, e.stream_revision, e.event_id, \
+     e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at";
 
 /// One stream's part of an append: the stream, what it must be before, and
 /// its new events in order.
@@ -229,34 +232,54 @@ impl PgEventStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
         let limit = check_limit(limit)?;
-        let info = self.stream_info(stream).await?;
-        if info.tombstoned {
-            return Err(LogError::StreamTombstoned {
-                stream: stream.to_string(),
-            });
-        }
-        if info.state == StreamState::NoStream {
-            return Err(LogError::StreamNotFound {
-                stream: stream.to_string(),
-            });
-        }
         let (cmp, order, start) = match (direction, from) {
             (Direction::Forwards, RevisionFrom::Edge) => (">=", "ASC", 0),
             (Direction::Forwards, RevisionFrom::At(r)) => (">=", "ASC", to_i64(r)),
             (Direction::Backwards, RevisionFrom::Edge) => ("<=", "DESC", i64::MAX),
             (Direction::Backwards, RevisionFrom::At(r)) => ("<=", "DESC", to_i64(r)),
         };
+        // One statement, one snapshot: the stream's state and its events.
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM sl_events e \
-             WHERE e.stream_name = $1 AND e.stream_revision {cmp} $2 \
-               AND e.stream_revision >= (SELECT visible_from FROM sl_streams WHERE stream_name = $1) \
-             ORDER BY e.stream_revision {order} LIMIT $3"
+            "SELECT s.tombstoned, s.last_revision < s.visible_from AS hidden, {E_EVENT_COLUMNS} \
+             FROM sl_streams s LEFT JOIN LATERAL ( \
+                 SELECT {EVENT_COLUMNS} FROM sl_events e \
+                 WHERE e.stream_name = s.stream_name AND e.stream_revision {cmp} $2 \
+                   AND e.stream_revision >= s.visible_from \
+                 ORDER BY e.stream_revision {order} LIMIT $3) e ON true \
+             WHERE s.stream_name = $1"
         );
-        let query = sqlx::query(&sql)
+        use futures::TryStreamExt;
+        let mut rows = sqlx::query(&sql)
             .bind(stream.as_str())
             .bind(start)
-            .bind(limit);
-        decode_rows(query, &self.pool, limit).await
+            .bind(limit)
+            .fetch(&self.pool);
+        let mut events = Vec::with_capacity(limit.clamp(0, 1024) as usize);
+        let mut first = true;
+        while let Some(row) = rows.try_next().await? {
+            if first {
+                first = false;
+                if row.try_get::<bool, _>("tombstoned")? {
+                    return Err(LogError::StreamTombstoned {
+                        stream: stream.to_string(),
+                    });
+                }
+                if row.try_get::<bool, _>("hidden")? {
+                    return Err(LogError::StreamNotFound {
+                        stream: stream.to_string(),
+                    });
+                }
+            }
+            if row.try_get::<Option<i64>, _>("global_position")?.is_some() {
+                events.push(recorded_event(&row)?);
+            }
+        }
+        if first {
+            return Err(LogError::StreamNotFound {
+                stream: stream.to_string(),
+            });
+        }
+        Ok(events)
     }
 
     /// Reads up to `limit` events of the whole log (`$all`) from `from`, in
