@@ -157,41 +157,74 @@ impl AppendRequest {
     }
 }
 
-/// Runs a group of appends on disjoint streams as one merged append; if that
-/// fails, runs each alone. One outcome per append, in order.
-async fn execute_group(pool: &PgPool, group: Vec<Job>) {
-    if group.len() == 1 {
-        let job = group.into_iter().next().expect("one job");
+/// Runs a group of appends on disjoint streams as one merged append. When
+/// the merged call fails because one stream is not as expected (or is
+/// tombstoned), the append that names that stream runs alone, to get its own
+/// answer, and the rest are merged again; any other failure runs every
+/// append alone. So a failure costs its own append one extra call, not the
+/// whole group.
+async fn execute_group(pool: &PgPool, mut group: Vec<Job>) {
+    while group.len() > 1 {
+        let mut merged = group[0].request.clone();
+        for job in &group[1..] {
+            merged.absorb(&job.request);
+        }
+        match merged.execute(pool).await {
+            Ok(rows) => {
+                let by_id: std::collections::HashMap<Uuid, WrittenEvent> =
+                    rows.into_iter().map(|w| (w.event_id, w)).collect();
+                for job in group {
+                    let mine = job
+                        .request
+                        .event_ids
+                        .iter()
+                        .filter_map(|id| by_id.get(id).copied())
+                        .collect();
+                    let _ = job.reply.send(Ok(mine));
+                }
+                return;
+            }
+            Err(e) => {
+                let culprit = failing_stream(&e).and_then(|stream| {
+                    group
+                        .iter()
+                        .position(|j| j.request.touches().any(|s| s == stream))
+                });
+                match culprit {
+                    Some(index) => {
+                        let job = group.remove(index);
+                        let outcome = job.request.execute(pool).await;
+                        let _ = job.reply.send(outcome);
+                    }
+                    None => {
+                        tracing::debug!(error = %e, appends = group.len(), "merged append failed; running its appends one by one");
+                        for job in group {
+                            let outcome = job.request.execute(pool).await;
+                            let _ = job.reply.send(outcome);
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(job) = group.pop() {
         let outcome = job.request.execute(pool).await;
         let _ = job.reply.send(outcome);
-        return;
     }
-    let mut merged = group[0].request.clone();
-    for job in &group[1..] {
-        merged.absorb(&job.request);
+}
+
+/// The stream named by a wrong-expectation or tombstone error of `sl_append`.
+fn failing_stream(error: &sqlx::Error) -> Option<String> {
+    let db = error.as_database_error()?;
+    if !matches!(db.code().as_deref(), Some("SL001") | Some("SL002")) {
+        return None;
     }
-    match merged.execute(pool).await {
-        Ok(rows) => {
-            let by_id: std::collections::HashMap<Uuid, WrittenEvent> =
-                rows.into_iter().map(|w| (w.event_id, w)).collect();
-            for job in group {
-                let mine = job
-                    .request
-                    .event_ids
-                    .iter()
-                    .filter_map(|id| by_id.get(id).copied())
-                    .collect();
-                let _ = job.reply.send(Ok(mine));
-            }
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, appends = group.len(), "merged append failed; running its appends one by one");
-            for job in group {
-                let outcome = job.request.execute(pool).await;
-                let _ = job.reply.send(outcome);
-            }
-        }
-    }
+    let detail = db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?
+        .detail()?;
+    let value: serde_json::Value = serde_json::from_str(detail).ok()?;
+    value.get("stream")?.as_str().map(str::to_owned)
 }
 
 struct Job {
