@@ -158,11 +158,15 @@ pub fn event_id(key: Uuid, index: usize) -> Uuid {
 #[derive(Debug, Clone)]
 pub struct Service {
     store: PgEventStore,
+    cache: std::sync::Arc<load::StreamCache>,
 }
 
 impl Service {
     pub fn new(store: PgEventStore) -> Self {
-        Self { store }
+        Self {
+            store,
+            cache: Default::default(),
+        }
     }
 
     pub fn store(&self) -> &PgEventStore {
@@ -214,11 +218,44 @@ impl Service {
         if let Some(outcome) = self.replay(issued.key).await? {
             return Ok(outcome);
         }
+        let mut fresh = false;
         for _ in 0..MAX_ATTEMPTS {
-            let plan = decide(Loaded::new(self.store.clone())).await?;
+            let reads = std::sync::Arc::new(std::sync::Mutex::new(load::Reads::default()));
+            let loaded = Loaded::new(self.store.clone(), self.cache.clone(), fresh, reads.clone());
+            let decided = decide(loaded).await;
+            let reads = std::mem::take(&mut *reads.lock().expect("not poisoned"));
+            let mut plan = match decided {
+                Ok(plan) => plan,
+                // A refusal decided on cached streams is decided again on
+                // fresh ones: a stale cache must not refuse a valid command.
+                Err(CommandError::Domain(_)) if !reads.from_cache.is_empty() => {
+                    for stream in &reads.from_cache {
+                        self.cache.forget(stream);
+                    }
+                    fresh = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // Every stream the decision read is checked at append time.
+            for (stream, revision) in &reads.revisions {
+                plan.guard(stream, *revision);
+            }
+            let streams: Vec<String> = plan
+                .parts
+                .iter()
+                .map(|(s, _, _)| s.to_string())
+                .chain(plan.guards.iter().map(|(s, _)| s.to_string()))
+                .collect();
             match self.append(issued, plan).await {
                 Ok(outcome) => return Ok(outcome),
-                Err(CommandError::Log(LogError::WrongExpectedRevision { .. })) => continue,
+                Err(CommandError::Log(LogError::WrongExpectedRevision { .. })) => {
+                    for stream in &streams {
+                        self.cache.forget(stream);
+                    }
+                    fresh = true;
+                    continue;
+                }
                 Err(CommandError::Log(
                     LogError::PartialDuplicate { .. } | LogError::EventIdsTaken { .. },
                 )) => {
@@ -227,7 +264,12 @@ impl Service {
                         return Ok(outcome);
                     }
                 }
-                Err(other) => return Err(other),
+                Err(other) => {
+                    for stream in &streams {
+                        self.cache.forget(stream);
+                    }
+                    return Err(other);
+                }
             }
         }
         Err(CommandError::Contended {
@@ -248,8 +290,17 @@ impl Service {
         let mut index = 0;
         let mut types = std::collections::HashMap::new();
         let mut appends = Vec::with_capacity(plan.parts.len());
+        let mut cache_updates = Vec::with_capacity(plan.parts.len());
         for (stream, expected, events) in plan.parts {
             let mut new_events = Vec::with_capacity(events.len());
+            cache_updates.push((
+                stream.to_string(),
+                expected,
+                events
+                    .iter()
+                    .map(|(t, d, _)| (t.clone(), 1u32, d.clone()))
+                    .collect::<Vec<load::RawEvent>>(),
+            ));
             for (event_type, data, consequence) in events {
                 let metadata = if consequence || plan.caused_by.is_some() {
                     EventMetadata::new(Actor::System, issued.key).caused_by(trigger)
@@ -273,6 +324,10 @@ impl Service {
             });
         }
         let results = self.store.append_guarded(appends, &plan.guards).await?;
+        for ((stream, expected, raw), result) in cache_updates.into_iter().zip(&results) {
+            self.cache
+                .appended(&stream, expected, raw, result.next_expected);
+        }
         let mut events = Vec::new();
         for result in results {
             for e in result.events {

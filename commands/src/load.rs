@@ -1,7 +1,15 @@
 //! Loading what a decision needs: a stream's events decoded into the
 //! catalog, and the expected revision to append or guard with.
+//!
+//! Streams are cached per service, as the raw events read or appended and
+//! the revision they end at. A decision may run on cached streams because
+//! every stream it read is then checked at append time (written with, or
+//! guarded at, the revision it was read at): a stale cache can only cost a
+//! retry with fresh reads, never a wrong decision. A refusal decided on
+//! cached streams is decided again on fresh ones before it is returned.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use shareledger_core::catalog::{
     connection_stream, content_stream, site_stream, ConnectionEvent, ContentEvent, DomainEvent,
@@ -18,17 +26,105 @@ use crate::{stream_name, CommandError};
 /// Events read per page.
 const PAGE: usize = 1_000;
 
-/// The streams one attempt of a command has read, with their revisions.
+/// Most streams a service caches; past it, the cache starts over.
+const CACHE_LIMIT: usize = 50_000;
+
+/// A stored event as the cache keeps it: type, schema version, data.
+pub(crate) type RawEvent = (String, u32, serde_json::Value);
+
+#[derive(Debug, Clone)]
+struct Cached {
+    revision: ExpectedRevision,
+    events: Arc<Vec<RawEvent>>,
+}
+
+/// The streams a service has read or written, as of their last revision.
+#[derive(Debug, Default)]
+pub(crate) struct StreamCache {
+    entries: Mutex<HashMap<String, Cached>>,
+}
+
+impl StreamCache {
+    fn get(&self, stream: &str) -> Option<Cached> {
+        self.entries
+            .lock()
+            .expect("not poisoned")
+            .get(stream)
+            .cloned()
+    }
+
+    fn put(&self, stream: &str, cached: Cached) {
+        let mut entries = self.entries.lock().expect("not poisoned");
+        if entries.len() >= CACHE_LIMIT {
+            entries.clear();
+        }
+        entries.insert(stream.to_owned(), cached);
+    }
+
+    pub(crate) fn forget(&self, stream: &str) {
+        self.entries.lock().expect("not poisoned").remove(stream);
+    }
+
+    /// Records an append of `events` to `stream`, which was at `expected`
+    /// and is now at `last`. A cached entry at another revision is dropped.
+    pub(crate) fn appended(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<RawEvent>,
+        last: u64,
+    ) {
+        let mut entries = self.entries.lock().expect("not poisoned");
+        let Some(entry) = entries.get_mut(stream) else {
+            return;
+        };
+        let first = match entry.revision {
+            ExpectedRevision::NoStream => 0,
+            ExpectedRevision::Exact(r) => r + 1,
+            _ => u64::MAX,
+        };
+        let follows = entry.revision == expected
+            && first.checked_add(events.len() as u64) == last.checked_add(1);
+        if follows {
+            let mut all = entry.events.as_ref().clone();
+            all.extend(events);
+            entry.events = Arc::new(all);
+            entry.revision = ExpectedRevision::Exact(last);
+        } else {
+            entries.remove(stream);
+        }
+    }
+}
+
+/// What one attempt of a command has read: each stream's revision, and
+/// whether it came from the cache.
+#[derive(Debug, Default)]
+pub(crate) struct Reads {
+    pub(crate) revisions: HashMap<String, ExpectedRevision>,
+    pub(crate) from_cache: Vec<String>,
+}
+
+/// The streams one attempt of a command reads, with their revisions.
 pub(crate) struct Loaded {
     store: PgEventStore,
-    revisions: HashMap<String, ExpectedRevision>,
+    cache: Arc<StreamCache>,
+    fresh: bool,
+    reads: Arc<Mutex<Reads>>,
 }
 
 impl Loaded {
-    pub(crate) fn new(store: PgEventStore) -> Self {
+    /// `fresh`: read every stream from the log, not from the cache.
+    pub(crate) fn new(
+        store: PgEventStore,
+        cache: Arc<StreamCache>,
+        fresh: bool,
+        reads: Arc<Mutex<Reads>>,
+    ) -> Self {
         Self {
             store,
-            revisions: HashMap::new(),
+            cache,
+            fresh,
+            reads,
         }
     }
 
@@ -38,8 +134,22 @@ impl Loaded {
         &mut self,
         stream: &str,
     ) -> Result<(Vec<E>, ExpectedRevision), CommandError> {
+        if !self.fresh {
+            if let Some(cached) = self.cache.get(stream) {
+                let events = cached
+                    .events
+                    .iter()
+                    .map(|(t, v, d)| E::decode(t, *v, d))
+                    .collect::<Result<Vec<E>, _>>()?;
+                let mut reads = self.reads.lock().expect("not poisoned");
+                reads.revisions.insert(stream.to_owned(), cached.revision);
+                reads.from_cache.push(stream.to_owned());
+                return Ok((events, cached.revision));
+            }
+        }
         let name = stream_name(stream);
         let mut events = Vec::new();
+        let mut raw = Vec::new();
         let mut next = 0;
         let mut last = None;
         loop {
@@ -61,13 +171,25 @@ impl Loaded {
                 )?);
                 last = Some(recorded.stream_revision);
                 next = recorded.stream_revision + 1;
+                raw.push((recorded.event_type, recorded.schema_version, recorded.data));
             }
             if !full {
                 break;
             }
         }
         let expected = last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-        self.revisions.insert(stream.to_owned(), expected);
+        self.cache.put(
+            stream,
+            Cached {
+                revision: expected,
+                events: Arc::new(raw),
+            },
+        );
+        self.reads
+            .lock()
+            .expect("not poisoned")
+            .revisions
+            .insert(stream.to_owned(), expected);
         Ok((events, expected))
     }
 
@@ -124,7 +246,10 @@ impl Loaded {
 
     /// The revision a loaded stream was read at.
     pub(crate) fn revision(&self, stream: &str) -> ExpectedRevision {
-        self.revisions
+        self.reads
+            .lock()
+            .expect("not poisoned")
+            .revisions
             .get(stream)
             .copied()
             .unwrap_or(ExpectedRevision::Any)

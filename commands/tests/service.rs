@@ -296,3 +296,60 @@ async fn r_conn_5_mutual_requests_at_the_same_moment_link_at_once() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_stale_cache_in_another_process_never_decides_wrongly() {
+    // Two services over one database stand for two processes, each with its
+    // own cache of the streams it has read.
+    let db = TestDb::new().await;
+    let here = Service::new(db.store());
+    let there = Service::new(db.store());
+    let site = register(&here, "ACME", 5).await;
+    let admin = add_user("admin", Role::Administration);
+    let admin_id = admin.user_id;
+    here.on_site(&operator(), site, admin).await.unwrap();
+    let worker = add_user("worker", Role::Presenter);
+    let worker_id = worker.user_id;
+    // `here` caches the site with the admin active.
+    here.on_site(&as_user(site, admin_id), site, worker)
+        .await
+        .unwrap();
+    // `there` deactivates the admin.
+    there
+        .on_site(
+            &operator(),
+            site,
+            shareledger_core::site::DeactivateUser { user_id: admin_id },
+        )
+        .await
+        .unwrap();
+    // `here` must not accept the admin's command on its stale cache.
+    let before = db.log_snapshot().await;
+    let err = domain(
+        here.on_site(
+            &as_user(site, admin_id),
+            site,
+            add_user("eve", Role::Presenter),
+        )
+        .await,
+    );
+    assert_eq!(err, DomainError::ActorInactive);
+    assert_eq!(db.log_snapshot().await, before);
+    // `there` reactivates the admin: `here`, whose cache may say inactive,
+    // must not refuse.
+    there
+        .on_site(
+            &operator(),
+            site,
+            shareledger_core::site::ReactivateUser { user_id: admin_id },
+        )
+        .await
+        .unwrap();
+    here.on_site(
+        &as_user(site, admin_id),
+        site,
+        shareledger_core::site::DeactivateUser { user_id: worker_id },
+    )
+    .await
+    .unwrap();
+}
