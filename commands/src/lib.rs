@@ -219,7 +219,14 @@ impl Service {
             return Ok(outcome);
         }
         let mut fresh = false;
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 1 {
+                // Back off after repeated conflicts, spread by the key so that
+                // commands that keep colliding stop colliding.
+                let spread = (issued.key.as_u128() % 1_000) as u64;
+                let micros = (250u64 << attempt.min(6)) + spread * attempt as u64;
+                tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+            }
             let reads = std::sync::Arc::new(std::sync::Mutex::new(load::Reads::default()));
             let loaded = Loaded::new(self.store.clone(), self.cache.clone(), fresh, reads.clone());
             let decided = decide(loaded).await;
@@ -237,9 +244,12 @@ impl Service {
                 }
                 Err(e) => return Err(e),
             };
-            // Every stream the decision read is checked at append time.
-            for (stream, revision) in &reads.revisions {
-                plan.guard(stream, *revision);
+            // A stream read from the cache may be stale: check it at append
+            // time (streams read fresh are guarded as the handler chose).
+            for stream in &reads.from_cache {
+                if let Some(revision) = reads.revisions.get(stream) {
+                    plan.guard(stream, *revision);
+                }
             }
             let streams: Vec<String> = plan
                 .parts

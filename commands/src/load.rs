@@ -3,10 +3,11 @@
 //!
 //! Streams are cached per service, as the raw events read or appended and
 //! the revision they end at. A decision may run on cached streams because
-//! every stream it read is then checked at append time (written with, or
-//! guarded at, the revision it was read at): a stale cache can only cost a
-//! retry with fresh reads, never a wrong decision. A refusal decided on
-//! cached streams is decided again on fresh ones before it is returned.
+//! every stream it read from the cache is then checked at append time
+//! (written with, or guarded at, the revision it was read at): a stale cache
+//! can only cost a retry with fresh reads, never a wrong decision. A refusal
+//! decided on cached streams is decided again on fresh ones before it is
+//! returned.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
