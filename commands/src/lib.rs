@@ -215,9 +215,10 @@ impl Service {
         F: Fn(Loaded) -> Fut,
         Fut: std::future::Future<Output = Result<Plan, CommandError>>,
     {
-        if let Some(outcome) = self.replay(issued.key).await? {
-            return Ok(outcome);
-        }
+        // The key is looked up only when the answer may differ from a fresh
+        // decision's: a refusal, an empty decision, or a conflict on event
+        // ids. A re-send that decides the same events gets the originals
+        // back from the log's idempotent append.
         let mut fresh = false;
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 1 {
@@ -242,8 +243,19 @@ impl Service {
                     fresh = true;
                     continue;
                 }
+                Err(CommandError::Domain(e)) => {
+                    return match self.replay(issued.key).await? {
+                        Some(outcome) => Ok(outcome),
+                        None => Err(CommandError::Domain(e)),
+                    };
+                }
                 Err(e) => return Err(e),
             };
+            if plan.parts.is_empty() {
+                if let Some(outcome) = self.replay(issued.key).await? {
+                    return Ok(outcome);
+                }
+            }
             // A stream read from the cache may be stale: check it at append
             // time (streams read fresh are guarded as the handler chose).
             for stream in &reads.from_cache {
@@ -334,7 +346,19 @@ impl Service {
             });
         }
         let results = self.store.append_guarded(appends, &plan.guards).await?;
+        // An append whose events were written already (a re-sent key) gets
+        // the stored events back: their revisions do not follow the
+        // expectation it was decided on.
+        let mut replayed = false;
         for ((stream, expected, raw), result) in cache_updates.into_iter().zip(&results) {
+            let first = match expected {
+                ExpectedRevision::Exact(r) => Some(r + 1),
+                ExpectedRevision::NoStream => Some(0),
+                _ => None,
+            };
+            if first.is_some_and(|f| result.events.first().map(|e| e.stream_revision) != Some(f)) {
+                replayed = true;
+            }
             self.cache
                 .appended(&stream, expected, raw, result.next_expected);
         }
@@ -354,7 +378,7 @@ impl Service {
         Ok(Outcome {
             last_position: events.last().map_or(0, |e| e.global_position),
             events,
-            replayed: false,
+            replayed,
         })
     }
 

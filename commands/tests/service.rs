@@ -353,3 +353,26 @@ async fn a_stale_cache_in_another_process_never_decides_wrongly() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_resent_key_whose_decision_is_the_same_gets_the_original_events_back() {
+    let db = TestDb::new().await;
+    let service = Service::new(db.store());
+    let site = register(&service, "ACME", 5).await;
+    let issued = operator();
+    let command = shareledger_core::site::SetSeatLimit {
+        seat_limit: SeatLimit::new(9).unwrap(),
+    };
+    let first = service
+        .on_site(&issued, site, command.clone())
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    let before = db.log_snapshot().await;
+    // Decided again, it is allowed and writes the same event (same derived
+    // id): the log answers with the stored one and writes nothing.
+    let again = service.on_site(&issued, site, command).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.events, first.events);
+    assert_eq!(db.log_snapshot().await, before);
+}
