@@ -7,6 +7,10 @@
 //! before any command can be built: see
 //! `malformed_values_are_refused_before_a_command_can_be_built`.
 
+mod common;
+
+use common::{by, code, name, operator, username};
+
 use std::collections::BTreeSet;
 use std::future::Future;
 
@@ -34,37 +38,6 @@ use shareledger_core::{DomainError, RowError};
 use shareledger_events::Actor;
 use shareledger_tests::TestDb;
 use uuid::Uuid;
-
-fn operator() -> Issued {
-    Issued {
-        actor: Actor::Operator {
-            name: "tests".into(),
-        },
-        key: Uuid::new_v4(),
-    }
-}
-
-fn by(site: SiteId, user: UserId) -> Issued {
-    Issued {
-        actor: Actor::User {
-            user_id: user.0,
-            site_id: site.0,
-        },
-        key: Uuid::new_v4(),
-    }
-}
-
-fn code(raw: &str) -> SiteCode {
-    SiteCode::parse(raw).unwrap()
-}
-
-fn name(raw: &str) -> Name {
-    Name::parse(raw).unwrap()
-}
-
-fn username(raw: &str) -> Username {
-    Username::parse(raw).unwrap()
-}
 
 fn flags(list: &[PermissionFlag]) -> BTreeSet<PermissionFlag> {
     list.iter().copied().collect()

@@ -5,13 +5,17 @@
 //! never gets a cycle, even under concurrent moves; site codes stay unique
 //! under concurrent self-registrations.
 
+mod common;
+
+use common::{by, code, name, operator, username};
+
 use std::time::Duration;
 
 use shareledger_commands::{CommandError, ContentCommand, Issued, Outcome, Service};
 use shareledger_core::catalog::DomainEvent as _;
 use shareledger_core::catalog::{
-    site_code_stream, site_stream, AccessLevel, Name, PermissionFlag, Role, ScorecardId, SeatLimit,
-    SiteCode, SiteEvent, SiteId, UserId, UserOrigin, Username,
+    site_code_stream, site_stream, AccessLevel, PermissionFlag, Role, ScorecardId, SeatLimit,
+    SiteEvent, SiteId, UserId, UserOrigin,
 };
 use shareledger_core::content::CreateScorecard;
 use shareledger_core::site::{
@@ -21,40 +25,8 @@ use shareledger_core::site::{
 };
 use shareledger_core::DomainError;
 use shareledger_events::store::RevisionFrom;
-use shareledger_events::{Actor, Direction, ExpectedRevision, StreamName};
+use shareledger_events::{Direction, ExpectedRevision, StreamName};
 use shareledger_tests::{fixtures, TestDb};
-use uuid::Uuid;
-
-fn operator() -> Issued {
-    Issued {
-        actor: Actor::Operator {
-            name: "tests".into(),
-        },
-        key: Uuid::new_v4(),
-    }
-}
-
-fn by(site: SiteId, user: UserId) -> Issued {
-    Issued {
-        actor: Actor::User {
-            user_id: user.0,
-            site_id: site.0,
-        },
-        key: Uuid::new_v4(),
-    }
-}
-
-fn code(raw: &str) -> SiteCode {
-    SiteCode::parse(raw).unwrap()
-}
-
-fn name(raw: &str) -> Name {
-    Name::parse(raw).unwrap()
-}
-
-fn username(raw: &str) -> Username {
-    Username::parse(raw).unwrap()
-}
 
 fn domain(result: Result<Outcome, CommandError>) -> DomainError {
     match result {

@@ -213,3 +213,15 @@ pub fn domain(result: Result<shareledger_commands::Outcome, CommandError>) -> Do
         other => panic!("expected a domain error, got {other:?}"),
     }
 }
+
+pub fn code(raw: &str) -> SiteCode {
+    SiteCode::parse(raw).unwrap()
+}
+
+pub fn name(raw: &str) -> Name {
+    Name::parse(raw).unwrap()
+}
+
+pub fn username(raw: &str) -> Username {
+    Username::parse(raw).unwrap()
+}
