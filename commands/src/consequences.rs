@@ -159,7 +159,7 @@ impl ConsequenceWorker {
                     };
                     plan.write(&content_stream(partner), consumer_rev, &lost, |_| true);
                     plan.guard(&content_stream(owner), origin_rev);
-                    plan.guard(&connection, loaded.revision(&connection));
+                    plan.guard_read(&loaded, &connection);
                     Ok(plan)
                 })
                 .await?;

@@ -133,6 +133,11 @@ impl Plan {
         self.parts.push((stream_name(stream), expected, events));
     }
 
+    /// Guards a stream the decision read, at the revision it was read at.
+    fn guard_read(&mut self, loaded: &Loaded, stream: &str) {
+        self.guard(stream, loaded.revision(stream));
+    }
+
     fn guard(&mut self, stream: &str, expected: ExpectedRevision) {
         let name = stream_name(stream);
         if !self.parts.iter().any(|(s, _, _)| *s == name)
@@ -417,7 +422,7 @@ impl Service {
                     |_| false,
                 );
                 if let Some(p) = command.parent {
-                    plan.guard(&site_stream(p), loaded.revision(&site_stream(p)));
+                    plan.guard_read(&loaded, &site_stream(p));
                 }
                 Ok(plan)
             }
@@ -738,7 +743,7 @@ impl Service {
                 plan.write(&content_stream(site_id), rev, &events, |_| false);
                 plan.guard(&site_stream(site_id), site_rev);
                 plan.guard(&content_stream(origin_site), origin_rev);
-                plan.guard(&connection, loaded.revision(&connection));
+                plan.guard_read(&loaded, &connection);
                 Ok(plan)
             }
         })
@@ -779,7 +784,7 @@ impl Service {
                 plan.guard(&content_stream(owner), content_rev);
                 if owner != site_id {
                     let connection = connection_stream(owner, site_id);
-                    plan.guard(&connection, loaded.revision(&connection));
+                    plan.guard_read(&loaded, &connection);
                 }
                 Ok(plan)
             }
@@ -908,8 +913,7 @@ impl Service {
                 let mut plan = Plan::default();
                 plan.write(&site_stream(site_id), rev, &events, |_| false);
                 for id in read {
-                    let stream = site_stream(id);
-                    plan.guard(&stream, loaded.revision(&stream));
+                    plan.guard_read(&loaded, &site_stream(id));
                 }
                 Ok(plan)
             }
@@ -940,8 +944,7 @@ impl Service {
                 let mut plan = Plan::default();
                 plan.write(&site_stream(site_id), rev, &events, |_| false);
                 if let Some(id) = command.model_site {
-                    let stream = site_stream(id);
-                    plan.guard(&stream, loaded.revision(&stream));
+                    plan.guard_read(&loaded, &site_stream(id));
                 }
                 Ok(plan)
             }
@@ -998,8 +1001,7 @@ impl Service {
                 );
                 plan.guard(&site_stream(group_site), group_rev);
                 if let Some(id) = model_site {
-                    let stream = site_stream(id);
-                    plan.guard(&stream, loaded.revision(&stream));
+                    plan.guard_read(&loaded, &site_stream(id));
                 }
                 Ok(plan)
             }

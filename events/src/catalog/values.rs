@@ -90,6 +90,31 @@ id_type!(
     "relationship"
 );
 
+/// For a text newtype with a `parse` constructor: `as_str`, `Display`, and a
+/// `Deserialize` that parses (so a stored value is checked again on read).
+macro_rules! parsed_text {
+    ($name:ident) => {
+        impl $name {
+            /// The value as stored.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $name::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 /// A site's short, unique, case-insensitive code such as `ACME`. Stored in
 /// upper case: `acme` and `ACME` are the same code.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -110,22 +135,9 @@ impl SiteCode {
             Err(InvalidValue::SiteCode(raw.to_owned()))
         }
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl<'de> Deserialize<'de> for SiteCode {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        SiteCode::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for SiteCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+parsed_text!(SiteCode);
 
 /// A username or email, unique per site, compared case-insensitively (stored
 /// in lower case).
@@ -145,22 +157,9 @@ impl Username {
             Err(InvalidValue::Username(raw.to_owned()))
         }
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl<'de> Deserialize<'de> for Username {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Username::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for Username {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+parsed_text!(Username);
 
 /// A human-readable name (of a site, user, scorecard or object): 1 to 200
 /// characters, not blank, trimmed.
@@ -181,22 +180,9 @@ impl Name {
         }
         Ok(Self(name.to_owned()))
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl<'de> Deserialize<'de> for Name {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Name::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
-impl fmt::Display for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+parsed_text!(Name);
 
 /// How many active users a site may have (at least 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
