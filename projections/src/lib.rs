@@ -1,3 +1,24 @@
-//! Read models built from the event log. Each projection will consume the log
-//! through `shareledger_events::store::PgEventStore::subscribe_to_all` from
-//! its checkpoint. None exists yet: they arrive with the access-model issue.
+//! ShareLedger's read models, built from the event log.
+//!
+//! * [`access`]: the in-memory access index that answers Q-1 to Q-4 (check,
+//!   lookup, reverse lookup, explain) in the serving process, kept current
+//!   from the log, with consistency tokens (wait until position P).
+//! * [`projection`]: the contract of a read model kept in PostgreSQL tables.
+//! * [`runtime`]: runs such projections from their checkpoints (writes and
+//!   checkpoint commit together), rebuilds them beside the live ones and
+//!   switches, and reports position and lag.
+//! * [`dashboard`]: the PostgreSQL read models: Q-5 dashboards and the
+//!   persisted access tables for SQL consumers.
+//! * [`decode`]: turning recorded events into catalog events.
+//!
+//! `docs/access-model.md` defines who can see what; `docs/read-models.md`
+//! describes the tables and the runtime.
+
+pub mod access;
+pub mod dashboard;
+pub mod decode;
+pub mod error;
+pub mod projection;
+pub mod runtime;
+
+pub use error::ProjectionError;

@@ -419,7 +419,7 @@ impl Role {
 
 /// The kinds of scorecard objects (seed 000). Results and Programs are
 /// containers; Indicators and Performance Measures can be aggregated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
     Result,

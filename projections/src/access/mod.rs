@@ -1,0 +1,110 @@
+//! The access model: who can see what, and why.
+//!
+//! `docs/access-model.md` is the definition; [`AccessIndex`] implements it
+//! over in-memory structures kept current event by event, and
+//! [`LiveAccess`] keeps one index following the log in the serving process
+//! and lets queries demand "at least as fresh as position P" (consistency
+//! tokens).
+
+// (modules being written; enabled when they compile)
+
+use serde::{Deserialize, Serialize};
+use shareledger_core::catalog::{
+    AccessLevel, ObjectId, ObjectKind, ScorecardId, SiteCode, SiteId, UserId,
+};
+
+
+/// What a question is about: a scorecard or an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum Target {
+    Scorecard(ScorecardId),
+    Object(ObjectId),
+}
+
+/// The kind of a target, for Q-2's filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    Scorecard,
+    Object(ObjectKind),
+}
+
+/// Q-2's question: what a user can see, filtered, one page at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LookupQuery {
+    /// Only targets owned by this site.
+    pub site: Option<SiteId>,
+    /// Only targets of this kind.
+    pub kind: Option<TargetKind>,
+    /// The cursor of the previous page (`LookupPage::next`).
+    pub after: Option<String>,
+    /// Page size, clamped to `1..=MAX_PAGE` (0 means `DEFAULT_PAGE`).
+    pub limit: usize,
+}
+
+/// The largest page a lookup returns.
+pub const MAX_PAGE: usize = 10_000;
+/// The page size when none is asked for.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// One target a user can see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Visible {
+    pub target: Target,
+    pub kind: TargetKind,
+    /// The owner site.
+    pub site: SiteId,
+    /// The owner site's code, shown with every shared item (R-SHARE-6).
+    pub origin_code: SiteCode,
+    pub level: AccessLevel,
+}
+
+/// One page of a lookup. `next` is set when more items follow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupPage {
+    pub items: Vec<Visible>,
+    pub next: Option<String>,
+}
+
+/// One user who can see a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Viewer {
+    pub site: SiteId,
+    pub user: UserId,
+    pub level: AccessLevel,
+}
+
+/// Why an access question has no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    #[error("no user {0} is known")]
+    UnknownUser(UserId),
+    #[error("no {0:?} is known")]
+    UnknownTarget(Target),
+    #[error("the lookup cursor {0:?} is not one this service gave out")]
+    BadCursor(String),
+    #[error(
+        "the access model reached position {reached}, not {wanted}, within {waited_ms} ms"
+    )]
+    NotFreshEnough {
+        wanted: u64,
+        reached: u64,
+        waited_ms: u64,
+    },
+    #[error("the access model stopped following the log: {0}")]
+    Stopped(String),
+}
+
+impl AccessError {
+    /// A stable code per variant, for the HTTP edge.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AccessError::UnknownUser(_) => "unknown_user",
+            AccessError::UnknownTarget(_) => "unknown_target",
+            AccessError::BadCursor(_) => "bad_cursor",
+            AccessError::NotFreshEnough { .. } => "not_fresh_enough",
+            AccessError::Stopped(_) => "access_model_stopped",
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The PostgreSQL read models (being written).

@@ -1,0 +1,1 @@
+//! The projection runtime (being written).
