@@ -79,6 +79,13 @@ impl Subscription {
         self.listener.is_some() && self.buffer.is_empty()
     }
 
+    /// How many events have been read from the log but not handed out yet.
+    /// Zero after `next` means the subscription handed out everything it had
+    /// read: the last event is as fresh as the log was at that read.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
     /// The next event in global order, waiting for one to commit if needed.
     pub async fn next(&mut self) -> Result<RecordedEvent, LogError> {
         loop {

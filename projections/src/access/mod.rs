@@ -6,13 +6,18 @@
 //! and lets queries demand "at least as fresh as position P" (consistency
 //! tokens).
 
-// (modules being written; enabled when they compile)
+mod explain;
+mod index;
+mod live;
+
+pub use explain::{Explanation, Fact, Missing, Path, Step};
+pub use index::{AccessIndex, IndexSizes};
+pub use live::{LiveAccess, LiveOptions};
 
 use serde::{Deserialize, Serialize};
 use shareledger_core::catalog::{
     AccessLevel, ObjectId, ObjectKind, ScorecardId, SiteCode, SiteId, UserId,
 };
-
 
 /// What a question is about: a scorecard or an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -84,9 +89,7 @@ pub enum AccessError {
     UnknownTarget(Target),
     #[error("the lookup cursor {0:?} is not one this service gave out")]
     BadCursor(String),
-    #[error(
-        "the access model reached position {reached}, not {wanted}, within {waited_ms} ms"
-    )]
+    #[error("the access model reached position {reached}, not {wanted}, within {waited_ms} ms")]
     NotFreshEnough {
         wanted: u64,
         reached: u64,

@@ -1,0 +1,551 @@
+//! why a user can or cannot see a target. Every path that gives a
+//! level, each step naming the fact and the event (id, position, time,
+//! actor) that established it; for a denial, what is missing.
+//!
+//! The paths follow the rules of `docs/access-model.md` one by one, so the
+//! highest level among the paths is always the answer of Q-1 (tested).
+
+use serde::{Deserialize, Serialize};
+use shareledger_core::catalog::{
+    AccessLevel, Link, ObjectId, PermissionFlag, RelationshipId, ScorecardId, SiteId, UserId,
+};
+
+use super::index::{AccessIndex, Prov, RelTarget, UserInfo, MAX_CONTAINER_DEPTH};
+use super::{AccessError, Target};
+use crate::decode::EventRef;
+
+/// The answer to Q-4.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explanation {
+    pub user: UserId,
+    pub target: Target,
+    /// The site that owns the target.
+    pub owner: SiteId,
+    /// The user's level (Q-1's answer): the highest level of `paths`.
+    pub level: Option<AccessLevel>,
+    /// Every way the user gets a level.
+    pub paths: Vec<Path>,
+    /// For a denial: the facts that would each have given access.
+    pub missing: Vec<Missing>,
+}
+
+/// One way a user gets a level on a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Path {
+    pub level: AccessLevel,
+    pub steps: Vec<Step>,
+}
+
+/// One fact of a path and the event that established it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub fact: Fact,
+    pub event: EventRef,
+}
+
+/// A fact a path rests on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fact", rename_all = "snake_case")]
+pub enum Fact {
+    /// The user is active (added, or last reactivated, by the event).
+    UserActive {
+        user: UserId,
+        site: SiteId,
+    },
+    /// The user holds a permission flag (set by the event).
+    FlagHeld {
+        user: UserId,
+        flag: PermissionFlag,
+    },
+    /// Add/Edit Scorecard Objects with none of the site's scorecards
+    /// assigned: every scorecard at Browser (seed 001's note).
+    NoScorecardAssigned {
+        user: UserId,
+    },
+    ScorecardAssigned {
+        user: UserId,
+        scorecard: ScorecardId,
+        level: AccessLevel,
+    },
+    PlacedOnScorecard {
+        object: ObjectId,
+        scorecard: ScorecardId,
+    },
+    InsideContainer {
+        object: ObjectId,
+        container: ObjectId,
+    },
+    LinkActive {
+        link: Link,
+    },
+    ScorecardShared {
+        link: Link,
+        scorecard: ScorecardId,
+    },
+    /// The user's site placed the partner's object on its own scorecard.
+    PartnerObjectOnScorecard {
+        relationship: RelationshipId,
+        object: ObjectId,
+        scorecard: ScorecardId,
+    },
+    /// The user's site used the partner's measure in its own aggregation.
+    PartnerMeasureAggregated {
+        relationship: RelationshipId,
+        object: ObjectId,
+        into_object: ObjectId,
+    },
+}
+
+/// What a denied user lacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "missing", rename_all = "snake_case")]
+pub enum Missing {
+    /// The user is deactivated (by the event); nothing is visible (R-USER-6).
+    UserActive { deactivated_by: EventRef },
+    /// No active link from the owner to the user's site (R-CONN-7, R-CONN-4).
+    ActiveLink { link: Link },
+    /// None of these scorecards, which show the target, is shared over the link (R-SHARE-1).
+    SharedScorecard {
+        link: Link,
+        showing: Vec<ScorecardId>,
+    },
+    /// The object shows on no scorecard: only All Scorecards sees it (R-USER-4).
+    OnAScorecard { object: ObjectId },
+    /// None of these scorecards is assigned to the user.
+    AssignedScorecard { any_of: Vec<ScorecardId> },
+    /// A flag that would give access on its own.
+    Flag { flag: PermissionFlag },
+    /// No relationship of the user's site puts the object where the user sees it (R-SHARE-5).
+    VisibleRelationship { object: ObjectId },
+}
+
+impl AccessIndex {
+    /// every path by which the user sees the target, or what is missing.
+    pub fn explain(&self, user_id: UserId, target: Target) -> Result<Explanation, AccessError> {
+        let user = self.user(user_id)?;
+        let owner = self.owner(target)?;
+        let mut explanation = Explanation {
+            user: user_id,
+            target,
+            owner,
+            level: self.level(user_id, target)?,
+            paths: Vec::new(),
+            missing: Vec::new(),
+        };
+        if !user.active {
+            explanation.missing.push(Missing::UserActive {
+                deactivated_by: self.event(user.active_prov),
+            });
+            return Ok(explanation);
+        }
+        let active = self.step(
+            Fact::UserActive {
+                user: user_id,
+                site: user.site,
+            },
+            user.active_prov,
+        );
+        let (paths, missing) = if owner == user.site {
+            match target {
+                Target::Scorecard(s) => self.own_scorecard_paths(user_id, user, s),
+                Target::Object(o) => self.own_object_paths(user_id, user, o),
+            }
+        } else {
+            self.foreign_paths(user_id, user, owner, target)
+        };
+        explanation.paths = paths
+            .into_iter()
+            .map(|mut path| {
+                path.steps.insert(0, active.clone());
+                path
+            })
+            .collect();
+        if explanation.paths.is_empty() {
+            explanation.missing = missing;
+        }
+        Ok(explanation)
+    }
+
+    fn event(&self, prov: Prov) -> EventRef {
+        self.events[prov as usize].clone()
+    }
+
+    fn step(&self, fact: Fact, prov: Prov) -> Step {
+        Step {
+            fact,
+            event: self.event(prov),
+        }
+    }
+
+    fn flag_step(&self, user_id: UserId, user: &UserInfo, flag: PermissionFlag) -> Step {
+        self.step(
+            Fact::FlagHeld {
+                user: user_id,
+                flag,
+            },
+            user.flags_prov,
+        )
+    }
+
+    /// How an object shows on a scorecard: the containers up to the one
+    /// placed on it, then the placement.
+    fn shows_route(&self, object: ObjectId, scorecard: ScorecardId) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let Some(placed) = self.scorecards.get(&scorecard).map(|s| &s.placed) else {
+            return steps;
+        };
+        let mut current = object;
+        for _ in 0..=MAX_CONTAINER_DEPTH {
+            if let Some(prov) = placed.get(&current) {
+                steps.push(self.step(
+                    Fact::PlacedOnScorecard {
+                        object: current,
+                        scorecard,
+                    },
+                    *prov,
+                ));
+                return steps;
+            }
+            let Some(info) = self.objects.get(&current) else {
+                break;
+            };
+            let Some(container) = info.container else {
+                break;
+            };
+            steps.push(self.step(
+                Fact::InsideContainer {
+                    object: current,
+                    container,
+                },
+                info.prov,
+            ));
+            current = container;
+        }
+        steps
+    }
+
+    fn own_scorecard_paths(
+        &self,
+        user_id: UserId,
+        user: &UserInfo,
+        scorecard: ScorecardId,
+    ) -> (Vec<Path>, Vec<Missing>) {
+        let mut paths = Vec::new();
+        if user.has(PermissionFlag::InstanceAdmin) {
+            paths.push(Path {
+                level: AccessLevel::ScorecardAdmin,
+                steps: vec![self.flag_step(user_id, user, PermissionFlag::InstanceAdmin)],
+            });
+        }
+        if let Some((level, prov)) = user.assigned.get(&scorecard) {
+            paths.push(Path {
+                level: *level,
+                steps: vec![self.step(
+                    Fact::ScorecardAssigned {
+                        user: user_id,
+                        scorecard,
+                        level: *level,
+                    },
+                    *prov,
+                )],
+            });
+        }
+        paths.extend(self.browse_all_paths(user_id, user));
+        let missing = vec![
+            Missing::AssignedScorecard {
+                any_of: vec![scorecard],
+            },
+            Missing::Flag {
+                flag: PermissionFlag::AllScorecards,
+            },
+            Missing::Flag {
+                flag: PermissionFlag::InstanceAdmin,
+            },
+        ];
+        (paths, missing)
+    }
+
+    /// Browser on every own scorecard: All Scorecards, or Add/Edit Scorecard
+    /// Objects with no own scorecard assigned.
+    fn browse_all_paths(&self, user_id: UserId, user: &UserInfo) -> Vec<Path> {
+        let mut paths = Vec::new();
+        if user.has(PermissionFlag::AllScorecards) {
+            paths.push(Path {
+                level: AccessLevel::Browser,
+                steps: vec![self.flag_step(user_id, user, PermissionFlag::AllScorecards)],
+            });
+        }
+        if user.has(PermissionFlag::AddEditScorecardObjects) && !self.has_own_assignment(user) {
+            paths.push(Path {
+                level: AccessLevel::Browser,
+                steps: vec![
+                    self.flag_step(user_id, user, PermissionFlag::AddEditScorecardObjects),
+                    self.step(Fact::NoScorecardAssigned { user: user_id }, user.flags_prov),
+                ],
+            });
+        }
+        paths
+    }
+
+    fn own_object_paths(
+        &self,
+        user_id: UserId,
+        user: &UserInfo,
+        object: ObjectId,
+    ) -> (Vec<Path>, Vec<Missing>) {
+        let on = self
+            .objects
+            .get(&object)
+            .map(|o| o.shows_on.clone())
+            .unwrap_or_default();
+        let mut paths = Vec::new();
+        let all = user.has(PermissionFlag::AllScorecards);
+        if user.has(PermissionFlag::InstanceAdmin) {
+            let admin = self.flag_step(user_id, user, PermissionFlag::InstanceAdmin);
+            for s in &on {
+                let mut steps = vec![admin.clone()];
+                steps.extend(self.shows_route(object, *s));
+                paths.push(Path {
+                    level: AccessLevel::ScorecardAdmin,
+                    steps,
+                });
+            }
+            if on.is_empty() && all {
+                paths.push(Path {
+                    level: AccessLevel::ScorecardAdmin,
+                    steps: vec![
+                        admin,
+                        self.flag_step(user_id, user, PermissionFlag::AllScorecards),
+                    ],
+                });
+            }
+        }
+        for s in &on {
+            if let Some((level, prov)) = user.assigned.get(s) {
+                let mut steps = vec![self.step(
+                    Fact::ScorecardAssigned {
+                        user: user_id,
+                        scorecard: *s,
+                        level: *level,
+                    },
+                    *prov,
+                )];
+                steps.extend(self.shows_route(object, *s));
+                paths.push(Path {
+                    level: *level,
+                    steps,
+                });
+            }
+        }
+        for mut path in self.browse_all_paths(user_id, user) {
+            let through_all = matches!(
+                path.steps[0].fact,
+                Fact::FlagHeld {
+                    flag: PermissionFlag::AllScorecards,
+                    ..
+                }
+            );
+            match on.first() {
+                Some(s) => path.steps.extend(self.shows_route(object, *s)),
+                // A loose object: only All Scorecards sees it.
+                None if through_all => {}
+                None => continue,
+            }
+            paths.push(path);
+        }
+        let missing = if on.is_empty() {
+            vec![Missing::OnAScorecard { object }]
+        } else {
+            vec![
+                Missing::AssignedScorecard { any_of: on },
+                Missing::Flag {
+                    flag: PermissionFlag::AllScorecards,
+                },
+                Missing::Flag {
+                    flag: PermissionFlag::InstanceAdmin,
+                },
+            ]
+        };
+        (paths, missing)
+    }
+
+    fn foreign_paths(
+        &self,
+        user_id: UserId,
+        user: &UserInfo,
+        owner: SiteId,
+        target: Target,
+    ) -> (Vec<Path>, Vec<Missing>) {
+        let link = Link {
+            from: owner,
+            to: user.site,
+        };
+        let Some(info) = self.links.get(&link).filter(|l| l.active) else {
+            return (Vec::new(), vec![Missing::ActiveLink { link }]);
+        };
+        let link_step = self.step(Fact::LinkActive { link }, info.prov);
+        let shared_step = |s: ScorecardId, prov: Prov| {
+            self.step(Fact::ScorecardShared { link, scorecard: s }, prov)
+        };
+        let all = user.has(PermissionFlag::AllScorecards);
+        let assigned_step = |s: ScorecardId| {
+            user.assigned.get(&s).map(|(level, prov)| {
+                self.step(
+                    Fact::ScorecardAssigned {
+                        user: user_id,
+                        scorecard: s,
+                        level: *level,
+                    },
+                    *prov,
+                )
+            })
+        };
+        let mut paths = Vec::new();
+        let browser = |steps: Vec<Step>| Path {
+            level: AccessLevel::Browser,
+            steps,
+        };
+        match target {
+            Target::Scorecard(s) => {
+                let Some(prov) = info.shared.get(&s) else {
+                    return (
+                        paths,
+                        vec![Missing::SharedScorecard {
+                            link,
+                            showing: vec![s],
+                        }],
+                    );
+                };
+                let base = vec![link_step, shared_step(s, *prov)];
+                if all {
+                    let mut steps = base.clone();
+                    steps.push(self.flag_step(user_id, user, PermissionFlag::AllScorecards));
+                    paths.push(browser(steps));
+                }
+                if let Some(step) = assigned_step(s) {
+                    let mut steps = base;
+                    steps.push(step);
+                    paths.push(browser(steps));
+                }
+                let missing = vec![
+                    Missing::AssignedScorecard { any_of: vec![s] },
+                    Missing::Flag {
+                        flag: PermissionFlag::AllScorecards,
+                    },
+                ];
+                (paths, missing)
+            }
+            Target::Object(object) => {
+                let on = self
+                    .objects
+                    .get(&object)
+                    .map(|o| o.shows_on.clone())
+                    .unwrap_or_default();
+                let shared_on: Vec<(ScorecardId, Prov)> = on
+                    .iter()
+                    .filter_map(|s| info.shared.get(s).map(|p| (*s, *p)))
+                    .collect();
+                if shared_on.is_empty() {
+                    return (paths, vec![Missing::SharedScorecard { link, showing: on }]);
+                }
+                let seen_through = |s: ScorecardId, prov: Prov| {
+                    let mut steps = vec![link_step.clone(), shared_step(s, prov)];
+                    steps.extend(self.shows_route(object, s));
+                    steps
+                };
+                for (s, prov) in &shared_on {
+                    if all {
+                        let mut steps = seen_through(*s, *prov);
+                        steps.push(self.flag_step(user_id, user, PermissionFlag::AllScorecards));
+                        paths.push(browser(steps));
+                    }
+                    if let Some(step) = assigned_step(*s) {
+                        let mut steps = seen_through(*s, *prov);
+                        steps.push(step);
+                        paths.push(browser(steps));
+                    }
+                }
+                let (first, first_prov) = shared_on[0];
+                for steps in self.relationship_paths(user_id, user, object) {
+                    let mut full = seen_through(first, first_prov);
+                    full.extend(steps);
+                    paths.push(browser(full));
+                }
+                let missing = vec![
+                    Missing::AssignedScorecard {
+                        any_of: shared_on.iter().map(|(s, _)| *s).collect(),
+                    },
+                    Missing::Flag {
+                        flag: PermissionFlag::AllScorecards,
+                    },
+                    Missing::VisibleRelationship { object },
+                ];
+                (paths, missing)
+            }
+        }
+    }
+
+    /// For each relationship of the user's site to the object or one of its
+    /// containers that sits where the user sees it: the containment steps,
+    /// the relationship, and how the user sees where it sits.
+    fn relationship_paths(
+        &self,
+        user_id: UserId,
+        user: &UserInfo,
+        object: ObjectId,
+    ) -> Vec<Vec<Step>> {
+        let mut found = Vec::new();
+        let Some(site) = self.sites.get(&user.site) else {
+            return found;
+        };
+        let mut containment: Vec<Step> = Vec::new();
+        let mut current = Some(object);
+        for _ in 0..=MAX_CONTAINER_DEPTH {
+            let Some(id) = current else { break };
+            for rel_id in site.relationships_by_object.get(&id).into_iter().flatten() {
+                if !self.relationship_visible_to(user, *rel_id) {
+                    continue;
+                }
+                let rel = self.relationships[rel_id];
+                let (fact, own_paths) = match rel.target {
+                    RelTarget::Scorecard(s) => (
+                        Fact::PartnerObjectOnScorecard {
+                            relationship: *rel_id,
+                            object: id,
+                            scorecard: s,
+                        },
+                        self.own_scorecard_paths(user_id, user, s).0,
+                    ),
+                    RelTarget::Aggregation(o) => (
+                        Fact::PartnerMeasureAggregated {
+                            relationship: *rel_id,
+                            object: id,
+                            into_object: o,
+                        },
+                        self.own_object_paths(user_id, user, o).0,
+                    ),
+                };
+                let mut steps = containment.clone();
+                steps.push(self.step(fact, rel.prov));
+                if let Some(best) = own_paths.into_iter().max_by_key(|p| p.level) {
+                    steps.extend(best.steps);
+                }
+                found.push(steps);
+            }
+            let Some(info) = self.objects.get(&id) else {
+                break;
+            };
+            if let Some(container) = info.container {
+                containment.push(self.step(
+                    Fact::InsideContainer {
+                        object: id,
+                        container,
+                    },
+                    info.prov,
+                ));
+            }
+            current = info.container;
+        }
+        found
+    }
+}

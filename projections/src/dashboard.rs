@@ -1,1 +1,0 @@
-//! The PostgreSQL read models (being written).
