@@ -16,8 +16,10 @@
 //! ```text
 //! cargo run --release -p shareledger-bench -- append [--quick]
 //! cargo run --release -p shareledger-bench -- commands [--quick]
+//! cargo run --release -p shareledger-bench -- access [--quick]
 //! ```
 
+mod access;
 mod append;
 mod commands;
 mod report;
@@ -40,6 +42,9 @@ enum Command {
     /// Commands per second through the command service (a mix of user,
     /// sharing and connection commands) vs raw single-row INSERTs.
     Commands(CommonArgs),
+    /// The access index on a large generated world: rebuild from the log vs
+    /// a raw scan, checks vs Cedar and SQL, lookups, memory.
+    Access(CommonArgs),
 }
 
 /// Options every benchmark takes.
@@ -64,6 +69,10 @@ fn main() -> anyhow::Result<()> {
             Command::Commands(args) => {
                 report::print_header("commands", args.quick).await?;
                 commands::run(args).await
+            }
+            Command::Access(args) => {
+                report::print_header("access", args.quick).await?;
+                access::run(args).await
             }
         }
     })
