@@ -18,13 +18,17 @@
 //! the oracle. A disagreement fails with a readable diff and the world's
 //! state in names, not ids.
 
+#[path = "../../commands/tests/common/mod.rs"]
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use common::{by, operator};
 use proptest::prelude::*;
 use shareledger_commands::{
-    CommandError, ConnectionCommand, ConsequenceWorker, ContentCommand, Issued, RelateCommand,
-    Service, ShareChange,
+    CommandError, ConnectionCommand, ConsequenceWorker, ContentCommand, RelateCommand, Service,
+    ShareChange,
 };
 use shareledger_core::catalog::{
     AccessLevel, Action, Directions, Link, Name, ObjectId, ObjectKind, PermissionFlag,
@@ -41,7 +45,7 @@ use shareledger_core::site::{
     RevokeScorecardAccess, SetPermissionFlags, SiteState, UserState,
 };
 use shareledger_events::store::{PgEventStore, PositionFrom};
-use shareledger_events::{Actor, Direction, RecordedEvent};
+use shareledger_events::{Direction, RecordedEvent};
 use shareledger_projections::access::{
     AccessError, AccessIndex, LookupQuery, Target, TargetKind, Viewer, Visible,
 };
@@ -363,25 +367,6 @@ const ROLES: [Role; 4] = [
     Role::DataEntry,
     Role::Presenter,
 ];
-
-fn operator() -> Issued {
-    Issued {
-        actor: Actor::Operator {
-            name: "access-oracle".into(),
-        },
-        key: Uuid::new_v4(),
-    }
-}
-
-fn by(site: SiteId, user: UserId) -> Issued {
-    Issued {
-        actor: Actor::User {
-            user_id: user.0,
-            site_id: site.0,
-        },
-        key: Uuid::new_v4(),
-    }
-}
 
 struct World {
     service: Service,

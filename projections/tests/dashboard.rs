@@ -8,8 +8,12 @@
 //! then asks the Q-5 queries and `level_sql`. Tests are named after the rule
 //! they prove where they prove one.
 
+#[path = "../../commands/tests/common/mod.rs"]
+mod common;
+
 use std::collections::BTreeSet;
 
+use common::{by, operator};
 use shareledger_commands::{
     ConnectionCommand, ContentCommand, Issued, Outcome, RelateCommand, Service, ShareChange,
 };
@@ -118,25 +122,6 @@ async fn dump(pool: &PgPool) -> Vec<(String, Vec<String>)> {
 // ---------------------------------------------------------------------------
 // Driving the command service
 // ---------------------------------------------------------------------------
-
-fn operator() -> Issued {
-    Issued {
-        actor: Actor::Operator {
-            name: "tests".into(),
-        },
-        key: Uuid::new_v4(),
-    }
-}
-
-fn by(site: SiteId, user: UserId) -> Issued {
-    Issued {
-        actor: Actor::User {
-            user_id: user.0,
-            site_id: site.0,
-        },
-        key: Uuid::new_v4(),
-    }
-}
 
 fn code(raw: &str) -> SiteCode {
     SiteCode::parse(raw).unwrap()
