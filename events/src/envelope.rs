@@ -207,6 +207,7 @@ impl fmt::Display for EventType {
 /// Who caused an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Actor {
     /// A user acting on a site.
     User { user_id: Uuid, site_id: Uuid },

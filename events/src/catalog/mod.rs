@@ -229,6 +229,7 @@ impl DomainEvent for SiteCodeEvent {
 /// every reporting period, edit-fields stay across periods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ObjectField {
     // update-fields
     SeriesData,
@@ -344,6 +345,7 @@ impl DomainEvent for ContentEvent {
 /// One direction of a partner connection: `from` shares with `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Link {
     pub from: SiteId,
     pub to: SiteId,
@@ -361,6 +363,7 @@ impl Link {
 /// Which directions a connection request asks for (R-CONN-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Directions {
     /// The requester offers its data and asks for the partner's (Clear Impact's default).
     Both,

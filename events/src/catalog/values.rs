@@ -34,6 +34,7 @@ macro_rules! id_type {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub struct $name(pub Uuid);
 
         impl $name {
@@ -119,6 +120,7 @@ macro_rules! parsed_text {
 /// upper case: `acme` and `ACME` are the same code.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SiteCode(String);
 
 impl SiteCode {
@@ -143,6 +145,7 @@ parsed_text!(SiteCode);
 /// in lower case).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Username(String);
 
 impl Username {
@@ -165,6 +168,7 @@ parsed_text!(Username);
 /// characters, not blank, trimmed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Name(String);
 
 impl Name {
@@ -187,6 +191,7 @@ parsed_text!(Name);
 /// How many active users a site may have (at least 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SeatLimit(u32);
 
 impl SeatLimit {
@@ -212,6 +217,7 @@ impl<'de> Deserialize<'de> for SeatLimit {
 /// Browser < Updater < Editor < Scorecard Admin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AccessLevel {
     /// View, export, favourite, include in a briefing book.
     Browser,
@@ -249,6 +255,7 @@ impl AccessLevel {
 /// What a user asks to do with a scorecard or object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Action {
     View,
     Update,
@@ -272,6 +279,7 @@ impl Action {
 /// the seed lists and the rule omits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PermissionFlag {
     AddCommentary,
     EditScorecardObjectNotes,
@@ -368,6 +376,7 @@ pub type Permissions = BTreeSet<PermissionFlag>;
 /// flags can then be switched one by one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     /// Access to everything.
     Administration,
@@ -421,6 +430,7 @@ impl Role {
 /// containers; Indicators and Performance Measures can be aggregated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ObjectKind {
     Result,
     Indicator,

@@ -8,11 +8,17 @@
 //! which makes subscriptions gap-safe without a high-water mark. The design,
 //! the options weighed and the guarantees are in `docs/event-store.md`.
 //!
+//! The integrity chain (`chain.rs`: [`Sealer`], [`verify`]) follows the log
+//! after commit and hashes every event into a SHA-256 chain; it does not
+//! touch the append path.
+//!
 //! **API boundary:** [`PgEventStore`] and [`LogError`]; everything else here
 //! is plumbing.
 
 mod append;
+mod chain;
 mod error;
+mod history;
 pub mod local_pg;
 mod subscription;
 
@@ -32,6 +38,10 @@ use crate::envelope::{
 };
 use append::{AppendRequest, Writer};
 
+pub use chain::{
+    verify, ChainAnchor, ChainError, ChainProblem, Hash, SealProgress, Sealer, SealerOptions,
+    VerifyOptions, VerifyReport, GENESIS, HASHED_COLUMN_NAMES,
+};
 pub use error::LogError;
 pub use subscription::{Subscription, SubscriptionOptions};
 
