@@ -256,6 +256,17 @@ impl Service {
                 }
                 Err(e) => return Err(e),
             };
+            // "Nothing to do" decided on cached streams is decided again on
+            // fresh ones too: an empty plan writes nothing, so no append
+            // would notice that the cache was stale (a consequence the
+            // worker must write would be skipped for good).
+            if plan.parts.is_empty() && !reads.from_cache.is_empty() {
+                for stream in &reads.from_cache {
+                    self.cache.forget(stream);
+                }
+                fresh = true;
+                continue;
+            }
             if plan.parts.is_empty() {
                 if let Some(outcome) = self.replay(issued.key).await? {
                     return Ok(outcome);

@@ -6,7 +6,9 @@ mod common;
 
 use common::{by, partners, share_and_link};
 use rand::{Rng, SeedableRng};
-use shareledger_commands::{ConsequenceWorker, ContentCommand, RelateCommand, ShareChange};
+use shareledger_commands::{
+    ConsequenceWorker, ContentCommand, RelateCommand, Service, ShareChange,
+};
 use shareledger_core::catalog::{
     content_stream, ContentEvent, DomainEvent as _, Name, ObjectId, ObjectKind, RelationshipId,
     RemovalReason, ScorecardId,
@@ -142,6 +144,51 @@ async fn r_share_4_an_object_leaving_the_shared_scorecards_loses_its_relationshi
     let before = db.log_snapshot().await;
     worker.run(Some(head)).await.unwrap();
     assert_eq!(db.log_snapshot().await, before);
+}
+
+#[tokio::test]
+async fn a_worker_with_a_stale_cache_still_removes_the_relationship() {
+    // Given B's relationship on A's shared object, and a service whose
+    // cache of A's content still shows the object on the shared scorecard
+    // (another process, or this one before its cache is refreshed, removed it)
+    let db = TestDb::new().await;
+    let p = partners(&db).await;
+    share_and_link(&p).await;
+    let stale = Service::new(db.store());
+    stale
+        .on_content(
+            &by(p.a, p.admin_a),
+            p.a,
+            ContentCommand::CreateObject(CreateObject {
+                object_id: ObjectId::new(),
+                kind: ObjectKind::Indicator,
+                name: Name::parse("warms the cache").unwrap(),
+                container: None,
+            }),
+        )
+        .await
+        .unwrap();
+    p.service
+        .on_content(
+            &by(p.a, p.admin_a),
+            p.a,
+            ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
+                object_id: p.object,
+                scorecard_id: p.scorecard,
+            }),
+        )
+        .await
+        .unwrap();
+    // When the worker decides on the stale cache
+    let head = db.store().head_position().await.unwrap();
+    ConsequenceWorker::new(stale).run(Some(head)).await.unwrap();
+    // Then the relationship is removed all the same
+    let removed = partner_content_events(&db, &p)
+        .await
+        .into_iter()
+        .filter(|(e, _)| matches!(e, ContentEvent::RelationshipRemoved { .. }))
+        .count();
+    assert_eq!(removed, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
