@@ -25,6 +25,7 @@ pub enum Decoded {
 
 /// Where a fact came from: the event that established it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventRef {
     pub event_id: Uuid,
     pub position: u64,

@@ -18,7 +18,17 @@ pub mod access;
 pub mod dashboard;
 pub mod decode;
 pub mod error;
+pub mod history;
 pub mod projection;
 pub mod runtime;
+pub mod timeline;
 
 pub use error::ProjectionError;
+
+/// Every SQL read model the service runs: the dashboards and access tables
+/// and the sharing timelines.
+pub fn read_models() -> Vec<std::sync::Arc<dyn projection::SqlProjection>> {
+    let mut all = dashboard::all();
+    all.push(timeline::timeline());
+    all
+}

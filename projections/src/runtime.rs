@@ -171,6 +171,7 @@ pub fn checkpoint_name(name: &str, generation: u32) -> String {
 
 /// Where one projection is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProjectionStatus {
     pub name: String,
     /// The version of the projection's code in this process.
@@ -193,6 +194,7 @@ pub struct ProjectionStatus {
 
 /// A generation being built beside the live one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RebuildStatus {
     pub generation: u32,
     pub version: u32,
@@ -204,6 +206,7 @@ pub struct RebuildStatus {
 /// What a runtime is doing with one projection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "error", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ProjectionState {
     /// Following the log (the live generation, a rebuild, or both).
     Running,

@@ -50,6 +50,7 @@ use shareledger_projections::access::{
     AccessError, AccessIndex, LookupQuery, Target, TargetKind, Viewer, Visible,
 };
 use shareledger_projections::decode::{decode, Decoded};
+use shareledger_projections::history::{History, HistoryError, Moment};
 use shareledger_tests::TestDb;
 use uuid::Uuid;
 
@@ -1610,6 +1611,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut index = AccessIndex::new();
     let mut applied = 0;
     let mut now = Oracle::read(&store).await;
+    let mut boundaries: Vec<u64> = Vec::new();
     let prologue = prologue();
     let steps = prologue.len();
     for (n, op) in prologue.iter().chain(&ops).enumerate() {
@@ -1621,6 +1623,9 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             prop_assert!(accepted, "prologue step {} was refused: {:?}", n, op);
         }
         applied = catch_up(&mut index, &store, applied).await?;
+        if boundaries.last() != Some(&applied) {
+            boundaries.push(applied);
+        }
         let oracle = Oracle::read(&store).await;
         let diffs = compare(&world, &index, &oracle);
         now = oracle;
@@ -1644,6 +1649,52 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             )));
         }
     }
+    // As of past positions (issue 5's time travel): the history's answers
+    // equal the oracle folded from the log's prefix.
+    let log = read_whole_log(&store).await;
+    let history = History::new(store.clone());
+    let mut past: Vec<u64> = Vec::new();
+    if let Some(&first) = boundaries.get(steps.saturating_sub(1)) {
+        past.push(first);
+    }
+    past.push(boundaries[boundaries.len() / 2]);
+    past.push(boundaries[boundaries.len() / 2].saturating_sub(1));
+    past.push(applied);
+    past.sort_unstable();
+    past.dedup();
+    for position in past {
+        let prefix: Vec<RecordedEvent> = log
+            .iter()
+            .filter(|e| e.global_position <= position)
+            .cloned()
+            .collect();
+        let oracle = Oracle::fold(&prefix);
+        let diffs = compare_past(&world, &history, &oracle, position).await;
+        if !diffs.is_empty() {
+            let shown: Vec<&String> = diffs.iter().take(40).collect();
+            return Err(TestCaseError::fail(format!(
+                "as of position {position} (head {applied}), the history disagrees with the \
+                 oracle in {} answers:\n  {}",
+                diffs.len(),
+                shown
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            )));
+        }
+        if boundaries.contains(&position) && position > 0 {
+            // A command's events share their recorded time: the time of a
+            // step's last event stands for that step's end.
+            let at = log[position as usize - 1].recorded_at;
+            let got = history
+                .position(Moment::Time(at))
+                .await
+                .expect("position at");
+            prop_assert_eq!(got, position, "the position recorded at {}", at);
+        }
+    }
+
     // Ids never seen are errors, not denials.
     let known_user = world.users[0][0];
     let stranger = UserId::new();
@@ -1657,6 +1708,112 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         Err(AccessError::UnknownTarget(nothing))
     );
     Ok(())
+}
+
+/// Compares the history as of `position` with the oracle of the log's prefix
+/// up to it: through the per-site replays the history builds (every answer
+/// about the site's users and who sees its content), and through the
+/// history's own question API for Q-1 to Q-4.
+async fn compare_past(
+    world: &World,
+    history: &History,
+    oracle: &Oracle,
+    position: u64,
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let users = oracle.users();
+    let targets = oracle.targets();
+    let at = Moment::Position(position);
+    for site in oracle.sites.keys() {
+        let past = match history.index_around(*site, position).await {
+            Ok(past) => past,
+            Err(e) => {
+                diffs.push(format!("replay around {}: {e}", world.name(site.0)));
+                continue;
+            }
+        };
+        let index = &past.index;
+        for (user, (user_site, _)) in &users {
+            if user_site != site {
+                continue;
+            }
+            for target in targets.keys() {
+                let want = oracle.level(*user, *target);
+                match index.level(*user, *target) {
+                    Ok(got) if got == want => {}
+                    got => diffs.push(format!(
+                        "past level {} on {}: {got:?}, oracle {}",
+                        world.name(user.0),
+                        world.target_name(*target),
+                        level_name(want)
+                    )),
+                }
+            }
+            match page_through(index, *user, None, None, 4) {
+                Ok(got) if got == oracle.lookup(*user) => {}
+                got => diffs.push(format!(
+                    "past lookup by {}: {got:?}, oracle {:?}",
+                    world.name(user.0),
+                    oracle.lookup(*user)
+                )),
+            }
+        }
+        for (target, (owner, _)) in &targets {
+            if owner != site {
+                continue;
+            }
+            match index.viewers(*target) {
+                Ok(got) if got == oracle.viewers(*target) => {}
+                got => diffs.push(format!(
+                    "past viewers of {}: {got:?}, oracle {:?}",
+                    world.target_name(*target),
+                    oracle.viewers(*target)
+                )),
+            }
+        }
+    }
+    // The question API itself, on the first user and every target.
+    if let Some((user, _)) = users.iter().next() {
+        for target in targets.keys() {
+            let want = oracle.level(*user, *target);
+            match history.level(at, *user, *target).await {
+                Ok((p, got)) if p == position && got == want => {}
+                got => diffs.push(format!("history.level: {got:?}, oracle {want:?}")),
+            }
+            let allowed = want.is_some_and(|l| l >= Action::View.required_level());
+            match history.check(at, *user, *target, Action::View).await {
+                Ok((_, got)) if got == allowed => {}
+                got => diffs.push(format!("history.check: {got:?}, oracle {allowed}")),
+            }
+            match history.explain(at, *user, *target).await {
+                Ok((_, e)) if e.level == want => {}
+                got => diffs.push(format!("history.explain: {got:?}, oracle {want:?}")),
+            }
+            match history.viewers(at, *target).await {
+                Ok((_, got)) if got == oracle.viewers(*target) => {}
+                got => diffs.push(format!("history.viewers: {got:?}")),
+            }
+        }
+        let query = LookupQuery {
+            limit: 10_000,
+            ..LookupQuery::default()
+        };
+        match history.lookup(at, *user, &query).await {
+            Ok((_, page)) if page.items == oracle.lookup(*user) && page.next.is_none() => {}
+            got => diffs.push(format!("history.lookup: {got:?}")),
+        }
+    }
+    // Users and targets created later are unknown as of this position.
+    let stranger = UserId::new();
+    if !matches!(
+        history
+            .level(at, stranger, Target::Object(ObjectId::new()))
+            .await,
+        Err(HistoryError::Access(AccessError::UnknownUser(_)))
+    ) {
+        diffs.push("an unknown user is not UnknownUser as of the past".into());
+    }
+    diffs
 }
 
 /// Sequences worth checking every time, beyond what random cases happen to

@@ -16,6 +16,7 @@ use crate::decode::EventRef;
 
 /// The answer to Q-4.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Explanation {
     pub user: UserId,
     pub target: Target,
@@ -31,6 +32,7 @@ pub struct Explanation {
 
 /// One way a user gets a level on a target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Path {
     pub level: AccessLevel,
     pub steps: Vec<Step>,
@@ -38,6 +40,7 @@ pub struct Path {
 
 /// One fact of a path and the event that established it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Step {
     pub fact: Fact,
     pub event: EventRef,
@@ -46,6 +49,7 @@ pub struct Step {
 /// A fact a path rests on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "fact", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Fact {
     /// The user is active (added, or last reactivated, by the event).
     UserActive {
@@ -99,6 +103,7 @@ pub enum Fact {
 /// What a denied user lacks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "missing", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Missing {
     /// The user is deactivated (by the event); nothing is visible (R-USER-6).
     UserActive { deactivated_by: EventRef },

@@ -7,10 +7,12 @@
 //! tokens).
 
 mod explain;
+mod facts;
 mod index;
 mod live;
 
 pub use explain::{Explanation, Fact, Missing, Path, Step};
+pub use facts::UserFacts;
 pub use index::{AccessIndex, IndexSizes};
 pub use live::{LiveAccess, LiveOptions};
 
@@ -22,6 +24,7 @@ use shareledger_core::catalog::{
 /// What a question is about: a scorecard or an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "type", content = "id", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Target {
     Scorecard(ScorecardId),
     Object(ObjectId),
@@ -30,6 +33,7 @@ pub enum Target {
 /// The kind of a target, for Q-2's filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TargetKind {
     Scorecard,
     Object(ObjectKind),
@@ -55,6 +59,7 @@ pub const DEFAULT_PAGE: usize = 100;
 
 /// One target a user can see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Visible {
     pub target: Target,
     pub kind: TargetKind,
@@ -67,6 +72,7 @@ pub struct Visible {
 
 /// One page of a lookup. `next` is set when more items follow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LookupPage {
     pub items: Vec<Visible>,
     pub next: Option<String>,
@@ -74,6 +80,7 @@ pub struct LookupPage {
 
 /// One user who can see a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Viewer {
     pub site: SiteId,
     pub user: UserId,

@@ -21,6 +21,7 @@ use crate::ProjectionError;
 /// The state of a share link (see `core::connection`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LinkStatus {
     AwaitingApproval,
     Active,
@@ -45,6 +46,7 @@ impl LinkStatus {
 /// Which way a link goes, seen from the site asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LinkDirection {
     /// The site shares with the partner (site → partner).
     Outgoing,
@@ -54,6 +56,7 @@ pub enum LinkDirection {
 
 /// One share link of a site, in either direction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Connection {
     pub direction: LinkDirection,
     /// The sharing site.
@@ -82,6 +85,7 @@ pub struct Connection {
 
 /// A link awaiting the site's approval: the partner requested it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PendingRequest {
     /// `Incoming`: the partner offers to share with the site;
     /// `Outgoing`: the partner asks the site to share with it.
@@ -98,6 +102,7 @@ pub struct PendingRequest {
 
 /// One scorecard shared over a link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SharedScorecard {
     pub scorecard_id: ScorecardId,
     pub name: String,
@@ -110,6 +115,7 @@ pub struct SharedScorecard {
 
 /// What a site shares with one partner over its active link (R-SHARE-7).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartnerShares {
     pub partner: SiteId,
     pub partner_code: SiteCode,
@@ -121,6 +127,7 @@ pub struct PartnerShares {
 
 /// A site's self-registration settings (R-ONB-2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SelfRegistration {
     pub enabled: bool,
     pub model_site: Option<SiteId>,
@@ -129,6 +136,7 @@ pub struct SelfRegistration {
 
 /// A site's settings (Q-5, R-ONB-1, R-ONB-3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SiteSummary {
     pub site_id: SiteId,
     pub code: SiteCode,
@@ -145,6 +153,7 @@ pub struct SiteSummary {
 
 /// One user of a site.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserSummary {
     pub site_id: SiteId,
     pub user_id: UserId,
@@ -167,6 +176,7 @@ pub struct UserSummary {
 /// per site).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum UserSort {
     #[default]
     Username,
@@ -221,6 +231,7 @@ pub const DEFAULT_USERS_PAGE: u32 = 50;
 
 /// One page of a site's users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsersPage {
     pub users: Vec<UserSummary>,
     /// How many users match the search (all pages).

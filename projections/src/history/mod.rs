@@ -1,0 +1,456 @@
+//! Looking back: Q-1 to Q-4 as of any past global position or time, and
+//! diffs of who gained and lost access between two moments.
+//!
+//! **Design: scoped replay** (`docs/audit.md` says why). An answer about a
+//! user or a target depends only on a few streams: the sites involved
+//! (`site-*`: users, flags, assignments, codes), their content
+//! (`content-*`: scorecards, objects, placements, relationships) and the
+//! connections between them (`connection-*`). An as-of question reads those
+//! streams up to the position and feeds them, in global order, to a fresh
+//! [`AccessIndex`]: the very code that answers the live questions. So the
+//! answer is exactly what a replay of the whole log up to that position
+//! gives, without replaying the whole log. Which site a user or a target
+//! belongs to comes from the event that created it (indexed by migration
+//! `20261124000004_history_indexes.sql`); ids never move between sites.
+//!
+//! **API boundary:** [`History`], [`Moment`], [`Scope`], [`AccessDiff`],
+//! [`HistoryError`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shareledger_core::catalog::{
+    connection_stream, content_stream, site_stream, AccessLevel, Action, SiteId, UserId,
+};
+use shareledger_events::store::{LogError, PgEventStore};
+use shareledger_events::StreamName;
+use uuid::Uuid;
+
+use crate::access::{
+    AccessError, AccessIndex, Explanation, LookupPage, LookupQuery, Target, Viewer, Visible,
+    MAX_PAGE,
+};
+use crate::ProjectionError;
+
+/// A past moment: a global position, or a time (the last position recorded
+/// at or before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Moment {
+    Position(u64),
+    Time(DateTime<Utc>),
+}
+
+/// Why a question about the past has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("position {wanted} is beyond the log's head ({head})")]
+    Future { wanted: u64, head: u64 },
+    #[error("the diff's moments are out of order: {from} is after {to}")]
+    Backwards { from: u64, to: u64 },
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl HistoryError {
+    /// A stable code per variant, for the HTTP edge and the CLI.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HistoryError::Future { .. } => "future_position",
+            HistoryError::Backwards { .. } => "moments_out_of_order",
+            HistoryError::Access(e) => e.code(),
+            HistoryError::Log(_) | HistoryError::Projection(_) | HistoryError::Database(_) => {
+                "internal"
+            }
+        }
+    }
+}
+
+/// An index of the streams one question needs, as of one position.
+#[derive(Debug)]
+pub struct PastIndex {
+    pub position: u64,
+    pub index: AccessIndex,
+    /// How many events were replayed to build it.
+    pub events: usize,
+}
+
+/// What a diff is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scope", content = "id", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Scope {
+    /// Everything the user can see.
+    User(UserId),
+    /// Who sees the target.
+    Target(Target),
+    /// Who sees the site's content.
+    Site(SiteId),
+    /// Which of the partner's users see the site's content.
+    Partner { site: SiteId, partner: SiteId },
+}
+
+/// One access that changed between two moments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessChange {
+    pub user: UserId,
+    pub user_site: SiteId,
+    pub target: Target,
+    pub owner: SiteId,
+    pub before: Option<AccessLevel>,
+    pub after: Option<AccessLevel>,
+}
+
+/// Who gained, lost or changed which access between two positions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessDiff {
+    pub scope: Scope,
+    pub from: u64,
+    pub to: u64,
+    pub gained: Vec<AccessChange>,
+    pub lost: Vec<AccessChange>,
+    /// Still visible, at another level.
+    pub changed: Vec<AccessChange>,
+}
+
+/// The access model as of any past moment.
+#[derive(Debug, Clone)]
+pub struct History {
+    store: PgEventStore,
+}
+
+fn stream(name: String) -> StreamName {
+    StreamName::parse(&name).expect("catalog stream names are valid")
+}
+
+/// The site of a `site-…`/`content-…` stream name.
+fn site_of_stream(name: &str) -> Option<SiteId> {
+    let suffix = name.split_once('-')?.1;
+    Uuid::parse_str(suffix).ok().map(SiteId)
+}
+
+impl History {
+    pub fn new(store: PgEventStore) -> Self {
+        Self { store }
+    }
+
+    /// The global position a moment stands for. A position beyond the head
+    /// is refused; a time maps to the last position recorded at or before it.
+    pub async fn position(&self, moment: Moment) -> Result<u64, HistoryError> {
+        match moment {
+            Moment::Position(p) => {
+                let head = self.store.head_position().await?;
+                if p > head {
+                    return Err(HistoryError::Future { wanted: p, head });
+                }
+                Ok(p)
+            }
+            Moment::Time(t) => Ok(self.store.position_at(t).await?),
+        }
+    }
+
+    /// The site a user belonged to, if they existed at `position`.
+    pub async fn site_of_user(
+        &self,
+        user: UserId,
+        position: u64,
+    ) -> Result<Option<SiteId>, HistoryError> {
+        let name: Option<String> = sqlx::query_scalar(
+            "SELECT stream_name FROM sl_events \
+             WHERE event_type = 'UserAdded' AND data -> 'user' ->> 'user_id' = $1 \
+               AND global_position <= $2 \
+             ORDER BY global_position LIMIT 1",
+        )
+        .bind(user.0.to_string())
+        .bind(position as i64)
+        .fetch_optional(self.store.pool())
+        .await?;
+        Ok(name.as_deref().and_then(site_of_stream))
+    }
+
+    /// The site a target belonged to, if it existed at `position`.
+    pub async fn owner_of(
+        &self,
+        target: Target,
+        position: u64,
+    ) -> Result<Option<SiteId>, HistoryError> {
+        let (sql, id) = match target {
+            Target::Scorecard(id) => (
+                "SELECT stream_name FROM sl_events \
+                 WHERE event_type = 'ScorecardCreated' AND data ->> 'scorecard_id' = $1 \
+                   AND global_position <= $2 ORDER BY global_position LIMIT 1",
+                id.0,
+            ),
+            Target::Object(id) => (
+                "SELECT stream_name FROM sl_events \
+                 WHERE event_type = 'ObjectCreated' AND data ->> 'object_id' = $1 \
+                   AND global_position <= $2 ORDER BY global_position LIMIT 1",
+                id.0,
+            ),
+        };
+        let name: Option<String> = sqlx::query_scalar(sql)
+            .bind(id.to_string())
+            .bind(position as i64)
+            .fetch_optional(self.store.pool())
+            .await?;
+        Ok(name.as_deref().and_then(site_of_stream))
+    }
+
+    /// The sites `site` has (or had) a connection stream with.
+    async fn partners(&self, site: SiteId) -> Result<BTreeSet<SiteId>, HistoryError> {
+        let suffix = site.stream_suffix();
+        let names = self.store.stream_names("connection-", &suffix).await?;
+        let mut partners = BTreeSet::new();
+        for name in names {
+            for part in name.trim_start_matches("connection-").split('-') {
+                if part != suffix {
+                    if let Ok(id) = Uuid::parse_str(part) {
+                        partners.insert(SiteId(id));
+                    }
+                }
+            }
+        }
+        Ok(partners)
+    }
+
+    /// Replays `sites`' site and content streams and the connections between
+    /// `centre` and each other site, up to `position`.
+    async fn replay(
+        &self,
+        centre: SiteId,
+        sites: &BTreeSet<SiteId>,
+        position: u64,
+    ) -> Result<PastIndex, HistoryError> {
+        let mut streams = Vec::with_capacity(sites.len() * 3);
+        for &site in sites {
+            streams.push(stream(site_stream(site)));
+            streams.push(stream(content_stream(site)));
+            if site != centre {
+                streams.push(stream(connection_stream(centre, site)));
+            }
+        }
+        let events = self.store.read_streams_until(&streams, position).await?;
+        let mut index = AccessIndex::new();
+        for event in &events {
+            index.apply(event)?;
+        }
+        Ok(PastIndex {
+            position,
+            index,
+            events: events.len(),
+        })
+    }
+
+    /// The index of everything `centre` and its partners hold, at `position`:
+    /// enough for any question about a user of `centre` (Q-1, Q-2, Q-4) or
+    /// about who sees `centre`'s content (Q-3).
+    pub async fn index_around(
+        &self,
+        centre: SiteId,
+        position: u64,
+    ) -> Result<PastIndex, HistoryError> {
+        let mut sites = self.partners(centre).await?;
+        sites.insert(centre);
+        self.replay(centre, &sites, position).await
+    }
+
+    /// The index for questions about `user`, or `UnknownUser` if they did
+    /// not exist at `position`.
+    async fn index_for_user(&self, user: UserId, position: u64) -> Result<PastIndex, HistoryError> {
+        let site = self
+            .site_of_user(user, position)
+            .await?
+            .ok_or(AccessError::UnknownUser(user))?;
+        self.index_around(site, position).await
+    }
+
+    /// Q-1 as of a moment: the user's level on the target.
+    pub async fn level(
+        &self,
+        at: Moment,
+        user: UserId,
+        target: Target,
+    ) -> Result<(u64, Option<AccessLevel>), HistoryError> {
+        let position = self.position(at).await?;
+        let past = self.index_for_user(user, position).await?;
+        Ok((position, past.index.level(user, target)?))
+    }
+
+    /// Q-1 as of a moment: may the user take the action on the target?
+    pub async fn check(
+        &self,
+        at: Moment,
+        user: UserId,
+        target: Target,
+        action: Action,
+    ) -> Result<(u64, bool), HistoryError> {
+        let position = self.position(at).await?;
+        let past = self.index_for_user(user, position).await?;
+        Ok((position, past.index.check(user, target, action)?))
+    }
+
+    /// Q-2 as of a moment: one page of what the user could see.
+    pub async fn lookup(
+        &self,
+        at: Moment,
+        user: UserId,
+        query: &LookupQuery,
+    ) -> Result<(u64, LookupPage), HistoryError> {
+        let position = self.position(at).await?;
+        let past = self.index_for_user(user, position).await?;
+        Ok((position, past.index.lookup(user, query)?))
+    }
+
+    /// Q-3 as of a moment: who could see the target.
+    pub async fn viewers(
+        &self,
+        at: Moment,
+        target: Target,
+    ) -> Result<(u64, Vec<Viewer>), HistoryError> {
+        let position = self.position(at).await?;
+        let owner = self
+            .owner_of(target, position)
+            .await?
+            .ok_or(AccessError::UnknownTarget(target))?;
+        let past = self.index_around(owner, position).await?;
+        Ok((position, past.index.viewers(target)?))
+    }
+
+    /// Q-4 as of a moment: why the user could (or could not) see the target.
+    pub async fn explain(
+        &self,
+        at: Moment,
+        user: UserId,
+        target: Target,
+    ) -> Result<(u64, Explanation), HistoryError> {
+        let position = self.position(at).await?;
+        let past = self.index_for_user(user, position).await?;
+        Ok((position, past.index.explain(user, target)?))
+    }
+
+    /// Who gained, lost or changed access in `scope` between two moments.
+    pub async fn diff(
+        &self,
+        scope: Scope,
+        from: Moment,
+        to: Moment,
+    ) -> Result<AccessDiff, HistoryError> {
+        let from = self.position(from).await?;
+        let to = self.position(to).await?;
+        if from > to {
+            return Err(HistoryError::Backwards { from, to });
+        }
+        let before = self.accesses(scope, from).await?;
+        let after = self.accesses(scope, to).await?;
+        let mut diff = AccessDiff {
+            scope,
+            from,
+            to,
+            gained: Vec::new(),
+            lost: Vec::new(),
+            changed: Vec::new(),
+        };
+        let keys: BTreeSet<_> = before.keys().chain(after.keys()).copied().collect();
+        for key in keys {
+            let (b, a) = (before.get(&key), after.get(&key));
+            let (user, target) = key;
+            let facts = a.or(b).expect("a key of either side");
+            let change = AccessChange {
+                user,
+                user_site: facts.0,
+                target,
+                owner: facts.1,
+                before: b.map(|f| f.2),
+                after: a.map(|f| f.2),
+            };
+            match (b, a) {
+                (None, Some(_)) => diff.gained.push(change),
+                (Some(_), None) => diff.lost.push(change),
+                (Some(x), Some(y)) if x.2 != y.2 => diff.changed.push(change),
+                _ => {}
+            }
+        }
+        Ok(diff)
+    }
+
+    /// Every (user, target) access in scope at `position`, with the user's
+    /// site, the target's owner and the level. Out of existence is empty.
+    async fn accesses(
+        &self,
+        scope: Scope,
+        position: u64,
+    ) -> Result<BTreeMap<(UserId, Target), (SiteId, SiteId, AccessLevel)>, HistoryError> {
+        let mut out = BTreeMap::new();
+        match scope {
+            Scope::User(user) => {
+                let Some(site) = self.site_of_user(user, position).await? else {
+                    return Ok(out);
+                };
+                let past = self.index_around(site, position).await?;
+                for item in complete_lookup(&past.index, user, None)? {
+                    out.insert((user, item.target), (site, item.site, item.level));
+                }
+            }
+            Scope::Target(target) => {
+                let Some(owner) = self.owner_of(target, position).await? else {
+                    return Ok(out);
+                };
+                let past = self.index_around(owner, position).await?;
+                for v in past.index.viewers(target)? {
+                    out.insert((v.user, target), (v.site, owner, v.level));
+                }
+            }
+            Scope::Site(site) | Scope::Partner { site, .. } => {
+                let only = match scope {
+                    Scope::Partner { partner, .. } => Some(partner),
+                    _ => None,
+                };
+                let past = self.index_around(site, position).await?;
+                for viewer_site in past.index.sites() {
+                    if only.is_some_and(|p| p != viewer_site) {
+                        continue;
+                    }
+                    for user in past.index.users_of(viewer_site) {
+                        for item in complete_lookup(&past.index, user, Some(site))? {
+                            out.insert((user, item.target), (viewer_site, site, item.level));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Every page of a lookup.
+fn complete_lookup(
+    index: &AccessIndex,
+    user: UserId,
+    site: Option<SiteId>,
+) -> Result<Vec<Visible>, AccessError> {
+    let mut items = Vec::new();
+    let mut query = LookupQuery {
+        site,
+        kind: None,
+        after: None,
+        limit: MAX_PAGE,
+    };
+    loop {
+        let page = index.lookup(user, &query)?;
+        items.extend(page.items);
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok(items),
+        }
+    }
+}
