@@ -1,2 +1,95 @@
-//! The HTTP API, the only crate that speaks HTTP. Empty until the gateway
-//! issue: meanwhile the service is operated through the `shareledger` binary.
+//! The HTTP API, the only crate that speaks HTTP.
+//!
+//! [`app`] builds the whole router from an [`AppState`] (tested without a
+//! socket as well as through a real server); [`server::Server`] starts
+//! everything the API needs (the access index, the SQL read models, the
+//! consequence worker) and serves it until shut down.
+//!
+//! * `commands`: `POST /v1/commands/{Name}` for every command;
+//! * `queries`: `/v1/access/*`, `/v1/sites/{id}/*`;
+//! * `audit`: `/v1/audit/*`, Q-1 to Q-4 as of the past, and diffs;
+//! * `ops`: `/health`, `/ready`, `/metrics`, `/v1/log/status`, `/v1/whoami`;
+//! * `openapi`: the document at `/v1/openapi.json`, generated from the code;
+//! * `auth`: bearer tokens and who a request acts as;
+//! * `error`: one error type, one problem+json rendering.
+//!
+//! **API boundary:** [`app`], [`AppState`], [`GatewayOptions`],
+//! [`server::Server`], [`auth`]'s token functions, [`openapi::document`].
+
+pub mod audit;
+pub mod auth;
+pub mod commands;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod ops;
+pub mod queries;
+pub mod server;
+pub mod state;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use state::{AppState, GatewayOptions};
+
+/// The whole API.
+pub fn app(state: AppState) -> Router {
+    let limit = state.options().body_limit;
+    Router::new()
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/openapi.json", get(openapi::serve))
+        .route("/v1/whoami", get(ops::whoami))
+        .route("/v1/log/status", get(ops::log_status))
+        .route("/v1/commands/{name}", post(commands::handle))
+        .route("/v1/access/check", get(queries::check))
+        .route("/v1/access/lookup", get(queries::lookup))
+        .route("/v1/access/viewers", get(queries::viewers))
+        .route("/v1/access/explain", get(queries::explain))
+        .route("/v1/sites/{site_id}", get(queries::site))
+        .route("/v1/sites/{site_id}/connections", get(queries::connections))
+        .route(
+            "/v1/sites/{site_id}/pending-requests",
+            get(queries::pending_requests),
+        )
+        .route(
+            "/v1/sites/{site_id}/shared-scorecards",
+            get(queries::shared_scorecards),
+        )
+        .route("/v1/sites/{site_id}/users", get(queries::users))
+        .route("/v1/audit/as-of/check", get(audit::check))
+        .route("/v1/audit/as-of/lookup", get(audit::lookup))
+        .route("/v1/audit/as-of/viewers", get(audit::viewers))
+        .route("/v1/audit/as-of/explain", get(audit::explain))
+        .route("/v1/audit/diff", get(audit::diff))
+        .route(
+            "/v1/audit/timeline/sites/{site_id}",
+            get(audit::site_timeline),
+        )
+        .route("/v1/audit/timeline/links", get(audit::link_timeline))
+        .route(
+            "/v1/audit/timeline/scorecards/{scorecard_id}",
+            get(audit::scorecard_timeline),
+        )
+        .route("/v1/audit/verify", get(audit::verify))
+        .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::Internal(
+                "a handler panicked".into(),
+            ))
+        }))
+        .with_state(state)
+}

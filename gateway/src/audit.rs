@@ -1,0 +1,601 @@
+//! The auditors' routes: as of any past position or time, diffs
+//! of who gained and lost access between two moments
+//! (`projections::history`), sharing timelines (Q-6,
+//! `projections::timeline`) and the integrity chain's verification.
+//!
+//! Only auditor and operator tokens may call them. A site's auditor asks
+//! about its own site: its users, the targets it owns or that were shared
+//! with it, and diffs scoped to the site; an unknown or foreign user or
+//! target is `unknown_user`/`unknown_target`, as elsewhere.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shareledger_core::catalog::{AccessLevel, Action, ScorecardId, SiteId, UserId};
+use shareledger_events::store::{VerifyOptions, VerifyReport};
+use shareledger_projections::access::{
+    AccessError, Explanation, LookupQuery, Target, Viewer, Visible,
+};
+use shareledger_projections::history::{AccessDiff, History, Moment, Scope};
+use shareledger_projections::timeline::{self, TimelinePage, TimelineQuery};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::queries::TargetType;
+use crate::state::AppState;
+
+fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    p.map(|Path(t)| t)
+        .map_err(|e| ApiError::InvalidPath(e.body_text()))
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::InvalidQuery(e.body_text()))
+}
+
+/// The moment a question is about: exactly one of `at_position`, `at_time`.
+fn moment(
+    position: Option<u64>,
+    time: Option<DateTime<Utc>>,
+    name: &str,
+) -> Result<Moment, ApiError> {
+    match (position, time) {
+        (Some(p), None) => Ok(Moment::Position(p)),
+        (None, Some(t)) => Ok(Moment::Time(t)),
+        _ => Err(ApiError::InvalidQuery(format!(
+            "give exactly one of {name}_position and {name}_time (RFC 3339)"
+        ))),
+    }
+}
+
+fn target(kind: TargetType, id: uuid::Uuid) -> Target {
+    match kind {
+        TargetType::Scorecard => Target::Scorecard(shareledger_core::catalog::ScorecardId(id)),
+        TargetType::Object => Target::Object(shareledger_core::catalog::ObjectId(id)),
+    }
+}
+
+/// The site an auditor token is limited to (`None`: every site).
+fn audited_site(principal: &Principal) -> Result<Option<SiteId>, ApiError> {
+    match principal {
+        Principal::Auditor { site, .. } => Ok(*site),
+        Principal::Operator { .. } => Ok(None),
+        Principal::User { .. } => Err(ApiError::Forbidden(
+            "history is read with auditor or operator tokens".into(),
+        )),
+    }
+}
+
+/// Refuses a user outside the auditor's site, as unknown.
+async fn audit_user(
+    history: &History,
+    principal: &Principal,
+    user: UserId,
+    position: u64,
+) -> Result<(), ApiError> {
+    if let Some(site) = audited_site(principal)? {
+        if history.site_of_user(user, position).await? != Some(site) {
+            return Err(AccessError::UnknownUser(user).into());
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a target the auditor's site did not own or see, as unknown.
+async fn audit_target(
+    history: &History,
+    principal: &Principal,
+    target: Target,
+    position: u64,
+) -> Result<(), ApiError> {
+    if let Some(site) = audited_site(principal)? {
+        let owner = history.owner_of(target, position).await?;
+        let known = match owner {
+            Some(owner) if owner == site => true,
+            Some(_) => history
+                .index_around(site, position)
+                .await?
+                .index
+                .site_knows(site, target),
+            None => false,
+        };
+        if !known {
+            return Err(AccessError::UnknownTarget(target).into());
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfCheckParams {
+    pub at_position: Option<u64>,
+    /// RFC 3339; the last position recorded at or before it.
+    pub at_time: Option<DateTime<Utc>>,
+    pub user_id: UserId,
+    pub target_type: TargetType,
+    pub target_id: uuid::Uuid,
+    pub action: Action,
+}
+
+/// Q-1 as of a moment.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AsOfCheckAnswer {
+    pub position: u64,
+    pub user_id: UserId,
+    pub target: Target,
+    pub action: Action,
+    pub allowed: bool,
+    pub level: Option<AccessLevel>,
+}
+
+/// `GET /v1/audit/as-of/check`.
+#[utoipa::path(get, path = "/v1/audit/as-of/check", tag = "audit",
+    summary = "Q-1 as of a past position or time: exactly what a replay up to it answers.",
+    params(AsOfCheckParams),
+    responses((status = 200, description = "The answer.", body = AsOfCheckAnswer),
+        (status = 400, description = "Bad parameters, or a position beyond the head.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an auditor or operator token.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (then, or to this auditor) user or target.", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn check(
+    State(state): State<AppState>,
+    principal: Principal,
+    params: Result<Query<AsOfCheckParams>, QueryRejection>,
+) -> Result<Json<AsOfCheckAnswer>, ApiError> {
+    let p = query(params)?;
+    audited_site(&principal)?;
+    let history = History::new(state.store().clone());
+    let position = history
+        .position(moment(p.at_position, p.at_time, "at")?)
+        .await?;
+    let at = Moment::Position(position);
+    let target = target(p.target_type, p.target_id);
+    audit_user(&history, &principal, p.user_id, position).await?;
+    audit_target(&history, &principal, target, position).await?;
+    let (_, level) = history.level(at, p.user_id, target).await?;
+    Ok(Json(AsOfCheckAnswer {
+        position,
+        user_id: p.user_id,
+        target,
+        action: p.action,
+        allowed: level.is_some_and(|l| l >= p.action.required_level()),
+        level,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfUserParams {
+    pub at_position: Option<u64>,
+    pub at_time: Option<DateTime<Utc>>,
+    pub user_id: UserId,
+    /// Only targets owned by this site.
+    pub site: Option<SiteId>,
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// Q-2 as of a moment: one page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AsOfLookupAnswer {
+    pub position: u64,
+    pub user_id: UserId,
+    pub items: Vec<Visible>,
+    pub next: Option<String>,
+}
+
+/// `GET /v1/audit/as-of/lookup`.
+#[utoipa::path(get, path = "/v1/audit/as-of/lookup", tag = "audit",
+    summary = "Q-2 as of a past position or time, paged, never truncated.",
+    params(AsOfUserParams),
+    responses((status = 200, description = "One page.", body = AsOfLookupAnswer),
+        (status = 400, description = "Bad parameters, cursor, or a position beyond the head.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an auditor or operator token.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (then, or to this auditor) user.", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn lookup(
+    State(state): State<AppState>,
+    principal: Principal,
+    params: Result<Query<AsOfUserParams>, QueryRejection>,
+) -> Result<Json<AsOfLookupAnswer>, ApiError> {
+    let p = query(params)?;
+    audited_site(&principal)?;
+    if p.limit == Some(0) {
+        return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
+    }
+    let history = History::new(state.store().clone());
+    let position = history
+        .position(moment(p.at_position, p.at_time, "at")?)
+        .await?;
+    audit_user(&history, &principal, p.user_id, position).await?;
+    let q = LookupQuery {
+        site: p.site,
+        kind: None,
+        after: p.after,
+        limit: p.limit.unwrap_or(0),
+    };
+    let (_, page) = history
+        .lookup(Moment::Position(position), p.user_id, &q)
+        .await?;
+    Ok(Json(AsOfLookupAnswer {
+        position,
+        user_id: p.user_id,
+        items: page.items,
+        next: page.next,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfTargetParams {
+    pub at_position: Option<u64>,
+    pub at_time: Option<DateTime<Utc>>,
+    pub target_type: TargetType,
+    pub target_id: uuid::Uuid,
+}
+
+/// Q-3 as of a moment.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AsOfViewersAnswer {
+    pub position: u64,
+    pub target: Target,
+    pub viewers: Vec<Viewer>,
+}
+
+/// `GET /v1/audit/as-of/viewers`.
+#[utoipa::path(get, path = "/v1/audit/as-of/viewers", tag = "audit",
+    summary = "Q-3 as of a past position or time: who could see the target.",
+    params(AsOfTargetParams),
+    responses((status = 200, description = "The viewers.", body = AsOfViewersAnswer),
+        (status = 400, description = "Bad parameters, or a position beyond the head.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an auditor or operator token.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (then, or to this auditor) target.", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn viewers(
+    State(state): State<AppState>,
+    principal: Principal,
+    params: Result<Query<AsOfTargetParams>, QueryRejection>,
+) -> Result<Json<AsOfViewersAnswer>, ApiError> {
+    let p = query(params)?;
+    audited_site(&principal)?;
+    let history = History::new(state.store().clone());
+    let position = history
+        .position(moment(p.at_position, p.at_time, "at")?)
+        .await?;
+    let target = target(p.target_type, p.target_id);
+    // Who sees a target is the owner's to know.
+    if let Some(site) = audited_site(&principal)? {
+        if history.owner_of(target, position).await? != Some(site) {
+            return Err(AccessError::UnknownTarget(target).into());
+        }
+    }
+    let (_, viewers) = history.viewers(Moment::Position(position), target).await?;
+    Ok(Json(AsOfViewersAnswer {
+        position,
+        target,
+        viewers,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfExplainParams {
+    pub at_position: Option<u64>,
+    pub at_time: Option<DateTime<Utc>>,
+    pub user_id: UserId,
+    pub target_type: TargetType,
+    pub target_id: uuid::Uuid,
+}
+
+/// Q-4 as of a moment.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AsOfExplainAnswer {
+    pub position: u64,
+    #[serde(flatten)]
+    pub explanation: Explanation,
+}
+
+/// `GET /v1/audit/as-of/explain`.
+#[utoipa::path(get, path = "/v1/audit/as-of/explain", tag = "audit",
+    summary = "Q-4 as of a past position or time: every path, each step with its event.",
+    params(AsOfExplainParams),
+    responses((status = 200, description = "The explanation.", body = AsOfExplainAnswer),
+        (status = 400, description = "Bad parameters, or a position beyond the head.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an auditor or operator token.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (then, or to this auditor) user or target.", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn explain(
+    State(state): State<AppState>,
+    principal: Principal,
+    params: Result<Query<AsOfExplainParams>, QueryRejection>,
+) -> Result<Json<AsOfExplainAnswer>, ApiError> {
+    let p = query(params)?;
+    audited_site(&principal)?;
+    let history = History::new(state.store().clone());
+    let position = history
+        .position(moment(p.at_position, p.at_time, "at")?)
+        .await?;
+    let target = target(p.target_type, p.target_id);
+    audit_user(&history, &principal, p.user_id, position).await?;
+    audit_target(&history, &principal, target, position).await?;
+    let (_, explanation) = history
+        .explain(Moment::Position(position), p.user_id, target)
+        .await?;
+    Ok(Json(AsOfExplainAnswer {
+        position,
+        explanation,
+    }))
+}
+
+/// What a diff is about, in query form.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffScope {
+    User,
+    Target,
+    Site,
+    Partner,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DiffParams {
+    /// user (user_id), target (target_type, target_id), site (site_id) or
+    /// partner (site_id, partner_id).
+    pub scope: DiffScope,
+    pub user_id: Option<UserId>,
+    pub target_type: Option<TargetType>,
+    pub target_id: Option<uuid::Uuid>,
+    pub site_id: Option<SiteId>,
+    pub partner_id: Option<SiteId>,
+    pub from_position: Option<u64>,
+    pub from_time: Option<DateTime<Utc>>,
+    pub to_position: Option<u64>,
+    pub to_time: Option<DateTime<Utc>>,
+}
+
+/// `GET /v1/audit/diff`.
+#[utoipa::path(get, path = "/v1/audit/diff", tag = "audit",
+    summary = "Who gained, lost or changed which access between two moments.",
+    params(DiffParams),
+    responses((status = 200, description = "The changes.", body = AccessDiff),
+        (status = 400, description = "Bad parameters, moments out of order or beyond the head.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an auditor or operator token.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (to this auditor) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn diff(
+    State(state): State<AppState>,
+    principal: Principal,
+    params: Result<Query<DiffParams>, QueryRejection>,
+) -> Result<Json<AccessDiff>, ApiError> {
+    let p = query(params)?;
+    let limited = audited_site(&principal)?;
+    let history = History::new(state.store().clone());
+    let from = moment(p.from_position, p.from_time, "from")?;
+    let to = moment(p.to_position, p.to_time, "to")?;
+    let missing = |what: &str| ApiError::InvalidQuery(format!("scope needs {what}"));
+    let head = state
+        .store()
+        .head_position()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let scope = match p.scope {
+        DiffScope::User => {
+            let user = p.user_id.ok_or_else(|| missing("user_id"))?;
+            audit_user(&history, &principal, user, head).await?;
+            Scope::User(user)
+        }
+        DiffScope::Target => {
+            let kind = p.target_type.ok_or_else(|| missing("target_type"))?;
+            let id = p.target_id.ok_or_else(|| missing("target_id"))?;
+            let target = target(kind, id);
+            if let Some(site) = limited {
+                if history.owner_of(target, head).await? != Some(site) {
+                    return Err(AccessError::UnknownTarget(target).into());
+                }
+            }
+            Scope::Target(target)
+        }
+        DiffScope::Site | DiffScope::Partner => {
+            let site = p.site_id.ok_or_else(|| missing("site_id"))?;
+            if limited.is_some_and(|s| s != site) {
+                return Err(ApiError::NotFound(format!(
+                    "no site {site} is visible to this token"
+                )));
+            }
+            match p.scope {
+                DiffScope::Partner => Scope::Partner {
+                    site,
+                    partner: p.partner_id.ok_or_else(|| missing("partner_id"))?,
+                },
+                _ => Scope::Site(site),
+            }
+        }
+    };
+    Ok(Json(history.diff(scope, from, to).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineParams {
+    /// Only entries involving this partner site.
+    pub partner: Option<SiteId>,
+    /// Only entries recorded at or after this time (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Only entries recorded before this time (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<String>,
+    /// Page size (default 50, at most 1,000).
+    pub limit: Option<u32>,
+    /// A consistency token: answer at least this fresh.
+    pub min_position: Option<u64>,
+}
+
+impl TimelineParams {
+    fn query(&self) -> Result<TimelineQuery, ApiError> {
+        if self.limit == Some(0) {
+            return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
+        }
+        Ok(TimelineQuery {
+            partner: self.partner,
+            from: self.from,
+            to: self.to,
+            after: self.after.clone(),
+            limit: self.limit.unwrap_or(0),
+        })
+    }
+}
+
+/// Refuses another site's history to a site's auditor, as not found.
+fn audit_site(principal: &Principal, site: SiteId) -> Result<(), ApiError> {
+    match audited_site(principal)? {
+        Some(s) if s != site => Err(ApiError::NotFound(format!(
+            "no site {site} is visible to this token"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn fresh(state: &AppState, min_position: Option<u64>) -> Result<(), ApiError> {
+    if let Some(position) = min_position {
+        state
+            .runtime()
+            .wait_for(position, state.options().freshness_timeout)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `GET /v1/audit/timeline/sites/{site_id}`.
+#[utoipa::path(get, path = "/v1/audit/timeline/sites/{site_id}", tag = "audit",
+    summary = "Q-6: a site's sharing history, each entry with its actor, command and consequences.",
+    params(("site_id" = uuid::Uuid, Path, description = "The site."), TimelineParams),
+    responses((status = 200, description = "One page, by position.", body = TimelinePage),
+        (status = 400, description = "Bad parameters or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an auditor or operator token.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Another site's history (to a site's auditor).", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn site_timeline(
+    State(state): State<AppState>,
+    principal: Principal,
+    site: Result<Path<SiteId>, PathRejection>,
+    params: Result<Query<TimelineParams>, QueryRejection>,
+) -> Result<Json<TimelinePage>, ApiError> {
+    let site = path(site)?;
+    let p = query(params)?;
+    audit_site(&principal, site)?;
+    fresh(&state, p.min_position).await?;
+    Ok(Json(
+        timeline::site_timeline(state.pool(), site, &p.query()?).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTimelineParams {
+    /// One site of the pair.
+    pub site: SiteId,
+    /// The other.
+    pub partner_site: SiteId,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+    pub min_position: Option<u64>,
+}
+
+/// `GET /v1/audit/timeline/links`.
+#[utoipa::path(get, path = "/v1/audit/timeline/links", tag = "audit",
+    summary = "Q-6: the history of the links between two sites (both directions).",
+    params(LinkTimelineParams),
+    responses((status = 200, description = "One page, by position.", body = TimelinePage),
+        (status = 400, description = "Bad parameters or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an auditor or operator token.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a link of this auditor's site.", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn link_timeline(
+    State(state): State<AppState>,
+    principal: Principal,
+    params: Result<Query<LinkTimelineParams>, QueryRejection>,
+) -> Result<Json<TimelinePage>, ApiError> {
+    let p = query(params)?;
+    let (a, b) = match audited_site(&principal)? {
+        Some(s) if s == p.site => (p.site, p.partner_site),
+        Some(s) if s == p.partner_site => (p.partner_site, p.site),
+        Some(_) => {
+            return Err(ApiError::NotFound(
+                "no link of these sites is visible to this token".into(),
+            ))
+        }
+        None => (p.site, p.partner_site),
+    };
+    if p.limit == Some(0) {
+        return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
+    }
+    fresh(&state, p.min_position).await?;
+    let q = TimelineQuery {
+        partner: None,
+        from: p.from,
+        to: p.to,
+        after: p.after,
+        limit: p.limit.unwrap_or(0),
+    };
+    Ok(Json(timeline::link_timeline(state.pool(), a, b, &q).await?))
+}
+
+/// `GET /v1/audit/timeline/scorecards/{scorecard_id}`.
+#[utoipa::path(get, path = "/v1/audit/timeline/scorecards/{scorecard_id}", tag = "audit",
+    summary = "Q-6: a scorecard's sharing history (shared, unshared, granted, placed, removed …).",
+    params(("scorecard_id" = uuid::Uuid, Path, description = "The scorecard."), TimelineParams),
+    responses((status = 200, description = "One page, by position.", body = TimelinePage),
+        (status = 400, description = "Bad parameters or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an auditor or operator token.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a scorecard of this auditor's site.", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn scorecard_timeline(
+    State(state): State<AppState>,
+    principal: Principal,
+    scorecard: Result<Path<ScorecardId>, PathRejection>,
+    params: Result<Query<TimelineParams>, QueryRejection>,
+) -> Result<Json<TimelinePage>, ApiError> {
+    let scorecard = path(scorecard)?;
+    let p = query(params)?;
+    if let Some(site) = audited_site(&principal)? {
+        let history = History::new(state.store().clone());
+        let head = state
+            .store()
+            .head_position()
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let target = Target::Scorecard(scorecard);
+        if history.owner_of(target, head).await? != Some(site) {
+            return Err(AccessError::UnknownTarget(target).into());
+        }
+    }
+    fresh(&state, p.min_position).await?;
+    Ok(Json(
+        timeline::scorecard_timeline(state.pool(), scorecard, &p.query()?).await?,
+    ))
+}
+
+/// `GET /v1/audit/verify`.
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+    summary = "Q-7: walk the hash chain; the first altered, inserted or removed event, and what is not sealed yet.",
+    responses((status = 200, description = "The report (`problem` is null when the log is intact).", body = VerifyReport),
+        (status = 403, description = "Not an auditor or operator token.", body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn verify(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<VerifyReport>, ApiError> {
+    audited_site(&principal)?;
+    let report = shareledger_events::store::verify(state.store(), VerifyOptions::default())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(report))
+}

@@ -1,0 +1,465 @@
+//! Who is calling: opaque bearer tokens stored hashed, and the
+//! [`Principal`] a request acts as.
+//!
+//! A token is `sl_` and 48 hex characters (192 random bits). The table
+//! `sl_api_tokens` keeps only its SHA-256, its kind, its site and user, and
+//! when it expires; `docs/http-api.md` says why opaque keys rather than
+//! signed tokens (instant revocation, no signing key to guard or rotate, a
+//! leaked table grants nothing). A random 192-bit secret needs no slow
+//! password hash: SHA-256 cannot be reversed and guessing is hopeless.
+//!
+//! Verified tokens are cached in the process for [`CACHE_TTL`]; revoking
+//! through this process clears the cache at once, other processes notice
+//! within the TTL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use shareledger_core::catalog::{PermissionFlag, SiteId, UserId};
+use shareledger_events::Actor;
+use shareledger_projections::access::AccessIndex;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// How long a verified token is trusted without asking the database again.
+pub const CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// The header a service token names the user it acts for with.
+pub const ACT_AS_HEADER: &str = "shareledger-act-as";
+
+/// What a token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    User,
+    Service,
+    Auditor,
+    Operator,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::User => "user",
+            TokenKind::Service => "service",
+            TokenKind::Auditor => "auditor",
+            TokenKind::Operator => "operator",
+        }
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "user" => TokenKind::User,
+            "service" => TokenKind::Service,
+            "auditor" => TokenKind::Auditor,
+            "operator" => TokenKind::Operator,
+            _ => return None,
+        })
+    }
+}
+
+/// A token's stored facts (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    pub token_id: Uuid,
+    pub kind: TokenKind,
+    pub site: Option<SiteId>,
+    pub user: Option<UserId>,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A token just issued: the secret is shown once and never stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuedToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub record: TokenRecord,
+}
+
+/// Why a token cannot be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("a {kind} token needs {needs}")]
+    Shape {
+        kind: &'static str,
+        needs: &'static str,
+    },
+    #[error("a token's lifetime must be between 1 minute and 10 years")]
+    Lifetime,
+    #[error("a token's name must be 1 to 200 characters")]
+    Name,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// What to issue.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub kind: TokenKind,
+    pub site: Option<SiteId>,
+    pub user: Option<UserId>,
+    pub name: String,
+    pub lifetime: Duration,
+}
+
+fn hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Issues a token and stores its hash.
+pub async fn issue(pool: &PgPool, request: TokenRequest) -> Result<IssuedToken, TokenError> {
+    let TokenRequest {
+        kind,
+        site,
+        user,
+        name,
+        lifetime,
+    } = request;
+    let shape = |needs| {
+        Err(TokenError::Shape {
+            kind: kind.as_str(),
+            needs,
+        })
+    };
+    match kind {
+        TokenKind::User if site.is_none() || user.is_none() => return shape("a site and a user"),
+        TokenKind::Service if site.is_none() || user.is_some() => {
+            return shape("a site and no user")
+        }
+        TokenKind::Auditor if user.is_some() => return shape("no user (a site is optional)"),
+        TokenKind::Operator if site.is_some() || user.is_some() => {
+            return shape("no site and no user")
+        }
+        _ => {}
+    }
+    if lifetime < Duration::from_secs(60) || lifetime > Duration::from_secs(10 * 366 * 86_400) {
+        return Err(TokenError::Lifetime);
+    }
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(TokenError::Name);
+    }
+    let mut secret = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let token = format!(
+        "sl_{}",
+        secret
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let token_id = Uuid::now_v7();
+    let expires_at =
+        Utc::now() + chrono::Duration::from_std(lifetime).map_err(|_| TokenError::Lifetime)?;
+    let created_at: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO sl_api_tokens (token_id, secret_hash, kind, site_id, user_id, name, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at",
+    )
+    .bind(token_id)
+    .bind(&hash(&token)[..])
+    .bind(kind.as_str())
+    .bind(site.map(|s| s.0))
+    .bind(user.map(|u| u.0))
+    .bind(&name)
+    .bind(expires_at)
+    .fetch_one(pool)
+    .await?;
+    Ok(IssuedToken {
+        token,
+        record: TokenRecord {
+            token_id,
+            kind,
+            site,
+            user,
+            name,
+            created_at,
+            expires_at,
+            revoked_at: None,
+        },
+    })
+}
+
+type Row = (
+    Uuid,
+    String,
+    Option<Uuid>,
+    Option<Uuid>,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
+
+fn record(
+    (token_id, kind, site, user, name, created_at, expires_at, revoked_at): Row,
+) -> TokenRecord {
+    TokenRecord {
+        token_id,
+        kind: TokenKind::parse(&kind).unwrap_or(TokenKind::Auditor),
+        site: site.map(SiteId),
+        user: user.map(UserId),
+        name,
+        created_at,
+        expires_at,
+        revoked_at,
+    }
+}
+
+const COLUMNS: &str = "token_id, kind, site_id, user_id, name, created_at, expires_at, revoked_at";
+
+/// Every token, newest first.
+pub async fn list(pool: &PgPool) -> Result<Vec<TokenRecord>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM sl_api_tokens ORDER BY created_at DESC, token_id DESC"
+    ))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(record).collect())
+}
+
+/// Revokes a token; false when there is no such token (or it was revoked).
+pub async fn revoke(pool: &PgPool, token_id: Uuid) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE sl_api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(token_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Verified tokens by the SHA-256 of their secret, with when verified.
+type Cache = HashMap<[u8; 32], (TokenRecord, Instant)>;
+
+/// Verifies bearer tokens, with a short cache.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pool: PgPool,
+    cache: Arc<Mutex<Cache>>,
+}
+
+impl Tokens {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            cache: Default::default(),
+        }
+    }
+
+    /// Forgets every cached verification (after a revoke).
+    pub fn clear(&self) {
+        self.cache.lock().expect("token cache").clear();
+    }
+
+    /// The token's record, if it is ours, unrevoked and unexpired.
+    pub async fn verify(&self, bearer: &str) -> Result<TokenRecord, ApiError> {
+        if !bearer.starts_with("sl_") || bearer.len() != 51 {
+            return Err(ApiError::BadToken);
+        }
+        let key = hash(bearer);
+        let cached = {
+            let cache = self.cache.lock().expect("token cache");
+            cache
+                .get(&key)
+                .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+                .map(|(r, _)| r.clone())
+        };
+        let record = match cached {
+            Some(record) => record,
+            None => {
+                let row: Option<Row> = sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM sl_api_tokens WHERE secret_hash = $1"
+                ))
+                .bind(&key[..])
+                .fetch_optional(&self.pool)
+                .await?;
+                let record = record(row.ok_or(ApiError::BadToken)?);
+                let mut cache = self.cache.lock().expect("token cache");
+                if cache.len() > 100_000 {
+                    cache.clear();
+                }
+                cache.insert(key, (record.clone(), Instant::now()));
+                record
+            }
+        };
+        if record.revoked_at.is_some() {
+            return Err(ApiError::BadToken);
+        }
+        if record.expires_at <= Utc::now() {
+            return Err(ApiError::TokenExpired);
+        }
+        Ok(record)
+    }
+}
+
+/// Who a request acts as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A user of a site, directly or through a service token of that site.
+    User {
+        site: SiteId,
+        user: UserId,
+        token: Uuid,
+    },
+    /// Reads history and access answers of one site, or of all (`None`).
+    Auditor { site: Option<SiteId>, token: Uuid },
+    /// Runs the platform.
+    Operator { name: String, token: Uuid },
+}
+
+impl Principal {
+    /// The actor commands are issued as; auditors issue none.
+    pub fn actor(&self) -> Result<Actor, ApiError> {
+        match self {
+            Principal::User { site, user, .. } => Ok(Actor::User {
+                user_id: user.0,
+                site_id: site.0,
+            }),
+            Principal::Operator { name, .. } => Ok(Actor::Operator {
+                name: format!("api:{name}"),
+            }),
+            Principal::Auditor { .. } => Err(ApiError::Forbidden(
+                "auditor tokens read; they issue no commands".into(),
+            )),
+        }
+    }
+
+    /// True for whoever may read everything (operators, platform auditors).
+    pub fn reads_everything(&self) -> bool {
+        matches!(
+            self,
+            Principal::Operator { .. } | Principal::Auditor { site: None, .. }
+        )
+    }
+
+    /// May this caller read site `site`'s administrative views (its users,
+    /// connections, shares, who sees its content)? Operators and auditors of
+    /// the site; users of the site with Instance Admin or Manage Users.
+    pub fn administers(&self, index: &AccessIndex, site: SiteId) -> bool {
+        match self {
+            Principal::Operator { .. } | Principal::Auditor { site: None, .. } => true,
+            Principal::Auditor { site: Some(s), .. } => *s == site,
+            Principal::User { site: s, user, .. } => {
+                *s == site
+                    && index.user_facts(*user).is_some_and(|f| {
+                        f.site == site
+                            && f.active
+                            && (f.flags.contains(&PermissionFlag::InstanceAdmin)
+                                || f.flags.contains(&PermissionFlag::ManageUsers))
+                    })
+            }
+        }
+    }
+
+    /// May this caller ask about user `user`'s access? Themselves, or the
+    /// administrators of the user's site.
+    pub fn may_ask_about(&self, index: &AccessIndex, user: UserId) -> bool {
+        if let Principal::User { user: me, .. } = self {
+            if *me == user {
+                return true;
+            }
+        }
+        match index.user_facts(user) {
+            Some(facts) => self.administers(index, facts.site),
+            None => self.reads_everything(),
+        }
+    }
+
+    /// The site whose view limits what this caller may learn exists.
+    pub fn site(&self) -> Option<SiteId> {
+        match self {
+            Principal::User { site, .. } => Some(*site),
+            Principal::Auditor { site, .. } => *site,
+            Principal::Operator { .. } => None,
+        }
+    }
+
+    /// The user this caller is, if a user.
+    pub fn user(&self) -> Option<UserId> {
+        match self {
+            Principal::User { user, .. } => Some(*user),
+            _ => None,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or(ApiError::Unauthenticated)?;
+        let value = header.to_str().map_err(|_| ApiError::BadToken)?;
+        let bearer = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or(ApiError::Unauthenticated)?
+            .trim();
+        let record = state.tokens().verify(bearer).await?;
+        let act_as = parts.headers.get(ACT_AS_HEADER);
+        match record.kind {
+            TokenKind::Service => {
+                let raw = act_as.ok_or_else(|| {
+                    ApiError::Forbidden(format!(
+                        "a service token acts for a user of its site: name one in {ACT_AS_HEADER}"
+                    ))
+                })?;
+                let user = raw
+                    .to_str()
+                    .ok()
+                    .and_then(|s| Uuid::parse_str(s.trim()).ok())
+                    .map(UserId)
+                    .ok_or_else(|| {
+                        ApiError::Forbidden(format!("{ACT_AS_HEADER} must be a user id (UUID)"))
+                    })?;
+                let site = record.site.expect("service tokens have a site");
+                let belongs = state
+                    .access()
+                    .read()
+                    .user_facts(user)
+                    .is_some_and(|f| f.site == site);
+                if !belongs {
+                    return Err(ApiError::Forbidden(
+                        "a service token acts only for users of its own site".into(),
+                    ));
+                }
+                Ok(Principal::User {
+                    site,
+                    user,
+                    token: record.token_id,
+                })
+            }
+            _ if act_as.is_some() => Err(ApiError::Forbidden(format!(
+                "only service tokens may send {ACT_AS_HEADER}"
+            ))),
+            TokenKind::User => Ok(Principal::User {
+                site: record.site.expect("user tokens have a site"),
+                user: record.user.expect("user tokens have a user"),
+                token: record.token_id,
+            }),
+            TokenKind::Auditor => Ok(Principal::Auditor {
+                site: record.site,
+                token: record.token_id,
+            }),
+            TokenKind::Operator => Ok(Principal::Operator {
+                name: record.name,
+                token: record.token_id,
+            }),
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The HTTP edge's one error type, [`ApiError`], and the one place it
+//! becomes a response: RFC 9457 `application/problem+json` with a stable
+//! `code` (the table in [`ApiError::status_and_code`] and
+//! `docs/http-api.md`).
+//!
+//! Domain and access errors keep their own codes (`seat_limit_reached`,
+//! `unknown_target`, …); the gateway adds codes for what only HTTP can get
+//! wrong (`malformed_json`, `unauthenticated`, …). Internal errors are
+//! logged with their detail and answered with a generic `internal` problem:
+//! nothing of the database or the code leaks.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use shareledger_commands::CommandError;
+use shareledger_core::DomainError;
+use shareledger_projections::access::AccessError;
+use shareledger_projections::history::HistoryError;
+use shareledger_projections::ProjectionError;
+
+/// Why a request failed. Nothing was written when a command fails.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("this needs a bearer token (Authorization: Bearer sl_…)")]
+    Unauthenticated,
+    #[error("the bearer token is not one this service issued, or it was revoked")]
+    BadToken,
+    #[error("the bearer token expired")]
+    TokenExpired,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the body does not fit this endpoint: {0}")]
+    InvalidBody(String),
+    #[error("the body must be application/json")]
+    UnsupportedMediaType,
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("bad query parameter: {0}")]
+    InvalidQuery(String),
+    #[error("bad path parameter: {0}")]
+    InvalidPath(String),
+    #[error("commands need an Idempotency-Key header holding a UUID")]
+    MissingIdempotencyKey,
+    #[error("the Idempotency-Key header must be a UUID")]
+    BadIdempotencyKey,
+    #[error("no command is named {0:?} (see /v1/openapi.json)")]
+    UnknownCommand(String),
+    #[error("no route matches {0}")]
+    NoRoute(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("the read models did not reach position {position} within {waited_ms} ms")]
+    NotFreshEnough { position: u64, waited_ms: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else: logged, never shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ProjectionError> for ApiError {
+    fn from(e: ProjectionError) -> Self {
+        match e {
+            ProjectionError::BadCursor(c) => ApiError::Access(AccessError::BadCursor(c)),
+            ProjectionError::Timeout {
+                position, waited, ..
+            } => ApiError::NotFreshEnough {
+                position,
+                waited_ms: waited.as_millis() as u64,
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(format!("database: {e}"))
+    }
+}
+
+/// The status of a domain error, by its stable code.
+fn domain_status(e: &DomainError) -> StatusCode {
+    use DomainError::*;
+    match e {
+        InvalidValue(_) | ImportRejected(_) | ParentCycle | OwnSiteCode | NotAContainer(_)
+        | NotAMeasure(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        UnknownActor { .. }
+        | ActorInactive
+        | NotPermitted { .. }
+        | CrossSite { .. }
+        | ConnectionsUnavailable
+        | NotAnIssuer
+        | AccessLevelTooLow { .. }
+        | SharedContentReadOnly => StatusCode::FORBIDDEN,
+        SiteNotFound(_) | UnknownSiteCode(_) | UserNotFound(_) | ScorecardNotFound(_)
+        | ObjectNotFound(_) => StatusCode::NOT_FOUND,
+        SiteExists(_)
+        | SiteCodeTaken(_)
+        | UserExists(_)
+        | UsernameTaken(_)
+        | UserInactive(_)
+        | UserActive(_)
+        | SeatLimitReached { .. }
+        | SelfRegistrationNotConfigured
+        | ScorecardExists(_)
+        | ObjectExists(_)
+        | AlreadyPlaced { .. }
+        | NotPlaced { .. }
+        | LinkNotActive { .. }
+        | LinkPendingOrActive { .. }
+        | NothingToApprove
+        | NothingToCancel
+        | AlreadyShared(_)
+        | NotShared(_)
+        | ObjectNotShared(_)
+        | RelationshipExists => StatusCode::CONFLICT,
+    }
+}
+
+impl ApiError {
+    /// The HTTP status and the stable code of this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use ApiError::*;
+        match self {
+            Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            BadToken => (StatusCode::UNAUTHORIZED, "bad_token"),
+            TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
+            MissingIdempotencyKey => (StatusCode::BAD_REQUEST, "missing_idempotency_key"),
+            BadIdempotencyKey => (StatusCode::BAD_REQUEST, "bad_idempotency_key"),
+            UnknownCommand(_) => (StatusCode::NOT_FOUND, "unknown_command"),
+            NoRoute(_) => (StatusCode::NOT_FOUND, "no_route"),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Command(CommandError::Domain(e)) => (domain_status(e), e.code()),
+            Command(e @ CommandError::Contended { .. }) => (StatusCode::CONFLICT, e.code()),
+            Command(CommandError::Decode(_) | CommandError::Log(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+            Access(e) => {
+                let status = match e {
+                    AccessError::UnknownUser(_) | AccessError::UnknownTarget(_) => {
+                        StatusCode::NOT_FOUND
+                    }
+                    AccessError::BadCursor(_) => StatusCode::BAD_REQUEST,
+                    AccessError::NotFreshEnough { .. } | AccessError::Stopped(_) => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                };
+                (status, e.code())
+            }
+            History(HistoryError::Access(e)) => Access(e.clone()).status_and_code(),
+            History(e @ (HistoryError::Future { .. } | HistoryError::Backwards { .. })) => {
+                (StatusCode::BAD_REQUEST, e.code())
+            }
+            History(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            NotFreshEnough { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_fresh_enough"),
+            Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+/// An RFC 9457 problem document, with ShareLedger's extensions.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `urn:shareledger:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The stable, machine-readable code.
+    pub code: String,
+    /// Per-row errors of a rejected CSV import (R-USER-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub errors: Option<serde_json::Value>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "internal error");
+            "an internal error occurred; it has been logged".to_owned()
+        } else {
+            self.to_string()
+        };
+        let errors = match &self {
+            ApiError::Command(CommandError::Domain(DomainError::ImportRejected(rows))) => {
+                serde_json::to_value(rows).ok()
+            }
+            _ => None,
+        };
+        let problem = Problem {
+            problem_type: format!("urn:shareledger:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            code: code.to_owned(),
+            errors,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"shareledger\""),
+            );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

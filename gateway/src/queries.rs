@@ -1,0 +1,588 @@
+//! The read side: the access model's questions answered from
+//! the in-memory index, and a site's dashboards from the SQL read
+//! models. Every query accepts `min_position` (a command's consistency
+//! token) and then answers at least that fresh, or fails with
+//! `not_fresh_enough` after the configured wait.
+//!
+//! **Who may ask what** (also `docs/http-api.md`): a user asks about their
+//! own access; a site's administrators (Instance Admin or Manage Users),
+//! its auditors and operators ask about the site's users, its dashboards,
+//! and who sees its content. A target the caller's site cannot see (neither
+//! its own nor shared with it) is answered exactly like a target that does
+//! not exist: `unknown_target`, so that nobody learns of another site's
+//! unshared data.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use shareledger_core::catalog::{
+    AccessLevel, Action, ObjectId, ObjectKind, ScorecardId, SiteId, UserId,
+};
+use shareledger_projections::access::{
+    AccessError, AccessIndex, Explanation, LookupQuery, Missing, Target, TargetKind, Viewer,
+    Visible,
+};
+use shareledger_projections::dashboard::{
+    self, Connection, PartnerShares, PendingRequest, SiteSummary, UserSort, UsersPage, UsersQuery,
+};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Unwraps a query string, as a 400 `invalid_query` when it does not parse.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::InvalidQuery(e.body_text()))
+}
+
+/// Unwraps path parameters, as a 400 `invalid_path` when they do not parse.
+fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    p.map(|Path(t)| t)
+        .map_err(|e| ApiError::InvalidPath(e.body_text()))
+}
+
+/// What a target is: `target_type` and `target_id`.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetType {
+    Scorecard,
+    Object,
+}
+
+fn target(kind: TargetType, id: uuid::Uuid) -> Target {
+    match kind {
+        TargetType::Scorecard => Target::Scorecard(ScorecardId(id)),
+        TargetType::Object => Target::Object(ObjectId(id)),
+    }
+}
+
+/// The user a question is about: the one named, else the caller.
+fn subject(principal: &Principal, named: Option<UserId>) -> Result<UserId, ApiError> {
+    named.or(principal.user()).ok_or_else(|| {
+        ApiError::InvalidQuery("user_id is required for tokens that are not a user's".into())
+    })
+}
+
+/// Refuses questions about users the caller may not ask about. A user the
+/// caller may not know of is `unknown_user`, like one that does not exist.
+fn may_ask(principal: &Principal, index: &AccessIndex, user: UserId) -> Result<(), ApiError> {
+    if principal.may_ask_about(index, user) {
+        return Ok(());
+    }
+    let known_to_caller = match (index.user_facts(user), principal.site()) {
+        (Some(facts), Some(site)) => facts.site == site,
+        _ => false,
+    };
+    if known_to_caller {
+        Err(ApiError::Forbidden(
+            "only the user and their site's administrators may ask about a user's access".into(),
+        ))
+    } else {
+        Err(AccessError::UnknownUser(user).into())
+    }
+}
+
+/// Refuses targets the caller's site cannot see, as if they did not exist.
+fn may_see(principal: &Principal, index: &AccessIndex, target: Target) -> Result<(), ApiError> {
+    if principal.reads_everything() {
+        return Ok(());
+    }
+    match principal.site() {
+        Some(site) if index.site_knows(site, target) => Ok(()),
+        _ => Err(AccessError::UnknownTarget(target).into()),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CheckParams {
+    /// Whose access (default: the calling user).
+    pub user_id: Option<UserId>,
+    pub target_type: TargetType,
+    pub target_id: uuid::Uuid,
+    /// view, update, edit or admin.
+    pub action: Action,
+    /// A consistency token: answer at least this fresh.
+    pub min_position: Option<u64>,
+}
+
+/// Q-1's answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckAnswer {
+    pub user_id: UserId,
+    pub target: Target,
+    pub action: Action,
+    pub allowed: bool,
+    /// The user's level on the target, if any.
+    pub level: Option<AccessLevel>,
+    /// The log position the answer reflects.
+    pub position: u64,
+}
+
+/// `GET /v1/access/check`.
+#[utoipa::path(
+    get,
+    path = "/v1/access/check",
+    tag = "access",
+    summary = "Q-1: may the user view, update, edit or admin the target?",
+    params(CheckParams),
+    responses(
+        (status = 200, description = "The answer.", body = CheckAnswer),
+        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn check(
+    State(state): State<AppState>,
+    principal: Principal,
+    params: Result<Query<CheckParams>, QueryRejection>,
+) -> Result<Json<CheckAnswer>, ApiError> {
+    let p = query(params)?;
+    let user = subject(&principal, p.user_id)?;
+    let target = target(p.target_type, p.target_id);
+    let access = state.access();
+    let index = access
+        .fresh(p.min_position, state.options().freshness_timeout)
+        .await?;
+    may_ask(&principal, &index, user)?;
+    may_see(&principal, &index, target)?;
+    let level = index.level(user, target)?;
+    let allowed = index.check(user, target, p.action)?;
+    Ok(Json(CheckAnswer {
+        user_id: user,
+        target,
+        action: p.action,
+        allowed,
+        level,
+        position: index.position(),
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LookupParams {
+    /// Whose access (default: the calling user).
+    pub user_id: Option<UserId>,
+    /// Only targets owned by this site.
+    pub site: Option<SiteId>,
+    /// Only targets of this kind: scorecard, result, indicator, program or
+    /// performance_measure.
+    pub kind: Option<String>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<String>,
+    /// Page size, 1 to 10,000 (default 100).
+    pub limit: Option<usize>,
+    pub min_position: Option<u64>,
+}
+
+/// One page of Q-2's answer. `next` is set whenever more items follow.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LookupAnswer {
+    pub user_id: UserId,
+    pub items: Vec<Visible>,
+    pub next: Option<String>,
+    pub position: u64,
+}
+
+fn target_kind(raw: &str) -> Result<TargetKind, ApiError> {
+    if raw == "scorecard" {
+        return Ok(TargetKind::Scorecard);
+    }
+    serde_json::from_value::<ObjectKind>(serde_json::Value::String(raw.to_owned()))
+        .map(TargetKind::Object)
+        .map_err(|_| {
+            ApiError::InvalidQuery(format!(
+                "kind {raw:?} is not scorecard, result, indicator, program or performance_measure"
+            ))
+        })
+}
+
+/// `GET /v1/access/lookup`.
+#[utoipa::path(
+    get,
+    path = "/v1/access/lookup",
+    tag = "access",
+    summary = "Q-2: everything the user can see, filtered and paged (never truncated).",
+    params(LookupParams),
+    responses(
+        (status = 200, description = "The answer.", body = LookupAnswer),
+        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn lookup(
+    State(state): State<AppState>,
+    principal: Principal,
+    params: Result<Query<LookupParams>, QueryRejection>,
+) -> Result<Json<LookupAnswer>, ApiError> {
+    let p = query(params)?;
+    let user = subject(&principal, p.user_id)?;
+    let kind = p.kind.as_deref().map(target_kind).transpose()?;
+    if let Some(0) = p.limit {
+        return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
+    }
+    let lookup = LookupQuery {
+        site: p.site,
+        kind,
+        after: p.after,
+        limit: p.limit.unwrap_or(0),
+    };
+    let access = state.access();
+    let index = access
+        .fresh(p.min_position, state.options().freshness_timeout)
+        .await?;
+    may_ask(&principal, &index, user)?;
+    let page = index.lookup(user, &lookup)?;
+    Ok(Json(LookupAnswer {
+        user_id: user,
+        items: page.items,
+        next: page.next,
+        position: index.position(),
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TargetParams {
+    pub target_type: TargetType,
+    pub target_id: uuid::Uuid,
+    pub min_position: Option<u64>,
+}
+
+/// Q-3's answer: every user of every site who can see the target.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ViewersAnswer {
+    pub target: Target,
+    pub owner: SiteId,
+    pub viewers: Vec<Viewer>,
+    pub position: u64,
+}
+
+/// `GET /v1/access/viewers`: for the owner site's administrators.
+#[utoipa::path(
+    get,
+    path = "/v1/access/viewers",
+    tag = "access",
+    summary = "Q-3: every user of every site who can see the target, with their level.",
+    params(TargetParams),
+    responses(
+        (status = 200, description = "The answer.", body = ViewersAnswer),
+        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn viewers(
+    State(state): State<AppState>,
+    principal: Principal,
+    params: Result<Query<TargetParams>, QueryRejection>,
+) -> Result<Json<ViewersAnswer>, ApiError> {
+    let p = query(params)?;
+    let target = target(p.target_type, p.target_id);
+    let access = state.access();
+    let index = access
+        .fresh(p.min_position, state.options().freshness_timeout)
+        .await?;
+    may_see(&principal, &index, target)?;
+    let owner = index
+        .owner_of(target)
+        .ok_or(AccessError::UnknownTarget(target))?;
+    if !principal.administers(&index, owner) {
+        return Err(ApiError::Forbidden(
+            "only the owner site's administrators may ask who sees its content".into(),
+        ));
+    }
+    let viewers = index.viewers(target)?;
+    Ok(Json(ViewersAnswer {
+        target,
+        owner,
+        viewers,
+        position: index.position(),
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainParams {
+    pub user_id: Option<UserId>,
+    pub target_type: TargetType,
+    pub target_id: uuid::Uuid,
+    pub min_position: Option<u64>,
+}
+
+/// Q-4's answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExplainAnswer {
+    #[serde(flatten)]
+    pub explanation: Explanation,
+    pub position: u64,
+}
+
+/// `GET /v1/access/explain`. Callers outside the owner site do not
+/// learn which of the owner's scorecards show the target.
+#[utoipa::path(
+    get,
+    path = "/v1/access/explain",
+    tag = "access",
+    summary = "Q-4: every path by which the user sees the target, each step with its event; or what is missing.",
+    params(ExplainParams),
+    responses(
+        (status = 200, description = "The answer.", body = ExplainAnswer),
+        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn explain(
+    State(state): State<AppState>,
+    principal: Principal,
+    params: Result<Query<ExplainParams>, QueryRejection>,
+) -> Result<Json<ExplainAnswer>, ApiError> {
+    let p = query(params)?;
+    let user = subject(&principal, p.user_id)?;
+    let target = target(p.target_type, p.target_id);
+    let access = state.access();
+    let index = access
+        .fresh(p.min_position, state.options().freshness_timeout)
+        .await?;
+    may_ask(&principal, &index, user)?;
+    may_see(&principal, &index, target)?;
+    let mut explanation = index.explain(user, target)?;
+    let outsider = !principal.reads_everything() && principal.site() != Some(explanation.owner);
+    if outsider {
+        for missing in &mut explanation.missing {
+            if let Missing::SharedScorecard { showing, .. } = missing {
+                showing.clear();
+            }
+        }
+    }
+    Ok(Json(ExplainAnswer {
+        explanation,
+        position: index.position(),
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FreshParams {
+    pub min_position: Option<u64>,
+}
+
+/// Checks that the caller administers the site, then waits for the SQL
+/// read models to reach `min_position`.
+async fn site_view(
+    state: &AppState,
+    principal: &Principal,
+    site: SiteId,
+    min_position: Option<u64>,
+) -> Result<(), ApiError> {
+    let allowed = principal.administers(&state.access().read(), site);
+    if !allowed {
+        return Err(if principal.site() == Some(site) {
+            ApiError::Forbidden(
+                "a site's dashboards are for its Instance Admins and user managers".into(),
+            )
+        } else {
+            ApiError::NotFound(format!("no site {site} is visible to this token"))
+        });
+    }
+    if let Some(position) = min_position {
+        state
+            .runtime()
+            .wait_for(position, state.options().freshness_timeout)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `GET /v1/sites/{site_id}`: the site's settings and counts.
+#[utoipa::path(
+    get,
+    path = "/v1/sites/{site_id}",
+    tag = "dashboards",
+    summary = "The site's settings and counts.",
+    params(("site_id" = uuid::Uuid, Path, description = "The site."), FreshParams),
+    responses(
+        (status = 200, description = "The answer.", body = SiteSummary),
+        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn site(
+    State(state): State<AppState>,
+    principal: Principal,
+    site: Result<Path<SiteId>, PathRejection>,
+    params: Result<Query<FreshParams>, QueryRejection>,
+) -> Result<Json<SiteSummary>, ApiError> {
+    let site = path(site)?;
+    let p = query(params)?;
+    site_view(&state, &principal, site, p.min_position).await?;
+    dashboard::site(state.pool(), site)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no site {site} is visible to this token")))
+}
+
+/// `GET /v1/sites/{site_id}/connections`: both directions, with status.
+#[utoipa::path(
+    get,
+    path = "/v1/sites/{site_id}/connections",
+    tag = "dashboards",
+    summary = "Q-5: the site's connections in both directions, with status.",
+    params(("site_id" = uuid::Uuid, Path, description = "The site."), FreshParams),
+    responses(
+        (status = 200, description = "The answer.", body = Vec<Connection>),
+        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn connections(
+    State(state): State<AppState>,
+    principal: Principal,
+    site: Result<Path<SiteId>, PathRejection>,
+    params: Result<Query<FreshParams>, QueryRejection>,
+) -> Result<Json<Vec<Connection>>, ApiError> {
+    let site = path(site)?;
+    let p = query(params)?;
+    site_view(&state, &principal, site, p.min_position).await?;
+    Ok(Json(dashboard::connections(state.pool(), site).await?))
+}
+
+/// `GET /v1/sites/{site_id}/pending-requests`: what the site must act on.
+#[utoipa::path(
+    get,
+    path = "/v1/sites/{site_id}/pending-requests",
+    tag = "dashboards",
+    summary = "Q-5: the requests the site must act on.",
+    params(("site_id" = uuid::Uuid, Path, description = "The site."), FreshParams),
+    responses(
+        (status = 200, description = "The answer.", body = Vec<PendingRequest>),
+        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn pending_requests(
+    State(state): State<AppState>,
+    principal: Principal,
+    site: Result<Path<SiteId>, PathRejection>,
+    params: Result<Query<FreshParams>, QueryRejection>,
+) -> Result<Json<Vec<PendingRequest>>, ApiError> {
+    let site = path(site)?;
+    let p = query(params)?;
+    site_view(&state, &principal, site, p.min_position).await?;
+    Ok(Json(dashboard::pending_requests(state.pool(), site).await?))
+}
+
+/// `GET /v1/sites/{site_id}/shared-scorecards` (Q-5, R-SHARE-7): per partner.
+#[utoipa::path(
+    get,
+    path = "/v1/sites/{site_id}/shared-scorecards",
+    tag = "dashboards",
+    summary = "Q-5: the scorecards the site shares, per partner (R-SHARE-7).",
+    params(("site_id" = uuid::Uuid, Path, description = "The site."), FreshParams),
+    responses(
+        (status = 200, description = "The answer.", body = Vec<PartnerShares>),
+        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn shared_scorecards(
+    State(state): State<AppState>,
+    principal: Principal,
+    site: Result<Path<SiteId>, PathRejection>,
+    params: Result<Query<FreshParams>, QueryRejection>,
+) -> Result<Json<Vec<PartnerShares>>, ApiError> {
+    let site = path(site)?;
+    let p = query(params)?;
+    site_view(&state, &principal, site, p.min_position).await?;
+    Ok(Json(
+        dashboard::shared_scorecards(state.pool(), site).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct UsersParams {
+    /// Username or name contains this (case-insensitive).
+    pub search: Option<String>,
+    /// username (default), name, last_activity, role or active.
+    pub sort: Option<UserSort>,
+    #[serde(default)]
+    pub descending: bool,
+    /// Page size (default 50, at most 1,000).
+    pub limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    pub after: Option<String>,
+    pub min_position: Option<u64>,
+}
+
+/// `GET /v1/sites/{site_id}/users`: sortable, searchable, keyset-paged.
+#[utoipa::path(
+    get,
+    path = "/v1/sites/{site_id}/users",
+    tag = "dashboards",
+    summary = "Q-5: the site's users, sortable, searchable, keyset-paged.",
+    params(("site_id" = uuid::Uuid, Path, description = "The site."), UsersParams),
+    responses(
+        (status = 200, description = "The answer.", body = UsersPage),
+        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn users(
+    State(state): State<AppState>,
+    principal: Principal,
+    site: Result<Path<SiteId>, PathRejection>,
+    params: Result<Query<UsersParams>, QueryRejection>,
+) -> Result<Json<UsersPage>, ApiError> {
+    let site = path(site)?;
+    let p = query(params)?;
+    if let Some(0) = p.limit {
+        return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
+    }
+    site_view(&state, &principal, site, p.min_position).await?;
+    let q = UsersQuery {
+        search: p.search,
+        sort: p.sort.unwrap_or_default(),
+        descending: p.descending,
+        limit: p.limit.unwrap_or(0),
+        after: p.after,
+    };
+    Ok(Json(dashboard::users(state.pool(), site, &q).await?))
+}

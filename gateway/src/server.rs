@@ -1,0 +1,161 @@
+//! Starting and stopping the service: migrate, start the consequence
+//! worker and the integrity chain's sealer, load the access index, start the SQL read models, then serve
+//! HTTP until asked to stop. Shutdown is graceful: the listener closes,
+//! requests in flight finish, the read models stop after their current
+//! batch (their checkpoints commit with their writes), then the worker and
+//! the index stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use shareledger_commands::{ConsequenceWorker, Service};
+use shareledger_events::store::{PgEventStore, Sealer, SealerOptions};
+use shareledger_projections::access::{LiveAccess, LiveOptions};
+use shareledger_projections::read_models;
+use shareledger_projections::runtime::{ProjectionRuntime, RuntimeOptions};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::state::{AppState, GatewayOptions};
+
+/// Why the service could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("starting the read models: {0}")]
+    ReadModels(#[from] shareledger_projections::ProjectionError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A running service.
+pub struct Server {
+    addr: SocketAddr,
+    state: AppState,
+    stop: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    worker: JoinHandle<()>,
+    sealer: JoinHandle<()>,
+    access_task: JoinHandle<Result<(), shareledger_projections::ProjectionError>>,
+    runtime: Arc<ProjectionRuntime>,
+}
+
+impl Server {
+    /// Migrates the database, starts every part, and listens on `addr`
+    /// (port 0 picks a free port; see [`Server::addr`]).
+    pub async fn start(
+        pool: PgPool,
+        addr: SocketAddr,
+        options: GatewayOptions,
+    ) -> Result<Self, ServerError> {
+        PgEventStore::migrate(&pool).await?;
+        let store = PgEventStore::new(pool);
+        let service = Service::new(store.clone());
+        let worker = ConsequenceWorker::new(service.clone());
+        let worker = tokio::spawn(async move {
+            if let Err(e) = worker.run(None).await {
+                tracing::error!(error = %e, "the consequence worker stopped");
+            }
+        });
+        let (stop, mut stopped) = watch::channel(false);
+        let sealer = Sealer::new(store.clone(), SealerOptions::default());
+        let mut sealer_stop = stop.subscribe();
+        let sealer = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = sealer_stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = sealer.run(shutdown).await {
+                tracing::error!(error = %e, "the sealer stopped: run `shareledger verify`");
+            }
+        });
+        let (access, access_task) =
+            LiveAccess::start(store.clone(), LiveOptions::default()).await?;
+        let runtime = Arc::new(
+            ProjectionRuntime::start(store.clone(), read_models(), RuntimeOptions::default())
+                .await?,
+        );
+        let state = AppState::new(service, access, Arc::clone(&runtime), options);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Listen { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Listen { addr, source })?;
+        let app = crate::app(state.clone());
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        tracing::info!(%addr, "listening");
+        Ok(Self {
+            addr,
+            state,
+            stop,
+            http,
+            worker,
+            sealer,
+            access_task,
+            runtime,
+        })
+    }
+
+    /// Where the service listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The handlers' state (for tests and tools in the same process).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops gracefully: no new connections, requests in flight finish,
+    /// then the read models, the worker and the index stop.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        let Server {
+            state,
+            stop,
+            http,
+            worker,
+            sealer,
+            access_task,
+            runtime,
+            ..
+        } = self;
+        stop.send_replace(true);
+        let served = match http.await {
+            Ok(result) => result.map_err(ServerError::Serve),
+            Err(e) => Err(ServerError::Serve(std::io::Error::other(e))),
+        };
+        state.access().stop();
+        drop(state);
+        match Arc::try_unwrap(runtime) {
+            Ok(runtime) => {
+                if let Err(e) = runtime.shutdown().await {
+                    tracing::warn!(error = %e, "read models stopped with an error");
+                }
+            }
+            Err(still_shared) => drop(still_shared),
+        }
+        worker.abort();
+        let _ = worker.await;
+        let _ = sealer.await;
+        let _ = access_task.await;
+        served
+    }
+}
