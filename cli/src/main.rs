@@ -1,15 +1,25 @@
 //! `shareledger`: the one binary. Thin: it parses arguments, finds the
 //! database and calls the library crates.
 //!
-//! Subcommands: `migrate` (create or update the schema) and `status` (the
-//! log's head position, stream count and last write).
+//! Subcommands: `serve` (the HTTP API), `token` (issue, list and revoke API
+//! tokens), `demo` (load the seeds' story), `migrate` (create or update the
+//! schema), `status` (the log's head position, stream count and last
+//! write), and `openapi` (print the API document).
+
+mod audit;
+mod demo;
+mod table;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use shareledger_core::catalog::{SiteId, UserId};
 use shareledger_events::store::local_pg::LocalCluster;
 use shareledger_events::store::PgEventStore;
+use shareledger_gateway::auth::{self, TokenKind, TokenRequest};
+use shareledger_gateway::server::Server;
+use shareledger_gateway::GatewayOptions;
 use sqlx::postgres::PgPoolOptions;
 
 #[derive(Parser)]
@@ -47,10 +57,106 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the HTTP API (migrates first) until Ctrl-C or SIGTERM.
+    Serve {
+        /// Where to listen.
+        #[arg(long, env = "SHARELEDGER_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The largest request body accepted, in bytes.
+        #[arg(long, env = "SHARELEDGER_BODY_LIMIT", default_value_t = 1 << 20)]
+        body_limit: usize,
+        /// How long a query with min_position waits for the read models, in ms.
+        #[arg(
+            long,
+            env = "SHARELEDGER_FRESHNESS_TIMEOUT_MS",
+            default_value_t = 5_000
+        )]
+        freshness_timeout_ms: u64,
+        /// Database connections.
+        #[arg(long, env = "SHARELEDGER_DB_CONNECTIONS", default_value_t = 16)]
+        db_connections: u32,
+    },
+    /// Issue, list or revoke API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Load the seeds' story (sites, users, connections, shares) and print
+    /// a token for each kind of user, with curl examples.
+    Demo,
     /// Create or update the database schema.
     Migrate,
     /// Show the log's head position, stream count and last write.
     Status,
+    /// Print the OpenAPI document (as committed in docs/openapi.json).
+    Openapi,
+    /// as of a past position or time (RFC 3339).
+    #[command(subcommand, name = "as-of")]
+    AsOf(audit::AsOf),
+    /// why a user can (or cannot) see a target, each step with its event.
+    Explain {
+        #[arg(long)]
+        user: uuid::Uuid,
+        #[command(flatten)]
+        target: audit::TargetArgs,
+        /// A past position or RFC 3339 time (default: now).
+        #[arg(long, value_parser = audit::parse_moment)]
+        at: Option<shareledger_projections::history::Moment>,
+    },
+    /// Who gained, lost or changed which access between two moments.
+    Diff(audit::DiffArgs),
+    /// A sharing timeline: a site's, a link's or a scorecard's.
+    History(audit::TimelineArgs),
+    /// Walk the integrity chain: the first altered, inserted or
+    /// removed event, and what is not sealed yet. Exits 2 when tampered.
+    Verify {
+        /// A chain head printed by an earlier verify (`<position>:<hash>`).
+        #[arg(long)]
+        anchor: Option<String>,
+        /// Seal the committed events first (what the service's sealer does).
+        #[arg(long)]
+        seal: bool,
+    },
+    /// Export a timeline or an as-of answer as CSV or JSON lines.
+    Export {
+        #[command(subcommand)]
+        what: audit::Export,
+        #[arg(long, value_enum, default_value = "csv", global = true)]
+        format: audit::Format,
+        /// Write to this file instead of stdout.
+        #[arg(long, global = true)]
+        out: Option<PathBuf>,
+    },
+    /// Rebuild the read models from the log, with progress and events/s.
+    Replay {
+        /// Only this read model (access_index, dashboards, access_tables, …).
+        #[arg(long)]
+        only: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a token; its secret is printed once and never stored.
+    Issue {
+        /// user, service, auditor or operator.
+        #[arg(long)]
+        kind: String,
+        /// The site (user and service tokens; optional for auditors).
+        #[arg(long)]
+        site: Option<uuid::Uuid>,
+        /// The user (user tokens).
+        #[arg(long)]
+        user: Option<uuid::Uuid>,
+        /// A name to recognise it by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Lifetime in days.
+        #[arg(long, default_value_t = 90)]
+        days: u64,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by its id.
+    Revoke { token_id: uuid::Uuid },
 }
 
 #[tokio::main]
@@ -92,12 +198,102 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
+    if let Command::Openapi = cli.command {
+        print!("{}", shareledger_gateway::openapi::document_json());
+        return Ok(());
+    }
+    let connections = match cli.command {
+        Command::Serve { db_connections, .. } => db_connections.max(2),
+        _ => 4,
+    };
     let pool = PgPoolOptions::new()
-        .max_connections(4)
+        .max_connections(connections)
         .connect(url)
         .await
         .with_context(|| format!("connecting to {}", redact(url)))?;
-    match cli.command {
+    // Every command but `status` works on an up-to-date schema (as the
+    // service does): migrating is idempotent and cheap when nothing is new.
+    if !matches!(cli.command, Command::Status | Command::Migrate) {
+        PgEventStore::migrate(&pool).await.context("migrating")?;
+    }
+    match &cli.command {
+        Command::Openapi => unreachable!("answered above"),
+        Command::Serve {
+            listen,
+            body_limit,
+            freshness_timeout_ms,
+            ..
+        } => {
+            let options = GatewayOptions {
+                body_limit: *body_limit,
+                freshness_timeout: std::time::Duration::from_millis(*freshness_timeout_ms),
+                ..GatewayOptions::default()
+            };
+            let server = Server::start(pool.clone(), *listen, options)
+                .await
+                .context("starting the service")?;
+            let tokens = auth::list(&pool).await?.len();
+            println!("ShareLedger is listening on {}", server.url());
+            println!("  database: {}", redact(url));
+            println!("  try:      curl {}/health", server.url());
+            if tokens == 0 {
+                println!("  no API tokens yet; issue a first operator token with");
+                println!("    cargo run --release -- token issue --kind operator --name admin");
+                println!(
+                    "  or load the demo story (it prints tokens): cargo run --release -- demo"
+                );
+            }
+            shutdown_signal().await;
+            eprintln!("shutting down: finishing requests in flight");
+            server.shutdown().await.context("shutting down")?;
+        }
+        Command::Token(command) => token(cli, &pool, command).await?,
+        Command::AsOf(command) => {
+            audit::as_of(PgEventStore::new(pool.clone()), command, cli.json).await?
+        }
+        Command::Explain { user, target, at } => {
+            audit::explain(
+                PgEventStore::new(pool.clone()),
+                *at,
+                *user,
+                target.target(),
+                cli.json,
+            )
+            .await?
+        }
+        Command::Diff(args) => audit::diff(PgEventStore::new(pool.clone()), args, cli.json).await?,
+        Command::History(args) => {
+            audit::history(PgEventStore::new(pool.clone()), args, cli.json).await?
+        }
+        Command::Verify { anchor, seal } => {
+            if *seal {
+                let sealer = shareledger_events::store::Sealer::new(
+                    PgEventStore::new(pool.clone()),
+                    Default::default(),
+                );
+                let mut sealed = 0;
+                loop {
+                    let n = sealer.seal_pending(5_000).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    sealed += n;
+                }
+                eprintln!("sealed {sealed} events");
+            }
+            let intact =
+                audit::verify(PgEventStore::new(pool.clone()), anchor.clone(), cli.json).await?;
+            if !intact {
+                std::process::exit(2);
+            }
+        }
+        Command::Export { what, format, out } => {
+            audit::export(PgEventStore::new(pool.clone()), what, *format, out.clone()).await?
+        }
+        Command::Replay { only } => {
+            audit::replay(PgEventStore::new(pool.clone()), only.clone(), cli.json).await?
+        }
+        Command::Demo => demo::run(&pool, cli.json).await?,
         Command::Migrate => {
             PgEventStore::migrate(&pool).await.context("migrating")?;
             let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
@@ -123,6 +319,104 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
                     Some(t) => println!("last write     {}", t.to_rfc3339()),
                     None => println!("last write     never"),
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn token(cli: &Cli, pool: &sqlx::PgPool, command: &TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Issue {
+            kind,
+            site,
+            user,
+            name,
+            days,
+        } => {
+            let kind = match kind.as_str() {
+                "user" => TokenKind::User,
+                "service" => TokenKind::Service,
+                "auditor" => TokenKind::Auditor,
+                "operator" => TokenKind::Operator,
+                other => {
+                    anyhow::bail!("--kind {other:?}: expected user, service, auditor or operator")
+                }
+            };
+            let issued = auth::issue(
+                pool,
+                TokenRequest {
+                    kind,
+                    site: site.map(SiteId),
+                    user: user.map(UserId),
+                    name: name.clone(),
+                    lifetime: std::time::Duration::from_secs(days.saturating_mul(86_400)),
+                },
+            )
+            .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&issued)?);
+            } else {
+                println!("{}", issued.token);
+                eprintln!(
+                    "{} token {} ({}), expires {}; shown once, stored only as a hash",
+                    kind.as_str(),
+                    issued.record.token_id,
+                    issued.record.name,
+                    issued.record.expires_at.to_rfc3339()
+                );
+            }
+        }
+        TokenCommand::List => {
+            let tokens = auth::list(pool).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&tokens)?);
+            } else {
+                println!(
+                    "{:<36}  {:<8}  {:<20}  {:<25}  state",
+                    "token id", "kind", "name", "expires"
+                );
+                for t in tokens {
+                    let state = if t.revoked_at.is_some() {
+                        "revoked"
+                    } else if t.expires_at <= chrono::Utc::now() {
+                        "expired"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<36}  {:<8}  {:<20}  {:<25}  {state}",
+                        t.token_id,
+                        t.kind.as_str(),
+                        t.name,
+                        t.expires_at.to_rfc3339()
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { token_id } => {
+            if auth::revoke(pool, *token_id).await? {
+                println!("revoked {token_id}");
+            } else {
+                anyhow::bail!("no active token {token_id}");
             }
         }
     }
