@@ -14,6 +14,9 @@
 //!   `read_all`, vs the same `SELECT` paged the same way and decoded into
 //!   plain Rust values through sqlx.
 //! * `vs_postgres_es_c{1,8,32}`: see [`crate::vs_postgres_es`].
+//! * `sealing_single_c8`, `sealing_batch100_c8`: our appends with a
+//!   [`Sealer`] following the log (the integrity chain) against our appends
+//!   alone, and the sealer's lag when the window ends.
 //!
 //! Rates count what completes inside the measured window, after a warm-up
 //! (see [`crate::report::run_timed`]); every run checks afterwards that the
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use shareledger_events::store::{PgEventStore, PositionFrom, StreamAppend};
+use shareledger_events::store::{PgEventStore, PositionFrom, Sealer, SealerOptions, StreamAppend};
 use shareledger_events::{
     Actor, Direction, EventMetadata, EventType, ExpectedRevision, NewEvent, StreamName,
 };
@@ -91,6 +94,8 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
         compare_batch(concurrency, settings.timing, &workload).await?;
     }
     compare_read_all(&settings, &workload).await?;
+    compare_sealing(1, settings.timing, &workload).await?;
+    compare_sealing(BATCH, settings.timing, &workload).await?;
     crate::vs_postgres_es::run(settings.timing, &workload).await
 }
 
@@ -164,34 +169,82 @@ pub async fn measure_ours(
     timing: Timing,
     workload: &Arc<Workload>,
 ) -> anyhow::Result<Measured> {
-    let db = TestDb::with_pool_size(concurrency as u32).await;
+    Ok(measure_ours_with(
+        label,
+        concurrency,
+        events_per_append,
+        timing,
+        workload,
+        false,
+    )
+    .await?
+    .0)
+}
+
+/// [`measure_ours`], with a [`Sealer`] following the log if `sealing`
+/// (on two connections of its own); also returns the sealer's lag when the
+/// window ended (0 without one).
+async fn measure_ours_with(
+    label: &str,
+    concurrency: usize,
+    events_per_append: usize,
+    timing: Timing,
+    workload: &Arc<Workload>,
+    sealing: bool,
+) -> anyhow::Result<(Measured, u64)> {
+    let extra = if sealing { 2 } else { 0 };
+    let db = TestDb::with_pool_size(concurrency as u32 + extra).await;
     report::quiesce(db.pool()).await;
     progress(&format!(
-        "{label}: ShareLedger append, {events_per_append} event(s) per call"
+        "{label}: ShareLedger append, {events_per_append} event(s) per call{}",
+        if sealing { ", sealer running" } else { "" }
     ));
     let store = db.store();
-    let workload = Arc::clone(workload);
-    let measured = run_timed(label, concurrency, timing, move |_| {
-        let store = store.clone();
-        let workload = Arc::clone(&workload);
-        async move {
-            let stream = StreamName::parse(workload.new_stream_name())?;
-            let events = workload.new_events(events_per_append)?;
-            let result = store
-                .append(&stream, ExpectedRevision::NoStream, events)
+    let sealer = Sealer::new(store.clone(), SealerOptions::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = sealing.then(|| {
+        let sealer = sealer.clone();
+        tokio::spawn(async move {
+            sealer
+                .run(async move {
+                    let _ = stopped.await;
+                })
                 .await
-                .with_context(|| format!("append to {stream}"))?;
-            anyhow::ensure!(
-                result.events.len() == events_per_append,
-                "append to {stream} wrote {} events, expected {events_per_append}",
-                result.events.len()
-            );
-            Ok(events_per_append as u64)
+        })
+    });
+    let workload = Arc::clone(workload);
+    let measured = run_timed(label, concurrency, timing, {
+        let store = store.clone();
+        move |_| {
+            let store = store.clone();
+            let workload = Arc::clone(&workload);
+            async move {
+                let stream = StreamName::parse(workload.new_stream_name())?;
+                let events = workload.new_events(events_per_append)?;
+                let result = store
+                    .append(&stream, ExpectedRevision::NoStream, events)
+                    .await
+                    .with_context(|| format!("append to {stream}"))?;
+                anyhow::ensure!(
+                    result.events.len() == events_per_append,
+                    "append to {stream} wrote {} events, expected {events_per_append}",
+                    result.events.len()
+                );
+                Ok(events_per_append as u64)
+            }
         }
     })
     .await?;
+    let lag = if let Some(running) = running {
+        let lag = sealer.status().await?.lag;
+        let _ = stop.send(());
+        running.await??;
+        lag
+    } else {
+        0
+    };
     check_rows(db.pool(), "sl_events", measured.events).await?;
-    Ok(measured)
+    Ok((measured, lag))
 }
 
 /// The raw side: `rows_per_insert` rows per autocommit `INSERT` into a copy
@@ -327,6 +380,34 @@ async fn compare_batch(
         .ms("raw_p50_ms", raw.latency_ms(0.50))
         .ms("raw_p99_ms", raw.latency_ms(0.99))
         .ratio(ours.events_per_s(), raw.events_per_s());
+    Ok(())
+}
+
+/// Our appends with a sealer following the log against our appends alone,
+/// at 8 concurrent appenders.
+async fn compare_sealing(
+    events_per_append: usize,
+    timing: Timing,
+    workload: &Arc<Workload>,
+) -> anyhow::Result<()> {
+    let name = if events_per_append == 1 {
+        "sealing_single_c8".to_string()
+    } else {
+        format!("sealing_batch{events_per_append}_c8")
+    };
+    let (alone, _) =
+        measure_ours_with(&name, 8, events_per_append, timing, workload, false).await?;
+    let (sealed, lag) =
+        measure_ours_with(&name, 8, events_per_append, timing, workload, true).await?;
+    Line::new(&name)
+        .count("sealing_events_per_s", sealed.events_per_s())
+        .count("alone_events_per_s", alone.events_per_s())
+        .ms("sealing_p50_ms", sealed.latency_ms(0.50))
+        .ms("sealing_p99_ms", sealed.latency_ms(0.99))
+        .ms("alone_p50_ms", alone.latency_ms(0.50))
+        .ms("alone_p99_ms", alone.latency_ms(0.99))
+        .count("lag_at_end", lag as f64)
+        .ratio(sealed.events_per_s(), alone.events_per_s());
     Ok(())
 }
 

@@ -17,11 +17,13 @@
 //! cargo run --release -p shareledger-bench -- append [--quick]
 //! cargo run --release -p shareledger-bench -- commands [--quick]
 //! cargo run --release -p shareledger-bench -- access [--quick]
+//! cargo run --release -p shareledger-bench -- http [--quick]
 //! ```
 
 mod access;
 mod append;
 mod commands;
+mod http;
 mod report;
 mod vs_postgres_es;
 
@@ -45,6 +47,9 @@ enum Command {
     /// The access index on a large generated world: rebuild from the log vs
     /// a raw scan, checks vs Cedar and SQL, lookups, memory.
     Access(CommonArgs),
+    /// The HTTP API under load on loopback: checks and commands vs the
+    /// stack's trivial-endpoint limit and the in-process commands.
+    Http(CommonArgs),
 }
 
 /// Options every benchmark takes.
@@ -73,6 +78,10 @@ fn main() -> anyhow::Result<()> {
             Command::Access(args) => {
                 report::print_header("access", args.quick).await?;
                 access::run(args).await
+            }
+            Command::Http(args) => {
+                report::print_header("http", args.quick).await?;
+                http::run(args).await
             }
         }
     })

@@ -1,0 +1,440 @@
+//! `http`: the gateway under load on loopback, against the HTTP stack's own
+//! limit in the same run.
+//!
+//! The server (`shareledger_gateway::server::Server`, the real service with
+//! its access index, read models and consequence worker) and the load
+//! generator (tasks sharing one `reqwest` client: keep-alive connections,
+//! one request in flight per task) run in this process, on the machine's
+//! cores: the figures are of the pair, which is why every comparison is a
+//! ratio measured side by side.
+//!
+//! The world, built through the command service before timing: `SITES`
+//! sites in a ring of active links both ways, each with an admin, `USERS`
+//! users granted Browser on some of its scorecards, `SCORECARDS` scorecards
+//! of `OBJECTS` objects each, every site sharing half its scorecards with
+//! the next. Every user gets a token.
+//!
+//! * `http_trivial_c{N}`: `GET /health` (no token, no work): the stack's limit.
+//! * `http_check_c{N}`: `GET /v1/access/check` by a random user's token on a
+//!   random target of its site or of the previous one (shared or not):
+//!   `ratio` = checks/s over trivial/s. Goal: at least 0.8.
+//! * `http_commands_c{N}`: `POST /v1/commands/ChangeObjectField` by site
+//!   admins on their own objects (always accepted), against the same
+//!   command through the in-process command service: `ratio` = HTTP/in-process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rand::{Rng as _, SeedableRng as _};
+use shareledger_commands::{ConnectionCommand, ContentCommand, Issued, Service, ShareChange};
+use shareledger_core::catalog::{
+    AccessLevel, Directions, Link, Name, ObjectField, ObjectId, ObjectKind, Role, ScorecardId,
+    SeatLimit, SiteCode, SiteId, UserId, Username,
+};
+use shareledger_core::content::{
+    ChangeObjectField, CreateObject, CreateScorecard, PlaceObjectOnScorecard,
+};
+use shareledger_core::site::{AddUser, GrantScorecardAccess, RegisterSite};
+use shareledger_events::Actor;
+use shareledger_gateway::auth::{self, TokenKind, TokenRequest};
+use shareledger_gateway::server::Server;
+use shareledger_gateway::GatewayOptions;
+use shareledger_tests::TestDb;
+use uuid::Uuid;
+
+use crate::report::{progress, run_timed, Line, Timing};
+use crate::CommonArgs;
+
+struct Size {
+    sites: usize,
+    users: usize,
+    scorecards: usize,
+    objects: usize,
+    timing: Timing,
+}
+
+impl Size {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                sites: 6,
+                users: 10,
+                scorecards: 4,
+                objects: 5,
+                timing: Timing {
+                    warmup: Duration::from_secs(1),
+                    window: Duration::from_secs(3),
+                },
+            }
+        } else {
+            Self {
+                sites: 20,
+                users: 40,
+                scorecards: 10,
+                objects: 10,
+                timing: Timing {
+                    warmup: Duration::from_secs(2),
+                    window: Duration::from_secs(10),
+                },
+            }
+        }
+    }
+}
+
+struct SiteWorld {
+    id: SiteId,
+    admin: UserId,
+    admin_token: String,
+    users: Vec<(UserId, String)>,
+    scorecards: Vec<ScorecardId>,
+    objects: Vec<ObjectId>,
+}
+
+fn operator() -> Issued {
+    Issued {
+        actor: Actor::Operator {
+            name: "bench".into(),
+        },
+        key: Uuid::new_v4(),
+    }
+}
+
+fn by(site: SiteId, user: UserId) -> Issued {
+    Issued {
+        actor: Actor::User {
+            user_id: user.0,
+            site_id: site.0,
+        },
+        key: Uuid::new_v4(),
+    }
+}
+
+async fn build(db: &TestDb, size: &Size) -> anyhow::Result<Vec<SiteWorld>> {
+    let service = Service::new(db.store());
+    let lifetime = Duration::from_secs(86_400);
+    let mut sites = Vec::new();
+    for s in 0..size.sites {
+        let id = SiteId::new();
+        service
+            .register_site(
+                &operator(),
+                RegisterSite {
+                    site_id: id,
+                    code: SiteCode::parse(&format!("HTTP{s}"))?,
+                    name: Name::parse(&format!("Site {s}"))?,
+                    seat_limit: SeatLimit::new(10_000)?,
+                    parent: None,
+                },
+            )
+            .await?;
+        let admin = UserId::new();
+        service
+            .on_site(
+                &operator(),
+                id,
+                AddUser {
+                    user_id: admin,
+                    username: Username::parse(&format!("admin{s}@bench"))?,
+                    name: Name::parse("Admin")?,
+                    role: Role::Administration,
+                },
+            )
+            .await?;
+        let mut scorecards = Vec::new();
+        let mut objects = Vec::new();
+        for c in 0..size.scorecards {
+            let sc = ScorecardId::new();
+            service
+                .on_content(
+                    &by(id, admin),
+                    id,
+                    ContentCommand::CreateScorecard(CreateScorecard {
+                        scorecard_id: sc,
+                        name: Name::parse(&format!("Scorecard {c}"))?,
+                    }),
+                )
+                .await?;
+            for o in 0..size.objects {
+                let object = ObjectId::new();
+                service
+                    .on_content(
+                        &by(id, admin),
+                        id,
+                        ContentCommand::CreateObject(CreateObject {
+                            object_id: object,
+                            kind: ObjectKind::Indicator,
+                            name: Name::parse(&format!("Indicator {c}.{o}"))?,
+                            container: None,
+                        }),
+                    )
+                    .await?;
+                service
+                    .on_content(
+                        &by(id, admin),
+                        id,
+                        ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+                            object_id: object,
+                            scorecard_id: sc,
+                        }),
+                    )
+                    .await?;
+                objects.push(object);
+            }
+            scorecards.push(sc);
+        }
+        let mut users = Vec::new();
+        for u in 0..size.users {
+            let user = UserId::new();
+            service
+                .on_site(
+                    &by(id, admin),
+                    id,
+                    AddUser {
+                        user_id: user,
+                        username: Username::parse(&format!("user{u}@site{s}"))?,
+                        name: Name::parse("User")?,
+                        role: Role::Presenter,
+                    },
+                )
+                .await?;
+            service
+                .grant_scorecard_access(
+                    &by(id, admin),
+                    id,
+                    id,
+                    GrantScorecardAccess {
+                        user_id: user,
+                        scorecard_id: scorecards[u % scorecards.len()],
+                        level: AccessLevel::Browser,
+                    },
+                )
+                .await?;
+            let token = auth::issue(
+                db.pool(),
+                TokenRequest {
+                    kind: TokenKind::User,
+                    site: Some(id),
+                    user: Some(user),
+                    name: format!("bench {s}.{u}"),
+                    lifetime,
+                },
+            )
+            .await?;
+            users.push((user, token.token));
+        }
+        let admin_token = auth::issue(
+            db.pool(),
+            TokenRequest {
+                kind: TokenKind::User,
+                site: Some(id),
+                user: Some(admin),
+                name: format!("bench admin {s}"),
+                lifetime,
+            },
+        )
+        .await?
+        .token;
+        sites.push(SiteWorld {
+            id,
+            admin,
+            admin_token,
+            users,
+            scorecards,
+            objects,
+        });
+        progress(&format!("http world: site {}/{}", s + 1, size.sites));
+    }
+    // A ring of links, both ways; each site shares half its scorecards.
+    for s in 0..sites.len() {
+        let (a, b) = (&sites[s], &sites[(s + 1) % sites.len()]);
+        let code = SiteCode::parse(&format!("HTTP{}", (s + 1) % sites.len()))?;
+        service
+            .request_connection(&by(a.id, a.admin), a.id, code, Directions::Both)
+            .await?;
+        service
+            .on_connection(&by(b.id, b.admin), b.id, a.id, ConnectionCommand::Approve)
+            .await?;
+        for sc in a.scorecards.iter().step_by(2) {
+            service
+                .change_sharing(
+                    &by(a.id, a.admin),
+                    Link {
+                        from: a.id,
+                        to: b.id,
+                    },
+                    ShareChange::Share(*sc),
+                )
+                .await?;
+        }
+    }
+    Ok(sites)
+}
+
+/// Runs `http_trivial`, `http_check` and `http_commands` at each concurrency.
+pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
+    let size = Size::new(args.quick);
+    let db = TestDb::with_pool_size(24).await;
+    let sites = Arc::new(build(&db, &size).await?);
+    let server = Server::start(
+        db.pool().clone(),
+        "127.0.0.1:0".parse()?,
+        GatewayOptions::default(),
+    )
+    .await?;
+    let base = Arc::new(server.url());
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    for concurrency in [8, 32] {
+        // The stack's limit: /health.
+        let trivial = {
+            let (client, base) = (client.clone(), Arc::clone(&base));
+            run_timed("http trivial", concurrency, size.timing, move |_| {
+                let (client, base) = (client.clone(), Arc::clone(&base));
+                async move {
+                    let response = client.get(format!("{base}/health")).send().await?;
+                    anyhow::ensure!(
+                        response.status().is_success(),
+                        "health {}",
+                        response.status()
+                    );
+                    response.bytes().await?;
+                    Ok(1)
+                }
+            })
+            .await?
+        };
+        let trivial_rate = trivial.ops as f64 / trivial.window.as_secs_f64();
+        Line::new(&format!("http_trivial_c{concurrency}"))
+            .count("requests_per_s", trivial_rate)
+            .ms("p50_ms", trivial.latency_ms(0.5))
+            .ms("p99_ms", trivial.latency_ms(0.99))
+            .ratio(trivial_rate, trivial_rate);
+
+        // Checks by random users on their own or the previous site's targets.
+        let check = {
+            let (client, base, sites) = (client.clone(), Arc::clone(&base), Arc::clone(&sites));
+            run_timed("http check", concurrency, size.timing, move |task| {
+                let (client, base, sites) = (client.clone(), Arc::clone(&base), Arc::clone(&sites));
+                async move {
+                    let mut rng =
+                        rand::rngs::StdRng::seed_from_u64(task as u64 ^ rand::random::<u64>());
+                    let s = rng.gen_range(0..sites.len());
+                    let site = &sites[s];
+                    let (_, token) = &site.users[rng.gen_range(0..site.users.len())];
+                    let owner = if rng.gen_bool(0.5) {
+                        site
+                    } else {
+                        &sites[(s + sites.len() - 1) % sites.len()]
+                    };
+                    let (kind, id) = if rng.gen_bool(0.3) {
+                        (
+                            "scorecard",
+                            owner.scorecards[rng.gen_range(0..owner.scorecards.len())].0,
+                        )
+                    } else {
+                        (
+                            "object",
+                            owner.objects[rng.gen_range(0..owner.objects.len())].0,
+                        )
+                    };
+                    let response = client
+                        .get(format!(
+                            "{base}/v1/access/check?target_type={kind}&target_id={id}&action=view"
+                        ))
+                        .bearer_auth(token)
+                        .send()
+                        .await?;
+                    let status = response.status();
+                    // 404 is the answer for a partner's unshared target.
+                    anyhow::ensure!(
+                        status.is_success() || status == reqwest::StatusCode::NOT_FOUND,
+                        "check {status}"
+                    );
+                    response.bytes().await?;
+                    Ok(1)
+                }
+            })
+            .await?
+        };
+        let check_rate = check.ops as f64 / check.window.as_secs_f64();
+        Line::new(&format!("http_check_c{concurrency}"))
+            .count("requests_per_s", check_rate)
+            .ms("p50_ms", check.latency_ms(0.5))
+            .ms("p99_ms", check.latency_ms(0.99))
+            .count("trivial_per_s", trivial_rate)
+            .ms("trivial_p99_ms", trivial.latency_ms(0.99))
+            .ratio(check_rate, trivial_rate);
+
+        // Commands: over HTTP, then in process.
+        let over_http = {
+            let (client, base, sites) = (client.clone(), Arc::clone(&base), Arc::clone(&sites));
+            run_timed("http commands", concurrency, size.timing, move |task| {
+                let (client, base, sites) = (client.clone(), Arc::clone(&base), Arc::clone(&sites));
+                async move {
+                    let site = &sites[task % sites.len()];
+                    let object = site.objects[rand::random::<usize>() % site.objects.len()];
+                    let response = client
+                        .post(format!("{base}/v1/commands/ChangeObjectField"))
+                        .bearer_auth(&site.admin_token)
+                        .header("Idempotency-Key", Uuid::new_v4().to_string())
+                        .json(&serde_json::json!({
+                            "site_id": site.id,
+                            "object_id": object,
+                            "field": "analysis",
+                            "value": format!("analysis {}", rand::random::<u32>()),
+                        }))
+                        .send()
+                        .await?;
+                    let status = response.status();
+                    let body = response.text().await?;
+                    anyhow::ensure!(status.is_success(), "command {status}: {body}");
+                    Ok(1)
+                }
+            })
+            .await?
+        };
+        let service = Service::new(db.store());
+        let in_process = {
+            let sites = Arc::clone(&sites);
+            run_timed(
+                "in-process commands",
+                concurrency,
+                size.timing,
+                move |task| {
+                    let (service, sites) = (service.clone(), Arc::clone(&sites));
+                    async move {
+                        let site = &sites[task % sites.len()];
+                        let object = site.objects[rand::random::<usize>() % site.objects.len()];
+                        service
+                            .change_object_field(
+                                &by(site.id, site.admin),
+                                site.id,
+                                ChangeObjectField {
+                                    object_id: object,
+                                    field: ObjectField::Analysis,
+                                    value: format!("analysis {}", rand::random::<u32>()),
+                                },
+                            )
+                            .await
+                            .context("in-process command")?;
+                        Ok(1)
+                    }
+                },
+            )
+            .await?
+        };
+        let http_rate = over_http.ops as f64 / over_http.window.as_secs_f64();
+        let inproc_rate = in_process.ops as f64 / in_process.window.as_secs_f64();
+        Line::new(&format!("http_commands_c{concurrency}"))
+            .count("requests_per_s", http_rate)
+            .ms("p50_ms", over_http.latency_ms(0.5))
+            .ms("p99_ms", over_http.latency_ms(0.99))
+            .count("in_process_per_s", inproc_rate)
+            .ms("in_process_p99_ms", in_process.latency_ms(0.99))
+            .ratio(http_rate, inproc_rate);
+    }
+    server.shutdown().await?;
+    Ok(())
+}
