@@ -10,8 +10,14 @@
 //! A check then costs a handful of hash lookups: the user, the target, the
 //! scorecards it shows on, the user's assignments, and for a partner's
 //! content the link and its shared scorecards.
+//!
+//! For Q-2 each site also keeps its targets ordered by id (Q-2's order),
+//! and the *shows* sets carry each object's kind, so that a page of a user
+//! who sees a whole site walks it from the cursor and stops when full, and
+//! no returned item is looked up again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use shareledger_core::catalog::{
@@ -32,14 +38,19 @@ pub(super) type Prov = u32;
 pub(super) struct SiteInfo {
     pub code: SiteCode,
     pub users: Vec<UserId>,
-    pub scorecards: Vec<ScorecardId>,
-    pub objects: Vec<ObjectId>,
+    /// The site's scorecards and objects in Q-2's order (by id), with their
+    /// kind: a page of a user who sees the whole site walks it from the
+    /// cursor and stops when the page is full.
+    pub targets: BTreeMap<TargetKey, TargetKind>,
     /// Sites with an active link *to* this site (they share with it).
     pub sharing_with_me: FxHashSet<SiteId>,
     /// Sites this site shares with over an active link.
     pub sharing_to: FxHashSet<SiteId>,
     /// This site's relationships to partners' objects, by object.
     pub relationships_by_object: FxHashMap<ObjectId, Vec<RelationshipId>>,
+    /// The same with each relationship's facts, read by checks (one lookup
+    /// fewer per relationship).
+    pub relationship_infos: FxHashMap<ObjectId, Vec<(RelationshipId, RelInfo)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,15 +60,28 @@ pub(super) struct UserInfo {
     /// The event that added or last reactivated or deactivated the user.
     pub active_prov: Prov,
     pub flags: Permissions,
+    /// `flags` as a bit set (bit `flag as u32`), read by every check.
+    pub flag_bits: u64,
     /// The event that last set the user's flags.
     pub flags_prov: Prov,
     pub assigned: FxHashMap<ScorecardId, (AccessLevel, Prov)>,
+    /// How many of `assigned` are known scorecards of the user's own site
+    /// (`browse_all` asks whether there is any).
+    pub own_assigned: u32,
 }
 
 impl UserInfo {
     pub fn has(&self, flag: PermissionFlag) -> bool {
-        self.flags.contains(&flag)
+        self.flag_bits & flag_bit(flag) != 0
     }
+}
+
+fn flag_bit(flag: PermissionFlag) -> u64 {
+    1u64 << (flag as u32)
+}
+
+fn flag_bits(flags: &Permissions) -> u64 {
+    flags.iter().fold(0, |bits, flag| bits | flag_bit(*flag))
 }
 
 #[derive(Debug, Clone)]
@@ -65,8 +89,9 @@ pub(super) struct ScorecardInfo {
     pub site: SiteId,
     /// Objects placed directly on the scorecard, with the placing event.
     pub placed: FxHashMap<ObjectId, Prov>,
-    /// Every object that shows on it (placed, or inside a container that shows).
-    pub shows: FxHashSet<ObjectId>,
+    /// Every object that shows on it (placed, or inside a container that
+    /// shows), with its kind (Q-2 returns it without looking the object up).
+    pub shows: FxHashMap<ObjectId, ObjectKind>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +126,10 @@ pub(super) struct RelInfo {
     pub object: ObjectId,
     pub target: RelTarget,
     pub prov: Prov,
+    /// The owner of `object` and of the target, when known at the
+    /// relationship's event (owners never change; looked up otherwise).
+    pub object_site: Option<SiteId>,
+    pub target_site: Option<SiteId>,
 }
 
 /// Who can see what, answered from memory. Feed it the log with
@@ -117,6 +146,12 @@ pub struct AccessIndex {
     pub(super) objects: FxHashMap<ObjectId, ObjectInfo>,
     pub(super) links: FxHashMap<Link, LinkInfo>,
     pub(super) relationships: FxHashMap<RelationshipId, RelInfo>,
+    /// Users assigned a scorecard the index did not know yet: when it is
+    /// created, their `own_assigned` counts it if it is of their site.
+    pending_assigned: FxHashMap<ScorecardId, Vec<UserId>>,
+    /// Whether a relationship id was ever added twice (not by the command
+    /// service; see `add_relationship`).
+    relationship_ids_reused: bool,
 }
 
 impl AccessIndex {
@@ -180,11 +215,11 @@ impl AccessIndex {
                     SiteInfo {
                         code,
                         users: Vec::new(),
-                        scorecards: Vec::new(),
-                        objects: Vec::new(),
+                        targets: BTreeMap::new(),
                         sharing_with_me: FxHashSet::default(),
                         sharing_to: FxHashSet::default(),
                         relationships_by_object: FxHashMap::default(),
+                        relationship_infos: FxHashMap::default(),
                     },
                 );
             }
@@ -196,18 +231,25 @@ impl AccessIndex {
                 if let Some(info) = self.sites.get_mut(&site) {
                     info.users.push(user.user_id);
                 }
+                let assigned: FxHashMap<ScorecardId, (AccessLevel, Prov)> = scorecard_access
+                    .into_iter()
+                    .map(|(s, level)| (s, (level, prov)))
+                    .collect();
+                let mut own_assigned = 0;
+                for s in assigned.keys() {
+                    own_assigned += u32::from(self.note_assignment(user.user_id, site, *s));
+                }
                 self.users.insert(
                     user.user_id,
                     UserInfo {
                         site,
                         active: true,
                         active_prov: prov,
+                        flag_bits: flag_bits(&user.permissions),
                         flags: user.permissions,
                         flags_prov: prov,
-                        assigned: scorecard_access
-                            .into_iter()
-                            .map(|(s, level)| (s, (level, prov)))
-                            .collect(),
+                        assigned,
+                        own_assigned,
                     },
                 );
             }
@@ -221,6 +263,7 @@ impl AccessIndex {
                 permissions,
             } => {
                 if let Some(user) = self.users.get_mut(&user_id) {
+                    user.flag_bits = flag_bits(&permissions);
                     user.flags = permissions;
                     user.flags_prov = prov;
                 }
@@ -230,16 +273,25 @@ impl AccessIndex {
                 scorecard_id,
                 level,
             } => {
-                if let Some(user) = self.users.get_mut(&user_id) {
-                    user.assigned.insert(scorecard_id, (level, prov));
+                let Some(site) = self.users.get(&user_id).map(|u| u.site) else {
+                    return;
+                };
+                let own = self.scorecard_site(scorecard_id) == Some(site);
+                let user = self.users.get_mut(&user_id).expect("looked up above");
+                if user.assigned.insert(scorecard_id, (level, prov)).is_none() {
+                    user.own_assigned += u32::from(own);
+                    self.note_assignment(user_id, site, scorecard_id);
                 }
             }
             SiteEvent::ScorecardAccessRevoked {
                 user_id,
                 scorecard_id,
             } => {
+                let site = self.scorecard_site(scorecard_id);
                 if let Some(user) = self.users.get_mut(&user_id) {
-                    user.assigned.remove(&scorecard_id);
+                    if user.assigned.remove(&scorecard_id).is_some() && site == Some(user.site) {
+                        user.own_assigned -= 1;
+                    }
                 }
             }
             SiteEvent::UserDeactivated { user_id } | SiteEvent::UserReactivated { user_id } => {
@@ -261,11 +313,27 @@ impl AccessIndex {
                     ScorecardInfo {
                         site,
                         placed: FxHashMap::default(),
-                        shows: FxHashSet::default(),
+                        shows: FxHashMap::default(),
                     },
                 );
                 if let Some(info) = self.sites.get_mut(&site) {
-                    info.scorecards.push(scorecard_id);
+                    info.targets.insert(
+                        target_key(Target::Scorecard(scorecard_id)),
+                        TargetKind::Scorecard,
+                    );
+                }
+                // Users assigned it before it existed: now it counts as
+                // their own site's if it is.
+                if let Some(mut waiting) = self.pending_assigned.remove(&scorecard_id) {
+                    waiting.sort_unstable();
+                    waiting.dedup();
+                    for user_id in waiting {
+                        if let Some(user) = self.users.get_mut(&user_id) {
+                            if user.site == site && user.assigned.contains_key(&scorecard_id) {
+                                user.own_assigned += 1;
+                            }
+                        }
+                    }
                 }
             }
             ContentEvent::ObjectCreated {
@@ -283,7 +351,7 @@ impl AccessIndex {
                 };
                 for scorecard in &shows_on {
                     if let Some(s) = self.scorecards.get_mut(scorecard) {
-                        s.shows.insert(object_id);
+                        s.shows.insert(object_id, kind);
                     }
                 }
                 self.objects.insert(
@@ -298,7 +366,10 @@ impl AccessIndex {
                     },
                 );
                 if let Some(info) = self.sites.get_mut(&site) {
-                    info.objects.push(object_id);
+                    info.targets.insert(
+                        target_key(Target::Object(object_id)),
+                        TargetKind::Object(kind),
+                    );
                 }
             }
             ContentEvent::ObjectPlacedOnScorecard {
@@ -314,7 +385,7 @@ impl AccessIndex {
                     let Some(object) = self.objects.get_mut(&id) else {
                         continue;
                     };
-                    if scorecard.shows.insert(id) {
+                    if scorecard.shows.insert(id, object.kind).is_none() {
                         object.shows_on.push(scorecard_id);
                     }
                     stack.extend(object.children.iter().copied());
@@ -331,17 +402,18 @@ impl AccessIndex {
                     return;
                 }
                 // Recompute what shows on the scorecard from what is placed.
-                let mut shows = FxHashSet::default();
+                // Only known objects show (as when placing).
+                let mut shows = FxHashMap::default();
                 let mut stack: Vec<ObjectId> = scorecard.placed.keys().copied().collect();
                 while let Some(id) = stack.pop() {
-                    if shows.insert(id) {
-                        if let Some(object) = self.objects.get(&id) {
+                    if let Some(object) = self.objects.get(&id) {
+                        if shows.insert(id, object.kind).is_none() {
                             stack.extend(object.children.iter().copied());
                         }
                     }
                 }
                 let old = std::mem::replace(&mut scorecard.shows, shows);
-                for gone in old.iter().filter(|o| !scorecard.shows.contains(o)) {
+                for gone in old.keys().filter(|o| !scorecard.shows.contains_key(o)) {
                     if let Some(object) = self.objects.get_mut(gone) {
                         object.shows_on.retain(|s| *s != scorecard_id);
                     }
@@ -382,6 +454,12 @@ impl AccessIndex {
                                 info.relationships_by_object.remove(&rel.object);
                             }
                         }
+                        if let Some(list) = info.relationship_infos.get_mut(&rel.object) {
+                            list.retain(|(r, _)| *r != relationship_id);
+                            if list.is_empty() {
+                                info.relationship_infos.remove(&rel.object);
+                            }
+                        }
                     }
                 }
             }
@@ -397,20 +475,52 @@ impl AccessIndex {
         target: RelTarget,
         prov: Prov,
     ) {
-        self.relationships.insert(
-            id,
-            RelInfo {
-                site,
-                object,
-                target,
-                prov,
-            },
-        );
+        let object_site = self.objects.get(&object).map(|o| o.site);
+        let target_site = match target {
+            RelTarget::Scorecard(s) => self.scorecard_site(s),
+            RelTarget::Aggregation(o) => self.objects.get(&o).map(|o| o.site),
+        };
+        let rel = RelInfo {
+            site,
+            object,
+            target,
+            prov,
+            object_site,
+            target_site,
+        };
+        if self.relationships.insert(id, rel).is_some() {
+            // An id used twice: `relationship_infos` may no longer mirror
+            // `relationships`, so checks go through `relationships`.
+            self.relationship_ids_reused = true;
+        }
         if let Some(info) = self.sites.get_mut(&site) {
             info.relationships_by_object
                 .entry(object)
                 .or_default()
                 .push(id);
+            info.relationship_infos
+                .entry(object)
+                .or_default()
+                .push((id, rel));
+        }
+    }
+
+    fn scorecard_site(&self, scorecard: ScorecardId) -> Option<SiteId> {
+        self.scorecards.get(&scorecard).map(|s| s.site)
+    }
+
+    /// Remembers an assignment of a scorecard not known yet; returns whether
+    /// the scorecard is a known one of `site`.
+    fn note_assignment(&mut self, user: UserId, site: SiteId, scorecard: ScorecardId) -> bool {
+        match self.scorecard_site(scorecard) {
+            Some(owner) => owner == site,
+            None => {
+                self.pending_assigned
+                    .entry(scorecard)
+                    .or_default()
+                    .push(user);
+                false
+            }
         }
     }
 
@@ -516,9 +626,7 @@ impl AccessIndex {
 
     /// Whether any of the user's own site's scorecards is assigned to them.
     pub(super) fn has_own_assignment(&self, user: &UserInfo) -> bool {
-        user.assigned
-            .keys()
-            .any(|s| self.scorecards.get(s).is_some_and(|s| s.site == user.site))
+        user.own_assigned > 0
     }
 
     /// All Scorecards, or Add/Edit Scorecard Objects with none of the own
@@ -588,22 +696,17 @@ impl AccessIndex {
         let Some(info) = self.objects.get(&object) else {
             return false;
         };
+        let all = user.has(PermissionFlag::AllScorecards);
         let mut site_sees = false;
         for s in &info.shows_on {
             if shared.contains_key(s) {
-                site_sees = true;
-                if user.assigned.contains_key(s) {
+                if all || user.assigned.contains_key(s) {
                     return true;
                 }
+                site_sees = true;
             }
         }
-        if !site_sees {
-            return false;
-        }
-        if user.has(PermissionFlag::AllScorecards) {
-            return true;
-        }
-        self.relationship_gives(user, object)
+        site_sees && self.relationship_gives(user, object)
     }
 
     /// Whether a relationship of the user's site to the object or one of its
@@ -618,8 +721,17 @@ impl AccessIndex {
         let mut current = Some(object);
         let mut depth = 0;
         while let Some(id) = current {
-            if let Some(rels) = site.relationships_by_object.get(&id) {
-                if rels.iter().any(|r| self.relationship_visible_to(user, *r)) {
+            if self.relationship_ids_reused {
+                if let Some(rels) = site.relationships_by_object.get(&id) {
+                    if rels.iter().any(|r| self.relationship_visible_to(user, *r)) {
+                        return true;
+                    }
+                }
+            } else if let Some(rels) = site.relationship_infos.get(&id) {
+                if rels
+                    .iter()
+                    .any(|(_, rel)| self.relation_visible_to(user, rel))
+                {
                     return true;
                 }
             }
@@ -637,26 +749,32 @@ impl AccessIndex {
     /// whose object left the shared scorecards gives nothing, even before
     /// the consequence worker removes it (R-SHARE-4).
     pub(super) fn relationship_visible_to(&self, user: &UserInfo, rel: RelationshipId) -> bool {
-        let Some(info) = self.relationships.get(&rel) else {
+        self.relationships
+            .get(&rel)
+            .is_some_and(|info| self.relation_visible_to(user, info))
+    }
+
+    /// [`Self::relationship_visible_to`] with the relationship's facts at hand.
+    fn relation_visible_to(&self, user: &UserInfo, info: &RelInfo) -> bool {
+        let Some(owner) = info
+            .object_site
+            .or_else(|| self.objects.get(&info.object).map(|o| o.site))
+        else {
             return false;
         };
-        let Some(owner) = self.objects.get(&info.object).map(|o| o.site) else {
+        let target_site = info.target_site.or_else(|| match info.target {
+            RelTarget::Scorecard(s) => self.scorecard_site(s),
+            RelTarget::Aggregation(o) => self.objects.get(&o).map(|o| o.site),
+        });
+        if target_site != Some(user.site) {
             return false;
-        };
+        }
         if !self.site_sees(user.site, owner, Target::Object(info.object)) {
             return false;
         }
         match info.target {
-            RelTarget::Scorecard(s) => {
-                self.scorecards
-                    .get(&s)
-                    .is_some_and(|sc| sc.site == user.site)
-                    && self.own_scorecard_level(user, s).is_some()
-            }
-            RelTarget::Aggregation(o) => {
-                self.objects.get(&o).is_some_and(|ob| ob.site == user.site)
-                    && self.own_object_level(user, o).is_some()
-            }
+            RelTarget::Scorecard(s) => self.own_scorecard_level(user, s).is_some(),
+            RelTarget::Aggregation(o) => self.own_object_level(user, o).is_some(),
         }
     }
 
@@ -664,6 +782,15 @@ impl AccessIndex {
 
     /// everything the user can see, filtered, one page at a time,
     /// ordered by (owner site, target id).
+    ///
+    /// A page walks the candidate owner sites (the user's own and those
+    /// sharing with it) in order from the cursor's site, takes from each
+    /// what the user sees after the cursor, in order, and stops as soon as
+    /// the page is full (one item more tells whether more follow). For the
+    /// user's own site, when the user sees all of it (Instance Admin, browse
+    /// all), that is a walk of the site's ordered targets from the cursor;
+    /// otherwise, and for partners' sites, the site's visible set is
+    /// gathered from the shows sets it comes from and sorted.
     pub fn lookup(&self, user_id: UserId, query: &LookupQuery) -> Result<LookupPage, AccessError> {
         let user = self.user(user_id)?;
         let after = query.after.as_deref().map(parse_cursor).transpose()?;
@@ -671,141 +798,208 @@ impl AccessIndex {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
         };
-        let mut found: Vec<(SiteId, Target, AccessLevel)> = Vec::new();
+        let mut items: Vec<Visible> = Vec::new();
         if user.active {
-            let wants_site = |site: SiteId| query.site.is_none_or(|s| s == site);
-            if wants_site(user.site) {
-                self.own_visible(user, query.kind, &mut found);
-            }
+            items.reserve(limit + 1);
+            let mut owners: Vec<SiteId> = vec![user.site];
             if let Some(site) = self.sites.get(&user.site) {
-                for owner in &site.sharing_with_me {
-                    if wants_site(*owner) {
-                        self.foreign_visible(user, *owner, query.kind, &mut found);
-                    }
+                owners.extend(site.sharing_with_me.iter().copied());
+            }
+            owners.retain(|owner| {
+                query.site.is_none_or(|s| s == *owner)
+                    && after.is_none_or(|(site, _)| *owner >= site)
+            });
+            owners.sort_unstable();
+            owners.dedup();
+            let mut found: Vec<(TargetKey, TargetKind, AccessLevel)> = Vec::new();
+            for owner in owners {
+                let from = after.filter(|(site, _)| *site == owner).map(|(_, key)| key);
+                let need = limit + 1 - items.len();
+                found.clear();
+                if owner == user.site {
+                    self.own_page(user, query.kind, from, need, &mut found);
+                } else {
+                    self.foreign_page(user, owner, query.kind, from, need, &mut found);
+                }
+                if found.is_empty() {
+                    continue;
+                }
+                let code = self
+                    .sites
+                    .get(&owner)
+                    .map(|s| s.code.clone())
+                    .unwrap_or_else(|| SiteCode::parse("unknown").expect("a valid code"));
+                items.extend(found.drain(..).map(|(key, kind, level)| Visible {
+                    target: key_target(key),
+                    kind,
+                    site: owner,
+                    origin_code: code.clone(),
+                    level,
+                }));
+                if items.len() > limit {
+                    break;
                 }
             }
         }
-        let key = |(site, target, _): &(SiteId, Target, AccessLevel)| (*site, target_key(*target));
-        if let Some(after) = after {
-            found.retain(|item| key(item) > after);
-        }
-        found.sort_unstable_by_key(key);
-        let more = found.len() > limit;
-        found.truncate(limit);
+        let more = items.len() > limit;
+        items.truncate(limit);
         let next = if more {
-            found.last().map(|item| format_cursor(key(item)))
+            items
+                .last()
+                .map(|v| format_cursor((v.site, target_key(v.target))))
         } else {
             None
         };
-        let items = found
-            .into_iter()
-            .map(|(site, target, level)| Visible {
-                target,
-                kind: self.kind_of(target),
-                site,
-                origin_code: self
-                    .sites
-                    .get(&site)
-                    .map(|s| s.code.clone())
-                    .unwrap_or_else(|| SiteCode::parse("unknown").expect("a valid code")),
-                level,
-            })
-            .collect();
         Ok(LookupPage { items, next })
     }
 
-    pub(super) fn kind_of(&self, target: Target) -> TargetKind {
-        match target {
-            Target::Scorecard(_) => TargetKind::Scorecard,
-            Target::Object(o) => self
-                .objects
-                .get(&o)
-                .map(|o| TargetKind::Object(o.kind))
-                .unwrap_or(TargetKind::Scorecard),
-        }
-    }
-
-    fn own_visible(
+    /// The user's own site: up to `need` targets after `from`, in order.
+    fn own_page(
         &self,
         user: &UserInfo,
         kind: Option<TargetKind>,
-        out: &mut Vec<(SiteId, Target, AccessLevel)>,
+        from: Option<TargetKey>,
+        need: usize,
+        out: &mut Vec<(TargetKey, TargetKind, AccessLevel)>,
     ) {
         let Some(site) = self.sites.get(&user.site) else {
             return;
         };
-        let site_id = user.site;
-        if kind.is_none_or(|k| k == TargetKind::Scorecard) {
-            for s in &site.scorecards {
-                if let Some(level) = self.own_scorecard_level(user, *s) {
-                    out.push((site_id, Target::Scorecard(*s), level));
+        let wants = |k: TargetKind| kind.is_none_or(|w| w == k);
+        let admin = user.has(PermissionFlag::InstanceAdmin);
+        let all = user.has(PermissionFlag::AllScorecards);
+        if admin || self.browses_all(user) {
+            // Every scorecard has a level, and every object for All
+            // Scorecards: walk the site in order from the cursor. With All
+            // Scorecards and no Instance Admin an object's level is the
+            // highest assigned on a scorecard it shows on, else Browser:
+            // gathered once from the assigned scorecards' shows sets.
+            let assigned = (all && !admin).then(|| self.assigned_levels(user));
+            let range = match from {
+                Some(key) => (Bound::Excluded(key), Bound::Unbounded),
+                None => (Bound::Unbounded, Bound::Unbounded),
+            };
+            for (key, k) in site.targets.range(range) {
+                if out.len() >= need {
+                    break;
+                }
+                if !wants(*k) {
+                    continue;
+                }
+                let level = match (key_target(*key), &assigned) {
+                    (Target::Scorecard(s), _) => self.own_scorecard_level(user, s),
+                    (Target::Object(o), Some(assigned)) => {
+                        Some(assigned.get(&o).copied().unwrap_or(AccessLevel::Browser))
+                    }
+                    (Target::Object(_), None) if admin && all => Some(AccessLevel::ScorecardAdmin),
+                    (Target::Object(o), None) => self.own_object_level(user, o),
+                };
+                if let Some(level) = level {
+                    out.push((*key, *k, level));
                 }
             }
-        }
-        if kind == Some(TargetKind::Scorecard) {
             return;
         }
-        let wants = |o: &ObjectId| {
-            kind.is_none_or(|k| self.objects.get(o).map(|i| TargetKind::Object(i.kind)) == Some(k))
-        };
-        let broad = user.has(PermissionFlag::InstanceAdmin) || self.browses_all(user);
-        if broad {
-            for o in site.objects.iter().filter(|o| wants(o)) {
-                if let Some(level) = self.own_object_level(user, *o) {
-                    out.push((site_id, Target::Object(*o), level));
+        // Otherwise only the assigned scorecards of the site and what they
+        // show, at the highest level assigned on a scorecard it shows on.
+        let mut levels: FxHashMap<ObjectId, (ObjectKind, AccessLevel)> = FxHashMap::default();
+        let mut found: Vec<(TargetKey, TargetKind, AccessLevel)> = Vec::new();
+        let after = |key: &TargetKey| from.is_none_or(|f| *key > f);
+        for (s, (level, _)) in &user.assigned {
+            let Some(scorecard) = self.scorecards.get(s).filter(|s| s.site == user.site) else {
+                continue;
+            };
+            let key = target_key(Target::Scorecard(*s));
+            if wants(TargetKind::Scorecard) && after(&key) {
+                found.push((key, TargetKind::Scorecard, *level));
+            }
+            if kind == Some(TargetKind::Scorecard) {
+                continue;
+            }
+            for (o, k) in &scorecard.shows {
+                if wants(TargetKind::Object(*k)) && after(&target_key(Target::Object(*o))) {
+                    let entry = levels.entry(*o).or_insert((*k, *level));
+                    entry.1 = entry.1.max(*level);
                 }
             }
-        } else {
-            let mut seen: FxHashSet<ObjectId> = FxHashSet::default();
-            for s in user.assigned.keys() {
-                let Some(scorecard) = self.scorecards.get(s).filter(|s| s.site == site_id) else {
+        }
+        if !levels.is_empty() {
+            // Another site's scorecard assigned to the user counts too if
+            // one of these objects shows on it.
+            for (s, (level, _)) in &user.assigned {
+                let Some(scorecard) = self.scorecards.get(s).filter(|s| s.site != user.site) else {
                     continue;
                 };
-                for o in &scorecard.shows {
-                    if wants(o) && seen.insert(*o) {
-                        if let Some(level) = self.own_object_level(user, *o) {
-                            out.push((site_id, Target::Object(*o), level));
-                        }
+                for o in scorecard.shows.keys() {
+                    if let Some(entry) = levels.get_mut(o) {
+                        entry.1 = entry.1.max(*level);
                     }
                 }
             }
         }
+        found.extend(
+            levels.into_iter().map(|(o, (k, level))| {
+                (target_key(Target::Object(o)), TargetKind::Object(k), level)
+            }),
+        );
+        found.sort_unstable_by_key(|item| item.0);
+        out.extend(found.into_iter().take(need));
     }
 
-    fn foreign_visible(
+    /// The highest level assigned to the user on a scorecard each object
+    /// shows on, for the objects that show on an assigned scorecard.
+    fn assigned_levels(&self, user: &UserInfo) -> FxHashMap<ObjectId, AccessLevel> {
+        let mut levels: FxHashMap<ObjectId, AccessLevel> = FxHashMap::default();
+        for (s, (level, _)) in &user.assigned {
+            if let Some(scorecard) = self.scorecards.get(s) {
+                for o in scorecard.shows.keys() {
+                    let entry = levels.entry(*o).or_insert(*level);
+                    *entry = (*entry).max(*level);
+                }
+            }
+        }
+        levels
+    }
+
+    /// A partner's site: up to `need` targets after `from`, in order.
+    fn foreign_page(
         &self,
         user: &UserInfo,
         owner: SiteId,
         kind: Option<TargetKind>,
-        out: &mut Vec<(SiteId, Target, AccessLevel)>,
+        from: Option<TargetKey>,
+        need: usize,
+        out: &mut Vec<(TargetKey, TargetKind, AccessLevel)>,
     ) {
         let Some(shared) = self.shared(owner, user.site) else {
             return;
         };
+        let wants = |k: TargetKind| kind.is_none_or(|w| w == k);
+        let after = |key: &TargetKey| from.is_none_or(|f| *key > f);
         let all = user.has(PermissionFlag::AllScorecards);
-        if kind.is_none_or(|k| k == TargetKind::Scorecard) {
-            for s in shared.keys() {
-                if all || user.assigned.contains_key(s) {
-                    out.push((owner, Target::Scorecard(*s), AccessLevel::Browser));
-                }
-            }
-        }
-        if kind == Some(TargetKind::Scorecard) {
-            return;
-        }
-        let wants = |o: &ObjectId| {
-            kind.is_none_or(|k| self.objects.get(o).map(|i| TargetKind::Object(i.kind)) == Some(k))
-        };
-        let mut seen: FxHashSet<ObjectId> = FxHashSet::default();
+        let objects = kind != Some(TargetKind::Scorecard);
+        let mut found: Vec<(TargetKey, TargetKind)> = Vec::new();
         for s in shared.keys() {
             if !(all || user.assigned.contains_key(s)) {
                 continue;
             }
+            let key = target_key(Target::Scorecard(*s));
+            if wants(TargetKind::Scorecard) && after(&key) {
+                found.push((key, TargetKind::Scorecard));
+            }
+            if !objects {
+                continue;
+            }
             if let Some(scorecard) = self.scorecards.get(s) {
-                seen.extend(scorecard.shows.iter().copied().filter(|o| wants(o)));
+                for (o, k) in &scorecard.shows {
+                    let key = target_key(Target::Object(*o));
+                    if wants(TargetKind::Object(*k)) && after(&key) {
+                        found.push((key, TargetKind::Object(*k)));
+                    }
+                }
             }
         }
-        if !all {
+        if !all && objects {
             // Through relationships: the related object and what it contains,
             // as far as the site sees it.
             if let Some(site) = self.sites.get(&user.site) {
@@ -821,17 +1015,25 @@ impl AccessIndex {
                         let Some(info) = self.objects.get(&id) else {
                             continue;
                         };
-                        if wants(&id) && info.shows_on.iter().any(|s| shared.contains_key(s)) {
-                            seen.insert(id);
+                        let key = target_key(Target::Object(id));
+                        if wants(TargetKind::Object(info.kind))
+                            && after(&key)
+                            && info.shows_on.iter().any(|s| shared.contains_key(s))
+                        {
+                            found.push((key, TargetKind::Object(info.kind)));
                         }
                         stack.extend(info.children.iter().copied());
                     }
                 }
             }
         }
+        found.sort_unstable_by_key(|item| item.0);
+        found.dedup_by_key(|item| item.0);
         out.extend(
-            seen.into_iter()
-                .map(|o| (owner, Target::Object(o), AccessLevel::Browser)),
+            found
+                .into_iter()
+                .take(need)
+                .map(|(key, k)| (key, k, AccessLevel::Browser)),
         );
     }
 
@@ -927,7 +1129,15 @@ pub struct IndexSizes {
 
 /// A target's sort key within its site: its id, scorecards before objects
 /// on the (practically impossible) tie.
-type TargetKey = (uuid::Uuid, u8);
+pub(super) type TargetKey = (uuid::Uuid, u8);
+
+fn key_target((id, tag): TargetKey) -> Target {
+    if tag == 0 {
+        Target::Scorecard(ScorecardId(id))
+    } else {
+        Target::Object(ObjectId(id))
+    }
+}
 
 fn target_key(target: Target) -> TargetKey {
     match target {
