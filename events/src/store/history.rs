@@ -9,22 +9,39 @@ use super::{decode_rows, LogError, PgEventStore, EVENT_COLUMNS};
 use crate::{RecordedEvent, StreamName};
 
 impl PgEventStore {
-    /// Every event of `streams` at or below global position `until`, in
+    /// Every event of `streams` at or below global position `until`, and
+    /// the events of `partial` streams whose type is one of `types`, in
     /// global order, including events of soft-deleted streams.
     pub async fn read_streams_until(
         &self,
         streams: &[StreamName],
+        partial: &[StreamName],
+        types: &[&str],
         until: u64,
     ) -> Result<Vec<RecordedEvent>, LogError> {
         let names: Vec<&str> = streams.iter().map(StreamName::as_str).collect();
+        let partial: Vec<&str> = partial.iter().map(StreamName::as_str).collect();
+        // Stream by stream through the (stream_name, stream_revision) index:
+        // a plan that walks the global order and filters would read the
+        // whole prefix of the log.
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM sl_events \
-             WHERE stream_name = ANY($1) AND global_position <= $2 \
+            "SELECT e.* FROM unnest($1::text[]) AS s(name) CROSS JOIN LATERAL ( \
+                 SELECT {EVENT_COLUMNS} FROM sl_events \
+                 WHERE stream_name = s.name AND global_position <= $2 \
+                 ORDER BY stream_revision) e \
+             UNION ALL \
+             SELECT e.* FROM unnest($3::text[]) AS s(name) CROSS JOIN LATERAL ( \
+                 SELECT {EVENT_COLUMNS} FROM sl_events \
+                 WHERE stream_name = s.name AND global_position <= $2 \
+                   AND event_type = ANY($4) \
+                 ORDER BY stream_revision) e \
              ORDER BY global_position"
         );
         let query = sqlx::query(&sql)
             .bind(names)
-            .bind(i64::try_from(until).unwrap_or(i64::MAX));
+            .bind(i64::try_from(until).unwrap_or(i64::MAX))
+            .bind(partial)
+            .bind(types);
         decode_rows(query, &self.pool, 1024).await
     }
 

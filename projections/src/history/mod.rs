@@ -224,22 +224,34 @@ impl History {
     }
 
     /// Replays `sites`' site and content streams and the connections between
-    /// `centre` and each other site, up to `position`.
+    /// `centre` and each other site, up to `position`. With `users_of_centre`
+    /// (questions about the centre's users), the other sites' users cannot
+    /// matter: of their site streams only `SiteRegistered` (their code) is
+    /// read.
     async fn replay(
         &self,
         centre: SiteId,
         sites: &BTreeSet<SiteId>,
         position: u64,
+        users_of_centre: bool,
     ) -> Result<PastIndex, HistoryError> {
         let mut streams = Vec::with_capacity(sites.len() * 3);
+        let mut codes_only = Vec::new();
         for &site in sites {
-            streams.push(stream(site_stream(site)));
+            if site == centre || !users_of_centre {
+                streams.push(stream(site_stream(site)));
+            } else {
+                codes_only.push(stream(site_stream(site)));
+            }
             streams.push(stream(content_stream(site)));
             if site != centre {
                 streams.push(stream(connection_stream(centre, site)));
             }
         }
-        let events = self.store.read_streams_until(&streams, position).await?;
+        let events = self
+            .store
+            .read_streams_until(&streams, &codes_only, &["SiteRegistered"], position)
+            .await?;
         let mut index = AccessIndex::new();
         for event in &events {
             index.apply(event)?;
@@ -261,7 +273,19 @@ impl History {
     ) -> Result<PastIndex, HistoryError> {
         let mut sites = self.partners(centre).await?;
         sites.insert(centre);
-        self.replay(centre, &sites, position).await
+        self.replay(centre, &sites, position, false).await
+    }
+
+    /// Like [`History::index_around`], for questions about `centre`'s own
+    /// users only: the partners' users are left out.
+    pub async fn index_for_users_of(
+        &self,
+        centre: SiteId,
+        position: u64,
+    ) -> Result<PastIndex, HistoryError> {
+        let mut sites = self.partners(centre).await?;
+        sites.insert(centre);
+        self.replay(centre, &sites, position, true).await
     }
 
     /// The index for questions about `user`, or `UnknownUser` if they did
@@ -271,7 +295,27 @@ impl History {
             .site_of_user(user, position)
             .await?
             .ok_or(AccessError::UnknownUser(user))?;
-        self.index_around(site, position).await
+        self.index_for_users_of(site, position).await
+    }
+
+    /// The index for questions about `user` and `target` alone:
+    /// the user's site and the target's owner, and the connection between
+    /// them. What the user's site holds of other partners (relationships to
+    /// their objects) cannot change the user's access to this target.
+    pub async fn index_for_pair(
+        &self,
+        user: UserId,
+        target: Target,
+        position: u64,
+    ) -> Result<PastIndex, HistoryError> {
+        let (site, owner) = tokio::try_join!(
+            self.site_of_user(user, position),
+            self.owner_of(target, position)
+        )?;
+        let site = site.ok_or(AccessError::UnknownUser(user))?;
+        let mut sites = BTreeSet::from([site]);
+        sites.extend(owner);
+        self.replay(site, &sites, position, true).await
     }
 
     /// Q-1 as of a moment: the user's level on the target.
@@ -282,7 +326,7 @@ impl History {
         target: Target,
     ) -> Result<(u64, Option<AccessLevel>), HistoryError> {
         let position = self.position(at).await?;
-        let past = self.index_for_user(user, position).await?;
+        let past = self.index_for_pair(user, target, position).await?;
         Ok((position, past.index.level(user, target)?))
     }
 
@@ -295,7 +339,7 @@ impl History {
         action: Action,
     ) -> Result<(u64, bool), HistoryError> {
         let position = self.position(at).await?;
-        let past = self.index_for_user(user, position).await?;
+        let past = self.index_for_pair(user, target, position).await?;
         Ok((position, past.index.check(user, target, action)?))
     }
 
@@ -334,7 +378,7 @@ impl History {
         target: Target,
     ) -> Result<(u64, Explanation), HistoryError> {
         let position = self.position(at).await?;
-        let past = self.index_for_user(user, position).await?;
+        let past = self.index_for_pair(user, target, position).await?;
         Ok((position, past.index.explain(user, target)?))
     }
 
@@ -396,7 +440,7 @@ impl History {
                 let Some(site) = self.site_of_user(user, position).await? else {
                     return Ok(out);
                 };
-                let past = self.index_around(site, position).await?;
+                let past = self.index_for_users_of(site, position).await?;
                 for item in complete_lookup(&past.index, user, None)? {
                     out.insert((user, item.target), (site, item.site, item.level));
                 }
