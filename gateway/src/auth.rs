@@ -8,9 +8,8 @@
 //! leaked table grants nothing). A random 192-bit secret needs no slow
 //! password hash: SHA-256 cannot be reversed and guessing is hopeless.
 //!
-//! Verified tokens are cached in the process for [`CACHE_TTL`]; revoking
-//! through this process clears the cache at once, other processes notice
-//! within the TTL.
+//! Verified tokens are cached in the process for [`CACHE_TTL`]: a token
+//! revoked (with `shareledger token revoke`) stops working within that time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

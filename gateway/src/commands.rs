@@ -6,7 +6,9 @@
 //! newtypes (`SiteCode`, `Username`, `SeatLimit`, …), whose deserializers
 //! refuse invalid values, and unknown fields are refused too. The caller's
 //! token gives the actor; the `Idempotency-Key` header (a UUID) gives the
-//! key: re-sending it returns the first result and writes nothing.
+//! key: re-sending it (same token, same command) returns the first result
+//! and writes nothing. Keys are scoped to the token and the command, so a
+//! key reused by another caller or for another command is a new command.
 //!
 //! The response's `position` is the consistency token: pass it as
 //! `min_position` to any query to read at least this fresh.
@@ -59,7 +61,8 @@ pub struct CommandResult {
     /// The command's name.
     pub command: String,
     /// The consistency token: the global position of the last event the
-    /// command wrote (or, when it wrote nothing, of the first send's last).
+    /// command wrote (of the first send's, when replayed; the log's head
+    /// when the command had nothing to write).
     pub position: u64,
     /// True when the idempotency key had been used: this is the first
     /// send's result and nothing was written now.
@@ -113,6 +116,23 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Uuid, ApiError> {
         .ok_or(ApiError::BadIdempotencyKey)
 }
 
+/// Namespace of the keys the gateway derives from callers' keys.
+const SCOPED_KEY_NAMESPACE: Uuid = Uuid::from_u128(0x2c7b_91d4_6e03_4a8f_b5c1_d09e_7f36_a2b8);
+
+/// The key the command service sees: the caller's key scoped to the token
+/// and the command, so that one caller's key can never replay (and reveal)
+/// another caller's result, nor another command's.
+fn scoped_key(principal: &Principal, command: &str, key: Uuid) -> Uuid {
+    let caller = match principal {
+        Principal::User { user, token, .. } => format!("{token}:{}", user.0),
+        Principal::Auditor { token, .. } | Principal::Operator { token, .. } => token.to_string(),
+    };
+    Uuid::new_v5(
+        &SCOPED_KEY_NAMESPACE,
+        format!("{caller}:{command}:{key}").as_bytes(),
+    )
+}
+
 /// Parses a JSON body: syntax errors are 400, shape and value errors 422.
 pub fn parse_json<T: DeserializeOwned>(
     headers: &HeaderMap,
@@ -153,6 +173,7 @@ async fn run<C: CommandBody>(
     let actor = principal.actor()?;
     let key = idempotency_key(headers)?;
     let command: C = parse_json(headers, body, state.options().body_limit)?;
+    let key = scoped_key(principal, C::NAME, key);
     let issued = Issued { actor, key };
     let started = Instant::now();
     let result = command.execute(state.service(), &issued).await;

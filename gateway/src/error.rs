@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use shareledger_commands::CommandError;
 use shareledger_core::DomainError;
+use shareledger_events::envelope::InvalidInput;
+use shareledger_events::store::LogError;
 use shareledger_projections::access::AccessError;
 use shareledger_projections::history::HistoryError;
 use shareledger_projections::ProjectionError;
@@ -151,6 +153,9 @@ impl ApiError {
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Command(CommandError::Domain(e)) => (domain_status(e), e.code()),
             Command(e @ CommandError::Contended { .. }) => (StatusCode::CONFLICT, e.code()),
+            Command(CommandError::Log(LogError::Invalid(InvalidInput::EventTooLarge {
+                ..
+            }))) => (StatusCode::UNPROCESSABLE_ENTITY, "event_too_large"),
             Command(CommandError::Decode(_) | CommandError::Log(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
