@@ -631,12 +631,14 @@ pub async fn verify(
         println!("log head        {}", report.log_head);
         println!("sealed up to    {}", report.sealed_up_to.position);
         println!("not sealed yet  {}", report.unsealed);
-        println!(
-            "chain head      {}  (keep it outside the database; pass it as --anchor later)",
-            report.sealed_up_to
-        );
         match &report.problem {
-            None => println!("INTACT: every sealed event matches its seal"),
+            None => {
+                println!(
+                    "chain head      {}  (keep it outside the database; pass it as --anchor later)",
+                    report.sealed_up_to
+                );
+                println!("INTACT: every sealed event matches its seal");
+            }
             Some(problem) => println!("TAMPERED: {problem}"),
         }
     }
@@ -649,7 +651,10 @@ fn parse_anchor(raw: &str) -> anyhow::Result<ChainAnchor> {
         .split_once(':')
         .context("an anchor is <position>:<64 hex digits>")?;
     let position: u64 = position.parse().context("the anchor's position")?;
-    anyhow::ensure!(hex.len() == 64, "the anchor's hash has 64 hex digits");
+    anyhow::ensure!(
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the anchor's hash is 64 hex digits"
+    );
     let mut chain_hash = [0u8; 32];
     for (i, byte) in chain_hash.iter_mut().enumerate() {
         *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).context("the anchor's hash")?;

@@ -161,6 +161,7 @@ enum TokenCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    restore_sigpipe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -168,6 +169,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        // Needs no database: never start a private cluster for it.
+        print!("{}", shareledger_gateway::openapi::document_json());
+        return Ok(());
+    }
 
     let mut private = None;
     let url = match &cli.database_url {
@@ -204,6 +210,9 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
     }
     let connections = match cli.command {
         Command::Serve { db_connections, .. } => db_connections.max(2),
+        // The read models' runtime needs two connections per projection,
+        // four while rebuilding, and some for its batches.
+        Command::Replay { .. } | Command::History(_) | Command::Export { .. } => 16,
         _ => 4,
     };
     let pool = PgPoolOptions::new()
@@ -323,6 +332,17 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Output piped into `head` ends quietly, as other Unix tools do, rather
+/// than with a panic on the broken pipe (Rust ignores SIGPIPE by default).
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any thread is spawned;
+    // resetting a signal's disposition to its default is always sound.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
