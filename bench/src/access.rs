@@ -53,8 +53,8 @@
 //! from the generated world, a question about a known id is an error).
 
 mod cedar;
-mod load;
-mod world;
+pub(crate) mod load;
+pub(crate) mod world;
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -383,6 +383,13 @@ async fn compare_batch(
     Ok(())
 }
 
+/// `sealing_single_c8` on its own (the `audit` benchmark's last line).
+pub async fn compare_sealing_single(args: CommonArgs) -> anyhow::Result<()> {
+    let settings = Settings::new(args.quick);
+    let workload = Arc::new(Workload::new());
+    compare_sealing(1, settings.timing, &workload).await
+}
+
 /// Our appends with a sealer following the log against our appends alone,
 /// at 8 concurrent appenders.
 async fn compare_sealing(

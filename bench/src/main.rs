@@ -17,11 +17,13 @@
 //! cargo run --release -p shareledger-bench -- append [--quick]
 //! cargo run --release -p shareledger-bench -- commands [--quick]
 //! cargo run --release -p shareledger-bench -- access [--quick]
+//! cargo run --release -p shareledger-bench -- audit [--quick]
 //! cargo run --release -p shareledger-bench -- http [--quick]
 //! ```
 
 mod access;
 mod append;
+mod audit;
 mod commands;
 mod http;
 mod report;
@@ -47,6 +49,9 @@ enum Command {
     /// The access index on a large generated world: rebuild from the log vs
     /// a raw scan, checks vs Cedar and SQL, lookups, memory.
     Access(CommonArgs),
+    /// Looking back on a ~1,000,000-event log: as-of checks and lookups vs a
+    /// full replay, verify vs a raw scan, appends with and without the sealer.
+    Audit(CommonArgs),
     /// The HTTP API under load on loopback: checks and commands vs the
     /// stack's trivial-endpoint limit and the in-process commands.
     Http(CommonArgs),
@@ -78,6 +83,10 @@ fn main() -> anyhow::Result<()> {
             Command::Access(args) => {
                 report::print_header("access", args.quick).await?;
                 access::run(args).await
+            }
+            Command::Audit(args) => {
+                report::print_header("audit", args.quick).await?;
+                audit::run(args).await
             }
             Command::Http(args) => {
                 report::print_header("http", args.quick).await?;
