@@ -51,6 +51,15 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// How logs (stderr) are written.
+    #[arg(
+        long,
+        env = "SHARELEDGER_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -133,6 +142,13 @@ enum Command {
     },
 }
 
+/// The log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum TokenCommand {
     /// Issue a token; its secret is printed once and never stored.
@@ -162,13 +178,24 @@ enum TokenCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     restore_sigpipe();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // Logs go to stderr: JSON lines with `--log-format json` (for log
+    // collectors), readable text otherwise. `RUST_LOG` sets the level; the
+    // service logs its requests at info.
+    let default_level = if matches!(cli.command, Command::Serve { .. }) {
+        "info,sqlx=warn"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_level.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
     if let Command::Openapi = cli.command {
         // Needs no database: never start a private cluster for it.
         print!("{}", shareledger_gateway::openapi::document_json());

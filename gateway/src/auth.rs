@@ -241,7 +241,7 @@ pub async fn revoke(pool: &PgPool, token_id: Uuid) -> Result<bool, sqlx::Error> 
 }
 
 /// Verified tokens by the SHA-256 of their secret, with when verified.
-type Cache = HashMap<[u8; 32], (TokenRecord, Instant)>;
+type Cache = HashMap<[u8; 32], (Arc<TokenRecord>, Instant)>;
 
 /// Verifies bearer tokens, with a short cache.
 #[derive(Debug, Clone)]
@@ -264,7 +264,7 @@ impl Tokens {
     }
 
     /// The token's record, if it is ours, unrevoked and unexpired.
-    pub async fn verify(&self, bearer: &str) -> Result<TokenRecord, ApiError> {
+    pub async fn verify(&self, bearer: &str) -> Result<Arc<TokenRecord>, ApiError> {
         if !bearer.starts_with("sl_") || bearer.len() != 51 {
             return Err(ApiError::BadToken);
         }
@@ -274,7 +274,7 @@ impl Tokens {
             cache
                 .get(&key)
                 .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-                .map(|(r, _)| r.clone())
+                .map(|(r, _)| Arc::clone(r))
         };
         let record = match cached {
             Some(record) => record,
@@ -285,12 +285,12 @@ impl Tokens {
                 .bind(&key[..])
                 .fetch_optional(&self.pool)
                 .await?;
-                let record = record(row.ok_or(ApiError::BadToken)?);
+                let record = Arc::new(record(row.ok_or(ApiError::BadToken)?));
                 let mut cache = self.cache.lock().expect("token cache");
                 if cache.len() > 100_000 {
                     cache.clear();
                 }
-                cache.insert(key, (record.clone(), Instant::now()));
+                cache.insert(key, (Arc::clone(&record), Instant::now()));
                 record
             }
         };
@@ -456,7 +456,7 @@ impl FromRequestParts<AppState> for Principal {
                 token: record.token_id,
             }),
             TokenKind::Operator => Ok(Principal::Operator {
-                name: record.name,
+                name: record.name.clone(),
                 token: record.token_id,
             }),
         }

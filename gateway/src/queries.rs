@@ -152,8 +152,10 @@ pub async fn check(
         .await?;
     may_ask(&principal, &index, user)?;
     may_see(&principal, &index, target)?;
+    // One evaluation: a check is the level compared with what the action
+    // needs (the oracle test holds `check` and `level` to that).
     let level = index.level(user, target)?;
-    let allowed = index.check(user, target, p.action)?;
+    let allowed = level.is_some_and(|l| l >= p.action.required_level());
     Ok(Json(CheckAnswer {
         user_id: user,
         target,

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{decode_rows, LogError, PgEventStore, EVENT_COLUMNS};
+use super::{recorded_event, LogError, PgEventStore, EVENT_COLUMNS};
 use crate::{RecordedEvent, StreamName};
 
 impl PgEventStore {
@@ -42,7 +42,21 @@ impl PgEventStore {
             .bind(i64::try_from(until).unwrap_or(i64::MAX))
             .bind(partial)
             .bind(types);
-        decode_rows(query, &self.pool, 1024).await
+        // A big site's streams are tens of thousands of rows: let the merge
+        // sort them in memory rather than spill to disk (this statement only).
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL work_mem = '64MB'")
+            .execute(&mut *tx)
+            .await?;
+        use futures::TryStreamExt;
+        let mut rows = query.fetch(&mut *tx);
+        let mut events = Vec::with_capacity(1024);
+        while let Some(row) = rows.try_next().await? {
+            events.push(recorded_event(&row)?);
+        }
+        drop(rows);
+        tx.commit().await?;
+        Ok(events)
     }
 
     /// The names of the streams that start with `prefix` and contain

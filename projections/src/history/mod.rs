@@ -133,6 +133,13 @@ fn stream(name: String) -> StreamName {
     StreamName::parse(&name).expect("catalog stream names are valid")
 }
 
+/// The site of the earliest of creation events (stream name, position).
+fn first_site(rows: Vec<(String, i64)>) -> Option<SiteId> {
+    rows.into_iter()
+        .min_by_key(|(_, position)| *position)
+        .and_then(|(name, _)| site_of_stream(&name))
+}
+
 /// The site of a `site-…`/`content-…` stream name.
 fn site_of_stream(name: &str) -> Option<SiteId> {
     let suffix = name.split_once('-')?.1;
@@ -165,17 +172,19 @@ impl History {
         user: UserId,
         position: u64,
     ) -> Result<Option<SiteId>, HistoryError> {
-        let name: Option<String> = sqlx::query_scalar(
-            "SELECT stream_name FROM sl_events \
-             WHERE event_type = 'UserAdded' AND data -> 'user' ->> 'user_id' = $1 \
-               AND global_position <= $2 \
-             ORDER BY global_position LIMIT 1",
+        // No ORDER BY … LIMIT: with it PostgreSQL may walk the log in global
+        // order hoping for an early match instead of using the partial
+        // index. An id is created once; the earliest creation wins anyway.
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT stream_name, global_position FROM sl_events \
+             WHERE event_type = 'UserAdded' AND (data -> 'user' ->> 'user_id') = $1 \
+               AND global_position <= $2",
         )
         .bind(user.0.to_string())
         .bind(position as i64)
-        .fetch_optional(self.store.pool())
+        .fetch_all(self.store.pool())
         .await?;
-        Ok(name.as_deref().and_then(site_of_stream))
+        Ok(first_site(rows))
     }
 
     /// The site a target belonged to, if it existed at `position`.
@@ -186,24 +195,24 @@ impl History {
     ) -> Result<Option<SiteId>, HistoryError> {
         let (sql, id) = match target {
             Target::Scorecard(id) => (
-                "SELECT stream_name FROM sl_events \
-                 WHERE event_type = 'ScorecardCreated' AND data ->> 'scorecard_id' = $1 \
-                   AND global_position <= $2 ORDER BY global_position LIMIT 1",
+                "SELECT stream_name, global_position FROM sl_events \
+                 WHERE event_type = 'ScorecardCreated' AND (data ->> 'scorecard_id') = $1 \
+                   AND global_position <= $2",
                 id.0,
             ),
             Target::Object(id) => (
-                "SELECT stream_name FROM sl_events \
-                 WHERE event_type = 'ObjectCreated' AND data ->> 'object_id' = $1 \
-                   AND global_position <= $2 ORDER BY global_position LIMIT 1",
+                "SELECT stream_name, global_position FROM sl_events \
+                 WHERE event_type = 'ObjectCreated' AND (data ->> 'object_id') = $1 \
+                   AND global_position <= $2",
                 id.0,
             ),
         };
-        let name: Option<String> = sqlx::query_scalar(sql)
+        let rows: Vec<(String, i64)> = sqlx::query_as(sql)
             .bind(id.to_string())
             .bind(position as i64)
-            .fetch_optional(self.store.pool())
+            .fetch_all(self.store.pool())
             .await?;
-        Ok(name.as_deref().and_then(site_of_stream))
+        Ok(first_site(rows))
     }
 
     /// The sites `site` has (or had) a connection stream with.
