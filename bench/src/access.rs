@@ -140,8 +140,15 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
     report::quiesce(db.pool()).await;
 
     let index = compare_rebuild(&store, &world, written.events).await?;
-    let index_rss = index.1;
-    let index = index.0;
+    let (loaded, index_rss) = index;
+    // As `LiveAccess::start` serves it: laid out afresh after loading.
+    let started = Instant::now();
+    let index = loaded.compacted();
+    drop(loaded);
+    progress(&format!(
+        "rebuild: compacted the loaded index in {:.2} s",
+        started.elapsed().as_secs_f64()
+    ));
 
     let rss_before = resident_bytes()?;
     progress("cedar: building the entities");

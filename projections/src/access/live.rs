@@ -85,7 +85,18 @@ impl LiveAccess {
             stop: Arc::new(stop_tx),
         };
         match live.wait_for(head, options.load_timeout).await {
-            Ok(()) => Ok((live, task)),
+            Ok(()) => {
+                // Lay the loaded index out afresh (see `compacted`); the
+                // follower applies later events to the copy.
+                let mut index = live
+                    .index
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let compact = index.compacted();
+                *index = compact;
+                drop(index);
+                Ok((live, task))
+            }
             Err(e) => {
                 live.stop();
                 match task.await {
