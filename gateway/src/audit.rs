@@ -23,18 +23,8 @@ use shareledger_projections::timeline::{self, TimelinePage, TimelineQuery};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::queries::TargetType;
+use crate::queries::{path, query, target, TargetType};
 use crate::state::AppState;
-
-fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
-    p.map(|Path(t)| t)
-        .map_err(|e| ApiError::InvalidPath(e.body_text()))
-}
-
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(t)| t)
-        .map_err(|e| ApiError::InvalidQuery(e.body_text()))
-}
 
 /// The moment a question is about: exactly one of `at_position`, `at_time`.
 fn moment(
@@ -48,13 +38,6 @@ fn moment(
         _ => Err(ApiError::InvalidQuery(format!(
             "give exactly one of {name}_position and {name}_time (RFC 3339)"
         ))),
-    }
-}
-
-fn target(kind: TargetType, id: uuid::Uuid) -> Target {
-    match kind {
-        TargetType::Scorecard => Target::Scorecard(shareledger_core::catalog::ScorecardId(id)),
-        TargetType::Object => Target::Object(shareledger_core::catalog::ObjectId(id)),
     }
 }
 

@@ -32,13 +32,13 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Unwraps a query string, as a 400 `invalid_query` when it does not parse.
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t)
         .map_err(|e| ApiError::InvalidQuery(e.body_text()))
 }
 
 /// Unwraps path parameters, as a 400 `invalid_path` when they do not parse.
-fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+pub(crate) fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
     p.map(|Path(t)| t)
         .map_err(|e| ApiError::InvalidPath(e.body_text()))
 }
@@ -51,7 +51,7 @@ pub enum TargetType {
     Object,
 }
 
-fn target(kind: TargetType, id: uuid::Uuid) -> Target {
+pub(crate) fn target(kind: TargetType, id: uuid::Uuid) -> Target {
     match kind {
         TargetType::Scorecard => Target::Scorecard(ScorecardId(id)),
         TargetType::Object => Target::Object(ObjectId(id)),
