@@ -1,13 +1,16 @@
 //! Loading what a decision needs: a stream's events decoded into the
 //! catalog, and the expected revision to append or guard with.
 //!
-//! Streams are cached per service, as the raw events read or appended and
-//! the revision they end at. A decision may run on cached streams because
-//! every stream it read from the cache is then checked at append time
-//! (written with, or guarded at, the revision it was read at): a stale cache
-//! can only cost a retry with fresh reads, never a wrong decision. A refusal
-//! decided on cached streams is decided again on fresh ones before it is
-//! returned.
+//! Streams are cached per service, at the revision they end at: a site's
+//! and a site's content stream as their folded state (a decision then costs
+//! a clone of the state, not the decoding of every event again), any other
+//! stream as its raw events. An append through the service moves a cached
+//! entry forward (new events decoded and folded in); anything else drops it.
+//! A decision may run on cached streams because every stream it read from
+//! the cache is then checked at append time (written with, or guarded at,
+//! the revision it was read at): a stale cache can only cost a retry with
+//! fresh reads, never a wrong decision. A refusal decided on cached streams
+//! is decided again on fresh ones before it is returned.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -33,10 +36,48 @@ const CACHE_LIMIT: usize = 50_000;
 /// A stored event as the cache keeps it: type, schema version, data.
 pub(crate) type RawEvent = (String, u32, serde_json::Value);
 
+/// What the cache keeps of a stream.
+#[derive(Debug, Clone)]
+enum Body {
+    /// Its events, as stored.
+    Raw(Arc<Vec<RawEvent>>),
+    /// A site stream, folded (`None`: no `SiteRegistered` yet).
+    Site(Arc<Option<SiteState>>),
+    /// A content stream, folded.
+    Content(Arc<ContentState>),
+}
+
+impl Body {
+    /// This body with `events` (appended after it) applied; `None` if one
+    /// does not decode as the stream's events.
+    fn extended(self, events: Vec<RawEvent>) -> Option<Body> {
+        Some(match self {
+            Body::Raw(mut all) => {
+                Arc::make_mut(&mut all).extend(events);
+                Body::Raw(all)
+            }
+            Body::Site(state) => {
+                let mut state = Arc::unwrap_or_clone(state);
+                for (t, v, d) in &events {
+                    state = SiteState::evolve(state, &SiteEvent::decode(t, *v, d).ok()?);
+                }
+                Body::Site(Arc::new(state))
+            }
+            Body::Content(state) => {
+                let mut state = Arc::unwrap_or_clone(state);
+                for (t, v, d) in &events {
+                    state = state.evolve(&ContentEvent::decode(t, *v, d).ok()?);
+                }
+                Body::Content(Arc::new(state))
+            }
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Cached {
     revision: ExpectedRevision,
-    events: Arc<Vec<RawEvent>>,
+    body: Body,
 }
 
 /// The streams a service has read or written, as of their last revision.
@@ -75,8 +116,7 @@ impl StreamCache {
         events: Vec<RawEvent>,
         last: u64,
     ) {
-        let mut entries = self.entries.lock().expect("not poisoned");
-        let Some(entry) = entries.get_mut(stream) else {
+        let Some(entry) = self.entries.lock().expect("not poisoned").remove(stream) else {
             return;
         };
         let first = match entry.revision {
@@ -86,13 +126,20 @@ impl StreamCache {
         };
         let follows = entry.revision == expected
             && first.checked_add(events.len() as u64) == last.checked_add(1);
-        if follows {
-            let mut all = entry.events.as_ref().clone();
-            all.extend(events);
-            entry.events = Arc::new(all);
-            entry.revision = ExpectedRevision::Exact(last);
-        } else {
-            entries.remove(stream);
+        if !follows {
+            return;
+        }
+        // Folded outside the lock; a fresher entry put meanwhile (a read
+        // from the log) is kept.
+        if let Some(body) = entry.body.extended(events) {
+            self.entries
+                .lock()
+                .expect("not poisoned")
+                .entry(stream.to_owned())
+                .or_insert(Cached {
+                    revision: ExpectedRevision::Exact(last),
+                    body,
+                });
         }
     }
 }
@@ -135,21 +182,57 @@ impl Loaded {
         &mut self,
         stream: &str,
     ) -> Result<(Vec<E>, ExpectedRevision), CommandError> {
-        if !self.fresh {
-            if let Some(cached) = self.cache.get(stream) {
-                let events = cached
-                    .events
-                    .iter()
-                    .map(|(t, v, d)| E::decode(t, *v, d))
-                    .collect::<Result<Vec<E>, _>>()?;
-                let mut reads = self.reads.lock().expect("not poisoned");
-                reads.revisions.insert(stream.to_owned(), cached.revision);
-                reads.from_cache.push(stream.to_owned());
-                return Ok((events, cached.revision));
+        let (raw, expected) = match self.cached(stream) {
+            Some(Cached {
+                revision,
+                body: Body::Raw(raw),
+            }) => {
+                self.read(stream, revision, true);
+                (raw, revision)
             }
+            _ => {
+                let (raw, expected) = self.read_log(stream).await?;
+                self.cache.put(
+                    stream,
+                    Cached {
+                        revision: expected,
+                        body: Body::Raw(Arc::clone(&raw)),
+                    },
+                );
+                (raw, expected)
+            }
+        };
+        let events = raw
+            .iter()
+            .map(|(t, v, d)| E::decode(t, *v, d))
+            .collect::<Result<Vec<E>, _>>()?;
+        Ok((events, expected))
+    }
+
+    /// The cached entry of `stream`, unless this attempt reads fresh.
+    fn cached(&self, stream: &str) -> Option<Cached> {
+        if self.fresh {
+            None
+        } else {
+            self.cache.get(stream)
         }
+    }
+
+    /// Notes that this attempt read `stream` at `revision`.
+    fn read(&self, stream: &str, revision: ExpectedRevision, from_cache: bool) {
+        let mut reads = self.reads.lock().expect("not poisoned");
+        reads.revisions.insert(stream.to_owned(), revision);
+        if from_cache {
+            reads.from_cache.push(stream.to_owned());
+        }
+    }
+
+    /// Every stored event of `stream` from the log, and its revision.
+    async fn read_log(
+        &self,
+        stream: &str,
+    ) -> Result<(Arc<Vec<RawEvent>>, ExpectedRevision), CommandError> {
         let name = stream_name(stream);
-        let mut events = Vec::new();
         let mut raw = Vec::new();
         let mut next = 0;
         let mut last = None;
@@ -165,11 +248,6 @@ impl Loaded {
             };
             let full = page.len() == PAGE;
             for recorded in page {
-                events.push(E::decode(
-                    &recorded.event_type,
-                    recorded.schema_version,
-                    &recorded.data,
-                )?);
                 last = Some(recorded.stream_revision);
                 next = recorded.stream_revision + 1;
                 raw.push((recorded.event_type, recorded.schema_version, recorded.data));
@@ -179,19 +257,8 @@ impl Loaded {
             }
         }
         let expected = last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-        self.cache.put(
-            stream,
-            Cached {
-                revision: expected,
-                events: Arc::new(raw),
-            },
-        );
-        self.reads
-            .lock()
-            .expect("not poisoned")
-            .revisions
-            .insert(stream.to_owned(), expected);
-        Ok((events, expected))
+        self.read(stream, expected, false);
+        Ok((Arc::new(raw), expected))
     }
 
     /// A site's state (`None` if it was never registered) and its revision.
@@ -199,8 +266,28 @@ impl Loaded {
         &mut self,
         site: SiteId,
     ) -> Result<(Option<SiteState>, ExpectedRevision), CommandError> {
-        let (events, rev) = self.events::<SiteEvent>(&site_stream(site)).await?;
-        Ok((SiteState::from_events(events.iter()), rev))
+        let stream = site_stream(site);
+        if let Some(Cached {
+            revision,
+            body: Body::Site(state),
+        }) = self.cached(&stream)
+        {
+            self.read(&stream, revision, true);
+            return Ok((state.as_ref().clone(), revision));
+        }
+        let (raw, revision) = self.read_log(&stream).await?;
+        let mut state = None;
+        for (t, v, d) in raw.iter() {
+            state = SiteState::evolve(state, &SiteEvent::decode(t, *v, d)?);
+        }
+        self.cache.put(
+            &stream,
+            Cached {
+                revision,
+                body: Body::Site(Arc::new(state.clone())),
+            },
+        );
+        Ok((state, revision))
     }
 
     /// A site's content and its revision.
@@ -208,8 +295,28 @@ impl Loaded {
         &mut self,
         site: SiteId,
     ) -> Result<(ContentState, ExpectedRevision), CommandError> {
-        let (events, rev) = self.events::<ContentEvent>(&content_stream(site)).await?;
-        Ok((ContentState::from_events(site, events.iter()), rev))
+        let stream = content_stream(site);
+        if let Some(Cached {
+            revision,
+            body: Body::Content(state),
+        }) = self.cached(&stream)
+        {
+            self.read(&stream, revision, true);
+            return Ok((state.as_ref().clone(), revision));
+        }
+        let (raw, revision) = self.read_log(&stream).await?;
+        let mut state = ContentState::from_events(site, std::iter::empty());
+        for (t, v, d) in raw.iter() {
+            state = state.evolve(&ContentEvent::decode(t, *v, d)?);
+        }
+        self.cache.put(
+            &stream,
+            Cached {
+                revision,
+                body: Body::Content(Arc::new(state.clone())),
+            },
+        );
+        Ok((state, revision))
     }
 
     /// The scorecards `owner` shares with `partner` now (none unless the link
@@ -254,5 +361,94 @@ impl Loaded {
             .get(stream)
             .copied()
             .unwrap_or(ExpectedRevision::Any)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shareledger_core::catalog::{Name, ObjectKind, SeatLimit, SiteCode};
+
+    use super::*;
+
+    fn raw<E: DomainEvent>(event: &E) -> RawEvent {
+        (
+            event.event_type().to_owned(),
+            event.schema_version(),
+            event.data(),
+        )
+    }
+
+    /// A folded entry moved forward by appended events equals the fold of
+    /// the whole stream, wherever the append starts.
+    #[test]
+    fn a_cached_state_moved_forward_equals_the_fold_of_the_whole_stream() {
+        let site = SiteId::new();
+        let scorecard = ScorecardId::new();
+        let object = ObjectId::new();
+        let site_events = vec![
+            SiteEvent::SiteRegistered {
+                site_id: site,
+                code: SiteCode::parse("ACME").unwrap(),
+                name: Name::parse("Acme").unwrap(),
+                seat_limit: SeatLimit::new(5).unwrap(),
+                parent: None,
+            },
+            SiteEvent::SeatLimitSet {
+                seat_limit: SeatLimit::new(9).unwrap(),
+            },
+            SiteEvent::TwoFactorRequirementSet { required: true },
+        ];
+        let content_events = vec![
+            ContentEvent::ScorecardCreated {
+                scorecard_id: scorecard,
+                name: Name::parse("Outcomes").unwrap(),
+            },
+            ContentEvent::ObjectCreated {
+                object_id: object,
+                kind: ObjectKind::Indicator,
+                name: Name::parse("Reading").unwrap(),
+                container: None,
+            },
+            ContentEvent::ObjectPlacedOnScorecard {
+                object_id: object,
+                scorecard_id: scorecard,
+            },
+        ];
+        let whole_site = SiteState::from_events(&site_events);
+        let whole_content = ContentState::from_events(site, &content_events);
+        for k in 0..=site_events.len() {
+            let before = Body::Site(Arc::new(SiteState::from_events(&site_events[..k])));
+            let after = before
+                .extended(site_events[k..].iter().map(raw).collect())
+                .expect("our own events decode");
+            let Body::Site(state) = after else {
+                panic!("a site stays a site")
+            };
+            assert_eq!(*state, whole_site, "appended after {k} events");
+        }
+        for k in 0..=content_events.len() {
+            let before = Body::Content(Arc::new(ContentState::from_events(
+                site,
+                &content_events[..k],
+            )));
+            let after = before
+                .extended(content_events[k..].iter().map(raw).collect())
+                .expect("our own events decode");
+            let Body::Content(state) = after else {
+                panic!("content stays content")
+            };
+            assert_eq!(*state, whole_content, "appended after {k} events");
+        }
+    }
+
+    /// An event that is not the stream's kind drops the entry.
+    #[test]
+    fn an_event_of_another_kind_drops_the_cached_state() {
+        let body = Body::Site(Arc::new(None));
+        let foreign = raw(&ContentEvent::ScorecardCreated {
+            scorecard_id: ScorecardId::new(),
+            name: Name::parse("Outcomes").unwrap(),
+        });
+        assert!(body.extended(vec![foreign]).is_none());
     }
 }
