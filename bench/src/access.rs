@@ -243,7 +243,7 @@ fn trim_heap() {
 }
 
 /// This process's resident memory (VmRSS), after [`trim_heap`].
-fn resident_bytes() -> anyhow::Result<u64> {
+pub(crate) fn resident_bytes() -> anyhow::Result<u64> {
     trim_heap();
     let status = std::fs::read_to_string("/proc/self/status").context("/proc/self/status")?;
     let kb: u64 = status

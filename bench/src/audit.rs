@@ -17,6 +17,12 @@
 //! * `audit_asof_lookup`: Q-2 as of random past positions: a user's complete
 //!   lookup (every page), by `History::lookup` (the user's site and its
 //!   partners' streams). Same replay comparison.
+//! * `audit_archive`, `audit_asof_check_archive`, `audit_asof_lookup_archive`:
+//!   the same questions through `History::with_archive`: the log kept in
+//!   memory (`LiveArchive`, loaded here from the whole log: its load time and
+//!   resident memory are reported), answers checked equal to the log's;
+//!   `audit_archive`'s `ratio` = the log's as-of check p50 over the
+//!   archive's.
 //! * `audit_verify`: `verify` walking the sealed chain (events/s) against a
 //!   raw scan of the same rows (every column, jsonb as text, no hashing).
 //!   Also reports how fast the sealer sealed the whole log.
@@ -34,7 +40,7 @@ use shareledger_core::catalog::Action;
 use shareledger_events::store::{verify, PositionFrom, Sealer, SealerOptions, VerifyOptions};
 use shareledger_events::Direction;
 use shareledger_projections::access::{AccessIndex, LookupQuery, Target, MAX_PAGE};
-use shareledger_projections::history::{History, HistoryError, Moment};
+use shareledger_projections::history::{History, HistoryError, LiveArchive, Moment};
 use shareledger_tests::TestDb;
 
 use crate::access::load;
@@ -126,6 +132,129 @@ async fn full_replay(
     Ok(index)
 }
 
+/// Q-1 as of the past, timed per question.
+struct Checks {
+    times: Vec<Duration>,
+    unknown: usize,
+    answers: Vec<Option<bool>>,
+}
+
+impl Checks {
+    fn p50(&self) -> f64 {
+        quantile(&self.times, 0.5)
+    }
+
+    fn report(&self, name: &str, head: u64, replay_p50: f64, detail: Option<(f64, f64)>) {
+        let mut line = Line::new(name)
+            .text("log_events", head)
+            .text("questions", self.times.len())
+            .text("not_existing_then", self.unknown)
+            .ms("asof_p50_ms", self.p50())
+            .ms("asof_p99_ms", quantile(&self.times, 0.99))
+            .ms("asof_max_ms", quantile(&self.times, 1.0));
+        if let Some((finding_p50, mean_replayed)) = detail {
+            line = line
+                .ms("finding_sites_p50_ms", finding_p50)
+                .count("mean_events_replayed", mean_replayed);
+        }
+        line.ms("replay_p50_ms", replay_p50)
+            .ratio(replay_p50, self.p50());
+    }
+}
+
+async fn asof_checks(history: &History, qs: &[Question]) -> anyhow::Result<Checks> {
+    let mut checks = Checks {
+        times: Vec::with_capacity(qs.len()),
+        unknown: 0,
+        answers: Vec::with_capacity(qs.len()),
+    };
+    for q in qs {
+        let started = Instant::now();
+        match history
+            .check(Moment::Position(q.position), q.user, q.target, Action::View)
+            .await
+        {
+            Ok((_, allowed)) => {
+                checks.times.push(started.elapsed());
+                checks.answers.push(Some(allowed));
+            }
+            Err(HistoryError::Access(_)) => {
+                checks.unknown += 1;
+                checks.answers.push(None);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    checks.times.sort_unstable();
+    Ok(checks)
+}
+
+/// Q-2 as of the past: complete lookups (every page), timed per user.
+struct Lookups {
+    times: Vec<Duration>,
+    items: usize,
+    answers: Vec<Option<Vec<Target>>>,
+}
+
+impl Lookups {
+    fn report(&self, name: &str, head: u64, replay_p50: f64) {
+        let p50 = quantile(&self.times, 0.5);
+        Line::new(name)
+            .text("log_events", head)
+            .text("lookups", self.times.len())
+            .count(
+                "mean_items",
+                self.items as f64 / self.times.len().max(1) as f64,
+            )
+            .ms("asof_p50_ms", p50)
+            .ms("asof_p99_ms", quantile(&self.times, 0.99))
+            .ms("asof_max_ms", quantile(&self.times, 1.0))
+            .ms("replay_p50_ms", replay_p50)
+            .ratio(replay_p50, p50);
+    }
+}
+
+async fn asof_lookups(history: &History, qs: &[Question]) -> anyhow::Result<Lookups> {
+    let mut lookups = Lookups {
+        times: Vec::with_capacity(qs.len()),
+        items: 0,
+        answers: Vec::with_capacity(qs.len()),
+    };
+    for q in qs {
+        let started = Instant::now();
+        let mut query = LookupQuery {
+            limit: MAX_PAGE,
+            ..LookupQuery::default()
+        };
+        let mut targets = Vec::new();
+        let complete = loop {
+            match history
+                .lookup(Moment::Position(q.position), q.user, &query)
+                .await
+            {
+                Ok((_, page)) => {
+                    targets.extend(page.items.iter().map(|v| v.target));
+                    match page.next {
+                        Some(next) => query.after = Some(next),
+                        None => break true,
+                    }
+                }
+                Err(HistoryError::Access(_)) => break false,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if complete {
+            lookups.times.push(started.elapsed());
+            lookups.items += targets.len();
+            lookups.answers.push(Some(targets));
+        } else {
+            lookups.answers.push(None);
+        }
+    }
+    lookups.times.sort_unstable();
+    Ok(lookups)
+}
+
 pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
     let sizes = sizes(args.quick);
     progress("audit world: generating the model and its events");
@@ -144,7 +273,6 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
         .await
         .context("VACUUM sl_events")?;
     let head = store.head_position().await?;
-    let history = History::new(store.clone());
     // How PostgreSQL reads one question's streams (to stderr).
     if let Some(site) = world.sites.first() {
         let plan: Vec<String> = sqlx::query_scalar(
@@ -173,38 +301,7 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
     let samples = if args.quick { 100 } else { 300 };
     let replays = 3;
 
-    // Q-1 as of the past.
     let qs = questions(&world, head, samples);
-    let mut times = Vec::with_capacity(qs.len());
-    let mut unknown = 0;
-    for q in &qs {
-        let started = Instant::now();
-        match history
-            .check(Moment::Position(q.position), q.user, q.target, Action::View)
-            .await
-        {
-            Ok(_) => times.push(started.elapsed()),
-            Err(HistoryError::Access(_)) => unknown += 1,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    times.sort_unstable();
-    // Where an as-of check spends its time: finding the sites, and how many
-    // events it replays.
-    let mut lookups = Vec::new();
-    let mut replayed = 0usize;
-    let mut counted = 0usize;
-    for q in qs.iter().take(50) {
-        let started = Instant::now();
-        let _ = history.site_of_user(q.user, q.position).await?;
-        let _ = history.owner_of(q.target, q.position).await?;
-        lookups.push(started.elapsed());
-        if let Ok(past) = history.index_for_pair(q.user, q.target, q.position).await {
-            replayed += past.events;
-            counted += 1;
-        }
-    }
-    lookups.sort_unstable();
     let mut replay_times = Vec::new();
     for q in qs.iter().take(replays) {
         let started = Instant::now();
@@ -218,67 +315,65 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
         ));
     }
     replay_times.sort_unstable();
-    let asof_p50 = quantile(&times, 0.5);
     let replay_p50 = quantile(&replay_times, 0.5);
-    Line::new("audit_asof_check")
-        .text("log_events", head)
-        .text("questions", times.len())
-        .text("not_existing_then", unknown)
-        .ms("asof_p50_ms", asof_p50)
-        .ms("asof_p99_ms", quantile(&times, 0.99))
-        .ms("asof_max_ms", quantile(&times, 1.0))
-        .ms("finding_sites_p50_ms", quantile(&lookups, 0.5))
-        .count(
-            "mean_events_replayed",
-            replayed as f64 / counted.max(1) as f64,
-        )
-        .ms("replay_p50_ms", replay_p50)
-        .ratio(replay_p50, asof_p50);
 
-    // Q-2 as of the past: complete lookups.
-    let mut times = Vec::with_capacity(qs.len());
-    let mut items = 0usize;
-    for q in qs.iter().take(samples / 2) {
+    // From the log in PostgreSQL.
+    let from_log = History::new(store.clone());
+    let log_checks = asof_checks(&from_log, &qs).await?;
+    let log_lookups = asof_lookups(&from_log, &qs[..samples / 2]).await?;
+    // Where an as-of check spends its time: finding the sites, and how many
+    // events it replays.
+    let mut finding = Vec::new();
+    let mut replayed = 0usize;
+    let mut counted = 0usize;
+    for q in qs.iter().take(50) {
         let started = Instant::now();
-        let mut query = LookupQuery {
-            limit: MAX_PAGE,
-            ..LookupQuery::default()
-        };
-        let mut ok = true;
-        loop {
-            match history
-                .lookup(Moment::Position(q.position), q.user, &query)
-                .await
-            {
-                Ok((_, page)) => {
-                    items += page.items.len();
-                    match page.next {
-                        Some(next) => query.after = Some(next),
-                        None => break,
-                    }
-                }
-                Err(HistoryError::Access(_)) => {
-                    ok = false;
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if ok {
-            times.push(started.elapsed());
+        let _ = from_log.site_of_user(q.user, q.position).await?;
+        let _ = from_log.owner_of(q.target, q.position).await?;
+        finding.push(started.elapsed());
+        if let Ok(past) = from_log.index_for_pair(q.user, q.target, q.position).await {
+            replayed += past.events;
+            counted += 1;
         }
     }
-    times.sort_unstable();
-    let lookup_p50 = quantile(&times, 0.5);
-    Line::new("audit_asof_lookup")
+    finding.sort_unstable();
+    log_checks.report(
+        "audit_asof_check",
+        head,
+        replay_p50,
+        Some((
+            quantile(&finding, 0.5),
+            replayed as f64 / counted.max(1) as f64,
+        )),
+    );
+    log_lookups.report("audit_asof_lookup", head, replay_p50);
+
+    // From the in-memory archive, loaded from the same log.
+    let rss_before = crate::access::resident_bytes()?;
+    let started = Instant::now();
+    let (archive, follower) = LiveArchive::start(store.clone(), 5_000).await?;
+    let load_secs = started.elapsed().as_secs_f64();
+    let rss_after = crate::access::resident_bytes()?;
+    let from_archive = History::with_archive(store.clone(), archive.clone());
+    let archive_checks = asof_checks(&from_archive, &qs).await?;
+    let archive_lookups = asof_lookups(&from_archive, &qs[..samples / 2]).await?;
+    let same = archive_checks.answers == log_checks.answers
+        && archive_lookups.answers == log_lookups.answers;
+    anyhow::ensure!(same, "the archive's answers differ from the log's");
+    Line::new("audit_archive")
         .text("log_events", head)
-        .text("lookups", times.len())
-        .count("mean_items", items as f64 / times.len().max(1) as f64)
-        .ms("asof_p50_ms", lookup_p50)
-        .ms("asof_p99_ms", quantile(&times, 0.99))
-        .ms("asof_max_ms", quantile(&times, 1.0))
-        .ms("replay_p50_ms", replay_p50)
-        .ratio(replay_p50, lookup_p50);
+        .ms("load_ms", load_secs * 1000.0)
+        .count("load_events_per_s", head as f64 / load_secs)
+        .count(
+            "rss_mb",
+            rss_after.saturating_sub(rss_before) as f64 / 1_048_576.0,
+        )
+        .text("same_answers_as_log", same)
+        .ratio(log_checks.p50(), archive_checks.p50());
+    archive_checks.report("audit_asof_check_archive", head, replay_p50, None);
+    archive_lookups.report("audit_asof_lookup_archive", head, replay_p50);
+    archive.stop();
+    let _ = follower.await;
 
     // The chain: seal everything, then verify vs a raw scan.
     let sealer = Sealer::new(store.clone(), SealerOptions::default());

@@ -131,7 +131,7 @@ pub async fn check(
 ) -> Result<Json<AsOfCheckAnswer>, ApiError> {
     let p = query(params)?;
     audited_site(&principal)?;
-    let history = History::new(state.store().clone());
+    let history = state.history().clone();
     let position = history
         .position(moment(p.at_position, p.at_time, "at")?)
         .await?;
@@ -190,7 +190,7 @@ pub async fn lookup(
     if p.limit == Some(0) {
         return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
     }
-    let history = History::new(state.store().clone());
+    let history = state.history().clone();
     let position = history
         .position(moment(p.at_position, p.at_time, "at")?)
         .await?;
@@ -245,7 +245,7 @@ pub async fn viewers(
 ) -> Result<Json<AsOfViewersAnswer>, ApiError> {
     let p = query(params)?;
     audited_site(&principal)?;
-    let history = History::new(state.store().clone());
+    let history = state.history().clone();
     let position = history
         .position(moment(p.at_position, p.at_time, "at")?)
         .await?;
@@ -298,7 +298,7 @@ pub async fn explain(
 ) -> Result<Json<AsOfExplainAnswer>, ApiError> {
     let p = query(params)?;
     audited_site(&principal)?;
-    let history = History::new(state.store().clone());
+    let history = state.history().clone();
     let position = history
         .position(moment(p.at_position, p.at_time, "at")?)
         .await?;
@@ -357,7 +357,7 @@ pub async fn diff(
 ) -> Result<Json<AccessDiff>, ApiError> {
     let p = query(params)?;
     let limited = audited_site(&principal)?;
-    let history = History::new(state.store().clone());
+    let history = state.history().clone();
     let from = moment(p.from_position, p.from_time, "from")?;
     let to = moment(p.to_position, p.to_time, "to")?;
     let missing = |what: &str| ApiError::InvalidQuery(format!("scope needs {what}"));
@@ -549,7 +549,7 @@ pub async fn scorecard_timeline(
     let scorecard = path(scorecard)?;
     let p = query(params)?;
     if let Some(site) = audited_site(&principal)? {
-        let history = History::new(state.store().clone());
+        let history = state.history().clone();
         let head = state
             .store()
             .head_position()

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use shareledger_commands::{ConsequenceWorker, Service};
 use shareledger_events::store::{PgEventStore, Sealer, SealerOptions};
 use shareledger_projections::access::{LiveAccess, LiveOptions};
+use shareledger_projections::history::{History, LiveArchive};
 use shareledger_projections::read_models;
 use shareledger_projections::runtime::{ProjectionRuntime, RuntimeOptions};
 use sqlx::PgPool;
@@ -44,6 +45,10 @@ pub struct Server {
     worker: JoinHandle<()>,
     sealer: JoinHandle<()>,
     access_task: JoinHandle<Result<(), shareledger_projections::ProjectionError>>,
+    archive: Option<(
+        LiveArchive,
+        JoinHandle<Result<(), shareledger_projections::ProjectionError>>,
+    )>,
     runtime: Arc<ProjectionRuntime>,
 }
 
@@ -77,11 +82,20 @@ impl Server {
         });
         let (access, access_task) =
             LiveAccess::start(store.clone(), LiveOptions::default()).await?;
+        let archive = if options.history_archive {
+            Some(LiveArchive::start(store.clone(), LiveOptions::default().page_size).await?)
+        } else {
+            None
+        };
+        let history = match &archive {
+            Some((archive, _)) => History::with_archive(store.clone(), archive.clone()),
+            None => History::new(store.clone()),
+        };
         let runtime = Arc::new(
             ProjectionRuntime::start(store.clone(), read_models(), RuntimeOptions::default())
                 .await?,
         );
-        let state = AppState::new(service, access, Arc::clone(&runtime), options);
+        let state = AppState::new(service, access, history, Arc::clone(&runtime), options);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Listen { addr, source })?;
@@ -105,6 +119,7 @@ impl Server {
             worker,
             sealer,
             access_task,
+            archive,
             runtime,
         })
     }
@@ -134,6 +149,7 @@ impl Server {
             worker,
             sealer,
             access_task,
+            archive,
             runtime,
             ..
         } = self;
@@ -156,6 +172,10 @@ impl Server {
         let _ = worker.await;
         let _ = sealer.await;
         let _ = access_task.await;
+        if let Some((archive, task)) = archive {
+            archive.stop();
+            let _ = task.await;
+        }
         served
     }
 }

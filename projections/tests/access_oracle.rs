@@ -50,7 +50,7 @@ use shareledger_projections::access::{
     AccessError, AccessIndex, LookupQuery, Target, TargetKind, Viewer, Visible,
 };
 use shareledger_projections::decode::{decode, Decoded};
-use shareledger_projections::history::{History, HistoryError, Moment};
+use shareledger_projections::history::{History, HistoryError, LiveArchive, Moment};
 use shareledger_tests::TestDb;
 use uuid::Uuid;
 
@@ -1652,7 +1652,23 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     // As of past positions (issue 5's time travel): the history's answers
     // equal the oracle folded from the log's prefix.
     let log = read_whole_log(&store).await;
-    let history = History::new(store.clone());
+    // Both ways of looking back: the log in PostgreSQL, and the in-memory
+    // archive (loaded from the whole log) that serves the same questions.
+    let (archive, follower) = LiveArchive::start(store.clone(), 500)
+        .await
+        .expect("the archive loads");
+    prop_assert_eq!(
+        archive.position(),
+        applied,
+        "the archive loaded the whole log"
+    );
+    let histories = [
+        ("the log", History::new(store.clone())),
+        (
+            "the archive",
+            History::with_archive(store.clone(), archive.clone()),
+        ),
+    ];
     let mut past: Vec<u64> = Vec::new();
     if let Some(&first) = boundaries.get(steps.saturating_sub(1)) {
         past.push(first);
@@ -1669,20 +1685,23 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             .cloned()
             .collect();
         let oracle = Oracle::fold(&prefix);
-        let diffs = compare_past(&world, &history, &oracle, position).await;
-        if !diffs.is_empty() {
-            let shown: Vec<&String> = diffs.iter().take(40).collect();
-            return Err(TestCaseError::fail(format!(
-                "as of position {position} (head {applied}), the history disagrees with the \
-                 oracle in {} answers:\n  {}",
-                diffs.len(),
-                shown
-                    .iter()
-                    .map(|d| d.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n  ")
-            )));
+        for (source, history) in &histories {
+            let diffs = compare_past(&world, history, &oracle, position).await;
+            if !diffs.is_empty() {
+                let shown: Vec<&String> = diffs.iter().take(40).collect();
+                return Err(TestCaseError::fail(format!(
+                    "as of position {position} (head {applied}), the history read from \
+                     {source} disagrees with the oracle in {} answers:\n  {}",
+                    diffs.len(),
+                    shown
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n  ")
+                )));
+            }
         }
+        let history = &histories[1].1;
         if boundaries.contains(&position) && position > 0 {
             // A command's events share their recorded time: the time of a
             // step's last event stands for that step's end.
@@ -1694,6 +1713,8 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             prop_assert_eq!(got, position, "the position recorded at {}", at);
         }
     }
+    archive.stop();
+    let _ = follower.await;
 
     // Ids never seen are errors, not denials.
     let known_user = world.users[0][0];

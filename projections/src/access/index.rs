@@ -209,6 +209,40 @@ impl AccessIndex {
             return Ok(());
         }
         self.events.push(EventRef::of(event));
+        self.apply_fact(decoded);
+        Ok(())
+    }
+
+    /// Whether [`AccessIndex::apply`] does anything with this event: events
+    /// it does not use may be left out of a replay.
+    pub fn uses(decoded: &Decoded) -> bool {
+        matters(decoded)
+    }
+
+    /// [`AccessIndex::apply`] for an event decoded already: `provenance`
+    /// names it (its position must follow the last one applied).
+    pub fn apply_decoded(
+        &mut self,
+        provenance: &EventRef,
+        decoded: &Decoded,
+    ) -> Result<(), ProjectionError> {
+        if provenance.position <= self.position {
+            return Err(ProjectionError::OutOfOrder {
+                position: provenance.position,
+                applied: self.position,
+            });
+        }
+        self.position = provenance.position;
+        if !matters(decoded) {
+            return Ok(());
+        }
+        self.events.push(provenance.clone());
+        self.apply_fact(decoded.clone());
+        Ok(())
+    }
+
+    /// Applies an event that matters, its provenance pushed last.
+    fn apply_fact(&mut self, decoded: Decoded) {
         let prov = (self.events.len() - 1) as Prov;
         match decoded {
             Decoded::Site { site, event } => self.apply_site(site, event, prov),
@@ -216,7 +250,6 @@ impl AccessIndex {
             Decoded::Content { site, event } => self.apply_content(site, event, prov),
             Decoded::Connection(event) => self.apply_connection(event, prov),
         }
-        Ok(())
     }
 
     fn apply_site(&mut self, site: SiteId, event: SiteEvent, prov: Prov) {

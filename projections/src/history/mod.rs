@@ -13,8 +13,16 @@
 //! belongs to comes from the event that created it (indexed by migration
 //! `20261124000004_history_indexes.sql`); ids never move between sites.
 //!
-//! **API boundary:** [`History`], [`Moment`], [`Scope`], [`AccessDiff`],
-//! [`HistoryError`].
+//! With a [`LiveArchive`] (`archive.rs`), the streams come from memory
+//! instead of PostgreSQL whenever the archive has reached the position: the
+//! same events, decoded once, so the same answers.
+//!
+//! **API boundary:** [`History`], [`LiveArchive`], [`Moment`], [`Scope`],
+//! [`AccessDiff`], [`HistoryError`].
+
+mod archive;
+
+pub use archive::LiveArchive;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -127,6 +135,7 @@ pub struct AccessDiff {
 #[derive(Debug, Clone)]
 pub struct History {
     store: PgEventStore,
+    archive: Option<LiveArchive>,
 }
 
 fn stream(name: String) -> StreamName {
@@ -147,8 +156,26 @@ fn site_of_stream(name: &str) -> Option<SiteId> {
 }
 
 impl History {
+    /// Looks back through the log in PostgreSQL.
     pub fn new(store: PgEventStore) -> Self {
-        Self { store }
+        Self {
+            store,
+            archive: None,
+        }
+    }
+
+    /// Looks back through `archive` where it has reached the position asked
+    /// about, through the log in PostgreSQL otherwise.
+    pub fn with_archive(store: PgEventStore, archive: LiveArchive) -> Self {
+        Self {
+            store,
+            archive: Some(archive),
+        }
+    }
+
+    /// The archive, if it holds everything up to `position`.
+    fn archive_at(&self, position: u64) -> Option<&LiveArchive> {
+        self.archive.as_ref().filter(|a| a.covers(position))
     }
 
     /// The global position a moment stands for. A position beyond the head
@@ -172,6 +199,9 @@ impl History {
         user: UserId,
         position: u64,
     ) -> Result<Option<SiteId>, HistoryError> {
+        if let Some(archive) = self.archive_at(position) {
+            return Ok(archive.site_of_user(user, position));
+        }
         // No ORDER BY … LIMIT: with it PostgreSQL may walk the log in global
         // order hoping for an early match instead of using the partial
         // index. An id is created once; the earliest creation wins anyway.
@@ -193,6 +223,9 @@ impl History {
         target: Target,
         position: u64,
     ) -> Result<Option<SiteId>, HistoryError> {
+        if let Some(archive) = self.archive_at(position) {
+            return Ok(archive.owner_of(target, position));
+        }
         let (sql, id) = match target {
             Target::Scorecard(id) => (
                 "SELECT stream_name, global_position FROM sl_events \
@@ -215,8 +248,16 @@ impl History {
         Ok(first_site(rows))
     }
 
-    /// The sites `site` has (or had) a connection stream with.
-    async fn partners(&self, site: SiteId) -> Result<BTreeSet<SiteId>, HistoryError> {
+    /// The sites `site` has (or had) a connection stream with (at least
+    /// those it had at `position`).
+    async fn partners(
+        &self,
+        site: SiteId,
+        position: u64,
+    ) -> Result<BTreeSet<SiteId>, HistoryError> {
+        if let Some(archive) = self.archive_at(position) {
+            return Ok(archive.partners(site));
+        }
         let suffix = site.stream_suffix();
         let names = self.store.stream_names("connection-", &suffix).await?;
         let mut partners = BTreeSet::new();
@@ -248,20 +289,33 @@ impl History {
         let mut codes_only = Vec::new();
         for &site in sites {
             if site == centre || !users_of_centre {
-                streams.push(stream(site_stream(site)));
+                streams.push(site_stream(site));
             } else {
-                codes_only.push(stream(site_stream(site)));
+                codes_only.push(site_stream(site));
             }
-            streams.push(stream(content_stream(site)));
+            streams.push(content_stream(site));
             if site != centre {
-                streams.push(stream(connection_stream(centre, site)));
+                streams.push(connection_stream(centre, site));
             }
         }
+        let mut index = AccessIndex::new();
+        if let Some(archive) = self.archive_at(position) {
+            let events = archive.gather(&streams, &codes_only, position);
+            for event in &events {
+                index.apply_decoded(&event.provenance, &event.decoded)?;
+            }
+            return Ok(PastIndex {
+                position,
+                index,
+                events: events.len(),
+            });
+        }
+        let streams: Vec<StreamName> = streams.into_iter().map(stream).collect();
+        let codes_only: Vec<StreamName> = codes_only.into_iter().map(stream).collect();
         let events = self
             .store
             .read_streams_until(&streams, &codes_only, &["SiteRegistered"], position)
             .await?;
-        let mut index = AccessIndex::new();
         for event in &events {
             index.apply(event)?;
         }
@@ -280,7 +334,7 @@ impl History {
         centre: SiteId,
         position: u64,
     ) -> Result<PastIndex, HistoryError> {
-        let mut sites = self.partners(centre).await?;
+        let mut sites = self.partners(centre, position).await?;
         sites.insert(centre);
         self.replay(centre, &sites, position, false).await
     }
@@ -292,7 +346,7 @@ impl History {
         centre: SiteId,
         position: u64,
     ) -> Result<PastIndex, HistoryError> {
-        let mut sites = self.partners(centre).await?;
+        let mut sites = self.partners(centre, position).await?;
         sites.insert(centre);
         self.replay(centre, &sites, position, true).await
     }

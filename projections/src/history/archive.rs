@@ -1,0 +1,278 @@
+//! The log kept in memory for looking back: every event the access model
+//! uses, decoded once, by stream, in global order, and kept current from the
+//! log like the live index.
+//!
+//! An as-of question replays a few streams up to a position into a fresh
+//! [`AccessIndex`](crate::access::AccessIndex) (see the parent module). Read
+//! from PostgreSQL, most of that time is spent fetching rows and decoding
+//! their JSON; from the archive it is slicing each stream at the position
+//! (binary search), merging the slices in global order and applying them.
+//! The archive also answers, from memory, the questions that scope a replay:
+//! which site created a user or a target, and which sites a site has
+//! connection streams with.
+//!
+//! The archive holds what a replay of `$all` would apply, the events the
+//! index skips (field updates, seat limits, …) left out; its memory grows
+//! with the log (about 0.5 KB per event kept, `docs/audit.md`).
+//!
+//! **API boundary:** [`LiveArchive`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use shareledger_core::catalog::{ContentEvent, SiteEvent, SiteId, UserId};
+use shareledger_events::store::{PgEventStore, SubscriptionOptions};
+use shareledger_events::RecordedEvent;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::access::{AccessIndex, Target};
+use crate::decode::{decode, Decoded, EventRef};
+use crate::ProjectionError;
+
+/// One archived event: its provenance and the catalog event.
+#[derive(Debug)]
+pub(crate) struct ArchivedEvent {
+    pub(crate) provenance: EventRef,
+    pub(crate) decoded: Decoded,
+}
+
+impl ArchivedEvent {
+    fn position(&self) -> u64 {
+        self.provenance.position
+    }
+}
+
+/// What the archive holds, as of `position`.
+#[derive(Debug, Default)]
+struct Archive {
+    position: u64,
+    streams: HashMap<String, Vec<Arc<ArchivedEvent>>>,
+    /// The site and position of each user's first `UserAdded`.
+    user_sites: HashMap<UserId, (u64, SiteId)>,
+    /// The site and position of each target's creation.
+    owners: HashMap<Target, (u64, SiteId)>,
+    /// The sites each site has a connection stream with.
+    partners: HashMap<SiteId, BTreeSet<SiteId>>,
+}
+
+impl Archive {
+    fn add(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        let position = event.global_position;
+        self.position = position;
+        let Some(decoded) = decode(event)? else {
+            return Ok(());
+        };
+        match &decoded {
+            Decoded::Site {
+                site,
+                event: SiteEvent::UserAdded { user, .. },
+            } => {
+                self.user_sites
+                    .entry(user.user_id)
+                    .or_insert((position, *site));
+            }
+            Decoded::Content { site, event } => {
+                let created = match event {
+                    ContentEvent::ScorecardCreated { scorecard_id, .. } => {
+                        Some(Target::Scorecard(*scorecard_id))
+                    }
+                    ContentEvent::ObjectCreated { object_id, .. } => {
+                        Some(Target::Object(*object_id))
+                    }
+                    _ => None,
+                };
+                if let Some(target) = created {
+                    self.owners.entry(target).or_insert((position, *site));
+                }
+            }
+            Decoded::Connection(_) => {
+                let sites: Vec<SiteId> = event
+                    .stream
+                    .trim_start_matches("connection-")
+                    .split('-')
+                    .filter_map(|part| Uuid::parse_str(part).ok().map(SiteId))
+                    .collect();
+                if let [a, b] = sites[..] {
+                    self.partners.entry(a).or_default().insert(b);
+                    self.partners.entry(b).or_default().insert(a);
+                }
+            }
+            _ => {}
+        }
+        if !AccessIndex::uses(&decoded) {
+            return Ok(());
+        }
+        self.streams
+            .entry(event.stream.clone())
+            .or_default()
+            .push(Arc::new(ArchivedEvent {
+                provenance: EventRef::of(event),
+                decoded,
+            }));
+        Ok(())
+    }
+
+    /// The events of `full` streams, and the `SiteRegistered` events of
+    /// `codes_only` streams, at or below `until`, in global order.
+    fn gather(
+        &self,
+        full: &[String],
+        codes_only: &[String],
+        until: u64,
+    ) -> Vec<Arc<ArchivedEvent>> {
+        let upto = |name: &String| -> &[Arc<ArchivedEvent>] {
+            match self.streams.get(name) {
+                Some(events) => &events[..events.partition_point(|e| e.position() <= until)],
+                None => &[],
+            }
+        };
+        let mut events: Vec<Arc<ArchivedEvent>> = Vec::new();
+        for name in full {
+            events.extend(upto(name).iter().cloned());
+        }
+        for name in codes_only {
+            events.extend(
+                upto(name)
+                    .iter()
+                    .filter(|e| {
+                        matches!(
+                            e.decoded,
+                            Decoded::Site {
+                                event: SiteEvent::SiteRegistered { .. },
+                                ..
+                            }
+                        )
+                    })
+                    .cloned(),
+            );
+        }
+        events.sort_unstable_by_key(|e| e.position());
+        events
+    }
+}
+
+/// The archive, loaded from the log and following it. Clones share it.
+#[derive(Debug, Clone)]
+pub struct LiveArchive {
+    archive: Arc<RwLock<Archive>>,
+    position: watch::Receiver<u64>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl LiveArchive {
+    /// Loads every event committed so far (returns once it has), then
+    /// follows the log in a background task, which ends with an error if
+    /// the log cannot be followed; the archive then stays where it stopped
+    /// and questions beyond it are answered from the log.
+    pub async fn start(
+        store: PgEventStore,
+        page_size: usize,
+    ) -> Result<(Self, JoinHandle<Result<(), ProjectionError>>), ProjectionError> {
+        let head = store.head_position().await?;
+        let archive = Arc::new(RwLock::new(Archive::default()));
+        let (position_tx, position) = watch::channel(0);
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let shared = Arc::clone(&archive);
+        let task = tokio::spawn(async move {
+            let mut subscription = store
+                .subscribe_to_all(
+                    Some(0),
+                    SubscriptionOptions {
+                        page_size,
+                        ..SubscriptionOptions::default()
+                    },
+                )
+                .await?;
+            loop {
+                let event = tokio::select! {
+                    event = subscription.next() => event?,
+                    _ = stop_rx.wait_for(|stop| *stop) => return Ok(()),
+                };
+                shared
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .add(&event)?;
+                if subscription.buffered() == 0 {
+                    position_tx.send_replace(event.global_position);
+                }
+            }
+        });
+        let live = Self {
+            archive,
+            position,
+            stop: Arc::new(stop_tx),
+        };
+        let mut reached = live.position.clone();
+        let loaded = tokio::time::timeout(Duration::from_secs(3_600), async {
+            reached.wait_for(|p| *p >= head).await.is_ok()
+        })
+        .await;
+        if loaded == Ok(true) {
+            return Ok((live, task));
+        }
+        live.stop();
+        match task.await {
+            Ok(Err(e)) => Err(e),
+            _ => Err(ProjectionError::NotLoaded(
+                "the archive did not load the log".into(),
+            )),
+        }
+    }
+
+    /// The position of the last event archived.
+    pub fn position(&self) -> u64 {
+        *self.position.borrow()
+    }
+
+    /// Asks the follower to stop.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Archive> {
+        self.archive
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the archive holds everything up to `position`.
+    pub(crate) fn covers(&self, position: u64) -> bool {
+        self.position() >= position
+    }
+
+    /// The site that created `user`, if it did at or before `position`.
+    pub(crate) fn site_of_user(&self, user: UserId, position: u64) -> Option<SiteId> {
+        self.read()
+            .user_sites
+            .get(&user)
+            .filter(|(at, _)| *at <= position)
+            .map(|(_, site)| *site)
+    }
+
+    /// The site that created `target`, if it did at or before `position`.
+    pub(crate) fn owner_of(&self, target: Target, position: u64) -> Option<SiteId> {
+        self.read()
+            .owners
+            .get(&target)
+            .filter(|(at, _)| *at <= position)
+            .map(|(_, site)| *site)
+    }
+
+    /// The sites `site` has a connection stream with.
+    pub(crate) fn partners(&self, site: SiteId) -> BTreeSet<SiteId> {
+        self.read().partners.get(&site).cloned().unwrap_or_default()
+    }
+
+    /// See [`Archive::gather`].
+    pub(crate) fn gather(
+        &self,
+        full: &[String],
+        codes_only: &[String],
+        until: u64,
+    ) -> Vec<Arc<ArchivedEvent>> {
+        self.read().gather(full, codes_only, until)
+    }
+}
