@@ -118,28 +118,84 @@ macro_rules! parsed_text {
 
 /// A site's short, unique, case-insensitive code such as `ACME`. Stored in
 /// upper case: `acme` and `ACME` are the same code.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct SiteCode(String);
+#[derive(Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
+pub struct SiteCode(InlineCode);
+
+/// A site code's at most [`SiteCode::MAX_LEN`] ASCII bytes, held inline
+/// (then zeros): a copy allocates nothing, and every item of a lookup
+/// carries its site's code.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct InlineCode {
+    bytes: [u8; SiteCode::MAX_LEN],
+    len: u8,
+}
 
 impl SiteCode {
+    /// The longest code, in bytes (ASCII).
+    const MAX_LEN: usize = 16;
+
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let code = raw.trim().to_ascii_uppercase();
-        let ok = (2..=16).contains(&code.len())
+        let ok = (2..=Self::MAX_LEN).contains(&code.len())
             && code.as_bytes()[0].is_ascii_alphanumeric()
             && code
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok {
-            Ok(Self(code))
+            let mut bytes = [0; Self::MAX_LEN];
+            bytes[..code.len()].copy_from_slice(code.as_bytes());
+            Ok(Self(InlineCode {
+                bytes,
+                len: code.len() as u8,
+            }))
         } else {
             Err(InvalidValue::SiteCode(raw.to_owned()))
         }
     }
+
+    /// The value as stored.
+    pub fn as_str(&self) -> &str {
+        let code = &self.0;
+        std::str::from_utf8(&code.bytes[..usize::from(code.len)]).expect("parse keeps ASCII")
+    }
 }
 
-parsed_text!(SiteCode);
+impl PartialOrd for SiteCode {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SiteCode {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl fmt::Debug for SiteCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SiteCode").field(&self.as_str()).finish()
+    }
+}
+
+impl fmt::Display for SiteCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for SiteCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for SiteCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SiteCode::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
 
 /// A username or email, unique per site, compared case-insensitively (stored
 /// in lower case).

@@ -12,11 +12,14 @@
 //! content the link and its shared scorecards.
 //!
 //! For Q-2 each site also keeps its targets ordered by id (Q-2's order),
-//! and the *shows* sets carry each object's kind, so that a page of a user
-//! who sees a whole site walks it from the cursor and stops when full, and
-//! no returned item is looked up again.
+//! with each object's "shows on some scorecard" bit, and the *shows* sets
+//! are ordered by id too and carry each object's kind. A page then reads
+//! only from the cursor on, as far as it fills: a walk of the site's
+//! targets for a user who sees a whole site, else a merge of the shows sets
+//! the user sees through; no returned item is looked up again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::binary_heap::PeekMut;
+use std::collections::{btree_map, BTreeMap, BTreeSet, BinaryHeap};
 use std::ops::Bound;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -39,9 +42,10 @@ pub(super) struct SiteInfo {
     pub code: SiteCode,
     pub users: Vec<UserId>,
     /// The site's scorecards and objects in Q-2's order (by id), with their
-    /// kind: a page of a user who sees the whole site walks it from the
-    /// cursor and stops when the page is full.
-    pub targets: BTreeMap<TargetKey, TargetKind>,
+    /// kind and whether an object shows on a scorecard: a page of a user who
+    /// sees the whole site walks it from the cursor and stops when the page
+    /// is full, without looking any item up.
+    pub targets: BTreeMap<TargetKey, TargetInfo>,
     /// Sites with an active link *to* this site (they share with it).
     pub sharing_with_me: FxHashSet<SiteId>,
     /// Sites this site shares with over an active link.
@@ -51,6 +55,25 @@ pub(super) struct SiteInfo {
     /// The same with each relationship's facts, read by checks (one lookup
     /// fewer per relationship).
     pub relationship_infos: FxHashMap<ObjectId, Vec<(RelationshipId, RelInfo)>>,
+}
+
+/// A target in its site's `targets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TargetInfo {
+    pub kind: TargetKind,
+    /// For an object: whether it shows on a scorecard (its `shows_on` is
+    /// not empty). Always false for a scorecard.
+    pub shown: bool,
+}
+
+/// Records in the site's `targets` whether an object shows on a scorecard.
+fn set_shown(sites: &mut FxHashMap<SiteId, SiteInfo>, site: SiteId, object: ObjectId, shown: bool) {
+    if let Some(target) = sites
+        .get_mut(&site)
+        .and_then(|info| info.targets.get_mut(&target_key(Target::Object(object))))
+    {
+        target.shown = shown;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -90,8 +113,10 @@ pub(super) struct ScorecardInfo {
     /// Objects placed directly on the scorecard, with the placing event.
     pub placed: FxHashMap<ObjectId, Prov>,
     /// Every object that shows on it (placed, or inside a container that
-    /// shows), with its kind (Q-2 returns it without looking the object up).
-    pub shows: FxHashMap<ObjectId, ObjectKind>,
+    /// shows), with its kind (Q-2 returns it without looking the object up),
+    /// ordered by id: a lookup page seeks it to the cursor and reads on
+    /// only as far as the page needs.
+    pub shows: BTreeMap<ObjectId, ObjectKind>,
 }
 
 #[derive(Debug, Clone)]
@@ -358,13 +383,16 @@ impl AccessIndex {
                     ScorecardInfo {
                         site,
                         placed: FxHashMap::default(),
-                        shows: FxHashMap::default(),
+                        shows: BTreeMap::new(),
                     },
                 );
                 if let Some(info) = self.sites.get_mut(&site) {
                     info.targets.insert(
                         target_key(Target::Scorecard(scorecard_id)),
-                        TargetKind::Scorecard,
+                        TargetInfo {
+                            kind: TargetKind::Scorecard,
+                            shown: false,
+                        },
                     );
                 }
                 // Users assigned it before it existed: now it counts as
@@ -399,6 +427,7 @@ impl AccessIndex {
                         s.shows.insert(object_id, kind);
                     }
                 }
+                let shown = !shows_on.is_empty();
                 self.objects.insert(
                     object_id,
                     ObjectInfo {
@@ -413,7 +442,10 @@ impl AccessIndex {
                 if let Some(info) = self.sites.get_mut(&site) {
                     info.targets.insert(
                         target_key(Target::Object(object_id)),
-                        TargetKind::Object(kind),
+                        TargetInfo {
+                            kind: TargetKind::Object(kind),
+                            shown,
+                        },
                     );
                 }
             }
@@ -431,6 +463,9 @@ impl AccessIndex {
                         continue;
                     };
                     if scorecard.shows.insert(id, object.kind).is_none() {
+                        if object.shows_on.is_empty() {
+                            set_shown(&mut self.sites, object.site, id, true);
+                        }
                         object.shows_on.push(scorecard_id);
                     }
                     stack.extend(object.children.iter().copied());
@@ -448,7 +483,7 @@ impl AccessIndex {
                 }
                 // Recompute what shows on the scorecard from what is placed.
                 // Only known objects show (as when placing).
-                let mut shows = FxHashMap::default();
+                let mut shows = BTreeMap::new();
                 let mut stack: Vec<ObjectId> = scorecard.placed.keys().copied().collect();
                 while let Some(id) = stack.pop() {
                     if let Some(object) = self.objects.get(&id) {
@@ -461,6 +496,9 @@ impl AccessIndex {
                 for gone in old.keys().filter(|o| !scorecard.shows.contains_key(o)) {
                     if let Some(object) = self.objects.get_mut(gone) {
                         object.shows_on.retain(|s| *s != scorecard_id);
+                        if object.shows_on.is_empty() {
+                            set_shown(&mut self.sites, object.site, *gone, false);
+                        }
                     }
                 }
             }
@@ -834,8 +872,11 @@ impl AccessIndex {
     /// the page is full (one item more tells whether more follow). For the
     /// user's own site, when the user sees all of it (Instance Admin, browse
     /// all), that is a walk of the site's ordered targets from the cursor;
-    /// otherwise, and for partners' sites, the site's visible set is
-    /// gathered from the shows sets it comes from and sorted.
+    /// otherwise, and for partners' sites, a k-way merge of the ordered
+    /// shows sets the user sees through, each sought to the cursor (plus,
+    /// on a partner's site, the objects under the site's visible
+    /// relationships, gathered and sorted). A page costs about what it
+    /// reads, not the site's whole visible set.
     pub fn lookup(&self, user_id: UserId, query: &LookupQuery) -> Result<LookupPage, AccessError> {
         let user = self.user(user_id)?;
         let after = query.after.as_deref().map(parse_cursor).transpose()?;
@@ -856,7 +897,7 @@ impl AccessIndex {
             });
             owners.sort_unstable();
             owners.dedup();
-            let mut found: Vec<(TargetKey, TargetKind, AccessLevel)> = Vec::new();
+            let mut found: Vec<Item> = Vec::new();
             for owner in owners {
                 let from = after.filter(|(site, _)| *site == owner).map(|(_, key)| key);
                 let need = limit + 1 - items.len();
@@ -905,108 +946,102 @@ impl AccessIndex {
         kind: Option<TargetKind>,
         from: Option<TargetKey>,
         need: usize,
-        out: &mut Vec<(TargetKey, TargetKind, AccessLevel)>,
+        out: &mut Vec<Item>,
     ) {
         let Some(site) = self.sites.get(&user.site) else {
             return;
         };
         let wants = |k: TargetKind| kind.is_none_or(|w| w == k);
+        let after = |key: &TargetKey| from.is_none_or(|f| *key > f);
         let admin = user.has(PermissionFlag::InstanceAdmin);
         let all = user.has(PermissionFlag::AllScorecards);
         if admin || self.browses_all(user) {
-            // Every scorecard has a level, and every object for All
-            // Scorecards: walk the site in order from the cursor. With All
-            // Scorecards and no Instance Admin an object's level is the
-            // highest assigned on a scorecard it shows on, else Browser:
-            // gathered once from the assigned scorecards' shows sets.
-            let assigned = (all && !admin).then(|| self.assigned_levels(user));
+            // Every scorecard has a level, and every object that shows on a
+            // scorecard (every object for All Scorecards): walk the site in
+            // order from the cursor. Instance Admin: Scorecard Admin.
+            // Otherwise an object's level is the highest assigned on a
+            // scorecard it shows on, else Browser: the assigned scorecards'
+            // shows, merged from the cursor, are read along with the walk.
+            let mut assigned = (!admin && !user.assigned.is_empty()).then(|| {
+                Merge::new(user.assigned.iter().filter_map(|(s, (level, _))| {
+                    let shows = &self.scorecards.get(s)?.shows;
+                    Some(Source::shows(shows, from, *level))
+                }))
+            });
             let range = match from {
                 Some(key) => (Bound::Excluded(key), Bound::Unbounded),
                 None => (Bound::Unbounded, Bound::Unbounded),
             };
-            for (key, k) in site.targets.range(range) {
+            for (key, target) in site.targets.range(range) {
                 if out.len() >= need {
                     break;
                 }
-                if !wants(*k) {
+                if !wants(target.kind) {
                     continue;
                 }
-                let level = match (key_target(*key), &assigned) {
-                    (Target::Scorecard(s), _) => self.own_scorecard_level(user, s),
-                    (Target::Object(o), Some(assigned)) => {
-                        Some(assigned.get(&o).copied().unwrap_or(AccessLevel::Browser))
-                    }
-                    (Target::Object(_), None) if admin && all => Some(AccessLevel::ScorecardAdmin),
-                    (Target::Object(o), None) => self.own_object_level(user, o),
+                let seen = all || target.shown;
+                let level = match key_target(*key) {
+                    Target::Scorecard(s) => self.own_scorecard_level(user, s),
+                    Target::Object(_) if admin => seen.then_some(AccessLevel::ScorecardAdmin),
+                    Target::Object(_) => assigned
+                        .as_mut()
+                        .and_then(|assigned| assigned.level_at(*key))
+                        .or(seen.then_some(AccessLevel::Browser)),
                 };
                 if let Some(level) = level {
-                    out.push((*key, *k, level));
+                    out.push((*key, target.kind, level));
                 }
             }
             return;
         }
         // Otherwise only the assigned scorecards of the site and what they
-        // show, at the highest level assigned on a scorecard it shows on.
-        let mut levels: FxHashMap<ObjectId, (ObjectKind, AccessLevel)> = FxHashMap::default();
-        let mut found: Vec<(TargetKey, TargetKind, AccessLevel)> = Vec::new();
-        let after = |key: &TargetKey| from.is_none_or(|f| *key > f);
+        // show, at the highest level assigned on a scorecard it shows on:
+        // their shows sets merged from the cursor, as far as the page needs.
+        let objects = kind != Some(TargetKind::Scorecard);
+        let mut scorecards: Vec<Item> = Vec::new();
+        let mut others: Vec<(&ScorecardInfo, AccessLevel)> = Vec::new();
+        let mut sources: Vec<Source<'_>> = Vec::new();
         for (s, (level, _)) in &user.assigned {
-            let Some(scorecard) = self.scorecards.get(s).filter(|s| s.site == user.site) else {
+            let Some(scorecard) = self.scorecards.get(s) else {
                 continue;
             };
-            let key = target_key(Target::Scorecard(*s));
-            if wants(TargetKind::Scorecard) && after(&key) {
-                found.push((key, TargetKind::Scorecard, *level));
-            }
-            if kind == Some(TargetKind::Scorecard) {
+            if scorecard.site != user.site {
+                others.push((scorecard, *level));
                 continue;
             }
-            for (o, k) in &scorecard.shows {
-                if wants(TargetKind::Object(*k)) && after(&target_key(Target::Object(*o))) {
-                    let entry = levels.entry(*o).or_insert((*k, *level));
-                    entry.1 = entry.1.max(*level);
-                }
+            let key = target_key(Target::Scorecard(*s));
+            if wants(TargetKind::Scorecard) && after(&key) {
+                scorecards.push((key, TargetKind::Scorecard, *level));
+            }
+            if objects {
+                sources.push(Source::shows(&scorecard.shows, from, *level));
             }
         }
-        if !levels.is_empty() {
-            // Another site's scorecard assigned to the user counts too if
-            // one of these objects shows on it.
-            for (s, (level, _)) in &user.assigned {
-                let Some(scorecard) = self.scorecards.get(s).filter(|s| s.site != user.site) else {
-                    continue;
-                };
-                for o in scorecard.shows.keys() {
-                    if let Some(entry) = levels.get_mut(o) {
-                        entry.1 = entry.1.max(*level);
+        scorecards.sort_unstable_by_key(|item| item.0);
+        sources.push(Source::List(scorecards.iter()));
+        let start = out.len();
+        out.extend(
+            Merge::new(sources)
+                .filter(|(key, k, _)| wants(*k) && after(key))
+                .take(need),
+        );
+        // Another site's scorecard assigned to the user counts too if one
+        // of these objects shows on it.
+        for (scorecard, level) in &others {
+            for item in &mut out[start..] {
+                if let (Target::Object(o), true) = (key_target(item.0), item.2 < *level) {
+                    if scorecard.shows.contains_key(&o) {
+                        item.2 = *level;
                     }
                 }
             }
         }
-        found.extend(
-            levels.into_iter().map(|(o, (k, level))| {
-                (target_key(Target::Object(o)), TargetKind::Object(k), level)
-            }),
-        );
-        found.sort_unstable_by_key(|item| item.0);
-        out.extend(found.into_iter().take(need));
     }
 
-    /// The highest level assigned to the user on a scorecard each object
-    /// shows on, for the objects that show on an assigned scorecard.
-    fn assigned_levels(&self, user: &UserInfo) -> FxHashMap<ObjectId, AccessLevel> {
-        let mut levels: FxHashMap<ObjectId, AccessLevel> = FxHashMap::default();
-        for (s, (level, _)) in &user.assigned {
-            if let Some(scorecard) = self.scorecards.get(s) {
-                for o in scorecard.shows.keys() {
-                    let entry = levels.entry(*o).or_insert(*level);
-                    *entry = (*entry).max(*level);
-                }
-            }
-        }
-        levels
-    }
-
-    /// A partner's site: up to `need` targets after `from`, in order.
+    /// A partner's site: up to `need` targets after `from`, in order: the
+    /// shared scorecards' shows sets merged from the cursor (All Scorecards,
+    /// assignments) and the objects under the site's visible relationships,
+    /// as far as the page needs.
     fn foreign_page(
         &self,
         user: &UserInfo,
@@ -1014,7 +1049,7 @@ impl AccessIndex {
         kind: Option<TargetKind>,
         from: Option<TargetKey>,
         need: usize,
-        out: &mut Vec<(TargetKey, TargetKind, AccessLevel)>,
+        out: &mut Vec<Item>,
     ) {
         let Some(shared) = self.shared(owner, user.site) else {
             return;
@@ -1023,30 +1058,28 @@ impl AccessIndex {
         let after = |key: &TargetKey| from.is_none_or(|f| *key > f);
         let all = user.has(PermissionFlag::AllScorecards);
         let objects = kind != Some(TargetKind::Scorecard);
-        let mut found: Vec<(TargetKey, TargetKind)> = Vec::new();
+        let mut scorecards: Vec<Item> = Vec::new();
+        let mut related: Vec<Item> = Vec::new();
+        let mut sources: Vec<Source<'_>> = Vec::new();
         for s in shared.keys() {
             if !(all || user.assigned.contains_key(s)) {
                 continue;
             }
             let key = target_key(Target::Scorecard(*s));
             if wants(TargetKind::Scorecard) && after(&key) {
-                found.push((key, TargetKind::Scorecard));
+                scorecards.push((key, TargetKind::Scorecard, AccessLevel::Browser));
             }
             if !objects {
                 continue;
             }
             if let Some(scorecard) = self.scorecards.get(s) {
-                for (o, k) in &scorecard.shows {
-                    let key = target_key(Target::Object(*o));
-                    if wants(TargetKind::Object(*k)) && after(&key) {
-                        found.push((key, TargetKind::Object(*k)));
-                    }
-                }
+                sources.push(Source::shows(&scorecard.shows, from, AccessLevel::Browser));
             }
         }
         if !all && objects {
             // Through relationships: the related object and what it contains,
-            // as far as the site sees it.
+            // as far as the site sees it. Gathered whole (it is not ordered)
+            // and sorted.
             if let Some(site) = self.sites.get(&user.site) {
                 for (object, rels) in &site.relationships_by_object {
                     if self.objects.get(object).is_none_or(|o| o.site != owner) {
@@ -1061,24 +1094,27 @@ impl AccessIndex {
                             continue;
                         };
                         let key = target_key(Target::Object(id));
-                        if wants(TargetKind::Object(info.kind))
+                        let k = TargetKind::Object(info.kind);
+                        if wants(k)
                             && after(&key)
                             && info.shows_on.iter().any(|s| shared.contains_key(s))
                         {
-                            found.push((key, TargetKind::Object(info.kind)));
+                            related.push((key, k, AccessLevel::Browser));
                         }
                         stack.extend(info.children.iter().copied());
                     }
                 }
             }
+            related.sort_unstable_by_key(|item| item.0);
+            related.dedup_by_key(|item| item.0);
         }
-        found.sort_unstable_by_key(|item| item.0);
-        found.dedup_by_key(|item| item.0);
+        scorecards.sort_unstable_by_key(|item| item.0);
+        sources.push(Source::List(scorecards.iter()));
+        sources.push(Source::List(related.iter()));
         out.extend(
-            found
-                .into_iter()
-                .take(need)
-                .map(|(key, k)| (key, k, AccessLevel::Browser)),
+            Merge::new(sources)
+                .filter(|(key, k, _)| wants(*k) && after(key))
+                .take(need),
         );
     }
 
@@ -1188,6 +1224,150 @@ fn target_key(target: Target) -> TargetKey {
     match target {
         Target::Scorecard(s) => (s.0, 0),
         Target::Object(o) => (o.0, 1),
+    }
+}
+
+/// One item of a lookup page: the target's key, its kind, the level.
+type Item = (TargetKey, TargetKind, AccessLevel);
+
+/// An ordered source of a lookup page's items: a scorecard's `shows` from
+/// the cursor on (its objects, at one level), or a list sorted by key.
+enum Source<'a> {
+    Shows {
+        objects: btree_map::Range<'a, ObjectId, ObjectKind>,
+        level: AccessLevel,
+    },
+    List(std::slice::Iter<'a, Item>),
+}
+
+impl<'a> Source<'a> {
+    /// The objects of `shows` whose keys may follow `from` (at most the
+    /// first is not after it: the tie of a scorecard's and an object's id).
+    fn shows(
+        shows: &'a BTreeMap<ObjectId, ObjectKind>,
+        from: Option<TargetKey>,
+        level: AccessLevel,
+    ) -> Self {
+        let start = match from {
+            Some((id, _)) => Bound::Included(ObjectId(id)),
+            None => Bound::Unbounded,
+        };
+        Source::Shows {
+            objects: shows.range((start, Bound::Unbounded)),
+            level,
+        }
+    }
+}
+
+impl Iterator for Source<'_> {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        match self {
+            Source::Shows { objects, level } => objects.next().map(|(o, k)| {
+                (
+                    target_key(Target::Object(*o)),
+                    TargetKind::Object(*k),
+                    *level,
+                )
+            }),
+            Source::List(items) => items.next().copied(),
+        }
+    }
+}
+
+/// The head of one source in a [`Merge`]: ordered by key (the smallest
+/// first out of the max-heap), then by source.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Head {
+    key: TargetKey,
+    source: usize,
+    kind: TargetKind,
+    level: AccessLevel,
+}
+
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.key, other.source).cmp(&(self.key, self.source))
+    }
+}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A k-way merge of ordered sources: every key once, in order, at the
+/// highest level any source gives it. Each step costs a heap operation
+/// (logarithmic in the number of sources) per source item read; nothing is
+/// read beyond what is asked.
+struct Merge<'a> {
+    sources: Vec<Source<'a>>,
+    heads: BinaryHeap<Head>,
+}
+
+impl<'a> Merge<'a> {
+    fn new(sources: impl IntoIterator<Item = Source<'a>>) -> Self {
+        let mut sources: Vec<Source<'a>> = sources.into_iter().collect();
+        let mut heads = BinaryHeap::with_capacity(sources.len());
+        for (source, items) in sources.iter_mut().enumerate() {
+            if let Some((key, kind, level)) = items.next() {
+                heads.push(Head {
+                    key,
+                    source,
+                    kind,
+                    level,
+                });
+            }
+        }
+        Self { sources, heads }
+    }
+
+    /// Takes the smallest head and puts its source's next item in its place.
+    fn pop(&mut self) -> Option<Head> {
+        let mut top = self.heads.peek_mut()?;
+        let head = *top;
+        match self.sources[head.source].next() {
+            Some((key, kind, level)) => {
+                *top = Head {
+                    key,
+                    source: head.source,
+                    kind,
+                    level,
+                }
+            }
+            None => {
+                PeekMut::pop(top);
+            }
+        }
+        Some(head)
+    }
+
+    /// The highest level the sources give `key`, skipping every smaller key
+    /// (keys must be asked in increasing order).
+    fn level_at(&mut self, key: TargetKey) -> Option<AccessLevel> {
+        let mut level = None;
+        while self.heads.peek().is_some_and(|head| head.key <= key) {
+            let head = self.pop().expect("peeked");
+            if head.key == key {
+                level = level.max(Some(head.level));
+            }
+        }
+        level
+    }
+}
+
+impl Iterator for Merge<'_> {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        let head = self.pop()?;
+        let mut level = head.level;
+        while self.heads.peek().is_some_and(|next| next.key == head.key) {
+            level = level.max(self.pop().expect("peeked").level);
+        }
+        Some((head.key, head.kind, level))
     }
 }
 
