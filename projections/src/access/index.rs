@@ -128,6 +128,9 @@ pub(super) struct ObjectInfo {
     pub children: Vec<ObjectId>,
     /// The scorecards the object shows on.
     pub shows_on: Vec<ScorecardId>,
+    /// Whether a relationship ever named the object (never cleared): a
+    /// check skips the relationship maps for objects no relationship names.
+    pub ever_related: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -174,6 +177,9 @@ pub struct AccessIndex {
     /// Users assigned a scorecard the index did not know yet: when it is
     /// created, their `own_assigned` counts it if it is of their site.
     pending_assigned: FxHashMap<ScorecardId, Vec<UserId>>,
+    /// Objects a relationship named before they were known: they get
+    /// `ever_related` when created.
+    pending_related: FxHashSet<ObjectId>,
     /// Whether a relationship id was ever added twice (not by the command
     /// service; see `add_relationship`).
     relationship_ids_reused: bool,
@@ -437,6 +443,7 @@ impl AccessIndex {
                         prov,
                         children: Vec::new(),
                         shows_on,
+                        ever_related: self.pending_related.remove(&object_id),
                     },
                 );
                 if let Some(info) = self.sites.get_mut(&site) {
@@ -558,7 +565,16 @@ impl AccessIndex {
         target: RelTarget,
         prov: Prov,
     ) {
-        let object_site = self.objects.get(&object).map(|o| o.site);
+        let object_site = match self.objects.get_mut(&object) {
+            Some(info) => {
+                info.ever_related = true;
+                Some(info.site)
+            }
+            None => {
+                self.pending_related.insert(object);
+                None
+            }
+        };
         let target_site = match target {
             RelTarget::Scorecard(s) => self.scorecard_site(s),
             RelTarget::Aggregation(o) => self.objects.get(&o).map(|o| o.site),
@@ -789,40 +805,60 @@ impl AccessIndex {
                 site_sees = true;
             }
         }
-        site_sees && self.relationship_gives(user, object)
+        site_sees && self.relationship_gives(user, object, info, shared)
     }
 
-    /// Whether a relationship of the user's site to the object or one of its
-    /// containers sits where the user can see it.
-    fn relationship_gives(&self, user: &UserInfo, object: ObjectId) -> bool {
-        let Some(site) = self.sites.get(&user.site) else {
-            return false;
-        };
-        if site.relationships_by_object.is_empty() {
-            return false;
-        }
-        let mut current = Some(object);
-        let mut depth = 0;
-        while let Some(id) = current {
-            if self.relationship_ids_reused {
-                if let Some(rels) = site.relationships_by_object.get(&id) {
-                    if rels.iter().any(|r| self.relationship_visible_to(user, *r)) {
+    /// Whether a relationship of the user's site to the object (which the
+    /// site sees over the link whose shared scorecards are `shared`) or to
+    /// one of its containers sits where the user can see it.
+    fn relationship_gives(
+        &self,
+        user: &UserInfo,
+        object: ObjectId,
+        info: &ObjectInfo,
+        shared: &FxHashMap<ScorecardId, Prov>,
+    ) -> bool {
+        let first_site = info.site;
+        let mut current = (object, info);
+        let mut site = None;
+        for depth in 0..=MAX_CONTAINER_DEPTH {
+            let (id, info) = current;
+            if info.ever_related {
+                let Some(site) = *site.get_or_insert_with(|| self.sites.get(&user.site)) else {
+                    return false;
+                };
+                if self.relationship_ids_reused {
+                    if let Some(rels) = site.relationships_by_object.get(&id) {
+                        if rels.iter().any(|r| self.relationship_visible_to(user, *r)) {
+                            return true;
+                        }
+                    }
+                } else if let Some(rels) = site.relationship_infos.get(&id) {
+                    // The object itself is seen by the site (the caller
+                    // checked); a container of the same site when it shows
+                    // on a shared scorecard; any other, the long way.
+                    let visible = |rel: &RelInfo| {
+                        if depth == 0 {
+                            self.relation_visible_seen(user, rel, true)
+                        } else if info.site == first_site {
+                            let seen = info.shows_on.iter().any(|s| shared.contains_key(s));
+                            self.relation_visible_seen(user, rel, seen)
+                        } else {
+                            self.relation_visible_to(user, rel)
+                        }
+                    };
+                    if rels.iter().any(|(_, rel)| visible(rel)) {
                         return true;
                     }
                 }
-            } else if let Some(rels) = site.relationship_infos.get(&id) {
-                if rels
-                    .iter()
-                    .any(|(_, rel)| self.relation_visible_to(user, rel))
-                {
-                    return true;
-                }
             }
-            current = self.objects.get(&id).and_then(|o| o.container);
-            depth += 1;
-            if depth > MAX_CONTAINER_DEPTH {
+            let Some(next) = info
+                .container
+                .and_then(|c| self.objects.get(&c).map(|o| (c, o)))
+            else {
                 break;
-            }
+            };
+            current = next;
         }
         false
     }
@@ -845,16 +881,30 @@ impl AccessIndex {
         else {
             return false;
         };
+        self.relation_target_is_users_site(user, info)
+            && self.site_sees(user.site, owner, Target::Object(info.object))
+            && self.relation_target_level(user, info)
+    }
+
+    /// [`Self::relation_visible_to`] when whether the user's site sees the
+    /// relationship's object is known already (`seen`).
+    fn relation_visible_seen(&self, user: &UserInfo, info: &RelInfo, seen: bool) -> bool {
+        seen && self.relation_target_is_users_site(user, info)
+            && self.relation_target_level(user, info)
+    }
+
+    /// Whether the relationship's target (an own scorecard or aggregation)
+    /// belongs to the user's site.
+    fn relation_target_is_users_site(&self, user: &UserInfo, info: &RelInfo) -> bool {
         let target_site = info.target_site.or_else(|| match info.target {
             RelTarget::Scorecard(s) => self.scorecard_site(s),
             RelTarget::Aggregation(o) => self.objects.get(&o).map(|o| o.site),
         });
-        if target_site != Some(user.site) {
-            return false;
-        }
-        if !self.site_sees(user.site, owner, Target::Object(info.object)) {
-            return false;
-        }
+        target_site == Some(user.site)
+    }
+
+    /// Whether the user has a level on the relationship's target.
+    fn relation_target_level(&self, user: &UserInfo, info: &RelInfo) -> bool {
         match info.target {
             RelTarget::Scorecard(s) => self.own_scorecard_level(user, s).is_some(),
             RelTarget::Aggregation(o) => self.own_object_level(user, o).is_some(),

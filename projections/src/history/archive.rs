@@ -17,11 +17,15 @@
 //!
 //! **API boundary:** [`LiveArchive`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::binary_heap::PeekMut;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use shareledger_core::catalog::{ContentEvent, SiteEvent, SiteId, UserId};
+use shareledger_core::catalog::{
+    ConnectionEvent, ContentEvent, Link, ScorecardId, SiteEvent, SiteId, UserId,
+};
 use shareledger_events::store::{PgEventStore, SubscriptionOptions};
 use shareledger_events::RecordedEvent;
 use tokio::sync::watch;
@@ -115,42 +119,104 @@ impl Archive {
         Ok(())
     }
 
-    /// The events of `full` streams, and the `SiteRegistered` events of
-    /// `codes_only` streams, at or below `until`, in global order.
-    fn gather(
+    /// The events of `stream` at or below `until`.
+    fn upto(&self, stream: &str, until: u64) -> &[Arc<ArchivedEvent>] {
+        match self.streams.get(stream) {
+            Some(events) => &events[..events.partition_point(|e| e.position() <= until)],
+            None => &[],
+        }
+    }
+
+    /// Feeds `apply` the events of `full` streams, and the `SiteRegistered`
+    /// event of `codes_only` streams, at or below `until`, in global order
+    /// (a k-way merge of the streams' slices, each in order already).
+    /// Returns how many it fed.
+    fn replay<E>(
         &self,
         full: &[String],
         codes_only: &[String],
         until: u64,
-    ) -> Vec<Arc<ArchivedEvent>> {
-        let upto = |name: &String| -> &[Arc<ArchivedEvent>] {
-            match self.streams.get(name) {
-                Some(events) => &events[..events.partition_point(|e| e.position() <= until)],
-                None => &[],
-            }
-        };
-        let mut events: Vec<Arc<ArchivedEvent>> = Vec::new();
-        for name in full {
-            events.extend(upto(name).iter().cloned());
-        }
+        mut apply: impl FnMut(&ArchivedEvent) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let mut slices: Vec<&[Arc<ArchivedEvent>]> =
+            Vec::with_capacity(full.len() + codes_only.len());
+        slices.extend(full.iter().map(|name| self.upto(name, until)));
         for name in codes_only {
-            events.extend(
-                upto(name)
-                    .iter()
-                    .filter(|e| {
-                        matches!(
-                            e.decoded,
-                            Decoded::Site {
-                                event: SiteEvent::SiteRegistered { .. },
-                                ..
-                            }
-                        )
-                    })
-                    .cloned(),
-            );
+            let events = self.upto(name, until);
+            let registered = events.iter().position(|e| {
+                matches!(
+                    e.decoded,
+                    Decoded::Site {
+                        event: SiteEvent::SiteRegistered { .. },
+                        ..
+                    }
+                )
+            });
+            if let Some(at) = registered {
+                slices.push(&events[at..=at]);
+            }
         }
-        events.sort_unstable_by_key(|e| e.position());
-        events
+        slices.retain(|slice| !slice.is_empty());
+        let mut heads: BinaryHeap<Reverse<(u64, usize)>> = slices
+            .iter()
+            .enumerate()
+            .map(|(i, slice)| Reverse((slice[0].position(), i)))
+            .collect();
+        let mut fed = 0;
+        while let Some(mut head) = heads.peek_mut() {
+            let Reverse((_, i)) = *head;
+            let (event, rest) = slices[i]
+                .split_first()
+                .expect("slices in the heap are not empty");
+            apply(event)?;
+            fed += 1;
+            slices[i] = rest;
+            match rest.first() {
+                Some(next) => *head = Reverse((next.position(), i)),
+                None => {
+                    PeekMut::pop(head);
+                }
+            }
+        }
+        Ok(fed)
+    }
+
+    /// Whether, at `until`, the link `link` is active with at least one
+    /// scorecard shared over it: folds its connection stream (named
+    /// `stream`) up to there as the access index does.
+    fn shares_over(&self, stream: &str, link: Link, until: u64) -> bool {
+        let mut active = false;
+        let mut shared: HashSet<ScorecardId> = HashSet::new();
+        for event in self.upto(stream, until) {
+            let Decoded::Connection(event) = &event.decoded else {
+                continue;
+            };
+            match event {
+                ConnectionEvent::LinksActivated { links, .. } if links.contains(&link) => {
+                    active = true;
+                    shared.clear();
+                }
+                ConnectionEvent::LinkRevoked { link: l, .. } if *l == link => {
+                    active = false;
+                    shared.clear();
+                }
+                ConnectionEvent::ScorecardShared {
+                    link: l,
+                    scorecard_id,
+                } if *l == link => {
+                    shared.insert(*scorecard_id);
+                }
+                ConnectionEvent::ScorecardUnshared {
+                    link: l,
+                    scorecard_id,
+                    ..
+                } if *l == link => {
+                    shared.remove(scorecard_id);
+                }
+                _ => {}
+            }
+        }
+        active && !shared.is_empty()
     }
 }
 
@@ -266,13 +332,20 @@ impl LiveArchive {
         self.read().partners.get(&site).cloned().unwrap_or_default()
     }
 
-    /// See [`Archive::gather`].
-    pub(crate) fn gather(
+    /// See [`Archive::replay`]: holds the archive (the follower waits)
+    /// while it feeds `apply`.
+    pub(crate) fn replay<E>(
         &self,
         full: &[String],
         codes_only: &[String],
         until: u64,
-    ) -> Vec<Arc<ArchivedEvent>> {
-        self.read().gather(full, codes_only, until)
+        apply: impl FnMut(&ArchivedEvent) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        self.read().replay(full, codes_only, until, apply)
+    }
+
+    /// See [`Archive::shares_over`].
+    pub(crate) fn shares_over(&self, stream: &str, link: Link, until: u64) -> bool {
+        self.read().shares_over(stream, link, until)
     }
 }

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shareledger_core::catalog::{
-    connection_stream, content_stream, site_stream, AccessLevel, Action, SiteId, UserId,
+    connection_stream, content_stream, site_stream, AccessLevel, Action, Link, SiteId, UserId,
 };
 use shareledger_events::store::{LogError, PgEventStore};
 use shareledger_events::StreamName;
@@ -277,14 +277,19 @@ impl History {
     /// `centre` and each other site, up to `position`. With `users_of_centre`
     /// (questions about the centre's users), the other sites' users cannot
     /// matter: of their site streams only `SiteRegistered` (their code) is
-    /// read.
+    /// read. With `seen_only` too (Q-2: the question reads only what the
+    /// centre's users see, never whether a target exists), a partner's
+    /// content is left out where the archive shows that the partner shares
+    /// nothing with the centre at the position.
     async fn replay(
         &self,
         centre: SiteId,
         sites: &BTreeSet<SiteId>,
         position: u64,
         users_of_centre: bool,
+        seen_only: bool,
     ) -> Result<PastIndex, HistoryError> {
+        let archive = self.archive_at(position);
         let mut streams = Vec::with_capacity(sites.len() * 3);
         let mut codes_only = Vec::new();
         for &site in sites {
@@ -293,21 +298,37 @@ impl History {
             } else {
                 codes_only.push(site_stream(site));
             }
-            streams.push(content_stream(site));
-            if site != centre {
-                streams.push(connection_stream(centre, site));
+            if site == centre {
+                streams.push(content_stream(site));
+                continue;
             }
+            let connection = connection_stream(centre, site);
+            // The centre's users see nothing of a partner's content unless
+            // the partner shares something with the centre over an active
+            // link (R-SHARE-1, R-CONN-4): the archive tells at once, and
+            // such a partner's content is left out.
+            let content_matters = !(users_of_centre && seen_only)
+                || archive.is_none_or(|archive| {
+                    let link = Link {
+                        from: site,
+                        to: centre,
+                    };
+                    archive.shares_over(&connection, link, position)
+                });
+            if content_matters {
+                streams.push(content_stream(site));
+            }
+            streams.push(connection);
         }
         let mut index = AccessIndex::new();
-        if let Some(archive) = self.archive_at(position) {
-            let events = archive.gather(&streams, &codes_only, position);
-            for event in &events {
-                index.apply_decoded(&event.provenance, &event.decoded)?;
-            }
+        if let Some(archive) = archive {
+            let events = archive.replay(&streams, &codes_only, position, |event| {
+                index.apply_decoded(&event.provenance, &event.decoded)
+            })?;
             return Ok(PastIndex {
                 position,
                 index,
-                events: events.len(),
+                events,
             });
         }
         let streams: Vec<StreamName> = streams.into_iter().map(stream).collect();
@@ -336,11 +357,13 @@ impl History {
     ) -> Result<PastIndex, HistoryError> {
         let mut sites = self.partners(centre, position).await?;
         sites.insert(centre);
-        self.replay(centre, &sites, position, false).await
+        self.replay(centre, &sites, position, false, false).await
     }
 
-    /// Like [`History::index_around`], for questions about `centre`'s own
-    /// users only: the partners' users are left out.
+    /// Like [`History::index_around`], for what `centre`'s own users see
+    /// only: the partners' users are left out, and so (with the
+    /// archive) is the content of partners sharing nothing with `centre` at
+    /// `position`, which a check on it would call unknown.
     pub async fn index_for_users_of(
         &self,
         centre: SiteId,
@@ -348,7 +371,7 @@ impl History {
     ) -> Result<PastIndex, HistoryError> {
         let mut sites = self.partners(centre, position).await?;
         sites.insert(centre);
-        self.replay(centre, &sites, position, true).await
+        self.replay(centre, &sites, position, true, true).await
     }
 
     /// The index for questions about `user`, or `UnknownUser` if they did
@@ -378,7 +401,7 @@ impl History {
         let site = site.ok_or(AccessError::UnknownUser(user))?;
         let mut sites = BTreeSet::from([site]);
         sites.extend(owner);
-        self.replay(site, &sites, position, true).await
+        self.replay(site, &sites, position, true, false).await
     }
 
     /// Q-1 as of a moment: the user's level on the target.
