@@ -240,7 +240,7 @@ impl AccessIndex {
             return Ok(());
         }
         self.events.push(EventRef::of(event));
-        self.apply_fact(decoded);
+        self.apply_fact(&decoded);
         Ok(())
     }
 
@@ -268,28 +268,28 @@ impl AccessIndex {
             return Ok(());
         }
         self.events.push(provenance.clone());
-        self.apply_fact(decoded.clone());
+        self.apply_fact(decoded);
         Ok(())
     }
 
     /// Applies an event that matters, its provenance pushed last.
-    fn apply_fact(&mut self, decoded: Decoded) {
+    fn apply_fact(&mut self, decoded: &Decoded) {
         let prov = (self.events.len() - 1) as Prov;
         match decoded {
-            Decoded::Site { site, event } => self.apply_site(site, event, prov),
+            Decoded::Site { site, event } => self.apply_site(*site, event, prov),
             Decoded::SiteCode(SiteCodeEvent::SiteCodeClaimed { .. }) => {}
-            Decoded::Content { site, event } => self.apply_content(site, event, prov),
+            Decoded::Content { site, event } => self.apply_content(*site, event, prov),
             Decoded::Connection(event) => self.apply_connection(event, prov),
         }
     }
 
-    fn apply_site(&mut self, site: SiteId, event: SiteEvent, prov: Prov) {
+    fn apply_site(&mut self, site: SiteId, event: &SiteEvent, prov: Prov) {
         match event {
-            SiteEvent::SiteRegistered { code, .. } => {
+            &SiteEvent::SiteRegistered { ref code, .. } => {
                 self.sites.insert(
                     site,
                     SiteInfo {
-                        code,
+                        code: code.clone(),
                         users: Vec::new(),
                         targets: BTreeMap::new(),
                         sharing_with_me: FxHashSet::default(),
@@ -299,17 +299,17 @@ impl AccessIndex {
                     },
                 );
             }
-            SiteEvent::UserAdded {
-                user,
-                scorecard_access,
+            &SiteEvent::UserAdded {
+                ref user,
+                ref scorecard_access,
                 ..
             } => {
                 if let Some(info) = self.sites.get_mut(&site) {
                     info.users.push(user.user_id);
                 }
                 let assigned: FxHashMap<ScorecardId, (AccessLevel, Prov)> = scorecard_access
-                    .into_iter()
-                    .map(|(s, level)| (s, (level, prov)))
+                    .iter()
+                    .map(|(s, level)| (*s, (*level, prov)))
                     .collect();
                 let mut own_assigned = 0;
                 for s in assigned.keys() {
@@ -322,29 +322,29 @@ impl AccessIndex {
                         active: true,
                         active_prov: prov,
                         flag_bits: flag_bits(&user.permissions),
-                        flags: user.permissions,
+                        flags: user.permissions.clone(),
                         flags_prov: prov,
                         assigned,
                         own_assigned,
                     },
                 );
             }
-            SiteEvent::UserRoleChanged {
+            &SiteEvent::UserRoleChanged {
                 user_id,
-                permissions,
+                ref permissions,
                 ..
             }
-            | SiteEvent::UserPermissionsSet {
+            | &SiteEvent::UserPermissionsSet {
                 user_id,
-                permissions,
+                ref permissions,
             } => {
                 if let Some(user) = self.users.get_mut(&user_id) {
-                    user.flag_bits = flag_bits(&permissions);
-                    user.flags = permissions;
+                    user.flag_bits = flag_bits(permissions);
+                    user.flags = permissions.clone();
                     user.flags_prov = prov;
                 }
             }
-            SiteEvent::ScorecardAccessGranted {
+            &SiteEvent::ScorecardAccessGranted {
                 user_id,
                 scorecard_id,
                 level,
@@ -359,7 +359,7 @@ impl AccessIndex {
                     self.note_assignment(user_id, site, scorecard_id);
                 }
             }
-            SiteEvent::ScorecardAccessRevoked {
+            &SiteEvent::ScorecardAccessRevoked {
                 user_id,
                 scorecard_id,
             } => {
@@ -370,7 +370,7 @@ impl AccessIndex {
                     }
                 }
             }
-            SiteEvent::UserDeactivated { user_id } | SiteEvent::UserReactivated { user_id } => {
+            &SiteEvent::UserDeactivated { user_id } | &SiteEvent::UserReactivated { user_id } => {
                 let active = matches!(event, SiteEvent::UserReactivated { .. });
                 if let Some(user) = self.users.get_mut(&user_id) {
                     user.active = active;
@@ -381,9 +381,9 @@ impl AccessIndex {
         }
     }
 
-    fn apply_content(&mut self, site: SiteId, event: ContentEvent, prov: Prov) {
+    fn apply_content(&mut self, site: SiteId, event: &ContentEvent, prov: Prov) {
         match event {
-            ContentEvent::ScorecardCreated { scorecard_id, .. } => {
+            &ContentEvent::ScorecardCreated { scorecard_id, .. } => {
                 self.scorecards.insert(
                     scorecard_id,
                     ScorecardInfo {
@@ -415,7 +415,7 @@ impl AccessIndex {
                     }
                 }
             }
-            ContentEvent::ObjectCreated {
+            &ContentEvent::ObjectCreated {
                 object_id,
                 kind,
                 container,
@@ -456,7 +456,7 @@ impl AccessIndex {
                     );
                 }
             }
-            ContentEvent::ObjectPlacedOnScorecard {
+            &ContentEvent::ObjectPlacedOnScorecard {
                 object_id,
                 scorecard_id,
             } => {
@@ -478,7 +478,7 @@ impl AccessIndex {
                     stack.extend(object.children.iter().copied());
                 }
             }
-            ContentEvent::ObjectRemovedFromScorecard {
+            &ContentEvent::ObjectRemovedFromScorecard {
                 object_id,
                 scorecard_id,
             } => {
@@ -509,7 +509,7 @@ impl AccessIndex {
                     }
                 }
             }
-            ContentEvent::SharedObjectLinked {
+            &ContentEvent::SharedObjectLinked {
                 relationship_id,
                 scorecard_id,
                 object_id,
@@ -521,7 +521,7 @@ impl AccessIndex {
                 RelTarget::Scorecard(scorecard_id),
                 prov,
             ),
-            ContentEvent::SharedMeasureAggregated {
+            &ContentEvent::SharedMeasureAggregated {
                 relationship_id,
                 into_object,
                 object_id,
@@ -533,7 +533,7 @@ impl AccessIndex {
                 RelTarget::Aggregation(into_object),
                 prov,
             ),
-            ContentEvent::RelationshipRemoved {
+            &ContentEvent::RelationshipRemoved {
                 relationship_id, ..
             } => {
                 if let Some(rel) = self.relationships.remove(&relationship_id) {
@@ -553,7 +553,7 @@ impl AccessIndex {
                     }
                 }
             }
-            ContentEvent::ObjectFieldUpdated { .. } | ContentEvent::ObjectFieldEdited { .. } => {}
+            &ContentEvent::ObjectFieldUpdated { .. } | &ContentEvent::ObjectFieldEdited { .. } => {}
         }
     }
 
@@ -623,10 +623,10 @@ impl AccessIndex {
         }
     }
 
-    fn apply_connection(&mut self, event: ConnectionEvent, prov: Prov) {
+    fn apply_connection(&mut self, event: &ConnectionEvent, prov: Prov) {
         match event {
-            ConnectionEvent::LinksActivated { links, .. } => {
-                for link in links {
+            &ConnectionEvent::LinksActivated { ref links, .. } => {
+                for &link in links {
                     let info = self.links.entry(link).or_default();
                     info.active = true;
                     info.prov = prov;
@@ -634,18 +634,18 @@ impl AccessIndex {
                     self.set_link_index(link, true);
                 }
             }
-            ConnectionEvent::LinkRevoked { link, .. } => {
+            &ConnectionEvent::LinkRevoked { link, .. } => {
                 let info = self.links.entry(link).or_default();
                 info.active = false;
                 info.prov = prov;
                 info.shared.clear();
                 self.set_link_index(link, false);
             }
-            ConnectionEvent::ScorecardShared { link, scorecard_id } => {
+            &ConnectionEvent::ScorecardShared { link, scorecard_id } => {
                 let info = self.links.entry(link).or_default();
                 info.shared.insert(scorecard_id, prov);
             }
-            ConnectionEvent::ScorecardUnshared {
+            &ConnectionEvent::ScorecardUnshared {
                 link, scorecard_id, ..
             } => {
                 if let Some(info) = self.links.get_mut(&link) {
@@ -653,9 +653,9 @@ impl AccessIndex {
                 }
             }
             // Requests, denials and cancellations change no access.
-            ConnectionEvent::ConnectionRequested { .. }
-            | ConnectionEvent::ConnectionDenied { .. }
-            | ConnectionEvent::ConnectionRequestCancelled { .. } => {}
+            &ConnectionEvent::ConnectionRequested { .. }
+            | &ConnectionEvent::ConnectionDenied { .. }
+            | &ConnectionEvent::ConnectionRequestCancelled { .. } => {}
         }
     }
 
