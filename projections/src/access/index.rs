@@ -285,7 +285,7 @@ impl AccessIndex {
 
     fn apply_site(&mut self, site: SiteId, event: &SiteEvent, prov: Prov) {
         match event {
-            &SiteEvent::SiteRegistered { ref code, .. } => {
+            SiteEvent::SiteRegistered { code, .. } => {
                 self.sites.insert(
                     site,
                     SiteInfo {
@@ -299,9 +299,9 @@ impl AccessIndex {
                     },
                 );
             }
-            &SiteEvent::UserAdded {
-                ref user,
-                ref scorecard_access,
+            SiteEvent::UserAdded {
+                user,
+                scorecard_access,
                 ..
             } => {
                 if let Some(info) = self.sites.get_mut(&site) {
@@ -625,7 +625,7 @@ impl AccessIndex {
 
     fn apply_connection(&mut self, event: &ConnectionEvent, prov: Prov) {
         match event {
-            &ConnectionEvent::LinksActivated { ref links, .. } => {
+            ConnectionEvent::LinksActivated { links, .. } => {
                 for &link in links {
                     let info = self.links.entry(link).or_default();
                     info.active = true;
