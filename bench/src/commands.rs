@@ -68,7 +68,7 @@ use sqlx::{Connection as _, PgPool};
 
 use crate::append::{measure_raw, Workload};
 use crate::report::{self, progress, run_timed, Line, Measured, Timing};
-use crate::CommonArgs;
+use crate::CommandsArgs;
 
 /// Scorecards each site creates during setup.
 const SCORECARDS: usize = 2;
@@ -124,11 +124,15 @@ impl Settings {
     }
 }
 
-/// Runs `commands_c{1,8,32}`.
-pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
-    let settings = Settings::new(args.quick);
+/// Runs `commands_c{1,8,32}` (or the concurrencies chosen).
+pub async fn run(args: CommandsArgs) -> anyhow::Result<()> {
+    let settings = Settings::new(args.common.quick);
     let workload = Arc::new(Workload::new());
-    for concurrency in [1, 8, 32] {
+    let concurrencies = match args.concurrency.as_slice() {
+        [] => vec![1, 8, 32],
+        chosen => chosen.to_vec(),
+    };
+    for concurrency in concurrencies {
         compare(concurrency, &settings, &workload).await?;
     }
     Ok(())

@@ -45,7 +45,7 @@ enum Command {
     Append(CommonArgs),
     /// Commands per second through the command service (a mix of user,
     /// sharing and connection commands) vs raw single-row INSERTs.
-    Commands(CommonArgs),
+    Commands(CommandsArgs),
     /// The access index on a large generated world: rebuild from the log vs
     /// a raw scan, checks vs Cedar and SQL, lookups, memory.
     Access(CommonArgs),
@@ -55,6 +55,17 @@ enum Command {
     /// The HTTP API under load on loopback: checks and commands vs the
     /// stack's trivial-endpoint limit and the in-process commands.
     Http(CommonArgs),
+}
+
+/// The `commands` benchmark's options.
+#[derive(Debug, Clone, Args)]
+pub struct CommandsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Run only these concurrencies (repeatable; default 1, 8 and 32), e.g.
+    /// to profile one of them.
+    #[arg(long = "concurrency")]
+    pub concurrency: Vec<usize>,
 }
 
 /// Options every benchmark takes.
@@ -77,7 +88,7 @@ fn main() -> anyhow::Result<()> {
                 append::run(args).await
             }
             Command::Commands(args) => {
-                report::print_header("commands", args.quick).await?;
+                report::print_header("commands", args.common.quick).await?;
                 commands::run(args).await
             }
             Command::Access(args) => {

@@ -240,11 +240,9 @@ impl Service {
             let mut plan = match decided {
                 Ok(plan) => plan,
                 // A refusal decided on cached streams is decided again on
-                // fresh ones: a stale cache must not refuse a valid command.
+                // fresh ones (the cached entries brought up to the log's
+                // end): a stale cache must not refuse a valid command.
                 Err(CommandError::Domain(_)) if !reads.from_cache.is_empty() => {
-                    for stream in &reads.from_cache {
-                        self.cache.forget(stream);
-                    }
                     fresh = true;
                     continue;
                 }
@@ -261,9 +259,6 @@ impl Service {
             // would notice that the cache was stale (a consequence the
             // worker must write would be skipped for good).
             if plan.parts.is_empty() && !reads.from_cache.is_empty() {
-                for stream in &reads.from_cache {
-                    self.cache.forget(stream);
-                }
                 fresh = true;
                 continue;
             }
@@ -287,10 +282,9 @@ impl Service {
                 .collect();
             match self.append(issued, plan).await {
                 Ok(outcome) => return Ok(outcome),
+                // Another writer moved a stream on: decide again on fresh
+                // reads (each cached entry catches up with what it missed).
                 Err(CommandError::Log(LogError::WrongExpectedRevision { .. })) => {
-                    for stream in &streams {
-                        self.cache.forget(stream);
-                    }
                     fresh = true;
                     continue;
                 }

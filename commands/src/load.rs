@@ -11,6 +11,12 @@
 //! the revision it was read at): a stale cache can only cost a retry with
 //! fresh reads, never a wrong decision. A refusal decided on cached streams
 //! is decided again on fresh ones before it is returned.
+//!
+//! A fresh read of a cached stream reads only what follows the cached
+//! revision and folds it in (streams only grow: the command service never
+//! deletes one; a stream found deleted is read whole), so retrying after a
+//! conflict or re-deciding a refusal costs one short query per stream, not
+//! the stream's whole history.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -182,12 +188,15 @@ impl Loaded {
         &mut self,
         stream: &str,
     ) -> Result<(Vec<E>, ExpectedRevision), CommandError> {
-        let (raw, expected) = match self.cached(stream) {
-            Some(Cached {
-                revision,
-                body: Body::Raw(raw),
-            }) => {
-                self.read(stream, revision, true);
+        let (raw, expected) = match self.cached(stream).await? {
+            Some((
+                Cached {
+                    revision,
+                    body: Body::Raw(raw),
+                },
+                verified,
+            )) => {
+                self.read(stream, revision, !verified);
                 (raw, revision)
             }
             _ => {
@@ -209,12 +218,77 @@ impl Loaded {
         Ok((events, expected))
     }
 
-    /// The cached entry of `stream`, unless this attempt reads fresh.
-    fn cached(&self, stream: &str) -> Option<Cached> {
-        if self.fresh {
-            None
+    /// The cached entry of `stream`, and whether it was checked against the
+    /// log just now: when this attempt reads fresh, the entry is first
+    /// brought up to the stream's end by reading only the events after it
+    /// (`None` if that is not possible: read the stream whole).
+    async fn cached(&self, stream: &str) -> Result<Option<(Cached, bool)>, CommandError> {
+        let Some(entry) = self.cache.get(stream) else {
+            return Ok(None);
+        };
+        if !self.fresh {
+            return Ok(Some((entry, false)));
+        }
+        let next = match entry.revision {
+            ExpectedRevision::NoStream => 0,
+            ExpectedRevision::Exact(r) => r + 1,
+            _ => return Ok(None),
+        };
+        let Some((tail, last)) = self.read_from(stream, next).await? else {
+            // Nothing visible any more: deleted since it was cached.
+            self.cache.forget(stream);
+            return Ok(None);
+        };
+        let revision = last.map_or(entry.revision, ExpectedRevision::Exact);
+        let body = if tail.is_empty() {
+            entry.body
         } else {
-            self.cache.get(stream)
+            match entry.body.extended(tail) {
+                Some(body) => body,
+                None => return Ok(None),
+            }
+        };
+        let refreshed = Cached { revision, body };
+        self.cache.put(stream, refreshed.clone());
+        Ok(Some((refreshed, true)))
+    }
+
+    /// The events of `stream` from revision `next` on, and the revision of
+    /// the last (`None`: no event from there). `None` when the stream has
+    /// nothing visible although `next` is past its start (it was deleted).
+    async fn read_from(
+        &self,
+        stream: &str,
+        mut next: u64,
+    ) -> Result<Option<(Vec<RawEvent>, Option<u64>)>, CommandError> {
+        let name = stream_name(stream);
+        let mut raw = Vec::new();
+        let mut last = None;
+        loop {
+            let page = match self
+                .store
+                .read_stream(&name, Direction::Forwards, RevisionFrom::At(next), PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(LogError::StreamNotFound { .. }) if next > 0 => return Ok(None),
+                Err(LogError::StreamNotFound { .. }) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            let full = page.len() == PAGE;
+            for recorded in page {
+                if recorded.stream_revision != next {
+                    // Not the continuation of what was read (cannot happen
+                    // to a stream that only grows): read it whole.
+                    return Ok(None);
+                }
+                last = Some(recorded.stream_revision);
+                next = recorded.stream_revision + 1;
+                raw.push((recorded.event_type, recorded.schema_version, recorded.data));
+            }
+            if !full {
+                return Ok(Some((raw, last)));
+            }
         }
     }
 
@@ -232,6 +306,14 @@ impl Loaded {
         &self,
         stream: &str,
     ) -> Result<(Arc<Vec<RawEvent>>, ExpectedRevision), CommandError> {
+        let (raw, last) = self.read_whole(stream).await?;
+        let expected = last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+        self.read(stream, expected, false);
+        Ok((Arc::new(raw), expected))
+    }
+
+    /// Every visible event of `stream` and the revision of the last.
+    async fn read_whole(&self, stream: &str) -> Result<(Vec<RawEvent>, Option<u64>), CommandError> {
         let name = stream_name(stream);
         let mut raw = Vec::new();
         let mut next = 0;
@@ -253,12 +335,9 @@ impl Loaded {
                 raw.push((recorded.event_type, recorded.schema_version, recorded.data));
             }
             if !full {
-                break;
+                return Ok((raw, last));
             }
         }
-        let expected = last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-        self.read(stream, expected, false);
-        Ok((Arc::new(raw), expected))
     }
 
     /// A site's state (`None` if it was never registered) and its revision.
@@ -267,12 +346,15 @@ impl Loaded {
         site: SiteId,
     ) -> Result<(Option<SiteState>, ExpectedRevision), CommandError> {
         let stream = site_stream(site);
-        if let Some(Cached {
-            revision,
-            body: Body::Site(state),
-        }) = self.cached(&stream)
+        if let Some((
+            Cached {
+                revision,
+                body: Body::Site(state),
+            },
+            verified,
+        )) = self.cached(&stream).await?
         {
-            self.read(&stream, revision, true);
+            self.read(&stream, revision, !verified);
             return Ok((state.as_ref().clone(), revision));
         }
         let (raw, revision) = self.read_log(&stream).await?;
@@ -296,12 +378,15 @@ impl Loaded {
         site: SiteId,
     ) -> Result<(ContentState, ExpectedRevision), CommandError> {
         let stream = content_stream(site);
-        if let Some(Cached {
-            revision,
-            body: Body::Content(state),
-        }) = self.cached(&stream)
+        if let Some((
+            Cached {
+                revision,
+                body: Body::Content(state),
+            },
+            verified,
+        )) = self.cached(&stream).await?
         {
-            self.read(&stream, revision, true);
+            self.read(&stream, revision, !verified);
             return Ok((state.as_ref().clone(), revision));
         }
         let (raw, revision) = self.read_log(&stream).await?;

@@ -57,7 +57,9 @@ async fn empty_or_malformed_stream_names_are_typed_errors_and_the_log_is_unchang
         StreamName::parse("s".repeat(201)),
         Err(InvalidInput::StreamNameTooLong { len: 201 })
     ));
-    for bad in ["", "site 1", "-site", "$$"] {
+    let long = "s".repeat(201);
+    let long_lifecycle = format!("$${}", "s".repeat(201));
+    for bad in ["", "site 1", "-site", "$$", &long, &long_lifecycle] {
         assert_eq!(
             raw_append(&db, bad, "Happened", json!({})).await,
             "23514",
@@ -65,6 +67,15 @@ async fn empty_or_malformed_stream_names_are_typed_errors_and_the_log_is_unchang
         );
     }
     assert_eq!(db.log_snapshot().await, before);
+    // The longest names are accepted, by the parser and by the database.
+    db.store()
+        .append(
+            &stream(&"s".repeat(200)),
+            ExpectedRevision::NoStream,
+            events(1),
+        )
+        .await
+        .expect("a 200-character stream name is valid");
 }
 
 #[tokio::test]

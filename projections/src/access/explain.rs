@@ -301,7 +301,7 @@ impl AccessIndex {
         let on = self
             .objects
             .get(&object)
-            .map(|o| o.shows_on.clone())
+            .map(|o| o.shows_on.to_vec())
             .unwrap_or_default();
         let mut paths = Vec::new();
         let all = user.has(PermissionFlag::AllScorecards);
@@ -444,7 +444,7 @@ impl AccessIndex {
                 let on = self
                     .objects
                     .get(&object)
-                    .map(|o| o.shows_on.clone())
+                    .map(|o| o.shows_on.to_vec())
                     .unwrap_or_default();
                 let shared_on: Vec<(ScorecardId, Prov)> = on
                     .iter()

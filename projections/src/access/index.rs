@@ -28,11 +28,16 @@ use shareledger_core::catalog::{
     Permissions, RelationshipId, ScorecardId, SiteCode, SiteCodeEvent, SiteEvent, SiteId, UserId,
 };
 use shareledger_events::RecordedEvent;
+use smallvec::SmallVec;
 
 use super::{AccessError, LookupPage, LookupQuery, Target, TargetKind, Viewer, Visible};
 use super::{DEFAULT_PAGE, MAX_PAGE};
 use crate::decode::{decode, Decoded, EventRef};
 use crate::ProjectionError;
+
+/// The scorecards an object shows on (one inline, more on the heap: the
+/// same 24 bytes as a `Vec`).
+pub(super) type ShowsOn = SmallVec<[ScorecardId; 1]>;
 
 /// An index into [`AccessIndex::events`]: the event that established a fact.
 pub(super) type Prov = u32;
@@ -126,8 +131,9 @@ pub(super) struct ObjectInfo {
     pub container: Option<ObjectId>,
     pub prov: Prov,
     pub children: Vec<ObjectId>,
-    /// The scorecards the object shows on.
-    pub shows_on: Vec<ScorecardId>,
+    /// The scorecards the object shows on: held inline when it is one
+    /// (most objects), so a check reads it without another memory access.
+    pub shows_on: ShowsOn,
     /// Whether a relationship ever named the object (never cleared): a
     /// check skips the relationship maps for objects no relationship names.
     pub ever_related: bool,
@@ -426,7 +432,7 @@ impl AccessIndex {
                         parent.children.push(object_id);
                         parent.shows_on.clone()
                     }
-                    None => Vec::new(),
+                    None => ShowsOn::new(),
                 };
                 for scorecard in &shows_on {
                     if let Some(s) = self.scorecards.get_mut(scorecard) {
