@@ -3,6 +3,7 @@
 //! and user commands (R-USER-1 to R-USER-9, R-ONB-1 to R-ONB-3).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use shareledger_events::catalog::{
     AccessLevel, Name, NewUser, PermissionFlag, Permissions, Role, ScorecardId, SeatLimit,
@@ -49,8 +50,12 @@ pub struct SiteState {
     pub parent: Option<SiteId>,
     pub self_registration: SelfRegistration,
     pub two_factor_required: bool,
-    pub users: BTreeMap<UserId, UserState>,
-    pub usernames: BTreeMap<Username, UserId>,
+    /// The site's users. This map and `usernames` are shared between
+    /// copies of the state (the command service hands each decision a copy
+    /// of its cached state: two reference counts, not every user); a change
+    /// copies a map only while another copy still holds it.
+    pub users: Arc<BTreeMap<UserId, UserState>>,
+    pub usernames: Arc<BTreeMap<Username, UserId>>,
 }
 
 impl SiteState {
@@ -72,8 +77,8 @@ impl SiteState {
                 parent: *parent,
                 self_registration: SelfRegistration::default(),
                 two_factor_required: false,
-                users: BTreeMap::new(),
-                usernames: BTreeMap::new(),
+                users: Arc::default(),
+                usernames: Arc::default(),
             });
         }
         let mut s = state?;
@@ -99,8 +104,8 @@ impl SiteState {
                 hide_organization_settings,
                 ..
             } => {
-                s.usernames.insert(user.username.clone(), user.user_id);
-                s.users.insert(
+                Arc::make_mut(&mut s.usernames).insert(user.username.clone(), user.user_id);
+                Arc::make_mut(&mut s.users).insert(
                     user.user_id,
                     UserState {
                         id: user.user_id,
@@ -119,7 +124,7 @@ impl SiteState {
                 role,
                 permissions,
             } => {
-                if let Some(u) = s.users.get_mut(user_id) {
+                if let Some(u) = Arc::make_mut(&mut s.users).get_mut(user_id) {
                     u.role = *role;
                     u.permissions = permissions.clone();
                 }
@@ -128,7 +133,7 @@ impl SiteState {
                 user_id,
                 permissions,
             } => {
-                if let Some(u) = s.users.get_mut(user_id) {
+                if let Some(u) = Arc::make_mut(&mut s.users).get_mut(user_id) {
                     u.permissions = permissions.clone();
                 }
             }
@@ -137,7 +142,7 @@ impl SiteState {
                 scorecard_id,
                 level,
             } => {
-                if let Some(u) = s.users.get_mut(user_id) {
+                if let Some(u) = Arc::make_mut(&mut s.users).get_mut(user_id) {
                     u.scorecard_access.insert(*scorecard_id, *level);
                 }
             }
@@ -145,22 +150,22 @@ impl SiteState {
                 user_id,
                 scorecard_id,
             } => {
-                if let Some(u) = s.users.get_mut(user_id) {
+                if let Some(u) = Arc::make_mut(&mut s.users).get_mut(user_id) {
                     u.scorecard_access.remove(scorecard_id);
                 }
             }
             SiteEvent::UserDeactivated { user_id } => {
-                if let Some(u) = s.users.get_mut(user_id) {
+                if let Some(u) = Arc::make_mut(&mut s.users).get_mut(user_id) {
                     u.active = false;
                 }
             }
             SiteEvent::UserReactivated { user_id } => {
-                if let Some(u) = s.users.get_mut(user_id) {
+                if let Some(u) = Arc::make_mut(&mut s.users).get_mut(user_id) {
                     u.active = true;
                 }
             }
             SiteEvent::OrganizationSettingsHiddenSet { user_id, hidden } => {
-                if let Some(u) = s.users.get_mut(user_id) {
+                if let Some(u) = Arc::make_mut(&mut s.users).get_mut(user_id) {
                     u.hide_organization_settings = *hidden;
                 }
             }

@@ -2129,7 +2129,7 @@ fn check_usernames_unique(site: &SiteState) -> Result<(), TestCaseError> {
         site.users.values().map(|u| &u.username).collect();
     prop_assert_eq!(distinct.len(), site.users.len(), "usernames are unique");
     prop_assert_eq!(site.usernames.len(), site.users.len());
-    for (login, id) in &site.usernames {
+    for (login, id) in site.usernames.iter() {
         prop_assert_eq!(&site.users[id].username, login);
     }
     Ok(())
