@@ -20,7 +20,6 @@ use shareledger_events::store::PgEventStore;
 use shareledger_gateway::auth::{self, TokenKind, TokenRequest};
 use shareledger_gateway::server::Server;
 use shareledger_gateway::GatewayOptions;
-use sqlx::postgres::PgPoolOptions;
 
 #[derive(Parser)]
 #[command(
@@ -247,7 +246,7 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
         Command::Replay { .. } | Command::History(_) | Command::Export { .. } => 16,
         _ => 4,
     };
-    let pool = PgPoolOptions::new()
+    let pool = PgEventStore::pool_options()
         .max_connections(connections)
         .connect(url)
         .await

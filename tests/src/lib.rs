@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use shareledger_events::store::local_pg::LocalCluster;
 use shareledger_events::store::{PgEventStore, MIGRATOR};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgPool};
 use uuid::Uuid;
 
@@ -207,7 +207,7 @@ impl TestDb {
             .expect("create the test database");
         conn.close().await.ok();
         let options = server.admin.clone().database(&name);
-        let pool = PgPoolOptions::new()
+        let pool = PgEventStore::pool_options()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options.clone())
