@@ -253,14 +253,17 @@ impl Loaded {
         Ok(Some((refreshed, true)))
     }
 
-    /// The events of `stream` from revision `next` on, and the revision of
-    /// the last (`None`: no event from there). `None` when the stream has
-    /// nothing visible although `next` is past its start (it was deleted).
+    /// The visible events of `stream` from revision `from` on, and the
+    /// revision of the last (`None`: no event from there). Reading on from a
+    /// revision past 0, `None` when the stream does not simply continue
+    /// there (nothing visible any more, or hidden revisions: it was deleted
+    /// since).
     async fn read_from(
         &self,
         stream: &str,
-        mut next: u64,
+        from: u64,
     ) -> Result<Option<(Vec<RawEvent>, Option<u64>)>, CommandError> {
+        let mut next = from;
         let name = stream_name(stream);
         let mut raw = Vec::new();
         let mut last = None;
@@ -271,15 +274,13 @@ impl Loaded {
                 .await
             {
                 Ok(page) => page,
-                Err(LogError::StreamNotFound { .. }) if next > 0 => return Ok(None),
+                Err(LogError::StreamNotFound { .. }) if from > 0 => return Ok(None),
                 Err(LogError::StreamNotFound { .. }) => Vec::new(),
                 Err(e) => return Err(e.into()),
             };
             let full = page.len() == PAGE;
             for recorded in page {
-                if recorded.stream_revision != next {
-                    // Not the continuation of what was read (cannot happen
-                    // to a stream that only grows): read it whole.
+                if from > 0 && recorded.stream_revision != next {
                     return Ok(None);
                 }
                 last = Some(recorded.stream_revision);
@@ -306,38 +307,11 @@ impl Loaded {
         &self,
         stream: &str,
     ) -> Result<(Arc<Vec<RawEvent>>, ExpectedRevision), CommandError> {
-        let (raw, last) = self.read_whole(stream).await?;
+        // From the start, the read always answers.
+        let (raw, last) = self.read_from(stream, 0).await?.unwrap_or_default();
         let expected = last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
         self.read(stream, expected, false);
         Ok((Arc::new(raw), expected))
-    }
-
-    /// Every visible event of `stream` and the revision of the last.
-    async fn read_whole(&self, stream: &str) -> Result<(Vec<RawEvent>, Option<u64>), CommandError> {
-        let name = stream_name(stream);
-        let mut raw = Vec::new();
-        let mut next = 0;
-        let mut last = None;
-        loop {
-            let page = match self
-                .store
-                .read_stream(&name, Direction::Forwards, RevisionFrom::At(next), PAGE)
-                .await
-            {
-                Ok(page) => page,
-                Err(LogError::StreamNotFound { .. }) => Vec::new(),
-                Err(e) => return Err(e.into()),
-            };
-            let full = page.len() == PAGE;
-            for recorded in page {
-                last = Some(recorded.stream_revision);
-                next = recorded.stream_revision + 1;
-                raw.push((recorded.event_type, recorded.schema_version, recorded.data));
-            }
-            if !full {
-                return Ok((raw, last));
-            }
-        }
     }
 
     /// A site's state (`None` if it was never registered) and its revision.
