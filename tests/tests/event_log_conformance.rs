@@ -890,3 +890,68 @@ async fn concurrent_appends_each_get_their_own_answer() {
     assert_eq!(positions, (2..=61).collect::<Vec<u64>>());
     assert_eq!(store.head_position().await.unwrap(), 61);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_decided_on_a_revision_written_past_fail_alone_with_their_own_answer() {
+    let db = TestDb::with_pool_size(16).await;
+    let store = db.store();
+    store
+        .append(&stream("hot-1"), ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    // A first round moves hot-1 on, so the process's writer knows it is at
+    // revision 1 or beyond; then a second round of appends still expecting
+    // revision 0 (decided before the first round) races fresh appends. The
+    // stale ones can only fail, each with the stream's actual state; the
+    // fresh ones are not held back by them.
+    let first = events(1);
+    store
+        .append(&stream("hot-1"), ExpectedRevision::Exact(0), first.clone())
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    store
+                        .append(&stream("hot-1"), ExpectedRevision::Exact(0), events(1))
+                        .await
+                } else {
+                    store
+                        .append(
+                            &stream(&format!("cold-{i}")),
+                            ExpectedRevision::NoStream,
+                            events(1),
+                        )
+                        .await
+                }
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(r) => {
+                assert_eq!(i % 2, 1, "append {i} succeeded");
+                assert_eq!(r.next_expected, 0);
+            }
+            Err(LogError::WrongExpectedRevision {
+                actual, expected, ..
+            }) => {
+                assert_eq!(i % 2, 0, "append {i} failed");
+                assert_eq!(expected, ExpectedRevision::Exact(0));
+                assert_eq!(actual, StreamState::At(1));
+            }
+            Err(other) => panic!("append {i}: {other}"),
+        }
+    }
+    // The append that moved hot-1 on, sent again with the same events and
+    // the same (now stale) expectation, is still an idempotent retry.
+    let again = store
+        .append(&stream("hot-1"), ExpectedRevision::Exact(0), first)
+        .await
+        .expect("a retry of a written append returns it");
+    assert_eq!(again.events.len(), 1);
+    assert_eq!(again.events[0].stream_revision, 1);
+    assert_eq!(store.head_position().await.unwrap(), 2 + 20);
+}

@@ -11,7 +11,7 @@
 //! expectation fails the whole call), each of its appends is run alone, so
 //! every append gets its own answer and a failure never spills over.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::postgres::PgPool;
 use sqlx::Row;
@@ -25,6 +25,9 @@ use crate::envelope::{ExpectedRevision, InvalidInput, StreamName, MAX_EVENTS_PER
 const MAX_BATCH_APPENDS: usize = 128;
 /// Most events in one batch.
 const MAX_BATCH_EVENTS: usize = 4 * MAX_EVENTS_PER_APPEND;
+/// Most streams whose last written revision the writer remembers; past it,
+/// it starts over.
+const KNOWN_STREAMS_LIMIT: usize = 100_000;
 
 /// An append laid out as the SQL functions take it.
 #[derive(Debug, Clone)]
@@ -136,6 +139,35 @@ impl AppendRequest {
 }
 
 impl AppendRequest {
+    /// Whether one of this append's exact expectations is below a revision
+    /// the stream is known to have reached: it cannot hold any more
+    /// (revisions only grow; a soft delete makes the state "no stream",
+    /// which no exact expectation matches either).
+    fn expects_less_than(&self, known: &HashMap<String, i64>) -> bool {
+        self.streams
+            .iter()
+            .zip(&self.expected)
+            .any(|(stream, expected)| {
+                *expected >= 0 && known.get(stream).is_some_and(|at| at > expected)
+            })
+    }
+
+    /// Records in `known` the revisions this append reached (`rows`: its
+    /// written events).
+    fn note_written(&self, rows: &[WrittenEvent], known: &mut HashMap<String, i64>) {
+        if known.len() >= KNOWN_STREAMS_LIMIT {
+            known.clear();
+        }
+        let revisions: HashMap<Uuid, u64> =
+            rows.iter().map(|w| (w.event_id, w.stream_revision)).collect();
+        for (id, part) in self.event_ids.iter().zip(&self.event_part) {
+            if let Some(revision) = revisions.get(id) {
+                let at = known.entry(self.streams[*part as usize - 1].clone()).or_insert(-1);
+                *at = (*at).max(*revision as i64);
+            }
+        }
+    }
+
     /// The streams this append locks (its parts and guards).
     fn touches(&self) -> impl Iterator<Item = &str> {
         self.streams.iter().map(String::as_str)
@@ -163,7 +195,7 @@ impl AppendRequest {
 /// answer, and the rest are merged again; any other failure runs every
 /// append alone. So a failure costs its own append one extra call, not the
 /// whole group.
-async fn execute_group(pool: &PgPool, mut group: Vec<Job>) {
+async fn execute_group(pool: &PgPool, mut group: Vec<Job>, known: &mut HashMap<String, i64>) {
     while group.len() > 1 {
         let mut merged = group[0].request.clone();
         for job in &group[1..] {
@@ -174,12 +206,13 @@ async fn execute_group(pool: &PgPool, mut group: Vec<Job>) {
                 let by_id: std::collections::HashMap<Uuid, WrittenEvent> =
                     rows.into_iter().map(|w| (w.event_id, w)).collect();
                 for job in group {
-                    let mine = job
+                    let mine: Vec<WrittenEvent> = job
                         .request
                         .event_ids
                         .iter()
                         .filter_map(|id| by_id.get(id).copied())
                         .collect();
+                    job.request.note_written(&mine, known);
                     let _ = job.reply.send(Ok(mine));
                 }
                 return;
@@ -191,16 +224,11 @@ async fn execute_group(pool: &PgPool, mut group: Vec<Job>) {
                         .position(|j| j.request.touches().any(|s| s == stream))
                 });
                 match culprit {
-                    Some(index) => {
-                        let job = group.remove(index);
-                        let outcome = job.request.execute(pool).await;
-                        let _ = job.reply.send(outcome);
-                    }
+                    Some(index) => execute_alone(pool, group.remove(index), known).await,
                     None => {
                         tracing::debug!(error = %e, appends = group.len(), "merged append failed; running its appends one by one");
                         for job in group {
-                            let outcome = job.request.execute(pool).await;
-                            let _ = job.reply.send(outcome);
+                            execute_alone(pool, job, known).await;
                         }
                         return;
                     }
@@ -209,9 +237,17 @@ async fn execute_group(pool: &PgPool, mut group: Vec<Job>) {
         }
     }
     if let Some(job) = group.pop() {
-        let outcome = job.request.execute(pool).await;
-        let _ = job.reply.send(outcome);
+        execute_alone(pool, job, known).await;
     }
+}
+
+/// Runs one append on its own and answers it.
+async fn execute_alone(pool: &PgPool, job: Job, known: &mut HashMap<String, i64>) {
+    let outcome = job.request.execute(pool).await;
+    if let Ok(rows) = &outcome {
+        job.request.note_written(rows, known);
+    }
+    let _ = job.reply.send(outcome);
 }
 
 /// The stream named by a wrong-expectation or tombstone error of `sl_append`.
@@ -260,6 +296,9 @@ impl Writer {
 
 async fn run(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Job>) {
     let mut last_batch = 1;
+    // The last revision this writer wrote to each stream: an append that
+    // expects less can only fail, and merged it would fail its whole call.
+    let mut known: HashMap<String, i64> = HashMap::new();
     while let Some(first) = queue.recv().await {
         let mut events = first.request.events();
         let mut jobs = vec![first];
@@ -285,6 +324,17 @@ async fn run(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Job>) {
         // within each stream: an append that shares a stream with the
         // current group waits for the next group.
         while !jobs.is_empty() {
+            // Appends bound to fail (decided on a revision this writer has
+            // written past since, in an earlier call or group) run on their
+            // own, for their exact error, instead of failing a merged call
+            // and costing the others another call.
+            let (doomed, rest): (Vec<Job>, Vec<Job>) = jobs
+                .into_iter()
+                .partition(|job| job.request.expects_less_than(&known));
+            for job in doomed {
+                execute_alone(&pool, job, &mut known).await;
+            }
+            jobs = rest;
             let mut group = Vec::new();
             let mut later = Vec::new();
             let mut streams: HashSet<String> = HashSet::new();
@@ -302,7 +352,7 @@ async fn run(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Job>) {
                     later.push(job);
                 }
             }
-            execute_group(&pool, group).await;
+            execute_group(&pool, group, &mut known).await;
             jobs = later;
         }
     }
