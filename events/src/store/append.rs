@@ -158,11 +158,15 @@ impl AppendRequest {
         if known.len() >= KNOWN_STREAMS_LIMIT {
             known.clear();
         }
-        let revisions: HashMap<Uuid, u64> =
-            rows.iter().map(|w| (w.event_id, w.stream_revision)).collect();
+        let revisions: HashMap<Uuid, u64> = rows
+            .iter()
+            .map(|w| (w.event_id, w.stream_revision))
+            .collect();
         for (id, part) in self.event_ids.iter().zip(&self.event_part) {
             if let Some(revision) = revisions.get(id) {
-                let at = known.entry(self.streams[*part as usize - 1].clone()).or_insert(-1);
+                let at = known
+                    .entry(self.streams[*part as usize - 1].clone())
+                    .or_insert(-1);
                 *at = (*at).max(*revision as i64);
             }
         }
