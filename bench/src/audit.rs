@@ -23,6 +23,11 @@
 //!   resident memory are reported), answers checked equal to the log's;
 //!   `audit_archive`'s `ratio` = the log's as-of check p50 over the
 //!   archive's.
+//! * `audit_asof_viewers`, `audit_asof_viewers_archive`: Q-3 as of random
+//!   past positions (who could see the question's target: the owner's site
+//!   and its partners' streams), from the log on a tenth of the questions
+//!   and from the archive on half of them; the log's answers must equal the
+//!   archive's.
 //! * `audit_verify`: `verify` walking the sealed chain (events/s) against a
 //!   raw scan of the same rows (every column, jsonb as text, no hashing).
 //!   Also reports how fast the sealer sealed the whole log.
@@ -39,7 +44,7 @@ use rand::{Rng as _, SeedableRng as _};
 use shareledger_core::catalog::Action;
 use shareledger_events::store::{verify, PositionFrom, Sealer, SealerOptions, VerifyOptions};
 use shareledger_events::Direction;
-use shareledger_projections::access::{AccessIndex, LookupQuery, Target, MAX_PAGE};
+use shareledger_projections::access::{AccessIndex, LookupQuery, Target, Viewer, MAX_PAGE};
 use shareledger_projections::history::{History, HistoryError, LiveArchive, Moment};
 use shareledger_tests::TestDb;
 
@@ -255,6 +260,57 @@ async fn asof_lookups(history: &History, qs: &[Question]) -> anyhow::Result<Look
     Ok(lookups)
 }
 
+/// Q-3 as of the past: who could see a target, timed per question
+/// (questions about targets that did not exist then are left out).
+struct ViewerAnswers {
+    times: Vec<Duration>,
+    viewers: usize,
+    answers: Vec<Option<Vec<Viewer>>>,
+}
+
+impl ViewerAnswers {
+    fn report(&self, name: &str, head: u64, replay_p50: f64) {
+        let p50 = quantile(&self.times, 0.5);
+        Line::new(name)
+            .text("log_events", head)
+            .text("questions", self.times.len())
+            .count(
+                "mean_viewers",
+                self.viewers as f64 / self.times.len().max(1) as f64,
+            )
+            .ms("asof_p50_ms", p50)
+            .ms("asof_p99_ms", quantile(&self.times, 0.99))
+            .ms("asof_max_ms", quantile(&self.times, 1.0))
+            .ms("replay_p50_ms", replay_p50)
+            .ratio(replay_p50, p50);
+    }
+}
+
+async fn asof_viewers(history: &History, qs: &[Question]) -> anyhow::Result<ViewerAnswers> {
+    let mut out = ViewerAnswers {
+        times: Vec::with_capacity(qs.len()),
+        viewers: 0,
+        answers: Vec::with_capacity(qs.len()),
+    };
+    for q in qs {
+        let started = Instant::now();
+        match history
+            .viewers(Moment::Position(q.position), q.target)
+            .await
+        {
+            Ok((_, viewers)) => {
+                out.times.push(started.elapsed());
+                out.viewers += viewers.len();
+                out.answers.push(Some(viewers));
+            }
+            Err(HistoryError::Access(_)) => out.answers.push(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.times.sort_unstable();
+    Ok(out)
+}
+
 pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
     let sizes = sizes(args.quick);
     progress("audit world: generating the model and its events");
@@ -357,8 +413,13 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
     let from_archive = History::with_archive(store.clone(), archive.clone());
     let archive_checks = asof_checks(&from_archive, &qs).await?;
     let archive_lookups = asof_lookups(&from_archive, &qs[..samples / 2]).await?;
+    // the same targets' viewers, from the archive, checked against the
+    // log on a share of them (from the log each takes hundreds of ms).
+    let archive_viewers = asof_viewers(&from_archive, &qs[..samples / 2]).await?;
+    let log_viewers = asof_viewers(&from_log, &qs[..samples / 10]).await?;
     let same = archive_checks.answers == log_checks.answers
-        && archive_lookups.answers == log_lookups.answers;
+        && archive_lookups.answers == log_lookups.answers
+        && archive_viewers.answers[..log_viewers.answers.len()] == log_viewers.answers[..];
     anyhow::ensure!(same, "the archive's answers differ from the log's");
     Line::new("audit_archive")
         .text("log_events", head)
@@ -372,6 +433,8 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
         .ratio(log_checks.p50(), archive_checks.p50());
     archive_checks.report("audit_asof_check_archive", head, replay_p50, None);
     archive_lookups.report("audit_asof_lookup_archive", head, replay_p50);
+    log_viewers.report("audit_asof_viewers", head, replay_p50);
+    archive_viewers.report("audit_asof_viewers_archive", head, replay_p50);
     archive.stop();
     let _ = follower.await;
 
