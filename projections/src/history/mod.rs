@@ -82,6 +82,26 @@ impl HistoryError {
     }
 }
 
+/// What an as-of question needs of the sites around its centre (see
+/// `History::replay`). With the archive, partners that cannot matter at the
+/// position are left out; from the log, every partner is read.
+#[derive(Debug, Clone, Copy)]
+enum Needs {
+    /// about one user of the centre and one target: the other
+    /// site's content whatever the links (a target must be known to be
+    /// judged, even if unseen), not its users.
+    Pair,
+    /// What the centre's users see (Q-2, user diffs): the content of the
+    /// partners that share something with the centre, no partner's users.
+    CentreUsersSee,
+    /// Who sees the centre's content (Q-3, site and partner diffs): the
+    /// users and content of the partners the centre shares something with.
+    SeeCentre,
+    /// Any question about the centre's users or content: every partner's
+    /// users and content.
+    Everything,
+}
+
 /// An index of the streams one question needs, as of one position.
 #[derive(Debug)]
 pub struct PastIndex {
@@ -273,49 +293,54 @@ impl History {
         Ok(partners)
     }
 
-    /// Replays `sites`' site and content streams and the connections between
-    /// `centre` and each other site, up to `position`. With `users_of_centre`
-    /// (questions about the centre's users), the other sites' users cannot
-    /// matter: of their site streams only `SiteRegistered` (their code) is
-    /// read. With `seen_only` too (Q-2: the question reads only what the
-    /// centre's users see, never whether a target exists), a partner's
-    /// content is left out where the archive shows that the partner shares
-    /// nothing with the centre at the position.
+    /// Replays, up to `position`, the centre's site and content streams, the
+    /// connection streams between `centre` and each other site of `sites`,
+    /// and of each other site what the question `needs` (below). Of a site
+    /// whose users cannot matter, only `SiteRegistered` (its code) is read.
     async fn replay(
         &self,
         centre: SiteId,
         sites: &BTreeSet<SiteId>,
         position: u64,
-        users_of_centre: bool,
-        seen_only: bool,
+        needs: Needs,
     ) -> Result<PastIndex, HistoryError> {
         let archive = self.archive_at(position);
+        // Whether `link` is active with something shared over it at the
+        // position: known at once from the archive; without it, assumed.
+        let shares = |connection: &str, from: SiteId, to: SiteId| {
+            archive
+                .is_none_or(|archive| archive.shares_over(connection, Link { from, to }, position))
+        };
         let mut streams = Vec::with_capacity(sites.len() * 3);
         let mut codes_only = Vec::new();
         for &site in sites {
-            if site == centre || !users_of_centre {
-                streams.push(site_stream(site));
-            } else {
-                codes_only.push(site_stream(site));
-            }
             if site == centre {
+                streams.push(site_stream(site));
                 streams.push(content_stream(site));
                 continue;
             }
             let connection = connection_stream(centre, site);
-            // The centre's users see nothing of a partner's content unless
-            // the partner shares something with the centre over an active
-            // link (R-SHARE-1, R-CONN-4): the archive tells at once, and
-            // such a partner's content is left out.
-            let content_matters = !(users_of_centre && seen_only)
-                || archive.is_none_or(|archive| {
-                    let link = Link {
-                        from: site,
-                        to: centre,
-                    };
-                    archive.shares_over(&connection, link, position)
-                });
-            if content_matters {
+            let (users, content) = match needs {
+                Needs::Pair => (false, true),
+                // The centre's users see nothing of a partner's content
+                // unless the partner shares something with the centre over
+                // an active link (R-SHARE-1, R-CONN-4).
+                Needs::CentreUsersSee => (false, shares(&connection, site, centre)),
+                // Likewise, a partner's users see nothing of the centre's
+                // content (and its relationships to it give nothing) unless
+                // the centre shares something with the partner.
+                Needs::SeeCentre => {
+                    let seen = shares(&connection, centre, site);
+                    (seen, seen)
+                }
+                Needs::Everything => (true, true),
+            };
+            if users {
+                streams.push(site_stream(site));
+            } else {
+                codes_only.push(site_stream(site));
+            }
+            if content {
                 streams.push(content_stream(site));
             }
             streams.push(connection);
@@ -357,7 +382,18 @@ impl History {
     ) -> Result<PastIndex, HistoryError> {
         let mut sites = self.partners(centre, position).await?;
         sites.insert(centre);
-        self.replay(centre, &sites, position, false, false).await
+        self.replay(centre, &sites, position, Needs::Everything)
+            .await
+    }
+
+    /// Like [`History::index_around`], for who sees `centre`'s content
+    /// only: with the archive, the partners `centre` shares nothing
+    /// with at `position` are left out (their users could see none of it).
+    async fn index_seeing(&self, centre: SiteId, position: u64) -> Result<PastIndex, HistoryError> {
+        let mut sites = self.partners(centre, position).await?;
+        sites.insert(centre);
+        self.replay(centre, &sites, position, Needs::SeeCentre)
+            .await
     }
 
     /// Like [`History::index_around`], for what `centre`'s own users see
@@ -371,7 +407,8 @@ impl History {
     ) -> Result<PastIndex, HistoryError> {
         let mut sites = self.partners(centre, position).await?;
         sites.insert(centre);
-        self.replay(centre, &sites, position, true, true).await
+        self.replay(centre, &sites, position, Needs::CentreUsersSee)
+            .await
     }
 
     /// The index for questions about `user`, or `UnknownUser` if they did
@@ -401,7 +438,7 @@ impl History {
         let site = site.ok_or(AccessError::UnknownUser(user))?;
         let mut sites = BTreeSet::from([site]);
         sites.extend(owner);
-        self.replay(site, &sites, position, true, false).await
+        self.replay(site, &sites, position, Needs::Pair).await
     }
 
     /// Q-1 as of a moment: the user's level on the target.
@@ -452,7 +489,7 @@ impl History {
             .owner_of(target, position)
             .await?
             .ok_or(AccessError::UnknownTarget(target))?;
-        let past = self.index_around(owner, position).await?;
+        let past = self.index_seeing(owner, position).await?;
         Ok((position, past.index.viewers(target)?))
     }
 
@@ -535,7 +572,7 @@ impl History {
                 let Some(owner) = self.owner_of(target, position).await? else {
                     return Ok(out);
                 };
-                let past = self.index_around(owner, position).await?;
+                let past = self.index_seeing(owner, position).await?;
                 for v in past.index.viewers(target)? {
                     out.insert((v.user, target), (v.site, owner, v.level));
                 }
@@ -545,7 +582,7 @@ impl History {
                     Scope::Partner { partner, .. } => Some(partner),
                     _ => None,
                 };
-                let past = self.index_around(site, position).await?;
+                let past = self.index_seeing(site, position).await?;
                 for viewer_site in past.index.sites() {
                     if only.is_some_and(|p| p != viewer_site) {
                         continue;
