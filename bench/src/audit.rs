@@ -194,23 +194,51 @@ async fn asof_checks(history: &History, qs: &[Question]) -> anyhow::Result<Check
     Ok(checks)
 }
 
-/// Q-2 as of the past: complete lookups (every page), timed per user.
-struct Lookups {
+/// The count and mean-length labels of the lines.
+const LOOKUP_LABELS: (&str, &str) = ("lookups", "mean_items");
+const VIEWER_LABELS: (&str, &str) = ("questions", "mean_viewers");
+
+/// Answers that are lists (Q-2's targets, Q-3's viewers), timed per
+/// question; a question about someone or something that did not exist then
+/// is answered `None` and not timed.
+struct Listed<T> {
     times: Vec<Duration>,
     items: usize,
-    answers: Vec<Option<Vec<Target>>>,
+    answers: Vec<Option<Vec<T>>>,
 }
 
-impl Lookups {
-    fn report(&self, name: &str, head: u64, replay_p50: f64) {
+impl<T> Listed<T> {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            times: Vec::with_capacity(n),
+            items: 0,
+            answers: Vec::with_capacity(n),
+        }
+    }
+
+    /// Records one question's answer, asked at `started`.
+    fn push(&mut self, started: Instant, answer: Option<Vec<T>>) {
+        if let Some(items) = &answer {
+            self.times.push(started.elapsed());
+            self.items += items.len();
+        }
+        self.answers.push(answer);
+    }
+
+    /// One `RESULT` line; `labels` name the count of questions and the
+    /// mean length of an answer.
+    /// Sorts the times (for the quantiles).
+    fn finish(mut self) -> Self {
+        self.times.sort_unstable();
+        self
+    }
+
+    fn report(&self, name: &str, labels: (&str, &str), head: u64, replay_p50: f64) {
         let p50 = quantile(&self.times, 0.5);
         Line::new(name)
             .text("log_events", head)
-            .text("lookups", self.times.len())
-            .count(
-                "mean_items",
-                self.items as f64 / self.times.len().max(1) as f64,
-            )
+            .text(labels.0, self.times.len())
+            .count(labels.1, self.items as f64 / self.times.len().max(1) as f64)
             .ms("asof_p50_ms", p50)
             .ms("asof_p99_ms", quantile(&self.times, 0.99))
             .ms("asof_max_ms", quantile(&self.times, 1.0))
@@ -219,12 +247,9 @@ impl Lookups {
     }
 }
 
-async fn asof_lookups(history: &History, qs: &[Question]) -> anyhow::Result<Lookups> {
-    let mut lookups = Lookups {
-        times: Vec::with_capacity(qs.len()),
-        items: 0,
-        answers: Vec::with_capacity(qs.len()),
-    };
+/// Q-2 as of the past: complete lookups (every page), timed per user.
+async fn asof_lookups(history: &History, qs: &[Question]) -> anyhow::Result<Listed<Target>> {
+    let mut lookups = Listed::with_capacity(qs.len());
     for q in qs {
         let started = Instant::now();
         let mut query = LookupQuery {
@@ -248,67 +273,26 @@ async fn asof_lookups(history: &History, qs: &[Question]) -> anyhow::Result<Look
                 Err(e) => return Err(e.into()),
             }
         };
-        if complete {
-            lookups.times.push(started.elapsed());
-            lookups.items += targets.len();
-            lookups.answers.push(Some(targets));
-        } else {
-            lookups.answers.push(None);
-        }
+        lookups.push(started, complete.then_some(targets));
     }
-    lookups.times.sort_unstable();
-    Ok(lookups)
+    Ok(lookups.finish())
 }
 
-/// Q-3 as of the past: who could see a target, timed per question
-/// (questions about targets that did not exist then are left out).
-struct ViewerAnswers {
-    times: Vec<Duration>,
-    viewers: usize,
-    answers: Vec<Option<Vec<Viewer>>>,
-}
-
-impl ViewerAnswers {
-    fn report(&self, name: &str, head: u64, replay_p50: f64) {
-        let p50 = quantile(&self.times, 0.5);
-        Line::new(name)
-            .text("log_events", head)
-            .text("questions", self.times.len())
-            .count(
-                "mean_viewers",
-                self.viewers as f64 / self.times.len().max(1) as f64,
-            )
-            .ms("asof_p50_ms", p50)
-            .ms("asof_p99_ms", quantile(&self.times, 0.99))
-            .ms("asof_max_ms", quantile(&self.times, 1.0))
-            .ms("replay_p50_ms", replay_p50)
-            .ratio(replay_p50, p50);
-    }
-}
-
-async fn asof_viewers(history: &History, qs: &[Question]) -> anyhow::Result<ViewerAnswers> {
-    let mut out = ViewerAnswers {
-        times: Vec::with_capacity(qs.len()),
-        viewers: 0,
-        answers: Vec::with_capacity(qs.len()),
-    };
+/// Q-3 as of the past: who could see a target, timed per question.
+async fn asof_viewers(history: &History, qs: &[Question]) -> anyhow::Result<Listed<Viewer>> {
+    let mut out = Listed::with_capacity(qs.len());
     for q in qs {
         let started = Instant::now();
         match history
             .viewers(Moment::Position(q.position), q.target)
             .await
         {
-            Ok((_, viewers)) => {
-                out.times.push(started.elapsed());
-                out.viewers += viewers.len();
-                out.answers.push(Some(viewers));
-            }
-            Err(HistoryError::Access(_)) => out.answers.push(None),
+            Ok((_, viewers)) => out.push(started, Some(viewers)),
+            Err(HistoryError::Access(_)) => out.push(started, None),
             Err(e) => return Err(e.into()),
         }
     }
-    out.times.sort_unstable();
-    Ok(out)
+    Ok(out.finish())
 }
 
 pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
@@ -402,7 +386,7 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
             replayed as f64 / counted.max(1) as f64,
         )),
     );
-    log_lookups.report("audit_asof_lookup", head, replay_p50);
+    log_lookups.report("audit_asof_lookup", LOOKUP_LABELS, head, replay_p50);
 
     // From the in-memory archive, loaded from the same log.
     let rss_before = crate::access::resident_bytes()?;
@@ -432,9 +416,14 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
         .text("same_answers_as_log", same)
         .ratio(log_checks.p50(), archive_checks.p50());
     archive_checks.report("audit_asof_check_archive", head, replay_p50, None);
-    archive_lookups.report("audit_asof_lookup_archive", head, replay_p50);
-    log_viewers.report("audit_asof_viewers", head, replay_p50);
-    archive_viewers.report("audit_asof_viewers_archive", head, replay_p50);
+    archive_lookups.report("audit_asof_lookup_archive", LOOKUP_LABELS, head, replay_p50);
+    log_viewers.report("audit_asof_viewers", VIEWER_LABELS, head, replay_p50);
+    archive_viewers.report(
+        "audit_asof_viewers_archive",
+        VIEWER_LABELS,
+        head,
+        replay_p50,
+    );
     archive.stop();
     let _ = follower.await;
 
