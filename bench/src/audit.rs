@@ -203,6 +203,8 @@ const VIEWER_LABELS: (&str, &str) = ("questions", "mean_viewers");
 /// is answered `None` and not timed.
 struct Listed<T> {
     times: Vec<Duration>,
+    /// Each timed question's time and index in the questions asked.
+    asked: Vec<(Duration, usize)>,
     items: usize,
     answers: Vec<Option<Vec<T>>>,
 }
@@ -211,6 +213,7 @@ impl<T> Listed<T> {
     fn with_capacity(n: usize) -> Self {
         Self {
             times: Vec::with_capacity(n),
+            asked: Vec::with_capacity(n),
             items: 0,
             answers: Vec::with_capacity(n),
         }
@@ -219,20 +222,30 @@ impl<T> Listed<T> {
     /// Records one question's answer, asked at `started`.
     fn push(&mut self, started: Instant, answer: Option<Vec<T>>) {
         if let Some(items) = &answer {
-            self.times.push(started.elapsed());
+            let took = started.elapsed();
+            self.times.push(took);
+            self.asked.push((took, self.answers.len()));
             self.items += items.len();
         }
         self.answers.push(answer);
     }
 
-    /// One `RESULT` line; `labels` name the count of questions and the
-    /// mean length of an answer.
     /// Sorts the times (for the quantiles).
     fn finish(mut self) -> Self {
         self.times.sort_unstable();
         self
     }
 
+    /// The indices of the `n` slowest questions, slowest first.
+    fn slowest(&self, n: usize) -> Vec<(Duration, usize)> {
+        let mut asked = self.asked.clone();
+        asked.sort_unstable_by(|a, b| b.cmp(a));
+        asked.truncate(n);
+        asked
+    }
+
+    /// One `RESULT` line; `labels` name the count of questions and the
+    /// mean length of an answer.
     fn report(&self, name: &str, labels: (&str, &str), head: u64, replay_p50: f64) {
         let p50 = quantile(&self.times, 0.5);
         Line::new(name)
@@ -247,35 +260,53 @@ impl<T> Listed<T> {
     }
 }
 
-/// Q-2 as of the past: complete lookups (every page), timed per user.
+/// Q-2 as of the past: one complete lookup (every page), `None` if the
+/// user did not exist then.
+async fn asof_lookup(history: &History, q: &Question) -> anyhow::Result<Option<Vec<Target>>> {
+    let mut query = LookupQuery {
+        limit: MAX_PAGE,
+        ..LookupQuery::default()
+    };
+    let mut targets = Vec::new();
+    loop {
+        match history
+            .lookup(Moment::Position(q.position), q.user, &query)
+            .await
+        {
+            Ok((_, page)) => {
+                targets.extend(page.items.iter().map(|v| v.target));
+                match page.next {
+                    Some(next) => query.after = Some(next),
+                    None => return Ok(Some(targets)),
+                }
+            }
+            Err(HistoryError::Access(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Q-2 as of the past: complete lookups, timed per user.
 async fn asof_lookups(history: &History, qs: &[Question]) -> anyhow::Result<Listed<Target>> {
     let mut lookups = Listed::with_capacity(qs.len());
     for q in qs {
         let started = Instant::now();
-        let mut query = LookupQuery {
-            limit: MAX_PAGE,
-            ..LookupQuery::default()
-        };
-        let mut targets = Vec::new();
-        let complete = loop {
-            match history
-                .lookup(Moment::Position(q.position), q.user, &query)
-                .await
-            {
-                Ok((_, page)) => {
-                    targets.extend(page.items.iter().map(|v| v.target));
-                    match page.next {
-                        Some(next) => query.after = Some(next),
-                        None => break true,
-                    }
-                }
-                Err(HistoryError::Access(_)) => break false,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        lookups.push(started, complete.then_some(targets));
+        lookups.push(started, asof_lookup(history, q).await?);
     }
     Ok(lookups.finish())
+}
+
+/// Q-3 as of the past: who could see a target, `None` if it did not exist
+/// then.
+async fn asof_viewer(history: &History, q: &Question) -> anyhow::Result<Option<Vec<Viewer>>> {
+    match history
+        .viewers(Moment::Position(q.position), q.target)
+        .await
+    {
+        Ok((_, viewers)) => Ok(Some(viewers)),
+        Err(HistoryError::Access(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Q-3 as of the past: who could see a target, timed per question.
@@ -283,16 +314,34 @@ async fn asof_viewers(history: &History, qs: &[Question]) -> anyhow::Result<List
     let mut out = Listed::with_capacity(qs.len());
     for q in qs {
         let started = Instant::now();
-        match history
-            .viewers(Moment::Position(q.position), q.target)
-            .await
-        {
-            Ok((_, viewers)) => out.push(started, Some(viewers)),
-            Err(HistoryError::Access(_)) => out.push(started, None),
-            Err(e) => return Err(e.into()),
-        }
+        out.push(started, asof_viewer(history, q).await?);
     }
     Ok(out.finish())
+}
+
+/// Asks the three slowest questions of a run again and reports both times
+/// (stderr): a tail that does not come back was the machine's, one that
+/// does is the question's.
+async fn ask_slowest_again<T>(
+    what: &str,
+    listed: &Listed<T>,
+    qs: &[Question],
+    again: impl AsyncFn(&Question) -> anyhow::Result<Option<Vec<T>>>,
+) -> anyhow::Result<()> {
+    let mut report = Vec::new();
+    for (took, i) in listed.slowest(3) {
+        let started = Instant::now();
+        let answer = again(&qs[i]).await?;
+        report.push(format!(
+            "{:.1} ms, again {:.1} ms ({} items, position {})",
+            took.as_secs_f64() * 1000.0,
+            started.elapsed().as_secs_f64() * 1000.0,
+            answer.map_or(0, |a| a.len()),
+            qs[i].position
+        ));
+    }
+    progress(&format!("{what}: slowest asked again: {}", report.join("; ")));
+    Ok(())
 }
 
 pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
@@ -405,6 +454,14 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
         && archive_lookups.answers == log_lookups.answers
         && archive_viewers.answers[..log_viewers.answers.len()] == log_viewers.answers[..];
     anyhow::ensure!(same, "the archive's answers differ from the log's");
+    ask_slowest_again("audit_asof_lookup_archive", &archive_lookups, &qs, async |q| {
+        asof_lookup(&from_archive, q).await
+    })
+    .await?;
+    ask_slowest_again("audit_asof_viewers_archive", &archive_viewers, &qs, async |q| {
+        asof_viewer(&from_archive, q).await
+    })
+    .await?;
     Line::new("audit_archive")
         .text("log_events", head)
         .ms("load_ms", load_secs * 1000.0)

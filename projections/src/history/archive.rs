@@ -19,12 +19,13 @@
 
 use std::cmp::Reverse;
 use std::collections::binary_heap::PeekMut;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use shareledger_core::catalog::{
-    ConnectionEvent, ContentEvent, Link, ScorecardId, SiteEvent, SiteId, UserId,
+    connection_stream, content_stream, ConnectionEvent, ContentEvent, Link, ObjectId, ScorecardId,
+    SiteEvent, SiteId, UserId,
 };
 use shareledger_events::store::{PgEventStore, SubscriptionOptions};
 use shareledger_events::RecordedEvent;
@@ -60,6 +61,9 @@ struct Archive {
     owners: HashMap<Target, (u64, SiteId)>,
     /// The sites each site has a connection stream with.
     partners: HashMap<SiteId, BTreeSet<SiteId>>,
+    /// For each object some site related (linked onto a scorecard or used
+    /// in an aggregation), the position and the relating site of each time.
+    related: HashMap<ObjectId, Vec<(u64, SiteId)>>,
 }
 
 impl Archive {
@@ -90,6 +94,14 @@ impl Archive {
                 };
                 if let Some(target) = created {
                     self.owners.entry(target).or_insert((position, *site));
+                }
+                if let ContentEvent::SharedObjectLinked { object_id, .. }
+                | ContentEvent::SharedMeasureAggregated { object_id, .. } = event
+                {
+                    self.related
+                        .entry(*object_id)
+                        .or_default()
+                        .push((position, *site));
                 }
             }
             Decoded::Connection(_) => {
@@ -181,10 +193,10 @@ impl Archive {
         Ok(fed)
     }
 
-    /// Whether, at `until`, the link `link` is active with at least one
-    /// scorecard shared over it: folds its connection stream (named
-    /// `stream`) up to there as the access index does.
-    fn shares_over(&self, stream: &str, link: Link, until: u64) -> bool {
+    /// The scorecards shared over `link` at `until` if it is active then,
+    /// `None` if not: folds its connection stream (named `stream`) up to
+    /// there as the access index does.
+    fn shared_over(&self, stream: &str, link: Link, until: u64) -> Option<HashSet<ScorecardId>> {
         let mut active = false;
         let mut shared: HashSet<ScorecardId> = HashSet::new();
         for event in self.upto(stream, until) {
@@ -216,7 +228,105 @@ impl Archive {
                 _ => {}
             }
         }
-        active && !shared.is_empty()
+        active.then_some(shared)
+    }
+
+    /// Every scorecard `target` of `owner` can show on at `until`, and
+    /// perhaps more: the scorecard itself, or each scorecard that the object
+    /// or one of its containers was placed on at or before `until` (later
+    /// removals ignored). Placements name the owner's own objects and
+    /// scorecards (core's `PlaceObjectOnScorecard`) and an object's
+    /// container is fixed when it is created, so the owner's content stream
+    /// alone tells. Also returns the object and its containers (none for a
+    /// scorecard).
+    fn may_show_on(
+        &self,
+        owner: SiteId,
+        target: Target,
+        until: u64,
+    ) -> (HashSet<ScorecardId>, HashSet<ObjectId>) {
+        let object = match target {
+            Target::Scorecard(s) => return (HashSet::from([s]), HashSet::new()),
+            Target::Object(o) => o,
+        };
+        let events = self.upto(&content_stream(owner), until);
+        // Every container an object was ever created with (core creates an
+        // object once; a superset either way).
+        let mut containers: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
+        for event in events {
+            if let Decoded::Content {
+                event:
+                    ContentEvent::ObjectCreated {
+                        object_id,
+                        container: Some(container),
+                        ..
+                    },
+                ..
+            } = &event.decoded
+            {
+                containers.entry(*object_id).or_default().push(*container);
+            }
+        }
+        let mut lineage = HashSet::from([object]);
+        let mut stack = vec![object];
+        while let Some(current) = stack.pop() {
+            for &up in containers.get(&current).into_iter().flatten() {
+                if lineage.insert(up) {
+                    stack.push(up);
+                }
+            }
+        }
+        let scorecards = events
+            .iter()
+            .filter_map(|event| match &event.decoded {
+                Decoded::Content {
+                    event:
+                        ContentEvent::ObjectPlacedOnScorecard {
+                            object_id,
+                            scorecard_id,
+                        },
+                    ..
+                } if lineage.contains(object_id) => Some(*scorecard_id),
+                _ => None,
+            })
+            .collect();
+        (scorecards, lineage)
+    }
+
+    /// The partners of `owner` whose users may see `target` at `until`: those
+    /// the owner shares, over a link active then, a scorecard the target may
+    /// show on. A superset of the sites the access index finds seeing it.
+    /// Each comes with whether its content can matter: only if it related
+    /// the target or one of its containers by then (a partner's users see a
+    /// shared object otherwise through their flags and assignments alone,
+    /// held in the partner's site stream).
+    fn partners_seeing(
+        &self,
+        owner: SiteId,
+        target: Target,
+        until: u64,
+    ) -> BTreeMap<SiteId, bool> {
+        let Some(partners) = self.partners.get(&owner) else {
+            return BTreeMap::new();
+        };
+        let (shows_on, lineage) = self.may_show_on(owner, target, until);
+        let relating: HashSet<SiteId> = lineage
+            .iter()
+            .filter_map(|object| self.related.get(object))
+            .flatten()
+            .filter(|(at, _)| *at <= until)
+            .map(|(_, site)| *site)
+            .collect();
+        partners
+            .iter()
+            .copied()
+            .filter(|&partner| {
+                let stream = connection_stream(owner, partner);
+                self.shared_over(&stream, Link { from: owner, to: partner }, until)
+                    .is_some_and(|shared| shared.iter().any(|s| shows_on.contains(s)))
+            })
+            .map(|partner| (partner, relating.contains(&partner)))
+            .collect()
     }
 }
 
@@ -344,8 +454,21 @@ impl LiveArchive {
         self.read().replay(full, codes_only, until, apply)
     }
 
-    /// See [`Archive::shares_over`].
+    /// Whether, at `until`, `link` (whose connection stream is `stream`) is
+    /// active with at least one scorecard shared over it.
     pub(crate) fn shares_over(&self, stream: &str, link: Link, until: u64) -> bool {
-        self.read().shares_over(stream, link, until)
+        self.read()
+            .shared_over(stream, link, until)
+            .is_some_and(|shared| !shared.is_empty())
+    }
+
+    /// See [`Archive::partners_seeing`].
+    pub(crate) fn partners_seeing(
+        &self,
+        owner: SiteId,
+        target: Target,
+        until: u64,
+    ) -> BTreeMap<SiteId, bool> {
+        self.read().partners_seeing(owner, target, until)
     }
 }

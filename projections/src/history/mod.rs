@@ -86,7 +86,7 @@ impl HistoryError {
 /// `History::replay`). With the archive, partners that cannot matter at the
 /// position are left out; from the log, every partner is read.
 #[derive(Debug, Clone, Copy)]
-enum Needs {
+enum Needs<'a> {
     /// about one user of the centre and one target: the other
     /// site's content whatever the links (a target must be known to be
     /// judged, even if unseen), not its users.
@@ -97,6 +97,10 @@ enum Needs {
     /// Who sees the centre's content (Q-3, site and partner diffs): the
     /// users and content of the partners the centre shares something with.
     SeeCentre,
+    /// Who sees one target of the centre (Q-3, target diffs): like
+    /// `SeeCentre`, but a partner's content only if it is in `content_of`
+    /// (the partners whose relationships can matter).
+    SeeTarget { content_of: &'a BTreeSet<SiteId> },
     /// Any question about the centre's users or content: every partner's
     /// users and content.
     Everything,
@@ -302,7 +306,7 @@ impl History {
         centre: SiteId,
         sites: &BTreeSet<SiteId>,
         position: u64,
-        needs: Needs,
+        needs: Needs<'_>,
     ) -> Result<PastIndex, HistoryError> {
         let archive = self.archive_at(position);
         // Whether `link` is active with something shared over it at the
@@ -332,6 +336,10 @@ impl History {
                 Needs::SeeCentre => {
                     let seen = shares(&connection, centre, site);
                     (seen, seen)
+                }
+                Needs::SeeTarget { content_of } => {
+                    let seen = shares(&connection, centre, site);
+                    (seen, seen && content_of.contains(&site))
                 }
                 Needs::Everything => (true, true),
             };
@@ -393,6 +401,32 @@ impl History {
         let mut sites = self.partners(centre, position).await?;
         sites.insert(centre);
         self.replay(centre, &sites, position, Needs::SeeCentre)
+            .await
+    }
+
+    /// Like [`History::index_seeing`], for who sees one `target` of `owner`
+    /// only: with the archive, the partners left out are also those
+    /// shared nothing the target can show on at `position`, and of those
+    /// kept only the ones that related the target (or a container of it)
+    /// are read with their content.
+    async fn index_seeing_target(
+        &self,
+        owner: SiteId,
+        target: Target,
+        position: u64,
+    ) -> Result<PastIndex, HistoryError> {
+        let Some(archive) = self.archive_at(position) else {
+            return self.index_seeing(owner, position).await;
+        };
+        let seeing = archive.partners_seeing(owner, target, position);
+        let content_of: BTreeSet<SiteId> = seeing
+            .iter()
+            .filter(|(_, related)| **related)
+            .map(|(site, _)| *site)
+            .collect();
+        let mut sites: BTreeSet<SiteId> = seeing.into_keys().collect();
+        sites.insert(owner);
+        self.replay(owner, &sites, position, Needs::SeeTarget { content_of: &content_of })
             .await
     }
 
@@ -489,7 +523,7 @@ impl History {
             .owner_of(target, position)
             .await?
             .ok_or(AccessError::UnknownTarget(target))?;
-        let past = self.index_seeing(owner, position).await?;
+        let past = self.index_seeing_target(owner, target, position).await?;
         Ok((position, past.index.viewers(target)?))
     }
 
@@ -572,7 +606,7 @@ impl History {
                 let Some(owner) = self.owner_of(target, position).await? else {
                     return Ok(out);
                 };
-                let past = self.index_seeing(owner, position).await?;
+                let past = self.index_seeing_target(owner, target, position).await?;
                 for v in past.index.viewers(target)? {
                     out.insert((v.user, target), (v.site, owner, v.level));
                 }
