@@ -645,9 +645,10 @@ impl Service {
     /// CreateScorecard, CreateObject, PlaceObjectOnScorecard and
     /// RemoveObjectFromScorecard on a site's own content.
     ///
-    /// Not yet done: removing an object from a shared scorecard does not yet
-    /// remove partners' relationships that lost their only path (R-SHARE-4);
-    /// that needs a partner index or a process manager.
+    /// Removing an object from a shared scorecard does not remove, in the
+    /// same append, partners' relationships that lost their only path
+    /// (R-SHARE-4): the [`ConsequenceWorker`](crate::consequences::ConsequenceWorker)
+    /// follows the log and removes them.
     pub async fn on_content(
         &self,
         issued: &Issued,
