@@ -340,7 +340,10 @@ async fn ask_slowest_again<T>(
             qs[i].position
         ));
     }
-    progress(&format!("{what}: slowest asked again: {}", report.join("; ")));
+    progress(&format!(
+        "{what}: slowest asked again: {}",
+        report.join("; ")
+    ));
     Ok(())
 }
 
@@ -454,13 +457,19 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
         && archive_lookups.answers == log_lookups.answers
         && archive_viewers.answers[..log_viewers.answers.len()] == log_viewers.answers[..];
     anyhow::ensure!(same, "the archive's answers differ from the log's");
-    ask_slowest_again("audit_asof_lookup_archive", &archive_lookups, &qs, async |q| {
-        asof_lookup(&from_archive, q).await
-    })
+    ask_slowest_again(
+        "audit_asof_lookup_archive",
+        &archive_lookups,
+        &qs,
+        async |q| asof_lookup(&from_archive, q).await,
+    )
     .await?;
-    ask_slowest_again("audit_asof_viewers_archive", &archive_viewers, &qs, async |q| {
-        asof_viewer(&from_archive, q).await
-    })
+    ask_slowest_again(
+        "audit_asof_viewers_archive",
+        &archive_viewers,
+        &qs,
+        async |q| asof_viewer(&from_archive, q).await,
+    )
     .await?;
     Line::new("audit_archive")
         .text("log_events", head)

@@ -25,8 +25,8 @@ mod load;
 use std::collections::BTreeSet;
 
 use shareledger_core::catalog::{
-    connection_stream, content_stream, site_code_stream, site_stream, AccessLevel, ConnectionEvent,
-    DomainEvent, Link, RemovalReason, ScorecardId, SiteCode, SiteCodeEvent, SiteEvent, SiteId,
+    connection_stream, content_stream, site_code_stream, site_stream, AccessLevel, DomainEvent,
+    Link, RemovalReason, ScorecardId, SiteCode, SiteCodeEvent, SiteEvent, SiteId,
 };
 use shareledger_core::connection::{
     ApproveConnection, CancelConnectionRequest, ConnectionState, DenyConnection, RequestConnection,
@@ -491,11 +491,13 @@ impl Service {
                 // checked before the code is reported unknown.
                 let partner = partner_id.unwrap_or(SiteId(Uuid::nil()));
                 let stream = connection_stream(requester, partner);
-                let (history, rev) = match partner_id {
-                    Some(_) => loaded.events::<ConnectionEvent>(&stream).await?,
-                    None => (Vec::new(), ExpectedRevision::NoStream),
+                let (state, rev) = match partner_id {
+                    Some(_) => loaded.connection(requester, partner).await?,
+                    None => (
+                        ConnectionState::new(requester, partner),
+                        ExpectedRevision::NoStream,
+                    ),
                 };
-                let state = ConnectionState::from_events(requester, partner, history.iter());
                 let events = RequestConnection {
                     partner,
                     directions,
@@ -534,8 +536,7 @@ impl Service {
                 let (site, site_rev) = loaded.site(site_id).await?;
                 let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
                 let stream = connection_stream(site_id, partner);
-                let (history, rev) = loaded.events::<ConnectionEvent>(&stream).await?;
-                let state = ConnectionState::from_events(site_id, partner, history.iter());
+                let (state, rev) = loaded.connection(site_id, partner).await?;
                 let events = match command {
                     ConnectionCommand::Approve => {
                         ApproveConnection { partner }.decide(&actor, &site, &state)?
@@ -593,8 +594,7 @@ impl Service {
                 let site = site.ok_or(DomainError::SiteNotFound(acting))?;
                 let (owner, owner_rev) = loaded.content(link.from).await?;
                 let stream = connection_stream(link.from, link.to);
-                let (history, rev) = loaded.events::<ConnectionEvent>(&stream).await?;
-                let state = ConnectionState::from_events(link.from, link.to, history.iter());
+                let (state, rev) = loaded.connection(link.from, link.to).await?;
                 let owned: BTreeSet<ScorecardId> = owner.scorecards.keys().copied().collect();
                 let events = match &change {
                     ShareChange::Share(scorecard_id) => ShareScorecard {

@@ -1,10 +1,10 @@
 //! Loading what a decision needs: a stream's events decoded into the
 //! catalog, and the expected revision to append or guard with.
 //!
-//! Streams are cached per service, at the revision they end at: a site's
-//! and a site's content stream as their folded state (a decision then costs
-//! a clone of the state, not the decoding of every event again), any other
-//! stream as its raw events. An append through the service moves a cached
+//! Streams are cached per service, at the revision they end at: a site's,
+//! a site's content and a connection stream as their folded state (a
+//! decision then costs a clone of the state, not the decoding of every
+//! event again), any other stream as its raw events. An append through the service moves a cached
 //! entry forward (new events decoded and folded in); anything else drops it.
 //! A decision may run on cached streams because every stream it read from
 //! the cache is then checked at append time (written with, or guarded at,
@@ -51,32 +51,89 @@ enum Body {
     Site(Arc<Option<SiteState>>),
     /// A content stream, folded.
     Content(Arc<ContentState>),
+    /// A connection stream, folded.
+    Connection(Arc<ConnectionState>),
+}
+
+/// A stream's state folded from its events, as the cache keeps it.
+trait Folded: Clone + Sized {
+    type Event: DomainEvent;
+    fn apply(self, event: &Self::Event) -> Self;
+    fn into_body(state: Arc<Self>) -> Body;
+    fn from_body(body: &Body) -> Option<&Arc<Self>>;
+
+    /// `state` with `events` (decoded) applied; `None` if one does not
+    /// decode as the stream's events.
+    fn extended(state: Arc<Self>, events: &[RawEvent]) -> Option<Body> {
+        let mut state = Arc::unwrap_or_clone(state);
+        for (t, v, d) in events {
+            state = state.apply(&Self::Event::decode(t, *v, d).ok()?);
+        }
+        Some(Self::into_body(Arc::new(state)))
+    }
+}
+
+impl Folded for Option<SiteState> {
+    type Event = SiteEvent;
+    fn apply(self, event: &SiteEvent) -> Self {
+        SiteState::evolve(self, event)
+    }
+    fn into_body(state: Arc<Self>) -> Body {
+        Body::Site(state)
+    }
+    fn from_body(body: &Body) -> Option<&Arc<Self>> {
+        match body {
+            Body::Site(state) => Some(state),
+            _ => None,
+        }
+    }
+}
+
+impl Folded for ContentState {
+    type Event = ContentEvent;
+    fn apply(self, event: &ContentEvent) -> Self {
+        self.evolve(event)
+    }
+    fn into_body(state: Arc<Self>) -> Body {
+        Body::Content(state)
+    }
+    fn from_body(body: &Body) -> Option<&Arc<Self>> {
+        match body {
+            Body::Content(state) => Some(state),
+            _ => None,
+        }
+    }
+}
+
+impl Folded for ConnectionState {
+    type Event = ConnectionEvent;
+    fn apply(self, event: &ConnectionEvent) -> Self {
+        ConnectionState::evolve(self, event)
+    }
+    fn into_body(state: Arc<Self>) -> Body {
+        Body::Connection(state)
+    }
+    fn from_body(body: &Body) -> Option<&Arc<Self>> {
+        match body {
+            Body::Connection(state) => Some(state),
+            _ => None,
+        }
+    }
 }
 
 impl Body {
     /// This body with `events` (appended after it) applied; `None` if one
     /// does not decode as the stream's events.
     fn extended(self, events: Vec<RawEvent>) -> Option<Body> {
-        Some(match self {
+        match self {
             Body::Raw(mut all) => {
                 Arc::make_mut(&mut all).extend(events);
-                Body::Raw(all)
+                Some(Body::Raw(all))
             }
-            Body::Site(state) => {
-                let mut state = Arc::unwrap_or_clone(state);
-                for (t, v, d) in &events {
-                    state = SiteState::evolve(state, &SiteEvent::decode(t, *v, d).ok()?);
-                }
-                Body::Site(Arc::new(state))
-            }
-            Body::Content(state) => {
-                let mut state = Arc::unwrap_or_clone(state);
-                for (t, v, d) in &events {
-                    state = state.evolve(&ContentEvent::decode(t, *v, d).ok()?);
-                }
-                Body::Content(Arc::new(state))
-            }
-        })
+            Body::Site(state) => Folded::extended(state, &events),
+            Body::Content(state) => Folded::extended(state, &events),
+            Body::Connection(state) => Folded::extended(state, &events),
+        }
     }
 }
 
@@ -314,36 +371,40 @@ impl Loaded {
         Ok((Arc::new(raw), expected))
     }
 
+    /// A stream's state folded from `initial`, and its revision: from the
+    /// cache if it holds the stream folded, from the log otherwise.
+    async fn folded<S: Folded>(
+        &mut self,
+        stream: &str,
+        initial: S,
+    ) -> Result<(S, ExpectedRevision), CommandError> {
+        if let Some((entry, verified)) = self.cached(stream).await? {
+            if let Some(state) = S::from_body(&entry.body) {
+                self.read(stream, entry.revision, !verified);
+                return Ok((state.as_ref().clone(), entry.revision));
+            }
+        }
+        let (raw, revision) = self.read_log(stream).await?;
+        let mut state = initial;
+        for (t, v, d) in raw.iter() {
+            state = state.apply(&S::Event::decode(t, *v, d)?);
+        }
+        self.cache.put(
+            stream,
+            Cached {
+                revision,
+                body: S::into_body(Arc::new(state.clone())),
+            },
+        );
+        Ok((state, revision))
+    }
+
     /// A site's state (`None` if it was never registered) and its revision.
     pub(crate) async fn site(
         &mut self,
         site: SiteId,
     ) -> Result<(Option<SiteState>, ExpectedRevision), CommandError> {
-        let stream = site_stream(site);
-        if let Some((
-            Cached {
-                revision,
-                body: Body::Site(state),
-            },
-            verified,
-        )) = self.cached(&stream).await?
-        {
-            self.read(&stream, revision, !verified);
-            return Ok((state.as_ref().clone(), revision));
-        }
-        let (raw, revision) = self.read_log(&stream).await?;
-        let mut state = None;
-        for (t, v, d) in raw.iter() {
-            state = SiteState::evolve(state, &SiteEvent::decode(t, *v, d)?);
-        }
-        self.cache.put(
-            &stream,
-            Cached {
-                revision,
-                body: Body::Site(Arc::new(state.clone())),
-            },
-        );
-        Ok((state, revision))
+        self.folded(&site_stream(site), None).await
     }
 
     /// A site's content and its revision.
@@ -351,31 +412,19 @@ impl Loaded {
         &mut self,
         site: SiteId,
     ) -> Result<(ContentState, ExpectedRevision), CommandError> {
-        let stream = content_stream(site);
-        if let Some((
-            Cached {
-                revision,
-                body: Body::Content(state),
-            },
-            verified,
-        )) = self.cached(&stream).await?
-        {
-            self.read(&stream, revision, !verified);
-            return Ok((state.as_ref().clone(), revision));
-        }
-        let (raw, revision) = self.read_log(&stream).await?;
-        let mut state = ContentState::from_events(site, std::iter::empty());
-        for (t, v, d) in raw.iter() {
-            state = state.evolve(&ContentEvent::decode(t, *v, d)?);
-        }
-        self.cache.put(
-            &stream,
-            Cached {
-                revision,
-                body: Body::Content(Arc::new(state.clone())),
-            },
-        );
-        Ok((state, revision))
+        let initial = ContentState::from_events(site, std::iter::empty());
+        self.folded(&content_stream(site), initial).await
+    }
+
+    /// The links between two sites and the revision of their connection
+    /// stream.
+    pub(crate) async fn connection(
+        &mut self,
+        a: SiteId,
+        b: SiteId,
+    ) -> Result<(ConnectionState, ExpectedRevision), CommandError> {
+        self.folded(&connection_stream(a, b), ConnectionState::new(a, b))
+            .await
     }
 
     /// The scorecards `owner` shares with `partner` now (none unless the link
@@ -385,10 +434,7 @@ impl Loaded {
         owner: SiteId,
         partner: SiteId,
     ) -> Result<BTreeSet<ScorecardId>, CommandError> {
-        let (history, _) = self
-            .events::<ConnectionEvent>(&connection_stream(owner, partner))
-            .await?;
-        let state = ConnectionState::from_events(owner, partner, history.iter());
+        let (state, _) = self.connection(owner, partner).await?;
         let link = Link {
             from: owner,
             to: partner,
@@ -425,7 +471,7 @@ impl Loaded {
 
 #[cfg(test)]
 mod tests {
-    use shareledger_core::catalog::{Name, ObjectKind, SeatLimit, SiteCode};
+    use shareledger_core::catalog::{Directions, Name, ObjectKind, SeatLimit, SiteCode};
 
     use super::*;
 
@@ -473,6 +519,41 @@ mod tests {
                 scorecard_id: scorecard,
             },
         ];
+        let (a, b) = (site, SiteId::new());
+        let link = Link { from: a, to: b };
+        let connection_events = vec![
+            ConnectionEvent::ConnectionRequested {
+                requester: a,
+                partner: b,
+                directions: Directions::Offer,
+                links: vec![link],
+            },
+            ConnectionEvent::LinksActivated {
+                approver: b,
+                links: vec![link],
+                mutual_request: false,
+            },
+            ConnectionEvent::ScorecardShared {
+                link,
+                scorecard_id: scorecard,
+            },
+        ];
+        let whole_connection = ConnectionState::from_events(a, b, &connection_events);
+        for k in 0..=connection_events.len() {
+            let before = Body::Connection(Arc::new(ConnectionState::from_events(
+                b,
+                a,
+                &connection_events[..k],
+            )));
+            let after = before
+                .extended(connection_events[k..].iter().map(raw).collect())
+                .expect("our own events decode");
+            let Body::Connection(state) = after else {
+                panic!("a connection stays a connection")
+            };
+            assert_eq!(*state, whole_connection, "appended after {k} events");
+            assert!(state.shared(link).contains(&scorecard));
+        }
         let whole_site = SiteState::from_events(&site_events);
         let whole_content = ContentState::from_events(site, &content_events);
         for k in 0..=site_events.len() {

@@ -955,3 +955,174 @@ async fn appends_decided_on_a_revision_written_past_fail_alone_with_their_own_an
     assert_eq!(again.events[0].stream_revision, 1);
     assert_eq!(store.head_position().await.unwrap(), 2 + 20);
 }
+
+/// Appends that arrive together go out as one batch (`sl_append_batch`),
+/// decided in order, each against what the ones before it left: on one
+/// stream, `Any` appends all land, one after the other, and of the
+/// `NoStream` appends racing them at most the first can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_to_one_stream_arriving_together_are_decided_one_after_the_other() {
+    let db = TestDb::with_pool_size(16).await;
+    let store = db.store();
+    let tasks: Vec<_> = (0..48)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let expected = if i % 3 == 0 {
+                    ExpectedRevision::NoStream
+                } else {
+                    ExpectedRevision::Any
+                };
+                (
+                    expected,
+                    store
+                        .append(&stream("together-1"), expected, events(2))
+                        .await,
+                )
+            })
+        })
+        .collect();
+    let mut revisions = Vec::new();
+    let mut new_stream_wins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            (expected, Ok(r)) => {
+                if expected == ExpectedRevision::NoStream {
+                    new_stream_wins += 1;
+                    assert_eq!(r.events[0].stream_revision, 0);
+                }
+                assert_eq!(r.events.len(), 2);
+                assert_eq!(r.events[1].stream_revision, r.events[0].stream_revision + 1);
+                assert_eq!(r.events[1].global_position, r.events[0].global_position + 1);
+                revisions.extend(r.events.iter().map(|e| e.stream_revision));
+            }
+            (ExpectedRevision::NoStream, Err(LogError::WrongExpectedRevision { actual, .. })) => {
+                assert!(matches!(actual, StreamState::At(_)), "{actual:?}");
+            }
+            (expected, Err(other)) => panic!("{expected:?}: {other}"),
+        }
+    }
+    assert!(new_stream_wins <= 1);
+    revisions.sort_unstable();
+    let written = revisions.len() as u64;
+    assert_eq!(revisions, (0..written).collect::<Vec<u64>>());
+    assert_eq!(written, 2 * (32 + new_stream_wins));
+    assert_eq!(store.head_position().await.unwrap(), written);
+}
+
+/// The same append sent many times at once (a client retrying before the
+/// first answer came back): every send gets the events written once, the
+/// later sends of a batch as retries of the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_append_sent_many_times_at_once_is_written_once_and_every_send_gets_it() {
+    let db = TestDb::with_pool_size(16).await;
+    let store = db.store();
+    store
+        .append(&stream("other-1"), ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let same = events(3);
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            let same = same.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    store
+                        .append(&stream("again-1"), ExpectedRevision::NoStream, same)
+                        .await
+                        .map(|r| Some(r.events))
+                } else {
+                    store
+                        .append(&stream("other-1"), ExpectedRevision::Any, events(1))
+                        .await
+                        .map(|_| None)
+                }
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        if let Some(written) = task.await.unwrap().expect("every send succeeds") {
+            answers.push(written);
+        }
+    }
+    assert_eq!(answers.len(), 20);
+    assert!(answers.iter().all(|a| *a == answers[0]));
+    let revisions: Vec<u64> = answers[0].iter().map(|e| e.stream_revision).collect();
+    assert_eq!(revisions, vec![0, 1, 2]);
+    // Written once: 1 + 20 events on other-1, 3 on again-1.
+    assert_eq!(store.head_position().await.unwrap(), 1 + 20 + 3);
+}
+
+/// In a batch, an append naming a tombstoned stream gets its own typed
+/// error; the appends beside it are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_to_a_tombstoned_stream_fails_alone_in_its_batch() {
+    let db = TestDb::with_pool_size(16).await;
+    let store = db.store();
+    let gone = stream("gone-1");
+    store
+        .tombstone_stream(&gone, ExpectedRevision::NoStream, metadata())
+        .await
+        .unwrap();
+    let head = store.head_position().await.unwrap();
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let store = store.clone();
+            let gone = gone.clone();
+            tokio::spawn(async move {
+                if i % 3 == 0 {
+                    store
+                        .append_multi(vec![
+                            StreamAppend {
+                                stream: stream(&format!("beside-{i}")),
+                                expected: ExpectedRevision::NoStream,
+                                events: events(1),
+                            },
+                            StreamAppend {
+                                stream: gone,
+                                expected: ExpectedRevision::Any,
+                                events: events(1),
+                            },
+                        ])
+                        .await
+                        .map(|_| ())
+                } else {
+                    store
+                        .append(
+                            &stream(&format!("fine-{i}")),
+                            ExpectedRevision::NoStream,
+                            events(1),
+                        )
+                        .await
+                        .map(|_| ())
+                }
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(()) => assert_ne!(i % 3, 0, "append {i} was written"),
+            Err(LogError::StreamTombstoned { stream }) => {
+                assert_eq!(i % 3, 0);
+                assert_eq!(stream, "gone-1");
+            }
+            Err(other) => panic!("append {i}: {other}"),
+        }
+    }
+    assert_eq!(store.head_position().await.unwrap(), head + 20);
+    // All or nothing per append: the tombstoned appends' other streams
+    // were not written.
+    assert!(matches!(
+        store
+            .read_stream(
+                &stream("beside-0"),
+                Direction::Forwards,
+                RevisionFrom::Edge,
+                1
+            )
+            .await,
+        Err(LogError::StreamNotFound { .. })
+    ));
+}

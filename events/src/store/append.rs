@@ -1,15 +1,16 @@
 //! How appends reach PostgreSQL: laid out as the arrays `sl_append` takes,
-//! and, when several arrive at once in one process, merged by a writer task
-//! into one `sl_append` call: one transaction, one commit, one WAL flush for
-//! all of them (group commit, as EventStoreDB's single writer does).
+//! and, when several arrive at once in one process, sent by a writer task
+//! as one `sl_append_batch` call: one transaction, one commit, one WAL flush
+//! for all of them (group commit, as EventStoreDB's single writer does).
 //!
 //! The writer never waits to fill a batch: it takes the first queued append
 //! and whatever else is queued at that moment, so a lone append goes out at
-//! once and a busy process sends bigger batches. Appends merge only when they
-//! touch disjoint streams, so each one's expectations are checked against the
-//! same state as if it ran alone. If a merged call fails (one append's wrong
-//! expectation fails the whole call), each of its appends is run alone, so
-//! every append gets its own answer and a failure never spills over.
+//! once and a busy process sends bigger batches. `sl_append_batch` decides
+//! the batch's appends in the order they were queued, each against the
+//! state the ones before it left, exactly as if each ran alone one after
+//! the other; an append whose expectation fails gets its own typed error
+//! and the others are written. A retry (event ids in the log already) is
+//! run alone afterwards, with `sl_append`, for its exact answer.
 
 use std::collections::{HashMap, HashSet};
 
@@ -18,20 +19,21 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{encode_expected, StreamAppend, WrittenEvent};
+use super::error::typed;
+use super::{encode_expected, LogError, StreamAppend, WrittenEvent};
 use crate::envelope::{ExpectedRevision, InvalidInput, StreamName, MAX_EVENTS_PER_APPEND};
 
 /// Most appends merged into one batch.
 const MAX_BATCH_APPENDS: usize = 128;
 /// Most events in one batch.
 const MAX_BATCH_EVENTS: usize = 4 * MAX_EVENTS_PER_APPEND;
-/// Most streams whose last written revision the writer remembers; past it,
-/// it starts over.
-const KNOWN_STREAMS_LIMIT: usize = 100_000;
 
 /// An append laid out as the SQL functions take it.
 #[derive(Debug, Clone)]
 pub(crate) struct AppendRequest {
+    /// For each part, the append of the batch it belongs to (1-based; all
+    /// 1 until batches are merged).
+    part_append: Vec<i32>,
     streams: Vec<String>,
     expected: Vec<i64>,
     counts: Vec<i32>,
@@ -61,6 +63,7 @@ impl AppendRequest {
         let mut seen_streams = HashSet::new();
         let mut seen_ids = HashSet::new();
         let mut request = AppendRequest {
+            part_append: vec![1; parts],
             streams: Vec::with_capacity(parts),
             expected: Vec::with_capacity(parts),
             counts: Vec::with_capacity(parts),
@@ -139,47 +142,12 @@ impl AppendRequest {
 }
 
 impl AppendRequest {
-    /// Whether one of this append's exact expectations is below a revision
-    /// the stream is known to have reached: it cannot hold any more
-    /// (revisions only grow; a soft delete makes the state "no stream",
-    /// which no exact expectation matches either).
-    fn expects_less_than(&self, known: &HashMap<String, i64>) -> bool {
-        self.streams
-            .iter()
-            .zip(&self.expected)
-            .any(|(stream, expected)| {
-                *expected >= 0 && known.get(stream).is_some_and(|at| at > expected)
-            })
-    }
-
-    /// Records in `known` the revisions this append reached (`rows`: its
-    /// written events).
-    fn note_written(&self, rows: &[WrittenEvent], known: &mut HashMap<String, i64>) {
-        if known.len() >= KNOWN_STREAMS_LIMIT {
-            known.clear();
-        }
-        let revisions: HashMap<Uuid, u64> = rows
-            .iter()
-            .map(|w| (w.event_id, w.stream_revision))
-            .collect();
-        for (id, part) in self.event_ids.iter().zip(&self.event_part) {
-            if let Some(revision) = revisions.get(id) {
-                let at = known
-                    .entry(self.streams[*part as usize - 1].clone())
-                    .or_insert(-1);
-                *at = (*at).max(*revision as i64);
-            }
-        }
-    }
-
-    /// The streams this append locks (its parts and guards).
-    fn touches(&self) -> impl Iterator<Item = &str> {
-        self.streams.iter().map(String::as_str)
-    }
-
-    /// Appends `other`'s parts and events after this one's.
+    /// Appends `other` (one append) after this batch's appends.
     fn absorb(&mut self, other: &AppendRequest) {
         let offset = self.streams.len() as i32;
+        let appends = self.part_append.last().copied().unwrap_or(0);
+        self.part_append
+            .extend(other.part_append.iter().map(|a| a + appends));
         self.streams.extend_from_slice(&other.streams);
         self.expected.extend_from_slice(&other.expected);
         self.counts.extend_from_slice(&other.counts);
@@ -191,85 +159,125 @@ impl AppendRequest {
         self.data.extend_from_slice(&other.data);
         self.metadata.extend_from_slice(&other.metadata);
     }
+
+    /// Runs this batch with `sl_append_batch`: the events written, and the
+    /// appends not written (by number) with their failure code and detail.
+    async fn execute_batch(&self, pool: &PgPool) -> Result<BatchRows, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT batch_append, written_id, written_revision, written_position, \
+                    failure_code, failure_detail \
+             FROM sl_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&self.part_append)
+        .bind(&self.streams)
+        .bind(&self.expected)
+        .bind(&self.counts)
+        .bind(&self.event_part)
+        .bind(&self.event_ids)
+        .bind(&self.types)
+        .bind(&self.versions)
+        .bind(&self.data)
+        .bind(&self.metadata)
+        .fetch_all(pool)
+        .await?;
+        let mut out = BatchRows::default();
+        for row in rows {
+            match row.try_get::<Option<i32>, _>("batch_append")? {
+                Some(append) => {
+                    out.failed.insert(
+                        append as usize,
+                        (row.try_get("failure_code")?, row.try_get("failure_detail")?),
+                    );
+                }
+                None => {
+                    let event_id: Uuid = row.try_get("written_id")?;
+                    out.written.insert(
+                        event_id,
+                        WrittenEvent {
+                            event_id,
+                            stream_revision: row.try_get::<i64, _>("written_revision")? as u64,
+                            global_position: row.try_get::<i64, _>("written_position")? as u64,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
-/// Runs a group of appends on disjoint streams as one merged append. When
-/// the merged call fails because one stream is not as expected (or is
-/// tombstoned), the append that names that stream runs alone, to get its own
-/// answer, and the rest are merged again; any other failure runs every
-/// append alone. So a failure costs its own append one extra call, not the
-/// whole group.
-async fn execute_group(pool: &PgPool, mut group: Vec<Job>, known: &mut HashMap<String, i64>) {
-    while group.len() > 1 {
-        let mut merged = group[0].request.clone();
-        for job in &group[1..] {
-            merged.absorb(&job.request);
+/// What `sl_append_batch` answered.
+#[derive(Default)]
+struct BatchRows {
+    written: HashMap<Uuid, WrittenEvent>,
+    /// By append number (1-based): failure code and detail.
+    failed: HashMap<usize, (String, Option<String>)>,
+}
+
+/// What the writer answers an append.
+pub(crate) type Answer = Result<Vec<WrittenEvent>, LogError>;
+
+/// Runs a batch of appends as one `sl_append_batch` call and answers each.
+/// A retry, and every append of a call that failed as a whole, runs alone.
+async fn execute_batch(pool: &PgPool, mut jobs: Vec<Job>) {
+    if jobs.len() == 1 {
+        if let Some(job) = jobs.pop() {
+            execute_alone(pool, job).await;
         }
-        match merged.execute(pool).await {
-            Ok(rows) => {
-                let by_id: std::collections::HashMap<Uuid, WrittenEvent> =
-                    rows.into_iter().map(|w| (w.event_id, w)).collect();
-                for job in group {
-                    let mine: Vec<WrittenEvent> = job
-                        .request
-                        .event_ids
-                        .iter()
-                        .filter_map(|id| by_id.get(id).copied())
-                        .collect();
-                    job.request.note_written(&mine, known);
-                    let _ = job.reply.send(Ok(mine));
-                }
-                return;
+        return;
+    }
+    let mut merged = jobs[0].request.clone();
+    for job in &jobs[1..] {
+        merged.absorb(&job.request);
+    }
+    let mut rows = match merged.execute_batch(pool).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!(error = %e, appends = jobs.len(), "batched append failed; running its appends one by one");
+            for job in jobs {
+                execute_alone(pool, job).await;
             }
-            Err(e) => {
-                let culprit = failing_stream(&e).and_then(|stream| {
-                    group
-                        .iter()
-                        .position(|j| j.request.touches().any(|s| s == stream))
+            return;
+        }
+    };
+    let mut retries = Vec::new();
+    for (number, job) in (1..).zip(jobs) {
+        match rows.failed.remove(&number) {
+            Some((code, _)) if code == "retry" => retries.push(job),
+            Some((code, detail)) => {
+                let detail = detail.unwrap_or_default();
+                let error = typed(&code, &detail).unwrap_or_else(|| {
+                    LogError::Database(sqlx::Error::Protocol(format!(
+                        "sl_append_batch answered {code} with detail {detail}"
+                    )))
                 });
-                match culprit {
-                    Some(index) => execute_alone(pool, group.remove(index), known).await,
-                    None => {
-                        tracing::debug!(error = %e, appends = group.len(), "merged append failed; running its appends one by one");
-                        for job in group {
-                            execute_alone(pool, job, known).await;
-                        }
-                        return;
-                    }
-                }
+                let _ = job.reply.send(Err(error));
+            }
+            None => {
+                let mine: Vec<WrittenEvent> = job
+                    .request
+                    .event_ids
+                    .iter()
+                    .filter_map(|id| rows.written.get(id).copied())
+                    .collect();
+                let _ = job.reply.send(Ok(mine));
             }
         }
     }
-    if let Some(job) = group.pop() {
-        execute_alone(pool, job, known).await;
+    for job in retries {
+        execute_alone(pool, job).await;
     }
 }
 
-/// Runs one append on its own and answers it.
-async fn execute_alone(pool: &PgPool, job: Job, known: &mut HashMap<String, i64>) {
-    let outcome = job.request.execute(pool).await;
-    if let Ok(rows) = &outcome {
-        job.request.note_written(rows, known);
-    }
+/// Runs one append on its own with `sl_append` and answers it.
+async fn execute_alone(pool: &PgPool, job: Job) {
+    let outcome = job.request.execute(pool).await.map_err(LogError::from_db);
     let _ = job.reply.send(outcome);
-}
-
-/// The stream named by a wrong-expectation or tombstone error of `sl_append`.
-fn failing_stream(error: &sqlx::Error) -> Option<String> {
-    let db = error.as_database_error()?;
-    if !matches!(db.code().as_deref(), Some("SL001") | Some("SL002")) {
-        return None;
-    }
-    let detail = db
-        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?
-        .detail()?;
-    let value: serde_json::Value = serde_json::from_str(detail).ok()?;
-    value.get("stream")?.as_str().map(str::to_owned)
 }
 
 struct Job {
     request: AppendRequest,
-    reply: oneshot::Sender<Result<Vec<WrittenEvent>, sqlx::Error>>,
+    reply: oneshot::Sender<Answer>,
 }
 
 /// The handle on a process's writer task.
@@ -288,10 +296,7 @@ impl Writer {
 
     /// Sends an append through the writer. `None` if the writer is gone
     /// (its runtime shut down); the caller then runs the append itself.
-    pub(crate) async fn append(
-        &self,
-        request: AppendRequest,
-    ) -> Option<Result<Vec<WrittenEvent>, sqlx::Error>> {
+    pub(crate) async fn append(&self, request: AppendRequest) -> Option<Answer> {
         let (reply, answer) = oneshot::channel();
         self.jobs.send(Job { request, reply }).ok()?;
         answer.await.ok()
@@ -300,9 +305,6 @@ impl Writer {
 
 async fn run(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Job>) {
     let mut last_batch = 1;
-    // The last revision this writer wrote to each stream: an append that
-    // expects less can only fail, and merged it would fail its whole call.
-    let mut known: HashMap<String, i64> = HashMap::new();
     while let Some(first) = queue.recv().await {
         let mut events = first.request.events();
         let mut jobs = vec![first];
@@ -324,40 +326,6 @@ async fn run(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Job>) {
             }
         }
         last_batch = jobs.len();
-        // Split into groups of appends on disjoint streams, keeping order
-        // within each stream: an append that shares a stream with the
-        // current group waits for the next group.
-        while !jobs.is_empty() {
-            // Appends bound to fail (decided on a revision this writer has
-            // written past since, in an earlier call or group) run on their
-            // own, for their exact error, instead of failing a merged call
-            // and costing the others another call.
-            let (doomed, rest): (Vec<Job>, Vec<Job>) = jobs
-                .into_iter()
-                .partition(|job| job.request.expects_less_than(&known));
-            for job in doomed {
-                execute_alone(&pool, job, &mut known).await;
-            }
-            jobs = rest;
-            let mut group = Vec::new();
-            let mut later = Vec::new();
-            let mut streams: HashSet<String> = HashSet::new();
-            let mut blocked: HashSet<String> = HashSet::new();
-            for job in jobs {
-                let touched: Vec<&str> = job.request.touches().collect();
-                let free = touched
-                    .iter()
-                    .all(|s| !streams.contains(*s) && !blocked.contains(*s));
-                if free && group.len() < MAX_BATCH_APPENDS {
-                    streams.extend(touched.iter().map(|s| s.to_string()));
-                    group.push(job);
-                } else {
-                    blocked.extend(touched.iter().map(|s| s.to_string()));
-                    later.push(job);
-                }
-            }
-            execute_group(&pool, group, &mut known).await;
-            jobs = later;
-        }
+        execute_batch(&pool, jobs).await;
     }
 }

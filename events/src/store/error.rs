@@ -93,7 +93,7 @@ impl LogError {
 }
 
 /// The typed error for one of the SQL functions' own SQLSTATEs.
-fn typed(code: &str, detail: &str) -> Option<LogError> {
+pub(crate) fn typed(code: &str, detail: &str) -> Option<LogError> {
     match code {
         "SL001" => serde_json::from_str::<ExpectationDetail>(detail)
             .ok()

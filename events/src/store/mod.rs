@@ -225,16 +225,18 @@ impl PgEventStore {
         let rows = loop {
             let outcome = match writer.append(request.clone()).await {
                 Some(outcome) => outcome,
-                None => request.execute(&self.pool).await,
+                None => request.execute(&self.pool).await.map_err(LogError::from_db),
             };
             match outcome {
                 Ok(rows) => break rows,
-                Err(e) if attempt < TRANSIENT_RETRIES && error::is_transient(&e) => {
+                Err(LogError::Database(e))
+                    if attempt < TRANSIENT_RETRIES && error::is_transient(&e) =>
+                {
                     attempt += 1;
                     tracing::debug!(attempt, error = %e, "append retried after a transient conflict");
                     tokio::time::sleep(Duration::from_millis(1 << attempt)).await;
                 }
-                Err(e) => return Err(LogError::from_db(e)),
+                Err(e) => return Err(e),
             }
         };
         Ok(results_in_order(appends, rows))

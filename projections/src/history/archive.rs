@@ -300,12 +300,7 @@ impl Archive {
     /// the target or one of its containers by then (a partner's users see a
     /// shared object otherwise through their flags and assignments alone,
     /// held in the partner's site stream).
-    fn partners_seeing(
-        &self,
-        owner: SiteId,
-        target: Target,
-        until: u64,
-    ) -> BTreeMap<SiteId, bool> {
+    fn partners_seeing(&self, owner: SiteId, target: Target, until: u64) -> BTreeMap<SiteId, bool> {
         let Some(partners) = self.partners.get(&owner) else {
             return BTreeMap::new();
         };
@@ -322,8 +317,15 @@ impl Archive {
             .copied()
             .filter(|&partner| {
                 let stream = connection_stream(owner, partner);
-                self.shared_over(&stream, Link { from: owner, to: partner }, until)
-                    .is_some_and(|shared| shared.iter().any(|s| shows_on.contains(s)))
+                self.shared_over(
+                    &stream,
+                    Link {
+                        from: owner,
+                        to: partner,
+                    },
+                    until,
+                )
+                .is_some_and(|shared| shared.iter().any(|s| shows_on.contains(s)))
             })
             .map(|partner| (partner, relating.contains(&partner)))
             .collect()

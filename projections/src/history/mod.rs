@@ -426,8 +426,15 @@ impl History {
             .collect();
         let mut sites: BTreeSet<SiteId> = seeing.into_keys().collect();
         sites.insert(owner);
-        self.replay(owner, &sites, position, Needs::SeeTarget { content_of: &content_of })
-            .await
+        self.replay(
+            owner,
+            &sites,
+            position,
+            Needs::SeeTarget {
+                content_of: &content_of,
+            },
+        )
+        .await
     }
 
     /// Like [`History::index_around`], for what `centre`'s own users see
