@@ -55,7 +55,7 @@ DECLARE
     v_dirty    boolean[];
     -- Per part: its stream's index in v_names, its first event, the
     -- stream's revision before it.
-    v_slot     integer[] := array_fill(NULL::integer, ARRAY[v_parts]);
+    v_slot     integer[];
     v_start    integer[] := array_fill(NULL::integer, ARRAY[v_parts]);
     v_old      bigint[]  := array_fill(NULL::bigint, ARRAY[v_parts]);
     -- Per event: where it goes (NULL: not written).
@@ -63,7 +63,6 @@ DECLARE
     v_rev_of   bigint[]  := array_fill(NULL::bigint, ARRAY[cardinality(p_event_ids)]);
     -- Event ids in the log already, or written by this batch.
     v_taken    uuid[];
-    v_row      record;
     v_a        integer;
     v_k        integer;
     v_i        integer;
@@ -73,6 +72,7 @@ DECLARE
     v_hi       integer;
     v_state    bigint;
     v_failed   boolean;
+    v_fail     integer;
 BEGIN
     -- 1. Take the head of the log first and hold it to commit, as sl_append
     --    does: locks are taken in one order (head, then streams by name),
@@ -83,26 +83,24 @@ BEGIN
     SELECT coalesce(array_agg(e.event_id), '{}') INTO v_taken
     FROM sl_events e WHERE e.event_id = ANY (p_event_ids);
 
-    -- 3. The streams, locked in name order, and each part's slot.
+    -- 3. The streams in name order, their state, and each part's slot (its
+    --    stream's index in v_names). Every function that changes sl_streams
+    --    takes the head first, so, holding it, this read is the state until
+    --    commit; the rows are locked when they are written (step 5).
     SELECT array_agg(d.name ORDER BY d.name) INTO v_names
     FROM (SELECT DISTINCT u.name FROM unnest(p_streams) AS u(name)) d;
-    v_rev     := array_fill(-1::bigint, ARRAY[cardinality(v_names)]);
-    v_visible := array_fill(0::bigint, ARRAY[cardinality(v_names)]);
-    v_tomb    := array_fill(false, ARRAY[cardinality(v_names)]);
-    v_dirty   := array_fill(false, ARRAY[cardinality(v_names)]);
-    FOR v_row IN
-        SELECT s.stream_name, s.last_revision, s.visible_from, s.tombstoned
-        FROM sl_streams s WHERE s.stream_name = ANY (v_names)
-        ORDER BY s.stream_name FOR UPDATE
-    LOOP
-        v_k := array_position(v_names, v_row.stream_name);
-        v_rev[v_k] := v_row.last_revision;
-        v_visible[v_k] := v_row.visible_from;
-        v_tomb[v_k] := v_row.tombstoned;
-    END LOOP;
+    SELECT array_agg(coalesce(s.last_revision, -1) ORDER BY n.ord),
+           array_agg(coalesce(s.visible_from, 0) ORDER BY n.ord),
+           array_agg(coalesce(s.tombstoned, false) ORDER BY n.ord)
+      INTO v_rev, v_visible, v_tomb
+    FROM unnest(v_names) WITH ORDINALITY AS n(name, ord)
+    LEFT JOIN sl_streams s ON s.stream_name = n.name;
+    v_dirty := array_fill(false, ARRAY[cardinality(v_names)]);
+    SELECT array_agg(r.slot ORDER BY r.ord) INTO v_slot
+    FROM (SELECT u.ord, dense_rank() OVER (ORDER BY u.name) AS slot
+          FROM unnest(p_streams) WITH ORDINALITY AS u(name, ord)) r;
     v_i := 1;
     FOR v_k IN 1 .. v_parts LOOP
-        v_slot[v_k] := array_position(v_names, p_streams[v_k]);
         v_start[v_k] := v_i;
         v_i := v_i + p_counts[v_k];
     END LOOP;
@@ -122,31 +120,36 @@ BEGIN
             RETURN NEXT;
             v_failed := true;
         END IF;
-        -- Expectations, stream by stream in name order (sl_append's order,
-        -- so the error names the same stream).
+        -- Expectations: of the parts whose expectation fails, the one whose
+        -- stream comes first by name is reported (sl_append checks in name
+        -- order, so the error names the same stream).
         IF NOT v_failed THEN
-            FOR v_k IN
-                SELECT v_first + u.ord - 1
-                FROM unnest(p_streams[v_first:v_last]) WITH ORDINALITY AS u(name, ord)
-                ORDER BY u.name
-            LOOP
+            v_fail := NULL;
+            FOR v_k IN v_first .. v_last LOOP
                 v_i := v_slot[v_k];
                 v_state := CASE WHEN v_rev[v_i] < v_visible[v_i] THEN -1 ELSE v_rev[v_i] END;
-                IF v_tomb[v_i] THEN
-                    batch_append := v_a; failure_code := 'SL002';
-                    failure_detail := json_build_object('stream', p_streams[v_k])::text;
-                ELSIF NOT sl_expectation_met(p_expected[v_k], v_state) THEN
-                    batch_append := v_a; failure_code := 'SL001';
-                    failure_detail := json_build_object('stream', p_streams[v_k],
-                        'expected', p_expected[v_k], 'actual', v_state)::text;
-                ELSE
-                    CONTINUE;
+                IF (v_tomb[v_i] OR NOT sl_expectation_met(p_expected[v_k], v_state))
+                   AND (v_fail IS NULL OR v_i < v_slot[v_fail]) THEN
+                    v_fail := v_k;
                 END IF;
-                written_id := NULL; written_revision := NULL; written_position := NULL;
+            END LOOP;
+            IF v_fail IS NOT NULL THEN
+                v_i := v_slot[v_fail];
+                batch_append := v_a; written_id := NULL; written_revision := NULL;
+                written_position := NULL;
+                IF v_tomb[v_i] THEN
+                    failure_code := 'SL002';
+                    failure_detail := json_build_object('stream', p_streams[v_fail])::text;
+                ELSE
+                    failure_code := 'SL001';
+                    failure_detail := json_build_object('stream', p_streams[v_fail],
+                        'expected', p_expected[v_fail],
+                        'actual', CASE WHEN v_rev[v_i] < v_visible[v_i] THEN -1
+                                       ELSE v_rev[v_i] END)::text;
+                END IF;
                 RETURN NEXT;
                 v_failed := true;
-                EXIT;
-            END LOOP;
+            END IF;
         END IF;
         -- Written: each part continues its stream, positions follow on.
         IF NOT v_failed THEN

@@ -76,6 +76,10 @@ pub struct CommonArgs {
     pub quick: bool,
 }
 
+/// The allocator of every ShareLedger binary (`docs/dependencies.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()

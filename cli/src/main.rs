@@ -179,6 +179,10 @@ enum TokenCommand {
     Revoke { token_id: uuid::Uuid },
 }
 
+/// The allocator of every ShareLedger binary (`docs/dependencies.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     restore_sigpipe();

@@ -213,6 +213,20 @@ impl Service {
         }))
     }
 
+    /// Whether every stream an attempt read from the cache is still at the
+    /// revision it was read at (nothing appended, deleted or tombstoned
+    /// since): then what it decided is what a fresh read would decide.
+    async fn was_current(&self, reads: &load::Reads) -> Result<bool, CommandError> {
+        let names: Vec<StreamName> = reads.from_cache.iter().map(|s| stream_name(s)).collect();
+        let infos = self.store.stream_infos(&names).await?;
+        Ok(reads.from_cache.iter().zip(&infos).all(|(stream, info)| {
+            reads
+                .revisions
+                .get(stream)
+                .is_some_and(|read| info.unchanged_since(*read))
+        }))
+    }
+
     /// Runs `decide` until its plan is appended, a domain error, or too many
     /// conflicts. `decide` loads what it needs through `Loaded` each attempt.
     async fn run<F, Fut>(&self, issued: &Issued, decide: F) -> Result<Outcome, CommandError>
@@ -239,10 +253,14 @@ impl Service {
             let reads = std::mem::take(&mut *reads.lock().expect("not poisoned"));
             let mut plan = match decided {
                 Ok(plan) => plan,
-                // A refusal decided on cached streams is decided again on
-                // fresh ones (the cached entries brought up to the log's
-                // end): a stale cache must not refuse a valid command.
-                Err(CommandError::Domain(_)) if !reads.from_cache.is_empty() => {
+                // A refusal decided on cached streams stands only if they
+                // were current (one query checks them all); otherwise it is
+                // decided again on fresh ones (the cached entries brought up
+                // to the log's end): a stale cache must not refuse a valid
+                // command.
+                Err(CommandError::Domain(_))
+                    if !reads.from_cache.is_empty() && !self.was_current(&reads).await? =>
+                {
                     fresh = true;
                     continue;
                 }
@@ -258,7 +276,10 @@ impl Service {
             // fresh ones too: an empty plan writes nothing, so no append
             // would notice that the cache was stale (a consequence the
             // worker must write would be skipped for good).
-            if plan.parts.is_empty() && !reads.from_cache.is_empty() {
+            if plan.parts.is_empty()
+                && !reads.from_cache.is_empty()
+                && !self.was_current(&reads).await?
+            {
                 fresh = true;
                 continue;
             }

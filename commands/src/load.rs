@@ -9,8 +9,11 @@
 //! A decision may run on cached streams because every stream it read from
 //! the cache is then checked at append time (written with, or guarded at,
 //! the revision it was read at): a stale cache can only cost a retry with
-//! fresh reads, never a wrong decision. A refusal decided on cached streams
-//! is decided again on fresh ones before it is returned.
+//! fresh reads, never a wrong decision. A refusal (or a decision to write
+//! nothing) made on cached streams stands only if every one of them is
+//! still at the revision it was read at (one query for all,
+//! `PgEventStore::stream_infos`); otherwise it is decided again on fresh
+//! reads before it is returned.
 //!
 //! A fresh read of a cached stream reads only what follows the cached
 //! revision and folds it in (streams only grow: the command service never

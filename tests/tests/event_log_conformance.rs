@@ -1126,3 +1126,50 @@ async fn an_append_to_a_tombstoned_stream_fails_alone_in_its_batch() {
         Err(LogError::StreamNotFound { .. })
     ));
 }
+
+/// In a batch as alone, an append whose expectations fail on several
+/// streams is refused naming the first of them by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_append_failing_on_several_streams_names_the_first_by_name() {
+    let db = TestDb::with_pool_size(16).await;
+    let store = db.store();
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    let part = |name: &str| StreamAppend {
+                        stream: stream(&format!("{name}-{i}")),
+                        expected: ExpectedRevision::Exact(3),
+                        events: events(1),
+                    };
+                    store
+                        .append_multi(vec![part("zulu"), part("alpha"), part("mike")])
+                        .await
+                        .map(|_| ())
+                } else {
+                    store
+                        .append(
+                            &stream(&format!("fine-{i}")),
+                            ExpectedRevision::Any,
+                            events(1),
+                        )
+                        .await
+                        .map(|_| ())
+                }
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(()) => assert_eq!(i % 2, 1),
+            Err(LogError::WrongExpectedRevision { stream, actual, .. }) => {
+                assert_eq!(i % 2, 0);
+                assert_eq!(stream, format!("alpha-{i}"));
+                assert_eq!(actual, StreamState::NoStream);
+            }
+            Err(other) => panic!("append {i}: {other}"),
+        }
+    }
+    assert_eq!(store.head_position().await.unwrap(), 15);
+}

@@ -118,7 +118,49 @@ pub struct StreamInfo {
     pub state: StreamState,
     /// The revision of the last event ever appended, deleted or not.
     pub last_revision: Option<u64>,
+    /// Revisions below this one are hidden (a soft delete moves it past the
+    /// end); 0 for a stream never deleted.
+    pub visible_from: u64,
     pub tombstoned: bool,
+}
+
+impl StreamInfo {
+    fn from_row(row: Option<&sqlx::postgres::PgRow>) -> Result<Self, sqlx::Error> {
+        let Some(row) = row else {
+            return Ok(StreamInfo {
+                state: StreamState::NoStream,
+                last_revision: None,
+                visible_from: 0,
+                tombstoned: false,
+            });
+        };
+        let last: i64 = row.try_get("last_revision")?;
+        let visible_from: i64 = row.try_get("visible_from")?;
+        Ok(StreamInfo {
+            state: if last < visible_from {
+                StreamState::NoStream
+            } else {
+                StreamState::At(last as u64)
+            },
+            last_revision: u64::try_from(last).ok(),
+            visible_from: u64::try_from(visible_from).unwrap_or(0),
+            tombstoned: row.try_get("tombstoned")?,
+        })
+    }
+
+    /// Whether a reader that read the stream whole from revision 0 and
+    /// stopped at `read` (`NoStream`: found nothing) would read the same now:
+    /// nothing appended, deleted or tombstoned since.
+    pub fn unchanged_since(&self, read: ExpectedRevision) -> bool {
+        if self.tombstoned || self.visible_from > 0 {
+            return false;
+        }
+        match read {
+            ExpectedRevision::NoStream => self.last_revision.is_none(),
+            ExpectedRevision::Exact(r) => self.last_revision == Some(r),
+            _ => false,
+        }
+    }
 }
 
 /// Figures about the whole log, for `shareledger status`.
@@ -417,26 +459,28 @@ impl PgEventStore {
         .bind(stream.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row {
-            None => StreamInfo {
-                state: StreamState::NoStream,
-                last_revision: None,
-                tombstoned: false,
-            },
-            Some(row) => {
-                let last: i64 = row.try_get("last_revision")?;
-                let visible_from: i64 = row.try_get("visible_from")?;
-                StreamInfo {
-                    state: if last < visible_from {
-                        StreamState::NoStream
-                    } else {
-                        StreamState::At(last as u64)
-                    },
-                    last_revision: u64::try_from(last).ok(),
-                    tombstoned: row.try_get("tombstoned")?,
-                }
-            }
-        })
+        Ok(StreamInfo::from_row(row.as_ref())?)
+    }
+
+    /// What the log knows of each of `streams` now, in their order: one
+    /// query for all of them.
+    pub async fn stream_infos(&self, streams: &[StreamName]) -> Result<Vec<StreamInfo>, LogError> {
+        let names: Vec<&str> = streams.iter().map(StreamName::as_str).collect();
+        let rows = sqlx::query(
+            "SELECT u.ord, s.last_revision, s.visible_from, s.tombstoned \
+             FROM unnest($1::text[]) WITH ORDINALITY AS u(name, ord) \
+             LEFT JOIN sl_streams s ON s.stream_name = u.name ORDER BY u.ord",
+        )
+        .bind(&names)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let found: Option<i64> = row.try_get("last_revision")?;
+                StreamInfo::from_row(found.map(|_| row))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(LogError::from)
     }
 
     /// Soft-deletes a stream: its events are hidden from stream, category and
