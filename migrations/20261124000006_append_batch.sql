@@ -76,29 +76,39 @@ DECLARE
 BEGIN
     -- 1. Take the head of the log first and hold it to commit, as sl_append
     --    does: locks are taken in one order (head, then streams by name),
-    --    and no other append commits until this one has.
-    SELECT h.last_position INTO v_head FROM sl_log_head h WHERE h.singleton FOR UPDATE;
+    --    and no other append commits until this one has. Positions are
+    --    taken for every event; step 5 gives back those of appends not
+    --    written.
+    UPDATE sl_log_head h SET last_position = h.last_position + cardinality(p_event_ids)
+        WHERE h.singleton
+        RETURNING h.last_position - cardinality(p_event_ids) INTO v_head;
 
-    -- 2. Event ids already written (retries).
-    SELECT coalesce(array_agg(e.event_id), '{}') INTO v_taken
-    FROM sl_events e WHERE e.event_id = ANY (p_event_ids);
-
-    -- 3. The streams in name order, their state, and each part's slot (its
+    -- 2. In one statement: the event ids already written (retries); the
+    --    streams in name order and their state; each part's slot (its
     --    stream's index in v_names). Every function that changes sl_streams
     --    takes the head first, so, holding it, this read is the state until
     --    commit; the rows are locked when they are written (step 5).
-    SELECT array_agg(d.name ORDER BY d.name) INTO v_names
-    FROM (SELECT DISTINCT u.name FROM unnest(p_streams) AS u(name)) d;
-    SELECT array_agg(coalesce(s.last_revision, -1) ORDER BY n.ord),
-           array_agg(coalesce(s.visible_from, 0) ORDER BY n.ord),
-           array_agg(coalesce(s.tombstoned, false) ORDER BY n.ord)
-      INTO v_rev, v_visible, v_tomb
-    FROM unnest(v_names) WITH ORDINALITY AS n(name, ord)
-    LEFT JOIN sl_streams s ON s.stream_name = n.name;
+    WITH u AS (
+        SELECT t.name, t.ord, dense_rank() OVER (ORDER BY t.name)::integer AS slot
+        FROM unnest(p_streams) WITH ORDINALITY AS t(name, ord)
+    ), n AS (
+        SELECT DISTINCT ON (u.slot) u.slot, u.name FROM u ORDER BY u.slot
+    ), st AS (
+        SELECT n.slot, n.name, s.last_revision, s.visible_from, s.tombstoned
+        FROM n LEFT JOIN sl_streams s ON s.stream_name = n.name
+    )
+    SELECT (SELECT coalesce(array_agg(e.event_id), '{}')
+            FROM sl_events e WHERE e.event_id = ANY (p_event_ids)),
+           (SELECT array_agg(u.slot ORDER BY u.ord) FROM u),
+           array_agg(st.name ORDER BY st.slot),
+           array_agg(coalesce(st.last_revision, -1) ORDER BY st.slot),
+           array_agg(coalesce(st.visible_from, 0) ORDER BY st.slot),
+           array_agg(coalesce(st.tombstoned, false) ORDER BY st.slot)
+      INTO v_taken, v_slot, v_names, v_rev, v_visible, v_tomb
+    FROM st;
     v_dirty := array_fill(false, ARRAY[cardinality(v_names)]);
-    SELECT array_agg(r.slot ORDER BY r.ord) INTO v_slot
-    FROM (SELECT u.ord, dense_rank() OVER (ORDER BY u.name) AS slot
-          FROM unnest(p_streams) WITH ORDINALITY AS u(name, ord)) r;
+
+    -- 3. Each part's first event.
     v_i := 1;
     FOR v_k IN 1 .. v_parts LOOP
         v_start[v_k] := v_i;
@@ -174,18 +184,20 @@ BEGIN
         v_first := v_last + 1;
     END LOOP;
 
+    -- 5. Give back the positions of appends not written (positions stay
+    --    dense), and advance the streams written.
+    IF v_written < cardinality(p_event_ids) THEN
+        UPDATE sl_log_head h SET last_position = v_head + v_written WHERE h.singleton;
+    END IF;
     IF v_written = 0 THEN
         RETURN;
     END IF;
-
-    -- 5. Advance the streams written and the head.
     INSERT INTO sl_streams AS s (stream_name, last_revision)
         SELECT v_names[i], v_rev[i]
         FROM generate_subscripts(v_names, 1) AS i
         WHERE v_dirty[i]
         ORDER BY v_names[i]
     ON CONFLICT (stream_name) DO UPDATE SET last_revision = EXCLUDED.last_revision;
-    UPDATE sl_log_head h SET last_position = v_head + v_written WHERE h.singleton;
 
     -- 6. Write the events.
     RETURN QUERY
