@@ -892,18 +892,17 @@ async fn concurrent_appends_each_get_their_own_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_decided_on_a_revision_written_past_fail_alone_with_their_own_answer() {
+async fn appends_decided_on_a_revision_written_past_fail_with_their_own_answer() {
     let db = TestDb::with_pool_size(16).await;
     let store = db.store();
     store
         .append(&stream("hot-1"), ExpectedRevision::NoStream, events(1))
         .await
         .unwrap();
-    // A first round moves hot-1 on, so the process's writer knows it is at
-    // revision 1 or beyond; then a second round of appends still expecting
-    // revision 0 (decided before the first round) races fresh appends. The
-    // stale ones can only fail, each with the stream's actual state; the
-    // fresh ones are not held back by them.
+    // A first round moves hot-1 on to revision 1; then a second round of
+    // appends still expecting revision 0 (decided before the first round)
+    // races fresh appends. The stale ones can only fail, each with the
+    // stream's actual state; the fresh ones batched with them are written.
     let first = events(1);
     store
         .append(&stream("hot-1"), ExpectedRevision::Exact(0), first.clone())
@@ -1172,4 +1171,57 @@ async fn a_batched_append_failing_on_several_streams_names_the_first_by_name() {
         }
     }
     assert_eq!(store.head_position().await.unwrap(), 15);
+}
+
+/// `stream_infos` answers for many streams in one query, in their order,
+/// as `stream_info` does for each; `unchanged_since` tells whether a reader
+/// of the whole stream would read the same as at a revision.
+#[tokio::test]
+async fn stream_infos_tell_each_stream_as_stream_info_does() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let (written, deleted, gone, never) = (
+        stream("written-1"),
+        stream("deleted-1"),
+        stream("gone-1"),
+        stream("never-1"),
+    );
+    for s in [&written, &deleted, &gone] {
+        store
+            .append(s, ExpectedRevision::NoStream, events(2))
+            .await
+            .unwrap();
+    }
+    store
+        .delete_stream(&deleted, ExpectedRevision::Exact(1), metadata())
+        .await
+        .unwrap();
+    store
+        .tombstone_stream(&gone, ExpectedRevision::Exact(1), metadata())
+        .await
+        .unwrap();
+    let names = [
+        never.clone(),
+        gone.clone(),
+        written.clone(),
+        deleted.clone(),
+    ];
+    let infos = store.stream_infos(&names).await.unwrap();
+    assert_eq!(infos.len(), 4);
+    for (name, info) in names.iter().zip(&infos) {
+        assert_eq!(*info, store.stream_info(name).await.unwrap(), "{name}");
+    }
+    let [never_info, gone_info, written_info, deleted_info] = infos[..] else {
+        panic!("four answers")
+    };
+    assert!(never_info.unchanged_since(ExpectedRevision::NoStream));
+    assert!(!never_info.unchanged_since(ExpectedRevision::Exact(0)));
+    assert!(written_info.unchanged_since(ExpectedRevision::Exact(1)));
+    assert!(!written_info.unchanged_since(ExpectedRevision::Exact(0)));
+    assert!(!written_info.unchanged_since(ExpectedRevision::NoStream));
+    assert!(!written_info.unchanged_since(ExpectedRevision::Any));
+    // Deleted or tombstoned since it was read whole: not the same.
+    assert!(!deleted_info.unchanged_since(ExpectedRevision::Exact(1)));
+    assert!(!gone_info.unchanged_since(ExpectedRevision::Exact(1)));
+    assert_eq!(deleted_info.visible_from, 2);
 }
