@@ -108,27 +108,35 @@ impl AppendRequest {
         self.event_ids.len()
     }
 
+    /// Binds, as `$1` to `$9`, the arrays `sl_append` and `sl_append_batch`
+    /// both take: parts (streams, expectations, counts), then events.
+    fn bind_parts<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.streams)
+            .bind(&self.expected)
+            .bind(&self.counts)
+            .bind(&self.event_part)
+            .bind(&self.event_ids)
+            .bind(&self.types)
+            .bind(&self.versions)
+            .bind(&self.data)
+            .bind(&self.metadata)
+    }
+
     /// Runs this append alone with `sl_append`, on any executor (a pool, or
     /// the caller's transaction).
     pub(crate) async fn execute<'c>(
         &self,
         executor: impl sqlx::PgExecutor<'c>,
     ) -> Result<Vec<WrittenEvent>, sqlx::Error> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT event_id, stream_revision, global_position \
              FROM sl_append($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&self.streams)
-        .bind(&self.expected)
-        .bind(&self.counts)
-        .bind(&self.event_part)
-        .bind(&self.event_ids)
-        .bind(&self.types)
-        .bind(&self.versions)
-        .bind(&self.data)
-        .bind(&self.metadata)
-        .fetch_all(executor)
-        .await?;
+        );
+        let rows = self.bind_parts(query).fetch_all(executor).await?;
         rows.iter()
             .map(|row| {
                 Ok(WrittenEvent {
@@ -163,23 +171,16 @@ impl AppendRequest {
     /// Runs this batch with `sl_append_batch`: the events written, and the
     /// appends not written (by number) with their failure code and detail.
     async fn execute_batch(&self, pool: &PgPool) -> Result<BatchRows, sqlx::Error> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT batch_append, written_id, written_revision, written_position, \
                     failure_code, failure_detail \
-             FROM sl_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&self.part_append)
-        .bind(&self.streams)
-        .bind(&self.expected)
-        .bind(&self.counts)
-        .bind(&self.event_part)
-        .bind(&self.event_ids)
-        .bind(&self.types)
-        .bind(&self.versions)
-        .bind(&self.data)
-        .bind(&self.metadata)
-        .fetch_all(pool)
-        .await?;
+             FROM sl_append_batch($10, $1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        );
+        let rows = self
+            .bind_parts(query)
+            .bind(&self.part_append)
+            .fetch_all(pool)
+            .await?;
         let mut out = BatchRows::default();
         for row in rows {
             match row.try_get::<Option<i32>, _>("batch_append")? {
