@@ -2,11 +2,32 @@
 //! `docs/event-store.md`, each against a fresh PostgreSQL database.
 
 use serde_json::json;
-use shareledger_events::store::{LogError, PositionFrom, RevisionFrom, StreamAppend};
+use shareledger_events::store::{LogError, PgEventStore, PositionFrom, RevisionFrom, StreamAppend};
 use shareledger_events::{Category, Direction, EventType, ExpectedRevision, StreamState};
 use shareledger_tests::fixtures::{event, event_with_id, events, metadata, stream};
 use shareledger_tests::TestDb;
 use uuid::Uuid;
+
+/// Runs `n` calls at once, each in its own task with its own handle on the
+/// store (`call(i, store)`), and returns their answers in order of `i`.
+async fn at_once<T, Fut>(
+    store: &PgEventStore,
+    n: usize,
+    call: impl Fn(usize, PgEventStore) -> Fut,
+) -> Vec<T>
+where
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = (0..n)
+        .map(|i| tokio::spawn(call(i, store.clone())))
+        .collect();
+    let mut answers = Vec::with_capacity(n);
+    for task in tasks {
+        answers.push(task.await.expect("the task ran to its end"));
+    }
+    answers
+}
 
 #[tokio::test]
 async fn append_to_a_new_stream_returns_its_revisions_and_global_positions() {
@@ -851,29 +872,25 @@ async fn concurrent_appends_each_get_their_own_answer() {
     // 40 appends at once: to fresh streams (succeed), and with a wrong
     // expectation on a shared stream (fail). Whatever batches the writer
     // forms, each append gets its own result.
-    let tasks: Vec<_> = (0..40)
-        .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                if i % 4 == 0 {
-                    store
-                        .append(&stream("shared-1"), ExpectedRevision::Exact(99), events(1))
-                        .await
-                } else {
-                    store
-                        .append(
-                            &stream(&format!("fresh-{i}")),
-                            ExpectedRevision::NoStream,
-                            events(2),
-                        )
-                        .await
-                }
-            })
-        })
-        .collect();
+    let answers = at_once(&store, 40, |i, store| async move {
+        if i % 4 == 0 {
+            store
+                .append(&stream("shared-1"), ExpectedRevision::Exact(99), events(1))
+                .await
+        } else {
+            store
+                .append(
+                    &stream(&format!("fresh-{i}")),
+                    ExpectedRevision::NoStream,
+                    events(2),
+                )
+                .await
+        }
+    })
+    .await;
     let mut positions = Vec::new();
-    for (i, task) in tasks.into_iter().enumerate() {
-        match task.await.unwrap() {
+    for (i, answer) in answers.into_iter().enumerate() {
+        match answer {
             Ok(r) => {
                 assert_ne!(i % 4, 0);
                 assert_eq!(r.next_expected, 1);
@@ -908,28 +925,24 @@ async fn appends_decided_on_a_revision_written_past_fail_with_their_own_answer()
         .append(&stream("hot-1"), ExpectedRevision::Exact(0), first.clone())
         .await
         .unwrap();
-    let tasks: Vec<_> = (0..40)
-        .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                if i % 2 == 0 {
-                    store
-                        .append(&stream("hot-1"), ExpectedRevision::Exact(0), events(1))
-                        .await
-                } else {
-                    store
-                        .append(
-                            &stream(&format!("cold-{i}")),
-                            ExpectedRevision::NoStream,
-                            events(1),
-                        )
-                        .await
-                }
-            })
-        })
-        .collect();
-    for (i, task) in tasks.into_iter().enumerate() {
-        match task.await.unwrap() {
+    let answers = at_once(&store, 40, |i, store| async move {
+        if i % 2 == 0 {
+            store
+                .append(&stream("hot-1"), ExpectedRevision::Exact(0), events(1))
+                .await
+        } else {
+            store
+                .append(
+                    &stream(&format!("cold-{i}")),
+                    ExpectedRevision::NoStream,
+                    events(1),
+                )
+                .await
+        }
+    })
+    .await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        match answer {
             Ok(r) => {
                 assert_eq!(i % 2, 1, "append {i} succeeded");
                 assert_eq!(r.next_expected, 0);
@@ -963,28 +976,24 @@ async fn appends_decided_on_a_revision_written_past_fail_with_their_own_answer()
 async fn appends_to_one_stream_arriving_together_are_decided_one_after_the_other() {
     let db = TestDb::with_pool_size(16).await;
     let store = db.store();
-    let tasks: Vec<_> = (0..48)
-        .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let expected = if i % 3 == 0 {
-                    ExpectedRevision::NoStream
-                } else {
-                    ExpectedRevision::Any
-                };
-                (
-                    expected,
-                    store
-                        .append(&stream("together-1"), expected, events(2))
-                        .await,
-                )
-            })
-        })
-        .collect();
+    let answers = at_once(&store, 48, |i, store| async move {
+        let expected = if i % 3 == 0 {
+            ExpectedRevision::NoStream
+        } else {
+            ExpectedRevision::Any
+        };
+        (
+            expected,
+            store
+                .append(&stream("together-1"), expected, events(2))
+                .await,
+        )
+    })
+    .await;
     let mut revisions = Vec::new();
     let mut new_stream_wins = 0;
-    for task in tasks {
-        match task.await.unwrap() {
+    for answer in answers {
+        match answer {
             (expected, Ok(r)) => {
                 if expected == ExpectedRevision::NoStream {
                     new_stream_wins += 1;
@@ -1021,28 +1030,26 @@ async fn the_same_append_sent_many_times_at_once_is_written_once_and_every_send_
         .await
         .unwrap();
     let same = events(3);
-    let tasks: Vec<_> = (0..40)
-        .map(|i| {
-            let store = store.clone();
-            let same = same.clone();
-            tokio::spawn(async move {
-                if i % 2 == 0 {
-                    store
-                        .append(&stream("again-1"), ExpectedRevision::NoStream, same)
-                        .await
-                        .map(|r| Some(r.events))
-                } else {
-                    store
-                        .append(&stream("other-1"), ExpectedRevision::Any, events(1))
-                        .await
-                        .map(|_| None)
-                }
-            })
-        })
-        .collect();
+    let sends = at_once(&store, 40, |i, store| {
+        let same = same.clone();
+        async move {
+            if i % 2 == 0 {
+                store
+                    .append(&stream("again-1"), ExpectedRevision::NoStream, same)
+                    .await
+                    .map(|r| Some(r.events))
+            } else {
+                store
+                    .append(&stream("other-1"), ExpectedRevision::Any, events(1))
+                    .await
+                    .map(|_| None)
+            }
+        }
+    })
+    .await;
     let mut answers = Vec::new();
-    for task in tasks {
-        if let Some(written) = task.await.unwrap().expect("every send succeeds") {
+    for send in sends {
+        if let Some(written) = send.expect("every send succeeds") {
             answers.push(written);
         }
     }
@@ -1066,42 +1073,40 @@ async fn an_append_to_a_tombstoned_stream_fails_alone_in_its_batch() {
         .await
         .unwrap();
     let head = store.head_position().await.unwrap();
-    let tasks: Vec<_> = (0..30)
-        .map(|i| {
-            let store = store.clone();
-            let gone = gone.clone();
-            tokio::spawn(async move {
-                if i % 3 == 0 {
-                    store
-                        .append_multi(vec![
-                            StreamAppend {
-                                stream: stream(&format!("beside-{i}")),
-                                expected: ExpectedRevision::NoStream,
-                                events: events(1),
-                            },
-                            StreamAppend {
-                                stream: gone,
-                                expected: ExpectedRevision::Any,
-                                events: events(1),
-                            },
-                        ])
-                        .await
-                        .map(|_| ())
-                } else {
-                    store
-                        .append(
-                            &stream(&format!("fine-{i}")),
-                            ExpectedRevision::NoStream,
-                            events(1),
-                        )
-                        .await
-                        .map(|_| ())
-                }
-            })
-        })
-        .collect();
-    for (i, task) in tasks.into_iter().enumerate() {
-        match task.await.unwrap() {
+    let answers = at_once(&store, 30, |i, store| {
+        let gone = gone.clone();
+        async move {
+            if i % 3 == 0 {
+                store
+                    .append_multi(vec![
+                        StreamAppend {
+                            stream: stream(&format!("beside-{i}")),
+                            expected: ExpectedRevision::NoStream,
+                            events: events(1),
+                        },
+                        StreamAppend {
+                            stream: gone,
+                            expected: ExpectedRevision::Any,
+                            events: events(1),
+                        },
+                    ])
+                    .await
+                    .map(|_| ())
+            } else {
+                store
+                    .append(
+                        &stream(&format!("fine-{i}")),
+                        ExpectedRevision::NoStream,
+                        events(1),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        }
+    })
+    .await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        match answer {
             Ok(()) => assert_ne!(i % 3, 0, "append {i} was written"),
             Err(LogError::StreamTombstoned { stream }) => {
                 assert_eq!(i % 3, 0);
@@ -1132,35 +1137,31 @@ async fn an_append_to_a_tombstoned_stream_fails_alone_in_its_batch() {
 async fn a_batched_append_failing_on_several_streams_names_the_first_by_name() {
     let db = TestDb::with_pool_size(16).await;
     let store = db.store();
-    let tasks: Vec<_> = (0..30)
-        .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                if i % 2 == 0 {
-                    let part = |name: &str| StreamAppend {
-                        stream: stream(&format!("{name}-{i}")),
-                        expected: ExpectedRevision::Exact(3),
-                        events: events(1),
-                    };
-                    store
-                        .append_multi(vec![part("zulu"), part("alpha"), part("mike")])
-                        .await
-                        .map(|_| ())
-                } else {
-                    store
-                        .append(
-                            &stream(&format!("fine-{i}")),
-                            ExpectedRevision::Any,
-                            events(1),
-                        )
-                        .await
-                        .map(|_| ())
-                }
-            })
-        })
-        .collect();
-    for (i, task) in tasks.into_iter().enumerate() {
-        match task.await.unwrap() {
+    let answers = at_once(&store, 30, |i, store| async move {
+        if i % 2 == 0 {
+            let part = |name: &str| StreamAppend {
+                stream: stream(&format!("{name}-{i}")),
+                expected: ExpectedRevision::Exact(3),
+                events: events(1),
+            };
+            store
+                .append_multi(vec![part("zulu"), part("alpha"), part("mike")])
+                .await
+                .map(|_| ())
+        } else {
+            store
+                .append(
+                    &stream(&format!("fine-{i}")),
+                    ExpectedRevision::Any,
+                    events(1),
+                )
+                .await
+                .map(|_| ())
+        }
+    })
+    .await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        match answer {
             Ok(()) => assert_eq!(i % 2, 1),
             Err(LogError::WrongExpectedRevision { stream, actual, .. }) => {
                 assert_eq!(i % 2, 0);
