@@ -19,6 +19,7 @@
 //! cargo run --release -p shareledger-bench -- access [--quick]
 //! cargo run --release -p shareledger-bench -- audit [--quick]
 //! cargo run --release -p shareledger-bench -- http [--quick]
+//! cargo run --release -p shareledger-bench -- faults [--quick]
 //! ```
 
 mod access;
@@ -55,6 +56,10 @@ enum Command {
     /// The HTTP API under load on loopback: checks and commands vs the
     /// stack's trivial-endpoint limit and the in-process commands.
     Http(CommonArgs),
+    /// Fault drills under a load of checks and commands: PostgreSQL
+    /// stopped for 10 s, and every connection cut mid-query; 5xx, slowest
+    /// 503, recovery time, stale allows and lost commands.
+    Faults(CommonArgs),
 }
 
 /// The `commands` benchmark's options.
@@ -107,6 +112,55 @@ fn main() -> anyhow::Result<()> {
                 report::print_header("http", args.quick).await?;
                 http::run(args).await
             }
+            Command::Faults(args) => {
+                report::print_header("faults", args.quick).await?;
+                faults_report(args).await
+            }
         }
     })
+}
+
+/// Runs the fault drills and prints their figures. `ratio` is the recovery
+/// time over its goal (5 s): at most 1 meets it.
+async fn faults_report(args: CommonArgs) -> anyhow::Result<()> {
+    use shareledger_bench::faults::{self, Drill, Load};
+    use std::time::Duration;
+    let load = Load {
+        after: if args.quick {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(5)
+        },
+        ..Load::default()
+    };
+    for (name, drill) in [
+        ("faults_outage", Drill::Outage(Duration::from_secs(10))),
+        ("faults_cut_connections", Drill::CutConnections(5)),
+    ] {
+        let r = faults::run(drill, load).await?;
+        let unavailable: Vec<String> = r
+            .unavailable
+            .iter()
+            .map(|(code, n)| format!("{code}:{n}"))
+            .collect();
+        report::Line::new(name)
+            .count("requests", r.requests as f64)
+            .count("five_xx", r.five_xx as f64)
+            .text("unavailable", unavailable.join(","))
+            .ms("slowest_503_s", r.slowest_503.as_secs_f64())
+            .ms("slowest_s", r.slowest.as_secs_f64())
+            .count("unanswered", r.unanswered as f64)
+            .ms("recovery_s", r.recovery.as_secs_f64())
+            .count("stale_allows", r.stale_allows as f64)
+            .count("victim_checks", r.checks_after_deactivation as f64)
+            .text("first_check_after", r.first_check_after.replace(' ', "_"))
+            .count("acknowledged", r.acknowledged as f64)
+            .count("lost", r.lost as f64)
+            .count("contended", r.contended as f64)
+            .text("consequence_applied", r.consequence_applied)
+            .text("sealed_to_head", r.sealed_to_head)
+            .count("restarts", r.restarts as f64)
+            .ratio(r.recovery.as_secs_f64(), 5.0);
+    }
+    Ok(())
 }

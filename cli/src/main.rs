@@ -73,13 +73,41 @@ enum Command {
         /// The largest request body accepted, in bytes.
         #[arg(long, env = "SHARELEDGER_BODY_LIMIT", default_value_t = 1 << 20)]
         body_limit: usize,
-        /// How long a query with min_position waits for the read models, in ms.
+        /// How long a query waits for the read model behind it to reach
+        /// min_position and the log's known head, in ms (then 503).
         #[arg(
             long,
             env = "SHARELEDGER_FRESHNESS_TIMEOUT_MS",
-            default_value_t = 5_000
+            default_value_t = 2_000
         )]
         freshness_timeout_ms: u64,
+        /// How many events behind the log's known head a read model may
+        /// answer without waiting (0: none).
+        #[arg(long, env = "SHARELEDGER_MAX_LAG", default_value_t = 0)]
+        max_lag: u64,
+        /// How long a read model may go without hearing from the log and
+        /// still answer, in ms (then 503 read_model_stale).
+        #[arg(long, env = "SHARELEDGER_MAX_SILENCE_MS", default_value_t = 5_000)]
+        max_silence_ms: u64,
+        /// The longest a request may take, in ms (then 503 timed_out).
+        #[arg(long, env = "SHARELEDGER_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+        request_timeout_ms: u64,
+        /// How long a request waits for a database connection, in ms (then
+        /// 503 database_unavailable).
+        #[arg(
+            long,
+            env = "SHARELEDGER_DB_ACQUIRE_TIMEOUT_MS",
+            default_value_t = 1_000
+        )]
+        db_acquire_timeout_ms: u64,
+        /// The database's statement_timeout for the service's connections,
+        /// in ms (0: none).
+        #[arg(
+            long,
+            env = "SHARELEDGER_DB_STATEMENT_TIMEOUT_MS",
+            default_value_t = 30_000
+        )]
+        db_statement_timeout_ms: u64,
         /// Database connections.
         #[arg(long, env = "SHARELEDGER_DB_CONNECTIONS", default_value_t = 16)]
         db_connections: u32,
@@ -250,9 +278,26 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
         Command::Replay { .. } | Command::History(_) | Command::Export { .. } => 16,
         _ => 4,
     };
-    let pool = PgEventStore::pool_options()
-        .max_connections(connections)
-        .connect(url)
+    let mut pool_options = PgEventStore::pool_options().max_connections(connections);
+    let mut connect: sqlx::postgres::PgConnectOptions = url
+        .parse()
+        .with_context(|| format!("parsing the database URL {}", redact(url)))?;
+    if let Command::Serve {
+        db_acquire_timeout_ms,
+        db_statement_timeout_ms,
+        ..
+    } = cli.command
+    {
+        // Fail fast while the database is away: a request waits this long
+        // for a connection, a statement this long for its answer.
+        pool_options =
+            pool_options.acquire_timeout(std::time::Duration::from_millis(db_acquire_timeout_ms));
+        if db_statement_timeout_ms > 0 {
+            connect = connect.options([("statement_timeout", db_statement_timeout_ms.to_string())]);
+        }
+    }
+    let pool = pool_options
+        .connect_with(connect)
         .await
         .with_context(|| format!("connecting to {}", redact(url)))?;
     // Every command but `status` works on an up-to-date schema (as the
@@ -266,12 +311,20 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
             listen,
             body_limit,
             freshness_timeout_ms,
+            max_lag,
+            max_silence_ms,
+            request_timeout_ms,
             no_history_archive,
             ..
         } => {
             let options = GatewayOptions {
                 body_limit: *body_limit,
                 freshness_timeout: std::time::Duration::from_millis(*freshness_timeout_ms),
+                freshness: shareledger_events::store::supervise::Freshness {
+                    max_lag: *max_lag,
+                    max_silence: std::time::Duration::from_millis(*max_silence_ms),
+                },
+                request_timeout: std::time::Duration::from_millis(*request_timeout_ms),
                 history_archive: !*no_history_archive,
                 ..GatewayOptions::default()
             };

@@ -19,12 +19,19 @@
 //!
 //! The partners of a site come from the connection streams it has seen
 //! (rebuilt from the `connection` category at start).
+//!
+//! Run under [`shareledger_events::store::supervise::supervise`] (as the
+//! service does), a transient fault ends a run and the next one starts
+//! again from the checkpoint: the same at-least-once, effects-once rule
+//! covers it. [`ConsequenceWorker::reporting_to`] publishes its contact
+//! with the log and its checkpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use shareledger_core::catalog::{
     connection_stream, content_stream, ContentEvent, DomainEvent, RemovalReason, SiteId,
 };
+use shareledger_events::store::supervise::PartHealth;
 use shareledger_events::store::{PositionFrom, SubscriptionOptions};
 use shareledger_events::{Actor, Category, Direction, RecordedEvent};
 use uuid::Uuid;
@@ -39,6 +46,7 @@ const CONSEQUENCE_NAMESPACE: Uuid = Uuid::from_u128(0x7c1e_93a0_55d4_4f0b_8e61_2
 pub struct ConsequenceWorker {
     service: Service,
     name: String,
+    health: Option<PartHealth>,
 }
 
 impl ConsequenceWorker {
@@ -47,7 +55,14 @@ impl ConsequenceWorker {
         Self {
             service,
             name: "consequences".into(),
+            health: None,
         }
+    }
+
+    /// Reports contact with the log and the saved checkpoint to `health`.
+    pub fn reporting_to(mut self, health: PartHealth) -> Self {
+        self.health = Some(health);
+        self
     }
 
     /// The position up to which every trigger's consequences are applied.
@@ -65,6 +80,10 @@ impl ConsequenceWorker {
         let mut subscription = store
             .subscribe_to_all(Some(start), SubscriptionOptions::default())
             .await?;
+        if let Some(health) = &self.health {
+            subscription.report_to(health.clone());
+            health.advanced(start);
+        }
         let mut position = start;
         let mut unsaved = 0;
         while until.is_none_or(|u| position < u) {
@@ -81,6 +100,13 @@ impl ConsequenceWorker {
             }
             position = event.global_position;
             unsaved = unsaved.saturating_add(1);
+            if subscription.buffered() == 0 {
+                // Processed (not yet saved: a restart may process some
+                // triggers again, which their keys make harmless).
+                if let Some(health) = &self.health {
+                    health.advanced(position);
+                }
+            }
             if unsaved >= 256 || until.is_some_and(|u| position >= u) {
                 self.save(position).await?;
                 unsaved = 0;

@@ -88,6 +88,18 @@ pub enum CommandError {
     Log(#[from] LogError),
 }
 
+impl shareledger_events::store::supervise::Fault for CommandError {
+    /// Contention and the database being away pass; a domain refusal or an
+    /// event that does not decode would happen again.
+    fn is_transient(&self) -> bool {
+        match self {
+            CommandError::Contended { .. } => true,
+            CommandError::Log(e) => e.is_transient(),
+            CommandError::Domain(_) | CommandError::Decode(_) => false,
+        }
+    }
+}
+
 impl CommandError {
     /// A stable code for this error (the domain's own codes for domain errors).
     pub fn code(&self) -> &'static str {

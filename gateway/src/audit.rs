@@ -19,7 +19,7 @@ use shareledger_projections::access::{
     AccessError, Explanation, LookupQuery, Target, Viewer, Visible,
 };
 use shareledger_projections::history::{AccessDiff, History, Moment, Scope};
-use shareledger_projections::timeline::{self, TimelinePage, TimelineQuery};
+use shareledger_projections::timeline::{self, Timeline, TimelinePage, TimelineQuery};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -365,7 +365,7 @@ pub async fn diff(
         .store()
         .head_position()
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::backend)?;
     let scope = match p.scope {
         DiffScope::User => {
             let user = p.user_id.ok_or_else(|| missing("user_id"))?;
@@ -444,14 +444,9 @@ fn audit_site(principal: &Principal, site: SiteId) -> Result<(), ApiError> {
     }
 }
 
+/// The timeline read model, once fresh enough to answer from.
 async fn fresh(state: &AppState, min_position: Option<u64>) -> Result<(), ApiError> {
-    if let Some(position) = min_position {
-        state
-            .runtime()
-            .wait_for(position, state.options().freshness_timeout)
-            .await?;
-    }
-    Ok(())
+    crate::queries::read_model_fresh(state, Timeline::NAME, min_position).await
 }
 
 /// `GET /v1/audit/timeline/sites/{site_id}`.
@@ -554,7 +549,7 @@ pub async fn scorecard_timeline(
             .store()
             .head_position()
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+            .map_err(ApiError::backend)?;
         let target = Target::Scorecard(scorecard);
         if history.owner_of(target, head).await? != Some(site) {
             return Err(AccessError::UnknownTarget(target).into());
@@ -579,6 +574,6 @@ pub async fn verify(
     audited_site(&principal)?;
     let report = shareledger_events::store::verify(state.store(), VerifyOptions::default())
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(ApiError::backend)?;
     Ok(Json(report))
 }

@@ -8,6 +8,14 @@
 //! wrong (`malformed_json`, `unauthenticated`, …). Internal errors are
 //! logged with their detail and answered with a generic `internal` problem:
 //! nothing of the database or the code leaks.
+//!
+//! **Database faults are 503, never 500.** Whatever the route, an error
+//! whose cause is the database being away (a refused or cut connection, a
+//! pool that could not hand one out in time, a server shutting down, a
+//! statement timeout: [`sqlx_is_transient`]) is answered 503
+//! `database_unavailable` with `Retry-After`, found by walking the error's
+//! source chain ([`database_fault`]). A read model that may be behind the
+//! log is 503 `read_model_stale`.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +23,7 @@ use serde::Serialize;
 use shareledger_commands::CommandError;
 use shareledger_core::DomainError;
 use shareledger_events::envelope::InvalidInput;
+use shareledger_events::store::supervise::sqlx_is_transient;
 use shareledger_events::store::LogError;
 use shareledger_projections::access::AccessError;
 use shareledger_projections::history::HistoryError;
@@ -63,8 +72,27 @@ pub enum ApiError {
     History(#[from] HistoryError),
     #[error("the read models did not reach position {position} within {waited_ms} ms")]
     NotFreshEnough { position: u64, waited_ms: u64 },
+    #[error("{what} is at position {reached} and the log at {head} or beyond; it is {state}: not answering from a possibly stale model")]
+    Stale {
+        what: String,
+        reached: u64,
+        head: u64,
+        state: String,
+    },
     #[error("{0}")]
     Unavailable(String),
+    #[error("the request took longer than {after_ms} ms")]
+    TimedOut { after_ms: u64 },
+    /// A read model's failure (a database fault is 503, anything else 500).
+    #[error(transparent)]
+    ReadModel(ProjectionError),
+    /// A database error outside the parts above (503 when the database is
+    /// away, else 500).
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Another part's failure (503 when the database is away, else 500).
+    #[error("{0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Anything else: logged, never shown.
     #[error("internal error: {0}")]
     Internal(String),
@@ -80,15 +108,44 @@ impl From<ProjectionError> for ApiError {
                 position,
                 waited_ms: waited.as_millis() as u64,
             },
-            other => ApiError::Internal(other.to_string()),
+            ProjectionError::Stale {
+                name,
+                reached,
+                head,
+                state,
+            } => ApiError::Stale {
+                what: format!("read model {name}"),
+                reached,
+                head,
+                state,
+            },
+            other => ApiError::ReadModel(other),
         }
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(format!("database: {e}"))
+impl ApiError {
+    /// Wraps another part's error, keeping it as the source (so that a
+    /// database fault under it is still found).
+    pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Backend(Box::new(e))
     }
+}
+
+/// The database error at the root of `error`, if the database being away
+/// is what caused it (see [`sqlx_is_transient`]; a closed pool, when the
+/// service is stopping, too).
+pub fn database_fault<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a sqlx::Error> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(db) = e.downcast_ref::<sqlx::Error>() {
+            if sqlx_is_transient(db) || matches!(db, sqlx::Error::PoolClosed) {
+                return Some(db);
+            }
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// The status of a domain error, by its stable code.
@@ -134,6 +191,9 @@ impl ApiError {
     /// The HTTP status and the stable code of this error.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         use ApiError::*;
+        if database_fault(self).is_some() {
+            return (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable");
+        }
         match self {
             Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             BadToken => (StatusCode::UNAUTHORIZED, "bad_token"),
@@ -165,7 +225,7 @@ impl ApiError {
                         StatusCode::NOT_FOUND
                     }
                     AccessError::BadCursor(_) => StatusCode::BAD_REQUEST,
-                    AccessError::NotFreshEnough { .. } | AccessError::Stopped(_) => {
+                    AccessError::NotFreshEnough { .. } | AccessError::Stale { .. } => {
                         StatusCode::SERVICE_UNAVAILABLE
                     }
                 };
@@ -177,8 +237,12 @@ impl ApiError {
             }
             History(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             NotFreshEnough { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_fresh_enough"),
+            Stale { .. } => (StatusCode::SERVICE_UNAVAILABLE, "read_model_stale"),
             Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            TimedOut { .. } => (StatusCode::SERVICE_UNAVAILABLE, "timed_out"),
+            ReadModel(_) | Database(_) | Backend(_) | Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
         }
     }
 }
@@ -206,6 +270,11 @@ impl IntoResponse for ApiError {
         let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "internal error");
             "an internal error occurred; it has been logged".to_owned()
+        } else if code == "database_unavailable" {
+            tracing::warn!(error = %self, "database unavailable");
+            "the database is not answering; try again shortly (a command sent again with \
+             the same Idempotency-Key is applied at most once)"
+                .to_owned()
         } else {
             self.to_string()
         };

@@ -11,7 +11,8 @@
 //! * `ops`: `/health`, `/ready`, `/metrics`, `/v1/log/status`, `/v1/whoami`;
 //! * `openapi`: the document at `/v1/openapi.json`, generated from the code;
 //! * `auth`: bearer tokens and who a request acts as;
-//! * `error`: one error type, one problem+json rendering.
+//! * `error`: one error type, one problem+json rendering;
+//! * `timeout`: the bound on every request.
 //!
 //! **API boundary:** [`app`], [`AppState`], [`GatewayOptions`],
 //! [`server::Server`], [`auth`]'s token functions, [`openapi::document`].
@@ -26,6 +27,7 @@ pub mod ops;
 pub mod queries;
 pub mod server;
 pub mod state;
+pub mod timeout;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
@@ -82,6 +84,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            timeout::limit,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -1,6 +1,8 @@
 //! Prometheus metrics: requests and their latency per route, command
-//! (append) latency per command, and the read models' lag, rendered at
-//! `/metrics` in the text exposition format.
+//! (append) latency per command, and each background part's state (whether
+//! it follows the log, its lag, how often it ran again after a fault) and
+//! whether the database answers, rendered at `/metrics` in the text
+//! exposition format.
 
 use std::time::Instant;
 
@@ -21,6 +23,9 @@ pub struct Metrics {
     latency: HistogramVec,
     commands: HistogramVec,
     lag: IntGaugeVec,
+    following: IntGaugeVec,
+    restarts: IntGaugeVec,
+    database_up: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -60,10 +65,31 @@ impl Metrics {
         .expect("valid metric");
         let lag = IntGaugeVec::new(
             Opts::new(
-                "projection_lag_events",
-                "Events of the log a read model has not applied yet",
+                "part_lag_events",
+                "Events of the log (as far as this process knows it) a background part has not applied yet",
             ),
-            &["projection"],
+            &["part"],
+        )
+        .expect("valid metric");
+        let following = IntGaugeVec::new(
+            Opts::new(
+                "part_following",
+                "1 while a background part follows the log, 0 while it retries after a fault, has failed or has stopped",
+            ),
+            &["part"],
+        )
+        .expect("valid metric");
+        let restarts = IntGaugeVec::new(
+            Opts::new(
+                "part_restarts",
+                "How many times a background part ran again after a transient fault",
+            ),
+            &["part"],
+        )
+        .expect("valid metric");
+        let database_up = prometheus::IntGauge::new(
+            "database_up",
+            "1 when the database answered the last probe (/ready, /metrics) in time",
         )
         .expect("valid metric");
         for metric in [
@@ -71,6 +97,9 @@ impl Metrics {
             Box::new(latency.clone()),
             Box::new(commands.clone()),
             Box::new(lag.clone()),
+            Box::new(following.clone()),
+            Box::new(restarts.clone()),
+            Box::new(database_up.clone()),
         ] {
             registry.register(metric).expect("metrics registered once");
         }
@@ -80,6 +109,9 @@ impl Metrics {
             latency,
             commands,
             lag,
+            following,
+            restarts,
+            database_up,
         }
     }
 
@@ -90,11 +122,21 @@ impl Metrics {
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Sets a read model's lag.
-    pub fn set_lag(&self, projection: &str, lag: u64) {
-        self.lag
-            .with_label_values(&[projection])
-            .set(lag.min(i64::MAX as u64) as i64);
+    /// Sets a background part's figures.
+    pub fn set_part(&self, part: &str, following: bool, lag: u64, restarts: u64) {
+        let clamp = |n: u64| n.min(i64::MAX as u64) as i64;
+        self.lag.with_label_values(&[part]).set(clamp(lag));
+        self.following
+            .with_label_values(&[part])
+            .set(i64::from(following));
+        self.restarts
+            .with_label_values(&[part])
+            .set(clamp(restarts));
+    }
+
+    /// Sets whether the database answered.
+    pub fn set_database_up(&self, up: bool) {
+        self.database_up.set(i64::from(up));
     }
 
     /// The text exposition of every metric.

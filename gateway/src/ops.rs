@@ -1,12 +1,17 @@
 //! Operations: `/health` (the process answers), `/ready` (the database
-//! answers and the read models are caught up), `/metrics` (Prometheus), and
-//! `/v1/log/status` (the log's head, for auditors and operators).
+//! answers and every background part follows the log), `/metrics`
+//! (Prometheus), and `/v1/log/status` (the log's head, for auditors and
+//! operators). `/ready` and `/metrics` read the parts' health from memory
+//! and probe the database with a short bound, so they answer promptly
+//! while the database is away.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+
+use shareledger_events::store::supervise::PartState;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -25,70 +30,95 @@ pub async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// One read model's readiness.
+/// One background part's readiness.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ReadModelReadiness {
+pub struct PartReadiness {
+    /// `access_index`, `history_archive`, a SQL read model's name,
+    /// `consequences` or `sealer`.
     pub name: String,
+    pub state: PartState,
+    /// The position of the last event it applied (sealed, for the sealer).
     pub position: u64,
+    /// `head - position`.
     pub lag: u64,
+    /// Following, in touch with the log, and within the allowed lag.
     pub ready: bool,
+    /// How many times it ran again after a transient fault.
+    pub restarts: u64,
+    /// The fault that stopped its last run, if any.
+    pub last_error: Option<String>,
+    /// How long it has been in `state`.
+    pub seconds_in_state: f64,
 }
 
 /// `/ready`'s answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub ready: bool,
+    /// Whether the database answered within the probe's bound.
     pub database: bool,
+    /// The log's head: as the database said, or as far as this process
+    /// knows when it did not answer.
     pub head: u64,
-    pub read_models: Vec<ReadModelReadiness>,
+    pub parts: Vec<PartReadiness>,
 }
 
-/// `GET /ready`: anonymous; 200 when the database answers and every read
-/// model is within the allowed lag, else 503 with the details.
-#[utoipa::path(get, path = "/ready", tag = "operations", summary = "The database answers and the read models are caught up (anonymous probe).",
+/// Every part's readiness against `head`, with the metrics refreshed.
+fn parts(state: &AppState, head: u64) -> Vec<PartReadiness> {
+    let max_silence = state.options().freshness.max_silence;
+    let max_lag = state.options().ready_max_lag;
+    state
+        .parts()
+        .iter()
+        .map(|part| {
+            let status = part.status();
+            let following = status.is_following(max_silence);
+            let lag = head.saturating_sub(status.position);
+            state
+                .metrics()
+                .set_part(part.name(), following, lag, status.restarts);
+            PartReadiness {
+                name: part.name().to_owned(),
+                state: status.state,
+                position: status.position,
+                lag,
+                ready: following && lag <= max_lag,
+                restarts: status.restarts,
+                last_error: status.last_error,
+                seconds_in_state: status.since.elapsed().as_secs_f64(),
+            }
+        })
+        .collect()
+}
+
+/// The log's head from the database, if it answers within the probe's
+/// bound; records whether it did.
+async fn probe_head(state: &AppState) -> Option<u64> {
+    let probe = tokio::time::timeout(
+        state.options().ready_database_timeout,
+        state.store().head_position(),
+    )
+    .await;
+    let head = match probe {
+        Ok(Ok(head)) => Some(head),
+        _ => None,
+    };
+    state.metrics().set_database_up(head.is_some());
+    head
+}
+
+/// `GET /ready`: anonymous; 200 when the database answers and every
+/// background part follows the log within the allowed lag, else 503 with
+/// the details. Answers within about the probe's bound (half a second by
+/// default) whatever the database does: the parts' states are in memory.
+#[utoipa::path(get, path = "/ready", tag = "operations", summary = "The database answers and every background part follows the log (anonymous probe).",
     responses((status = 200, description = "Ready.", body = Readiness), (status = 503, description = "Not ready; the body says why.", body = Readiness)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let head = state.store().head_position().await;
-    let database = head.is_ok();
-    let head = head.unwrap_or(0);
-    let max_lag = state.options().ready_max_lag;
-    let mut read_models = Vec::new();
-    let access = state.access().position();
-    let access_lag = head.saturating_sub(access);
-    state.metrics().set_lag("access_index", access_lag);
-    read_models.push(ReadModelReadiness {
-        name: "access_index".into(),
-        position: access,
-        lag: access_lag,
-        ready: access_lag <= max_lag,
-    });
-    match state.runtime().status().await {
-        Ok(statuses) => {
-            for s in statuses {
-                state.metrics().set_lag(&s.name, s.lag);
-                let running = matches!(
-                    s.state,
-                    shareledger_projections::runtime::ProjectionState::Running
-                );
-                read_models.push(ReadModelReadiness {
-                    ready: running && s.lag <= max_lag,
-                    name: s.name,
-                    position: s.position,
-                    lag: s.lag,
-                });
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "projection status unavailable");
-            read_models.push(ReadModelReadiness {
-                name: "projections".into(),
-                position: 0,
-                lag: head,
-                ready: false,
-            });
-        }
-    }
-    let ready = database && read_models.iter().all(|r| r.ready);
+    let probed = probe_head(&state).await;
+    let database = probed.is_some();
+    let head = probed.unwrap_or(0).max(state.store().known_head());
+    let parts = parts(&state, head);
+    let ready = database && parts.iter().all(|p| p.ready);
     let status = if ready {
         StatusCode::OK
     } else {
@@ -100,14 +130,14 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             ready,
             database,
             head,
-            read_models,
+            parts,
         }),
     )
         .into_response()
 }
 
 /// `GET /metrics`: the Prometheus text format, for operator and auditor
-/// tokens. Refreshes the lag gauges.
+/// tokens. Refreshes the parts' gauges (and probes the database, bounded).
 #[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics (operator and auditor tokens).",
     responses((status = 200, description = "The text exposition format.", body = String, content_type = "text/plain"),
         (status = 401, description = "No token, or a bad one.", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -118,16 +148,11 @@ pub async fn metrics(State(state): State<AppState>, principal: Principal) -> Res
         return ApiError::Forbidden("metrics are for operators and auditors".into())
             .into_response();
     }
-    let head = state.store().head_position().await.unwrap_or(0);
-    state.metrics().set_lag(
-        "access_index",
-        head.saturating_sub(state.access().position()),
-    );
-    if let Ok(statuses) = state.runtime().status().await {
-        for s in statuses {
-            state.metrics().set_lag(&s.name, s.lag);
-        }
-    }
+    let head = probe_head(&state)
+        .await
+        .unwrap_or(0)
+        .max(state.store().known_head());
+    parts(&state, head);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics().render(),
@@ -160,11 +185,7 @@ pub async fn log_status(
             "the log's status is for auditors and operators".into(),
         ));
     }
-    let status = state
-        .store()
-        .status()
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let status = state.store().status().await.map_err(ApiError::backend)?;
     Ok(Json(LogStatusAnswer {
         head_position: status.head_position,
         streams: status.streams,

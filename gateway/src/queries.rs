@@ -24,7 +24,8 @@ use shareledger_projections::access::{
     Visible,
 };
 use shareledger_projections::dashboard::{
-    self, Connection, PartnerShares, PendingRequest, SiteSummary, UserSort, UsersPage, UsersQuery,
+    self, Connection, Dashboards, PartnerShares, PendingRequest, SiteSummary, UserSort, UsersPage,
+    UsersQuery,
 };
 
 use crate::auth::Principal;
@@ -386,8 +387,8 @@ pub struct FreshParams {
     pub min_position: Option<u64>,
 }
 
-/// Checks that the caller administers the site, then waits for the SQL
-/// read models to reach `min_position`.
+/// Checks that the caller administers the site, then waits for the
+/// dashboards read model to be fresh enough.
 async fn site_view(
     state: &AppState,
     principal: &Principal,
@@ -404,12 +405,27 @@ async fn site_view(
             ApiError::NotFound(format!("no site {site} is visible to this token"))
         });
     }
-    if let Some(position) = min_position {
-        state
-            .runtime()
-            .wait_for(position, state.options().freshness_timeout)
-            .await?;
-    }
+    read_model_fresh(state, Dashboards::NAME, min_position).await
+}
+
+/// Waits (bounded) until SQL read model `name` may answer: following the
+/// log, at `min_position` and at the log's head as this process knows it
+/// (fail closed: else 503 `read_model_stale` or `not_fresh_enough`).
+pub(crate) async fn read_model_fresh(
+    state: &AppState,
+    name: &str,
+    min_position: Option<u64>,
+) -> Result<(), ApiError> {
+    let options = state.options();
+    state
+        .runtime()
+        .fresh(
+            name,
+            min_position,
+            options.freshness,
+            options.freshness_timeout,
+        )
+        .await?;
     Ok(())
 }
 

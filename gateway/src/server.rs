@@ -1,6 +1,9 @@
 //! Starting and stopping the service: migrate, start the consequence
 //! worker and the integrity chain's sealer, load the access index, start the SQL read models, then serve
-//! HTTP until asked to stop. Shutdown is graceful: the listener closes,
+//! HTTP until asked to stop. Every background part is supervised
+//! (`shareledger_events::store::supervise`): it survives transient
+//! database faults, resuming from its checkpoint, and its health is what
+//! `/ready`, `/metrics` and every answer's freshness check read. Shutdown is graceful: the listener closes,
 //! requests in flight finish, the read models stop after their current
 //! batch (their checkpoints commit with their writes), then the worker and
 //! the index stop.
@@ -9,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use shareledger_commands::{ConsequenceWorker, Service};
+use shareledger_events::store::supervise::{supervise, PartHealth};
 use shareledger_events::store::{PgEventStore, Sealer, SealerOptions};
 use shareledger_projections::access::{LiveAccess, LiveOptions};
 use shareledger_projections::history::{History, LiveArchive};
@@ -63,25 +67,26 @@ impl Server {
         PgEventStore::migrate(&pool).await?;
         let store = PgEventStore::new(pool);
         let service = Service::new(store.clone());
-        let worker = ConsequenceWorker::new(service.clone());
-        let worker = tokio::spawn(async move {
-            if let Err(e) = worker.run(None).await {
-                tracing::error!(error = %e, "the consequence worker stopped");
-            }
-        });
         let (stop, mut stopped) = watch::channel(false);
-        let sealer = Sealer::new(store.clone(), SealerOptions::default());
-        let mut sealer_stop = stop.subscribe();
-        let sealer = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = sealer_stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = sealer.run(shutdown).await {
-                tracing::error!(error = %e, "the sealer stopped: run `shareledger verify`");
-            }
+        let worker_health = PartHealth::new("consequences", 0);
+        let worker = ConsequenceWorker::new(service.clone()).reporting_to(worker_health.clone());
+        let worker = spawn_part(worker_health.clone(), stop.subscribe(), move || {
+            let worker = worker.clone();
+            async move { worker.run(None).await.map(|_| ()) }
         });
-        let (access, access_task) =
-            LiveAccess::start(store.clone(), LiveOptions::default()).await?;
+        let sealer_health = PartHealth::new("sealer", 0);
+        let sealer = Sealer::new(store.clone(), SealerOptions::default())
+            .reporting_to(sealer_health.clone());
+        let sealer = spawn_part(sealer_health.clone(), stop.subscribe(), move || {
+            let sealer = sealer.clone();
+            async move { sealer.follow().await }
+        });
+        let live_options = LiveOptions {
+            max_lag: options.freshness.max_lag,
+            max_silence: options.freshness.max_silence,
+            ..LiveOptions::default()
+        };
+        let (access, access_task) = LiveAccess::start(store.clone(), live_options).await?;
         let archive = if options.history_archive {
             Some(LiveArchive::start(store.clone(), LiveOptions::default().page_size).await?)
         } else {
@@ -95,7 +100,18 @@ impl Server {
             ProjectionRuntime::start(store.clone(), read_models(), RuntimeOptions::default())
                 .await?,
         );
-        let state = AppState::new(service, access, history, Arc::clone(&runtime), options);
+        let mut background = vec![worker_health, sealer_health];
+        if let Some((archive, _)) = &archive {
+            background.push(archive.health().clone());
+        }
+        let state = AppState::new(
+            service,
+            access,
+            history,
+            Arc::clone(&runtime),
+            background,
+            options,
+        );
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Listen { addr, source })?;
@@ -168,7 +184,6 @@ impl Server {
             }
             Err(still_shared) => drop(still_shared),
         }
-        worker.abort();
         let _ = worker.await;
         let _ = sealer.await;
         let _ = access_task.await;
@@ -178,4 +193,20 @@ impl Server {
         }
         served
     }
+}
+
+/// Runs a background part under [`supervise`] in a task of its own until
+/// `stop` is set or a permanent fault (logged, and shown as failed in the
+/// part's health: `/ready` then says no).
+fn spawn_part<E, F, Fut>(health: PartHealth, stop: watch::Receiver<bool>, run: F) -> JoinHandle<()>
+where
+    E: shareledger_events::store::supervise::Fault + std::fmt::Display + Send + 'static,
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if supervise(&health, stop, run).await.is_ok() {
+            health.stopped();
+        }
+    })
 }

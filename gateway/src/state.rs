@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shareledger_commands::Service;
+use shareledger_events::store::supervise::{Freshness, PartHealth};
 use shareledger_events::store::PgEventStore;
 use shareledger_projections::access::LiveAccess;
 use shareledger_projections::history::History;
-use shareledger_projections::runtime::ProjectionRuntime;
+use shareledger_projections::runtime::{ProjectionRuntime, ProjectionState};
 use sqlx::PgPool;
 
 use crate::auth::Tokens;
@@ -20,8 +21,20 @@ use crate::metrics::Metrics;
 pub struct GatewayOptions {
     /// The largest request body accepted (413 beyond).
     pub body_limit: usize,
-    /// How long a query with `min_position` waits for the read models.
+    /// How long a query waits for the read model behind it to reach
+    /// `min_position` (a consistency token) and the log's known head.
     pub freshness_timeout: Duration,
+    /// How far behind the log's known head, and how long out of touch with
+    /// the log, a read model may be and still answer (fail closed: beyond
+    /// either, 503 `read_model_stale`).
+    pub freshness: Freshness,
+    /// The longest a request may take; beyond it, 503 `timed_out` (a
+    /// database that stopped answering without closing its connections
+    /// must not hold callers).
+    pub request_timeout: Duration,
+    /// How long `/ready` waits for the database to answer before saying it
+    /// does not.
+    pub ready_database_timeout: Duration,
     /// How far (in events) the read models may lag for `/ready` to say yes.
     pub ready_max_lag: u64,
     /// Keep the log in memory for the audit routes' as-of questions
@@ -34,7 +47,10 @@ impl Default for GatewayOptions {
     fn default() -> Self {
         Self {
             body_limit: 1 << 20,
-            freshness_timeout: Duration::from_secs(5),
+            freshness_timeout: Duration::from_secs(2),
+            freshness: Freshness::default(),
+            request_timeout: Duration::from_secs(10),
+            ready_database_timeout: Duration::from_millis(500),
             ready_max_lag: 10_000,
             history_archive: true,
         }
@@ -46,6 +62,7 @@ struct Inner {
     access: LiveAccess,
     history: History,
     runtime: Arc<ProjectionRuntime>,
+    background: Vec<PartHealth>,
     tokens: Tokens,
     metrics: Metrics,
     options: GatewayOptions,
@@ -61,6 +78,7 @@ impl AppState {
         access: LiveAccess,
         history: History,
         runtime: Arc<ProjectionRuntime>,
+        background: Vec<PartHealth>,
         options: GatewayOptions,
     ) -> Self {
         let tokens = Tokens::new(service.store().pool().clone());
@@ -69,6 +87,7 @@ impl AppState {
             access,
             history,
             runtime,
+            background,
             tokens,
             metrics: Metrics::new(),
             options,
@@ -92,6 +111,22 @@ impl AppState {
     }
     pub fn runtime(&self) -> &ProjectionRuntime {
         &self.0.runtime
+    }
+    /// The health of every background part answers depend on or the log
+    /// needs: the access index, the history archive (when kept), the SQL
+    /// read models, the consequence worker and the sealer.
+    pub fn parts(&self) -> Vec<PartHealth> {
+        let mut parts = vec![self.0.access.health().clone()];
+        parts.extend(
+            self.0
+                .runtime
+                .parts()
+                .into_iter()
+                .filter(|(_, state)| *state != ProjectionState::Superseded)
+                .map(|(health, _)| health),
+        );
+        parts.extend(self.0.background.iter().cloned());
+        parts
     }
     pub fn tokens(&self) -> &Tokens {
         &self.0.tokens

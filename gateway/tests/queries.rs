@@ -805,11 +805,23 @@ async fn health_ready_metrics_and_the_api_document() {
     let ready = ready.ok();
     assert_eq!(ready["database"], json!(true));
     assert!(ready["head"].as_u64().unwrap() >= w.last);
-    assert!(ready["read_models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|m| m["ready"] == json!(true)));
+    let parts = ready["parts"].as_array().unwrap();
+    assert!(
+        parts.iter().all(|m| m["ready"] == json!(true)),
+        "{parts:#?}"
+    );
+    let names: Vec<&str> = parts.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for part in [
+        "access_index",
+        "dashboards",
+        "access_tables",
+        "timeline",
+        "consequences",
+        "sealer",
+        "history_archive",
+    ] {
+        assert!(names.contains(&part), "{part} in {names:?}");
+    }
 
     // Metrics: operators and auditors only.
     h.get_with("/metrics", &[])

@@ -69,6 +69,16 @@ pub enum ProjectionError {
     /// A projection's task has been stopped and answers nothing more.
     #[error("projection {0} is stopped")]
     Stopped(String),
+    /// A projection may be behind the log: it is not following (retrying
+    /// after a fault, failed, or silent), or did not catch up with the
+    /// log's known head in time. Never answered from.
+    #[error("read model {name} is at position {reached} and the log at {head} or beyond; it is {state}: not answering from a possibly stale model")]
+    Stale {
+        name: String,
+        reached: u64,
+        head: u64,
+        state: String,
+    },
     /// Waiting for projections to reach a position took longer than allowed.
     #[error("projections {behind:?} did not reach position {position} within {waited:?}")]
     Timeout {

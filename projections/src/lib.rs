@@ -18,6 +18,7 @@ pub mod access;
 pub mod dashboard;
 pub mod decode;
 pub mod error;
+mod follow;
 pub mod history;
 pub mod projection;
 pub mod runtime;

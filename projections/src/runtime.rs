@@ -118,6 +118,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use serde::Serialize;
+use shareledger_events::store::supervise::{
+    backoff, supervise, Fault, Freshness, NotFresh, PartHealth,
+};
 use shareledger_events::store::{PgEventStore, PositionFrom, SubscriptionOptions};
 use shareledger_events::{Direction, RecordedEvent};
 use sqlx::{PgConnection, Row};
@@ -282,6 +285,7 @@ impl ProjectionRuntime {
         let mut supervisors = Vec::with_capacity(projections.len());
         for projection in projections {
             let (progress, _) = watch::channel(Progress::default());
+            let name = projection.name();
             let ctx = Arc::new(Ctx {
                 store: store.clone(),
                 name: projection.name(),
@@ -289,6 +293,7 @@ impl ProjectionRuntime {
                 projection,
                 options,
                 progress,
+                health: PartHealth::new(name, 0),
             });
             let registry = register(&ctx, false).await?;
             supervisors.push(Supervisor {
@@ -396,6 +401,62 @@ impl ProjectionRuntime {
             });
         }
         Ok(statuses)
+    }
+
+    /// Every projection's health and state, from memory (no database
+    /// query): for `/ready` and `/metrics`, which must answer whatever the
+    /// database does.
+    pub fn parts(&self) -> Vec<(PartHealth, ProjectionState)> {
+        self.handles
+            .iter()
+            .map(|h| {
+                let state = h.ctx.progress.borrow().state.public();
+                (h.ctx.health.clone(), state)
+            })
+            .collect()
+    }
+
+    /// Waits, at most `timeout`, until projection `name` may answer: its
+    /// live generation is followed by this process, in touch with the log,
+    /// and has applied `min_position` and everything this process knows to
+    /// be committed (less `bounds.max_lag`). A projection superseded by a
+    /// newer version is answered from as it is (its own processes follow
+    /// it). Returns the position reached.
+    pub async fn fresh(
+        &self,
+        name: &str,
+        min_position: Option<u64>,
+        bounds: Freshness,
+        timeout: Duration,
+    ) -> Result<u64, ProjectionError> {
+        let handle = self.handle(name)?;
+        if handle.ctx.progress.borrow().state == RunState::Superseded {
+            return Ok(handle.ctx.health.position());
+        }
+        handle
+            .ctx
+            .health
+            .fresh(self.store.watch_known_head(), min_position, bounds, timeout)
+            .await
+            .map_err(|e| match e {
+                NotFresh::Stale {
+                    reached,
+                    head,
+                    state,
+                } => ProjectionError::Stale {
+                    name: name.to_string(),
+                    reached,
+                    head,
+                    state,
+                },
+                NotFresh::Behind {
+                    wanted, waited_ms, ..
+                } => ProjectionError::Timeout {
+                    position: wanted,
+                    waited: Duration::from_millis(waited_ms),
+                    behind: vec![name.to_string()],
+                },
+            })
     }
 
     /// Waits until the live generation of every projection has applied the
@@ -562,12 +623,19 @@ struct Ctx {
     version: u32,
     options: RuntimeOptions,
     progress: watch::Sender<Progress>,
+    /// The projection's health as `/ready` and answers see it: the live
+    /// generation's position and contact with the log, and the faults of
+    /// any of its tasks.
+    health: PartHealth,
 }
 
 impl Ctx {
     /// Records that generation `generation` has committed up to `position`
     /// (positions only move forward: a switch may have moved it further).
     fn publish(&self, generation: u32, position: u64, at_head: bool) {
+        if self.progress.borrow().live == Some(generation) {
+            self.health.advanced(position);
+        }
         self.progress.send_if_modified(|p| {
             let Some(current) = p.positions.get_mut(&generation) else {
                 return false;
@@ -1000,7 +1068,12 @@ impl Supervisor {
                 }
             };
             if let Err(e) = step {
-                break Err(e);
+                if !e.is_transient() {
+                    break Err(e);
+                }
+                if let Err(e) = self.recover(e, &mut stop).await {
+                    break Err(e);
+                }
             }
         };
         let stopped = self.stop_all().await;
@@ -1014,6 +1087,37 @@ impl Supervisor {
                 Err(e)
             }
             (outcome, stopped) => outcome.and(stopped),
+        }
+    }
+
+    /// After a transient fault in a step of its own (a switch, reading the
+    /// registry): waits, then reads the registry again and follows what it
+    /// says, until that succeeds, a permanent fault, or `stop`.
+    async fn recover(
+        &mut self,
+        mut error: ProjectionError,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), ProjectionError> {
+        let mut delays = backoff();
+        loop {
+            self.ctx.health.retrying(&error);
+            let delay = delays.next().unwrap_or(Duration::from_secs(1));
+            tracing::warn!(
+                projection = self.ctx.name,
+                error = %error,
+                retry_in_ms = delay.as_millis() as u64,
+                "transient fault; reading the registry again"
+            );
+            tokio::select! {
+                biased;
+                () = stopped(stop) => return Ok(()),
+                () = tokio::time::sleep(delay) => {}
+            }
+            match self.reread_registry().await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() => error = e,
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -1242,11 +1346,13 @@ fn spawn_supervisor(
         match result {
             Ok(()) => {
                 ctx.progress.send_modify(|p| p.state = RunState::Stopped);
+                ctx.health.stopped();
                 tracing::info!(projection = ctx.name, "projection stopped");
                 Ok(())
             }
             Err(e) => {
                 tracing::error!(projection = ctx.name, error = %e, "projection failed");
+                ctx.health.failed(&e);
                 let e = Arc::new(e);
                 ctx.progress
                     .send_modify(|p| p.state = RunState::Failed(e.clone()));
@@ -1315,7 +1421,7 @@ impl Follower {
     fn start(ctx: Arc<Ctx>, generation: u32) -> Self {
         let (stop, stopped) = watch::channel(false);
         let name = ctx.name;
-        let task = tokio::spawn(follow(ctx, generation, stopped));
+        let task = tokio::spawn(follow_supervised(ctx, generation, stopped));
         Self { name, stop, task }
     }
 
@@ -1334,6 +1440,24 @@ impl Drop for Follower {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Runs [`follow`] again from the checkpoint after every transient fault
+/// (the database away, a connection cut), until it ends or fails for good.
+async fn follow_supervised(
+    ctx: Arc<Ctx>,
+    generation: u32,
+    stop: watch::Receiver<bool>,
+) -> Result<FollowEnd, ProjectionError> {
+    let ended = std::sync::Mutex::new(FollowEnd::Stopped);
+    let (ctx, ended_ref, stop_ref) = (&ctx, &ended, &stop);
+    supervise(&ctx.health, stop.clone(), || async move {
+        let end = follow(Arc::clone(ctx), generation, stop_ref.clone()).await?;
+        *ended_ref.lock().unwrap_or_else(|p| p.into_inner()) = end;
+        Ok::<(), ProjectionError>(())
+    })
+    .await?;
+    Ok(ended.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// Applies the log to generation `generation`, batch by batch, from its
@@ -1358,8 +1482,13 @@ async fn follow(
     let options = SubscriptionOptions {
         page_size: ctx.options.batch_size,
         idle_recheck: ctx.options.idle_recheck,
+        ..SubscriptionOptions::default()
     };
+    let live = ctx.progress.borrow().live == Some(generation);
     let mut subscription = ctx.store.subscribe_to_all(Some(committed), options).await?;
+    if live {
+        subscription.report_to(ctx.health.clone());
+    }
     // The newest head of the log read, and whether `committed` equals it.
     let mut head = 0;
     let mut at_head = false;
@@ -1400,6 +1529,9 @@ async fn follow(
                 at_head = false;
                 if stored > subscription.position() {
                     subscription = ctx.store.subscribe_to_all(Some(stored), options).await?;
+                    if live {
+                        subscription.report_to(ctx.health.clone());
+                    }
                 }
             }
             Batch::Retired => return Ok(FollowEnd::Retired),

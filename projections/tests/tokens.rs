@@ -150,7 +150,7 @@ async fn a_position_not_reached_in_time_is_not_fresh_enough() {
 }
 
 #[tokio::test]
-async fn a_stopped_index_refuses_positions_it_has_not_reached() {
+async fn a_stopped_index_answers_nothing_not_even_positions_it_had_reached() {
     let db = TestDb::new().await;
     let p = partners(&db).await;
     let (live, task) = LiveAccess::start(db.store(), LiveOptions::default())
@@ -173,7 +173,14 @@ async fn a_stopped_index_refuses_positions_it_has_not_reached() {
         .await
         .map(|_| ())
         .unwrap_err();
-    assert!(matches!(error, AccessError::Stopped(_)), "{error:?}");
-    // What it had reached still answers.
-    drop(live.fresh(Some(head), WAIT).await.unwrap());
+    assert!(
+        matches!(error, AccessError::Stale { reached, .. } if reached == head),
+        "{error:?}"
+    );
+    // Fail closed: a stopped index may be behind the log, so it does not
+    // answer even for positions it had reached.
+    let error = live.fresh(Some(head), WAIT).await.map(|_| ()).unwrap_err();
+    assert!(matches!(error, AccessError::Stale { .. }), "{error:?}");
+    let error = live.fresh(None, WAIT).await.map(|_| ()).unwrap_err();
+    assert_eq!(error.code(), "read_model_stale");
 }

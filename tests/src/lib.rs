@@ -14,6 +14,8 @@
 //! database (named after a hash of the migrations), and each test clones it
 //! with `CREATE DATABASE … TEMPLATE`.
 
+pub mod faults;
+
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 

@@ -19,7 +19,8 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::error::typed;
+use super::error::{is_transient, typed};
+use super::supervise::sqlx_is_transient;
 use super::{encode_expected, LogError, StreamAppend, WrittenEvent};
 use crate::envelope::{ExpectedRevision, InvalidInput, StreamName, MAX_EVENTS_PER_APPEND};
 
@@ -220,12 +221,13 @@ pub(crate) type Answer = Result<Vec<WrittenEvent>, LogError>;
 
 /// Runs a batch of appends as one `sl_append_batch` call and answers each.
 /// A retry, and every append of a call that failed as a whole, runs alone.
-async fn execute_batch(pool: &PgPool, mut jobs: Vec<Job>) {
+/// Returns the fault when the database was found away.
+async fn execute_batch(pool: &PgPool, mut jobs: Vec<Job>) -> Option<Fault> {
     if jobs.len() == 1 {
-        if let Some(job) = jobs.pop() {
-            execute_alone(pool, job).await;
-        }
-        return;
+        return match jobs.pop() {
+            Some(job) => execute_alone(pool, job).await,
+            None => None,
+        };
     }
     let mut merged = jobs[0].request.clone();
     for job in &jobs[1..] {
@@ -234,11 +236,30 @@ async fn execute_batch(pool: &PgPool, mut jobs: Vec<Job>) {
     let mut rows = match merged.execute_batch(pool).await {
         Ok(rows) => rows,
         Err(e) => {
-            tracing::debug!(error = %e, appends = jobs.len(), "batched append failed; running its appends one by one");
-            for job in jobs {
-                execute_alone(pool, job).await;
+            if matches!(e, sqlx::Error::PoolTimedOut) {
+                // No connection was had: nothing was sent, nothing written.
+                let fault = Fault::of(&e);
+                for job in jobs {
+                    let _ = job.reply.send(Err(LogError::Database(fault.again())));
+                }
+                return Some(fault);
             }
-            return;
+            tracing::debug!(error = %e, appends = jobs.len(), "batched append failed; running its appends one by one");
+            let mut jobs = jobs.into_iter();
+            for job in jobs.by_ref() {
+                if let Some(fault) = execute_alone(pool, job).await {
+                    // The database is away: the others would only wait for
+                    // it one after the other. They fail the same way, at
+                    // once (nothing of theirs was written unless this call
+                    // committed before the fault, which a retry with the
+                    // same event ids finds).
+                    for job in jobs {
+                        let _ = job.reply.send(Err(LogError::Database(fault.again())));
+                    }
+                    return Some(fault);
+                }
+            }
+            return None;
         }
     };
     let mut retries = Vec::new();
@@ -266,14 +287,54 @@ async fn execute_batch(pool: &PgPool, mut jobs: Vec<Job>) {
         }
     }
     for job in retries {
-        execute_alone(pool, job).await;
+        if let Some(fault) = execute_alone(pool, job).await {
+            return Some(fault);
+        }
     }
+    None
 }
 
-/// Runs one append on its own with `sl_append` and answers it.
-async fn execute_alone(pool: &PgPool, job: Job) {
+/// Runs one append on its own with `sl_append` and answers it. Returns the
+/// fault when it failed because the database is away.
+async fn execute_alone(pool: &PgPool, job: Job) -> Option<Fault> {
     let outcome = job.request.execute(pool).await.map_err(LogError::from_db);
+    let fault = match &outcome {
+        Err(LogError::Database(e)) if sqlx_is_transient(e) && !is_transient(e) => {
+            Some(Fault::of(e))
+        }
+        _ => None,
+    };
     let _ = job.reply.send(outcome);
+    fault
+}
+
+/// A connection fault, to be answered to several appends (sqlx's errors
+/// cannot be cloned).
+struct Fault {
+    timed_out: bool,
+    kind: std::io::ErrorKind,
+    message: String,
+}
+
+impl Fault {
+    fn of(e: &sqlx::Error) -> Self {
+        Self {
+            timed_out: matches!(e, sqlx::Error::PoolTimedOut),
+            kind: match e {
+                sqlx::Error::Io(io) => io.kind(),
+                _ => std::io::ErrorKind::Other,
+            },
+            message: e.to_string(),
+        }
+    }
+
+    fn again(&self) -> sqlx::Error {
+        if self.timed_out {
+            sqlx::Error::PoolTimedOut
+        } else {
+            sqlx::Error::Io(std::io::Error::new(self.kind, self.message.clone()))
+        }
+    }
 }
 
 struct Job {
@@ -327,6 +388,13 @@ async fn run(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Job>) {
             }
         }
         last_batch = jobs.len();
-        execute_batch(&pool, jobs).await;
+        if let Some(fault) = execute_batch(&pool, jobs).await {
+            // The appends that queued up meanwhile would each wait for the
+            // database in turn: they fail the same way now, and their
+            // callers retry (their keys make a retry safe).
+            while let Ok(job) = queue.try_recv() {
+                let _ = job.reply.send(Err(LogError::Database(fault.again())));
+            }
+        }
     }
 }

@@ -66,6 +66,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::subscription::CHANNEL;
+use super::supervise::{sqlx_is_transient, Fault, PartHealth};
 use super::PgEventStore;
 
 /// A SHA-256 hash.
@@ -174,6 +175,16 @@ pub enum ChainError {
     Database(#[from] sqlx::Error),
 }
 
+impl Fault for ChainError {
+    /// A hole in the log is permanent; the database being away is not.
+    fn is_transient(&self) -> bool {
+        match self {
+            ChainError::Gap { .. } => false,
+            ChainError::Database(e) => sqlx_is_transient(e),
+        }
+    }
+}
+
 /// How a [`Sealer`] works.
 #[derive(Debug, Clone, Copy)]
 pub struct SealerOptions {
@@ -192,7 +203,7 @@ impl Default for SealerOptions {
     fn default() -> Self {
         Self {
             batch_size: 1000,
-            idle_recheck: Duration::from_secs(5),
+            idle_recheck: Duration::from_secs(1),
             lag_warning: 10_000,
         }
     }
@@ -218,6 +229,7 @@ pub struct Sealer {
     store: PgEventStore,
     options: SealerOptions,
     progress: Arc<watch::Sender<SealProgress>>,
+    health: Option<PartHealth>,
 }
 
 impl Sealer {
@@ -229,7 +241,15 @@ impl Sealer {
                 ..options
             },
             progress: Arc::new(watch::channel(SealProgress::default()).0),
+            health: None,
         }
+    }
+
+    /// Reports this sealer's contact with the log and its sealed position
+    /// to `health` (for `/ready`; see [`super::supervise`]).
+    pub fn reporting_to(mut self, health: PartHealth) -> Self {
+        self.health = Some(health);
+        self
     }
 
     /// The progress this sealer (or a clone) saw at its last batch, and its
@@ -345,7 +365,10 @@ impl Sealer {
         }
     }
 
-    async fn follow(&self) -> Result<(), ChainError> {
+    /// Seals every committed event, then follows the log until an error
+    /// (it never ends well): what [`Sealer::run`] runs, for callers that
+    /// stop it themselves (a [`super::supervise::supervise`]d part).
+    pub async fn follow(&self) -> Result<(), ChainError> {
         // Listen before the first catch-up, so that nothing committed
         // between the catch-up and the wait is missed.
         let mut listener = PgListener::connect_with(self.store.pool()).await?;
@@ -365,6 +388,8 @@ impl Sealer {
             }
             match tokio::time::timeout(self.options.idle_recheck, listener.recv()).await {
                 Ok(Ok(_)) | Err(_) => {}
+                // Sealing again below fails (ending this run) if the
+                // database is away; the listener reconnects on its next call.
                 Ok(Err(e)) => tracing::warn!(error = %e, "sealer listener lost"),
             }
         }
@@ -372,6 +397,10 @@ impl Sealer {
 
     fn publish(&self, sealed: i64, head: i64) {
         let progress = progress_of(sealed, head);
+        self.store.observe_head(progress.head);
+        if let Some(health) = &self.health {
+            health.advanced(progress.sealed);
+        }
         self.progress.send_if_modified(|p| {
             // Another clone may have published a later state already.
             if progress.sealed >= p.sealed && *p != progress {

@@ -135,6 +135,11 @@ impl LocalCluster {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// The port it listens on (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Where the cluster keeps its data.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

@@ -21,6 +21,7 @@ mod error;
 mod history;
 pub mod local_pg;
 mod subscription;
+pub mod supervise;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -30,6 +31,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::envelope::{
@@ -180,6 +182,8 @@ pub struct LogStatus {
 pub struct PgEventStore {
     pool: PgPool,
     writer: Arc<OnceLock<Writer>>,
+    /// The highest position this process knows to be committed.
+    head: Arc<watch::Sender<u64>>,
 }
 
 /// How long a pooled connection may sit idle before it is checked again
@@ -192,7 +196,36 @@ impl PgEventStore {
         Self {
             pool,
             writer: Arc::new(OnceLock::new()),
+            head: Arc::new(watch::channel(0).0),
         }
+    }
+
+    /// The highest global position this process knows to be committed,
+    /// without asking the database: the last event of every append made
+    /// through this store (or a clone), of every page of `$all` read, of
+    /// every [`PgEventStore::head_position`], and of every notification a
+    /// subscription received. A read model at least this far has applied
+    /// every write this process has acknowledged, so answering only then
+    /// reads the process's own writes (see `LiveAccess::fresh`).
+    pub fn known_head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    /// Changes of [`PgEventStore::known_head`].
+    pub fn watch_known_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// Records that the log has reached at least `position`.
+    pub(crate) fn observe_head(&self, position: u64) {
+        self.head.send_if_modified(|head| {
+            if position > *head {
+                *head = position;
+                true
+            } else {
+                false
+            }
+        });
     }
 
     /// Pool options for a store: sqlx's defaults, except that a connection
@@ -270,7 +303,12 @@ impl PgEventStore {
                 None => request.execute(&self.pool).await.map_err(LogError::from_db),
             };
             match outcome {
-                Ok(rows) => break rows,
+                Ok(rows) => {
+                    if let Some(last) = rows.iter().map(|w| w.global_position).max() {
+                        self.observe_head(last);
+                    }
+                    break rows;
+                }
                 Err(LogError::Database(e))
                     if attempt < TRANSIENT_RETRIES && error::is_transient(&e) =>
                 {
@@ -368,8 +406,13 @@ impl PgEventStore {
         from: PositionFrom,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
-        self.read_filtered(Filter::All, direction, from, limit)
-            .await
+        let events = self
+            .read_filtered(Filter::All, direction, from, limit)
+            .await?;
+        if let Some(last) = events.iter().map(|e| e.global_position).max() {
+            self.observe_head(last);
+        }
+        Ok(events)
     }
 
     /// Reads up to `limit` visible events of every stream in `category`, in
@@ -523,6 +566,7 @@ impl PgEventStore {
             .fetch_one(&self.pool)
             .await
             .map_err(LogError::from_db)?;
+        self.observe_head(position as u64);
         Ok(position as u64)
     }
 
@@ -532,6 +576,7 @@ impl PgEventStore {
             sqlx::query_scalar("SELECT coalesce(max(global_position), 0)::bigint FROM sl_events")
                 .fetch_one(&self.pool)
                 .await?;
+        self.observe_head(head as u64);
         Ok(head as u64)
     }
 

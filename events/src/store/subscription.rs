@@ -8,12 +8,19 @@
 //! the exact next slice of the log: no high-water mark, no skipped events. The
 //! subscription checks that density as it goes and fails with
 //! [`LogError::Gap`] rather than skip anything.
+//!
+//! A subscription given a [`PartHealth`] ([`Subscription::report_to`])
+//! marks it in touch with the log at every successful read and every
+//! notification, so that readers can tell a follower that is live from one
+//! that is cut off. Every notification's position also raises the store's
+//! [`PgEventStore::known_head`].
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 
+use super::supervise::PartHealth;
 use super::{LogError, PgEventStore, PositionFrom};
 use crate::envelope::{Direction, RecordedEvent};
 
@@ -26,16 +33,23 @@ pub struct SubscriptionOptions {
     /// Events fetched per read.
     pub page_size: usize,
     /// While live, how long to wait for a notification before reading anyway.
-    /// Only a safety net for a notification lost with a dropped connection:
-    /// new events normally arrive by notification.
+    /// New events normally arrive by notification; the read is a safety net
+    /// for a notification lost with a dropped connection, and it is how an
+    /// idle follower proves it is still in touch with the log (see
+    /// [`PartHealth`]).
     pub idle_recheck: Duration,
+    /// The longest a read of the log may take before the subscription
+    /// gives up with a (transient) error: a connection that went silent
+    /// without closing must not hold a follower forever.
+    pub read_timeout: Duration,
 }
 
 impl Default for SubscriptionOptions {
     fn default() -> Self {
         Self {
             page_size: 512,
-            idle_recheck: Duration::from_secs(5),
+            idle_recheck: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -48,6 +62,7 @@ pub struct Subscription {
     position: u64,
     buffer: VecDeque<RecordedEvent>,
     listener: Option<PgListener>,
+    health: Option<PartHealth>,
 }
 
 impl Subscription {
@@ -65,7 +80,20 @@ impl Subscription {
             position: checkpoint,
             buffer: VecDeque::new(),
             listener: None,
+            health: None,
         })
+    }
+
+    /// Marks `health` in touch with the log at every successful read and
+    /// every notification from now on.
+    pub fn report_to(&mut self, health: PartHealth) {
+        self.health = Some(health);
+    }
+
+    fn contact(&self) {
+        if let Some(health) = &self.health {
+            health.contact();
+        }
     }
 
     /// The position of the last event handed out (0 before the first).
@@ -106,9 +134,17 @@ impl Subscription {
                 }
                 Some(listener) => {
                     match tokio::time::timeout(self.options.idle_recheck, listener.recv()).await {
-                        Ok(Ok(_)) | Err(_) => {}
+                        Ok(Ok(notification)) => {
+                            if let Ok(position) = notification.payload().parse::<u64>() {
+                                self.store.observe_head(position);
+                            }
+                            self.contact();
+                        }
+                        Err(_) => {}
                         // The listener reconnects on its next call; notifications
-                        // may have been lost meanwhile, so read again anyway.
+                        // may have been lost meanwhile, so read again anyway
+                        // (which fails, ending the subscription, if the
+                        // database is away).
                         Ok(Err(e)) => tracing::warn!(error = %e, "subscription listener lost"),
                     }
                 }
@@ -118,14 +154,23 @@ impl Subscription {
 
     /// Reads the next page into the buffer; false when there was nothing new.
     async fn fill(&mut self) -> Result<bool, LogError> {
-        let page = self
-            .store
-            .read_all(
-                Direction::Forwards,
-                PositionFrom::At(self.position + 1),
-                self.options.page_size,
-            )
-            .await?;
+        let read = self.store.read_all(
+            Direction::Forwards,
+            PositionFrom::At(self.position + 1),
+            self.options.page_size,
+        );
+        let page = tokio::time::timeout(self.options.read_timeout, read)
+            .await
+            .map_err(|_| {
+                LogError::Database(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "reading the log took longer than {} ms",
+                        self.options.read_timeout.as_millis()
+                    ),
+                )))
+            })??;
+        self.contact();
         // Hand out the dense prefix; a missing position is reported when the
         // subscription reaches it, never skipped.
         for (expected, event) in (self.position + 1..).zip(page) {

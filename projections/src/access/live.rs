@@ -7,24 +7,48 @@
 //! applied position P it has applied every event up to P: a check made with
 //! the token of a revoke can never see the revoked access (no new-enemy
 //! problem).
+//!
+//! **Fail closed.** An answer also waits (bounded) until the index has
+//! applied everything this process knows to be committed
+//! ([`PgEventStore::known_head`]: every append it acknowledged, every
+//! notification it received), so a check right after a `DeactivateUser`
+//! this process wrote never answers from before it. And it answers only
+//! while the follower is following: when the follower is retrying after a
+//! fault (the database away), failed, or has not heard from the log for
+//! [`LiveOptions::max_silence`], the answer is
+//! [`AccessError::Stale`] (HTTP 503 `read_model_stale`), never a possibly
+//! stale *allowed*. The follower itself survives transient faults and
+//! resumes from the last event it applied (`crate::follow`).
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
+use shareledger_events::store::supervise::{
+    Freshness, NotFresh, PartHealth, PartState, PartStatus,
+};
 use shareledger_events::store::{PgEventStore, SubscriptionOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{AccessError, AccessIndex};
+use crate::follow::follow_in_memory;
 use crate::ProjectionError;
 
-/// How the live index follows the log.
+/// How the live index follows the log, and how fresh its answers must be.
 #[derive(Debug, Clone, Copy)]
 pub struct LiveOptions {
     /// Events read from the log per page.
     pub page_size: usize,
     /// How long `start` waits for the first catch-up.
     pub load_timeout: Duration,
+    /// How many events behind the log's known head the index may still
+    /// answer without waiting (0: it must have applied every event this
+    /// process knows to be committed).
+    pub max_lag: u64,
+    /// How long since the follower last heard from the log it still counts
+    /// as following (it reads the log at least every
+    /// [`SubscriptionOptions::idle_recheck`] when idle).
+    pub max_silence: Duration,
 }
 
 impl Default for LiveOptions {
@@ -32,21 +56,8 @@ impl Default for LiveOptions {
         Self {
             page_size: 2_000,
             load_timeout: Duration::from_secs(600),
-        }
-    }
-}
-
-/// Where the follower is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Progress {
-    At(u64),
-    Stopped { at: u64, reason: String },
-}
-
-impl Progress {
-    fn position(&self) -> u64 {
-        match self {
-            Progress::At(p) | Progress::Stopped { at: p, .. } => *p,
+            max_lag: 0,
+            max_silence: Duration::from_secs(5),
         }
     }
 }
@@ -55,33 +66,47 @@ impl Progress {
 #[derive(Debug, Clone)]
 pub struct LiveAccess {
     index: Arc<RwLock<AccessIndex>>,
-    progress: watch::Receiver<Progress>,
+    store: PgEventStore,
+    health: PartHealth,
+    options: LiveOptions,
     stop: Arc<watch::Sender<bool>>,
 }
 
 impl LiveAccess {
     /// Loads the index from the whole log, then follows the log in a
     /// background task. Returns once the index has applied everything that
-    /// was committed when it started. The task ends with an error if the log
-    /// cannot be followed (the index then answers `Stopped` to fresh reads).
+    /// was committed when it started. The task survives transient faults
+    /// and ends with an error only on a permanent one (the index then
+    /// answers [`AccessError::Stale`]).
     pub async fn start(
         store: PgEventStore,
         options: LiveOptions,
     ) -> Result<(Self, JoinHandle<Result<(), ProjectionError>>), ProjectionError> {
         let head = store.head_position().await?;
         let index = Arc::new(RwLock::new(AccessIndex::new()));
-        let (progress_tx, progress) = watch::channel(Progress::At(0));
+        let health = PartHealth::new("access_index", 0);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(follow(
-            store,
-            options,
-            Arc::clone(&index),
-            progress_tx,
-            stop_rx,
-        ));
+        let task = {
+            let (store, health, index) = (store.clone(), health.clone(), Arc::clone(&index));
+            let subscription = SubscriptionOptions {
+                page_size: options.page_size,
+                ..SubscriptionOptions::default()
+            };
+            tokio::spawn(async move {
+                follow_in_memory(&store, subscription, &health, stop_rx, |event| {
+                    index
+                        .write()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .apply(event)
+                })
+                .await
+            })
+        };
         let live = Self {
             index,
-            progress,
+            store,
+            health,
+            options,
             stop: Arc::new(stop_tx),
         };
         match live.wait_for(head, options.load_timeout).await {
@@ -107,9 +132,15 @@ impl LiveAccess {
         }
     }
 
-    /// The position of the last event the index applied.
+    /// The position of the last event the index applied (as published: at
+    /// the end of every page read).
     pub fn position(&self) -> u64 {
-        self.progress.borrow().position()
+        self.health.position()
+    }
+
+    /// The follower's health (state, position, last fault), for `/ready`.
+    pub fn health(&self) -> &PartHealth {
+        &self.health
     }
 
     /// Asks the follower to stop after the event it is applying.
@@ -117,29 +148,33 @@ impl LiveAccess {
         self.stop.send_replace(true);
     }
 
-    /// The index as it is now. Do not hold the guard across an `.await`.
+    /// The index as it is now, however fresh. Do not hold the guard across
+    /// an `.await`. Answers to callers go through [`LiveAccess::fresh`].
     pub fn read(&self) -> RwLockReadGuard<'_, AccessIndex> {
         self.index
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Waits until the index has applied `position`, at most `timeout`.
+    /// Waits until the index has applied `position`, at most `timeout`
+    /// (while the follower retries after a fault, too). A follower stopped
+    /// for good is [`AccessError::Stale`] at once.
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), AccessError> {
         let started = Instant::now();
-        let mut progress = self.progress.clone();
+        let mut status = self.health.subscribe();
         let reached = tokio::time::timeout(timeout, async {
             loop {
-                match &*progress.borrow_and_update() {
-                    Progress::At(p) if *p >= position => return Ok(()),
-                    Progress::Stopped { at, .. } if *at >= position => return Ok(()),
-                    Progress::Stopped { reason, .. } => {
-                        return Err(AccessError::Stopped(reason.clone()))
+                {
+                    let now = status.borrow_and_update();
+                    if now.position >= position {
+                        return Ok(());
                     }
-                    Progress::At(_) => {}
+                    if matches!(now.state, PartState::Failed | PartState::Stopped) {
+                        return Err(self.stale(&now));
+                    }
                 }
-                if progress.changed().await.is_err() {
-                    return Err(AccessError::Stopped("the follower has gone".into()));
+                if status.changed().await.is_err() {
+                    return Err(self.stale(&self.health.status()));
                 }
             }
         })
@@ -154,70 +189,52 @@ impl LiveAccess {
         }
     }
 
-    /// The index once it is at least as fresh as `min_position` (a
-    /// consistency token), waiting at most `timeout`.
+    /// The index, once it may answer: the follower is following (in touch
+    /// with the log within [`LiveOptions::max_silence`]) and the index has
+    /// applied `min_position` (a consistency token) and everything this
+    /// process knows to be committed (less [`LiveOptions::max_lag`]).
+    /// Waits at most `timeout` for the index to get there; a follower that
+    /// is not following is [`AccessError::Stale`] at once.
     pub async fn fresh(
         &self,
         min_position: Option<u64>,
         timeout: Duration,
     ) -> Result<RwLockReadGuard<'_, AccessIndex>, AccessError> {
-        if let Some(p) = min_position {
-            self.wait_for(p, timeout).await?;
-        }
+        let bounds = Freshness {
+            max_lag: self.options.max_lag,
+            max_silence: self.options.max_silence,
+        };
+        self.health
+            .fresh(self.store.watch_known_head(), min_position, bounds, timeout)
+            .await
+            .map_err(|e| match e {
+                NotFresh::Stale {
+                    reached,
+                    head,
+                    state,
+                } => AccessError::Stale {
+                    reached,
+                    head,
+                    state,
+                },
+                NotFresh::Behind {
+                    wanted,
+                    reached,
+                    waited_ms,
+                } => AccessError::NotFreshEnough {
+                    wanted,
+                    reached,
+                    waited_ms,
+                },
+            })?;
         Ok(self.read())
     }
-}
 
-async fn follow(
-    store: PgEventStore,
-    options: LiveOptions,
-    index: Arc<RwLock<AccessIndex>>,
-    progress: watch::Sender<Progress>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), ProjectionError> {
-    let result = follow_until_stopped(&store, options, &index, &progress, &mut stop).await;
-    let at = progress.borrow().position();
-    let reason = match &result {
-        Ok(()) => "stopped".to_owned(),
-        Err(e) => {
-            tracing::error!(error = %e, position = at, "access index stopped following the log");
-            e.to_string()
-        }
-    };
-    progress.send_replace(Progress::Stopped { at, reason });
-    result
-}
-
-async fn follow_until_stopped(
-    store: &PgEventStore,
-    options: LiveOptions,
-    index: &RwLock<AccessIndex>,
-    progress: &watch::Sender<Progress>,
-    stop: &mut watch::Receiver<bool>,
-) -> Result<(), ProjectionError> {
-    let mut subscription = store
-        .subscribe_to_all(
-            Some(0),
-            SubscriptionOptions {
-                page_size: options.page_size,
-                ..SubscriptionOptions::default()
-            },
-        )
-        .await?;
-    loop {
-        let event = tokio::select! {
-            event = subscription.next() => event?,
-            _ = stop.wait_for(|stop| *stop) => return Ok(()),
-        };
-        let position = event.global_position;
-        index
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .apply(&event)?;
-        // Publish at the end of every read page (so at once when live), and
-        // every `page_size` positions while catching up.
-        if subscription.buffered() == 0 || position % options.page_size.max(1) as u64 == 0 {
-            progress.send_replace(Progress::At(position));
+    fn stale(&self, status: &PartStatus) -> AccessError {
+        AccessError::Stale {
+            reached: status.position,
+            head: self.store.known_head().max(status.position),
+            state: status.describe(),
         }
     }
 }

@@ -102,8 +102,15 @@ pub enum AccessError {
         reached: u64,
         waited_ms: u64,
     },
-    #[error("the access model stopped following the log: {0}")]
-    Stopped(String),
+    /// The index may be behind the log: its follower is not following
+    /// (retrying after a fault, failed, or silent), or it did not catch up
+    /// with the log's known head in time. Never answered from.
+    #[error("the access model is at position {reached} and the log at {head} or beyond; it is {state}: not answering from a possibly stale model")]
+    Stale {
+        reached: u64,
+        head: u64,
+        state: String,
+    },
 }
 
 impl AccessError {
@@ -114,7 +121,7 @@ impl AccessError {
             AccessError::UnknownTarget(_) => "unknown_target",
             AccessError::BadCursor(_) => "bad_cursor",
             AccessError::NotFreshEnough { .. } => "not_fresh_enough",
-            AccessError::Stopped(_) => "access_model_stopped",
+            AccessError::Stale { .. } => "read_model_stale",
         }
     }
 }

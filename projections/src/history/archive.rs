@@ -27,6 +27,7 @@ use shareledger_core::catalog::{
     connection_stream, content_stream, ConnectionEvent, ContentEvent, Link, ObjectId, ScorecardId,
     SiteEvent, SiteId, UserId,
 };
+use shareledger_events::store::supervise::{PartHealth, PartState};
 use shareledger_events::store::{PgEventStore, SubscriptionOptions};
 use shareledger_events::RecordedEvent;
 use tokio::sync::watch;
@@ -35,6 +36,7 @@ use uuid::Uuid;
 
 use crate::access::{AccessIndex, Target};
 use crate::decode::{decode, Decoded, EventRef};
+use crate::follow::follow_in_memory;
 use crate::ProjectionError;
 
 /// One archived event: its provenance and the catalog event.
@@ -336,56 +338,53 @@ impl Archive {
 #[derive(Debug, Clone)]
 pub struct LiveArchive {
     archive: Arc<RwLock<Archive>>,
-    position: watch::Receiver<u64>,
+    health: PartHealth,
     stop: Arc<watch::Sender<bool>>,
 }
 
 impl LiveArchive {
     /// Loads every event committed so far (returns once it has), then
-    /// follows the log in a background task, which ends with an error if
-    /// the log cannot be followed; the archive then stays where it stopped
-    /// and questions beyond it are answered from the log.
+    /// follows the log in a background task, which survives transient
+    /// faults (resuming after the last event archived) and ends with an
+    /// error only on a permanent one. Questions beyond the position the
+    /// archive holds are answered from the log in PostgreSQL.
     pub async fn start(
         store: PgEventStore,
         page_size: usize,
     ) -> Result<(Self, JoinHandle<Result<(), ProjectionError>>), ProjectionError> {
         let head = store.head_position().await?;
         let archive = Arc::new(RwLock::new(Archive::default()));
-        let (position_tx, position) = watch::channel(0);
-        let (stop_tx, mut stop_rx) = watch::channel(false);
-        let shared = Arc::clone(&archive);
-        let task = tokio::spawn(async move {
-            let mut subscription = store
-                .subscribe_to_all(
-                    Some(0),
-                    SubscriptionOptions {
-                        page_size,
-                        ..SubscriptionOptions::default()
-                    },
-                )
-                .await?;
-            loop {
-                let event = tokio::select! {
-                    event = subscription.next() => event?,
-                    _ = stop_rx.wait_for(|stop| *stop) => return Ok(()),
-                };
-                shared
-                    .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .add(&event)?;
-                if subscription.buffered() == 0 {
-                    position_tx.send_replace(event.global_position);
-                }
-            }
-        });
+        let health = PartHealth::new("history_archive", 0);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = {
+            let (shared, health) = (Arc::clone(&archive), health.clone());
+            let subscription = SubscriptionOptions {
+                page_size,
+                ..SubscriptionOptions::default()
+            };
+            tokio::spawn(async move {
+                follow_in_memory(&store, subscription, &health, stop_rx, |event| {
+                    shared
+                        .write()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .add(event)
+                })
+                .await
+            })
+        };
         let live = Self {
             archive,
-            position,
+            health,
             stop: Arc::new(stop_tx),
         };
-        let mut reached = live.position.clone();
+        let mut reached = live.health.subscribe();
         let loaded = tokio::time::timeout(Duration::from_secs(3_600), async {
-            reached.wait_for(|p| *p >= head).await.is_ok()
+            reached
+                .wait_for(|s| {
+                    s.position >= head || matches!(s.state, PartState::Failed | PartState::Stopped)
+                })
+                .await
+                .is_ok_and(|s| s.position >= head)
         })
         .await;
         if loaded == Ok(true) {
@@ -400,9 +399,15 @@ impl LiveArchive {
         }
     }
 
-    /// The position of the last event archived.
+    /// The position of the last event archived (as published: at the end of
+    /// every page read).
     pub fn position(&self) -> u64 {
-        *self.position.borrow()
+        self.health.position()
+    }
+
+    /// The follower's health, for `/ready`.
+    pub fn health(&self) -> &PartHealth {
+        &self.health
     }
 
     /// Asks the follower to stop.

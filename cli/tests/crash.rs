@@ -1,0 +1,280 @@
+//! The kill -9 crash test: `shareledger serve` (the real binary) killed with
+//! SIGKILL in the middle of a burst of concurrent commands, then started
+//! again on the same database.
+//!
+//! What must hold: every command acknowledged before the kill is in the
+//! log; every command sent again afterwards with its own key is applied at
+//! most once (the log holds exactly one event per key, whether or not the
+//! first send had committed); the restarted service becomes ready, its
+//! access index knows every user added, and the integrity chain is sealed
+//! to the head with nothing altered.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shareledger_core::catalog::{SiteId, UserId};
+use shareledger_gateway::auth::{self, TokenKind, TokenRequest};
+use shareledger_tests::TestDb;
+use tokio::process::Child;
+use uuid::Uuid;
+
+mod common;
+
+/// A running `shareledger serve` on a free port.
+struct Service {
+    child: Child,
+    url: String,
+}
+
+impl Service {
+    async fn start(db: &TestDb) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = common::command(Some(&db.url()))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve starts");
+        let service = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = client();
+        for _ in 0..600 {
+            if let Ok(r) = client.get(format!("{}/health", service.url)).send().await {
+                if r.status().is_success() {
+                    return service;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("serve did not answer /health within 30 s");
+    }
+
+    /// SIGKILL: no graceful anything.
+    async fn kill_9(mut self) {
+        self.child.start_kill().expect("SIGKILL sent");
+        self.child.wait().await.expect("the process ended");
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("an HTTP client")
+}
+
+async fn token(db: &TestDb, kind: TokenKind, site: Option<Uuid>, user: Option<Uuid>) -> String {
+    auth::issue(
+        db.pool(),
+        TokenRequest {
+            kind,
+            site: site.map(SiteId),
+            user: user.map(UserId),
+            name: "crash test".into(),
+            lifetime: Duration::from_secs(3_600),
+        },
+    )
+    .await
+    .expect("a token")
+    .token
+}
+
+/// Sends a command; `None` when no answer came (the process died).
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    name: &str,
+    body: &Value,
+    key: Uuid,
+) -> Option<(u16, Value)> {
+    let response = client
+        .post(format!("{url}/v1/commands/{name}"))
+        .bearer_auth(token)
+        .header("idempotency-key", key.to_string())
+        .json(body)
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_mid_burst_loses_no_acknowledged_command_and_applies_none_twice() {
+    let db = TestDb::new().await;
+    let service = Service::start(&db).await;
+    let client = client();
+    let operator = token(&db, TokenKind::Operator, None, None).await;
+    let site = Uuid::new_v4();
+    for (name, body) in [
+        (
+            "RegisterSite",
+            json!({"site_id": site, "code": "CRASH", "name": "Crash site", "seat_limit": 10000}),
+        ),
+        (
+            "AddUser",
+            json!({"site_id": site, "user_id": Uuid::new_v4(), "username": "admin@crash.example", "name": "Admin", "role": "administration"}),
+        ),
+    ] {
+        let (status, reply) = send(
+            &client,
+            &service.url,
+            &operator,
+            name,
+            &body,
+            Uuid::new_v4(),
+        )
+        .await
+        .expect("an answer");
+        assert_eq!(status, 201, "{name}: {reply}");
+    }
+
+    // A burst of AddUser commands from 8 callers; the kill comes once 150
+    // have been acknowledged, with more in flight.
+    let sent: Arc<Mutex<BTreeMap<Uuid, (Value, Option<u64>)>>> = Arc::default();
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..8 {
+        let (client, url, operator, sent) = (
+            client.clone(),
+            service.url.clone(),
+            operator.clone(),
+            Arc::clone(&sent),
+        );
+        callers.spawn(async move {
+            for n in 0.. {
+                let key = Uuid::new_v4();
+                let user = Uuid::new_v4();
+                let body = json!({"site_id": site, "user_id": user, "username": format!("u{caller}-{n}@crash.example"), "name": format!("User {caller}-{n}"), "role": "presenter"});
+                sent.lock().unwrap().insert(key, (body.clone(), None));
+                match send(&client, &url, &operator, "AddUser", &body, key).await {
+                    Some((201, reply)) => {
+                        let position = reply["position"].as_u64().expect("a position");
+                        sent.lock().unwrap().insert(key, (body, Some(position)));
+                    }
+                    Some((status, reply)) => panic!("AddUser answered {status}: {reply}"),
+                    None => return,
+                }
+            }
+        });
+    }
+    loop {
+        let acknowledged = sent
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|(_, p)| p.is_some())
+            .count();
+        if acknowledged >= 150 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    service.kill_9().await;
+    while let Some(done) = callers.join_next().await {
+        done.expect("a caller ended without panicking");
+    }
+    let sent = std::mem::take(&mut *sent.lock().unwrap());
+    let acknowledged: Vec<u64> = sent.values().filter_map(|(_, p)| *p).collect();
+    let in_flight = sent.values().filter(|(_, p)| p.is_none()).count();
+    assert!(
+        in_flight > 0,
+        "the kill came between bursts: nothing was in flight"
+    );
+
+    // Every acknowledged command is in the log.
+    let positions: Vec<i64> = acknowledged.iter().map(|p| *p as i64).collect();
+    let found: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sl_events WHERE global_position = ANY($1) AND event_type = 'UserAdded'",
+    )
+    .bind(&positions)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        found as usize,
+        acknowledged.len(),
+        "acknowledged commands lost"
+    );
+
+    // Started again, every command sent again with its key: each applied once.
+    let service = Service::start(&db).await;
+    for (key, (body, _)) in &sent {
+        let (status, reply) = send(&client, &service.url, &operator, "AddUser", body, *key)
+            .await
+            .expect("an answer");
+        assert!(status == 200 || status == 201, "{status}: {reply}");
+        if status == 200 {
+            assert_eq!(reply["replayed"], json!(true), "{reply}");
+        }
+    }
+    let users: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sl_events WHERE stream_name = $1 AND event_type = 'UserAdded'",
+    )
+    .bind(shareledger_core::catalog::site_stream(SiteId(site)))
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        users as usize,
+        sent.len() + 1,
+        "one UserAdded per key, and the admin"
+    );
+
+    // The restarted service is ready, knows every user, and seals the chain.
+    let mut ready = Value::Null;
+    for _ in 0..600 {
+        let reply = client
+            .get(format!("{}/ready", service.url))
+            .send()
+            .await
+            .unwrap();
+        ready = reply.json().await.unwrap();
+        if ready["ready"] == json!(true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready["ready"], json!(true), "{ready:#}");
+    let last_user = sent.values().last().expect("commands").0["user_id"]
+        .as_str()
+        .expect("a user id")
+        .to_owned();
+    let check = client
+        .get(format!(
+            "{}/v1/access/lookup?user_id={last_user}",
+            service.url
+        ))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(check.status().as_u16(), 200, "{:?}", check.text().await);
+    let mut verified = Value::Null;
+    for _ in 0..600 {
+        verified = client
+            .get(format!("{}/v1/audit/verify", service.url))
+            .bearer_auth(&operator)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if verified["unsealed"] == json!(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(verified["problem"], Value::Null, "{verified:#}");
+    assert_eq!(verified["unsealed"], json!(0), "{verified:#}");
+    service.kill_9().await;
+}
