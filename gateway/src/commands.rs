@@ -34,6 +34,7 @@ use shareledger_core::catalog::{
     RelationshipId, Role, ScorecardId, SeatLimit, SiteCode, SiteId, UserId, Username,
 };
 use shareledger_core::{content, site};
+use shareledger_events::envelope::nul_pointer;
 use uuid::Uuid;
 
 use crate::auth::Principal;
@@ -139,6 +140,17 @@ pub fn parse_json<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<T, ApiError> {
+    parse_json_checked(headers, body, limit).map(|(parsed, _)| parsed)
+}
+
+/// As [`parse_json`], and the body as a JSON value too. A NUL character
+/// (U+0000) in any string or member name is refused first, as 422
+/// `unstorable_text` naming where it is: PostgreSQL cannot store it.
+fn parse_json_checked<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<(T, serde_json::Value), ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge { limit }
@@ -158,10 +170,19 @@ pub fn parse_json<T: DeserializeOwned>(
     if !json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    serde_json::from_slice(&body).map_err(|e| match e.classify() {
+    let classify = |e: serde_json::Error| match e.classify() {
         serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
         _ => ApiError::MalformedJson(e.to_string()),
-    })
+    };
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(classify)?;
+    if let Some(path) = nul_pointer(&value) {
+        return Err(ApiError::UnstorableText { path });
+    }
+    // The typed parse reads the bytes again rather than the value: it
+    // keeps serde_json's positions in its messages, and refuses a member
+    // named twice (the value keeps the last one).
+    let parsed = serde_json::from_slice(&body).map_err(classify)?;
+    Ok((parsed, value))
 }
 
 async fn run<C: CommandBody>(
@@ -172,7 +193,7 @@ async fn run<C: CommandBody>(
 ) -> Result<Response, ApiError> {
     let actor = principal.actor()?;
     let key = idempotency_key(headers)?;
-    let command: C = parse_json(headers, body, state.options().body_limit)?;
+    let (command, _body): (C, _) = parse_json_checked(headers, body, state.options().body_limit)?;
     let key = scoped_key(principal, C::NAME, key);
     let issued = Issued { actor, key };
     let started = Instant::now();

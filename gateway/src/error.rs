@@ -41,6 +41,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// A string or member name of the body holds U+0000, which PostgreSQL
+    /// cannot store: `path` is its JSON Pointer.
+    #[error("the body's text at {path} holds a NUL character (\\u0000), which cannot be stored")]
+    UnstorableText { path: String },
     #[error("bad query parameter: {0}")]
     InvalidQuery(String),
     #[error("bad path parameter: {0}")]
@@ -111,6 +115,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | SiteCodeTaken(_)
         | UserExists(_)
         | UsernameTaken(_)
+        | UsernameLooksTaken { .. }
         | UserInactive(_)
         | UserActive(_)
         | SeatLimitReached { .. }
@@ -144,6 +149,7 @@ impl ApiError {
             InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            UnstorableText { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unstorable_text"),
             InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
             MissingIdempotencyKey => (StatusCode::BAD_REQUEST, "missing_idempotency_key"),
@@ -156,6 +162,9 @@ impl ApiError {
             Command(CommandError::Log(LogError::Invalid(InvalidInput::EventTooLarge {
                 ..
             }))) => (StatusCode::UNPROCESSABLE_ENTITY, "event_too_large"),
+            Command(CommandError::Log(LogError::Invalid(InvalidInput::UnstorableText {
+                ..
+            }))) => (StatusCode::UNPROCESSABLE_ENTITY, "unstorable_text"),
             Command(CommandError::Decode(_) | CommandError::Log(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

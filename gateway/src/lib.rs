@@ -82,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(queries::refuse_nul_in_query))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

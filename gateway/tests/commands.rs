@@ -1027,6 +1027,66 @@ async fn every_command_refuses_invalid_values_with_422_invalid_body() {
 }
 
 #[tokio::test]
+async fn every_command_refuses_a_nul_character_with_422_unstorable_text_naming_where() {
+    // PostgreSQL stores no U+0000: in a field's value or a member's name,
+    // every command answers 422 naming the place, never 500.
+    let harness = Harness::start().await;
+    let h = &harness;
+    let w = rejection_world(h).await;
+    let field_of = |body: &Value| {
+        if body.get("site_id").is_some() {
+            "site_id"
+        } else {
+            "group_site"
+        }
+    };
+    each_rejected(
+        h,
+        &w,
+        "a NUL in a value",
+        422,
+        "unstorable_text",
+        |c| async move {
+            let mut body = c.body.clone();
+            let field = field_of(&body);
+            body[field] = json!(format!("{}\u{0}", body[field].as_str().unwrap()));
+            let reply = h.command(&c.token, c.name, body).await;
+            assert!(
+                reply.json["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(&format!("/{field}"))),
+                "{}: {reply:#?}",
+                c.name
+            );
+            reply
+        },
+    )
+    .await;
+    each_rejected(
+        h,
+        &w,
+        "a NUL in a member name",
+        422,
+        "unstorable_text",
+        |c| async move {
+            let mut body = c.body.clone();
+            body["note\u{0}"] = json!(1);
+            let reply = h.command(&c.token, c.name, body).await;
+            assert!(
+                reply.json["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("/note\\u0000")),
+                "{}: {reply:#?}",
+                c.name
+            );
+            reply
+        },
+    )
+    .await;
+    harness.shutdown().await;
+}
+
+#[tokio::test]
 async fn every_command_needs_an_idempotency_key_holding_a_uuid() {
     let harness = Harness::start().await;
     let h = &harness;
