@@ -53,6 +53,10 @@ pub enum ApiError {
     MissingIdempotencyKey,
     #[error("the Idempotency-Key header must be a UUID")]
     BadIdempotencyKey,
+    #[error("this Idempotency-Key was sent before with another body: a key names one request, so send a new key for a new request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still running: retry to get its answer once it has finished")]
+    IdempotencyKeyInFlight,
     #[error("no command is named {0:?} (see /v1/openapi.json)")]
     UnknownCommand(String),
     #[error("no route matches {0}")]
@@ -154,6 +158,8 @@ impl ApiError {
             InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
             MissingIdempotencyKey => (StatusCode::BAD_REQUEST, "missing_idempotency_key"),
             BadIdempotencyKey => (StatusCode::BAD_REQUEST, "bad_idempotency_key"),
+            IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            IdempotencyKeyInFlight => (StatusCode::CONFLICT, "idempotency_key_in_flight"),
             UnknownCommand(_) => (StatusCode::NOT_FOUND, "unknown_command"),
             NoRoute(_) => (StatusCode::NOT_FOUND, "no_route"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -245,7 +251,7 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"shareledger\""),
             );
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || code == "idempotency_key_in_flight" {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

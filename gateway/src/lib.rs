@@ -11,6 +11,8 @@
 //! * `ops`: `/health`, `/ready`, `/metrics`, `/v1/log/status`, `/v1/whoami`;
 //! * `openapi`: the document at `/v1/openapi.json`, generated from the code;
 //! * `auth`: bearer tokens and who a request acts as;
+//! * `idempotency`: commands' idempotency keys, one run per key across
+//!   processes;
 //! * `error`: one error type, one problem+json rendering.
 //!
 //! **API boundary:** [`app`], [`AppState`], [`GatewayOptions`],
@@ -20,6 +22,7 @@ pub mod audit;
 pub mod auth;
 pub mod commands;
 pub mod error;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;

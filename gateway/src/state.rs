@@ -1,6 +1,7 @@
 //! What every handler shares: the command service, the live access index,
 //! the history (with its in-memory archive of the log), the SQL read
-//! models' runtime, the token verifier, metrics and options.
+//! models' runtime, the token verifier, the idempotency keys, metrics and
+//! options.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use shareledger_projections::runtime::ProjectionRuntime;
 use sqlx::PgPool;
 
 use crate::auth::Tokens;
+use crate::idempotency::Idempotency;
 use crate::metrics::Metrics;
 
 /// Tunables of the HTTP edge.
@@ -47,6 +49,7 @@ struct Inner {
     history: History,
     runtime: Arc<ProjectionRuntime>,
     tokens: Tokens,
+    idempotency: Idempotency,
     metrics: Metrics,
     options: GatewayOptions,
 }
@@ -64,12 +67,14 @@ impl AppState {
         options: GatewayOptions,
     ) -> Self {
         let tokens = Tokens::new(service.store().pool().clone());
+        let idempotency = Idempotency::new(service.store().pool().clone());
         Self(Arc::new(Inner {
             service,
             access,
             history,
             runtime,
             tokens,
+            idempotency,
             metrics: Metrics::new(),
             options,
         }))
@@ -95,6 +100,9 @@ impl AppState {
     }
     pub fn tokens(&self) -> &Tokens {
         &self.0.tokens
+    }
+    pub fn idempotency(&self) -> &Idempotency {
+        &self.0.idempotency
     }
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics

@@ -1699,9 +1699,10 @@ async fn a_bad_csv_import_is_422_with_an_error_per_bad_row_and_writes_nothing() 
 }
 
 #[tokio::test]
-async fn a_reused_idempotency_key_with_another_body_returns_the_first_result() {
-    // The key, not the body, names the command: a client that retries with
-    // an edited body gets the first result and nothing is written.
+async fn a_reused_idempotency_key_with_another_body_is_422_and_writes_nothing() {
+    // draft-ietf-httpapi-idempotency-key-header: a key names one request;
+    // sent again with another payload it is 422, never the first result
+    // for a body that asked something else.
     let harness = Harness::start().await;
     let h = &harness;
     let a = h.site("ALPHA").await;
@@ -1724,9 +1725,25 @@ async fn a_reused_idempotency_key_with_another_body_returns_the_first_result() {
             key,
         )
         .await;
-    assert_eq!(again.status, 200, "{again:#?}");
-    assert_eq!(again.json["replayed"], json!(true));
-    assert_eq!(again.json["position"], json!(position));
+    again.assert_problem(422, "idempotency_key_reused");
+    assert_eq!(h.snapshot().await, before);
+    // The same body, its members in another order and spaced otherwise,
+    // is the same request: the first result, replayed.
+    let reordered = format!("{{ \"seat_limit\" : 7,\n \"site_id\": \"{}\" }}", a.id);
+    let same = h
+        .post_raw(
+            "/v1/commands/SetSeatLimit",
+            &[
+                ("authorization", format!("Bearer {}", a.admin_token)),
+                ("idempotency-key", key.to_string()),
+                ("content-type", "application/json".into()),
+            ],
+            reordered.into_bytes(),
+        )
+        .await;
+    assert_eq!(same.status, 200, "{same:#?}");
+    assert_eq!(same.json["replayed"], json!(true));
+    assert_eq!(same.json["position"], json!(position));
     assert_eq!(h.snapshot().await, before);
     harness.shutdown().await;
 }

@@ -5,8 +5,13 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::Harness;
-use serde_json::json;
+use serde_json::{json, Value};
+use shareledger_gateway::server::Server;
+use shareledger_gateway::GatewayOptions;
+use tokio::sync::Barrier;
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------
@@ -194,5 +199,256 @@ async fn site_codes_that_look_like_a_taken_code_are_refused_and_say_why() {
         .await;
     reply.assert_problem(409, "site_code_taken");
     assert_eq!(h.snapshot().await, before);
+    harness.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Idempotency keys (draft-ietf-httpapi-idempotency-key-header)
+// ---------------------------------------------------------------------------
+
+/// A second server on the harness's database, with a pool of its own, as
+/// another process would have.
+async fn second_server(h: &Harness) -> Server {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(10)
+        .connect_with(h.db.connect_options())
+        .await
+        .expect("a second pool");
+    Server::start(
+        pool,
+        "127.0.0.1:0".parse().expect("an address"),
+        GatewayOptions::default(),
+    )
+    .await
+    .expect("a second server starts")
+}
+
+/// `POST /v1/commands/{name}` to the server at `url`.
+async fn command_at(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    name: &str,
+    body: &Value,
+    key: Uuid,
+) -> (u16, Option<String>, Value) {
+    let response = client
+        .post(format!("{url}/v1/commands/{name}"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("idempotency-key", key.to_string())
+        .json(body)
+        .send()
+        .await
+        .expect("the server answers");
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let json = response.json().await.expect("a JSON body");
+    (status, retry_after, json)
+}
+
+#[tokio::test]
+async fn twenty_concurrent_sends_of_one_key_over_two_processes_run_it_once() {
+    // Found: 20 sends of one key at once wrote one event but up to 4
+    // answers said `201 "replayed":false`. Now exactly one runs; every
+    // other answer is its result replayed, or 409 while it runs.
+    let harness = Harness::start().await;
+    let h = &harness;
+    let other = second_server(h).await;
+    let a = h.site("ALPHA").await;
+    let before = h.snapshot().await;
+    let key = Uuid::new_v4();
+    let body = json!({"site_id": a.id, "seat_limit": 9});
+    let start = Arc::new(Barrier::new(20));
+    let sends = (0..20).map(|i| {
+        let url = if i % 2 == 0 {
+            h.url.clone()
+        } else {
+            other.url()
+        };
+        let (client, token, body, start) = (
+            h.client.clone(),
+            a.admin_token.clone(),
+            body.clone(),
+            Arc::clone(&start),
+        );
+        tokio::spawn(async move {
+            start.wait().await;
+            command_at(&client, &url, &token, "SetSeatLimit", &body, key).await
+        })
+    });
+    let answers: Vec<_> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|joined| joined.expect("a send"))
+        .collect();
+    let ran: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _, _)| *status == 201)
+        .map(|(_, _, json)| json)
+        .collect();
+    assert_eq!(ran.len(), 1, "exactly one 201: {answers:#?}");
+    let first = ran[0];
+    assert_eq!(first["replayed"], json!(false));
+    let mut replayed = 0;
+    for (status, retry_after, json) in &answers {
+        match status {
+            201 => {}
+            200 => {
+                replayed += 1;
+                assert_eq!(json["replayed"], json!(true), "{json}");
+                assert_eq!(json["position"], first["position"]);
+                assert_eq!(json["events"], first["events"]);
+            }
+            409 => {
+                assert_eq!(json["code"], json!("idempotency_key_in_flight"), "{json}");
+                assert_eq!(retry_after.as_deref(), Some("1"));
+            }
+            other => panic!("unexpected {other}: {json}"),
+        }
+    }
+    let after = h.snapshot().await;
+    assert_eq!(after.events.len(), before.events.len() + 1, "one event");
+    assert_eq!(first["events"].as_array().map(Vec::len), Some(1));
+    // Once it finished, every send gets its result, from either process.
+    for url in [h.url.clone(), other.url()] {
+        let (status, _, json) =
+            command_at(&h.client, &url, &a.admin_token, "SetSeatLimit", &body, key).await;
+        assert_eq!((status, &json["replayed"]), (200, &json!(true)), "{json}");
+        assert_eq!(json["events"], first["events"]);
+    }
+    assert_eq!(h.snapshot().await, after);
+    eprintln!(
+        "20 sends: 1 ran, {replayed} replayed, {} in flight",
+        19 - replayed
+    );
+    other.shutdown().await.expect("a clean shutdown");
+    harness.shutdown().await;
+}
+
+/// Changes the one key row that `which` selects, as a process that died
+/// would have left it.
+async fn set_key_row(h: &Harness, which: &str, set: &str) {
+    let done = sqlx::query(&format!(
+        "UPDATE sl_idempotency_keys SET {set} WHERE {which}"
+    ))
+    .execute(h.db.pool())
+    .await
+    .expect("the key's row is updated");
+    assert_eq!(done.rows_affected(), 1);
+}
+
+#[tokio::test]
+async fn a_key_whose_process_died_running_it_is_409_until_its_lease_lapses_then_runs() {
+    // A refused send gives its key back (the same body may be sent again);
+    // a send claimed by a process that died holds the key only for its
+    // lease.
+    let harness = Harness::start().await;
+    let h = &harness;
+    let a = h.site("ALPHA").await;
+    h.must(
+        &h.operator,
+        "SetSeatLimit",
+        json!({"site_id": a.id, "seat_limit": 1}),
+    )
+    .await;
+    let key = Uuid::new_v4();
+    let body = json!({"site_id": a.id, "user_id": Uuid::new_v4(), "username": "new@alpha.org", "name": "New", "role": "presenter"});
+    let send = || h.command_keyed(&a.admin_token, "AddUser", body.clone(), key);
+    send().await.assert_problem(409, "seat_limit_reached");
+    // A process claims the key again and dies (its claim stays, leased).
+    let failed = "command = 'AddUser' AND result IS NULL";
+    set_key_row(
+        h,
+        failed,
+        "claim = gen_random_uuid(), lease_until = now() + interval '1 hour'",
+    )
+    .await;
+    h.must(
+        &h.operator,
+        "SetSeatLimit",
+        json!({"site_id": a.id, "seat_limit": 5}),
+    )
+    .await;
+    let before = h.snapshot().await;
+    let held = send().await;
+    held.assert_problem(409, "idempotency_key_in_flight");
+    assert_eq!(held.headers["retry-after"], "1");
+    assert_eq!(h.snapshot().await, before);
+    // The lease lapses: the next send takes the key over and runs it.
+    set_key_row(h, failed, "lease_until = now() - interval '1 second'").await;
+    let ran = send().await;
+    ran.created();
+    assert_eq!(ran.json["replayed"], json!(false));
+    let again = send().await;
+    assert_eq!((again.status, &again.json["replayed"]), (200, &json!(true)));
+    assert_eq!(again.json["events"], ran.json["events"]);
+    harness.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_key_whose_process_died_after_writing_replays_what_it_wrote() {
+    // The process wrote the events, then died before recording the result:
+    // the next send after the lease finds the events (their ids derive
+    // from the key) and writes nothing.
+    let harness = Harness::start().await;
+    let h = &harness;
+    let a = h.site("ALPHA").await;
+    let key = Uuid::new_v4();
+    let body = json!({"site_id": a.id, "seat_limit": 4});
+    let first = h
+        .command_keyed(&a.admin_token, "SetSeatLimit", body.clone(), key)
+        .await;
+    first.created();
+    set_key_row(
+        h,
+        "command = 'SetSeatLimit'",
+        "result = NULL, finished_at = NULL, claim = gen_random_uuid(), \
+         lease_until = now() - interval '1 second'",
+    )
+    .await;
+    let before = h.snapshot().await;
+    let again = h
+        .command_keyed(&a.admin_token, "SetSeatLimit", body, key)
+        .await;
+    assert_eq!(again.status, 200, "{again:#?}");
+    assert_eq!(again.json["replayed"], json!(true));
+    assert_eq!(again.json["events"], first.json["events"]);
+    assert_eq!(h.snapshot().await, before);
+    harness.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_key_quoted_as_the_draft_writes_it_is_the_same_key() {
+    // The draft's header is a structured-field string: "8e03978e-…".
+    let harness = Harness::start().await;
+    let h = &harness;
+    let a = h.site("ALPHA").await;
+    let key = Uuid::new_v4();
+    let body = serde_json::to_vec(&json!({"site_id": a.id, "seat_limit": 3})).unwrap();
+    let send = |key: String| {
+        let (token, body) = (a.admin_token.clone(), body.clone());
+        async move {
+            h.post_raw(
+                "/v1/commands/SetSeatLimit",
+                &[
+                    ("authorization", format!("Bearer {token}")),
+                    ("idempotency-key", key),
+                    ("content-type", "application/json".into()),
+                ],
+                body,
+            )
+            .await
+        }
+    };
+    send(format!("\"{key}\"")).await.created();
+    let again = send(key.to_string()).await;
+    assert_eq!((again.status, &again.json["replayed"]), (200, &json!(true)));
+    send(format!("\"{key}"))
+        .await
+        .assert_problem(400, "bad_idempotency_key");
     harness.shutdown().await;
 }
