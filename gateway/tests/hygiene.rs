@@ -6,9 +6,12 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::Harness;
 use serde_json::{json, Value};
+use shareledger_core::catalog::{SiteId, UserId};
+use shareledger_gateway::auth::{self, Hearing, TokenKind, TokenRequest};
 use shareledger_gateway::server::Server;
 use shareledger_gateway::GatewayOptions;
 use tokio::sync::Barrier;
@@ -451,4 +454,173 @@ async fn a_key_quoted_as_the_draft_writes_it_is_the_same_key() {
         .await
         .assert_problem(400, "bad_idempotency_key");
     harness.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Token revocation seen by every process
+// ---------------------------------------------------------------------------
+
+/// Issues a user token of the site's admin: its secret and its id.
+async fn admin_token(h: &Harness, site: &common::SiteHandle) -> (String, Uuid) {
+    let issued = auth::issue(
+        h.db.pool(),
+        TokenRequest {
+            kind: TokenKind::User,
+            site: Some(SiteId(site.id)),
+            user: Some(UserId(site.admin)),
+            name: "revocable".into(),
+            lifetime: Duration::from_secs(3600),
+        },
+    )
+    .await
+    .expect("a token");
+    (issued.token, issued.record.token_id)
+}
+
+/// Waits (at most 10 s) until a process's revocation listener is as
+/// `condition` says.
+async fn until_heard(server: &Server, what: &str, condition: impl FnMut(&Hearing) -> bool) {
+    let mut hearing = server.state().tokens().hearing();
+    tokio::time::timeout(Duration::from_secs(10), hearing.wait_for(condition))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within 10 s"))
+        .expect("the listener's state is kept");
+}
+
+fn heard(server: &Server) -> Hearing {
+    *server.state().tokens().hearing().borrow()
+}
+
+#[tokio::test]
+async fn a_token_revoked_through_one_process_is_refused_by_the_next_request_through_another() {
+    // Found: a revoked token kept working for up to 10 s (the token cache).
+    // Now the process that revokes forgets it at once, and every other one
+    // as soon as it hears the notification.
+    let harness = Harness::start().await;
+    let h = &harness;
+    let other = second_server(h).await;
+    let a = h.site("ALPHA").await;
+    let (token, token_id) = admin_token(h, &a).await;
+    let whoami = |server: &str| {
+        let (client, token) = (h.client.clone(), token.clone());
+        let url = format!("{server}/v1/whoami");
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("an answer")
+                .status()
+                .as_u16()
+        }
+    };
+    until_heard(&h.server, "the first process listens", |s| s.listening).await;
+    until_heard(&other, "the second process listens", |s| s.listening).await;
+    // Both processes verified the token and cached it.
+    assert_eq!(whoami(&h.url).await, 200);
+    assert_eq!(whoami(&other.url()).await, 200);
+    let before = heard(&h.server);
+    assert!(other
+        .state()
+        .tokens()
+        .revoke(token_id)
+        .await
+        .expect("revoked"));
+    // The revoking process refuses it at once.
+    assert_eq!(whoami(&other.url()).await, 401);
+    // The first process, once it heard it, refuses it on its next request.
+    until_heard(&h.server, "the revocation is heard", |s| {
+        s.heard > before.heard
+    })
+    .await;
+    assert_eq!(whoami(&h.url).await, 401);
+    // The same through `shareledger token revoke`'s function, which only
+    // the notification carries to the servers.
+    let (token, token_id) = admin_token(h, &a).await;
+    let reply = h.get(&token, "/v1/whoami").await;
+    reply.ok();
+    let before = heard(&h.server);
+    assert!(auth::revoke(h.db.pool(), token_id).await.expect("revoked"));
+    until_heard(&h.server, "the CLI's revocation is heard", |s| {
+        s.heard > before.heard
+    })
+    .await;
+    h.get(&token, "/v1/whoami")
+        .await
+        .assert_problem(401, "bad_token");
+    other.shutdown().await.expect("a clean shutdown");
+    harness.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lost_listener_connection_empties_the_cache_so_a_missed_revocation_cannot_survive() {
+    let harness = Harness::start().await;
+    let h = &harness;
+    let a = h.site("ALPHA").await;
+    let (token, token_id) = admin_token(h, &a).await;
+    until_heard(&h.server, "the process listens", |s| s.listening).await;
+    h.get(&token, "/v1/whoami").await.ok();
+    // A revocation whose notification never arrives (the trigger is off
+    // for it): the cache, trusted while listening, still accepts the token.
+    let pool = h.db.pool();
+    sqlx::query("ALTER TABLE sl_api_tokens DISABLE TRIGGER sl_api_tokens_changed")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE sl_api_tokens SET revoked_at = now() WHERE token_id = $1")
+        .bind(token_id)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE sl_api_tokens ENABLE TRIGGER sl_api_tokens_changed")
+        .execute(pool)
+        .await
+        .unwrap();
+    h.get(&token, "/v1/whoami").await.ok();
+    // The listening connection is lost (as when PostgreSQL restarts or the
+    // network drops): the process empties its cache, listens again, and
+    // empties it again.
+    let sessions = heard(&h.server).sessions;
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%sl_api_tokens%'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, vec![true], "one listening connection");
+    until_heard(&h.server, "listening again", |s| {
+        s.listening && s.sessions > sessions
+    })
+    .await;
+    h.get(&token, "/v1/whoami")
+        .await
+        .assert_problem(401, "bad_token");
+    harness.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_name_with_a_nul_or_another_control_character_is_refused_and_nothing_stored() {
+    // The name is recorded as the actor of an operator's commands: a NUL
+    // there would reach the log (as `api:<name>`) and PostgreSQL.
+    let db = shareledger_tests::TestDb::new().await;
+    for name in ["ops\u{0}", "ops\nroot"] {
+        let refused = auth::issue(
+            db.pool(),
+            TokenRequest {
+                kind: TokenKind::Operator,
+                site: None,
+                user: None,
+                name: name.into(),
+                lifetime: Duration::from_secs(3600),
+            },
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(auth::TokenError::Name)),
+            "{name:?}: {refused:?}"
+        );
+    }
+    assert!(auth::list(db.pool()).await.expect("tokens").is_empty());
 }
