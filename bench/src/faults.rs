@@ -105,6 +105,8 @@ pub struct Report {
     pub acknowledged: u64,
     /// Commands answered 409 `contended` (sent again with the same key).
     pub contended: u64,
+    /// Sends answered 409 `idempotency_key_in_flight` (sent again).
+    pub in_flight: u64,
     /// Whether the partner's relationship was removed (the consequence).
     pub consequence_applied: bool,
     /// Whether the integrity chain was sealed to the head.
@@ -314,6 +316,7 @@ pub async fn run(drill: Drill, load: Load) -> anyhow::Result<Report> {
         lost: positions.len() as u64 - found as u64,
         acknowledged: positions.len() as u64,
         contended: log.contended,
+        in_flight: log.in_flight,
         consequence_applied,
         sealed_to_head,
         restarts,
@@ -334,6 +337,7 @@ struct Log {
     slowest: Duration,
     unanswered: u64,
     contended: u64,
+    in_flight: u64,
     /// Positions of acknowledged commands.
     acknowledged: BTreeSet<u64>,
     /// Checks of the victim: when they began, status, allowed.
@@ -437,6 +441,12 @@ async fn command_loop(
                     break;
                 }
                 Some(r) if r.status >= 500 => {}
+                // The same key while an earlier send of it still holds it
+                // (its run, or a claim not yet given back after a fault):
+                // sent again, as Retry-After says.
+                Some(r) if r.status == 409 && r.body["code"] == "idempotency_key_in_flight" => {
+                    log.lock().expect("not poisoned").in_flight += 1;
+                }
                 // Two writers of one site's content stream can starve one
                 // another (issue 15); the same key is sent again.
                 Some(r) if r.status == 409 && r.body["code"] == "contended" => {

@@ -157,6 +157,7 @@ async fn faults_report(args: CommonArgs) -> anyhow::Result<()> {
             .count("acknowledged", r.acknowledged as f64)
             .count("lost", r.lost as f64)
             .count("contended", r.contended as f64)
+            .count("in_flight", r.in_flight as f64)
             .text("consequence_applied", r.consequence_applied)
             .text("sealed_to_head", r.sealed_to_head)
             .count("restarts", r.restarts as f64)

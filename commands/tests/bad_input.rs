@@ -35,7 +35,8 @@ use shareledger_core::site::{
     SetPermissionFlags, SetSeatLimit,
 };
 use shareledger_core::{DomainError, RowError};
-use shareledger_events::Actor;
+use shareledger_events::store::LogError;
+use shareledger_events::{Actor, InvalidInput};
 use shareledger_tests::TestDb;
 use uuid::Uuid;
 
@@ -979,6 +980,36 @@ async fn change_object_field_rejects_a_user_below_updater_and_leaves_the_log_unc
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn change_object_field_rejects_a_nul_in_its_value_as_unstorable_text_and_leaves_the_log_unchanged(
+) {
+    // PostgreSQL stores no U+0000: the log refuses the event before any SQL
+    // (the HTTP edge refuses it earlier still), so no path answers 500.
+    let w = world().await;
+    let before = w.db.log_snapshot().await;
+    let attempt = w
+        .service
+        .change_object_field(
+            &by(w.a, w.admin_a),
+            w.a,
+            ChangeObjectField {
+                object_id: w.obj_a,
+                field: ObjectField::Description,
+                value: "a\u{0}b".into(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(
+            &attempt,
+            Err(CommandError::Log(LogError::Invalid(InvalidInput::UnstorableText { path })))
+                if path == "/value"
+        ),
+        "{attempt:?}"
+    );
+    assert_eq!(w.db.log_snapshot().await, before);
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! problem+json) and the rule it enforces.
 
 use serde::Serialize;
+use shareledger_events::catalog::identifiers::shown;
 use shareledger_events::catalog::{
     InvalidValue, Link, ObjectId, PermissionFlag, ScorecardId, SiteCode, SiteId, UserId, Username,
 };
@@ -56,6 +57,13 @@ pub enum DomainError {
     UserExists(UserId),
     #[error("username {0} is taken on this site")]
     UsernameTaken(Username),
+    /// A new username that looks the same as a taken one (one comparison
+    /// key, `Username::key`): `аdmin` with a Cyrillic `а` beside `admin`.
+    #[error("username {} looks the same as {existing}, which is taken on this site", shown(username.as_str()))]
+    UsernameLooksTaken {
+        username: Username,
+        existing: Username,
+    },
     #[error("user {0} is deactivated and cannot be edited until reactivated (R-USER-6)")]
     UserInactive(UserId),
     #[error("user {0} is active already")]
@@ -132,7 +140,7 @@ impl DomainError {
             ParentCycle => "parent_cycle",
             UserNotFound(_) => "user_not_found",
             UserExists(_) => "user_exists",
-            UsernameTaken(_) => "username_taken",
+            UsernameTaken(_) | UsernameLooksTaken { .. } => "username_taken",
             UserInactive(_) => "user_inactive",
             UserActive(_) => "user_active",
             SeatLimitReached { .. } => "seat_limit_reached",

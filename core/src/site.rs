@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use shareledger_events::catalog::identifiers::shown;
 use shareledger_events::catalog::{
     AccessLevel, Name, NewUser, PermissionFlag, Permissions, Role, ScorecardId, SeatLimit,
-    SiteCode, SiteEvent, SiteId, UserId, UserOrigin, Username,
+    SiteCode, SiteEvent, SiteId, UserId, UserOrigin, Username, UsernameKey,
 };
 use shareledger_events::Actor;
 
@@ -55,10 +56,37 @@ pub struct SiteState {
     /// of its cached state: two reference counts, not every user); a change
     /// copies a map only while another copy still holds it.
     pub users: Arc<BTreeMap<UserId, UserState>>,
-    pub usernames: Arc<BTreeMap<Username, UserId>>,
+    /// The site's users by the comparison key of their username
+    /// (`Username::key`): usernames that look alike share a key, so a new
+    /// one is refused if its key is here. A log written before the key
+    /// existed may hold two users with one key: the first keeps it.
+    pub usernames: Arc<BTreeMap<UsernameKey, UserId>>,
 }
 
 impl SiteState {
+    /// The user whose username is `username` or looks the same (one
+    /// comparison key), if any.
+    pub fn username_holder(&self, username: &Username) -> Option<&UserState> {
+        self.usernames
+            .get(&username.key())
+            .and_then(|id| self.users.get(id))
+    }
+
+    /// `UsernameTaken` if a user of the site has this username,
+    /// `UsernameLooksTaken` if one has a username that looks the same.
+    pub fn check_username_free(&self, username: &Username) -> Result<(), DomainError> {
+        match self.username_holder(username) {
+            None => Ok(()),
+            Some(holder) if holder.username == *username => {
+                Err(DomainError::UsernameTaken(username.clone()))
+            }
+            Some(holder) => Err(DomainError::UsernameLooksTaken {
+                username: username.clone(),
+                existing: holder.username.clone(),
+            }),
+        }
+    }
+
     /// Applies one event. `None` is the state before `SiteRegistered`.
     pub fn evolve(state: Option<SiteState>, event: &SiteEvent) -> Option<SiteState> {
         if let SiteEvent::SiteRegistered {
@@ -104,7 +132,9 @@ impl SiteState {
                 hide_organization_settings,
                 ..
             } => {
-                Arc::make_mut(&mut s.usernames).insert(user.username.clone(), user.user_id);
+                Arc::make_mut(&mut s.usernames)
+                    .entry(user.username.key())
+                    .or_insert(user.user_id);
                 Arc::make_mut(&mut s.users).insert(
                     user.user_id,
                     UserState {
@@ -401,13 +431,15 @@ impl RequireTwoFactor {
     }
 }
 
+/// A new account's id is free, its username neither taken nor like a taken
+/// one, and not one that could pass for another (an invisible character,
+/// a fullwidth letter, mixed scripts: `Username::check_new`).
 fn check_new_user(site: &SiteState, user: &NewUser) -> Result<(), DomainError> {
     if site.users.contains_key(&user.user_id) {
         return Err(DomainError::UserExists(user.user_id));
     }
-    if site.usernames.contains_key(&user.username) {
-        return Err(DomainError::UsernameTaken(user.username.clone()));
-    }
+    site.check_username_free(&user.username)?;
+    user.username.check_new()?;
     Ok(())
 }
 
@@ -672,7 +704,9 @@ impl ImportUsers {
             check_grants_instance_admin(by, &row.role.default_permissions(), &Permissions::new())?;
         }
         let mut errors = Vec::new();
-        let mut seen: BTreeMap<&Username, u32> = BTreeMap::new();
+        // The file's usernames by comparison key: two rows that look alike
+        // are one username twice.
+        let mut seen: BTreeMap<UsernameKey, (&Username, u32)> = BTreeMap::new();
         let mut ids = std::collections::BTreeSet::new();
         for row in &self.rows {
             if site.users.contains_key(&row.user_id) || !ids.insert(row.user_id) {
@@ -680,18 +714,33 @@ impl ImportUsers {
             }
         }
         for row in &self.rows {
-            if site.usernames.contains_key(&row.username) {
-                errors.push(crate::error::RowError {
-                    line: row.line,
-                    field: "username".into(),
-                    reason: format!("{} is taken on this site", row.username),
-                });
-            } else if let Some(first) = seen.insert(&row.username, row.line) {
-                errors.push(crate::error::RowError {
-                    line: row.line,
-                    field: "username".into(),
-                    reason: format!("{} appears already on line {first}", row.username),
-                });
+            let username_error = |reason: String| crate::error::RowError {
+                line: row.line,
+                field: "username".into(),
+                reason,
+            };
+            if let Err(taken) = site.check_username_free(&row.username) {
+                let reason = match taken {
+                    DomainError::UsernameLooksTaken { existing, .. } => format!(
+                        "{} looks the same as {existing}, which is taken on this site",
+                        shown(row.username.as_str())
+                    ),
+                    _ => format!("{} is taken on this site", row.username),
+                };
+                errors.push(username_error(reason));
+            } else if let Some((first, line)) = seen.get(&row.username.key()) {
+                errors.push(username_error(if *first == &row.username {
+                    format!("{} appears already on line {line}", row.username)
+                } else {
+                    format!(
+                        "{} looks the same as {first} on line {line}",
+                        shown(row.username.as_str())
+                    )
+                }));
+            } else if let Err(invalid) = row.username.check_new() {
+                errors.push(username_error(invalid.to_string()));
+            } else {
+                seen.insert(row.username.key(), (&row.username, row.line));
             }
         }
         if !errors.is_empty() {
@@ -758,6 +807,7 @@ impl SelfRegisterPartner {
         if existing.is_some() {
             return Err(DomainError::SiteExists(self.site_id));
         }
+        self.manager_username.check_new()?;
         Ok(vec![
             SiteEvent::SiteRegistered {
                 site_id: self.site_id,

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use shareledger_core::catalog::{
     AccessLevel, InvalidValue, Name, NewUser, PermissionFlag, Permissions, Role, ScorecardId,
-    SeatLimit, SiteCode, SiteEvent, SiteId, UserId, UserOrigin, Username,
+    SeatLimit, SiteCode, SiteEvent, SiteId, UserId, UserOrigin, Username, UsernameKey,
 };
 use shareledger_core::csv_import::{parse_users_csv, ImportRow};
 use shareledger_core::envelope::Actor;
@@ -1297,7 +1297,7 @@ fn r_user_8_a_good_file_adds_every_row() {
     );
     let after = apply(&site, result);
     assert_eq!(after.active_users(), 4);
-    assert_eq!(after.usernames[&username("bob@a.org")], uid(0x102));
+    assert_eq!(after.usernames[&username("bob@a.org").key()], uid(0x102));
 }
 
 #[test]
@@ -1578,6 +1578,248 @@ fn usernames_unique_per_site_case_insensitively() {
         }
         .decide(&by(B, B_ADMIN), &site_b()),
         vec![added(NEW, "ann@x.org", Role::Presenter)],
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Usernames that look alike are one username (R-USER-5 adding users, R-USER-8
+// importing them, R-USER-9 copying them, R-ONB-2 a self-registered manager)
+// ---------------------------------------------------------------------------
+
+/// The three look-alikes of `admin@fund.example` a black-box test added side
+/// by side: a Cyrillic `а`, a zero-width space, a fullwidth `ａ`.
+const LOOK_ALIKES: [&str; 3] = [
+    "\u{430}dmin@fund.example",
+    "admin\u{200b}@fund.example",
+    "\u{ff41}dmin@fund.example",
+];
+
+fn add_user(login: &str) -> AddUser {
+    AddUser {
+        user_id: NEW,
+        username: username(login),
+        name: name("Someone"),
+        role: Role::Presenter,
+    }
+}
+
+#[test]
+fn r_user_5_a_username_that_looks_like_a_taken_one_is_taken() {
+    // Given admin@fund.example on site A; when a look-alike is added; then
+    // it is taken, naming the username it looks like.
+    let site = given(
+        [
+            site_a(10),
+            vec![added(TARGET, "admin@fund.example", Role::Presenter)],
+        ]
+        .concat(),
+    );
+    for lookalike in LOOK_ALIKES {
+        then_err(
+            add_user(lookalike).decide(&by(A, A_ADMIN), &site),
+            DomainError::UsernameLooksTaken {
+                username: username(lookalike),
+                existing: username("admin@fund.example"),
+            },
+        );
+    }
+    // Confusable ASCII too: l and 1, rn and m.
+    let site = given(
+        [
+            site_a(10),
+            vec![added(TARGET, "bill@x.org", Role::Presenter)],
+        ]
+        .concat(),
+    );
+    for lookalike in ["bi1l@x.org", "biil@x.org"] {
+        assert!(
+            matches!(
+                add_user(lookalike).decide(&by(A, A_ADMIN), &site),
+                Err(DomainError::UsernameLooksTaken { .. })
+            ) == (lookalike == "bi1l@x.org"),
+            "{lookalike}"
+        );
+    }
+    let err = add_user(LOOK_ALIKES[1])
+        .decide(
+            &by(A, A_ADMIN),
+            &given(
+                [
+                    site_a(10),
+                    vec![added(TARGET, "admin@fund.example", Role::Presenter)],
+                ]
+                .concat(),
+            ),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "username_taken");
+    assert_eq!(
+        err.to_string(),
+        "username admin<U+200B>@fund.example looks the same as admin@fund.example, which is taken on this site"
+    );
+}
+
+#[test]
+fn r_user_5_a_new_username_that_could_pass_for_another_is_an_invalid_value() {
+    // Given a site without the name they imitate; when a look-alike is
+    // added; then it is refused as an invalid value saying why, and a
+    // username in one script per part is added.
+    let site = given(site_a(10));
+    for (lookalike, why) in LOOK_ALIKES.into_iter().zip([
+        "mixes scripts (Cyrillic and Latin) in '\u{430}dmin'",
+        "has an invisible character (U+200B) at position 6",
+        "a compatibility form of a plain character: type admin@fund.example instead",
+    ]) {
+        let err = add_user(lookalike)
+            .decide(&by(A, A_ADMIN), &site)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DomainError::InvalidValue(InvalidValue::LookAlike {
+                    field: "username",
+                    ..
+                })
+            ),
+            "{lookalike:?}: {err:?}"
+        );
+        assert_eq!(err.code(), "invalid_value");
+        assert!(err.to_string().contains(why), "{lookalike:?}: {err}");
+    }
+    for bidi in [
+        "admin\u{202e}gro.x@",
+        "\u{2066}admin@x.org",
+        "adm\u{ad}in@x.org",
+    ] {
+        assert!(matches!(
+            add_user(bidi).decide(&by(A, A_ADMIN), &site),
+            Err(DomainError::InvalidValue(InvalidValue::LookAlike { .. }))
+        ));
+    }
+    then(
+        add_user("иван@fund.example").decide(&by(A, A_ADMIN), &site),
+        vec![SiteEvent::UserAdded {
+            user: NewUser {
+                user_id: NEW,
+                username: username("иван@fund.example"),
+                name: name("Someone"),
+                role: Role::Presenter,
+                permissions: Role::Presenter.default_permissions(),
+            },
+            origin: UserOrigin::Added,
+            scorecard_access: BTreeMap::new(),
+            hide_organization_settings: false,
+        }],
+    );
+}
+
+#[test]
+fn r_user_5_look_alikes_stored_before_still_load_and_hold_their_names() {
+    // The log is immutable: given users whose look-alike usernames were
+    // stored before these rules, the site still folds, every user is
+    // there, and the name they imitate cannot be added beside them.
+    let mut events = site_a(10);
+    for (n, lookalike) in LOOK_ALIKES.into_iter().enumerate() {
+        events.push(added(uid(0x200 + n as u128), lookalike, Role::Presenter));
+    }
+    let site = given(events);
+    assert_eq!(site.users.len(), 4);
+    for (n, lookalike) in LOOK_ALIKES.into_iter().enumerate() {
+        assert_eq!(
+            site.users[&uid(0x200 + n as u128)].username,
+            username(lookalike)
+        );
+    }
+    // The first stored holds the key; the plain name looks like it.
+    then_err(
+        add_user("admin@fund.example").decide(&by(A, A_ADMIN), &site),
+        DomainError::UsernameLooksTaken {
+            username: username("admin@fund.example"),
+            existing: username(LOOK_ALIKES[0]),
+        },
+    );
+    // Each stored user can still be edited.
+    then(
+        DeactivateUser {
+            user_id: uid(0x201),
+        }
+        .decide(&by(A, A_ADMIN), &site),
+        vec![deactivated(uid(0x201))],
+    );
+}
+
+#[test]
+fn r_user_8_an_import_reports_look_alike_usernames_by_line_and_applies_nothing() {
+    let site = given(
+        [
+            site_a(10),
+            vec![added(TARGET, "admin@fund.example", Role::Presenter)],
+        ]
+        .concat(),
+    );
+    let rows = vec![
+        row(2, uid(0x101), LOOK_ALIKES[0], "Cyrillic", Role::Presenter),
+        row(3, uid(0x102), "ann@fund.example", "Ann", Role::Presenter),
+        row(
+            4,
+            uid(0x103),
+            "\u{ff41}nn@fund.example",
+            "Fullwidth Ann",
+            Role::Presenter,
+        ),
+        row(
+            5,
+            uid(0x104),
+            "bob\u{200d}@fund.example",
+            "Joined Bob",
+            Role::Presenter,
+        ),
+    ];
+    then_err(
+        ImportUsers { rows }.decide(&by(A, A_ADMIN), &site),
+        DomainError::ImportRejected(vec![
+            row_error(
+                2,
+                "username",
+                "\u{430}dmin@fund.example looks the same as admin@fund.example, which is taken on this site",
+            ),
+            row_error(
+                4,
+                "username",
+                "\u{ff41}nn@fund.example looks the same as ann@fund.example on line 3",
+            ),
+            row_error(
+                5,
+                "username",
+                "username bob<U+200D>@fund.example has an invisible character (U+200D) at position 4",
+            ),
+        ]),
+    );
+}
+
+#[test]
+fn r_user_9_add_existing_user_refuses_a_username_that_looks_taken() {
+    // Given B's person@b.org, and on A a look-alike stored before the
+    // rules; when A adds B's person; then the username looks taken.
+    let site = given(
+        [
+            site_a(10),
+            vec![added(TARGET, "pers\u{43e}n@b.org", Role::Presenter)],
+        ]
+        .concat(),
+    );
+    then_err(
+        AddExistingUser {
+            user_id: NEW,
+            from_site: B,
+            from_user: B_PERSON,
+            role: Role::Presenter,
+        }
+        .decide(&by(A, A_ADMIN), &site, &site_b()),
+        DomainError::UsernameLooksTaken {
+            username: username("person@b.org"),
+            existing: username("pers\u{43e}n@b.org"),
+        },
     );
 }
 
@@ -1950,6 +2192,29 @@ fn r_onb_2_the_first_manager_copies_the_model_user() {
 }
 
 #[test]
+fn r_onb_2_a_self_registered_manager_username_that_could_pass_for_another_is_refused() {
+    let g = group(vec![SiteEvent::SelfRegistrationConfigured {
+        enabled: true,
+        model_site: Some(MODEL_SITE),
+        model_user: Some(MODEL_USER),
+    }]);
+    let model = model_site();
+    for lookalike in LOOK_ALIKES {
+        let register = SelfRegisterPartner {
+            manager_username: username(lookalike),
+            ..self_register(true)
+        };
+        assert!(
+            matches!(
+                register.decide(&g, Some(&model), None),
+                Err(DomainError::InvalidValue(InvalidValue::LookAlike { .. }))
+            ),
+            "{lookalike:?}"
+        );
+    }
+}
+
+#[test]
 fn r_onb_2_child_of_group_sets_the_parent() {
     let g = group(vec![SiteEvent::SelfRegistrationConfigured {
         enabled: true,
@@ -2125,12 +2390,16 @@ fn decide_cmd(cmd: &Cmd, actor: &Actor, site: &SiteState, step: usize) -> Decisi
 }
 
 fn check_usernames_unique(site: &SiteState) -> Result<(), TestCaseError> {
-    let distinct: std::collections::BTreeSet<&Username> =
-        site.users.values().map(|u| &u.username).collect();
-    prop_assert_eq!(distinct.len(), site.users.len(), "usernames are unique");
+    let distinct: std::collections::BTreeSet<UsernameKey> =
+        site.users.values().map(|u| u.username.key()).collect();
+    prop_assert_eq!(
+        distinct.len(),
+        site.users.len(),
+        "usernames are unique, and none looks like another"
+    );
     prop_assert_eq!(site.usernames.len(), site.users.len());
-    for (login, id) in site.usernames.iter() {
-        prop_assert_eq!(&site.users[id].username, login);
+    for (key, id) in site.usernames.iter() {
+        prop_assert_eq!(&site.users[id].username.key(), key);
     }
     Ok(())
 }

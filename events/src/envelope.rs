@@ -56,6 +56,58 @@ pub enum InvalidInput {
     DuplicateStream(String),
     #[error("a read limit must be at least 1")]
     ZeroLimit,
+    /// PostgreSQL stores no NUL character (U+0000) in text or JSON: the
+    /// path is a JSON Pointer (RFC 6901) to the string or member name that
+    /// holds one, the NUL shown as `\u0000`.
+    #[error("{} holds a NUL character (\\u0000), which cannot be stored", shown_pointer(.path))]
+    UnstorableText { path: String },
+}
+
+/// A JSON Pointer as the messages show it (the empty pointer is the whole
+/// value).
+fn shown_pointer(path: &str) -> String {
+    if path.is_empty() {
+        "the value".to_owned()
+    } else {
+        format!("the text at {path}")
+    }
+}
+
+/// Where the first NUL character (U+0000) of a JSON value is, in a string
+/// or in a member name: a JSON Pointer (RFC 6901; `~` and `/` of member
+/// names escaped as `~0` and `~1`, the NUL itself shown as `\u0000`), or
+/// `None` when there is none. PostgreSQL can store no NUL in `text` or
+/// `jsonb`, so such a value must be refused before it reaches the log.
+pub fn nul_pointer(value: &serde_json::Value) -> Option<String> {
+    fn segment(name: &str) -> String {
+        name.replace('~', "~0")
+            .replace('/', "~1")
+            .replace('\0', "\\u0000")
+    }
+    fn walk(value: &serde_json::Value, path: &mut Vec<String>) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
+                path.push(i.to_string());
+                let found = walk(item, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            serde_json::Value::Object(members) => members.iter().any(|(name, member)| {
+                path.push(segment(name));
+                let found = name.contains('\0') || walk(member, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let mut path = Vec::new();
+    walk(value, &mut path).then(|| path.iter().map(|s| format!("/{s}")).collect())
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {
@@ -277,6 +329,14 @@ impl NewEvent {
         }
         let metadata_json =
             serde_json::to_value(&metadata).expect("metadata always serializes to JSON");
+        if let Some(path) = nul_pointer(&data) {
+            return Err(InvalidInput::UnstorableText { path });
+        }
+        if let Some(path) = nul_pointer(&metadata_json) {
+            return Err(InvalidInput::UnstorableText {
+                path: format!("/metadata{path}"),
+            });
+        }
         let size = data.to_string().len() + metadata_json.to_string().len();
         if size > MAX_EVENT_BYTES {
             return Err(InvalidInput::EventTooLarge { size });
@@ -475,6 +535,51 @@ mod tests {
             Err(InvalidInput::EventTooLarge { .. })
         ));
         assert!(NewEvent::new(Uuid::new_v4(), t, 1, json!({"a": 1}), meta()).is_ok());
+    }
+
+    #[test]
+    fn new_event_refuses_a_nul_in_any_string_or_member_name_naming_where() {
+        let t = EventType::parse("Happened").unwrap();
+        let new = |data| NewEvent::new(Uuid::new_v4(), t.clone(), 1, data, meta());
+        for (data, path) in [
+            (json!({"value": "a\u{0}b"}), "/value"),
+            (
+                json!({"rows": [{"ok": "x"}, {"name": "\u{0}"}]}),
+                "/rows/1/name",
+            ),
+            (json!({"a\u{0}b": 1}), "/a\\u0000b"),
+            (json!({"a/b~c": ["\u{0}"]}), "/a~1b~0c/0"),
+        ] {
+            assert_eq!(
+                new(data.clone()),
+                Err(InvalidInput::UnstorableText { path: path.into() }),
+                "{data}"
+            );
+        }
+        let operator = EventMetadata::new(
+            Actor::Operator {
+                name: "ops\u{0}".into(),
+            },
+            Uuid::nil(),
+        );
+        assert_eq!(
+            NewEvent::new(Uuid::new_v4(), t.clone(), 1, json!({}), operator),
+            Err(InvalidInput::UnstorableText {
+                path: "/metadata/actor/name".into()
+            })
+        );
+        let message = InvalidInput::UnstorableText {
+            path: "/value".into(),
+        }
+        .to_string();
+        assert_eq!(
+            message,
+            "the text at /value holds a NUL character (\\u0000), which cannot be stored"
+        );
+        assert!(
+            new(json!({"value": "a\\u0000b", "n": 0})).is_ok(),
+            "an escaped backslash is no NUL"
+        );
     }
 
     #[test]

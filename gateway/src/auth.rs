@@ -8,11 +8,15 @@
 //! leaked table grants nothing). A random 192-bit secret needs no slow
 //! password hash: SHA-256 cannot be reversed and guessing is hopeless.
 //!
-//! Verified tokens are cached in the process for [`CACHE_TTL`]: a token
-//! revoked (with `shareledger token revoke`) stops working within that time.
+//! Verified tokens are cached in the process ([`Tokens`]), and every
+//! process forgets a token as soon as it hears (LISTEN/NOTIFY) that it was
+//! revoked, by `shareledger token revoke` or any other change of its row:
+//! a revoked token is refused by the next request that follows the
+//! notification, in every process. A process that cannot listen does not
+//! use its cache.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
@@ -24,14 +28,27 @@ use sha2::{Digest, Sha256};
 use shareledger_core::catalog::{PermissionFlag, SiteId, UserId};
 use shareledger_events::Actor;
 use shareledger_projections::access::AccessIndex;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// How long a verified token is trusted without asking the database again.
+/// How long a verified token is trusted at most without asking the
+/// database again. Revocations take effect before that, as soon as they
+/// are heard (see [`Tokens`]); this bounds what a listening connection that
+/// died silently could miss.
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Most verified tokens a process keeps (the least used go first).
+const CACHE_CAPACITY: usize = 100_000;
+
+/// The channel on which a trigger announces every change of
+/// `sl_api_tokens` (migration `20261206000003_api_token_changes.sql`).
+pub const REVOCATION_CHANNEL: &str = "sl_api_tokens";
 
 /// The header a service token names the user it acts for with.
 pub const ACT_AS_HEADER: &str = "shareledger-act-as";
@@ -98,7 +115,7 @@ pub enum TokenError {
     },
     #[error("a token's lifetime must be between 1 minute and 10 years")]
     Lifetime,
-    #[error("a token's name must be 1 to 200 characters")]
+    #[error("a token's name must be 1 to 200 characters, none of them a control character")]
     Name,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
@@ -148,7 +165,9 @@ pub async fn issue(pool: &PgPool, request: TokenRequest) -> Result<IssuedToken, 
         return Err(TokenError::Lifetime);
     }
     let name = name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
+    // A control character (a NUL above all, which PostgreSQL cannot
+    // store) has no place in a name that is shown and recorded as an actor.
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(TokenError::Name);
     }
     let mut secret = [0u8; 24];
@@ -230,6 +249,8 @@ pub async fn list(pool: &PgPool) -> Result<Vec<TokenRecord>, sqlx::Error> {
 }
 
 /// Revokes a token; false when there is no such token (or it was revoked).
+/// A trigger announces it to every serving process, which forgets the
+/// token at once ([`Tokens`]).
 pub async fn revoke(pool: &PgPool, token_id: Uuid) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE sl_api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL",
@@ -241,26 +262,172 @@ pub async fn revoke(pool: &PgPool, token_id: Uuid) -> Result<bool, sqlx::Error> 
 }
 
 /// Verified tokens by the SHA-256 of their secret, with when verified.
-type Cache = HashMap<[u8; 32], (Arc<TokenRecord>, Instant)>;
+type Cache = quick_cache::sync::Cache<[u8; 32], (Arc<TokenRecord>, Instant)>;
 
-/// Verifies bearer tokens, with a short cache.
-#[derive(Debug, Clone)]
+/// What a process's revocation listener has done, for operators and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hearing {
+    /// Listening now: the cache is used. When not, every request asks the
+    /// database.
+    pub listening: bool,
+    /// How many times listening (re)started.
+    pub sessions: u64,
+    /// How many changes of `sl_api_tokens` were heard and acted on.
+    pub heard: u64,
+}
+
+/// The cache and what tells whether it can be trusted.
+struct Shared {
+    cache: Cache,
+    /// Set only while the listener hears every change of `sl_api_tokens`.
+    listening: AtomicBool,
+    /// Moves on with every eviction: a verification that read the database
+    /// before it must not cache what it read.
+    generation: AtomicU64,
+    hearing: watch::Sender<Hearing>,
+}
+
+impl Shared {
+    /// Forgets one token (by the SHA-256 of its secret).
+    fn forget(&self, key: &[u8; 32]) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.cache.remove(key);
+    }
+
+    /// Forgets every token.
+    fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.cache.clear();
+    }
+
+    /// Acts on a notification of `sl_api_tokens_changed`: the hex SHA-256
+    /// of a changed token's secret, or `*` for all.
+    fn changed(&self, payload: &str) {
+        match decode_hex(payload) {
+            Some(key) => self.forget(&key),
+            None => self.forget_all(),
+        }
+        self.hearing.send_modify(|h| h.heard += 1);
+    }
+
+    fn set_listening(&self, listening: bool) {
+        if listening {
+            // Whatever was verified before listening may have missed a
+            // revocation: forget it, then trust the cache again.
+            self.forget_all();
+            self.listening.store(true, Ordering::SeqCst);
+        } else {
+            self.listening.store(false, Ordering::SeqCst);
+            self.forget_all();
+        }
+        self.hearing.send_modify(|h| {
+            h.listening = listening;
+            if listening {
+                h.sessions += 1;
+            }
+        });
+    }
+}
+
+fn decode_hex(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let digit = |b: u8| (b as char).to_digit(16);
+    let mut key = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        key[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(key)
+}
+
+/// Ends the listener task when the last `Tokens` goes.
+struct ListenerTask(JoinHandle<()>);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Verifies bearer tokens, with a cache that every revocation empties at
+/// once, in every process.
+///
+/// Each `Tokens` listens (`LISTEN sl_api_tokens`, on a connection of its
+/// own) for the notifications that a trigger on `sl_api_tokens` sends when
+/// a token is revoked, changed or deleted, and forgets that token as soon
+/// as it hears it. Only while it listens is the cache used: when the
+/// listening connection is lost, the cache is emptied and every request
+/// asks the database until listening again (then the cache is emptied
+/// once more), so a notification missed meanwhile cannot leave a revoked
+/// token working. An entry is trusted [`CACHE_TTL`] at most, in case the
+/// connection dies without a word.
+#[derive(Clone)]
 pub struct Tokens {
     pool: PgPool,
-    cache: Arc<Mutex<Cache>>,
+    shared: Arc<Shared>,
+    _listener: Arc<ListenerTask>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("hearing", &*self.shared.hearing.borrow())
+            .field("cached", &self.shared.cache.len())
+            .finish()
+    }
 }
 
 impl Tokens {
+    /// Starts verifying with `pool` and listening for revocations (on the
+    /// current tokio runtime).
     pub fn new(pool: PgPool) -> Self {
+        let shared = Arc::new(Shared {
+            cache: Cache::new(CACHE_CAPACITY),
+            listening: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            hearing: watch::channel(Hearing::default()).0,
+        });
+        let task = tokio::spawn(listen(pool.clone(), Arc::downgrade(&shared)));
         Self {
             pool,
-            cache: Default::default(),
+            shared,
+            _listener: Arc::new(ListenerTask(task)),
         }
     }
 
-    /// Forgets every cached verification (after a revoke).
+    /// Forgets every cached verification.
     pub fn clear(&self) {
-        self.cache.lock().expect("token cache").clear();
+        self.shared.forget_all();
+    }
+
+    /// What the revocation listener has done, as it changes.
+    pub fn hearing(&self) -> watch::Receiver<Hearing> {
+        self.shared.hearing.subscribe()
+    }
+
+    /// Revokes a token (see [`revoke`]) and forgets it here at once; the
+    /// other processes hear of it. False when there is no such token (or it
+    /// was revoked).
+    pub async fn revoke(&self, token_id: Uuid) -> Result<bool, sqlx::Error> {
+        let revoked: Option<Vec<u8>> = sqlx::query_scalar(
+            "UPDATE sl_api_tokens SET revoked_at = now() \
+             WHERE token_id = $1 AND revoked_at IS NULL RETURNING secret_hash",
+        )
+        .bind(token_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match revoked
+            .as_deref()
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+        {
+            Some(key) => {
+                self.shared.forget(&key);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// The token's record, if it is ours, unrevoked and unexpired.
@@ -269,16 +436,20 @@ impl Tokens {
             return Err(ApiError::BadToken);
         }
         let key = hash(bearer);
-        let cached = {
-            let cache = self.cache.lock().expect("token cache");
-            cache
+        let shared = &self.shared;
+        let cached = if shared.listening.load(Ordering::SeqCst) {
+            shared
+                .cache
                 .get(&key)
                 .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-                .map(|(r, _)| Arc::clone(r))
+                .map(|(record, _)| record)
+        } else {
+            None
         };
         let record = match cached {
             Some(record) => record,
             None => {
+                let generation = shared.generation.load(Ordering::SeqCst);
                 let row: Option<Row> = sqlx::query_as(&format!(
                     "SELECT {COLUMNS} FROM sl_api_tokens WHERE secret_hash = $1"
                 ))
@@ -286,11 +457,18 @@ impl Tokens {
                 .fetch_optional(&self.pool)
                 .await?;
                 let record = Arc::new(record(row.ok_or(ApiError::BadToken)?));
-                let mut cache = self.cache.lock().expect("token cache");
-                if cache.len() > 100_000 {
-                    cache.clear();
+                if shared.listening.load(Ordering::SeqCst) {
+                    shared
+                        .cache
+                        .insert(key, (Arc::clone(&record), Instant::now()));
+                    // A change heard (or listening lost) since the read:
+                    // what was read may be stale, so it is not kept.
+                    if shared.generation.load(Ordering::SeqCst) != generation
+                        || !shared.listening.load(Ordering::SeqCst)
+                    {
+                        shared.cache.remove(&key);
+                    }
                 }
-                cache.insert(key, (Arc::clone(&record), Instant::now()));
                 record
             }
         };
@@ -301,6 +479,54 @@ impl Tokens {
             return Err(ApiError::TokenExpired);
         }
         Ok(record)
+    }
+}
+
+/// Listens for changes of `sl_api_tokens` for as long as the `Tokens` that
+/// started it lives, again and again if the connection is lost.
+async fn listen(pool: PgPool, shared: Weak<Shared>) {
+    // A connection of its own, outside the service's pool.
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&own).await?;
+            listener.listen(REVOCATION_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        let mut listener = match listening {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for token revocations; every request asks the database meanwhile");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        match shared.upgrade() {
+            Some(shared) => shared.set_listening(true),
+            None => return,
+        }
+        let lost = loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => match shared.upgrade() {
+                    Some(shared) => shared.changed(notification.payload()),
+                    None => return,
+                },
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        match shared.upgrade() {
+            Some(shared) => shared.set_listening(false),
+            None => return,
+        }
+        tracing::warn!(error = ?lost.map(|e| e.to_string()), "lost the token revocation listener; listening again");
+        drop(listener);
     }
 }
 

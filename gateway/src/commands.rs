@@ -6,9 +6,11 @@
 //! newtypes (`SiteCode`, `Username`, `SeatLimit`, …), whose deserializers
 //! refuse invalid values, and unknown fields are refused too. The caller's
 //! token gives the actor; the `Idempotency-Key` header (a UUID) gives the
-//! key: re-sending it (same token, same command) returns the first result
-//! and writes nothing. Keys are scoped to the token and the command, so a
-//! key reused by another caller or for another command is a new command.
+//! key: re-sending it (same token, same command, same body) returns the
+//! first result and writes nothing; with another body it is refused (422),
+//! and while the first send runs, 409 (`idempotency`). Keys are scoped to
+//! the token and the command, so a key reused by another caller or for
+//! another command is a new command.
 //!
 //! The response's `position` is the consistency token: pass it as
 //! `min_position` to any query to read at least this fresh.
@@ -34,10 +36,12 @@ use shareledger_core::catalog::{
     RelationshipId, Role, ScorecardId, SeatLimit, SiteCode, SiteId, UserId, Username,
 };
 use shareledger_core::{content, site};
+use shareledger_events::envelope::nul_pointer;
 use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::idempotency::{self, Claim};
 use crate::state::AppState;
 
 /// The header carrying a command's idempotency key.
@@ -105,14 +109,21 @@ pub trait CommandBody: DeserializeOwned + utoipa::ToSchema + Send + 'static {
     ) -> impl Future<Output = Result<Outcome, CommandError>> + Send;
 }
 
-/// Reads the idempotency key header.
+/// Reads the idempotency key header: a UUID, bare or as the draft's
+/// structured-field string (`"8e03978e-…"`).
 fn idempotency_key(headers: &HeaderMap) -> Result<Uuid, ApiError> {
     let raw = headers
         .get(IDEMPOTENCY_KEY)
         .ok_or(ApiError::MissingIdempotencyKey)?;
     raw.to_str()
         .ok()
-        .and_then(|s| Uuid::parse_str(s.trim()).ok())
+        .map(str::trim)
+        .map(|s| {
+            s.strip_prefix('"')
+                .and_then(|s| s.strip_suffix('"'))
+                .unwrap_or(s)
+        })
+        .and_then(|s| Uuid::parse_str(s).ok())
         .ok_or(ApiError::BadIdempotencyKey)
 }
 
@@ -139,6 +150,17 @@ pub fn parse_json<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<T, ApiError> {
+    parse_json_checked(headers, body, limit).map(|(parsed, _)| parsed)
+}
+
+/// As [`parse_json`], and the body as a JSON value too. A NUL character
+/// (U+0000) in any string or member name is refused first, as 422
+/// `unstorable_text` naming where it is: PostgreSQL cannot store it.
+fn parse_json_checked<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<(T, serde_json::Value), ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge { limit }
@@ -158,10 +180,19 @@ pub fn parse_json<T: DeserializeOwned>(
     if !json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    serde_json::from_slice(&body).map_err(|e| match e.classify() {
+    let classify = |e: serde_json::Error| match e.classify() {
         serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
         _ => ApiError::MalformedJson(e.to_string()),
-    })
+    };
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(classify)?;
+    if let Some(path) = nul_pointer(&value) {
+        return Err(ApiError::UnstorableText { path });
+    }
+    // The typed parse reads the bytes again rather than the value: it
+    // keeps serde_json's positions in its messages, and refuses a member
+    // named twice (the value keeps the last one).
+    let parsed = serde_json::from_slice(&body).map_err(classify)?;
+    Ok((parsed, value))
 }
 
 async fn run<C: CommandBody>(
@@ -172,28 +203,69 @@ async fn run<C: CommandBody>(
 ) -> Result<Response, ApiError> {
     let actor = principal.actor()?;
     let key = idempotency_key(headers)?;
-    let command: C = parse_json(headers, body, state.options().body_limit)?;
+    let (command, body): (C, _) = parse_json_checked(headers, body, state.options().body_limit)?;
     let key = scoped_key(principal, C::NAME, key);
-    let issued = Issued { actor, key };
-    let started = Instant::now();
-    let result = command.execute(state.service(), &issued).await;
-    state.metrics().command(C::NAME, result.is_ok(), started);
-    let outcome = result?;
-    let result = CommandResult::new(C::NAME, outcome);
-    let mut response = (
-        if result.replayed {
-            StatusCode::OK
-        } else {
-            StatusCode::CREATED
-        },
-        Json(&result),
-    )
-        .into_response();
+    let fingerprint = idempotency::fingerprint(C::NAME, &body);
+    let ticket = match state
+        .idempotency()
+        .claim(key, C::NAME, &fingerprint)
+        .await?
+    {
+        Claim::Run(ticket) => ticket,
+        Claim::Replay(mut first) => {
+            first["replayed"] = serde_json::Value::Bool(true);
+            let position = first["position"].as_u64().unwrap_or_default();
+            return Ok(answer(StatusCode::OK, &first, position));
+        }
+        Claim::Reused => return Err(ApiError::IdempotencyKeyReused),
+        Claim::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
+    };
+    // The claimed run goes on in a task of its own: a caller that hangs up
+    // does not cut a command short, and its result is still recorded for
+    // the caller's retry.
+    let state = state.clone();
+    let run = tokio::spawn(async move {
+        let issued = Issued { actor, key };
+        let started = Instant::now();
+        let result = command.execute(state.service(), &issued).await;
+        state.metrics().command(C::NAME, result.is_ok(), started);
+        let keys = state.idempotency();
+        match result {
+            Ok(outcome) => {
+                let result = CommandResult::new(C::NAME, outcome);
+                let stored = serde_json::to_value(&result).expect("a result serializes");
+                // The command was written: answer it whether or not its
+                // result can be recorded now.
+                keys.finish_eventually(ticket, stored).await;
+                Ok(result)
+            }
+            Err(e) => {
+                let error = ApiError::from(e);
+                let away = crate::error::database_fault(&error).is_some();
+                keys.release_eventually(ticket, away).await;
+                Err(error)
+            }
+        }
+    });
+    let result = run
+        .await
+        .map_err(|e| ApiError::Internal(format!("a command's task ended: {e}")))??;
+    let status = if result.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(answer(status, &result, result.position))
+}
+
+/// A command's answer: its JSON and the consistency token header.
+fn answer(status: StatusCode, body: &impl Serialize, position: u64) -> Response {
+    let mut response = (status, Json(body)).into_response();
     response.headers_mut().insert(
         POSITION_HEADER,
-        HeaderValue::from_str(&result.position.to_string()).expect("digits"),
+        HeaderValue::from_str(&position.to_string()).expect("digits"),
     );
-    Ok(response)
+    response
 }
 
 macro_rules! command_bodies {

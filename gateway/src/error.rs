@@ -50,6 +50,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// A string or member name of the body holds U+0000, which PostgreSQL
+    /// cannot store: `path` is its JSON Pointer.
+    #[error("the body's text at {path} holds a NUL character (\\u0000), which cannot be stored")]
+    UnstorableText { path: String },
     #[error("bad query parameter: {0}")]
     InvalidQuery(String),
     #[error("bad path parameter: {0}")]
@@ -58,6 +62,10 @@ pub enum ApiError {
     MissingIdempotencyKey,
     #[error("the Idempotency-Key header must be a UUID")]
     BadIdempotencyKey,
+    #[error("this Idempotency-Key was sent before with another body: a key names one request, so send a new key for a new request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still running: retry to get its answer once it has finished")]
+    IdempotencyKeyInFlight,
     #[error("no command is named {0:?} (see /v1/openapi.json)")]
     UnknownCommand(String),
     #[error("no route matches {0}")]
@@ -168,6 +176,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | SiteCodeTaken(_)
         | UserExists(_)
         | UsernameTaken(_)
+        | UsernameLooksTaken { .. }
         | UserInactive(_)
         | UserActive(_)
         | SeatLimitReached { .. }
@@ -204,10 +213,13 @@ impl ApiError {
             InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            UnstorableText { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unstorable_text"),
             InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
             MissingIdempotencyKey => (StatusCode::BAD_REQUEST, "missing_idempotency_key"),
             BadIdempotencyKey => (StatusCode::BAD_REQUEST, "bad_idempotency_key"),
+            IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            IdempotencyKeyInFlight => (StatusCode::CONFLICT, "idempotency_key_in_flight"),
             UnknownCommand(_) => (StatusCode::NOT_FOUND, "unknown_command"),
             NoRoute(_) => (StatusCode::NOT_FOUND, "no_route"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -216,6 +228,9 @@ impl ApiError {
             Command(CommandError::Log(LogError::Invalid(InvalidInput::EventTooLarge {
                 ..
             }))) => (StatusCode::UNPROCESSABLE_ENTITY, "event_too_large"),
+            Command(CommandError::Log(LogError::Invalid(InvalidInput::UnstorableText {
+                ..
+            }))) => (StatusCode::UNPROCESSABLE_ENTITY, "unstorable_text"),
             Command(CommandError::Decode(_) | CommandError::Log(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -305,7 +320,7 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"shareledger\""),
             );
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || code == "idempotency_key_in_flight" {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

@@ -11,6 +11,8 @@
 //! * `ops`: `/health`, `/ready`, `/metrics`, `/v1/log/status`, `/v1/whoami`;
 //! * `openapi`: the document at `/v1/openapi.json`, generated from the code;
 //! * `auth`: bearer tokens and who a request acts as;
+//! * `idempotency`: commands' idempotency keys, one run per key across
+//!   processes;
 //! * `error`: one error type, one problem+json rendering;
 //! * `timeout`: the bound on every request.
 //!
@@ -21,6 +23,7 @@ pub mod audit;
 pub mod auth;
 pub mod commands;
 pub mod error;
+pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
@@ -84,6 +87,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(queries::refuse_nul_in_query))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             timeout::limit,

@@ -100,7 +100,7 @@ fn add_commands(doc: &mut Document) {
             .parameter_in(ParameterIn::Header)
             .required(Required::True)
             .description(Some(
-                "A UUID; re-sending it returns the first result and writes nothing.",
+                "A UUID (bare or quoted); re-sending it with the same body returns the first result and writes nothing; with another body it is 422 idempotency_key_reused; while the first send runs, 409 idempotency_key_in_flight.",
             ))
             .schema(Some(ObjectBuilder::new().schema_type(Type::String).format(
                 Some(utoipa::openapi::SchemaFormat::KnownFormat(
@@ -169,14 +169,16 @@ fn add_commands(doc: &mut Document) {
             .response(
                 "409",
                 problem_response(
-                    "Refused by the state (taken, exists, seat limit, …) or contended.",
+                    "Refused by the state (taken, exists, seat limit, …), contended, or the Idempotency-Key's first send still running (Retry-After).",
                 ),
             )
             .response("413", problem_response("The body is too large."))
             .response("415", problem_response("The body is not JSON."))
             .response(
                 "422",
-                problem_response("Unknown fields, wrong types or invalid values."),
+                problem_response(
+                    "Unknown fields, wrong types, invalid values, a NUL character, or an Idempotency-Key sent before with another body.",
+                ),
             )
             .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
             .build();

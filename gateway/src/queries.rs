@@ -33,6 +33,25 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Unwraps a query string, as a 400 `invalid_query` when it does not parse.
+/// Refuses, before any handler, a query string with a NUL character
+/// (`%00`) in a parameter's name or value: nothing could search for it or
+/// store it (PostgreSQL holds no U+0000 in text), and it must not reach a
+/// query as a 500. 400 `invalid_query`, naming the parameter.
+pub(crate) async fn refuse_nul_in_query(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    if let Some(query) = request.uri().query() {
+        if let Some(pair) = query.split('&').find(|pair| pair.contains("%00")) {
+            let name = pair.split('=').next().unwrap_or_default();
+            return Err(ApiError::InvalidQuery(format!(
+                "query parameter {name} holds a NUL character (%00), which no parameter may hold"
+            )));
+        }
+    }
+    Ok(next.run(request).await)
+}
+
 pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t)
         .map_err(|e| ApiError::InvalidQuery(e.body_text()))

@@ -1,6 +1,7 @@
 //! What every handler shares: the command service, the live access index,
 //! the history (with its in-memory archive of the log), the SQL read
-//! models' runtime, the token verifier, metrics and options.
+//! models' runtime, the token verifier, the idempotency keys, metrics and
+//! options.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use shareledger_projections::runtime::{ProjectionRuntime, ProjectionState};
 use sqlx::PgPool;
 
 use crate::auth::Tokens;
+use crate::idempotency::Idempotency;
 use crate::metrics::Metrics;
 
 /// Tunables of the HTTP edge.
@@ -64,6 +66,7 @@ struct Inner {
     runtime: Arc<ProjectionRuntime>,
     background: Vec<PartHealth>,
     tokens: Tokens,
+    idempotency: Idempotency,
     metrics: Metrics,
     options: GatewayOptions,
 }
@@ -82,6 +85,7 @@ impl AppState {
         options: GatewayOptions,
     ) -> Self {
         let tokens = Tokens::new(service.store().pool().clone());
+        let idempotency = Idempotency::new(service.store().pool().clone());
         Self(Arc::new(Inner {
             service,
             access,
@@ -89,6 +93,7 @@ impl AppState {
             runtime,
             background,
             tokens,
+            idempotency,
             metrics: Metrics::new(),
             options,
         }))
@@ -130,6 +135,9 @@ impl AppState {
     }
     pub fn tokens(&self) -> &Tokens {
         &self.0.tokens
+    }
+    pub fn idempotency(&self) -> &Idempotency {
+        &self.0.idempotency
     }
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics

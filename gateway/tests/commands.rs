@@ -1027,6 +1027,66 @@ async fn every_command_refuses_invalid_values_with_422_invalid_body() {
 }
 
 #[tokio::test]
+async fn every_command_refuses_a_nul_character_with_422_unstorable_text_naming_where() {
+    // PostgreSQL stores no U+0000: in a field's value or a member's name,
+    // every command answers 422 naming the place, never 500.
+    let harness = Harness::start().await;
+    let h = &harness;
+    let w = rejection_world(h).await;
+    let field_of = |body: &Value| {
+        if body.get("site_id").is_some() {
+            "site_id"
+        } else {
+            "group_site"
+        }
+    };
+    each_rejected(
+        h,
+        &w,
+        "a NUL in a value",
+        422,
+        "unstorable_text",
+        |c| async move {
+            let mut body = c.body.clone();
+            let field = field_of(&body);
+            body[field] = json!(format!("{}\u{0}", body[field].as_str().unwrap()));
+            let reply = h.command(&c.token, c.name, body).await;
+            assert!(
+                reply.json["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(&format!("/{field}"))),
+                "{}: {reply:#?}",
+                c.name
+            );
+            reply
+        },
+    )
+    .await;
+    each_rejected(
+        h,
+        &w,
+        "a NUL in a member name",
+        422,
+        "unstorable_text",
+        |c| async move {
+            let mut body = c.body.clone();
+            body["note\u{0}"] = json!(1);
+            let reply = h.command(&c.token, c.name, body).await;
+            assert!(
+                reply.json["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("/note\\u0000")),
+                "{}: {reply:#?}",
+                c.name
+            );
+            reply
+        },
+    )
+    .await;
+    harness.shutdown().await;
+}
+
+#[tokio::test]
 async fn every_command_needs_an_idempotency_key_holding_a_uuid() {
     let harness = Harness::start().await;
     let h = &harness;
@@ -1639,9 +1699,10 @@ async fn a_bad_csv_import_is_422_with_an_error_per_bad_row_and_writes_nothing() 
 }
 
 #[tokio::test]
-async fn a_reused_idempotency_key_with_another_body_returns_the_first_result() {
-    // The key, not the body, names the command: a client that retries with
-    // an edited body gets the first result and nothing is written.
+async fn a_reused_idempotency_key_with_another_body_is_422_and_writes_nothing() {
+    // draft-ietf-httpapi-idempotency-key-header: a key names one request;
+    // sent again with another payload it is 422, never the first result
+    // for a body that asked something else.
     let harness = Harness::start().await;
     let h = &harness;
     let a = h.site("ALPHA").await;
@@ -1664,9 +1725,25 @@ async fn a_reused_idempotency_key_with_another_body_returns_the_first_result() {
             key,
         )
         .await;
-    assert_eq!(again.status, 200, "{again:#?}");
-    assert_eq!(again.json["replayed"], json!(true));
-    assert_eq!(again.json["position"], json!(position));
+    again.assert_problem(422, "idempotency_key_reused");
+    assert_eq!(h.snapshot().await, before);
+    // The same body, its members in another order and spaced otherwise,
+    // is the same request: the first result, replayed.
+    let reordered = format!("{{ \"seat_limit\" : 7,\n \"site_id\": \"{}\" }}", a.id);
+    let same = h
+        .post_raw(
+            "/v1/commands/SetSeatLimit",
+            &[
+                ("authorization", format!("Bearer {}", a.admin_token)),
+                ("idempotency-key", key.to_string()),
+                ("content-type", "application/json".into()),
+            ],
+            reordered.into_bytes(),
+        )
+        .await;
+    assert_eq!(same.status, 200, "{same:#?}");
+    assert_eq!(same.json["replayed"], json!(true));
+    assert_eq!(same.json["position"], json!(position));
     assert_eq!(h.snapshot().await, before);
     harness.shutdown().await;
 }

@@ -15,6 +15,7 @@
 //! Every event has a type name (its variant name) and a schema version; all
 //! are at version 1. `docs/events.md` has one line per event.
 
+pub mod identifiers;
 pub mod values;
 
 use serde::de::DeserializeOwned;

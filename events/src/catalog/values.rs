@@ -8,13 +8,31 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::identifiers::{self, shown, NameHazard};
+
+/// Why a rejected site code is rejected, when it has a character that
+/// looks like a valid one (an invisible one, a fullwidth letter, …).
+fn site_code_hint(raw: &str) -> String {
+    identifiers::hazard(raw.trim())
+        .map(|hazard| format!("; it {hazard}"))
+        .unwrap_or_default()
+}
+
 /// Why a domain value does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidValue {
-    #[error("site code {0:?} must be 2 to 16 ASCII letters, digits, '-' or '_', starting with a letter or digit")]
+    #[error("site code {} must be 2 to 16 ASCII letters, digits, '-' or '_', starting with a letter or digit{}", shown(.0), site_code_hint(.0))]
     SiteCode(String),
-    #[error("username {0:?} must be 1 to 254 visible characters without spaces")]
+    #[error("username {} must be 1 to 254 visible characters without spaces", shown(.0))]
     Username(String),
+    /// A name that parses but is not given to a new account: it could pass
+    /// for another ([`identifiers::hazard`]).
+    #[error("{field} {} {hazard}", shown(value))]
+    LookAlike {
+        field: &'static str,
+        value: String,
+        hazard: NameHazard,
+    },
     #[error("{field} must be 1 to {max} characters and not blank")]
     Text { field: &'static str, max: usize },
     #[error("{0:?} is not an access level (browser, updater, editor, scorecard_admin)")]
@@ -199,6 +217,11 @@ impl<'de> Deserialize<'de> for SiteCode {
 
 /// A username or email, unique per site, compared case-insensitively (stored
 /// in lower case).
+///
+/// Parsing accepts every username ever stored. A username given to a new
+/// account must also pass [`Username::check_new`] (nothing that could pass
+/// for another name), and is unique by [`Username::key`]: two usernames
+/// that look alike are one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -215,6 +238,39 @@ impl Username {
         } else {
             Err(InvalidValue::Username(raw.to_owned()))
         }
+    }
+
+    /// Refuses, for a new account, a username that could pass for another:
+    /// an invisible character, a compatibility form (fullwidth letters),
+    /// a character names do not use, or a part written in mixed scripts
+    /// (see [`identifiers::hazard`]).
+    pub fn check_new(&self) -> Result<(), InvalidValue> {
+        match identifiers::hazard(&self.0) {
+            None => Ok(()),
+            Some(hazard) => Err(InvalidValue::LookAlike {
+                field: "username",
+                value: self.0.clone(),
+                hazard,
+            }),
+        }
+    }
+
+    /// What usernames are told apart by: usernames with one key look alike
+    /// (`аdmin` with a Cyrillic `а`, `ａdmin`, `admin` with a zero-width
+    /// space, and `admin` share one). Derived, never stored.
+    pub fn key(&self) -> UsernameKey {
+        UsernameKey(identifiers::comparison_key(&self.0))
+    }
+}
+
+/// The comparison key of a [`Username`] ([`Username::key`]): the UTS #39
+/// skeleton of its NFKC form in lower case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UsernameKey(String);
+
+impl UsernameKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -545,6 +601,54 @@ mod tests {
         assert!(Username::parse("").is_err());
         assert!(Username::parse("two words").is_err());
         assert!(Username::parse(&"a".repeat(255)).is_err());
+    }
+
+    #[test]
+    fn usernames_stored_before_the_look_alike_rules_still_parse_and_are_keyed() {
+        // The log is immutable: a look-alike stored before keeps loading,
+        // and its key is the name it imitates.
+        for stored in [
+            "\u{430}dmin@fund.example",
+            "admin\u{200b}@fund.example",
+            "\u{ff41}dmin@fund.example",
+        ] {
+            let parsed: Username = serde_json::from_value(serde_json::json!(stored)).unwrap();
+            assert_eq!(parsed.as_str(), stored);
+            assert!(parsed.check_new().is_err(), "{stored:?} is no new username");
+            assert_eq!(
+                parsed.key(),
+                Username::parse("admin@fund.example").unwrap().key()
+            );
+        }
+        let err = Username::parse("admin\u{200b}@fund.example")
+            .unwrap()
+            .check_new()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "username admin<U+200B>@fund.example has an invisible character (U+200B) at position 6"
+        );
+    }
+
+    #[test]
+    fn site_codes_that_look_valid_say_why_not() {
+        let message = |raw: &str| SiteCode::parse(raw).unwrap_err().to_string();
+        assert!(
+            message("ACME\u{200b}").contains("ACME<U+200B>")
+                && message("ACME\u{200b}").contains("invisible character (U+200B) at position 5"),
+            "{}",
+            message("ACME\u{200b}")
+        );
+        assert!(
+            message("\u{ff21}CME").contains("type acme instead"),
+            "{}",
+            message("\u{ff21}CME")
+        );
+        assert!(
+            message("\u{410}CME").contains("Cyrillic and Latin"),
+            "{}",
+            message("\u{410}CME")
+        );
     }
 
     #[test]

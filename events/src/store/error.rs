@@ -1,5 +1,6 @@
 //! The one error type of the log's boundary, and how PostgreSQL's answers
-//! (custom SQLSTATEs raised by `sl_append` and `sl_delete_stream`) become it.
+//! (custom SQLSTATEs raised by `sl_append`, `sl_append_batch` and
+//! `sl_delete_stream`) become it.
 
 use serde::Deserialize;
 use uuid::Uuid;
@@ -29,6 +30,11 @@ pub enum LogError {
     },
     #[error("event ids {event_ids:?} were written already, to other streams or in another order")]
     EventIdsTaken { event_ids: Vec<Uuid> },
+    /// The arrays given to `sl_append` or `sl_append_batch` do not describe
+    /// an append (SQLSTATE `SL006`; only a direct database caller can send
+    /// them, the store lays them out right).
+    #[error("the arrays given to the log do not describe an append: {reason}")]
+    MalformedAppend { reason: String },
     #[error("the log skipped from position {after} to {found}: the log has been altered")]
     Gap { after: u64, found: u64 },
     #[error("database error: {0}")]
@@ -54,6 +60,16 @@ struct PartialDetail {
 }
 
 #[derive(Deserialize)]
+struct ReasonDetail {
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct EventIdDetail {
+    event_id: Uuid,
+}
+
+#[derive(Deserialize)]
 struct IdsDetail {
     event_ids: Vec<Uuid>,
 }
@@ -76,8 +92,9 @@ fn decode_state(n: i64) -> StreamState {
 }
 
 impl LogError {
-    /// Turns an error from the SQL functions into its typed form.
-    pub(crate) fn from_db(error: sqlx::Error) -> Self {
+    /// Turns an error from the SQL functions into its typed form (public
+    /// for callers of the functions outside the store: tests, tools).
+    pub fn from_db(error: sqlx::Error) -> Self {
         let Some(db) = error.as_database_error() else {
             return LogError::Database(error);
         };
@@ -123,6 +140,17 @@ pub(crate) fn typed(code: &str, detail: &str) -> Option<LogError> {
         "SL005" => serde_json::from_str::<StreamDetail>(detail)
             .ok()
             .map(|d| LogError::StreamNotFound { stream: d.stream }),
+        "SL006" => serde_json::from_str::<ReasonDetail>(detail)
+            .ok()
+            .map(|d| LogError::MalformedAppend { reason: d.reason }),
+        // A stream or an event id named twice in one append: the same typed
+        // errors the store's own checks give before calling.
+        "SL007" => serde_json::from_str::<StreamDetail>(detail)
+            .ok()
+            .map(|d| LogError::Invalid(InvalidInput::DuplicateStream(d.stream))),
+        "SL008" => serde_json::from_str::<EventIdDetail>(detail)
+            .ok()
+            .map(|d| LogError::Invalid(InvalidInput::DuplicateEventId(d.event_id))),
         _ => None,
     }
 }
