@@ -112,16 +112,27 @@ impl CommandError {
     }
 }
 
-/// An event to write: its type, data, and whether it is a consequence
-/// (attributed to the system, caused by the command's first event).
-type PlannedEvent = (String, serde_json::Value, bool);
+/// An event to write: its type, data, tags, and whether it is a
+/// consequence (attributed to the system, caused by the command's first
+/// event).
+#[derive(Debug)]
+struct PlannedEvent {
+    event_type: String,
+    data: serde_json::Value,
+    tags: Vec<shareledger_events::Tag>,
+    consequence: bool,
+}
 
 /// What a decision wants written: events per stream with expectations, and
-/// streams it read that must not have changed.
+/// what must not have changed since it read: the streams it read (guards,
+/// at their revisions), or, when it declares one, its consistency boundary.
 #[derive(Debug, Default)]
 struct Plan {
     parts: Vec<(StreamName, ExpectedRevision, Vec<PlannedEvent>)>,
     guards: Vec<(StreamName, ExpectedRevision)>,
+    /// The decision's consistency boundary: when set, it replaces the
+    /// expectations of the streams it writes and every guard.
+    boundary: Option<Vec<shareledger_core::boundary::BoundaryItem>>,
     /// Set when the whole plan is a consequence of an earlier event (written
     /// by a process manager): every event is the system's, caused by it.
     caused_by: Option<Uuid>,
@@ -137,7 +148,12 @@ impl Plan {
     ) {
         let events = events
             .iter()
-            .map(|e| (e.event_type().to_owned(), e.data(), is_consequence(e)))
+            .map(|e| PlannedEvent {
+                event_type: e.event_type().to_owned(),
+                data: e.data(),
+                tags: e.tags_on(stream),
+                consequence: is_consequence(e),
+            })
             .collect::<Vec<_>>();
         if events.is_empty() {
             return;
@@ -148,6 +164,12 @@ impl Plan {
     /// Guards a stream the decision read, at the revision it was read at.
     fn guard_read(&mut self, loaded: &Loaded, stream: &str) {
         self.guard(stream, loaded.revision(stream));
+    }
+
+    /// Bounds the decision by `items` instead of the revisions of the
+    /// streams it read (see `shareledger_core::boundary`).
+    fn bounded_by(&mut self, items: Vec<shareledger_core::boundary::BoundaryItem>) {
+        self.boundary = Some(items);
     }
 
     fn guard(&mut self, stream: &str, expected: ExpectedRevision) {
@@ -301,10 +323,13 @@ impl Service {
                 }
             }
             // A stream read from the cache may be stale: check it at append
-            // time (streams read fresh are guarded as the handler chose).
-            for stream in &reads.from_cache {
-                if let Some(revision) = reads.revisions.get(stream) {
-                    plan.guard(stream, *revision);
+            // time (streams read fresh are guarded as the handler chose). A
+            // decision with a boundary is checked against it instead.
+            if plan.boundary.is_none() {
+                for stream in &reads.from_cache {
+                    if let Some(revision) = reads.revisions.get(stream) {
+                        plan.guard(stream, *revision);
+                    }
                 }
             }
             let streams: Vec<String> = plan
@@ -313,11 +338,14 @@ impl Service {
                 .map(|(s, _, _)| s.to_string())
                 .chain(plan.guards.iter().map(|(s, _)| s.to_string()))
                 .collect();
-            match self.append(issued, plan).await {
+            match self.append(issued, plan, &reads).await {
                 Ok(outcome) => return Ok(outcome),
-                // Another writer moved a stream on: decide again on fresh
-                // reads (each cached entry catches up with what it missed).
-                Err(CommandError::Log(LogError::WrongExpectedRevision { .. })) => {
+                // Another writer moved a stream on, or appended inside the
+                // decision's boundary: decide again on fresh reads (each
+                // cached entry catches up with what it missed).
+                Err(CommandError::Log(
+                    LogError::WrongExpectedRevision { .. } | LogError::ConditionFailed { .. },
+                )) => {
                     fresh = true;
                     continue;
                 }
@@ -342,7 +370,12 @@ impl Service {
         })
     }
 
-    async fn append(&self, issued: &Issued, plan: Plan) -> Result<Outcome, CommandError> {
+    async fn append(
+        &self,
+        issued: &Issued,
+        plan: Plan,
+        reads: &load::Reads,
+    ) -> Result<Outcome, CommandError> {
         if plan.parts.is_empty() {
             return Ok(Outcome {
                 events: Vec::new(),
@@ -352,6 +385,16 @@ impl Service {
         }
         let command_meta = EventMetadata::new(issued.actor.clone(), issued.key);
         let trigger = plan.caused_by.unwrap_or_else(|| event_id(issued.key, 0));
+        let condition = plan.boundary.as_ref().map(|items| {
+            let mut query = shareledger_events::Query::new();
+            for item in items {
+                // An item about a stream this attempt did not read asks
+                // about every event ever: it can only fail safe.
+                let after = reads.complete_to.get(&item.stream).copied().unwrap_or(0);
+                query.push(item.tag.clone(), item.types, after);
+            }
+            shareledger_events::AppendCondition::new(query)
+        });
         let mut index = 0;
         let mut types = std::collections::HashMap::new();
         let mut appends = Vec::with_capacity(plan.parts.len());
@@ -360,50 +403,64 @@ impl Service {
             let mut new_events = Vec::with_capacity(events.len());
             cache_updates.push((
                 stream.to_string(),
-                expected,
                 events
                     .iter()
-                    .map(|(t, d, _)| (t.clone(), 1u32, d.clone()))
+                    .map(|e| (e.event_type.clone(), 1u32, e.data.clone()))
                     .collect::<Vec<load::RawEvent>>(),
             ));
-            for (event_type, data, consequence) in events {
-                let metadata = if consequence || plan.caused_by.is_some() {
+            for event in events {
+                let metadata = if event.consequence || plan.caused_by.is_some() {
                     EventMetadata::new(Actor::System, issued.key).caused_by(trigger)
                 } else {
                     command_meta.clone()
                 };
                 let id = event_id(issued.key, index);
-                types.insert(id, event_type.clone());
+                types.insert(id, event.event_type.clone());
                 let event_type =
-                    EventType::parse(event_type).expect("catalog event types are valid");
+                    EventType::parse(event.event_type).expect("catalog event types are valid");
                 new_events.push(
-                    NewEvent::new(event_id(issued.key, index), event_type, 1, data, metadata)
+                    NewEvent::new(id, event_type, 1, event.data, metadata)
+                        .and_then(|e| e.with_tags(event.tags))
                         .map_err(LogError::from)?,
                 );
                 index += 1;
             }
             appends.push(StreamAppend {
                 stream,
-                expected,
+                expected: if condition.is_some() {
+                    ExpectedRevision::Any
+                } else {
+                    expected
+                },
                 events: new_events,
             });
         }
-        let results = self.store.append_guarded(appends, &plan.guards).await?;
+        let guards = if condition.is_some() {
+            &[][..]
+        } else {
+            &plan.guards[..]
+        };
+        let results = self
+            .store
+            .append_conditioned(appends, guards, condition.as_ref())
+            .await?;
         // An append whose events were written already (a re-sent key) gets
-        // the stored events back: their revisions do not follow the
-        // expectation it was decided on.
-        let mut replayed = false;
-        for ((stream, expected, raw), result) in cache_updates.into_iter().zip(&results) {
-            let first = match expected {
-                ExpectedRevision::Exact(r) => Some(r + 1),
-                ExpectedRevision::NoStream => Some(0),
-                _ => None,
-            };
-            if first.is_some_and(|f| result.events.first().map(|e| e.stream_revision) != Some(f)) {
-                replayed = true;
+        // the stored events back.
+        let replayed = results.iter().any(|r| r.events.iter().any(|e| e.replayed));
+        if !replayed {
+            for ((stream, raw), result) in cache_updates.into_iter().zip(&results) {
+                if let (Some(first), Some(last)) = (result.events.first(), result.events.last()) {
+                    self.cache.appended(
+                        &stream,
+                        load::Appended {
+                            events: raw,
+                            first_revision: first.stream_revision,
+                            last_revision: last.stream_revision,
+                            last_position: last.global_position,
+                        },
+                    );
+                }
             }
-            self.cache
-                .appended(&stream, expected, raw, result.next_expected);
         }
         let mut events = Vec::new();
         for result in results {
@@ -728,7 +785,7 @@ impl Service {
             let command = command.clone();
             async move {
                 let acting = actor_site(&actor).unwrap_or(owner);
-                let (site, site_rev) = loaded.site(acting).await?;
+                let (site, _) = loaded.site(acting).await?;
                 let site = site.ok_or(DomainError::SiteNotFound(acting))?;
                 let (content, rev) = loaded.content(owner).await?;
                 let shared_with_actor = if acting == owner {
@@ -742,7 +799,9 @@ impl Service {
                 let events = command.decide(&actor, &site, &content, shared_with_actor)?;
                 let mut plan = Plan::default();
                 plan.write(&content_stream(owner), rev, &events, |_| false);
-                plan.guard(&site_stream(acting), site_rev);
+                // Consistent with the object and the acting user alone:
+                // edits of different objects of one site never collide.
+                plan.bounded_by(command.boundary(&actor, &site, &content));
                 Ok(plan)
             }
         })

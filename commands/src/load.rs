@@ -21,7 +21,7 @@
 //! conflict or re-deciding a refusal costs one short query per stream, not
 //! the stream's whole history.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use shareledger_core::catalog::{
@@ -41,6 +41,9 @@ const PAGE: usize = 1_000;
 
 /// Most streams a service caches; past it, the cache starts over.
 const CACHE_LIMIT: usize = 50_000;
+
+/// Most out-of-order appends kept waiting per cached stream.
+const PENDING_LIMIT: usize = 64;
 
 /// A stored event as the cache keeps it: type, schema version, data.
 pub(crate) type RawEvent = (String, u32, serde_json::Value);
@@ -144,6 +147,24 @@ impl Body {
 struct Cached {
     revision: ExpectedRevision,
     body: Body,
+    /// The global position up to which every event of the stream is in
+    /// `body` (the head of the log when it was read, or the position of the
+    /// service's own last event appended right after it). A decision's
+    /// boundary items about this stream ask "nothing after this".
+    complete_to: u64,
+    /// The service's own appends that finished before an earlier one of
+    /// theirs (out of revision order), by first revision: folded in once
+    /// the gap before them is filled.
+    pending: BTreeMap<u64, Appended>,
+}
+
+/// One append of the service's own to a cached stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Appended {
+    pub(crate) events: Vec<RawEvent>,
+    pub(crate) first_revision: u64,
+    pub(crate) last_revision: u64,
+    pub(crate) last_position: u64,
 }
 
 /// The streams a service has read or written, as of their last revision.
@@ -173,40 +194,46 @@ impl StreamCache {
         self.entries.lock().expect("not poisoned").remove(stream);
     }
 
-    /// Records an append of `events` to `stream`, which was at `expected`
-    /// and is now at `last`. A cached entry at another revision is dropped.
-    pub(crate) fn appended(
-        &self,
-        stream: &str,
-        expected: ExpectedRevision,
-        events: Vec<RawEvent>,
-        last: u64,
-    ) {
-        let Some(entry) = self.entries.lock().expect("not poisoned").remove(stream) else {
+    /// Records an append of the service's own to `stream`. When it
+    /// continues the cached entry (its first revision follows the entry's),
+    /// it is folded in, with any of the service's later appends that were
+    /// waiting for it; when it does not (another writer's events, or an
+    /// earlier append of ours not recorded yet, came between), it waits
+    /// (a few), and the entry stays as it was: a decision on it is still
+    /// checked against what it read (its boundary, or its revision).
+    pub(crate) fn appended(&self, stream: &str, append: Appended) {
+        let Some(mut entry) = self.entries.lock().expect("not poisoned").remove(stream) else {
             return;
         };
-        let first = match entry.revision {
-            ExpectedRevision::NoStream => 0,
-            ExpectedRevision::Exact(r) => r + 1,
-            _ => u64::MAX,
-        };
-        let follows = entry.revision == expected
-            && first.checked_add(events.len() as u64) == last.checked_add(1);
-        if !follows {
-            return;
+        entry.pending.insert(append.first_revision, append);
+        let mut changed = false;
+        loop {
+            let next = match entry.revision {
+                ExpectedRevision::NoStream => 0,
+                ExpectedRevision::Exact(r) => r + 1,
+                _ => break,
+            };
+            entry.pending.retain(|first, _| *first >= next);
+            let Some(append) = entry.pending.remove(&next) else {
+                break;
+            };
+            let Some(body) = entry.body.clone().extended(append.events) else {
+                return;
+            };
+            entry.body = body;
+            entry.revision = ExpectedRevision::Exact(append.last_revision);
+            entry.complete_to = entry.complete_to.max(append.last_position);
+            changed = true;
         }
-        // Folded outside the lock; a fresher entry put meanwhile (a read
-        // from the log) is kept.
-        if let Some(body) = entry.body.extended(events) {
-            self.entries
-                .lock()
-                .expect("not poisoned")
-                .entry(stream.to_owned())
-                .or_insert(Cached {
-                    revision: ExpectedRevision::Exact(last),
-                    body,
-                });
+        if !changed && entry.pending.len() > PENDING_LIMIT {
+            entry.pending.clear();
         }
+        // A fresher entry put meanwhile (a read from the log) is kept.
+        self.entries
+            .lock()
+            .expect("not poisoned")
+            .entry(stream.to_owned())
+            .or_insert(entry);
     }
 }
 
@@ -216,6 +243,8 @@ impl StreamCache {
 pub(crate) struct Reads {
     pub(crate) revisions: HashMap<String, ExpectedRevision>,
     pub(crate) from_cache: Vec<String>,
+    /// Up to which global position each stream read is complete.
+    pub(crate) complete_to: HashMap<String, u64>,
 }
 
 /// The streams one attempt of a command reads, with their revisions.
@@ -253,19 +282,23 @@ impl Loaded {
                 Cached {
                     revision,
                     body: Body::Raw(raw),
+                    complete_to,
+                    ..
                 },
                 verified,
             )) => {
-                self.read(stream, revision, !verified);
+                self.read(stream, revision, complete_to, !verified);
                 (raw, revision)
             }
             _ => {
-                let (raw, expected) = self.read_log(stream).await?;
+                let (raw, expected, complete_to) = self.read_log(stream).await?;
                 self.cache.put(
                     stream,
                     Cached {
                         revision: expected,
                         body: Body::Raw(Arc::clone(&raw)),
+                        complete_to,
+                        pending: BTreeMap::new(),
                     },
                 );
                 (raw, expected)
@@ -294,7 +327,7 @@ impl Loaded {
             ExpectedRevision::Exact(r) => r + 1,
             _ => return Ok(None),
         };
-        let Some((tail, last)) = self.read_from(stream, next).await? else {
+        let Some((tail, last, head)) = self.read_from(stream, next).await? else {
             // Nothing visible any more: deleted since it was cached.
             self.cache.forget(stream);
             return Ok(None);
@@ -308,34 +341,40 @@ impl Loaded {
                 None => return Ok(None),
             }
         };
-        let refreshed = Cached { revision, body };
+        let refreshed = Cached {
+            revision,
+            body,
+            complete_to: head.max(entry.complete_to),
+            pending: BTreeMap::new(),
+        };
         self.cache.put(stream, refreshed.clone());
         Ok(Some((refreshed, true)))
     }
 
-    /// The visible events of `stream` from revision `from` on, and the
-    /// revision of the last (`None`: no event from there). Reading on from a
-    /// revision past 0, `None` when the stream does not simply continue
-    /// there (nothing visible any more, or hidden revisions: it was deleted
-    /// since).
+    /// The visible events of `stream` from revision `from` on, the
+    /// revision of the last (`None`: no event from there), and the position
+    /// up to which the stream is complete (the head of the log as of the
+    /// last read). Reading on from a revision past 0, `None` when the
+    /// stream does not simply continue there (nothing visible any more, or
+    /// hidden revisions: it was deleted since).
     async fn read_from(
         &self,
         stream: &str,
         from: u64,
-    ) -> Result<Option<(Vec<RawEvent>, Option<u64>)>, CommandError> {
+    ) -> Result<Option<(Vec<RawEvent>, Option<u64>, u64)>, CommandError> {
         let mut next = from;
         let name = stream_name(stream);
         let mut raw = Vec::new();
         let mut last = None;
         loop {
-            let page = match self
+            let (page, head) = match self
                 .store
-                .read_stream(&name, Direction::Forwards, RevisionFrom::At(next), PAGE)
+                .read_stream_with_head(&name, Direction::Forwards, RevisionFrom::At(next), PAGE)
                 .await
             {
-                Ok(page) => page,
+                Ok(read) => read,
                 Err(LogError::StreamNotFound { .. }) if from > 0 => return Ok(None),
-                Err(LogError::StreamNotFound { .. }) => Vec::new(),
+                Err(LogError::StreamNotFound { .. }) => (Vec::new(), self.store.known_head()),
                 Err(e) => return Err(e.into()),
             };
             let full = page.len() == PAGE;
@@ -348,15 +387,17 @@ impl Loaded {
                 raw.push((recorded.event_type, recorded.schema_version, recorded.data));
             }
             if !full {
-                return Ok(Some((raw, last)));
+                return Ok(Some((raw, last, head)));
             }
         }
     }
 
-    /// Notes that this attempt read `stream` at `revision`.
-    fn read(&self, stream: &str, revision: ExpectedRevision, from_cache: bool) {
+    /// Notes that this attempt read `stream` at `revision`, complete up to
+    /// position `complete_to`.
+    fn read(&self, stream: &str, revision: ExpectedRevision, complete_to: u64, from_cache: bool) {
         let mut reads = self.reads.lock().expect("not poisoned");
         reads.revisions.insert(stream.to_owned(), revision);
+        reads.complete_to.insert(stream.to_owned(), complete_to);
         if from_cache {
             reads.from_cache.push(stream.to_owned());
         }
@@ -366,12 +407,12 @@ impl Loaded {
     async fn read_log(
         &self,
         stream: &str,
-    ) -> Result<(Arc<Vec<RawEvent>>, ExpectedRevision), CommandError> {
+    ) -> Result<(Arc<Vec<RawEvent>>, ExpectedRevision, u64), CommandError> {
         // From the start, the read always answers.
-        let (raw, last) = self.read_from(stream, 0).await?.unwrap_or_default();
+        let (raw, last, complete_to) = self.read_from(stream, 0).await?.unwrap_or_default();
         let expected = last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-        self.read(stream, expected, false);
-        Ok((Arc::new(raw), expected))
+        self.read(stream, expected, complete_to, false);
+        Ok((Arc::new(raw), expected, complete_to))
     }
 
     /// A stream's state folded from `initial`, and its revision: from the
@@ -383,11 +424,11 @@ impl Loaded {
     ) -> Result<(S, ExpectedRevision), CommandError> {
         if let Some((entry, verified)) = self.cached(stream).await? {
             if let Some(state) = S::from_body(&entry.body) {
-                self.read(stream, entry.revision, !verified);
+                self.read(stream, entry.revision, entry.complete_to, !verified);
                 return Ok((state.as_ref().clone(), entry.revision));
             }
         }
-        let (raw, revision) = self.read_log(stream).await?;
+        let (raw, revision, complete_to) = self.read_log(stream).await?;
         let mut state = initial;
         for (t, v, d) in raw.iter() {
             state = state.apply(&S::Event::decode(t, *v, d)?);
@@ -397,6 +438,8 @@ impl Loaded {
             Cached {
                 revision,
                 body: S::into_body(Arc::new(state.clone())),
+                complete_to,
+                pending: BTreeMap::new(),
             },
         );
         Ok((state, revision))

@@ -8,11 +8,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use shareledger_events::catalog::{
-    AccessLevel, ContentEvent, Name, ObjectField, ObjectId, ObjectKind, PermissionFlag,
-    RelationshipId, RemovalReason, ScorecardId, SiteId,
+    content_stream, site_stream, AccessLevel, ContentEvent, Name, ObjectField, ObjectId,
+    ObjectKind, PermissionFlag, RelationshipId, RemovalReason, ScorecardId, SiteId, UserId,
 };
 use shareledger_events::Actor;
 
+use crate::boundary::BoundaryItem;
 use crate::error::DomainError;
 use crate::site::{authorize, SiteState, UserState};
 
@@ -492,6 +493,54 @@ impl ChangeObjectField {
                 value,
             }
         }])
+    }
+}
+
+impl ChangeObjectField {
+    /// What the outcome depends on (R-USER-3: the actor's level on the
+    /// object): the acting user (their role, flags, per-scorecard levels,
+    /// active or not), the object's and its containers' creation and
+    /// placements (where it shows), and the existence of the scorecards the
+    /// user is assigned to. Other objects, other users and field values are
+    /// outside it: edits of different objects never collide.
+    pub fn boundary(
+        &self,
+        actor: &Actor,
+        actor_site: &SiteState,
+        content: &ContentState,
+    ) -> Vec<BoundaryItem> {
+        use crate::boundary::{ANY, OBJECT_STRUCTURE, SCORECARD_EXISTENCE};
+        let content_stream = content_stream(content.site);
+        let mut items = Vec::new();
+        let mut next = Some(self.object_id);
+        let mut seen = BTreeSet::new();
+        while let Some(object) = next.filter(|o| seen.insert(*o)) {
+            items.push(BoundaryItem {
+                stream: content_stream.clone(),
+                tag: object.tag(),
+                types: OBJECT_STRUCTURE,
+            });
+            next = content.objects.get(&object).and_then(|o| o.container);
+        }
+        if let Actor::User { user_id, .. } = actor {
+            let user = UserId(*user_id);
+            let site_stream = site_stream(actor_site.id);
+            items.push(BoundaryItem {
+                stream: site_stream,
+                tag: user.tag(),
+                types: ANY,
+            });
+            if let Some(state) = actor_site.users.get(&user) {
+                for scorecard in state.scorecard_access.keys() {
+                    items.push(BoundaryItem {
+                        stream: content_stream.clone(),
+                        tag: scorecard.tag(),
+                        types: SCORECARD_EXISTENCE,
+                    });
+                }
+            }
+        }
+        items
     }
 }
 

@@ -12,6 +12,7 @@
 //! service's job (it does IO; this crate does not).
 //!
 //! Modules:
+//! * [`boundary`]: a decision's consistency boundary (tags and types).
 //! * [`site`]: sites and users (R-USER-*, R-ONB-*), and [`site::authorize`].
 //! * [`connection`]: partner connections, share links and shared scorecards
 //!   (R-CONN-*, R-SHARE-1, R-SHARE-7).
@@ -20,6 +21,7 @@
 //! * [`csv_import`]: parsing a users CSV (R-USER-8).
 //! * [`error`]: [`DomainError`], with a stable code per variant.
 
+pub mod boundary;
 pub mod connection;
 pub mod content;
 pub mod csv_import;

@@ -56,6 +56,18 @@ pub enum InvalidInput {
     DuplicateStream(String),
     #[error("a read limit must be at least 1")]
     ZeroLimit,
+    #[error("tag {tag:?}: {reason}")]
+    TagFormat { tag: String, reason: &'static str },
+    #[error(
+        "an event has {count} tags; the limit is {}",
+        crate::dcb::MAX_TAGS_PER_EVENT
+    )]
+    TooManyTags { count: usize },
+    #[error(
+        "an append condition has {count} items; the limit is {}",
+        crate::dcb::MAX_CONDITION_ITEMS
+    )]
+    TooManyConditionItems { count: usize },
     /// PostgreSQL stores no NUL character (U+0000) in text or JSON: the
     /// path is a JSON Pointer (RFC 6901) to the string or member name that
     /// holds one, the NUL shown as `\u0000`.
@@ -308,6 +320,7 @@ pub struct NewEvent {
     data: serde_json::Value,
     metadata: EventMetadata,
     metadata_json: serde_json::Value,
+    tags: Vec<crate::dcb::Tag>,
 }
 
 impl NewEvent {
@@ -348,7 +361,26 @@ impl NewEvent {
             data,
             metadata,
             metadata_json,
+            tags: Vec::new(),
         })
+    }
+
+    /// The event with these tags (what it is about, for append conditions;
+    /// see [`crate::dcb`]), each kept once.
+    pub fn with_tags(mut self, tags: Vec<crate::dcb::Tag>) -> Result<Self, InvalidInput> {
+        let mut tags = tags;
+        tags.sort();
+        tags.dedup();
+        if tags.len() > crate::dcb::MAX_TAGS_PER_EVENT {
+            return Err(InvalidInput::TooManyTags { count: tags.len() });
+        }
+        self.tags = tags;
+        Ok(self)
+    }
+
+    /// The event's tags.
+    pub fn tags(&self) -> &[crate::dcb::Tag] {
+        &self.tags
     }
 
     pub fn id(&self) -> Uuid {

@@ -59,7 +59,9 @@ use shareledger_events::store::{PgEventStore, PositionFrom};
 use shareledger_events::{Actor, Direction, RecordedEvent};
 use shareledger_projections::dashboard;
 use shareledger_projections::projection::SqlProjection;
-use shareledger_projections::runtime::{generation_schema, ProjectionRuntime, RuntimeOptions};
+use shareledger_projections::runtime::{
+    generation_schema, ProjectionRuntime, ProjectionState, RuntimeOptions,
+};
 use shareledger_projections::ProjectionError;
 use shareledger_tests::TestDb;
 use sqlx::postgres::PgPoolOptions;
@@ -884,26 +886,26 @@ async fn crashes_anywhere_leave_the_live_tables_as_a_clean_rebuild_makes_them() 
                 kill_connections(db.pool(), &application).await;
                 plan.resume.close();
                 // A killed connection is a transient fault: the projection
-                // notices, runs again from its checkpoint and catches up.
-                let (health, _) = runtime
-                    .parts()
-                    .into_iter()
-                    .find(|(health, _)| health.name() == died)
-                    .expect("the dying projection runs");
-                let mut status = health.subscribe();
-                let noticed = tokio::time::timeout(WAIT, status.wait_for(|s| s.restarts > 0))
-                    .await
-                    .is_ok_and(|r| r.is_ok());
-                assert!(
-                    noticed,
-                    "round {round}: {died} ({hit}) did not run again: {:?}",
-                    health.status()
-                );
+                // runs again from its checkpoint (or, when a switch retired
+                // the generation the batch was in, simply goes on with the
+                // new one) and catches up; it never fails for it.
                 let head = db.store().head_position().await.expect("the head");
                 runtime
                     .wait_for_projection(died, head, WAIT)
                     .await
-                    .unwrap_or_else(|e| panic!("round {round}: {died} did not recover: {e}"));
+                    .unwrap_or_else(|e| {
+                        panic!("round {round}: {died} ({hit}) did not recover: {e}")
+                    });
+                let state = runtime
+                    .parts()
+                    .into_iter()
+                    .find(|(health, _)| health.name() == died)
+                    .map(|(_, state)| state);
+                assert_eq!(
+                    state,
+                    Some(ProjectionState::Running),
+                    "round {round}: {died} ({hit})"
+                );
                 drop(runtime);
             }
         }

@@ -265,6 +265,8 @@ impl TestDb {
             events: rows("SELECT to_jsonb(e) FROM sl_events e ORDER BY global_position").await,
             streams: rows("SELECT to_jsonb(s) FROM sl_streams s ORDER BY stream_name").await,
             head: rows("SELECT to_jsonb(h) FROM sl_log_head h").await,
+            tags: rows("SELECT to_jsonb(t) FROM sl_event_tags t ORDER BY global_position, tag")
+                .await,
         }
     }
 }
@@ -275,6 +277,7 @@ pub struct LogSnapshot {
     pub events: Vec<serde_json::Value>,
     pub streams: Vec<serde_json::Value>,
     pub head: Vec<serde_json::Value>,
+    pub tags: Vec<serde_json::Value>,
 }
 
 impl Drop for TestDb {

@@ -22,7 +22,8 @@ async fn raw_append(
 ) -> String {
     let err = sqlx::query(
         "SELECT * FROM sl_append(ARRAY[$1], ARRAY[-1::bigint], ARRAY[1], ARRAY[1], \
-         ARRAY[gen_random_uuid()], ARRAY[$2], ARRAY[1], ARRAY[$3::jsonb], ARRAY['{}'::jsonb])",
+         ARRAY[gen_random_uuid()], ARRAY[$2], ARRAY[1], ARRAY[$3::jsonb], ARRAY['{}'::jsonb], \
+         '{}'::integer[], '{}'::text[], '{}'::text[], '{}'::text[], '{}'::bigint[])",
     )
     .bind(stream)
     .bind(event_type)
@@ -266,9 +267,12 @@ impl RawAppend {
     /// answered.
     async fn call(&self, db: &TestDb) -> Result<usize, LogError> {
         let sql = if self.part_append.is_some() {
-            "SELECT 1 FROM sl_append_batch($10, $1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "SELECT 1 FROM sl_append_batch($10, $1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             '{}'::integer[], '{}'::text[], '{}'::integer[], '{}'::text[], '{}'::text[], \
+             '{}'::bigint[])"
         } else {
-            "SELECT 1 FROM sl_append($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "SELECT 1 FROM sl_append($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             '{}'::integer[], '{}'::text[], '{}'::text[], '{}'::text[], '{}'::bigint[])"
         };
         let mut query = sqlx::query(sql)
             .bind(&self.streams)

@@ -1,18 +1,23 @@
 //! Property test: random sequences of appends (random streams, random
 //! expectations, repeated event ids, exact retries, multi-stream appends,
-//! soft deletes and tombstones) run against the PostgreSQL log and against a
-//! simple in-memory reference model. Every result and the final log must match.
+//! soft deletes and tombstones, tagged events and append conditions) run
+//! against the PostgreSQL log and against a simple in-memory reference
+//! model. Every result and the final log must match.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use proptest::prelude::*;
 use shareledger_events::store::{LogError, PositionFrom, StreamAppend};
-use shareledger_events::{Direction, ExpectedRevision, InvalidInput, StreamState};
+use shareledger_events::{
+    AppendCondition, Direction, ExpectedRevision, InvalidInput, Query, StreamState, Tag,
+};
 use shareledger_tests::fixtures::{event_with_id, metadata, stream};
 use shareledger_tests::TestDb;
 use uuid::Uuid;
 
 const STREAMS: [&str; 4] = ["a-1", "a-2", "b-1", "c-1"];
+const TAGS: [&str; 3] = ["t:1", "t:2", "t:3"];
+const TYPES: [&str; 2] = ["Happened", "Other"];
 
 #[derive(Debug, Clone)]
 enum IdChoice {
@@ -25,12 +30,17 @@ enum IdChoice {
 struct Part {
     stream: usize,
     expected: ExpectedRevision,
-    ids: Vec<IdChoice>,
+    /// Per event: its id, its type (index in TYPES), its tags (bits over TAGS).
+    ids: Vec<(IdChoice, usize, u8)>,
 }
+
+/// A condition item: tag (index), types (bits over TYPES; 0 is any), and
+/// after (a fraction of the log's length, in eighths).
+type ConditionItem = (usize, u8, u8);
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append(Vec<Part>),
+    Append(Vec<Part>, Vec<ConditionItem>),
     /// Send again exactly the n-th append request made so far.
     Retry(usize),
     Delete {
@@ -54,10 +64,11 @@ fn expected_strategy() -> impl Strategy<Value = ExpectedRevision> {
 
 fn part_strategy() -> impl Strategy<Value = Part> {
     let id = prop_oneof![4 => Just(IdChoice::Fresh), 1 => (0usize..64).prop_map(IdChoice::Reuse)];
+    let event = (id, 0..TYPES.len(), 0u8..8);
     (
         0..STREAMS.len(),
         expected_strategy(),
-        prop::collection::vec(id, 1..4),
+        prop::collection::vec(event, 1..4),
     )
         .prop_map(|(stream, expected, ids)| Part {
             stream,
@@ -66,10 +77,20 @@ fn part_strategy() -> impl Strategy<Value = Part> {
         })
 }
 
+/// No condition half the time; else one to three items.
+fn conditions() -> impl Strategy<Value = Vec<ConditionItem>> {
+    prop_oneof![
+        1 => Just(Vec::new()),
+        1 => prop::collection::vec((0..TAGS.len(), 0u8..4, 0u8..=8), 1..4),
+    ]
+}
+
 fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => prop::collection::vec(part_strategy(), 1..2).prop_map(Op::Append),
-        2 => prop::collection::vec(part_strategy(), 2..4).prop_map(Op::Append),
+        6 => (prop::collection::vec(part_strategy(), 1..2), conditions())
+            .prop_map(|(parts, condition)| Op::Append(parts, condition)),
+        2 => (prop::collection::vec(part_strategy(), 2..4), conditions())
+            .prop_map(|(parts, condition)| Op::Append(parts, condition)),
         2 => (0usize..64).prop_map(Op::Retry),
         1 => (0..STREAMS.len(), expected_strategy())
             .prop_map(|(stream, expected)| Op::Delete { stream, expected }),
@@ -93,6 +114,7 @@ enum Outcome {
     NotFound(String),
     Partial(Vec<Uuid>, Vec<Uuid>),
     Taken,
+    Conflict(String, String, u64),
 }
 
 fn outcome_of_error(e: LogError) -> Outcome {
@@ -114,6 +136,11 @@ fn outcome_of_error(e: LogError) -> Outcome {
             not_written,
         } => Outcome::Partial(written, not_written),
         LogError::EventIdsTaken { .. } => Outcome::Taken,
+        LogError::ConditionFailed {
+            tag,
+            event_type,
+            position,
+        } => Outcome::Conflict(tag, event_type, position),
         other => panic!("unexpected error from the log: {other}"),
     }
 }
@@ -142,7 +169,16 @@ struct Model {
     /// (stream, revision, event id), position = index + 1.
     log: Vec<(String, u64, Uuid)>,
     by_id: HashMap<Uuid, (String, u64, u64)>,
+    /// Each position's type and tags (lifecycle events: none).
+    tagged: Vec<(String, Vec<String>)>,
 }
+
+/// A request: parts (stream, expectation, events: id, type, tags), and the
+/// condition (tag, type or any, after).
+type Request = (
+    Vec<(String, ExpectedRevision, Vec<(Uuid, String, Vec<String>)>)>,
+    Vec<(String, Option<String>, u64)>,
+);
 
 impl Model {
     fn stream_mut(&mut self, name: &str) -> &mut ModelStream {
@@ -154,7 +190,13 @@ impl Model {
             })
     }
 
-    fn append(&mut self, parts: &[(String, ExpectedRevision, Vec<Uuid>)]) -> Outcome {
+    fn append(&mut self, request: &Request) -> Outcome {
+        let (full, condition) = request;
+        let parts: Vec<(String, ExpectedRevision, Vec<Uuid>)> = full
+            .iter()
+            .map(|(s, e, events)| (s.clone(), *e, events.iter().map(|e| e.0).collect()))
+            .collect();
+        let parts = &parts[..];
         let mut streams = HashSet::new();
         let mut ids = HashSet::new();
         for (s, _, part_ids) in parts {
@@ -198,6 +240,30 @@ impl Model {
                     .collect(),
             );
         }
+        // The condition: the first matching event after its item's position,
+        // with the first of its tags (in text order) that matched.
+        let mut conflict: Option<(u64, String, String)> = None;
+        for (tag, event_type, after) in condition {
+            for (i, (t, tags)) in self.tagged.iter().enumerate() {
+                let position = i as u64 + 1;
+                if position > *after
+                    && tags.contains(tag)
+                    && event_type.as_ref().is_none_or(|ty| ty == t)
+                {
+                    let candidate = (position, tag.clone(), t.clone());
+                    if conflict
+                        .as_ref()
+                        .is_none_or(|c| (c.0, &c.1) > (position, tag))
+                    {
+                        conflict = Some(candidate);
+                    }
+                    break;
+                }
+            }
+        }
+        if let Some((position, tag, event_type)) = conflict {
+            return Outcome::Conflict(tag, event_type, position);
+        }
         let mut sorted: Vec<&(String, ExpectedRevision, Vec<Uuid>)> = parts.iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         for (s, expected, _) in sorted {
@@ -214,13 +280,16 @@ impl Model {
             }
         }
         let mut out = Vec::new();
-        for (s, _, part_ids) in parts {
+        for (s, _, part_events) in full {
             let mut written = Vec::new();
-            for id in part_ids {
+            for (id, event_type, tags) in part_events {
                 let st = self.stream_mut(s);
                 st.last += 1;
                 let rev = st.last as u64;
                 self.log.push((s.clone(), rev, *id));
+                let mut tags = tags.clone();
+                tags.sort();
+                self.tagged.push((event_type.clone(), tags));
                 let pos = self.log.len() as u64;
                 self.by_id.insert(*id, (s.clone(), rev, pos));
                 written.push((*id, rev, pos));
@@ -254,6 +323,7 @@ impl Model {
         let rev = ms.last as u64;
         // Lifecycle event ids are generated by the log; compare them as nil.
         self.log.push((meta, rev, Uuid::nil()));
+        self.tagged.push((String::new(), Vec::new()));
         Outcome::Deleted(self.log.len() as u64)
     }
 }
@@ -263,31 +333,53 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let store = db.store();
     let mut model = Model::default();
     let mut used_ids: Vec<Uuid> = Vec::new();
-    let mut requests: Vec<Vec<(String, ExpectedRevision, Vec<Uuid>)>> = Vec::new();
+    let mut requests: Vec<Request> = Vec::new();
 
     for (step, op) in ops.into_iter().enumerate() {
         let (request, ending) = match op {
-            Op::Append(parts) => {
-                let request: Vec<(String, ExpectedRevision, Vec<Uuid>)> = parts
+            Op::Append(parts, items) => {
+                let full: Vec<_> = parts
                     .iter()
                     .map(|p| {
-                        let ids = p
+                        let events = p
                             .ids
                             .iter()
-                            .map(|c| match c {
-                                IdChoice::Reuse(n) if !used_ids.is_empty() => {
-                                    used_ids[n % used_ids.len()]
-                                }
-                                _ => {
-                                    let id = Uuid::new_v4();
-                                    used_ids.push(id);
-                                    id
-                                }
+                            .map(|(c, event_type, bits)| {
+                                let id = match c {
+                                    IdChoice::Reuse(n) if !used_ids.is_empty() => {
+                                        used_ids[n % used_ids.len()]
+                                    }
+                                    _ => {
+                                        let id = Uuid::new_v4();
+                                        used_ids.push(id);
+                                        id
+                                    }
+                                };
+                                let tags = (0..TAGS.len())
+                                    .filter(|t| bits & (1 << t) != 0)
+                                    .map(|t| TAGS[t].to_owned())
+                                    .collect();
+                                (id, TYPES[*event_type].to_owned(), tags)
                             })
                             .collect();
-                        (STREAMS[p.stream].to_owned(), p.expected, ids)
+                        (STREAMS[p.stream].to_owned(), p.expected, events)
                     })
                     .collect();
+                let length = model.log.len() as u64;
+                let mut condition = Vec::new();
+                for (tag, types, eighths) in &items {
+                    let after = length * u64::from(*eighths) / 8;
+                    let tag = TAGS[*tag].to_owned();
+                    if *types == 0 || *types == 3 {
+                        condition.push((tag.clone(), None, after));
+                    }
+                    for (t, name) in TYPES.iter().enumerate() {
+                        if *types != 3 && types & (1 << t) != 0 {
+                            condition.push((tag.clone(), Some((*name).to_owned()), after));
+                        }
+                    }
+                }
+                let request = (full, condition);
                 requests.push(request.clone());
                 (Some(request), None)
             }
@@ -300,17 +392,35 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         };
         let (ours, theirs) = if let Some(request) = request {
             let appends = request
+                .0
                 .iter()
-                .map(|(s, expected, ids)| StreamAppend {
+                .map(|(s, expected, events)| StreamAppend {
                     stream: stream(s),
                     expected: *expected,
-                    events: ids
+                    events: events
                         .iter()
-                        .map(|id| event_with_id(*id, "Happened", serde_json::json!({"step": step})))
+                        .map(|(id, event_type, tags)| {
+                            event_with_id(*id, event_type, serde_json::json!({"step": step}))
+                                .with_tags(
+                                    tags.iter()
+                                        .map(|t| Tag::parse(t.as_str()).unwrap())
+                                        .collect(),
+                                )
+                                .unwrap()
+                        })
                         .collect(),
                 })
                 .collect();
-            let ours = match store.append_multi(appends).await {
+            let mut query = Query::new();
+            for (tag, event_type, after) in &request.1 {
+                let types: Vec<&str> = event_type.iter().map(String::as_str).collect();
+                query.push(Tag::parse(tag.as_str()).unwrap(), &types, *after);
+            }
+            let condition = AppendCondition::new(query);
+            let ours = match store
+                .append_conditioned(appends, &[], (!request.1.is_empty()).then_some(&condition))
+                .await
+            {
                 Ok(results) => Outcome::Appended(
                     results
                         .iter()

@@ -16,6 +16,7 @@
 //! are at version 1. `docs/events.md` has one line per event.
 
 pub mod identifiers;
+pub mod tags;
 pub mod values;
 
 use serde::de::DeserializeOwned;
@@ -35,6 +36,9 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Sized {
     fn schema_version(&self) -> u32 {
         1
     }
+
+    /// What the event is about, as stored in `stream` (see [`tags`]).
+    fn tags_on(&self, stream: &str) -> Vec<crate::dcb::Tag>;
 
     /// The event's data, a JSON object.
     fn data(&self) -> serde_json::Value {
@@ -205,6 +209,9 @@ event_names!(SiteEvent {
 });
 
 impl DomainEvent for SiteEvent {
+    fn tags_on(&self, stream: &str) -> Vec<crate::dcb::Tag> {
+        self.tags_on_stream(stream)
+    }
     const CATEGORY: &'static str = "site";
     fn event_type(&self) -> &'static str {
         self.type_name()
@@ -220,6 +227,9 @@ pub enum SiteCodeEvent {
 event_names!(SiteCodeEvent { SiteCodeClaimed });
 
 impl DomainEvent for SiteCodeEvent {
+    fn tags_on(&self, _stream: &str) -> Vec<crate::dcb::Tag> {
+        self.tags()
+    }
     const CATEGORY: &'static str = "sitecode";
     fn event_type(&self) -> &'static str {
         self.type_name()
@@ -337,6 +347,9 @@ event_names!(ContentEvent {
 });
 
 impl DomainEvent for ContentEvent {
+    fn tags_on(&self, stream: &str) -> Vec<crate::dcb::Tag> {
+        self.tags_on_stream(stream)
+    }
     const CATEGORY: &'static str = "content";
     fn event_type(&self) -> &'static str {
         self.type_name()
@@ -424,6 +437,9 @@ event_names!(ConnectionEvent {
 });
 
 impl DomainEvent for ConnectionEvent {
+    fn tags_on(&self, stream: &str) -> Vec<crate::dcb::Tag> {
+        self.tags_on_stream(stream)
+    }
     const CATEGORY: &'static str = "connection";
     fn event_type(&self) -> &'static str {
         self.type_name()

@@ -66,6 +66,10 @@ macro_rules! id_type {
             }
             /// The stream category of this kind of id.
             pub const CATEGORY: &'static str = $prefix;
+            /// The tag of the events about this id: `<prefix>:<uuid>`.
+            pub fn tag(&self) -> crate::dcb::Tag {
+                crate::dcb::Tag::of($prefix, self.0)
+            }
         }
 
         impl Default for $name {

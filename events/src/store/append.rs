@@ -21,7 +21,8 @@ use uuid::Uuid;
 
 use super::error::{is_transient, typed};
 use super::supervise::sqlx_is_transient;
-use super::{encode_expected, LogError, StreamAppend, WrittenEvent};
+use super::{encode_expected, to_i64, LogError, StreamAppend, WrittenEvent};
+use crate::dcb::AppendCondition;
 use crate::envelope::{ExpectedRevision, InvalidInput, StreamName, MAX_EVENTS_PER_APPEND};
 
 /// Most appends merged into one batch.
@@ -44,6 +45,15 @@ pub(crate) struct AppendRequest {
     versions: Vec<i32>,
     data: Vec<serde_json::Value>,
     metadata: Vec<serde_json::Value>,
+    /// Each tag's event (1-based, in `event_ids`), and the tags.
+    tag_event: Vec<i32>,
+    tags: Vec<String>,
+    /// The condition's rows: append number (in a batch), tag, type (`None`:
+    /// any), after.
+    cond_append: Vec<i32>,
+    cond_tags: Vec<String>,
+    cond_types: Vec<Option<String>>,
+    cond_after: Vec<i64>,
 }
 
 impl AppendRequest {
@@ -52,6 +62,7 @@ impl AppendRequest {
     pub(crate) fn build(
         appends: &[StreamAppend],
         guards: &[(StreamName, ExpectedRevision)],
+        condition: Option<&AppendCondition>,
     ) -> Result<Self, InvalidInput> {
         let total: usize = appends.iter().map(|a| a.events.len()).sum();
         if appends.is_empty() || appends.iter().any(|a| a.events.is_empty()) {
@@ -74,6 +85,12 @@ impl AppendRequest {
             versions: Vec::with_capacity(total),
             data: Vec::with_capacity(total),
             metadata: Vec::with_capacity(total),
+            tag_event: Vec::new(),
+            tags: Vec::new(),
+            cond_append: Vec::new(),
+            cond_tags: Vec::new(),
+            cond_types: Vec::new(),
+            cond_after: Vec::new(),
         };
         for (part, append) in appends.iter().enumerate() {
             if !seen_streams.insert(append.stream.as_str()) {
@@ -92,6 +109,11 @@ impl AppendRequest {
                 request.versions.push(event.schema_version() as i32);
                 request.data.push(event.data().clone());
                 request.metadata.push(event.metadata_json().clone());
+                let number = request.event_ids.len() as i32;
+                for tag in event.tags() {
+                    request.tag_event.push(number);
+                    request.tags.push(tag.to_string());
+                }
             }
         }
         for (stream, expected) in guards {
@@ -102,15 +124,35 @@ impl AppendRequest {
             request.expected.push(encode_expected(*expected));
             request.counts.push(0);
         }
+        if let Some(condition) = condition {
+            condition.check()?;
+            for item in condition.query.items() {
+                let after = to_i64(item.after);
+                if item.types.is_empty() {
+                    request.push_condition(item.tag.as_str(), None, after);
+                }
+                for event_type in &item.types {
+                    request.push_condition(item.tag.as_str(), Some(event_type.as_str()), after);
+                }
+            }
+        }
         Ok(request)
+    }
+
+    fn push_condition(&mut self, tag: &str, event_type: Option<&str>, after: i64) {
+        self.cond_append.push(1);
+        self.cond_tags.push(tag.to_owned());
+        self.cond_types.push(event_type.map(str::to_owned));
+        self.cond_after.push(after);
     }
 
     fn events(&self) -> usize {
         self.event_ids.len()
     }
 
-    /// Binds, as `$1` to `$9`, the arrays `sl_append` and `sl_append_batch`
-    /// both take: parts (streams, expectations, counts), then events.
+    /// Binds, as `$1` to `$14`, the arrays `sl_append` and `sl_append_batch`
+    /// both take: parts (streams, expectations, counts), events, tags, and
+    /// the condition's rows (tag, type, after).
     fn bind_parts<'q>(
         &'q self,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -125,6 +167,11 @@ impl AppendRequest {
             .bind(&self.versions)
             .bind(&self.data)
             .bind(&self.metadata)
+            .bind(&self.tag_event)
+            .bind(&self.tags)
+            .bind(&self.cond_tags)
+            .bind(&self.cond_types)
+            .bind(&self.cond_after)
     }
 
     /// Runs this append alone with `sl_append`, on any executor (a pool, or
@@ -134,8 +181,8 @@ impl AppendRequest {
         executor: impl sqlx::PgExecutor<'c>,
     ) -> Result<Vec<WrittenEvent>, sqlx::Error> {
         let query = sqlx::query(
-            "SELECT event_id, stream_revision, global_position \
-             FROM sl_append($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "SELECT event_id, stream_revision, global_position, replayed \
+             FROM sl_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         );
         let rows = self.bind_parts(query).fetch_all(executor).await?;
         rows.iter()
@@ -144,6 +191,7 @@ impl AppendRequest {
                     event_id: row.try_get("event_id")?,
                     stream_revision: row.try_get::<i64, _>("stream_revision")? as u64,
                     global_position: row.try_get::<i64, _>("global_position")? as u64,
+                    replayed: row.try_get("replayed")?,
                 })
             })
             .collect()
@@ -155,6 +203,15 @@ impl AppendRequest {
     fn absorb(&mut self, other: &AppendRequest) {
         let offset = self.streams.len() as i32;
         let appends = self.part_append.last().copied().unwrap_or(0);
+        let events = self.event_ids.len() as i32;
+        self.tag_event
+            .extend(other.tag_event.iter().map(|e| e + events));
+        self.tags.extend_from_slice(&other.tags);
+        self.cond_append
+            .extend(other.cond_append.iter().map(|a| a + appends));
+        self.cond_tags.extend_from_slice(&other.cond_tags);
+        self.cond_types.extend_from_slice(&other.cond_types);
+        self.cond_after.extend_from_slice(&other.cond_after);
         self.part_append
             .extend(other.part_append.iter().map(|a| a + appends));
         self.streams.extend_from_slice(&other.streams);
@@ -175,11 +232,13 @@ impl AppendRequest {
         let query = sqlx::query(
             "SELECT batch_append, written_id, written_revision, written_position, \
                     failure_code, failure_detail \
-             FROM sl_append_batch($10, $1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             FROM sl_append_batch($15, $1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                                  $10, $11, $16, $12, $13, $14)",
         );
         let rows = self
             .bind_parts(query)
             .bind(&self.part_append)
+            .bind(&self.cond_append)
             .fetch_all(pool)
             .await?;
         let mut out = BatchRows::default();
@@ -199,6 +258,7 @@ impl AppendRequest {
                             event_id,
                             stream_revision: row.try_get::<i64, _>("written_revision")? as u64,
                             global_position: row.try_get::<i64, _>("written_position")? as u64,
+                            replayed: false,
                         },
                     );
                 }

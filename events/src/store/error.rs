@@ -35,6 +35,22 @@ pub enum LogError {
     /// them, the store lays them out right).
     #[error("the arrays given to the log do not describe an append: {reason}")]
     MalformedAppend { reason: String },
+    /// An append condition failed (SQLSTATE `SL009`): the event at
+    /// `position`, of `event_type`, tagged `tag`, was appended after the
+    /// position the condition allowed. Nothing was written.
+    #[error("the append's consistency boundary moved: event {position} ({event_type}) tagged {tag} was appended since it was read")]
+    ConditionFailed {
+        tag: String,
+        event_type: String,
+        position: u64,
+    },
+    /// An append with a condition before the tags of the events stored
+    /// earlier were derived (SQLSTATE `SL010`; `PgEventStore::migrate`
+    /// derives them). Nothing was written.
+    #[error(
+        "the tags of the events stored before tags existed are not derived yet: run the migrations"
+    )]
+    TagsNotDerived,
     #[error("the log skipped from position {after} to {found}: the log has been altered")]
     Gap { after: u64, found: u64 },
     #[error("database error: {0}")]
@@ -46,6 +62,13 @@ struct ExpectationDetail {
     stream: String,
     expected: i64,
     actual: i64,
+}
+
+#[derive(Deserialize)]
+struct ConflictDetail {
+    tag: String,
+    event_type: String,
+    position: u64,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +174,14 @@ pub(crate) fn typed(code: &str, detail: &str) -> Option<LogError> {
         "SL008" => serde_json::from_str::<EventIdDetail>(detail)
             .ok()
             .map(|d| LogError::Invalid(InvalidInput::DuplicateEventId(d.event_id))),
+        "SL009" => serde_json::from_str::<ConflictDetail>(detail)
+            .ok()
+            .map(|d| LogError::ConditionFailed {
+                tag: d.tag,
+                event_type: d.event_type,
+                position: d.position,
+            }),
+        "SL010" => Some(LogError::TagsNotDerived),
         _ => None,
     }
 }

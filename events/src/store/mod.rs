@@ -22,6 +22,7 @@ mod history;
 pub mod local_pg;
 mod subscription;
 pub mod supervise;
+mod tags;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -34,6 +35,7 @@ use sqlx::Row;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::dcb::AppendCondition;
 use crate::envelope::{
     Category, Direction, EventMetadata, EventType, ExpectedRevision, InvalidInput, NewEvent,
     RecordedEvent, StreamName, StreamState,
@@ -76,6 +78,9 @@ pub struct WrittenEvent {
     pub event_id: Uuid,
     pub stream_revision: u64,
     pub global_position: u64,
+    /// True when the event had been written by an earlier send of the same
+    /// append (an idempotent retry): nothing was written now.
+    pub replayed: bool,
 }
 
 /// The outcome of one stream's append.
@@ -248,8 +253,15 @@ impl PgEventStore {
     }
 
     /// Runs the pending migrations on the pool's database.
+    ///
+    /// Then derives the tags of events stored before the log kept tags (a
+    /// one-time step after migration `20261207000001`; see `store/tags.rs`).
     pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-        MIGRATOR.run(pool).await
+        MIGRATOR.run(pool).await?;
+        tags::derive_old_tags(pool)
+            .await
+            .map_err(sqlx::migrate::MigrateError::Execute)?;
+        Ok(())
     }
 
     /// The pool this store uses.
@@ -294,7 +306,23 @@ impl PgEventStore {
         appends: Vec<StreamAppend>,
         guards: &[(StreamName, ExpectedRevision)],
     ) -> Result<Vec<AppendResult>, LogError> {
-        let request = AppendRequest::build(&appends, guards)?;
+        self.append_conditioned(appends, guards, None).await
+    }
+
+    /// Like [`PgEventStore::append_guarded`], and also requires `condition`
+    /// (when given) to hold: no event matching its query was appended after
+    /// its items' positions (a dynamic consistency boundary, see
+    /// [`crate::dcb`]). Checked atomically with the append; a failed
+    /// condition writes nothing and is [`LogError::ConditionFailed`], naming
+    /// the first conflicting event. A re-sent append whose events were all
+    /// written already returns the original result, whatever the condition.
+    pub async fn append_conditioned(
+        &self,
+        appends: Vec<StreamAppend>,
+        guards: &[(StreamName, ExpectedRevision)],
+        condition: Option<&AppendCondition>,
+    ) -> Result<Vec<AppendResult>, LogError> {
+        let request = AppendRequest::build(&appends, guards, condition)?;
         let writer = self.writer.get_or_init(|| Writer::start(self.pool.clone()));
         let mut attempt = 0;
         let rows = loop {
@@ -331,7 +359,7 @@ impl PgEventStore {
         conn: &mut sqlx::PgConnection,
         appends: Vec<StreamAppend>,
     ) -> Result<Vec<AppendResult>, LogError> {
-        let request = AppendRequest::build(&appends, &[])?;
+        let request = AppendRequest::build(&appends, &[], None)?;
         let rows = request.execute(conn).await.map_err(LogError::from_db)?;
         Ok(results_in_order(appends, rows))
     }
@@ -346,6 +374,45 @@ impl PgEventStore {
         from: RevisionFrom,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
+        match self
+            .read_stream_inner(stream, direction, from, limit)
+            .await?
+        {
+            (Some(events), _) => Ok(events),
+            (None, _) => Err(LogError::StreamNotFound {
+                stream: stream.to_string(),
+            }),
+        }
+    }
+
+    /// Like [`PgEventStore::read_stream`], with the log's committed head as
+    /// of the read: every event of the stream up to that position is in the
+    /// answer (unless `limit` cut it short), which is what a decision needs
+    /// to say "nothing after what I read" (see [`crate::dcb`]). A stream
+    /// never written reads as empty; a deleted or tombstoned one is an error
+    /// as with `read_stream`.
+    pub async fn read_stream_with_head(
+        &self,
+        stream: &StreamName,
+        direction: Direction,
+        from: RevisionFrom,
+        limit: usize,
+    ) -> Result<(Vec<RecordedEvent>, u64), LogError> {
+        let (events, head) = self
+            .read_stream_inner(stream, direction, from, limit)
+            .await?;
+        Ok((events.unwrap_or_default(), head))
+    }
+
+    /// A stream's events (`None`: never written) and the committed head, in
+    /// one statement (one snapshot).
+    async fn read_stream_inner(
+        &self,
+        stream: &StreamName,
+        direction: Direction,
+        from: RevisionFrom,
+        limit: usize,
+    ) -> Result<(Option<Vec<RecordedEvent>>, u64), LogError> {
         let limit = check_limit(limit)?;
         let (cmp, order, start) = match (direction, from) {
             (Direction::Forwards, RevisionFrom::Edge) => (">=", "ASC", 0),
@@ -353,15 +420,19 @@ impl PgEventStore {
             (Direction::Backwards, RevisionFrom::Edge) => ("<=", "DESC", i64::MAX),
             (Direction::Backwards, RevisionFrom::At(r)) => ("<=", "DESC", to_i64(r)),
         };
-        // One statement, one snapshot: the stream's state and its events.
+        // One statement, one snapshot: the head, the stream's state and its
+        // events (one row with no stream when it was never written).
         let sql = format!(
-            "SELECT s.tombstoned, s.last_revision < s.visible_from AS hidden, {E_EVENT_COLUMNS} \
-             FROM sl_streams s LEFT JOIN LATERAL ( \
+            "SELECT s.stream_name IS NOT NULL AS found, coalesce(s.tombstoned, false) AS tombstoned, \
+                    coalesce(s.last_revision < s.visible_from, false) AS hidden, \
+                    h.last_position AS head, {E_EVENT_COLUMNS} \
+             FROM sl_log_head h \
+             LEFT JOIN sl_streams s ON s.stream_name = $1 \
+             LEFT JOIN LATERAL ( \
                  SELECT {EVENT_COLUMNS} FROM sl_events e \
                  WHERE e.stream_name = s.stream_name AND e.stream_revision {cmp} $2 \
                    AND e.stream_revision >= s.visible_from \
-                 ORDER BY e.stream_revision {order} LIMIT $3) e ON true \
-             WHERE s.stream_name = $1"
+                 ORDER BY e.stream_revision {order} LIMIT $3) e ON s.stream_name IS NOT NULL"
         );
         use futures::TryStreamExt;
         let mut rows = sqlx::query(&sql)
@@ -371,9 +442,15 @@ impl PgEventStore {
             .fetch(&self.pool);
         let mut events = Vec::with_capacity(limit.clamp(0, 1024) as usize);
         let mut first = true;
+        let mut head = 0;
         while let Some(row) = rows.try_next().await? {
             if first {
                 first = false;
+                head = row.try_get::<i64, _>("head")?.max(0) as u64;
+                self.observe_head(head);
+                if !row.try_get::<bool, _>("found")? {
+                    return Ok((None, head));
+                }
                 if row.try_get::<bool, _>("tombstoned")? {
                     return Err(LogError::StreamTombstoned {
                         stream: stream.to_string(),
@@ -389,12 +466,7 @@ impl PgEventStore {
                 events.push(recorded_event(&row)?);
             }
         }
-        if first {
-            return Err(LogError::StreamNotFound {
-                stream: stream.to_string(),
-            });
-        }
-        Ok(events)
+        Ok((Some(events), head))
     }
 
     /// Reads up to `limit` events of the whole log (`$all`) from `from`, in
