@@ -38,6 +38,9 @@
 //! * `errors`: `Contended`, `Log` and `Decode` errors, counted (their first
 //!   messages go to stderr), not fatal.
 //!
+//! Then `commands_hot_site_c32` (`hot_site.rs`): 32 editors of one site
+//! against the same work over 32 sites.
+//!
 //! `ratio` = `ours_per_s / raw_per_s`; latencies are of every command
 //! (accepted, rejected or failed). After each run, stderr gets each command kind's
 //! count and mean latency over the whole run (warm-up included) and the size
@@ -132,8 +135,11 @@ pub async fn run(args: CommandsArgs) -> anyhow::Result<()> {
         [] => vec![1, 8, 32],
         chosen => chosen.to_vec(),
     };
-    for concurrency in concurrencies {
-        compare(concurrency, &settings, &workload).await?;
+    for concurrency in &concurrencies {
+        compare(*concurrency, &settings, &workload).await?;
+    }
+    if args.concurrency.is_empty() || args.concurrency.contains(&32) {
+        crate::hot_site::run(settings.timing).await?;
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ mod access;
 mod append;
 mod audit;
 mod commands;
+mod hot_site;
 mod http;
 mod report;
 mod vs_postgres_es;
