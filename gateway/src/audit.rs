@@ -93,6 +93,7 @@ async fn audit_target(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AsOfCheckParams {
     pub at_position: Option<u64>,
@@ -151,6 +152,7 @@ pub async fn check(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AsOfUserParams {
     pub at_position: Option<u64>,
@@ -213,6 +215,7 @@ pub async fn lookup(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AsOfTargetParams {
     pub at_position: Option<u64>,
@@ -265,6 +268,7 @@ pub async fn viewers(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AsOfExplainParams {
     pub at_position: Option<u64>,
@@ -325,6 +329,7 @@ pub enum DiffScope {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DiffParams {
     /// user (user_id), target (target_type, target_id), site (site_id) or
@@ -403,6 +408,7 @@ pub async fn diff(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TimelineParams {
     /// Only entries involving this partner site.
@@ -479,6 +485,7 @@ pub async fn site_timeline(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LinkTimelineParams {
     /// One site of the pair.

@@ -50,7 +50,14 @@ use crate::error::Problem;
         crate::audit::scorecard_timeline,
         crate::audit::verify,
     ),
-    components(schemas(Problem, commands::CommandResult, commands::WrittenEvent)),
+    components(schemas(
+        Problem,
+        commands::CommandResult,
+        commands::WrittenEvent,
+        crate::queries::TargetType,
+        crate::audit::DiffScope,
+        shareledger_projections::dashboard::UserSort,
+    )),
     modifiers(&Security)
 )]
 struct Api;

@@ -96,6 +96,7 @@ fn may_see(principal: &Principal, index: &AccessIndex, target: Target) -> Result
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CheckParams {
     /// Whose access (default: the calling user).
@@ -167,6 +168,7 @@ pub async fn check(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LookupParams {
     /// Whose access (default: the calling user).
@@ -254,6 +256,7 @@ pub async fn lookup(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TargetParams {
     pub target_type: TargetType,
@@ -317,6 +320,7 @@ pub async fn viewers(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainParams {
     pub user_id: Option<UserId>,
@@ -381,6 +385,7 @@ pub async fn explain(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FreshParams {
     pub min_position: Option<u64>,
@@ -535,6 +540,7 @@ pub async fn shared_scorecards(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsersParams {
     /// Username or name contains this (case-insensitive).
