@@ -158,10 +158,28 @@ pub fn parse_json<T: DeserializeOwned>(
     if !json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    serde_json::from_slice(&body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
-        _ => ApiError::MalformedJson(e.to_string()),
-    })
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
+            _ => ApiError::MalformedJson(e.to_string()),
+        })?;
+    if holds_nul(&value) {
+        return Err(ApiError::InvalidBody(
+            "text may not hold the NUL character (U+0000)".into(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::InvalidBody(e.to_string()))
+}
+
+/// Whether any string (or key) in `value` holds U+0000, which JSON can
+/// carry (`\u0000`) but no event can: the log stores events as `jsonb`.
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }
 
 async fn run<C: CommandBody>(
@@ -344,7 +362,7 @@ body!(
 );
 body!(
     /// Imports users from CSV text: all rows or none, bad rows reported by line and field (R-USER-8).
-    ImportUsers { site_id: SiteId, csv: String }
+    ImportUsers { site_id: SiteId, #[schema(pattern = r"^[^\x00]*$")] csv: String }
     |b, s, i| s.import_users_csv(i, b.site_id, &b.csv).await
 );
 body!(
@@ -404,7 +422,7 @@ body!(
 );
 body!(
     /// Changes one field of an object of `site_id` (update-fields need Updater, edit-fields Editor; R-USER-3, R-SHARE-3).
-    ChangeObjectField { site_id: SiteId, object_id: ObjectId, field: ObjectField, value: String }
+    ChangeObjectField { site_id: SiteId, object_id: ObjectId, field: ObjectField, #[schema(pattern = r"^[^\x00]*$")] value: String }
     |b, s, i| s.change_object_field(i, b.site_id, content::ChangeObjectField { object_id: b.object_id, field: b.field, value: b.value }).await
 );
 body!(

@@ -148,3 +148,46 @@ fn path_parameters_are_exactly_the_templates_names_and_the_rest_are_query_or_hea
         }
     }
 }
+
+#[test]
+fn every_secured_route_answers_401_and_403_and_errors_are_problems() {
+    let doc = generated();
+    let responses = &doc["components"]["responses"];
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            let secured = operation["security"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty());
+            let answers = operation["responses"].as_object().expect("responses");
+            if secured {
+                for status in ["401", "403"] {
+                    assert!(answers.contains_key(status), "{method} {path}: no {status}");
+                }
+            }
+            assert!(
+                answers.keys().any(|s| s.starts_with('2')),
+                "{method} {path}: no success"
+            );
+            for (status, response) in answers {
+                if status.starts_with('2') || path == "/ready" {
+                    continue;
+                }
+                // Inline, or a reusable response of components/responses.
+                let response = match response["$ref"].as_str() {
+                    Some(r) => &responses[r.rsplit('/').next().unwrap()],
+                    None => response,
+                };
+                let content = &response["content"];
+                assert!(
+                    content["application/problem+json"].is_object(),
+                    "{method} {path}: {status} is not problem+json: {response}"
+                );
+                assert_eq!(
+                    content.as_object().map(|c| c.len()),
+                    Some(1),
+                    "{method} {path}: {status} has one media type"
+                );
+            }
+        }
+    }
+}
