@@ -883,3 +883,127 @@ fn bound_unsigned_integers(value: &mut serde_json::Value) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// One of every `ApiError` the server can answer, the domain's through
+    /// [`every_domain_error`]. The `match` has no wildcard: a new variant
+    /// does not compile until it is listed here, and then the test below
+    /// asks for it in the table of [`failures`].
+    fn every_api_error() -> Vec<ApiError> {
+        use ApiError::*;
+        let mut all = vec![
+            Unauthenticated,
+            BadToken,
+            TokenExpired,
+            Forbidden(String::new()),
+            NotFound(String::new()),
+            MalformedJson(String::new()),
+            InvalidBody(String::new()),
+            UnsupportedMediaType,
+            PayloadTooLarge { limit: 0 },
+            InvalidQuery(String::new()),
+            InvalidPath(String::new()),
+            MissingIdempotencyKey,
+            BadIdempotencyKey,
+            UnknownCommand(String::new()),
+            NoRoute(String::new()),
+            MethodNotAllowed,
+            Command(CommandError::Contended { attempts: 0 }),
+            Command(CommandError::Log(LogError::Invalid(
+                InvalidInput::EventTooLarge { size: 0 },
+            ))),
+            Access(AccessError::UnknownUser(UserId(Uuid::nil()))),
+            Access(AccessError::BadCursor(String::new())),
+            Access(AccessError::NotFreshEnough {
+                wanted: 1,
+                reached: 0,
+                waited_ms: 0,
+            }),
+            Access(AccessError::Stopped(String::new())),
+            History(HistoryError::Future { wanted: 1, head: 0 }),
+            History(HistoryError::Backwards { from: 1, to: 0 }),
+            NotFreshEnough {
+                position: 1,
+                waited_ms: 0,
+            },
+            Unavailable(String::new()),
+            Internal(String::new()),
+        ];
+        all.extend(
+            every_domain_error()
+                .into_iter()
+                .map(|e| Command(CommandError::Domain(e))),
+        );
+        for e in &all {
+            match e {
+                Unauthenticated
+                | BadToken
+                | TokenExpired
+                | Forbidden(_)
+                | NotFound(_)
+                | MalformedJson(_)
+                | InvalidBody(_)
+                | UnsupportedMediaType
+                | PayloadTooLarge { .. }
+                | InvalidQuery(_)
+                | InvalidPath(_)
+                | MissingIdempotencyKey
+                | BadIdempotencyKey
+                | UnknownCommand(_)
+                | NoRoute(_)
+                | MethodNotAllowed
+                | Command(_)
+                | Access(_)
+                | History(_)
+                | NotFreshEnough { .. }
+                | Unavailable(_)
+                | Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    /// Every status and code the server can answer is some route's, in the
+    /// document; but those no route of the document answers: a path or
+    /// method that is not one (`no_route`, `method_not_allowed`,
+    /// `unknown_command`), `unavailable` (not produced), and `internal`
+    /// (a bug, never documented).
+    #[test]
+    fn every_error_the_server_answers_is_in_some_routes_failures() {
+        let doc = document();
+        let mut listed = BTreeSet::new();
+        for path in doc.paths.paths.keys() {
+            for f in failures(path).map(|(_, f)| f).unwrap_or_default() {
+                let (status, code) = f.error.status_and_code();
+                listed.insert((status.as_u16(), code));
+            }
+        }
+        let unlisted: Vec<_> = every_api_error()
+            .iter()
+            .map(|e| {
+                let (status, code) = e.status_and_code();
+                (status.as_u16(), code)
+            })
+            .filter(|(_, code)| {
+                !matches!(
+                    *code,
+                    "no_route"
+                        | "method_not_allowed"
+                        | "unknown_command"
+                        | "unavailable"
+                        | "internal"
+                )
+            })
+            .filter(|answer| !listed.contains(answer))
+            .collect();
+        assert!(
+            unlisted.is_empty(),
+            "answered but in no route's failures: {unlisted:?}"
+        );
+    }
+}
