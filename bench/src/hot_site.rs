@@ -61,11 +61,7 @@ fn by(site: SiteId, admin: UserId) -> Issued {
 }
 
 /// A site with its admin and a scorecard showing `objects` Indicators.
-async fn site(
-    service: &Service,
-    n: usize,
-    objects: usize,
-) -> anyhow::Result<Vec<Target>> {
+async fn site(service: &Service, n: usize, objects: usize) -> anyhow::Result<Vec<Target>> {
     let site = SiteId::new();
     let admin = UserId::new();
     service

@@ -8,6 +8,7 @@
 
 mod audit;
 mod demo;
+mod private_cluster;
 mod table;
 
 use std::path::PathBuf;
@@ -31,14 +32,11 @@ struct Cli {
     /// PostgreSQL URL. When unset, a private cluster is used (see --data-dir).
     #[arg(long, env = "DATABASE_URL", global = true)]
     database_url: Option<String>,
-    /// Where the private cluster keeps its data when DATABASE_URL is unset.
-    #[arg(
-        long,
-        env = "SHARELEDGER_DATA_DIR",
-        default_value = ".shareledger/pgdata",
-        global = true
-    )]
-    data_dir: PathBuf,
+    /// Where the private cluster keeps its data when DATABASE_URL is unset
+    /// [default: .shareledger/pgdata; as root, when the cluster's `postgres`
+    /// user cannot reach it, /var/tmp/shareledger-0/<checkout>-<hash>/pgdata]
+    #[arg(long, env = "SHARELEDGER_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
     /// Port of the private cluster.
     #[arg(
         long,
@@ -211,8 +209,36 @@ enum TokenCommand {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Runs the binary. A failure is one line on stderr (`error: ` and what
+/// went wrong, with its causes) and exit code 1, never a backtrace: they
+/// are expected (no database, a port in use, a bad flag value), and the
+/// line says what to do. Only a bug panics.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run_binary().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes, `: `-separated, each said once (a cause's
+/// message often repeats its own cause's).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+async fn run_binary() -> anyhow::Result<()> {
     restore_sigpipe();
     let cli = Cli::parse();
     // Logs go to stderr: JSON lines with `--log-format json` (for log
@@ -242,7 +268,11 @@ async fn main() -> anyhow::Result<()> {
     let url = match &cli.database_url {
         Some(url) => url.clone(),
         None => {
-            let data_dir = std::path::absolute(&cli.data_dir).context("resolving --data-dir")?;
+            let data_dir = private_cluster::resolve(cli.data_dir.as_deref())?;
+            if let Some(note) = &data_dir.moved {
+                eprintln!("{note}");
+            }
+            let data_dir = data_dir.path;
             let (cluster, started) = LocalCluster::open_or_start(&data_dir, cli.pg_port)?;
             eprintln!(
                 "using the private PostgreSQL cluster in {} ({})",

@@ -118,6 +118,35 @@ async fn status_reports_the_head_position_and_stream_count() {
     assert!(!run.stdout.contains("never"), "{}", run.stdout);
 }
 
+/// An expected failure (here: a database that does not exist) is one line,
+/// `error: ` and its causes once each, even when backtraces are asked for.
+#[tokio::test]
+async fn an_expected_error_is_one_line_without_a_backtrace() {
+    let db = TestDb::empty().await;
+    let server = db.url();
+    let server = &server[..server.rfind('/').expect("a database in the URL")];
+    let url = format!("{server}/no_such_database_{}", std::process::id());
+    for backtrace in ["0", "1", "full"] {
+        let out = command(Some(&url))
+            .env("RUST_BACKTRACE", backtrace)
+            .env("RUST_LIB_BACKTRACE", backtrace)
+            .arg("status")
+            .output()
+            .await
+            .expect("running the shareledger binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "RUST_BACKTRACE={backtrace}: {stderr}");
+        assert!(lines[0].starts_with("error: connecting to "), "{stderr}");
+        let missing = format!(
+            "database \"no_such_database_{}\" does not exist",
+            std::process::id()
+        );
+        assert_eq!(lines[0].matches(&missing).count(), 1, "{stderr}");
+    }
+}
+
 #[tokio::test]
 async fn status_on_an_unmigrated_database_fails_with_a_hint() {
     let db = TestDb::empty().await;

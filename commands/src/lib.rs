@@ -25,8 +25,9 @@ mod load;
 use std::collections::BTreeSet;
 
 use shareledger_core::catalog::{
-    connection_stream, content_stream, site_code_stream, site_stream, AccessLevel, DomainEvent,
-    Link, RemovalReason, ScorecardId, SiteCode, SiteCodeEvent, SiteEvent, SiteId,
+    connection_stream, content_stream, id_claim_stream, site_code_stream, site_stream, AccessLevel,
+    ClaimedId, ContentEvent, DomainEvent, IdClaimEvent, Link, RemovalReason, ScorecardId, SiteCode,
+    SiteCodeEvent, SiteEvent, SiteId,
 };
 use shareledger_core::connection::{
     ApproveConnection, CancelConnectionRequest, ConnectionState, DenyConnection, RequestConnection,
@@ -133,6 +134,9 @@ struct Plan {
     /// The decision's consistency boundary: when set, it replaces the
     /// expectations of the streams it writes and every guard.
     boundary: Option<Vec<shareledger_core::boundary::BoundaryItem>>,
+    /// The ids the events create, with the site whose stream they are
+    /// written to: claimed in the same append ([`Service::claim_created`]).
+    created: Vec<(ClaimedId, SiteId)>,
     /// Set when the whole plan is a consequence of an earlier event (written
     /// by a process manager): every event is the system's, caused by it.
     caused_by: Option<Uuid>,
@@ -146,6 +150,10 @@ impl Plan {
         events: &[E],
         is_consequence: impl Fn(&E) -> bool,
     ) {
+        if let Some(site) = site_of_stream(stream) {
+            self.created
+                .extend(events.iter().filter_map(|e| Some((e.created_id()?, site))));
+        }
         let events = events
             .iter()
             .map(|e| PlannedEvent {
@@ -179,6 +187,25 @@ impl Plan {
         {
             self.guards.push((name, expected));
         }
+    }
+}
+
+/// The site of a `site-<id>` or `content-<id>` stream.
+fn site_of_stream(stream: &str) -> Option<SiteId> {
+    let (category, id) = stream.split_once('-')?;
+    if category != SiteEvent::CATEGORY && category != ContentEvent::CATEGORY {
+        return None;
+    }
+    Uuid::try_parse(id).ok().map(SiteId)
+}
+
+/// The refusal of an id claimed already: the thing exists (on some site).
+fn claimed_already(id: ClaimedId) -> DomainError {
+    match id {
+        ClaimedId::User(id) => DomainError::UserExists(id),
+        ClaimedId::Scorecard(id) => DomainError::ScorecardExists(id),
+        ClaimedId::Object(id) => DomainError::ObjectExists(id),
+        ClaimedId::Relationship(_) => DomainError::RelationshipExists,
     }
 }
 
@@ -322,6 +349,14 @@ impl Service {
                     return Ok(outcome);
                 }
             }
+            // The ids the decision creates name one thing across all sites:
+            // claimed in the same append, or refused as existing.
+            if let Err(e) = self.claim_created(&mut plan).await? {
+                return match self.replay(issued.key).await? {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(CommandError::Domain(e)),
+                };
+            }
             // A stream read from the cache may be stale: check it at append
             // time (streams read fresh are guarded as the handler chose). A
             // decision with a boundary is checked against it instead.
@@ -368,6 +403,49 @@ impl Service {
         Err(CommandError::Contended {
             attempts: MAX_ATTEMPTS,
         })
+    }
+
+    /// Adds to `plan` the claim of every id it creates (`idclaim-…`,
+    /// expected not to exist: of two concurrent claims one append fails and
+    /// is decided again), after the decision's own events so that their ids
+    /// do not move. An id claimed before, by any site, is its refusal
+    /// (`UserExists`, `ScorecardExists`, `ObjectExists`,
+    /// `RelationshipExists`). One query reads every claim.
+    async fn claim_created(
+        &self,
+        plan: &mut Plan,
+    ) -> Result<Result<(), DomainError>, CommandError> {
+        if plan.created.is_empty() {
+            return Ok(Ok(()));
+        }
+        let streams: Vec<StreamName> = plan
+            .created
+            .iter()
+            .map(|(id, _)| stream_name(&id_claim_stream(*id)))
+            .collect();
+        let infos = self.store.stream_infos(&streams).await?;
+        if let Some(((id, _), _)) = plan
+            .created
+            .iter()
+            .zip(&infos)
+            .find(|(_, info)| info.last_revision.is_some())
+        {
+            return Ok(Err(claimed_already(*id)));
+        }
+        for ((id, site_id), stream) in std::mem::take(&mut plan.created).into_iter().zip(streams) {
+            let claim = IdClaimEvent::IdClaimed { id, site_id };
+            plan.parts.push((
+                stream.clone(),
+                ExpectedRevision::NoStream,
+                vec![PlannedEvent {
+                    event_type: claim.event_type().to_owned(),
+                    data: claim.data(),
+                    tags: claim.tags_on(stream.as_str()),
+                    consequence: false,
+                }],
+            ));
+        }
+        Ok(Ok(()))
     }
 
     async fn append(

@@ -1704,11 +1704,17 @@ async fn r_user_8_a_good_file_adds_every_row_and_a_resent_key_changes_nothing() 
     let issued = by(w.a, w.manager_a);
     let first = w.service.import_users_csv(&issued, w.a, csv).await.unwrap();
     assert!(!first.replayed);
-    assert_eq!(first.events.len(), 3);
-    assert!(first.events.iter().all(|e| e.event_type == "UserAdded"));
+    // Each user, then the claim of each user's id.
+    let types: Vec<&str> = first.events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, [["UserAdded"; 3], ["IdClaimed"; 3]].concat());
     let stored =
         w.db.store()
-            .read_events_by_id(&first.events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+            .read_events_by_id(
+                &first.events[..3]
+                    .iter()
+                    .map(|e| e.event_id)
+                    .collect::<Vec<_>>(),
+            )
             .await
             .unwrap();
     use shareledger_core::catalog::DomainEvent as _;
@@ -1821,4 +1827,202 @@ async fn malformed_values_are_refused_before_a_command_can_be_built() {
         assert_eq!(error.code(), "invalid_value");
     }
     assert_eq!(db.log_snapshot().await, before);
+}
+
+// ---------------------------------------------------------------------------
+// Ids name one thing across all sites (claims)
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn on_site_rejects_a_user_id_of_another_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_site(
+            &by(w.b, w.admin_b),
+            w.b,
+            AddUser {
+                user_id: w.admin_a,
+                username: username("twin@funded.org"),
+                name: name("Twin"),
+                role: Role::Presenter,
+            },
+        ),
+        DomainError::UserExists(w.admin_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn add_existing_user_rejects_a_user_id_of_another_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.add_existing_user(
+            &by(w.b, w.admin_b),
+            w.b,
+            AddExistingUser {
+                user_id: w.presenter_a,
+                from_site: w.a,
+                from_user: w.manager_a,
+                role: Role::Presenter,
+            },
+        ),
+        DomainError::UserExists(w.presenter_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn self_register_partner_rejects_a_manager_id_of_another_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    configure_a(&w).await;
+    refused(
+        &w.db,
+        w.service.self_register_partner(
+            &operator(),
+            w.a,
+            SelfRegisterPartner {
+                manager_id: w.admin_b,
+                ..partner_site("PARTNER")
+            },
+        ),
+        DomainError::UserExists(w.admin_b),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn on_content_rejects_a_scorecard_or_object_id_of_another_site_and_leaves_the_log_unchanged()
+{
+    let w = world().await;
+    refused(
+        &w.db,
+        w.service.on_content(
+            &by(w.b, w.admin_b),
+            w.b,
+            ContentCommand::CreateScorecard(CreateScorecard {
+                scorecard_id: w.sc_a,
+                name: name("Twin"),
+            }),
+        ),
+        DomainError::ScorecardExists(w.sc_a),
+    )
+    .await;
+    refused(
+        &w.db,
+        w.service.on_content(
+            &by(w.b, w.admin_b),
+            w.b,
+            ContentCommand::CreateObject(CreateObject {
+                object_id: w.hidden_a,
+                kind: ObjectKind::Indicator,
+                name: name("Twin"),
+                container: None,
+            }),
+        ),
+        DomainError::ObjectExists(w.hidden_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn relate_rejects_a_relationship_id_of_another_site_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    // A shares `sc_a` with a third site C too.
+    let c = register(&w.service, "THIRD").await;
+    let admin_c = add(&w.service, c, "admin@third.org", Role::Administration).await;
+    w.service
+        .request_connection(&by(w.a, w.admin_a), w.a, code("THIRD"), Directions::Offer)
+        .await
+        .unwrap();
+    w.service
+        .on_connection(&by(c, admin_c), c, w.a, ConnectionCommand::Approve)
+        .await
+        .unwrap();
+    w.service
+        .change_sharing(
+            &by(w.a, w.admin_a),
+            Link { from: w.a, to: c },
+            ShareChange::Share(w.sc_a),
+        )
+        .await
+        .unwrap();
+    let sc_c = ScorecardId::new();
+    content(
+        &w.service,
+        c,
+        admin_c,
+        ContentCommand::CreateScorecard(CreateScorecard {
+            scorecard_id: sc_c,
+            name: name("Theirs"),
+        }),
+    )
+    .await;
+    let relationship_id = RelationshipId::new();
+    let link = |scorecard_id| {
+        RelateCommand::Link(LinkSharedObject {
+            relationship_id,
+            scorecard_id,
+            origin_site: w.a,
+            object_id: w.obj_a,
+        })
+    };
+    w.service
+        .relate(&by(w.b, w.admin_b), w.b, link(w.sc_b))
+        .await
+        .unwrap();
+    refused(
+        &w.db,
+        w.service.relate(&by(c, admin_c), c, link(sc_c)),
+        DomainError::RelationshipExists,
+    )
+    .await;
+}
+
+/// Two sites adding a user with one id at the same time: one append claims
+/// it, the other is decided again and refused.
+#[tokio::test]
+async fn concurrent_creations_of_one_id_on_two_sites_claim_it_once() {
+    let w = world().await;
+    let user_id = UserId::new();
+    let add_to = |site: SiteId, admin: UserId, login: &'static str| {
+        let service = w.service.clone();
+        async move {
+            service
+                .on_site(
+                    &by(site, admin),
+                    site,
+                    AddUser {
+                        user_id,
+                        username: username(login),
+                        name: name(login),
+                        role: Role::Presenter,
+                    },
+                )
+                .await
+        }
+    };
+    let (on_a, on_b) = tokio::join!(
+        add_to(w.a, w.admin_a, "same@grants.org"),
+        add_to(w.b, w.admin_b, "same@funded.org")
+    );
+    let refusals: Vec<_> = [&on_a, &on_b]
+        .into_iter()
+        .filter_map(|r| r.as_ref().err())
+        .collect();
+    assert_eq!(refusals.len(), 1, "{on_a:?} {on_b:?}");
+    assert!(matches!(
+        refusals[0],
+        CommandError::Domain(DomainError::UserExists(id)) if *id == user_id
+    ));
+    let written = on_a.or(on_b).expect("one creation");
+    assert_eq!(
+        written
+            .events
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        ["UserAdded", "IdClaimed"]
+    );
 }

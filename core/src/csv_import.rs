@@ -5,11 +5,12 @@
 //! The file has a header naming at least `username`, `name` and `role`
 //! (any order, any case); other columns are ignored. Fields may be quoted
 //! with `"` (a doubled `""` inside quotes is one quote). Blank lines are
-//! skipped.
+//! skipped. A file adds at most [`MAX_IMPORT_ROWS`] users.
 
 use std::collections::BTreeMap;
 
 use shareledger_events::catalog::{Name, Role, UserId, Username};
+use shareledger_events::envelope::MAX_EVENTS_PER_APPEND;
 
 use crate::error::{DomainError, RowError};
 
@@ -25,6 +26,11 @@ pub struct ImportRow {
 }
 
 const COLUMNS: [&str; 3] = ["username", "name", "role"];
+
+/// The most users one import adds: each row writes two events (the user,
+/// and the claim of its id), and one append holds at most
+/// [`MAX_EVENTS_PER_APPEND`].
+pub const MAX_IMPORT_ROWS: usize = MAX_EVENTS_PER_APPEND / 2;
 
 /// Splits one CSV line into fields, or says why it cannot.
 fn split(line: &str) -> Result<Vec<String>, String> {
@@ -100,9 +106,21 @@ pub fn parse_users_csv(
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     let mut seen: BTreeMap<Username, u32> = BTreeMap::new();
+    let mut data_rows = 0;
     for (line, text) in lines {
         if text.trim().is_empty() {
             continue;
+        }
+        data_rows += 1;
+        if data_rows > MAX_IMPORT_ROWS {
+            errors.push(RowError {
+                line,
+                field: "row".into(),
+                reason: format!(
+                    "an import adds at most {MAX_IMPORT_ROWS} users: split the file from here"
+                ),
+            });
+            break;
         }
         let fields = match split(text) {
             Ok(f) => f,
@@ -188,6 +206,36 @@ mod tests {
                 (5, "username"),
                 (6, "row")
             ]
+        );
+    }
+
+    #[test]
+    fn a_file_adds_at_most_max_import_rows_users() {
+        let file = |n: usize| {
+            let mut csv = String::from("username,name,role\n");
+            for i in 0..n {
+                csv.push_str(&format!("u{i}@a.org,U {i},presenter\n"));
+            }
+            csv
+        };
+        assert_eq!(
+            parse_users_csv(&file(MAX_IMPORT_ROWS), UserId::new)
+                .unwrap()
+                .len(),
+            MAX_IMPORT_ROWS
+        );
+        let Err(DomainError::ImportRejected(errors)) =
+            parse_users_csv(&file(MAX_IMPORT_ROWS + 1), UserId::new)
+        else {
+            panic!("expected ImportRejected");
+        };
+        let over = MAX_IMPORT_ROWS as u32 + 2;
+        assert_eq!(
+            errors
+                .iter()
+                .map(|e| (e.line, e.field.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(over, "row")]
         );
     }
 

@@ -416,7 +416,7 @@ body!(
 );
 body!(
     /// Imports users from CSV text: all rows or none, bad rows reported by line and field (R-USER-8).
-    ImportUsers { site_id: SiteId, csv: String }
+    ImportUsers { site_id: SiteId, #[schema(pattern = r"^[^\x00]*$")] csv: String }
     |b, s, i| s.import_users_csv(i, b.site_id, &b.csv).await
 );
 body!(
@@ -476,7 +476,7 @@ body!(
 );
 body!(
     /// Changes one field of an object of `site_id` (update-fields need Updater, edit-fields Editor; R-USER-3, R-SHARE-3).
-    ChangeObjectField { site_id: SiteId, object_id: ObjectId, field: ObjectField, value: String }
+    ChangeObjectField { site_id: SiteId, object_id: ObjectId, field: ObjectField, #[schema(pattern = r"^[^\x00]*$")] value: String }
     |b, s, i| s.change_object_field(i, b.site_id, content::ChangeObjectField { object_id: b.object_id, field: b.field, value: b.value }).await
 );
 body!(

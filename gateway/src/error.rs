@@ -160,8 +160,10 @@ pub fn database_fault<'a>(error: &'a (dyn std::error::Error + 'static)) -> Optio
 fn domain_status(e: &DomainError) -> StatusCode {
     use DomainError::*;
     match e {
-        InvalidValue(_) | ImportRejected(_) | ParentCycle | OwnSiteCode | NotAContainer(_)
-        | NotAMeasure(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        // What the body alone shows to be invalid; a refusal that depends on
+        // what is stored (another object's kind, the site's own code, the
+        // sites' parents) is a conflict with the state, below.
+        InvalidValue(_) | ImportRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
         UnknownActor { .. }
         | ActorInactive
         | NotPermitted { .. }
@@ -192,7 +194,11 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | AlreadyShared(_)
         | NotShared(_)
         | ObjectNotShared(_)
-        | RelationshipExists => StatusCode::CONFLICT,
+        | RelationshipExists
+        | ParentCycle
+        | OwnSiteCode
+        | NotAContainer(_)
+        | NotAMeasure(_) => StatusCode::CONFLICT,
     }
 }
 
@@ -239,7 +245,9 @@ impl ApiError {
                     AccessError::UnknownUser(_) | AccessError::UnknownTarget(_) => {
                         StatusCode::NOT_FOUND
                     }
-                    AccessError::BadCursor(_) => StatusCode::BAD_REQUEST,
+                    // A cursor names a place in one listing: one this
+                    // service did not give out for it is not found.
+                    AccessError::BadCursor(_) => StatusCode::NOT_FOUND,
                     AccessError::NotFreshEnough { .. } | AccessError::Stale { .. } => {
                         StatusCode::SERVICE_UNAVAILABLE
                     }
@@ -247,9 +255,9 @@ impl ApiError {
                 (status, e.code())
             }
             History(HistoryError::Access(e)) => Access(e.clone()).status_and_code(),
-            History(e @ (HistoryError::Future { .. } | HistoryError::Backwards { .. })) => {
-                (StatusCode::BAD_REQUEST, e.code())
-            }
+            // A position the log has not reached yet: a conflict with its state.
+            History(e @ HistoryError::Future { .. }) => (StatusCode::CONFLICT, e.code()),
+            History(e @ HistoryError::Backwards { .. }) => (StatusCode::BAD_REQUEST, e.code()),
             History(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             NotFreshEnough { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_fresh_enough"),
             Stale { .. } => (StatusCode::SERVICE_UNAVAILABLE, "read_model_stale"),

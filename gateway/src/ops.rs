@@ -139,9 +139,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 /// `GET /metrics`: the Prometheus text format, for operator and auditor
 /// tokens. Refreshes the parts' gauges (and probes the database, bounded).
 #[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics (operator and auditor tokens).",
-    responses((status = 200, description = "The text exposition format.", body = String, content_type = "text/plain"),
-        (status = 401, description = "No token, or a bad one.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an operator or auditor.", body = crate::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The text exposition format.", body = String, content_type = "text/plain")),
     security(("bearer" = [])))]
 pub async fn metrics(State(state): State<AppState>, principal: Principal) -> Response {
     if matches!(principal, Principal::User { .. }) {
@@ -172,9 +170,7 @@ pub struct LogStatusAnswer {
 
 /// `GET /v1/log/status`: for auditors and operators.
 #[utoipa::path(get, path = "/v1/log/status", tag = "audit", summary = "The log's head (auditors and operators).",
-    responses((status = 200, description = "The head.", body = LogStatusAnswer),
-        (status = 401, description = "No token, or a bad one.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an auditor or operator.", body = crate::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The head.", body = LogStatusAnswer)),
     security(("bearer" = [])))]
 pub async fn log_status(
     State(state): State<AppState>,
@@ -205,8 +201,7 @@ pub struct WhoAmI {
 
 /// `GET /v1/whoami`.
 #[utoipa::path(get, path = "/v1/whoami", tag = "operations", summary = "What the token speaks for.",
-    responses((status = 200, description = "The caller.", body = WhoAmI),
-        (status = 401, description = "No token, or a bad one.", body = crate::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The caller.", body = WhoAmI)),
     security(("bearer" = [])))]
 pub async fn whoami(principal: Principal) -> Json<WhoAmI> {
     Json(match principal {

@@ -27,6 +27,7 @@ use shareledger_projections::dashboard::{
     self, Connection, Dashboards, PartnerShares, PendingRequest, SiteSummary, UserSort, UsersPage,
     UsersQuery,
 };
+use shareledger_projections::history::HistoryError;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -61,6 +62,28 @@ pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErro
 pub(crate) fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
     p.map(|Path(t)| t)
         .map_err(|e| ApiError::InvalidPath(e.body_text()))
+}
+
+/// Refuses at once a `min_position` beyond the log's head (409
+/// `future_position`): no write of this log is that far yet, so waiting
+/// for it could only time out. The access index's position is a lower
+/// bound of the head, so a token a command gave out costs no query.
+pub(crate) async fn reachable(state: &AppState, min_position: Option<u64>) -> Result<(), ApiError> {
+    let Some(wanted) = min_position else {
+        return Ok(());
+    };
+    if wanted <= state.access().position() || wanted <= state.store().known_head() {
+        return Ok(());
+    }
+    let head = state
+        .store()
+        .head_position()
+        .await
+        .map_err(ApiError::backend)?;
+    if wanted > head {
+        return Err(HistoryError::Future { wanted, head }.into());
+    }
+    Ok(())
 }
 
 /// What a target is: `target_type` and `target_id`.
@@ -116,6 +139,7 @@ fn may_see(principal: &Principal, index: &AccessIndex, target: Target) -> Result
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CheckParams {
     /// Whose access (default: the calling user).
@@ -150,11 +174,6 @@ pub struct CheckAnswer {
     params(CheckParams),
     responses(
         (status = 200, description = "The answer.", body = CheckAnswer),
-        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -166,6 +185,7 @@ pub async fn check(
     let p = query(params)?;
     let user = subject(&principal, p.user_id)?;
     let target = target(p.target_type, p.target_id);
+    reachable(&state, p.min_position).await?;
     let access = state.access();
     let index = access
         .fresh(p.min_position, state.options().freshness_timeout)
@@ -187,20 +207,46 @@ pub async fn check(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LookupParams {
     /// Whose access (default: the calling user).
     pub user_id: Option<UserId>,
     /// Only targets owned by this site.
     pub site: Option<SiteId>,
-    /// Only targets of this kind: scorecard, result, indicator, program or
-    /// performance_measure.
-    pub kind: Option<String>,
+    /// Only targets of this kind.
+    pub kind: Option<LookupKind>,
     /// The `next` cursor of the previous page.
     pub after: Option<String>,
-    /// Page size, 1 to 10,000 (default 100).
+    /// Page size (default 100); pages hold at most 10,000 items, and a
+    /// larger `limit` is taken as 10,000.
+    #[param(value_type = Option<u64>, minimum = 1)]
     pub limit: Option<usize>,
+    /// A consistency token: answer at least this fresh.
     pub min_position: Option<u64>,
+}
+
+/// Which targets a lookup lists: scorecards, or objects of one kind.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LookupKind {
+    Scorecard,
+    Result,
+    Indicator,
+    Program,
+    PerformanceMeasure,
+}
+
+impl From<LookupKind> for TargetKind {
+    fn from(kind: LookupKind) -> Self {
+        match kind {
+            LookupKind::Scorecard => TargetKind::Scorecard,
+            LookupKind::Result => TargetKind::Object(ObjectKind::Result),
+            LookupKind::Indicator => TargetKind::Object(ObjectKind::Indicator),
+            LookupKind::Program => TargetKind::Object(ObjectKind::Program),
+            LookupKind::PerformanceMeasure => TargetKind::Object(ObjectKind::PerformanceMeasure),
+        }
+    }
 }
 
 /// One page of Q-2's answer. `next` is set whenever more items follow.
@@ -212,19 +258,6 @@ pub struct LookupAnswer {
     pub position: u64,
 }
 
-fn target_kind(raw: &str) -> Result<TargetKind, ApiError> {
-    if raw == "scorecard" {
-        return Ok(TargetKind::Scorecard);
-    }
-    serde_json::from_value::<ObjectKind>(serde_json::Value::String(raw.to_owned()))
-        .map(TargetKind::Object)
-        .map_err(|_| {
-            ApiError::InvalidQuery(format!(
-                "kind {raw:?} is not scorecard, result, indicator, program or performance_measure"
-            ))
-        })
-}
-
 /// `GET /v1/access/lookup` (Q-2).
 #[utoipa::path(
     get,
@@ -234,11 +267,6 @@ fn target_kind(raw: &str) -> Result<TargetKind, ApiError> {
     params(LookupParams),
     responses(
         (status = 200, description = "The answer.", body = LookupAnswer),
-        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -249,7 +277,7 @@ pub async fn lookup(
 ) -> Result<Json<LookupAnswer>, ApiError> {
     let p = query(params)?;
     let user = subject(&principal, p.user_id)?;
-    let kind = p.kind.as_deref().map(target_kind).transpose()?;
+    let kind = p.kind.map(TargetKind::from);
     if let Some(0) = p.limit {
         return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
     }
@@ -259,6 +287,7 @@ pub async fn lookup(
         after: p.after,
         limit: p.limit.unwrap_or(0),
     };
+    reachable(&state, p.min_position).await?;
     let access = state.access();
     let index = access
         .fresh(p.min_position, state.options().freshness_timeout)
@@ -274,10 +303,12 @@ pub async fn lookup(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TargetParams {
     pub target_type: TargetType,
     pub target_id: uuid::Uuid,
+    /// A consistency token: answer at least this fresh.
     pub min_position: Option<u64>,
 }
 
@@ -299,11 +330,6 @@ pub struct ViewersAnswer {
     params(TargetParams),
     responses(
         (status = 200, description = "The answer.", body = ViewersAnswer),
-        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -314,6 +340,7 @@ pub async fn viewers(
 ) -> Result<Json<ViewersAnswer>, ApiError> {
     let p = query(params)?;
     let target = target(p.target_type, p.target_id);
+    reachable(&state, p.min_position).await?;
     let access = state.access();
     let index = access
         .fresh(p.min_position, state.options().freshness_timeout)
@@ -337,11 +364,13 @@ pub async fn viewers(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainParams {
     pub user_id: Option<UserId>,
     pub target_type: TargetType,
     pub target_id: uuid::Uuid,
+    /// A consistency token: answer at least this fresh.
     pub min_position: Option<u64>,
 }
 
@@ -363,11 +392,6 @@ pub struct ExplainAnswer {
     params(ExplainParams),
     responses(
         (status = 200, description = "The answer.", body = ExplainAnswer),
-        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -379,6 +403,7 @@ pub async fn explain(
     let p = query(params)?;
     let user = subject(&principal, p.user_id)?;
     let target = target(p.target_type, p.target_id);
+    reachable(&state, p.min_position).await?;
     let access = state.access();
     let index = access
         .fresh(p.min_position, state.options().freshness_timeout)
@@ -401,8 +426,10 @@ pub async fn explain(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FreshParams {
+    /// A consistency token: answer at least this fresh.
     pub min_position: Option<u64>,
 }
 
@@ -424,6 +451,7 @@ async fn site_view(
             ApiError::NotFound(format!("no site {site} is visible to this token"))
         });
     }
+    reachable(state, min_position).await?;
     read_model_fresh(state, Dashboards::NAME, min_position).await
 }
 
@@ -457,11 +485,6 @@ pub(crate) async fn read_model_fresh(
     params(("site_id" = uuid::Uuid, Path, description = "The site."), FreshParams),
     responses(
         (status = 200, description = "The answer.", body = SiteSummary),
-        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -489,11 +512,6 @@ pub async fn site(
     params(("site_id" = uuid::Uuid, Path, description = "The site."), FreshParams),
     responses(
         (status = 200, description = "The answer.", body = Vec<Connection>),
-        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -518,11 +536,6 @@ pub async fn connections(
     params(("site_id" = uuid::Uuid, Path, description = "The site."), FreshParams),
     responses(
         (status = 200, description = "The answer.", body = Vec<PendingRequest>),
-        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -547,11 +560,6 @@ pub async fn pending_requests(
     params(("site_id" = uuid::Uuid, Path, description = "The site."), FreshParams),
     responses(
         (status = 200, description = "The answer.", body = Vec<PartnerShares>),
-        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -570,18 +578,23 @@ pub async fn shared_scorecards(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsersParams {
     /// Username or name contains this (case-insensitive).
+    #[param(pattern = r"^[^\x00]*$")]
     pub search: Option<String>,
     /// username (default), name, last_activity, role or active.
     pub sort: Option<UserSort>,
     #[serde(default)]
     pub descending: bool,
-    /// Page size (default 50, at most 1,000).
+    /// Page size (default 50); pages hold at most 1,000 users, and a larger
+    /// `limit` is taken as 1,000.
+    #[param(minimum = 1)]
     pub limit: Option<u32>,
-    /// The `next` cursor of the previous page.
+    /// The `next` cursor of the previous page (of the same sort).
     pub after: Option<String>,
+    /// A consistency token: answer at least this fresh.
     pub min_position: Option<u64>,
 }
 
@@ -594,11 +607,6 @@ pub struct UsersParams {
     params(("site_id" = uuid::Uuid, Path, description = "The site."), UsersParams),
     responses(
         (status = 200, description = "The answer.", body = UsersPage),
-        (status = 400, description = "A bad query parameter or cursor.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or a bad, revoked or expired one.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may not ask this.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown (or invisible to the caller) user, target or site.", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not as fresh as min_position within the wait.", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -612,6 +620,11 @@ pub async fn users(
     let p = query(params)?;
     if let Some(0) = p.limit {
         return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
+    }
+    if p.search.as_deref().is_some_and(|s| s.contains('\0')) {
+        return Err(ApiError::InvalidQuery(
+            "search may not hold the NUL character (U+0000)".into(),
+        ));
     }
     site_view(&state, &principal, site, p.min_position).await?;
     let q = UsersQuery {

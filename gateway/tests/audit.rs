@@ -241,10 +241,10 @@ async fn bad_audit_input_is_a_clear_problem_and_changes_nothing() {
             400,
             "invalid_query",
         ),
-        // Beyond the head.
+        // Beyond the head: a conflict with the log's state.
         (
             format!("/v1/audit/as-of/check?at_position=999999&user_id={user}&target_type=scorecard&target_id={sc}&action=view"),
-            400,
+            409,
             "future_position",
         ),
         // Not a time.
@@ -286,10 +286,22 @@ async fn bad_audit_input_is_a_clear_problem_and_changes_nothing() {
             400,
             "invalid_query",
         ),
+        // A field of another scope.
+        (
+            format!("/v1/audit/diff?scope=user&user_id={user}&site_id={}&from_position=0&to_position=1", w.a.id),
+            400,
+            "invalid_query",
+        ),
+        // A timeline's min_position beyond the head is refused at once.
+        (
+            format!("/v1/audit/timeline/sites/{}?min_position=999999", w.a.id),
+            409,
+            "future_position",
+        ),
         // Timelines: bad cursor, zero limit, bad path.
         (
             format!("/v1/audit/timeline/sites/{}?after=garbage", w.a.id),
-            400,
+            404,
             "bad_cursor",
         ),
         (

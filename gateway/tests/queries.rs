@@ -496,7 +496,7 @@ async fn dashboards_of_another_site_are_not_found_and_of_ones_own_need_admin_fla
 }
 
 #[tokio::test]
-async fn bad_query_parameters_are_refused_with_400() {
+async fn bad_query_parameters_are_refused_with_a_clear_problem() {
     let harness = Harness::start().await;
     let h = &harness;
     let w = h.world().await;
@@ -543,6 +543,19 @@ async fn bad_query_parameters_are_refused_with_400() {
             "invalid_query",
         ),
         ("/v1/access/lookup?limit=0".to_owned(), 400, "invalid_query"),
+        // A consistency token beyond the log's head is refused at once.
+        (
+            format!(
+                "/v1/access/check?target_type=scorecard&target_id={sc}&action=view&min_position=999999"
+            ),
+            409,
+            "future_position",
+        ),
+        (
+            format!("/v1/sites/{}/connections?min_position=999999", w.b.id),
+            409,
+            "future_position",
+        ),
         (
             "/v1/access/lookup?limit=many".to_owned(),
             400,
@@ -555,7 +568,7 @@ async fn bad_query_parameters_are_refused_with_400() {
         ),
         (
             "/v1/access/lookup?after=garbage".to_owned(),
-            400,
+            404,
             "bad_cursor",
         ),
         (
@@ -583,8 +596,13 @@ async fn bad_query_parameters_are_refused_with_400() {
         ),
         (
             format!("/v1/sites/{}/users?after=garbage", w.b.id),
-            400,
+            404,
             "bad_cursor",
+        ),
+        (
+            format!("/v1/sites/{}/users?search=a%00b", w.b.id),
+            400,
+            "invalid_query",
         ),
         (
             format!("/v1/sites/{}/users?sort=height", w.b.id),
@@ -746,7 +764,7 @@ async fn another_sites_unshared_objects_are_unknown_exactly_like_nonexistent_one
 }
 
 #[tokio::test]
-async fn a_min_position_the_read_models_cannot_reach_is_503_not_fresh_enough() {
+async fn a_min_position_beyond_the_head_is_409_and_one_the_read_models_lag_behind_is_503() {
     let harness = Harness::start_with(GatewayOptions {
         freshness_timeout: Duration::from_millis(150),
         ..GatewayOptions::default()
@@ -754,35 +772,77 @@ async fn a_min_position_the_read_models_cannot_reach_is_503_not_fresh_enough() {
     .await;
     let h = &harness;
     let w = h.world().await;
+    let sites = |at: u64| {
+        [
+            format!("/v1/sites/{}?min_position={at}", w.b.id),
+            format!("/v1/sites/{}/connections?min_position={at}", w.b.id),
+            format!("/v1/sites/{}/pending-requests?min_position={at}", w.b.id),
+            format!("/v1/sites/{}/shared-scorecards?min_position={at}", w.b.id),
+            format!("/v1/sites/{}/users?min_position={at}", w.b.id),
+        ]
+    };
+    let access = |at: u64| {
+        [
+            check_path(None, "scorecard", w.b_scorecard, "view", at),
+            explain_path(None, "scorecard", w.b_scorecard, at),
+            viewers_path("scorecard", w.b_scorecard, at),
+            format!("/v1/access/lookup?min_position={at}"),
+        ]
+    };
+    // No write of this log is that far: refused at once, without waiting.
     let far = w.last + 1_000_000;
-    for path in [
-        check_path(None, "scorecard", w.b_scorecard, "view", far),
-        explain_path(None, "scorecard", w.b_scorecard, far),
-        viewers_path("scorecard", w.b_scorecard, far),
-        format!("/v1/access/lookup?min_position={far}"),
-        format!("/v1/sites/{}?min_position={far}", w.b.id),
-        format!("/v1/sites/{}/connections?min_position={far}", w.b.id),
-        format!("/v1/sites/{}/pending-requests?min_position={far}", w.b.id),
-        format!("/v1/sites/{}/shared-scorecards?min_position={far}", w.b.id),
-        format!("/v1/sites/{}/users?min_position={far}", w.b.id),
-    ] {
-        let reply = h.get(&w.b.admin_token, &path).await;
-        assert_eq!(
-            (reply.status, reply.code()),
-            (503, "not_fresh_enough"),
-            "{path}: {reply:#?}"
-        );
-        reply.assert_problem(503, "not_fresh_enough");
-        assert_eq!(reply.headers["retry-after"], "1");
+    for path in access(far).into_iter().chain(sites(far)) {
+        h.get(&w.b.admin_token, &path)
+            .await
+            .assert_problem(409, "future_position");
     }
-    // The position just written is reached.
-    let now = h
-        .get(
+
+    // The SQL read models cannot commit while their checkpoints are locked:
+    // a position the log has reached is not reached by them in time.
+    let mut lock = h.db.pool().begin().await.expect("a transaction");
+    sqlx::query("LOCK TABLE sl_checkpoints IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("the lock");
+    let written = h
+        .must(
             &w.b.admin_token,
-            &check_path(None, "scorecard", w.b_scorecard, "view", w.last),
+            "RequireTwoFactor",
+            json!({"site_id": w.b.id, "required": true}),
         )
         .await;
-    assert_eq!(now.ok()["allowed"], json!(true));
+    for path in sites(written) {
+        let reply = h.get(&w.b.admin_token, &path).await;
+        reply.assert_problem(503, "not_fresh_enough");
+        assert_eq!(reply.headers["retry-after"], "1", "{path}");
+    }
+    // The access index is in memory: it has the position.
+    for path in access(written) {
+        assert_eq!(h.get(&w.b.admin_token, &path).await.status, 200, "{path}");
+    }
+    lock.rollback().await.expect("unlocked");
+    for path in sites(written) {
+        assert_eq!(h.get(&w.b.admin_token, &path).await.status, 200, "{path}");
+    }
+
+    // An access index that stopped following the log cannot catch up.
+    h.server.state().access().stop();
+    let after_stop = h
+        .must(
+            &w.b.admin_token,
+            "RequireTwoFactor",
+            json!({"site_id": w.b.id, "required": false}),
+        )
+        .await;
+    h.eventually("the index stops", Duration::from_secs(10), || async {
+        h.get(&w.b.admin_token, &access(after_stop)[0]).await.code() == "access_model_stopped"
+    })
+    .await;
+    for path in access(after_stop) {
+        let reply = h.get(&w.b.admin_token, &path).await;
+        reply.assert_problem(503, "access_model_stopped");
+        assert_eq!(reply.headers["retry-after"], "1", "{path}");
+    }
     harness.shutdown().await;
 }
 

@@ -872,6 +872,38 @@ async fn q5_users_pages_follow_the_sort_in_both_directions() {
             Err(ProjectionError::BadCursor(_))
         ));
     }
+    // Cursors of the right shape whose key is not of the sort's type, or
+    // holds NUL: refused as cursors, not failed in the database.
+    let hex = |text: &str| -> String { text.bytes().map(|b| format!("{b:02x}")).collect() };
+    for (sort, cursor) in [
+        (
+            UserSort::LastActivity,
+            format!("la.{}.{}", hex("garbage"), hex("x")),
+        ),
+        (
+            UserSort::Active,
+            format!("aa.{}.{}", hex("maybe"), hex("x")),
+        ),
+        (
+            UserSort::Username,
+            format!("ua.{}.{}", hex("a\0b"), hex("x")),
+        ),
+        (
+            UserSort::Username,
+            format!("ua.{}.{}", hex("x"), hex("a\0b")),
+        ),
+    ] {
+        let query = UsersQuery {
+            sort,
+            after: Some(cursor.clone()),
+            ..UsersQuery::default()
+        };
+        let answer = dashboard::users(&pool, p.site.id, &query).await;
+        assert!(
+            matches!(answer, Err(ProjectionError::BadCursor(_))),
+            "{cursor}: {answer:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -7,6 +7,10 @@
 //!   goes through this one stream.
 //! * `sitecode-<CODE>`: the claim of a site code ([`SiteCodeEvent`]), so that
 //!   codes are unique under concurrency.
+//! * `idclaim-<kind><id>`: the claim of a user's, scorecard's, object's or
+//!   relationship's id ([`IdClaimEvent`]): such ids name one thing across
+//!   all sites (the read models and the API name them alone), though each
+//!   lives in its site's stream.
 //! * `content-<site id>`: a site's scorecards, objects, placements and its
 //!   relationships to partners' shared objects ([`ContentEvent`]).
 //! * `connection-<lower id>-<higher id>`: both share links between two sites,
@@ -39,6 +43,12 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Sized {
 
     /// What the event is about, as stored in `stream` (see [`tags`]).
     fn tags_on(&self, stream: &str) -> Vec<crate::dcb::Tag>;
+
+    /// The id this event creates, if it creates a user, a scorecard, an
+    /// object or a relationship: such ids are claimed ([`IdClaimEvent`]).
+    fn created_id(&self) -> Option<ClaimedId> {
+        None
+    }
 
     /// The event's data, a JSON object.
     fn data(&self) -> serde_json::Value {
@@ -216,6 +226,12 @@ impl DomainEvent for SiteEvent {
     fn event_type(&self) -> &'static str {
         self.type_name()
     }
+    fn created_id(&self) -> Option<ClaimedId> {
+        match self {
+            SiteEvent::UserAdded { user, .. } => Some(ClaimedId::User(user.user_id)),
+            _ => None,
+        }
+    }
 }
 
 /// The claim of a site code, in stream `sitecode-<CODE>`.
@@ -231,6 +247,35 @@ impl DomainEvent for SiteCodeEvent {
         self.tags()
     }
     const CATEGORY: &'static str = "sitecode";
+    fn event_type(&self) -> &'static str {
+        self.type_name()
+    }
+}
+
+/// The kinds of ids that are claimed: each names one thing across all sites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimedId {
+    User(UserId),
+    Scorecard(ScorecardId),
+    Object(ObjectId),
+    Relationship(RelationshipId),
+}
+
+/// The claim of an id, in stream `idclaim-<kind><id>` ([`id_claim_stream`]),
+/// written in the same append as the event that creates the thing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", deny_unknown_fields)]
+pub enum IdClaimEvent {
+    IdClaimed { id: ClaimedId, site_id: SiteId },
+}
+event_names!(IdClaimEvent { IdClaimed });
+
+impl DomainEvent for IdClaimEvent {
+    fn tags_on(&self, _stream: &str) -> Vec<crate::dcb::Tag> {
+        self.tags()
+    }
+    const CATEGORY: &'static str = "idclaim";
     fn event_type(&self) -> &'static str {
         self.type_name()
     }
@@ -354,6 +399,21 @@ impl DomainEvent for ContentEvent {
     fn event_type(&self) -> &'static str {
         self.type_name()
     }
+    fn created_id(&self) -> Option<ClaimedId> {
+        match self {
+            ContentEvent::ScorecardCreated { scorecard_id, .. } => {
+                Some(ClaimedId::Scorecard(*scorecard_id))
+            }
+            ContentEvent::ObjectCreated { object_id, .. } => Some(ClaimedId::Object(*object_id)),
+            ContentEvent::SharedObjectLinked {
+                relationship_id, ..
+            }
+            | ContentEvent::SharedMeasureAggregated {
+                relationship_id, ..
+            } => Some(ClaimedId::Relationship(*relationship_id)),
+            _ => None,
+        }
+    }
 }
 
 /// One direction of a partner connection: `from` shares with `to`.
@@ -454,6 +514,17 @@ pub fn site_stream(site: SiteId) -> String {
 /// The stream that claims a site code.
 pub fn site_code_stream(code: &SiteCode) -> String {
     format!("sitecode-{}", code.as_str())
+}
+
+/// The stream that claims an id.
+pub fn id_claim_stream(id: ClaimedId) -> String {
+    let (kind, uuid) = match id {
+        ClaimedId::User(id) => ("user", id.0),
+        ClaimedId::Scorecard(id) => ("scorecard", id.0),
+        ClaimedId::Object(id) => ("object", id.0),
+        ClaimedId::Relationship(id) => ("relationship", id.0),
+    };
+    format!("idclaim-{kind}{}", uuid.simple())
 }
 
 /// The stream of a site's scorecards, objects and relationships.
@@ -560,6 +631,32 @@ mod tests {
             }],
             SiteCodeEvent::TYPES,
         );
+    }
+
+    #[test]
+    fn every_id_claim_event_round_trips_and_each_kind_has_its_stream() {
+        let id = uuid::Uuid::new_v4();
+        let ids = [
+            ClaimedId::User(UserId(id)),
+            ClaimedId::Scorecard(ScorecardId(id)),
+            ClaimedId::Object(ObjectId(id)),
+            ClaimedId::Relationship(RelationshipId(id)),
+        ];
+        round_trip(
+            ids.iter()
+                .map(|&id| IdClaimEvent::IdClaimed {
+                    id,
+                    site_id: SiteId::new(),
+                })
+                .collect(),
+            IdClaimEvent::TYPES,
+        );
+        let streams: BTreeSet<String> = ids.iter().map(|&id| id_claim_stream(id)).collect();
+        assert_eq!(streams.len(), 4, "one uuid, four kinds: four claims");
+        for stream in streams {
+            assert!(crate::StreamName::parse(&stream).is_ok(), "{stream}");
+            assert!(stream.starts_with("idclaim-"));
+        }
     }
 
     #[test]

@@ -47,6 +47,34 @@ pub enum InvalidValue {
     SeatLimit,
 }
 
+/// The characters `str::trim` removes (Unicode `White_Space`), as a regular
+/// expression class body: every text value is trimmed before it is checked.
+const WHITE_SPACE: &str =
+    r"\t\n\x0b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+/// The control characters (`char::is_control`), as a class body.
+const CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
+
+/// Exactly the strings [`SiteCode::parse`] accepts, as an ECMA-262 (and
+/// Python, and `regex` crate) pattern, for the API document.
+pub fn site_code_pattern() -> String {
+    format!("^[{WHITE_SPACE}]*[A-Za-z0-9][A-Za-z0-9_-]{{1,15}}[{WHITE_SPACE}]*$")
+}
+
+/// The strings [`Username::parse`] accepts, as a pattern. One difference a
+/// pattern cannot state: the 254 characters are counted once lower-cased,
+/// and `İ` (U+0130) lower-cases to two.
+pub fn username_pattern() -> String {
+    format!("^[{WHITE_SPACE}]*[^{WHITE_SPACE}{CONTROL}]{{1,254}}[{WHITE_SPACE}]*$")
+}
+
+/// Exactly the strings [`Name::parse`] accepts, as a pattern.
+pub fn name_pattern() -> String {
+    let max_inner = Name::MAX - 2;
+    format!(
+        "^[{WHITE_SPACE}]*[^{WHITE_SPACE}{CONTROL}](?:[^{CONTROL}]{{0,{max_inner}}}[^{WHITE_SPACE}{CONTROL}])?[{WHITE_SPACE}]*$"
+    )
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -141,7 +169,6 @@ macro_rules! parsed_text {
 /// A site's short, unique, case-insensitive code such as `ACME`. Stored in
 /// upper case: `acme` and `ACME` are the same code.
 #[derive(Clone, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
 pub struct SiteCode(InlineCode);
 
 /// A site code's at most [`SiteCode::MAX_LEN`] ASCII bytes, held inline
@@ -228,7 +255,6 @@ impl<'de> Deserialize<'de> for SiteCode {
 /// that look alike are one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Username(String);
 
 impl Username {
@@ -284,7 +310,6 @@ parsed_text!(Username);
 /// characters, not blank, trimmed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Name(String);
 
 impl Name {
@@ -307,7 +332,6 @@ parsed_text!(Name);
 /// How many active users a site may have (at least 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SeatLimit(u32);
 
 impl SeatLimit {
@@ -323,9 +347,38 @@ impl SeatLimit {
     }
 }
 
+/// A whole number of seats: JSON's `25` and `25.0` are the same number (as
+/// JSON Schema's `integer` says), so both are read; `25.5`, negative
+/// numbers and numbers beyond `u32` are refused.
+struct Seats;
+
+impl serde::de::Visitor<'_> for Seats {
+    type Value = u32;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a whole number of seats from 1 to 4294967295")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u32, E> {
+        u32::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u32, E> {
+        u32::try_from(v).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u32, E> {
+        if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
+            Ok(v as u32)
+        } else {
+            Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for SeatLimit {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        SeatLimit::new(u32::deserialize(d)?).map_err(serde::de::Error::custom)
+        SeatLimit::new(d.deserialize_u32(Seats)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -579,6 +632,79 @@ impl ObjectKind {
     }
 }
 
+/// The API document's schemas of the values that parse: each states exactly
+/// what the value's `parse` accepts (the patterns above; `SeatLimit`'s
+/// range), so that a client can check a body before sending it.
+#[cfg(feature = "openapi")]
+mod schemas {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    use super::*;
+
+    fn text(description: &str, pattern: String, example: &str) -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+            .pattern(Some(pattern))
+            .examples([serde_json::json!(example)])
+            .into()
+    }
+
+    impl utoipa::PartialSchema for SiteCode {
+        fn schema() -> RefOr<Schema> {
+            text(
+                "A site's short, unique, case-insensitive code such as `ACME`: 2 to 16 ASCII \
+                 letters, digits, `-` or `_`, starting with a letter or digit (surrounding white \
+                 space is ignored). Stored in upper case: `acme` and `ACME` are the same code.",
+                site_code_pattern(),
+                "ACME",
+            )
+        }
+    }
+    impl utoipa::ToSchema for SiteCode {}
+
+    impl utoipa::PartialSchema for Username {
+        fn schema() -> RefOr<Schema> {
+            text(
+                "A username or email, unique per site, compared case-insensitively: 1 to 254 \
+                 characters once lower-cased, none of them white space or a control character \
+                 (surrounding white space is ignored). Stored in lower case.",
+                username_pattern(),
+                "ann@acme.org",
+            )
+        }
+    }
+    impl utoipa::ToSchema for Username {}
+
+    impl utoipa::PartialSchema for Name {
+        fn schema() -> RefOr<Schema> {
+            text(
+                "A human-readable name (of a site, user, scorecard or object): 1 to 200 \
+                 characters once trimmed, no control characters.",
+                name_pattern(),
+                "Acme Foundation",
+            )
+        }
+    }
+    impl utoipa::ToSchema for Name {}
+
+    impl utoipa::PartialSchema for SeatLimit {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .description(Some(
+                    "How many active users a site may have: 1 to 4294967295.",
+                ))
+                .minimum(Some(1))
+                .maximum(Some(u32::MAX))
+                .examples([serde_json::json!(25)])
+                .into()
+        }
+    }
+    impl utoipa::ToSchema for SeatLimit {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,6 +782,30 @@ mod tests {
     }
 
     #[test]
+    fn seat_limits_are_whole_numbers_from_1_to_u32_max() {
+        let read = |json: &str| serde_json::from_str::<SeatLimit>(json).map(SeatLimit::get);
+        assert_eq!(read("25").unwrap(), 25);
+        assert_eq!(read("25.0").unwrap(), 25);
+        assert_eq!(read("2.5e1").unwrap(), 25);
+        assert_eq!(read("4294967295").unwrap(), u32::MAX);
+        assert_eq!(read("4294967295.0").unwrap(), u32::MAX);
+        for bad in [
+            "0",
+            "0.0",
+            "-0.0",
+            "-1",
+            "25.5",
+            "4294967296",
+            "4294967296.0",
+            "1e300",
+            "\"5\"",
+            "null",
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn access_levels_are_ordered() {
         assert!(AccessLevel::Browser < AccessLevel::Updater);
         assert!(AccessLevel::Updater < AccessLevel::Editor);
@@ -700,5 +850,96 @@ mod tests {
         assert!(!entry.contains(&AllScorecards));
         let presenter = Role::Presenter.default_permissions();
         assert!(presenter.contains(&AddCommentary) && !presenter.contains(&DataEntry));
+    }
+
+    /// The patterns the API document states accept exactly what `parse`
+    /// accepts: strings built from the characters at the edges of each rule
+    /// (white space that is trimmed, control characters, non-ASCII letters,
+    /// `İ` aside for usernames), at the lengths around each limit.
+    mod patterns {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        const CHARS: &[char] = &[
+            'a', 'Z', '0', '9', '-', '_', '.', '@', ' ', '\t', '\n', '\u{b}', '\u{c}', '\r',
+            '\u{85}', '\u{a0}', '\u{1680}', '\u{2000}', '\u{200a}', '\u{200b}', '\u{2028}',
+            '\u{3000}', '\u{feff}', '\u{0}', '\u{1}', '\u{1c}', '\u{1f}', '\u{7f}', '\u{9f}', 'é',
+            'Ä', 'ß', '😀',
+        ];
+
+        fn piece(max: usize) -> impl Strategy<Value = String> {
+            proptest::collection::vec(proptest::sample::select(CHARS), 0..max)
+                .prop_map(|c| c.into_iter().collect())
+        }
+
+        /// Edges, then a run of one character long enough to cross a limit.
+        fn candidate() -> impl Strategy<Value = String> {
+            (
+                piece(4),
+                proptest::sample::select(CHARS),
+                0usize..260,
+                piece(4),
+            )
+                .prop_map(|(head, fill, n, tail)| {
+                    let mut s = head;
+                    s.extend(std::iter::repeat_n(fill, n));
+                    s.push_str(&tail);
+                    s
+                })
+        }
+
+        fn agree(pattern: &str, parses: impl Fn(&str) -> bool, s: &str) {
+            let re = regex::Regex::new(pattern).expect("the pattern compiles");
+            assert_eq!(re.is_match(s), parses(s), "{pattern} on {s:?}");
+        }
+
+        proptest! {
+            #[test]
+            fn site_codes(s in candidate()) {
+                agree(&site_code_pattern(), |s| SiteCode::parse(s).is_ok(), &s);
+            }
+
+            #[test]
+            fn usernames(s in candidate()) {
+                agree(&username_pattern(), |s| Username::parse(s).is_ok(), &s);
+            }
+
+            #[test]
+            fn names(s in candidate()) {
+                agree(&name_pattern(), |s| Name::parse(s).is_ok(), &s);
+            }
+        }
+
+        #[test]
+        fn at_the_limits() {
+            let code = site_code_pattern();
+            let user = username_pattern();
+            let name = name_pattern();
+            for (s, code_ok, user_ok, name_ok) in [
+                ("", false, false, false),
+                ("A", false, true, true),
+                (" AB\n", true, true, true),
+                ("-AB", false, true, true),
+                ("a b", false, false, true),
+                ("a\tb", false, false, false),
+            ] {
+                agree(&code, |s| SiteCode::parse(s).is_ok(), s);
+                agree(&user, |s| Username::parse(s).is_ok(), s);
+                agree(&name, |s| Name::parse(s).is_ok(), s);
+                assert_eq!(SiteCode::parse(s).is_ok(), code_ok, "{s:?}");
+                assert_eq!(Username::parse(s).is_ok(), user_ok, "{s:?}");
+                assert_eq!(Name::parse(s).is_ok(), name_ok, "{s:?}");
+            }
+            for n in [15, 16, 17, 199, 200, 201, 253, 254, 255] {
+                let s = "x".repeat(n);
+                let padded = format!(" {s}\u{3000}");
+                for s in [&s, &padded] {
+                    agree(&code, |s| SiteCode::parse(s).is_ok(), s);
+                    agree(&user, |s| Username::parse(s).is_ok(), s);
+                    agree(&name, |s| Name::parse(s).is_ok(), s);
+                }
+            }
+        }
     }
 }

@@ -220,7 +220,9 @@ pub fn find_bin_dir() -> Option<PathBuf> {
     })
 }
 
-fn unprivileged_user() -> Result<Option<(u32, u32)>, LocalPgError> {
+/// The user and group the private cluster runs as: `None` when we are not
+/// root (it runs as us), else the `postgres` (or `nobody`) system user.
+pub fn unprivileged_user() -> Result<Option<(u32, u32)>, LocalPgError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);

@@ -626,7 +626,19 @@ pub async fn users(
         .bind(after.as_ref().map(|c| c.username.clone()))
         .bind(i64::from(limit) + 1)
         .fetch_all(pool)
-        .await?;
+        .await
+        .map_err(|e| match (&query.after, &e) {
+            // A cursor's key that is not of its sort's type (a timestamp,
+            // a boolean) or holds NUL: PostgreSQL's data exceptions (class
+            // 22) here come from the cursor, which this service did not
+            // give out.
+            (Some(raw), sqlx::Error::Database(db))
+                if db.code().is_some_and(|c| c.starts_with("22")) =>
+            {
+                ProjectionError::BadCursor(raw.clone())
+            }
+            _ => e.into(),
+        })?;
     let total: i64 = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM rm.dash_users u WHERE {filter}"
     ))
