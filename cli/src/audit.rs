@@ -647,18 +647,13 @@ pub async fn verify(
 
 /// An anchor printed by `verify`: `<position>:<64 hex digits>`.
 fn parse_anchor(raw: &str) -> anyhow::Result<ChainAnchor> {
-    let (position, hex) = raw
+    let (position, digits) = raw
         .split_once(':')
         .context("an anchor is <position>:<64 hex digits>")?;
     let position: u64 = position.parse().context("the anchor's position")?;
-    anyhow::ensure!(
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
-        "the anchor's hash is 64 hex digits"
-    );
     let mut chain_hash = [0u8; 32];
-    for (i, byte) in chain_hash.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).context("the anchor's hash")?;
-    }
+    hex::decode_to_slice(digits, &mut chain_hash)
+        .map_err(|_| anyhow::anyhow!("the anchor's hash is 64 hex digits"))?;
     Ok(ChainAnchor {
         position,
         chain_hash,

@@ -118,7 +118,7 @@ impl ChainAnchor {
 
 impl std::fmt::Display for ChainAnchor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.position, hex(&self.chain_hash))
+        write!(f, "{}:{}", self.position, hex::encode(self.chain_hash))
     }
 }
 
@@ -797,12 +797,8 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn serialize_hex<S: serde::Serializer>(hash: &Hash, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex(hash))
+    s.serialize_str(&hex::encode(hash))
 }
 
 #[cfg(test)]
@@ -821,6 +817,23 @@ mod tests {
             metadata: Some("{}".into()),
             recorded_at: Some(vec![0, 0, 0, 0, 0, 0, 0, 1]),
         }
+    }
+
+    #[test]
+    fn anchors_print_as_position_and_lowercase_hex() {
+        let mut chain_hash = [0u8; 32];
+        chain_hash[0] = 0xAB;
+        chain_hash[31] = 0x0F;
+        let anchor = ChainAnchor {
+            position: 42,
+            chain_hash,
+        };
+        let printed = format!("42:ab{}0f", "00".repeat(30));
+        assert_eq!(anchor.to_string(), printed);
+        assert_eq!(
+            serde_json::to_value(anchor).unwrap()["chain_hash"],
+            serde_json::json!(printed[3..])
+        );
     }
 
     /// Seals for `rows`, chained from genesis.
