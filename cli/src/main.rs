@@ -500,10 +500,7 @@ async fn token(cli: &Cli, pool: &sqlx::PgPool, command: &TokenCommand) -> anyhow
             if cli.json {
                 println!("{}", serde_json::to_string(&tokens)?);
             } else {
-                println!(
-                    "{:<36}  {:<8}  {:<20}  {:<25}  state",
-                    "token id", "kind", "name", "expires"
-                );
+                let mut table = table::Table::new(["token id", "kind", "name", "expires", "state"]);
                 for t in tokens {
                     let state = if t.revoked_at.is_some() {
                         "revoked"
@@ -512,14 +509,15 @@ async fn token(cli: &Cli, pool: &sqlx::PgPool, command: &TokenCommand) -> anyhow
                     } else {
                         "active"
                     };
-                    println!(
-                        "{:<36}  {:<8}  {:<20}  {:<25}  {state}",
-                        t.token_id,
-                        t.kind.as_str(),
+                    table.row([
+                        t.token_id.to_string(),
+                        t.kind.as_str().to_owned(),
                         t.name,
-                        t.expires_at.to_rfc3339()
-                    );
+                        t.expires_at.to_rfc3339(),
+                        state.to_owned(),
+                    ]);
                 }
+                print!("{table}");
             }
         }
         TokenCommand::Revoke { token_id } => {
