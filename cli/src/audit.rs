@@ -17,6 +17,7 @@ use shareledger_projections::history::{AccessDiff, History, Moment, Scope};
 use shareledger_projections::runtime::{ProjectionRuntime, RuntimeOptions};
 use shareledger_projections::timeline::{self, TimelineEntry, TimelineQuery};
 
+use crate::progress;
 use crate::table::Table;
 
 /// A moment: a global position (digits) or an RFC 3339 time.
@@ -163,7 +164,12 @@ pub async fn as_of(store: PgEventStore, command: &AsOf, json: bool) -> anyhow::R
         } => {
             let action: Action = serde_json::from_value(serde_json::Value::String(action.clone()))
                 .map_err(|_| anyhow::anyhow!("--action must be view, update, edit or admin"))?;
-            let (position, level) = history.level(*at, UserId(*user), target.target()).await?;
+            let (position, level) = progress::while_working(
+                "replaying the log up to that moment",
+                !json,
+                history.level(*at, UserId(*user), target.target()),
+            )
+            .await?;
             let allowed = level.is_some_and(|l| l >= action.required_level());
             if json {
                 println!(
@@ -181,8 +187,12 @@ pub async fn as_of(store: PgEventStore, command: &AsOf, json: bool) -> anyhow::R
             }
         }
         AsOf::Lookup { at, user, site } => {
-            let (position, items) =
-                complete_lookup(&history, *at, UserId(*user), site.map(SiteId)).await?;
+            let (position, items) = progress::while_working(
+                "replaying the log up to that moment",
+                !json,
+                complete_lookup(&history, *at, UserId(*user), site.map(SiteId)),
+            )
+            .await?;
             if json {
                 for item in &items {
                     println!("{}", serde_json::to_string(item)?);
@@ -196,7 +206,12 @@ pub async fn as_of(store: PgEventStore, command: &AsOf, json: bool) -> anyhow::R
             }
         }
         AsOf::Viewers { at, target } => {
-            let (position, viewers) = history.viewers(*at, target.target()).await?;
+            let (position, viewers) = progress::while_working(
+                "replaying the log up to that moment",
+                !json,
+                history.viewers(*at, target.target()),
+            )
+            .await?;
             if json {
                 for v in &viewers {
                     println!("{}", serde_json::to_string(v)?);
@@ -235,7 +250,12 @@ pub async fn explain(
         Some(at) => at,
         None => Moment::Position(store.head_position().await?),
     };
-    let (position, e) = history.explain(at, UserId(user), target).await?;
+    let (position, e) = progress::while_working(
+        "replaying the log up to that moment",
+        !json,
+        history.explain(at, UserId(user), target),
+    )
+    .await?;
     if json {
         println!(
             "{}",
@@ -358,7 +378,12 @@ pub fn diff_table(diff: &AccessDiff) -> Table {
 
 pub async fn diff(store: PgEventStore, args: &DiffArgs, json: bool) -> anyhow::Result<()> {
     let history = History::new(store);
-    let diff = history.diff(args.scope()?, args.from, args.to).await?;
+    let diff = progress::while_working(
+        "replaying the log up to both moments",
+        !json,
+        history.diff(args.scope()?, args.from, args.to),
+    )
+    .await?;
     if json {
         println!("{}", serde_json::to_string(&diff)?);
     } else {
@@ -375,22 +400,6 @@ pub async fn diff(store: PgEventStore, args: &DiffArgs, json: bool) -> anyhow::R
     Ok(())
 }
 
-/// A one-line progress bar on stderr.
-fn progress(label: &str, done: u64, total: u64, started: Instant) {
-    let width = 30;
-    let filled = if total == 0 {
-        width
-    } else {
-        ((done.min(total) as f64 / total as f64) * width as f64) as usize
-    };
-    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    eprint!(
-        "\r{label:<14} [{}{}] {done}/{total} events, {rate:.0} events/s   ",
-        "#".repeat(filled),
-        ".".repeat(width - filled)
-    );
-}
-
 /// `replay`: rebuilds the SQL read models from position 0 beside the live
 /// ones (then switches), and replays the whole log into a fresh access
 /// index, with progress and events/s.
@@ -401,6 +410,7 @@ pub async fn replay(store: PgEventStore, only: Option<String>, json: bool) -> an
     // The access index: the whole log, page by page.
     if only.as_deref().is_none_or(|n| n == "access_index") {
         let started = Instant::now();
+        let bar = progress::events("access_index", head, !json);
         let mut index = AccessIndex::new();
         let mut at = 0;
         while at < head {
@@ -414,14 +424,10 @@ pub async fn replay(store: PgEventStore, only: Option<String>, json: bool) -> an
                 index.apply(event)?;
                 at = event.global_position;
             }
-            if !json {
-                progress("access_index", at, head, started);
-            }
+            bar.set_position(at);
         }
         let secs = started.elapsed().as_secs_f64();
-        if !json {
-            eprintln!();
-        }
+        progress::finish(&bar);
         report.push(serde_json::json!({"read_model": "access_index", "events": at, "seconds": secs, "events_per_second": at as f64 / secs.max(1e-9)}));
     }
 
@@ -435,28 +441,25 @@ pub async fn replay(store: PgEventStore, only: Option<String>, json: bool) -> an
             continue;
         }
         let started = Instant::now();
+        let bar = progress::events(name, head, !json);
         let generation = runtime.rebuild(name).await?;
         let wait = runtime.wait_for_generation(name, generation, Duration::from_secs(24 * 3600));
         tokio::pin!(wait);
         loop {
             tokio::select! {
                 done = &mut wait => { done?; break; }
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                    if !json {
-                        let statuses = runtime.status().await?;
-                        if let Some(s) = statuses.iter().find(|s| s.name == name) {
-                            let at = s.rebuild.as_ref().map_or(s.position, |r| r.position);
-                            progress(name, at, s.head, started);
-                        }
+                _ = tokio::time::sleep(Duration::from_millis(250)), if !bar.is_hidden() => {
+                    let statuses = runtime.status().await?;
+                    if let Some(s) = statuses.iter().find(|s| s.name == name) {
+                        bar.set_length(s.head);
+                        bar.set_position(s.rebuild.as_ref().map_or(s.position, |r| r.position));
                     }
                 }
             }
         }
         let secs = started.elapsed().as_secs_f64();
-        if !json {
-            progress(name, head, head, started);
-            eprintln!();
-        }
+        bar.set_position(head);
+        progress::finish(&bar);
         report.push(serde_json::json!({"read_model": name, "generation": generation, "events": head, "seconds": secs, "events_per_second": head as f64 / secs.max(1e-9)}));
     }
     runtime.shutdown().await?;
@@ -514,14 +517,14 @@ pub struct TimelineArgs {
 pub async fn timeline_entries(
     store: &PgEventStore,
     args: &TimelineArgs,
+    shown: bool,
 ) -> anyhow::Result<Vec<TimelineEntry>> {
     let head = store.head_position().await?;
     let runtime =
         ProjectionRuntime::start(store.clone(), sql_read_models(), RuntimeOptions::default())
             .await
             .context("starting the read models")?;
-    runtime
-        .wait_for(head, Duration::from_secs(24 * 3600))
+    catch_up(&runtime, head, shown)
         .await
         .context("bringing the read models up to the log's head")?;
     let pool = store.pool();
@@ -558,6 +561,25 @@ pub async fn timeline_entries(
     Ok(entries)
 }
 
+/// Waits for every read model of `runtime` to reach `head`, with a bar of
+/// the one furthest behind.
+async fn catch_up(runtime: &ProjectionRuntime, head: u64, shown: bool) -> anyhow::Result<()> {
+    let bar = progress::events("read models", head, shown);
+    let wait = runtime.wait_for(head, Duration::from_secs(24 * 3600));
+    tokio::pin!(wait);
+    loop {
+        tokio::select! {
+            done = &mut wait => { done?; break; }
+            _ = tokio::time::sleep(Duration::from_millis(250)), if !bar.is_hidden() => {
+                let statuses = runtime.status().await?;
+                bar.set_position(statuses.iter().map(|s| s.position).min().unwrap_or(head));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
 fn actor_name(actor: &Option<shareledger_events::Actor>) -> String {
     match actor {
         Some(shareledger_events::Actor::User { user_id, .. }) => format!("user {user_id}"),
@@ -581,7 +603,7 @@ fn timeline_rows(table: &mut Table, entries: &[TimelineEntry], depth: usize) {
 }
 
 pub async fn history(store: PgEventStore, args: &TimelineArgs, json: bool) -> anyhow::Result<()> {
-    let entries = timeline_entries(&store, args).await?;
+    let entries = timeline_entries(&store, args, !json).await?;
     if json {
         for e in &entries {
             println!("{}", serde_json::to_string(e)?);
@@ -600,6 +622,26 @@ pub async fn history(store: PgEventStore, args: &TimelineArgs, json: bool) -> an
     Ok(())
 }
 
+/// `verify --seal`: seals every committed event not sealed yet (what the
+/// service's sealer does), with a bar; returns how many it sealed.
+pub async fn seal(store: PgEventStore, shown: bool) -> anyhow::Result<u64> {
+    let sealer = shareledger_events::store::Sealer::new(store, Default::default());
+    let status = sealer.status().await?;
+    let bar = progress::events("sealing", status.head, shown);
+    bar.set_position(status.sealed);
+    let mut sealed = 0;
+    loop {
+        let n = sealer.seal_pending(5_000).await?;
+        if n == 0 {
+            break;
+        }
+        sealed += n;
+        bar.inc(n);
+    }
+    bar.finish_and_clear();
+    Ok(sealed)
+}
+
 /// `verify`: walks the chain; exits non-zero when the log was tampered with.
 pub async fn verify(
     store: PgEventStore,
@@ -611,14 +653,20 @@ pub async fn verify(
         Some(raw) => Some(parse_anchor(&raw)?),
     };
     let started = Instant::now();
-    let report = shareledger_events::store::verify(
+    let bar = progress::events("verify", 0, !json);
+    let report = shareledger_events::store::verify_with_progress(
         &store,
         VerifyOptions {
             anchor,
             ..VerifyOptions::default()
         },
+        |at, head| {
+            bar.set_length(head);
+            bar.set_position(at);
+        },
     )
     .await?;
+    bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     if json {
         println!("{}", serde_json::to_string(&report)?);
@@ -717,7 +765,7 @@ pub async fn export(
     match what {
         Export::Timeline(args) => {
             let mut flat = Vec::new();
-            flatten(&timeline_entries(&store, args).await?, &mut flat);
+            flatten(&timeline_entries(&store, args, true).await?, &mut flat);
             header = vec![
                 "position",
                 "recorded_at",
@@ -765,8 +813,12 @@ pub async fn export(
         }
         Export::Lookup { at, user, site } => {
             let history = History::new(store.clone());
-            let (position, items) =
-                complete_lookup(&history, *at, UserId(*user), site.map(SiteId)).await?;
+            let (position, items) = progress::while_working(
+                "replaying the log up to that moment",
+                true,
+                complete_lookup(&history, *at, UserId(*user), site.map(SiteId)),
+            )
+            .await?;
             header = vec![
                 "position",
                 "user_id",
@@ -803,7 +855,12 @@ pub async fn export(
         }
         Export::Viewers { at, target } => {
             let history = History::new(store.clone());
-            let (position, viewers) = history.viewers(*at, target.target()).await?;
+            let (position, viewers) = progress::while_working(
+                "replaying the log up to that moment",
+                true,
+                history.viewers(*at, target.target()),
+            )
+            .await?;
             header = vec!["position", "target", "site", "user_id", "level"];
             rows = viewers
                 .iter()
@@ -850,3 +907,4 @@ pub async fn export(
     }
     Ok(())
 }
+

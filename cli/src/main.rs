@@ -8,6 +8,7 @@
 
 mod audit;
 mod demo;
+mod progress;
 mod table;
 
 use std::path::PathBuf;
@@ -366,18 +367,7 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
         }
         Command::Verify { anchor, seal } => {
             if *seal {
-                let sealer = shareledger_events::store::Sealer::new(
-                    PgEventStore::new(pool.clone()),
-                    Default::default(),
-                );
-                let mut sealed = 0;
-                loop {
-                    let n = sealer.seal_pending(5_000).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    sealed += n;
-                }
+                let sealed = audit::seal(PgEventStore::new(pool.clone()), !cli.json).await?;
                 eprintln!("sealed {sealed} events");
             }
             let intact =

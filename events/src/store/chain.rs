@@ -472,6 +472,16 @@ pub async fn verify(
     store: &PgEventStore,
     options: VerifyOptions,
 ) -> Result<VerifyReport, ChainError> {
+    verify_with_progress(store, options, |_, _| {}).await
+}
+
+/// [`verify`], telling `progress` after each page how far the walk has
+/// come and where it ends: `(position, log_head)`.
+pub async fn verify_with_progress(
+    store: &PgEventStore,
+    options: VerifyOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<VerifyReport, ChainError> {
     let batch = i64::try_from(options.batch_size.max(1)).unwrap_or(i64::MAX);
     let mut tx = store.pool().begin().await?;
     // One snapshot for the whole walk: a sealer or an append committing
@@ -528,6 +538,7 @@ pub async fn verify(
         if let Some(problem) = walk_merged(&mut walk, &events, &seals, bound) {
             break Some(problem);
         }
+        progress(to_u64(bound.min(log_head)), to_u64(log_head));
         match bound.checked_add(1) {
             Some(next) if bound != i64::MAX => from = next,
             _ => break walk.finish(seal_head),
