@@ -13,6 +13,7 @@ use shareledger_events::store::PositionFrom;
 use shareledger_events::store::{ChainAnchor, PgEventStore, VerifyOptions};
 use shareledger_events::Direction;
 use shareledger_projections::access::{AccessIndex, LookupQuery, Target, Visible, MAX_PAGE};
+use shareledger_projections::dashboard;
 use shareledger_projections::history::{AccessDiff, History, Moment, Scope};
 use shareledger_projections::runtime::{ProjectionRuntime, RuntimeOptions};
 use shareledger_projections::timeline::{self, TimelineEntry, TimelineQuery};
@@ -62,9 +63,9 @@ pub enum AsOf {
         user: uuid::Uuid,
         #[command(flatten)]
         target: TargetArgs,
-        /// view, update, edit or admin.
-        #[arg(long, default_value = "view")]
-        action: String,
+        /// What the user would do.
+        #[arg(long, value_enum, default_value_t = ActionArg::View)]
+        action: ActionArg,
     },
     /// everything the user could see then (complete).
     Lookup {
@@ -83,6 +84,56 @@ pub enum AsOf {
         #[command(flatten)]
         target: TargetArgs,
     },
+}
+
+/// `--action`: what a user asks to do, named as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ActionArg {
+    /// See it (Browser or more).
+    View,
+    /// Update its values (Updater or more).
+    Update,
+    /// Edit it (Editor or more).
+    Edit,
+    /// Administer it (Scorecard Admin).
+    Admin,
+}
+
+impl ActionArg {
+    pub fn action(self) -> Action {
+        match self {
+            ActionArg::View => Action::View,
+            ActionArg::Update => Action::Update,
+            ActionArg::Edit => Action::Edit,
+            ActionArg::Admin => Action::Admin,
+        }
+    }
+}
+
+/// `replay --only`: one read model, by the name `replay` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum ReadModelArg {
+    /// The in-memory access index.
+    AccessIndex,
+    /// The dashboards.
+    Dashboards,
+    /// The access model as SQL tables.
+    AccessTables,
+    /// The sharing timelines.
+    Timeline,
+}
+
+impl ReadModelArg {
+    /// The read model's name, as `replay` reports it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadModelArg::AccessIndex => "access_index",
+            ReadModelArg::Dashboards => dashboard::Dashboards::NAME,
+            ReadModelArg::AccessTables => dashboard::AccessTables::NAME,
+            ReadModelArg::Timeline => timeline::Timeline::NAME,
+        }
+    }
 }
 
 fn target_name(target: Target) -> String {
@@ -162,8 +213,7 @@ pub async fn as_of(store: PgEventStore, command: &AsOf, json: bool) -> anyhow::R
             target,
             action,
         } => {
-            let action: Action = serde_json::from_value(serde_json::Value::String(action.clone()))
-                .map_err(|_| anyhow::anyhow!("--action must be view, update, edit or admin"))?;
+            let action = action.action();
             let (position, level) = progress::while_working(
                 "replaying the log up to that moment",
                 !json,
@@ -403,12 +453,16 @@ pub async fn diff(store: PgEventStore, args: &DiffArgs, json: bool) -> anyhow::R
 /// `replay`: rebuilds the SQL read models from position 0 beside the live
 /// ones (then switches), and replays the whole log into a fresh access
 /// index, with progress and events/s.
-pub async fn replay(store: PgEventStore, only: Option<String>, json: bool) -> anyhow::Result<()> {
+pub async fn replay(
+    store: PgEventStore,
+    only: Option<ReadModelArg>,
+    json: bool,
+) -> anyhow::Result<()> {
     let head = store.head_position().await?;
     let mut report = Vec::new();
 
     // The access index: the whole log, page by page.
-    if only.as_deref().is_none_or(|n| n == "access_index") {
+    if only.is_none_or(|m| m == ReadModelArg::AccessIndex) {
         let started = Instant::now();
         let bar = progress::events("access_index", head, !json);
         let mut index = AccessIndex::new();
@@ -437,7 +491,7 @@ pub async fn replay(store: PgEventStore, only: Option<String>, json: bool) -> an
             .await
             .context("starting the read models")?;
     for name in runtime.names() {
-        if only.as_deref().is_some_and(|n| n != name) {
+        if only.is_some_and(|m| m.name() != name) {
             continue;
         }
         let started = Instant::now();
@@ -908,3 +962,45 @@ pub async fn export(
     Ok(())
 }
 
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+
+    #[test]
+    fn every_action_is_named_on_the_command_line_as_the_api_names_it() {
+        for arg in ActionArg::value_variants() {
+            let api_name = serde_json::to_value(arg.action()).unwrap();
+            assert_eq!(
+                arg.to_possible_value().unwrap().get_name(),
+                api_name.as_str().unwrap()
+            );
+            // Every action has its flag value: this match fails to compile
+            // when an action is added without one.
+            let back = match arg.action() {
+                Action::View => ActionArg::View,
+                Action::Update => ActionArg::Update,
+                Action::Edit => ActionArg::Edit,
+                Action::Admin => ActionArg::Admin,
+            };
+            assert_eq!(back, *arg);
+        }
+    }
+
+    #[test]
+    fn only_names_exactly_the_read_models_replay_rebuilds() {
+        let mut listed: Vec<&str> = ReadModelArg::value_variants()
+            .iter()
+            .map(|m| {
+                assert_eq!(m.to_possible_value().unwrap().get_name(), m.name());
+                m.name()
+            })
+            .collect();
+        let mut rebuilt: Vec<&str> = sql_read_models().iter().map(|p| p.name()).collect();
+        rebuilt.push("access_index");
+        listed.sort_unstable();
+        rebuilt.sort_unstable();
+        assert_eq!(listed, rebuilt);
+    }
+}

@@ -169,9 +169,9 @@ enum Command {
     },
     /// Rebuild the read models from the log, with progress and events/s.
     Replay {
-        /// Only this read model (access_index, dashboards, access_tables, …).
-        #[arg(long)]
-        only: Option<String>,
+        /// Only this read model.
+        #[arg(long, value_enum)]
+        only: Option<audit::ReadModelArg>,
     },
 }
 
@@ -186,9 +186,9 @@ enum LogFormat {
 enum TokenCommand {
     /// Issue a token; its secret is printed once and never stored.
     Issue {
-        /// user, service, auditor or operator.
-        #[arg(long)]
-        kind: String,
+        /// What the token speaks for.
+        #[arg(long, value_enum)]
+        kind: KindArg,
         /// The site (user and service tokens; optional for auditors).
         #[arg(long)]
         site: Option<uuid::Uuid>,
@@ -206,6 +206,30 @@ enum TokenCommand {
     List,
     /// Revoke a token by its id.
     Revoke { token_id: uuid::Uuid },
+}
+
+/// `token issue --kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KindArg {
+    /// One user of one site (--site and --user), for a UI signed in as them.
+    User,
+    /// A backend service of one site (--site), acting for its users.
+    Service,
+    /// Reads history and access answers of one site (--site) or all; no commands.
+    Auditor,
+    /// Platform staff: any site or user command, every read.
+    Operator,
+}
+
+impl From<KindArg> for TokenKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::User => TokenKind::User,
+            KindArg::Service => TokenKind::Service,
+            KindArg::Auditor => TokenKind::Auditor,
+            KindArg::Operator => TokenKind::Operator,
+        }
+    }
 }
 
 /// The allocator of every ShareLedger binary (`docs/dependencies.md`).
@@ -380,7 +404,7 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
             audit::export(PgEventStore::new(pool.clone()), what, *format, out.clone()).await?
         }
         Command::Replay { only } => {
-            audit::replay(PgEventStore::new(pool.clone()), only.clone(), cli.json).await?
+            audit::replay(PgEventStore::new(pool.clone()), *only, cli.json).await?
         }
         Command::Demo => demo::run(&pool, cli.json).await?,
         Command::Migrate => {
@@ -452,15 +476,7 @@ async fn token(cli: &Cli, pool: &sqlx::PgPool, command: &TokenCommand) -> anyhow
             name,
             days,
         } => {
-            let kind = match kind.as_str() {
-                "user" => TokenKind::User,
-                "service" => TokenKind::Service,
-                "auditor" => TokenKind::Auditor,
-                "operator" => TokenKind::Operator,
-                other => {
-                    anyhow::bail!("--kind {other:?}: expected user, service, auditor or operator")
-                }
-            };
+            let kind = TokenKind::from(*kind);
             let issued = auth::issue(
                 pool,
                 TokenRequest {

@@ -430,10 +430,11 @@ async fn token_issue_rejects_bad_kinds_and_missing_scopes() {
     let run = shareledger(&url, ["token", "issue", "--kind", "wizard"])
         .await
         .failure();
+    assert_eq!(run.code, Some(2), "a usage error: {run:?}");
     assert!(run.stderr.contains("wizard"), "{}", run.stderr);
     assert!(
         run.stderr
-            .contains("expected user, service, auditor or operator"),
+            .contains("[possible values: user, service, auditor, operator]"),
         "{}",
         run.stderr
     );
@@ -969,9 +970,11 @@ async fn as_of_check_answers_then_and_now() {
     )
     .await
     .failure();
+    assert_eq!(run.code, Some(2), "a usage error: {run:?}");
+    assert!(run.stderr.contains("'fly'"), "{}", run.stderr);
     assert!(
         run.stderr
-            .contains("--action must be view, update, edit or admin"),
+            .contains("[possible values: view, update, edit, admin]"),
         "{}",
         run.stderr
     );
@@ -1832,6 +1835,59 @@ async fn replay_of_the_access_index_alone() {
         "{}",
         run.stdout
     );
+}
+
+// ---------------------------------------------------------------------------
+// flags with a closed set of values
+// ---------------------------------------------------------------------------
+
+/// `--help` lists the values of every flag that takes one of a closed set,
+/// and a value outside it is a usage error naming them (no database needed).
+#[tokio::test]
+async fn help_lists_the_values_of_closed_flags() {
+    for (args, flag, values) in [
+        (
+            vec!["token", "issue", "--help"],
+            "--kind",
+            vec!["user", "service", "auditor", "operator"],
+        ),
+        (
+            vec!["as-of", "check", "--help"],
+            "--action",
+            vec!["view", "update", "edit", "admin"],
+        ),
+        (
+            vec!["replay", "--help"],
+            "--only",
+            vec!["access_index", "dashboards", "access_tables", "timeline"],
+        ),
+    ] {
+        let run = shareledger_allowing_panic(None, &args).await.success();
+        let help = &run.stdout;
+        let at = help
+            .find(flag)
+            .unwrap_or_else(|| panic!("{args:?}: no {flag}:\n{help}"));
+        // `--help` gives each value a line of its own, in order, after the flag.
+        let mut rest = &help[at..];
+        for value in &values {
+            let line = format!("\n          - {value}:");
+            let found = rest
+                .find(&line)
+                .unwrap_or_else(|| panic!("{args:?}: {flag} does not list {value}:\n{help}"));
+            rest = &rest[found + line.len()..];
+        }
+        let mut bad = args[..args.len() - 1].to_vec();
+        bad.extend([flag, "nonsense"]);
+        let run = shareledger_allowing_panic(None, &bad).await;
+        assert_no_panic(&run);
+        assert_eq!(run.code, Some(2), "{run:?}");
+        assert!(
+            run.stderr
+                .contains(&format!("[possible values: {}]", values.join(", "))),
+            "{}",
+            run.stderr
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
