@@ -4,7 +4,8 @@
 //! Subcommands: `serve` (the HTTP API), `token` (issue, list and revoke API
 //! tokens), `demo` (load the seeds' story), `migrate` (create or update the
 //! schema), `status` (the log's head position, stream count and last
-//! write), and `openapi` (print the API document).
+//! write), `openapi` (print the API document), and `completions` (a shell
+//! completion script).
 
 mod audit;
 mod demo;
@@ -14,7 +15,7 @@ mod table;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use shareledger_core::catalog::{SiteId, UserId};
 use shareledger_events::store::local_pg::LocalCluster;
 use shareledger_events::store::PgEventStore;
@@ -130,6 +131,13 @@ enum Command {
     Status,
     /// Print the OpenAPI document (as committed in docs/openapi.json).
     Openapi,
+    /// Print a shell completion script (e.g. `shareledger completions bash
+    /// > /etc/bash_completion.d/shareledger`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// as of a past position or time (RFC 3339).
     #[command(subcommand, name = "as-of")]
     AsOf(audit::AsOf),
@@ -262,6 +270,12 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", shareledger_gateway::openapi::document_json());
         return Ok(());
     }
+    if let Command::Completions { shell } = cli.command {
+        // Needs no database either.
+        let mut command = Cli::command();
+        clap_complete::generate(shell, &mut command, "shareledger", &mut std::io::stdout());
+        return Ok(());
+    }
 
     let mut private = None;
     let url = match &cli.database_url {
@@ -331,7 +345,7 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
         PgEventStore::migrate(&pool).await.context("migrating")?;
     }
     match &cli.command {
-        Command::Openapi => unreachable!("answered above"),
+        Command::Openapi | Command::Completions { .. } => unreachable!("answered above"),
         Command::Serve {
             listen,
             body_limit,

@@ -1890,6 +1890,56 @@ async fn help_lists_the_values_of_closed_flags() {
     }
 }
 
+/// `completions <shell>` prints a script for the shell that knows every
+/// subcommand and the values of closed flags; it needs no database (a data
+/// directory that cannot be created would make it fail otherwise).
+#[tokio::test]
+async fn completions_for_each_shell_without_a_database() {
+    // clap_complete's elvish and PowerShell scripts complete subcommands
+    // and flags, not flag values.
+    for (shell, marker, values) in [
+        ("bash", "_shareledger()", true),
+        ("zsh", "#compdef shareledger", true),
+        ("fish", "complete -c shareledger", true),
+        (
+            "elvish",
+            "edit:completion:arg-completer[shareledger]",
+            false,
+        ),
+        ("powershell", "Register-ArgumentCompleter", false),
+    ] {
+        let run = shareledger_allowing_panic(
+            None,
+            [
+                "--data-dir",
+                "/proc/shareledger-cannot-be-created/pgdata",
+                "completions",
+                shell,
+            ],
+        )
+        .await;
+        assert_no_panic(&run);
+        let run = run.success();
+        assert!(run.stdout.contains(marker), "{shell}:\n{}", run.stdout);
+        for word in ["as-of", "verify", "export", "completions", "anchor"] {
+            assert!(run.stdout.contains(word), "{shell}: no {word}");
+        }
+        assert_eq!(run.stdout.contains("access_tables"), values, "{shell}");
+    }
+    let bash = shareledger_allowing_panic(None, ["completions", "bash"])
+        .await
+        .success();
+    assert!(
+        bash.stdout.contains("user service auditor operator"),
+        "bash completes --kind's values:\n{}",
+        bash.stdout
+    );
+    let run = shareledger_allowing_panic(None, ["completions", "tcsh"]).await;
+    assert_no_panic(&run);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("possible values"), "{}", run.stderr);
+}
+
 // ---------------------------------------------------------------------------
 // bad input
 // ---------------------------------------------------------------------------
