@@ -13,10 +13,12 @@ use shareledger_events::store::PositionFrom;
 use shareledger_events::store::{ChainAnchor, PgEventStore, VerifyOptions};
 use shareledger_events::Direction;
 use shareledger_projections::access::{AccessIndex, LookupQuery, Target, Visible, MAX_PAGE};
+use shareledger_projections::dashboard;
 use shareledger_projections::history::{AccessDiff, History, Moment, Scope};
 use shareledger_projections::runtime::{ProjectionRuntime, RuntimeOptions};
 use shareledger_projections::timeline::{self, TimelineEntry, TimelineQuery};
 
+use crate::progress;
 use crate::table::Table;
 
 /// A moment: a global position (digits) or an RFC 3339 time.
@@ -61,9 +63,9 @@ pub enum AsOf {
         user: uuid::Uuid,
         #[command(flatten)]
         target: TargetArgs,
-        /// view, update, edit or admin.
-        #[arg(long, default_value = "view")]
-        action: String,
+        /// What the user would do.
+        #[arg(long, value_enum, default_value_t = ActionArg::View)]
+        action: ActionArg,
     },
     /// everything the user could see then (complete).
     Lookup {
@@ -82,6 +84,56 @@ pub enum AsOf {
         #[command(flatten)]
         target: TargetArgs,
     },
+}
+
+/// `--action`: what a user asks to do, named as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ActionArg {
+    /// See it (Browser or more).
+    View,
+    /// Update its values (Updater or more).
+    Update,
+    /// Edit it (Editor or more).
+    Edit,
+    /// Administer it (Scorecard Admin).
+    Admin,
+}
+
+impl ActionArg {
+    pub fn action(self) -> Action {
+        match self {
+            ActionArg::View => Action::View,
+            ActionArg::Update => Action::Update,
+            ActionArg::Edit => Action::Edit,
+            ActionArg::Admin => Action::Admin,
+        }
+    }
+}
+
+/// `replay --only`: one read model, by the name `replay` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum ReadModelArg {
+    /// The in-memory access index.
+    AccessIndex,
+    /// The dashboards.
+    Dashboards,
+    /// The access model as SQL tables.
+    AccessTables,
+    /// The sharing timelines.
+    Timeline,
+}
+
+impl ReadModelArg {
+    /// The read model's name, as `replay` reports it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadModelArg::AccessIndex => "access_index",
+            ReadModelArg::Dashboards => dashboard::Dashboards::NAME,
+            ReadModelArg::AccessTables => dashboard::AccessTables::NAME,
+            ReadModelArg::Timeline => timeline::Timeline::NAME,
+        }
+    }
 }
 
 fn target_name(target: Target) -> String {
@@ -161,9 +213,13 @@ pub async fn as_of(store: PgEventStore, command: &AsOf, json: bool) -> anyhow::R
             target,
             action,
         } => {
-            let action: Action = serde_json::from_value(serde_json::Value::String(action.clone()))
-                .map_err(|_| anyhow::anyhow!("--action must be view, update, edit or admin"))?;
-            let (position, level) = history.level(*at, UserId(*user), target.target()).await?;
+            let action = action.action();
+            let (position, level) = progress::while_working(
+                "replaying the log up to that moment",
+                !json,
+                history.level(*at, UserId(*user), target.target()),
+            )
+            .await?;
             let allowed = level.is_some_and(|l| l >= action.required_level());
             if json {
                 println!(
@@ -181,8 +237,12 @@ pub async fn as_of(store: PgEventStore, command: &AsOf, json: bool) -> anyhow::R
             }
         }
         AsOf::Lookup { at, user, site } => {
-            let (position, items) =
-                complete_lookup(&history, *at, UserId(*user), site.map(SiteId)).await?;
+            let (position, items) = progress::while_working(
+                "replaying the log up to that moment",
+                !json,
+                complete_lookup(&history, *at, UserId(*user), site.map(SiteId)),
+            )
+            .await?;
             if json {
                 for item in &items {
                     println!("{}", serde_json::to_string(item)?);
@@ -196,7 +256,12 @@ pub async fn as_of(store: PgEventStore, command: &AsOf, json: bool) -> anyhow::R
             }
         }
         AsOf::Viewers { at, target } => {
-            let (position, viewers) = history.viewers(*at, target.target()).await?;
+            let (position, viewers) = progress::while_working(
+                "replaying the log up to that moment",
+                !json,
+                history.viewers(*at, target.target()),
+            )
+            .await?;
             if json {
                 for v in &viewers {
                     println!("{}", serde_json::to_string(v)?);
@@ -235,7 +300,12 @@ pub async fn explain(
         Some(at) => at,
         None => Moment::Position(store.head_position().await?),
     };
-    let (position, e) = history.explain(at, UserId(user), target).await?;
+    let (position, e) = progress::while_working(
+        "replaying the log up to that moment",
+        !json,
+        history.explain(at, UserId(user), target),
+    )
+    .await?;
     if json {
         println!(
             "{}",
@@ -358,7 +428,12 @@ pub fn diff_table(diff: &AccessDiff) -> Table {
 
 pub async fn diff(store: PgEventStore, args: &DiffArgs, json: bool) -> anyhow::Result<()> {
     let history = History::new(store);
-    let diff = history.diff(args.scope()?, args.from, args.to).await?;
+    let diff = progress::while_working(
+        "replaying the log up to both moments",
+        !json,
+        history.diff(args.scope()?, args.from, args.to),
+    )
+    .await?;
     if json {
         println!("{}", serde_json::to_string(&diff)?);
     } else {
@@ -375,32 +450,21 @@ pub async fn diff(store: PgEventStore, args: &DiffArgs, json: bool) -> anyhow::R
     Ok(())
 }
 
-/// A one-line progress bar on stderr.
-fn progress(label: &str, done: u64, total: u64, started: Instant) {
-    let width = 30;
-    let filled = if total == 0 {
-        width
-    } else {
-        ((done.min(total) as f64 / total as f64) * width as f64) as usize
-    };
-    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-    eprint!(
-        "\r{label:<14} [{}{}] {done}/{total} events, {rate:.0} events/s   ",
-        "#".repeat(filled),
-        ".".repeat(width - filled)
-    );
-}
-
 /// `replay`: rebuilds the SQL read models from position 0 beside the live
 /// ones (then switches), and replays the whole log into a fresh access
 /// index, with progress and events/s.
-pub async fn replay(store: PgEventStore, only: Option<String>, json: bool) -> anyhow::Result<()> {
+pub async fn replay(
+    store: PgEventStore,
+    only: Option<ReadModelArg>,
+    json: bool,
+) -> anyhow::Result<()> {
     let head = store.head_position().await?;
     let mut report = Vec::new();
 
     // The access index: the whole log, page by page.
-    if only.as_deref().is_none_or(|n| n == "access_index") {
+    if only.is_none_or(|m| m == ReadModelArg::AccessIndex) {
         let started = Instant::now();
+        let bar = progress::events("access_index", head, !json);
         let mut index = AccessIndex::new();
         let mut at = 0;
         while at < head {
@@ -414,14 +478,10 @@ pub async fn replay(store: PgEventStore, only: Option<String>, json: bool) -> an
                 index.apply(event)?;
                 at = event.global_position;
             }
-            if !json {
-                progress("access_index", at, head, started);
-            }
+            bar.set_position(at);
         }
         let secs = started.elapsed().as_secs_f64();
-        if !json {
-            eprintln!();
-        }
+        progress::finish(&bar);
         report.push(serde_json::json!({"read_model": "access_index", "events": at, "seconds": secs, "events_per_second": at as f64 / secs.max(1e-9)}));
     }
 
@@ -431,32 +491,29 @@ pub async fn replay(store: PgEventStore, only: Option<String>, json: bool) -> an
             .await
             .context("starting the read models")?;
     for name in runtime.names() {
-        if only.as_deref().is_some_and(|n| n != name) {
+        if only.is_some_and(|m| m.name() != name) {
             continue;
         }
         let started = Instant::now();
+        let bar = progress::events(name, head, !json);
         let generation = runtime.rebuild(name).await?;
         let wait = runtime.wait_for_generation(name, generation, Duration::from_secs(24 * 3600));
         tokio::pin!(wait);
         loop {
             tokio::select! {
                 done = &mut wait => { done?; break; }
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                    if !json {
-                        let statuses = runtime.status().await?;
-                        if let Some(s) = statuses.iter().find(|s| s.name == name) {
-                            let at = s.rebuild.as_ref().map_or(s.position, |r| r.position);
-                            progress(name, at, s.head, started);
-                        }
+                _ = tokio::time::sleep(Duration::from_millis(250)), if !bar.is_hidden() => {
+                    let statuses = runtime.status().await?;
+                    if let Some(s) = statuses.iter().find(|s| s.name == name) {
+                        bar.set_length(s.head);
+                        bar.set_position(s.rebuild.as_ref().map_or(s.position, |r| r.position));
                     }
                 }
             }
         }
         let secs = started.elapsed().as_secs_f64();
-        if !json {
-            progress(name, head, head, started);
-            eprintln!();
-        }
+        bar.set_position(head);
+        progress::finish(&bar);
         report.push(serde_json::json!({"read_model": name, "generation": generation, "events": head, "seconds": secs, "events_per_second": head as f64 / secs.max(1e-9)}));
     }
     runtime.shutdown().await?;
@@ -514,14 +571,14 @@ pub struct TimelineArgs {
 pub async fn timeline_entries(
     store: &PgEventStore,
     args: &TimelineArgs,
+    shown: bool,
 ) -> anyhow::Result<Vec<TimelineEntry>> {
     let head = store.head_position().await?;
     let runtime =
         ProjectionRuntime::start(store.clone(), sql_read_models(), RuntimeOptions::default())
             .await
             .context("starting the read models")?;
-    runtime
-        .wait_for(head, Duration::from_secs(24 * 3600))
+    catch_up(&runtime, head, shown)
         .await
         .context("bringing the read models up to the log's head")?;
     let pool = store.pool();
@@ -558,6 +615,25 @@ pub async fn timeline_entries(
     Ok(entries)
 }
 
+/// Waits for every read model of `runtime` to reach `head`, with a bar of
+/// the one furthest behind.
+async fn catch_up(runtime: &ProjectionRuntime, head: u64, shown: bool) -> anyhow::Result<()> {
+    let bar = progress::events("read models", head, shown);
+    let wait = runtime.wait_for(head, Duration::from_secs(24 * 3600));
+    tokio::pin!(wait);
+    loop {
+        tokio::select! {
+            done = &mut wait => { done?; break; }
+            _ = tokio::time::sleep(Duration::from_millis(250)), if !bar.is_hidden() => {
+                let statuses = runtime.status().await?;
+                bar.set_position(statuses.iter().map(|s| s.position).min().unwrap_or(head));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
 fn actor_name(actor: &Option<shareledger_events::Actor>) -> String {
     match actor {
         Some(shareledger_events::Actor::User { user_id, .. }) => format!("user {user_id}"),
@@ -581,7 +657,7 @@ fn timeline_rows(table: &mut Table, entries: &[TimelineEntry], depth: usize) {
 }
 
 pub async fn history(store: PgEventStore, args: &TimelineArgs, json: bool) -> anyhow::Result<()> {
-    let entries = timeline_entries(&store, args).await?;
+    let entries = timeline_entries(&store, args, !json).await?;
     if json {
         for e in &entries {
             println!("{}", serde_json::to_string(e)?);
@@ -600,6 +676,26 @@ pub async fn history(store: PgEventStore, args: &TimelineArgs, json: bool) -> an
     Ok(())
 }
 
+/// `verify --seal`: seals every committed event not sealed yet (what the
+/// service's sealer does), with a bar; returns how many it sealed.
+pub async fn seal(store: PgEventStore, shown: bool) -> anyhow::Result<u64> {
+    let sealer = shareledger_events::store::Sealer::new(store, Default::default());
+    let status = sealer.status().await?;
+    let bar = progress::events("sealing", status.head, shown);
+    bar.set_position(status.sealed);
+    let mut sealed = 0;
+    loop {
+        let n = sealer.seal_pending(5_000).await?;
+        if n == 0 {
+            break;
+        }
+        sealed += n;
+        bar.inc(n);
+    }
+    bar.finish_and_clear();
+    Ok(sealed)
+}
+
 /// `verify`: walks the chain; exits non-zero when the log was tampered with.
 pub async fn verify(
     store: PgEventStore,
@@ -611,14 +707,20 @@ pub async fn verify(
         Some(raw) => Some(parse_anchor(&raw)?),
     };
     let started = Instant::now();
-    let report = shareledger_events::store::verify(
+    let bar = progress::events("verify", 0, !json);
+    let report = shareledger_events::store::verify_with_progress(
         &store,
         VerifyOptions {
             anchor,
             ..VerifyOptions::default()
         },
+        |at, head| {
+            bar.set_length(head);
+            bar.set_position(at);
+        },
     )
     .await?;
+    bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     if json {
         println!("{}", serde_json::to_string(&report)?);
@@ -647,18 +749,13 @@ pub async fn verify(
 
 /// An anchor printed by `verify`: `<position>:<64 hex digits>`.
 fn parse_anchor(raw: &str) -> anyhow::Result<ChainAnchor> {
-    let (position, hex) = raw
+    let (position, digits) = raw
         .split_once(':')
         .context("an anchor is <position>:<64 hex digits>")?;
     let position: u64 = position.parse().context("the anchor's position")?;
-    anyhow::ensure!(
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
-        "the anchor's hash is 64 hex digits"
-    );
     let mut chain_hash = [0u8; 32];
-    for (i, byte) in chain_hash.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).context("the anchor's hash")?;
-    }
+    hex::decode_to_slice(digits, &mut chain_hash)
+        .map_err(|_| anyhow::anyhow!("the anchor's hash is 64 hex digits"))?;
     Ok(ChainAnchor {
         position,
         chain_hash,
@@ -722,7 +819,7 @@ pub async fn export(
     match what {
         Export::Timeline(args) => {
             let mut flat = Vec::new();
-            flatten(&timeline_entries(&store, args).await?, &mut flat);
+            flatten(&timeline_entries(&store, args, true).await?, &mut flat);
             header = vec![
                 "position",
                 "recorded_at",
@@ -770,8 +867,12 @@ pub async fn export(
         }
         Export::Lookup { at, user, site } => {
             let history = History::new(store.clone());
-            let (position, items) =
-                complete_lookup(&history, *at, UserId(*user), site.map(SiteId)).await?;
+            let (position, items) = progress::while_working(
+                "replaying the log up to that moment",
+                true,
+                complete_lookup(&history, *at, UserId(*user), site.map(SiteId)),
+            )
+            .await?;
             header = vec![
                 "position",
                 "user_id",
@@ -808,7 +909,12 @@ pub async fn export(
         }
         Export::Viewers { at, target } => {
             let history = History::new(store.clone());
-            let (position, viewers) = history.viewers(*at, target.target()).await?;
+            let (position, viewers) = progress::while_working(
+                "replaying the log up to that moment",
+                true,
+                history.viewers(*at, target.target()),
+            )
+            .await?;
             header = vec!["position", "target", "site", "user_id", "level"];
             rows = viewers
                 .iter()
@@ -854,4 +960,47 @@ pub async fn export(
         eprintln!("wrote {} rows to {}", rows.len(), path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+
+    #[test]
+    fn every_action_is_named_on_the_command_line_as_the_api_names_it() {
+        for arg in ActionArg::value_variants() {
+            let api_name = serde_json::to_value(arg.action()).unwrap();
+            assert_eq!(
+                arg.to_possible_value().unwrap().get_name(),
+                api_name.as_str().unwrap()
+            );
+            // Every action has its flag value: this match fails to compile
+            // when an action is added without one.
+            let back = match arg.action() {
+                Action::View => ActionArg::View,
+                Action::Update => ActionArg::Update,
+                Action::Edit => ActionArg::Edit,
+                Action::Admin => ActionArg::Admin,
+            };
+            assert_eq!(back, *arg);
+        }
+    }
+
+    #[test]
+    fn only_names_exactly_the_read_models_replay_rebuilds() {
+        let mut listed: Vec<&str> = ReadModelArg::value_variants()
+            .iter()
+            .map(|m| {
+                assert_eq!(m.to_possible_value().unwrap().get_name(), m.name());
+                m.name()
+            })
+            .collect();
+        let mut rebuilt: Vec<&str> = sql_read_models().iter().map(|p| p.name()).collect();
+        rebuilt.push("access_index");
+        listed.sort_unstable();
+        rebuilt.sort_unstable();
+        assert_eq!(listed, rebuilt);
+    }
 }

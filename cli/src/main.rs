@@ -4,17 +4,19 @@
 //! Subcommands: `serve` (the HTTP API), `token` (issue, list and revoke API
 //! tokens), `demo` (load the seeds' story), `migrate` (create or update the
 //! schema), `status` (the log's head position, stream count and last
-//! write), and `openapi` (print the API document).
+//! write), `openapi` (print the API document), and `completions` (a shell
+//! completion script).
 
 mod audit;
 mod demo;
 mod private_cluster;
+mod progress;
 mod table;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use shareledger_core::catalog::{SiteId, UserId};
 use shareledger_events::store::local_pg::LocalCluster;
 use shareledger_events::store::PgEventStore;
@@ -127,6 +129,13 @@ enum Command {
     Status,
     /// Print the OpenAPI document (as committed in docs/openapi.json).
     Openapi,
+    /// Print a shell completion script (e.g. `shareledger completions bash
+    /// > /etc/bash_completion.d/shareledger`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// as of a past position or time (RFC 3339).
     #[command(subcommand, name = "as-of")]
     AsOf(audit::AsOf),
@@ -166,9 +175,9 @@ enum Command {
     },
     /// Rebuild the read models from the log, with progress and events/s.
     Replay {
-        /// Only this read model (access_index, dashboards, access_tables, …).
-        #[arg(long)]
-        only: Option<String>,
+        /// Only this read model.
+        #[arg(long, value_enum)]
+        only: Option<audit::ReadModelArg>,
     },
 }
 
@@ -183,9 +192,9 @@ enum LogFormat {
 enum TokenCommand {
     /// Issue a token; its secret is printed once and never stored.
     Issue {
-        /// user, service, auditor or operator.
-        #[arg(long)]
-        kind: String,
+        /// What the token speaks for.
+        #[arg(long, value_enum)]
+        kind: KindArg,
         /// The site (user and service tokens; optional for auditors).
         #[arg(long)]
         site: Option<uuid::Uuid>,
@@ -203,6 +212,30 @@ enum TokenCommand {
     List,
     /// Revoke a token by its id.
     Revoke { token_id: uuid::Uuid },
+}
+
+/// `token issue --kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum KindArg {
+    /// One user of one site (--site and --user), for a UI signed in as them.
+    User,
+    /// A backend service of one site (--site), acting for its users.
+    Service,
+    /// Reads history and access answers of one site (--site) or all; no commands.
+    Auditor,
+    /// Platform staff: any site or user command, every read.
+    Operator,
+}
+
+impl From<KindArg> for TokenKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::User => TokenKind::User,
+            KindArg::Service => TokenKind::Service,
+            KindArg::Auditor => TokenKind::Auditor,
+            KindArg::Operator => TokenKind::Operator,
+        }
+    }
 }
 
 /// The allocator of every ShareLedger binary (`docs/dependencies.md`).
@@ -261,6 +294,12 @@ async fn run_binary() -> anyhow::Result<()> {
     if let Command::Openapi = cli.command {
         // Needs no database: never start a private cluster for it.
         print!("{}", shareledger_gateway::openapi::document_json());
+        return Ok(());
+    }
+    if let Command::Completions { shell } = cli.command {
+        // Needs no database either.
+        let mut command = Cli::command();
+        clap_complete::generate(shell, &mut command, "shareledger", &mut std::io::stdout());
         return Ok(());
     }
 
@@ -336,7 +375,7 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
         PgEventStore::migrate(&pool).await.context("migrating")?;
     }
     match &cli.command {
-        Command::Openapi => unreachable!("answered above"),
+        Command::Openapi | Command::Completions { .. } => unreachable!("answered above"),
         Command::Serve {
             listen,
             body_limit,
@@ -396,18 +435,7 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
         }
         Command::Verify { anchor, seal } => {
             if *seal {
-                let sealer = shareledger_events::store::Sealer::new(
-                    PgEventStore::new(pool.clone()),
-                    Default::default(),
-                );
-                let mut sealed = 0;
-                loop {
-                    let n = sealer.seal_pending(5_000).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    sealed += n;
-                }
+                let sealed = audit::seal(PgEventStore::new(pool.clone()), !cli.json).await?;
                 eprintln!("sealed {sealed} events");
             }
             let intact =
@@ -420,7 +448,7 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
             audit::export(PgEventStore::new(pool.clone()), what, *format, out.clone()).await?
         }
         Command::Replay { only } => {
-            audit::replay(PgEventStore::new(pool.clone()), only.clone(), cli.json).await?
+            audit::replay(PgEventStore::new(pool.clone()), *only, cli.json).await?
         }
         Command::Demo => demo::run(&pool, cli.json).await?,
         Command::Migrate => {
@@ -492,15 +520,7 @@ async fn token(cli: &Cli, pool: &sqlx::PgPool, command: &TokenCommand) -> anyhow
             name,
             days,
         } => {
-            let kind = match kind.as_str() {
-                "user" => TokenKind::User,
-                "service" => TokenKind::Service,
-                "auditor" => TokenKind::Auditor,
-                "operator" => TokenKind::Operator,
-                other => {
-                    anyhow::bail!("--kind {other:?}: expected user, service, auditor or operator")
-                }
-            };
+            let kind = TokenKind::from(*kind);
             let issued = auth::issue(
                 pool,
                 TokenRequest {
@@ -530,10 +550,7 @@ async fn token(cli: &Cli, pool: &sqlx::PgPool, command: &TokenCommand) -> anyhow
             if cli.json {
                 println!("{}", serde_json::to_string(&tokens)?);
             } else {
-                println!(
-                    "{:<36}  {:<8}  {:<20}  {:<25}  state",
-                    "token id", "kind", "name", "expires"
-                );
+                let mut table = table::Table::new(["token id", "kind", "name", "expires", "state"]);
                 for t in tokens {
                     let state = if t.revoked_at.is_some() {
                         "revoked"
@@ -542,14 +559,15 @@ async fn token(cli: &Cli, pool: &sqlx::PgPool, command: &TokenCommand) -> anyhow
                     } else {
                         "active"
                     };
-                    println!(
-                        "{:<36}  {:<8}  {:<20}  {:<25}  {state}",
-                        t.token_id,
-                        t.kind.as_str(),
+                    table.row([
+                        t.token_id.to_string(),
+                        t.kind.as_str().to_owned(),
                         t.name,
-                        t.expires_at.to_rfc3339()
-                    );
+                        t.expires_at.to_rfc3339(),
+                        state.to_owned(),
+                    ]);
                 }
+                print!("{table}");
             }
         }
         TokenCommand::Revoke { token_id } => {

@@ -459,10 +459,11 @@ async fn token_issue_rejects_bad_kinds_and_missing_scopes() {
     let run = shareledger(&url, ["token", "issue", "--kind", "wizard"])
         .await
         .failure();
+    assert_eq!(run.code, Some(2), "a usage error: {run:?}");
     assert!(run.stderr.contains("wizard"), "{}", run.stderr);
     assert!(
         run.stderr
-            .contains("expected user, service, auditor or operator"),
+            .contains("[possible values: user, service, auditor, operator]"),
         "{}",
         run.stderr
     );
@@ -998,9 +999,11 @@ async fn as_of_check_answers_then_and_now() {
     )
     .await
     .failure();
+    assert_eq!(run.code, Some(2), "a usage error: {run:?}");
+    assert!(run.stderr.contains("'fly'"), "{}", run.stderr);
     assert!(
         run.stderr
-            .contains("--action must be view, update, edit or admin"),
+            .contains("[possible values: view, update, edit, admin]"),
         "{}",
         run.stderr
     );
@@ -1861,6 +1864,109 @@ async fn replay_of_the_access_index_alone() {
         "{}",
         run.stdout
     );
+}
+
+// ---------------------------------------------------------------------------
+// flags with a closed set of values
+// ---------------------------------------------------------------------------
+
+/// `--help` lists the values of every flag that takes one of a closed set,
+/// and a value outside it is a usage error naming them (no database needed).
+#[tokio::test]
+async fn help_lists_the_values_of_closed_flags() {
+    for (args, flag, values) in [
+        (
+            vec!["token", "issue", "--help"],
+            "--kind",
+            vec!["user", "service", "auditor", "operator"],
+        ),
+        (
+            vec!["as-of", "check", "--help"],
+            "--action",
+            vec!["view", "update", "edit", "admin"],
+        ),
+        (
+            vec!["replay", "--help"],
+            "--only",
+            vec!["access_index", "dashboards", "access_tables", "timeline"],
+        ),
+    ] {
+        let run = shareledger_allowing_panic(None, &args).await.success();
+        let help = &run.stdout;
+        let at = help
+            .find(flag)
+            .unwrap_or_else(|| panic!("{args:?}: no {flag}:\n{help}"));
+        // `--help` gives each value a line of its own, in order, after the flag.
+        let mut rest = &help[at..];
+        for value in &values {
+            let line = format!("\n          - {value}:");
+            let found = rest
+                .find(&line)
+                .unwrap_or_else(|| panic!("{args:?}: {flag} does not list {value}:\n{help}"));
+            rest = &rest[found + line.len()..];
+        }
+        let mut bad = args[..args.len() - 1].to_vec();
+        bad.extend([flag, "nonsense"]);
+        let run = shareledger_allowing_panic(None, &bad).await;
+        assert_no_panic(&run);
+        assert_eq!(run.code, Some(2), "{run:?}");
+        assert!(
+            run.stderr
+                .contains(&format!("[possible values: {}]", values.join(", "))),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+/// `completions <shell>` prints a script for the shell that knows every
+/// subcommand and the values of closed flags; it needs no database (a data
+/// directory that cannot be created would make it fail otherwise).
+#[tokio::test]
+async fn completions_for_each_shell_without_a_database() {
+    // clap_complete's elvish and PowerShell scripts complete subcommands
+    // and flags, not flag values.
+    for (shell, marker, values) in [
+        ("bash", "_shareledger()", true),
+        ("zsh", "#compdef shareledger", true),
+        ("fish", "complete -c shareledger", true),
+        (
+            "elvish",
+            "edit:completion:arg-completer[shareledger]",
+            false,
+        ),
+        ("powershell", "Register-ArgumentCompleter", false),
+    ] {
+        let run = shareledger_allowing_panic(
+            None,
+            [
+                "--data-dir",
+                "/proc/shareledger-cannot-be-created/pgdata",
+                "completions",
+                shell,
+            ],
+        )
+        .await;
+        assert_no_panic(&run);
+        let run = run.success();
+        assert!(run.stdout.contains(marker), "{shell}:\n{}", run.stdout);
+        for word in ["as-of", "verify", "export", "completions", "anchor"] {
+            assert!(run.stdout.contains(word), "{shell}: no {word}");
+        }
+        assert_eq!(run.stdout.contains("access_tables"), values, "{shell}");
+    }
+    let bash = shareledger_allowing_panic(None, ["completions", "bash"])
+        .await
+        .success();
+    assert!(
+        bash.stdout.contains("user service auditor operator"),
+        "bash completes --kind's values:\n{}",
+        bash.stdout
+    );
+    let run = shareledger_allowing_panic(None, ["completions", "tcsh"]).await;
+    assert_no_panic(&run);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("possible values"), "{}", run.stderr);
 }
 
 // ---------------------------------------------------------------------------

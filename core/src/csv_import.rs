@@ -3,9 +3,17 @@
 //! field and reason.
 //!
 //! The file has a header naming at least `username`, `name` and `role`
-//! (any order, any case); other columns are ignored. Fields may be quoted
-//! with `"` (a doubled `""` inside quotes is one quote). Blank lines are
-//! skipped. A file adds at most [`MAX_IMPORT_ROWS`] users.
+//! (any order, any case); other columns are ignored. The records are read
+//! by the `csv` crate (RFC 4180: a field may be quoted with `"`, and a
+//! quoted field may hold commas, line breaks and doubled `""` for one
+//! quote; a leading UTF-8 byte order mark is ignored). Blank lines are
+//! skipped. A quote must open its field: in ` "a, b"` the space makes the
+//! field unquoted, and the comma splits it.
+//!
+//! Line numbers are the file's, as an editor shows them: a record is
+//! reported at the line it starts on, and a line break inside a quoted
+//! field moves every later record down a line. A file adds at most
+//! [`MAX_IMPORT_ROWS`] users.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +25,8 @@ use crate::error::{DomainError, RowError};
 /// One good row of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportRow {
-    /// 1-based line in the file (the header is line 1).
+    /// 1-based line in the file (the header is line 1) where the row
+    /// starts.
     pub line: u32,
     pub user_id: UserId,
     pub username: Username,
@@ -32,38 +41,59 @@ const COLUMNS: [&str; 3] = ["username", "name", "role"];
 /// [`MAX_EVENTS_PER_APPEND`].
 pub const MAX_IMPORT_ROWS: usize = MAX_EVENTS_PER_APPEND / 2;
 
-/// Splits one CSV line into fields, or says why it cannot.
-fn split(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut was_quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') if field.trim().is_empty() && !was_quoted => {
-                field.clear();
-                quoted = true;
-                was_quoted = true;
-            }
-            (false, ',') => {
-                fields.push(std::mem::take(&mut field));
-                was_quoted = false;
-            }
-            (false, c) => field.push(c),
+/// Why a record cannot be read.
+const NOT_CLOSED: &str = "a quoted field is not closed";
+
+/// A line read after the file. The `csv` crate ends a quoted field that is
+/// still open at the end of its input without an error; with this line
+/// after the file, a file that ends outside quotes makes it a record of its
+/// own, and one that ends inside a quoted field swallows it.
+const AFTER_THE_FILE: &[u8] = b"\nend";
+
+/// The file's records with the line each starts on (1-based, the file's
+/// numbering), and whether the last one ends inside a quoted field that is
+/// never closed (it then runs to the end of the file).
+fn records(text: &str) -> Result<(Vec<(u32, csv::StringRecord)>, bool), RowError> {
+    let input = [text.as_bytes(), AFTER_THE_FILE].concat();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(input.as_slice());
+    let mut records = Vec::new();
+    for record in reader.records() {
+        // Reading valid UTF-8 from memory with `flexible` on has no error
+        // to give; should it give one anyway, it is the row's.
+        let record = record.map_err(|e| RowError {
+            line: e.position().map_or(1, |p| line_number(p.line())),
+            field: "row".into(),
+            reason: e.to_string(),
+        })?;
+        // A record's position is where the reader started reading it: just
+        // after the record before, so before the blank lines it skipped.
+        let (from, line) = record.position().map_or((0, 1), |p| (p.byte(), p.line()));
+        let skipped = input
+            .get(usize::try_from(from).unwrap_or(usize::MAX)..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'));
+        let (start, line) = skipped.fold((from, line), |(start, line), b| {
+            (start + 1, line + u64::from(*b == b'\n'))
+        });
+        if start >= text.len() as u64 {
+            return Ok((records, false));
         }
+        records.push((line_number(line), record));
     }
-    if quoted {
-        return Err("a quoted field is not closed".into());
-    }
-    fields.push(field);
-    Ok(fields)
+    Ok((records, true))
+}
+
+fn line_number(line: u64) -> u32 {
+    u32::try_from(line).unwrap_or(u32::MAX)
+}
+
+/// A record that holds nothing: a line of spaces.
+fn is_blank(record: &csv::StringRecord) -> bool {
+    record.len() == 1 && record[0].trim().is_empty()
 }
 
 /// Parses a users CSV. `new_id` gives each row's user id. Returns every good
@@ -72,7 +102,7 @@ pub fn parse_users_csv(
     text: &str,
     mut new_id: impl FnMut() -> UserId,
 ) -> Result<Vec<ImportRow>, DomainError> {
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i as u32 + 1, l));
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let reject = |line, field: &str, reason: String| {
         DomainError::ImportRejected(vec![RowError {
             line,
@@ -80,11 +110,20 @@ pub fn parse_users_csv(
             reason,
         }])
     };
-    let Some((_, header)) = lines.next() else {
+    let (records, last_unclosed) =
+        records(text).map_err(|e| DomainError::ImportRejected(vec![e]))?;
+    let unclosed_at = if last_unclosed {
+        records.last().map(|(line, _)| *line)
+    } else {
+        None
+    };
+    let mut records = records.into_iter().filter(|(_, r)| !is_blank(r));
+    let Some((header_line, header)) = records.next() else {
         return Err(reject(1, "header", "the file is empty".into()));
     };
-    let header =
-        split(header.trim_start_matches('\u{feff}')).map_err(|r| reject(1, "header", r))?;
+    if unclosed_at == Some(header_line) {
+        return Err(reject(header_line, "header", NOT_CLOSED.into()));
+    }
     let mut index = BTreeMap::new();
     for column in COLUMNS {
         match header
@@ -96,7 +135,7 @@ pub fn parse_users_csv(
             }
             None => {
                 return Err(reject(
-                    1,
+                    header_line,
                     column,
                     format!("the header has no {column} column"),
                 ))
@@ -107,10 +146,7 @@ pub fn parse_users_csv(
     let mut errors = Vec::new();
     let mut seen: BTreeMap<Username, u32> = BTreeMap::new();
     let mut data_rows = 0;
-    for (line, text) in lines {
-        if text.trim().is_empty() {
-            continue;
-        }
+    for (line, fields) in records {
         data_rows += 1;
         if data_rows > MAX_IMPORT_ROWS {
             errors.push(RowError {
@@ -122,18 +158,17 @@ pub fn parse_users_csv(
             });
             break;
         }
-        let fields = match split(text) {
-            Ok(f) => f,
-            Err(reason) => {
-                errors.push(RowError {
-                    line,
-                    field: "row".into(),
-                    reason,
-                });
-                continue;
-            }
-        };
-        let get = |column: &str| fields.get(index[column]).map(|s| s.trim()).unwrap_or("");
+        if unclosed_at == Some(line) {
+            // It runs to the end of the file: none of its fields can be
+            // trusted, and no record follows it.
+            errors.push(RowError {
+                line,
+                field: "row".into(),
+                reason: NOT_CLOSED.into(),
+            });
+            break;
+        }
+        let get = |column: &str| fields.get(index[column]).map(str::trim).unwrap_or("");
         let mut bad = |field: &str, reason: String| {
             errors.push(RowError {
                 line,
@@ -210,6 +245,34 @@ mod tests {
     }
 
     #[test]
+    fn blank_lines_anywhere_are_skipped_and_counted() {
+        let csv = "\n  \r\nusername,name,role\n\n   \nann@a.org,Ann,wizard\r\n\r\n\"bob@a.org\",Bob,x\n\n";
+        let Err(DomainError::ImportRejected(errors)) = parse_users_csv(csv, UserId::new) else {
+            panic!("expected ImportRejected");
+        };
+        let found: Vec<(u32, &str)> = errors.iter().map(|e| (e.line, e.field.as_str())).collect();
+        assert_eq!(found, vec![(6, "role"), (8, "role")]);
+        let Err(DomainError::ImportRejected(errors)) =
+            parse_users_csv("\n\nname,role\n", UserId::new)
+        else {
+            panic!("expected ImportRejected");
+        };
+        assert_eq!((errors[0].line, errors[0].field.as_str()), (3, "username"));
+    }
+
+    #[test]
+    fn a_header_without_required_columns_is_rejected() {
+        let Err(DomainError::ImportRejected(errors)) =
+            parse_users_csv("username,name\nx,y\n", UserId::new)
+        else {
+            panic!("expected ImportRejected");
+        };
+        assert_eq!(errors[0].line, 1);
+        assert_eq!(errors[0].field, "role");
+        assert!(parse_users_csv("", UserId::new).is_err());
+    }
+
+    #[test]
     fn a_file_adds_at_most_max_import_rows_users() {
         let file = |n: usize| {
             let mut csv = String::from("username,name,role\n");
@@ -237,17 +300,5 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(over, "row")]
         );
-    }
-
-    #[test]
-    fn a_header_without_required_columns_is_rejected() {
-        let Err(DomainError::ImportRejected(errors)) =
-            parse_users_csv("username,name\nx,y\n", UserId::new)
-        else {
-            panic!("expected ImportRejected");
-        };
-        assert_eq!(errors[0].line, 1);
-        assert_eq!(errors[0].field, "role");
-        assert!(parse_users_csv("", UserId::new).is_err());
     }
 }

@@ -1302,14 +1302,16 @@ fn r_user_8_a_good_file_adds_every_row() {
 
 #[test]
 fn r_user_8_bad_rows_reject_the_whole_file_with_an_error_per_bad_field() {
+    // The unclosed quote comes last: a quoted field may span lines, so one
+    // that is never closed runs to the end of the file.
     let csv = "username,name,role\n\
                ok@a.org,Okay,presenter\n\
                bad user,Bob,presenter\n\
                cy@a.org,,wizard\n\
                OK@a.org,Dup,presenter\n\
-               \"open,x,y\n\
                dee@a.org,Dee\n\
-               fine@a.org,Fine,data entry\n";
+               fine@a.org,Fine,data entry\n\
+               \"open,x,y\n";
     let mut ids_given = 0;
     let result = parse_users_csv(csv, || {
         ids_given += 1;
@@ -1334,13 +1336,101 @@ fn r_user_8_bad_rows_reject_the_whole_file_with_an_error_per_bad_field() {
             ),
             row_error(4, "role", InvalidValue::Role("wizard".into()).to_string()),
             row_error(5, "username", "ok@a.org appears already on line 2"),
-            row_error(6, "row", "a quoted field is not closed"),
-            row_error(7, "role", InvalidValue::Role(String::new()).to_string()),
+            row_error(6, "role", InvalidValue::Role(String::new()).to_string()),
+            row_error(8, "row", "a quoted field is not closed"),
         ]))
     );
-    // The good rows (2 and 8) got ids but nothing reaches ImportUsers: there
+    // The good rows (2 and 7) got ids but nothing reaches ImportUsers: there
     // is no Vec<ImportRow> to decide on, so nothing is applied.
     assert_eq!(ids_given, 2);
+}
+
+#[test]
+fn r_user_8_quoted_fields_hold_commas_quotes_and_line_breaks_and_lines_stay_the_files() {
+    // Notes that span lines (2 and 3, then 5 to 7) are one field; a quoted
+    // comma and doubled quotes are the name's; every row keeps the line an
+    // editor shows it on.
+    let good = "username,name,notes,role\r\n\
+                ann@a.org,\"Lee, Ann \"\"AL\"\"\",\"1 Main St\r\nSpringfield\",presenter\r\n\
+                bob@a.org,Bob,,presenter\r\n\
+                cy@a.org,Cy,\"three\n\nlines\",data entry\n\
+                dee@a.org,Dee,,presenter\n";
+    let rows = parse_users_csv(good, ids_from(0x101)).expect("a good file parses");
+    assert_eq!(
+        rows,
+        vec![
+            row(
+                2,
+                uid(0x101),
+                "ann@a.org",
+                "Lee, Ann \"AL\"",
+                Role::Presenter
+            ),
+            row(4, uid(0x102), "bob@a.org", "Bob", Role::Presenter),
+            row(5, uid(0x103), "cy@a.org", "Cy", Role::DataEntry),
+            row(8, uid(0x104), "dee@a.org", "Dee", Role::Presenter),
+        ]
+    );
+
+    // Bad rows after a multi-line field are reported at their own lines; a
+    // line break in a name is a bad name (a control character), reported
+    // at the line its row starts on.
+    let bad = "username,name,notes,role\n\
+               ann@a.org,Ann,\"two\nlines\",presenter\n\
+               bob@a.org,Bob,,wizard\n\
+               cy@a.org,\"Cy\nJones\",,presenter\n\
+               ann@a.org,\"Ann, again\",,presenter\n";
+    then_err(
+        parse_users_csv(bad, ids_from(0x101)).map(|_| vec![]),
+        DomainError::ImportRejected(vec![
+            row_error(4, "role", InvalidValue::Role("wizard".into()).to_string()),
+            row_error(
+                5,
+                "name",
+                InvalidValue::Text {
+                    field: "name",
+                    max: Name::MAX,
+                }
+                .to_string(),
+            ),
+            row_error(7, "username", "ann@a.org appears already on line 2"),
+        ]),
+    );
+}
+
+#[test]
+fn r_user_8_an_unclosed_quote_runs_to_the_end_of_the_file_and_is_reported_where_it_starts() {
+    // Rows before it are checked as usual; what follows it is inside it.
+    let csv = "username,name,role\n\
+               ann@a.org,Ann,wizard\n\
+               bob@a.org,\"Bob,presenter\n\
+               cy@a.org,Cy,also not a role\n";
+    then_err(
+        parse_users_csv(csv, ids_from(0x101)).map(|_| vec![]),
+        DomainError::ImportRejected(vec![
+            row_error(2, "role", InvalidValue::Role("wizard".into()).to_string()),
+            row_error(3, "row", "a quoted field is not closed"),
+        ]),
+    );
+    // In the header, it leaves no header.
+    then_err(
+        parse_users_csv(
+            "username,\"name,role\nann@a.org,Ann,presenter\n",
+            ids_from(0x101),
+        )
+        .map(|_| vec![]),
+        DomainError::ImportRejected(vec![row_error(1, "header", "a quoted field is not closed")]),
+    );
+    // A closing quote on the last line, without a final line break, closes it.
+    let rows = parse_users_csv(
+        "username,name,role\nann@a.org,Ann,\"presenter\"",
+        ids_from(0x101),
+    )
+    .expect("a closed quote at the end of the file");
+    assert_eq!(
+        rows,
+        vec![row(2, uid(0x101), "ann@a.org", "Ann", Role::Presenter)]
+    );
 }
 
 #[test]

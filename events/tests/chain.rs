@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
+use shareledger_events::store::verify_with_progress;
 use shareledger_events::store::{
     verify, ChainAnchor, ChainError, ChainProblem, PgEventStore, SealProgress, Sealer,
     SealerOptions, StreamAppend, VerifyOptions, VerifyReport, HASHED_COLUMN_NAMES,
@@ -188,6 +189,29 @@ async fn a_sealed_log_verifies_clean_with_deletes_tombstones_and_every_kind_of_a
     assert_eq!(report.log_head, head + 1);
     assert_eq!(report.sealed_up_to, sealer.chain_head().await.unwrap());
     assert_eq!(report.sealed_up_to.position, head + 1);
+}
+
+/// `verify_with_progress` tells after every page how far the walk is, in
+/// order, up to the log's head, and answers as `verify` does.
+#[tokio::test]
+async fn verify_reports_its_progress_page_by_page_up_to_the_head() {
+    let (_db, store) = sealed_log().await;
+    store
+        .append(&stream("a-2"), ExpectedRevision::NoStream, events(4))
+        .await
+        .unwrap();
+    let options = VerifyOptions {
+        batch_size: 2,
+        anchor: None,
+    };
+    let mut seen = Vec::new();
+    let got = verify_with_progress(&store, options, |at, head| seen.push((at, head)))
+        .await
+        .unwrap();
+    assert_eq!(got, verify(&store, options).await.unwrap());
+    assert_eq!((got.checked, got.unsealed), (5, 4));
+    // Pages of two over nine events: 2, 4, 6, 8, then the rest.
+    assert_eq!(seen, vec![(2, 9), (4, 9), (6, 9), (8, 9), (9, 9)]);
 }
 
 #[tokio::test]

@@ -172,13 +172,7 @@ pub async fn issue(pool: &PgPool, request: TokenRequest) -> Result<IssuedToken, 
     }
     let mut secret = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut secret);
-    let token = format!(
-        "sl_{}",
-        secret
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let token = format!("sl_{}", hex::encode(secret));
     let token_id = Uuid::now_v7();
     let expires_at =
         Utc::now() + chrono::Duration::from_std(lifetime).map_err(|_| TokenError::Lifetime)?;
@@ -329,16 +323,9 @@ impl Shared {
     }
 }
 
-fn decode_hex(hex: &str) -> Option<[u8; 32]> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let digit = |b: u8| (b as char).to_digit(16);
+fn decode_hex(digits: &str) -> Option<[u8; 32]> {
     let mut key = [0u8; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        key[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
-    }
+    hex::decode_to_slice(digits, &mut key).ok()?;
     Some(key)
 }
 
@@ -685,6 +672,31 @@ impl FromRequestParts<AppState> for Principal {
                 name: record.name.clone(),
                 token: record.token_id,
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_names_one_token_by_its_hashs_64_hex_digits() {
+        let key = hash("sl_00");
+        assert_eq!(decode_hex(&hex::encode(key)), Some(key));
+        assert_eq!(
+            decode_hex(&hex::encode(key).to_uppercase()),
+            Some(key),
+            "PostgreSQL's encode() is lowercase; uppercase is the same hash"
+        );
+        // Anything else (`*`, a cut or longer payload) forgets every token.
+        for other in [
+            "*",
+            "",
+            &hex::encode(key)[1..],
+            &format!("{}00", hex::encode(key)),
+        ] {
+            assert_eq!(decode_hex(other), None, "{other:?}");
         }
     }
 }

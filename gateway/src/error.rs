@@ -285,6 +285,10 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub errors: Option<serde_json::Value>,
+    /// The request's id, as in its `x-request-id` header: quote it when
+    /// reporting the problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -314,6 +318,7 @@ impl IntoResponse for ApiError {
             detail,
             code: code.to_owned(),
             errors,
+            request_id: crate::request_id::current(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();

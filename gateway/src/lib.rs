@@ -14,7 +14,9 @@
 //! * `idempotency`: commands' idempotency keys, one run per key across
 //!   processes;
 //! * `error`: one error type, one problem+json rendering;
-//! * `timeout`: the bound on every request.
+//! * `timeout`: the bound on every request;
+//! * `request_id`: every request's id (`x-request-id`), in its trace span
+//!   and in every problem.
 //!
 //! **API boundary:** [`app`], [`AppState`], [`GatewayOptions`],
 //! [`server::Server`], [`auth`]'s token functions, [`openapi::document`].
@@ -28,6 +30,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod queries;
+pub mod request_id;
 pub mod server;
 pub mod state;
 pub mod timeout;
@@ -37,7 +40,7 @@ use axum::http::Uri;
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use error::ApiError;
@@ -46,7 +49,7 @@ pub use state::{AppState, GatewayOptions};
 /// The whole API.
 pub fn app(state: AppState) -> Router {
     let limit = state.options().body_limit;
-    Router::new()
+    let app = Router::new()
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
@@ -98,7 +101,7 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(request_id::make_span)
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(CatchPanicLayer::custom(|_| {
@@ -106,5 +109,6 @@ pub fn app(state: AppState) -> Router {
                 "a handler panicked".into(),
             ))
         }))
-        .with_state(state)
+        .with_state(state);
+    request_id::around(app)
 }

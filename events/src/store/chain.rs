@@ -118,7 +118,7 @@ impl ChainAnchor {
 
 impl std::fmt::Display for ChainAnchor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.position, hex(&self.chain_hash))
+        write!(f, "{}:{}", self.position, hex::encode(self.chain_hash))
     }
 }
 
@@ -472,6 +472,16 @@ pub async fn verify(
     store: &PgEventStore,
     options: VerifyOptions,
 ) -> Result<VerifyReport, ChainError> {
+    verify_with_progress(store, options, |_, _| {}).await
+}
+
+/// [`verify`], telling `progress` after each page how far the walk has
+/// come and where it ends: `(position, log_head)`.
+pub async fn verify_with_progress(
+    store: &PgEventStore,
+    options: VerifyOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<VerifyReport, ChainError> {
     let batch = i64::try_from(options.batch_size.max(1)).unwrap_or(i64::MAX);
     let mut tx = store.pool().begin().await?;
     // One snapshot for the whole walk: a sealer or an append committing
@@ -528,6 +538,7 @@ pub async fn verify(
         if let Some(problem) = walk_merged(&mut walk, &events, &seals, bound) {
             break Some(problem);
         }
+        progress(to_u64(bound.min(log_head)), to_u64(log_head));
         match bound.checked_add(1) {
             Some(next) if bound != i64::MAX => from = next,
             _ => break walk.finish(seal_head),
@@ -797,12 +808,8 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn serialize_hex<S: serde::Serializer>(hash: &Hash, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex(hash))
+    s.serialize_str(&hex::encode(hash))
 }
 
 #[cfg(test)]
@@ -821,6 +828,23 @@ mod tests {
             metadata: Some("{}".into()),
             recorded_at: Some(vec![0, 0, 0, 0, 0, 0, 0, 1]),
         }
+    }
+
+    #[test]
+    fn anchors_print_as_position_and_lowercase_hex() {
+        let mut chain_hash = [0u8; 32];
+        chain_hash[0] = 0xAB;
+        chain_hash[31] = 0x0F;
+        let anchor = ChainAnchor {
+            position: 42,
+            chain_hash,
+        };
+        let printed = format!("42:ab{}0f", "00".repeat(30));
+        assert_eq!(anchor.to_string(), printed);
+        assert_eq!(
+            serde_json::to_value(anchor).unwrap()["chain_hash"],
+            serde_json::json!(printed[3..])
+        );
     }
 
     /// Seals for `rows`, chained from genesis.

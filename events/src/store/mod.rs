@@ -43,8 +43,8 @@ use crate::envelope::{
 use append::{AppendRequest, Writer};
 
 pub use chain::{
-    verify, ChainAnchor, ChainError, ChainProblem, Hash, SealProgress, Sealer, SealerOptions,
-    VerifyOptions, VerifyReport, GENESIS, HASHED_COLUMN_NAMES,
+    verify, verify_with_progress, ChainAnchor, ChainError, ChainProblem, Hash, SealProgress,
+    Sealer, SealerOptions, VerifyOptions, VerifyReport, GENESIS, HASHED_COLUMN_NAMES,
 };
 pub use error::LogError;
 pub use subscription::{Subscription, SubscriptionOptions};

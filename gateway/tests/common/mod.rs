@@ -51,6 +51,13 @@ impl Reply {
             json!(format!("urn:shareledger:problem:{code}")),
             "{self:#?}"
         );
+        // Every problem names its request, as the answer's header does.
+        let id = self
+            .headers
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap());
+        assert!(id.is_some_and(|id| !id.is_empty()), "{self:#?}");
+        assert_eq!(self.json["request_id"].as_str(), id, "{self:#?}");
     }
 
     /// Asserts a 200 JSON answer and returns its body.

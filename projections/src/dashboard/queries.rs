@@ -518,8 +518,8 @@ impl UsersCursor {
             "{}{}.{}.{}",
             self.tag,
             if self.descending { 'd' } else { 'a' },
-            hex(&self.key),
-            hex(&self.username)
+            hex::encode(&self.key),
+            hex::encode(&self.username)
         )
     }
 
@@ -544,19 +544,8 @@ impl UsersCursor {
     }
 }
 
-fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(raw: &str) -> Option<String> {
-    if raw.len() % 2 != 0 {
-        return None;
-    }
-    let bytes = (0..raw.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(raw.get(i..i + 2)?, 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    String::from_utf8(bytes).ok()
+    String::from_utf8(hex::decode(raw).ok()?).ok()
 }
 
 /// `search` as an `ILIKE` pattern matching it anywhere, literally.
@@ -698,6 +687,19 @@ mod tests {
             username: "a.b:c@d".into(),
         };
         assert_eq!(UsersCursor::decode(&cursor.encode()), Some(cursor));
+        // The encoding given out (callers keep cursors): lowercase hex of
+        // the UTF-8 bytes.
+        let given = UsersCursor {
+            tag: "n".into(),
+            descending: false,
+            key: "Zoë".into(),
+            username: "a@b".into(),
+        };
+        assert_eq!(given.encode(), "na.5a6fc3ab.614062");
+        assert_eq!(
+            UsersCursor::decode("na.5A6FC3AB.614062").map(|c| c.key),
+            Some("Zoë".into())
+        );
         for bad in ["", "x", "ld.zz.00", "lx.00.00", "ld.0.00", "ld.00.00.00"] {
             assert_eq!(UsersCursor::decode(bad), None, "{bad:?}");
         }
