@@ -1,11 +1,15 @@
 //! a user's level on a target, and what else reads the same facts:
 //! the owner of a target, the scorecards shared over a link, whether a site
 //! sees a target, whether a relationship of the user's site gives access.
+//!
+//! The level is `shareledger_core::access_rule::level`, the one definition
+//! the command side uses too; this file gathers the facts it reads from the
+//! index's maps.
 
 use rustc_hash::FxHashMap;
+use shareledger_core::access_rule::{self as rule, TargetFacts};
 use shareledger_core::catalog::{
-    AccessLevel, Action, Link, ObjectId, PermissionFlag, RelationshipId, ScorecardId, SiteId,
-    UserId,
+    AccessLevel, Action, Link, ObjectId, RelationshipId, ScorecardId, SiteId, UserId,
 };
 
 use super::{AccessIndex, ObjectInfo, Prov, RelInfo, RelTarget, UserInfo, MAX_CONTAINER_DEPTH};
@@ -39,26 +43,28 @@ impl AccessIndex {
             .is_some_and(|level| level >= action.required_level()))
     }
 
+    /// Q-1 for a known user and target: the facts the access rule reads,
+    /// gathered from the maps, and [`rule::level`]'s answer.
     pub(super) fn level_of(
         &self,
         user: &UserInfo,
         owner: SiteId,
         target: Target,
     ) -> Option<AccessLevel> {
-        if !user.active {
-            return None;
-        }
-        if owner == user.site {
-            match target {
-                Target::Scorecard(s) => self.own_scorecard_level(user, s),
-                Target::Object(o) => self.own_object_level(user, o),
+        match (owner == user.site, target) {
+            (true, Target::Scorecard(s)) => self.own_scorecard_level(user, s),
+            (true, Target::Object(o)) => self.own_object_level(user, o),
+            (false, Target::Scorecard(s)) => {
+                let shared = self
+                    .shared(owner, user.site)
+                    .is_some_and(|shared| shared.contains_key(&s));
+                let assigned = user.assigned.contains_key(&s);
+                rule::level(
+                    &user.facts(),
+                    TargetFacts::PartnerScorecard { shared, assigned },
+                )
             }
-        } else {
-            let seen = match target {
-                Target::Scorecard(s) => self.foreign_scorecard_visible(user, owner, s),
-                Target::Object(o) => self.foreign_object_visible(user, owner, o),
-            };
-            seen.then_some(AccessLevel::Browser)
+            (false, Target::Object(o)) => self.foreign_object_level(user, owner, o),
         }
     }
 
@@ -67,45 +73,30 @@ impl AccessIndex {
         user.own_assigned > 0
     }
 
-    /// All Scorecards, or Add/Edit Scorecard Objects with none of the own
-    /// site's scorecards assigned (seed 001's note).
-    pub(in crate::access) fn browses_all(&self, user: &UserInfo) -> bool {
-        user.has(PermissionFlag::AllScorecards)
-            || (user.has(PermissionFlag::AddEditScorecardObjects) && !self.has_own_assignment(user))
-    }
-
+    /// The user's level on a scorecard of its own site.
     pub(in crate::access) fn own_scorecard_level(
         &self,
         user: &UserInfo,
         scorecard: ScorecardId,
     ) -> Option<AccessLevel> {
-        if user.has(PermissionFlag::InstanceAdmin) {
-            return Some(AccessLevel::ScorecardAdmin);
-        }
-        if let Some((level, _)) = user.assigned.get(&scorecard) {
-            return Some(*level);
-        }
-        self.browses_all(user).then_some(AccessLevel::Browser)
+        let assigned = user.assigned.get(&scorecard).map(|(level, _)| *level);
+        rule::level(&user.facts(), TargetFacts::OwnScorecard { assigned })
     }
 
+    /// The user's level on an object of its own site (`None` for an
+    /// unknown object).
     pub(in crate::access) fn own_object_level(
         &self,
         user: &UserInfo,
         object: ObjectId,
     ) -> Option<AccessLevel> {
         let on = &self.objects.get(&object)?.shows_on;
-        let all = user.has(PermissionFlag::AllScorecards);
-        if user.has(PermissionFlag::InstanceAdmin) && (!on.is_empty() || all) {
-            return Some(AccessLevel::ScorecardAdmin);
-        }
         let assigned = on
             .iter()
             .filter_map(|s| user.assigned.get(s).map(|(level, _)| *level))
             .max();
-        if assigned.is_some() {
-            return assigned;
-        }
-        (all || (!on.is_empty() && self.browses_all(user))).then_some(AccessLevel::Browser)
+        let shown = !on.is_empty();
+        rule::level(&user.facts(), TargetFacts::OwnObject { shown, assigned })
     }
 
     /// The scorecards shared over the link `from → to` if it is active.
@@ -120,35 +111,38 @@ impl AccessIndex {
             .map(|l| &l.shared)
     }
 
-    fn foreign_scorecard_visible(
+    /// The user's level on an object of another site: seen when it shows
+    /// on a scorecard shared with the user's site, assigned when one of
+    /// those is assigned to the user; the relationships are walked only if
+    /// the rule asks.
+    fn foreign_object_level(
         &self,
         user: &UserInfo,
         owner: SiteId,
-        scorecard: ScorecardId,
-    ) -> bool {
-        self.shared(owner, user.site)
-            .is_some_and(|shared| shared.contains_key(&scorecard))
-            && (user.has(PermissionFlag::AllScorecards) || user.assigned.contains_key(&scorecard))
-    }
-
-    fn foreign_object_visible(&self, user: &UserInfo, owner: SiteId, object: ObjectId) -> bool {
-        let Some(shared) = self.shared(owner, user.site) else {
-            return false;
-        };
-        let Some(info) = self.objects.get(&object) else {
-            return false;
-        };
-        let all = user.has(PermissionFlag::AllScorecards);
-        let mut site_sees = false;
+        object: ObjectId,
+    ) -> Option<AccessLevel> {
+        // No active link from the owner, or no such object: not seen.
+        let shared = self.shared(owner, user.site)?;
+        let info = self.objects.get(&object)?;
+        let (mut seen, mut assigned) = (false, false);
         for s in &info.shows_on {
             if shared.contains_key(s) {
-                if all || user.assigned.contains_key(s) {
-                    return true;
+                seen = true;
+                if user.assigned.contains_key(s) {
+                    assigned = true;
+                    break;
                 }
-                site_sees = true;
             }
         }
-        site_sees && self.relationship_gives(user, object, info, shared)
+        let related = || self.relationship_gives(user, object, info, shared);
+        rule::level(
+            &user.facts(),
+            TargetFacts::PartnerObject {
+                seen,
+                assigned,
+                related: &related,
+            },
+        )
     }
 
     /// Whether a relationship of the user's site to the object (which the

@@ -3,6 +3,7 @@
 
 use std::ops::Bound;
 
+use shareledger_core::access_rule::{self as rule, TargetFacts};
 use shareledger_core::catalog::{AccessLevel, PermissionFlag, SiteCode, SiteId, UserId};
 
 use super::cursor::{format_cursor, parse_cursor};
@@ -103,9 +104,9 @@ impl AccessIndex {
         };
         let wants = |k: TargetKind| kind.is_none_or(|w| w == k);
         let after = |key: &TargetKey| from.is_none_or(|f| *key > f);
-        let admin = user.has(PermissionFlag::InstanceAdmin);
-        let all = user.has(PermissionFlag::AllScorecards);
-        if admin || self.browses_all(user) {
+        let facts = user.facts();
+        let admin = facts.instance_admin;
+        if admin || facts.browses_all() {
             // Every scorecard has a level, and every object that shows on a
             // scorecard (every object for All Scorecards): walk the site in
             // order from the cursor. Instance Admin: Scorecard Admin.
@@ -129,14 +130,15 @@ impl AccessIndex {
                 if !wants(target.kind) {
                     continue;
                 }
-                let seen = all || target.shown;
                 let level = match key_target(*key) {
                     Target::Scorecard(s) => self.own_scorecard_level(user, s),
-                    Target::Object(_) if admin => seen.then_some(AccessLevel::ScorecardAdmin),
-                    Target::Object(_) => assigned
-                        .as_mut()
-                        .and_then(|assigned| assigned.level_at(*key))
-                        .or(seen.then_some(AccessLevel::Browser)),
+                    Target::Object(_) => {
+                        let assigned = assigned
+                            .as_mut()
+                            .and_then(|assigned| assigned.level_at(*key));
+                        let shown = target.shown;
+                        rule::level(&facts, TargetFacts::OwnObject { shown, assigned })
+                    }
                 };
                 if let Some(level) = level {
                     out.push((*key, target.kind, level));
@@ -145,8 +147,10 @@ impl AccessIndex {
             return;
         }
         // Otherwise only the assigned scorecards of the site and what they
-        // show, at the highest level assigned on a scorecard it shows on:
-        // their shows sets merged from the cursor, as far as the page needs.
+        // show, at the highest level assigned on a scorecard it shows on
+        // (what the rule gives a user who neither is Instance Admin nor
+        // browses all): their shows sets merged from the cursor, as far as
+        // the page needs.
         let objects = kind != Some(TargetKind::Scorecard);
         let mut scorecards: Vec<Item> = Vec::new();
         let mut others: Vec<(&ScorecardInfo, AccessLevel)> = Vec::new();

@@ -44,6 +44,7 @@ mod viewers;
 use std::collections::BTreeMap;
 
 use rustc_hash::{FxHashMap, FxHashSet};
+use shareledger_core::access_rule as rule;
 use shareledger_core::catalog::{
     AccessLevel, Link, ObjectId, ObjectKind, PermissionFlag, Permissions, RelationshipId,
     ScorecardId, SiteCode, SiteId, UserId,
@@ -109,6 +110,17 @@ pub(super) struct UserInfo {
 impl UserInfo {
     pub fn has(&self, flag: PermissionFlag) -> bool {
         self.flag_bits & flag_bit(flag) != 0
+    }
+
+    /// What the access rule ([`rule::level`]) reads of the user.
+    pub fn facts(&self) -> rule::UserFacts {
+        rule::UserFacts {
+            active: self.active,
+            instance_admin: self.has(PermissionFlag::InstanceAdmin),
+            all_scorecards: self.has(PermissionFlag::AllScorecards),
+            add_edit_scorecard_objects: self.has(PermissionFlag::AddEditScorecardObjects),
+            own_assigned: self.own_assigned > 0,
+        }
     }
 }
 
