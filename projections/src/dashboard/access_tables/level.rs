@@ -1,5 +1,8 @@
 //! [`level_sql`]: the access model's level by one SQL query over the live
-//! `rm.acc_*` views.
+//! `rm.acc_*` views. SQL cannot call the one definition of the level
+//! (`shareledger_core::access_rule::level`); the shared table of cases
+//! (`core/tests/access_cases/`) holds this query to the same answers
+//! (`projections/tests/access_cases.rs` runs it on real PostgreSQL).
 
 use shareledger_core::catalog::{AccessLevel, UserId};
 use sqlx::PgPool;

@@ -34,7 +34,9 @@
 //!   commute (the batch's schedule);
 //! * `write.rs`: a run of ops of one kind written by a few set-based
 //!   statements, the *shows on* closure kept by recursive walks;
-//! * `level.rs`: [`level_sql`], the model's level by one SQL query.
+//! * `level.rs`: [`level_sql`], the model's level by one SQL query (the
+//!   answers of `shareledger_core::access_rule::level`, held to them by the
+//!   shared table of cases).
 
 mod level;
 mod ops;
