@@ -1,6 +1,7 @@
 //! The in-memory access index: normalized facts with their provenance,
 //! kept current event by event, and the questions answered from
-//! them by the rules of `docs/access-model.md`.
+//! them by the rules of `docs/access-model.md` (the level by
+//! `shareledger_core::access_rule::level`, given the facts gathered here).
 //!
 //! Nothing per (user, target) is materialized: 100,000 users times 1,000,000
 //! placements would not fit. Instead the index keeps what the rules read, in
