@@ -29,9 +29,9 @@
 //! The tables of generation N of projection `p` live in schema
 //! `rm_p_gN` ([`generation_schema`]). The registry table `sl_projections`
 //! says which generation is *live* (and which version of the code built
-//! it) and which is *being built*, if any. Schema [`LIVE_SCHEMA`] (`rm`)
-//! holds one view per live table, `rm.<table>`, which is what SQL consumers
-//! read.
+//! it) and which is *being built*, if any. Schema
+//! [`LIVE_SCHEMA`](crate::projection::LIVE_SCHEMA) (`rm`) holds one view
+//! per live table, `rm.<table>`, which is what SQL consumers read.
 //!
 //! * First start: generation 1 is created (schema, `create_tables`, the
 //!   views, checkpoint 0) and registered live, in one transaction.

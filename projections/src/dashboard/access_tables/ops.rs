@@ -107,7 +107,7 @@ pub(super) fn schedule(scheduler: &mut Scheduler<Kind, Op>, op: Op) {
 }
 
 /// One change to the tables; runs of one kind are written by a few
-/// statements (see [`write_run`]).
+/// statements (see [`write_run`](super::write::write_run)).
 #[derive(Debug)]
 pub(super) enum Op {
     UserAdded {
