@@ -1788,7 +1788,7 @@ async fn verify_with_a_non_ascii_anchor_fails_without_panicking() {
 /// BUG: `replay` fails: `main` gives every command but `serve` a pool of 4
 /// connections, and the projection runtime needs "at least two connections
 /// per projection (four while rebuilding) plus a few for the batches"
-/// (projections/src/runtime.rs); with the three SQL read models, rebuilding
+/// (projections/src/runtime/mod.rs); with the three SQL read models, rebuilding
 /// `dashboards` waits 30 s for a connection and fails with "pool timed out
 /// while waiting for an open connection".
 #[tokio::test]

@@ -13,6 +13,7 @@ use shareledger_events::catalog::{
 };
 use shareledger_events::Actor;
 
+use crate::access_rule::{self, TargetFacts, UserFacts};
 use crate::boundary::BoundaryItem;
 use crate::error::DomainError;
 use crate::site::{authorize, SiteState, UserState};
@@ -227,26 +228,19 @@ impl ContentState {
 }
 
 /// A user's level on one of its own site's objects (R-USER-3, R-USER-4):
-/// the highest level among the scorecards assigned to the user that show the
-/// object. Instance Admins act as Scorecard Admin on every object of their
-/// site they can see (objects on no scorecard need All Scorecards);
-/// All Scorecards gives at least Browser on everything, including objects on
-/// no scorecard; a user with no scorecards assigned but with Add/Edit
-/// Scorecard Objects sees every scorecard (seed 001's note), so at least
-/// Browser on objects that show on one.
+/// [`access_rule::level`] given the scorecards showing the object and the
+/// user's levels on them (objects on no scorecard need All Scorecards; a
+/// user with no scorecards assigned but with Add/Edit Scorecard Objects
+/// sees every scorecard, seed 001's note).
 pub fn level_on_object(
     user: &UserState,
     content: &ContentState,
     object: ObjectId,
 ) -> Option<AccessLevel> {
-    if !user.active || !content.objects.contains_key(&object) {
+    if !content.objects.contains_key(&object) {
         return None;
     }
     let showing = content.scorecards_showing(object);
-    let sees_loose = user.has(PermissionFlag::AllScorecards);
-    if user.has(PermissionFlag::InstanceAdmin) && (!showing.is_empty() || sees_loose) {
-        return Some(AccessLevel::ScorecardAdmin);
-    }
     let assigned = showing
         .iter()
         .filter_map(|s| user.scorecard_access.get(s).copied())
@@ -254,19 +248,15 @@ pub fn level_on_object(
     // "No scorecards assigned" counts this site's scorecards only: a
     // partner's shared scorecard assigned to the user (R-SHARE-5) does not
     // hide the user's own site.
-    let none_assigned = !user
+    let own_assigned = user
         .scorecard_access
         .keys()
         .any(|s| content.scorecards.contains_key(s));
-    let browse = user.has(PermissionFlag::AllScorecards)
-        || (none_assigned
-            && user.has(PermissionFlag::AddEditScorecardObjects)
-            && !showing.is_empty());
-    match (assigned, browse) {
-        (Some(level), _) => Some(level),
-        (None, true) => Some(AccessLevel::Browser),
-        (None, false) => None,
-    }
+    let shown = !showing.is_empty();
+    access_rule::level(
+        &UserFacts::of(user, own_assigned),
+        TargetFacts::OwnObject { shown, assigned },
+    )
 }
 
 /// Content changes need Add/Edit Scorecard Objects (seed 001).

@@ -12,6 +12,10 @@
 //! service's job (it does IO; this crate does not).
 //!
 //! Modules:
+//! * [`access_rule`]: the access rule, a user's level on a scorecard or an
+//!   object from the facts it reads (R-USER-3, R-USER-4, R-USER-6,
+//!   R-SHARE-2, R-SHARE-3, R-SHARE-5): the one definition the command side
+//!   and the read side both use.
 //! * [`boundary`]: a decision's consistency boundary (tags and types).
 //! * [`site`]: sites and users (R-USER-*, R-ONB-*), and [`site::authorize`].
 //! * [`connection`]: partner connections, share links and shared scorecards
@@ -21,6 +25,7 @@
 //! * [`csv_import`]: parsing a users CSV (R-USER-8).
 //! * [`error`]: [`DomainError`], with a stable code per variant.
 
+pub mod access_rule;
 pub mod boundary;
 pub mod connection;
 pub mod content;

@@ -4,7 +4,10 @@
 //! reads the whole log from position 1 after every step, folds it with the
 //! command side's own folds (`SiteState`, `ContentState`, `ConnectionState`)
 //! into plain maps, and computes every user's level on every scorecard and
-//! object by brute force, rule by rule as the model page states them.
+//! object by brute force, rule by rule as the model page states them. It
+//! restates the rule itself: the index (like the command side's
+//! `level_on_object`) asks `shareledger_core::access_rule`, so the oracle
+//! does not.
 //!
 //! The property test drives random command sequences by random actors over
 //! three sites through the real command service and PostgreSQL (links in
@@ -36,9 +39,8 @@ use shareledger_core::catalog::{
 };
 use shareledger_core::connection::ConnectionState;
 use shareledger_core::content::{
-    level_on_object, ContentState, CreateObject, CreateScorecard, LinkSharedObject,
-    PlaceObjectOnScorecard, RelationshipTarget, RemoveObjectFromScorecard,
-    UseSharedMeasureInAggregation,
+    ContentState, CreateObject, CreateScorecard, LinkSharedObject, PlaceObjectOnScorecard,
+    RelationshipTarget, RemoveObjectFromScorecard, UseSharedMeasureInAggregation,
 };
 use shareledger_core::site::{
     AddUser, ChangeUserRole, DeactivateUser, GrantScorecardAccess, ReactivateUser, RegisterSite,
@@ -233,6 +235,39 @@ impl Oracle {
         browse_all.then_some(AccessLevel::Browser)
     }
 
+    /// A user's level on an object of its own site (the model's rule,
+    /// restated: not `content::level_on_object`, which asks the rule the
+    /// index asks).
+    fn own_object_level(
+        user: &UserState,
+        content: &ContentState,
+        object: ObjectId,
+    ) -> Option<AccessLevel> {
+        if !user.active || !content.objects.contains_key(&object) {
+            return None;
+        }
+        let on: Vec<ScorecardId> = content
+            .scorecards
+            .keys()
+            .filter(|s| content.objects_on(**s).contains(&object))
+            .copied()
+            .collect();
+        let all = user.has(PermissionFlag::AllScorecards);
+        if user.has(PermissionFlag::InstanceAdmin) && (all || !on.is_empty()) {
+            return Some(AccessLevel::ScorecardAdmin);
+        }
+        if let Some(level) = on.iter().filter_map(|s| user.scorecard_access.get(s)).max() {
+            return Some(*level);
+        }
+        let none_of_own_assigned = !user
+            .scorecard_access
+            .keys()
+            .any(|s| content.scorecards.contains_key(s));
+        let browse_all =
+            all || (user.has(PermissionFlag::AddEditScorecardObjects) && none_of_own_assigned);
+        (all || (browse_all && !on.is_empty())).then_some(AccessLevel::Browser)
+    }
+
     /// Q-1 by brute force: `user`'s level on `target`.
     fn level(&self, user: UserId, target: Target) -> Option<AccessLevel> {
         let users = self.users();
@@ -245,7 +280,7 @@ impl Oracle {
         if owner == user_site {
             return match target {
                 Target::Scorecard(s) => Oracle::own_scorecard_level(user, &own, s),
-                Target::Object(x) => level_on_object(user, &own, x),
+                Target::Object(x) => Oracle::own_object_level(user, &own, x),
             };
         }
         // Partners' content: Browser at most, only what the user's site sees.
@@ -272,7 +307,7 @@ impl Oracle {
                                 Oracle::own_scorecard_level(user, &own, s).is_some()
                             }
                             RelationshipTarget::Aggregation(o) => {
-                                level_on_object(user, &own, o).is_some()
+                                Oracle::own_object_level(user, &own, o).is_some()
                             }
                         }
                 });

@@ -2,10 +2,16 @@
 //! level, each step naming the fact and the event (id, position, time,
 //! actor) that established it; for a denial, what is missing.
 //!
-//! The paths follow the rules of `docs/access-model.md` one by one, so the
-//! highest level among the paths is always the answer of Q-1 (tested).
+//! The paths follow the rules of `docs/access-model.md` one by one, and
+//! each path's level is the access rule (`shareledger_core::access_rule`)
+//! given that path's facts alone: the flags, assignments, placements and
+//! links it names, and nothing else (a fact it does not name is taken to
+//! give nothing). A candidate path whose facts give nothing is not a path.
+//! So no path claims more than its facts give, and the highest level among
+//! the paths is the answer of Q-1 (tested, with the shared table of cases).
 
 use serde::{Deserialize, Serialize};
+use shareledger_core::access_rule::{self as rule, TargetFacts};
 use shareledger_core::catalog::{
     AccessLevel, Link, ObjectId, PermissionFlag, RelationshipId, ScorecardId, SiteId, UserId,
 };
@@ -192,6 +198,19 @@ impl AccessIndex {
         )
     }
 
+    /// Appends a candidate path: `steps` and the level the access rule
+    /// gives `user` (the path's facts alone) on `target`, if any.
+    fn candidate(
+        paths: &mut Vec<Path>,
+        user: &rule::UserFacts,
+        target: TargetFacts<'_>,
+        steps: Vec<Step>,
+    ) {
+        if let Some(level) = rule::level(user, target) {
+            paths.push(Path { level, steps });
+        }
+    }
+
     /// How an object shows on a scorecard: the containers up to the one
     /// placed on it, then the placement.
     fn shows_route(&self, object: ObjectId, scorecard: ScorecardId) -> Vec<Step> {
@@ -236,16 +255,23 @@ impl AccessIndex {
         scorecard: ScorecardId,
     ) -> (Vec<Path>, Vec<Missing>) {
         let mut paths = Vec::new();
+        let unassigned = TargetFacts::OwnScorecard { assigned: None };
         if user.has(PermissionFlag::InstanceAdmin) {
-            paths.push(Path {
-                level: AccessLevel::ScorecardAdmin,
-                steps: vec![self.flag_step(user_id, user, PermissionFlag::InstanceAdmin)],
-            });
+            Self::candidate(
+                &mut paths,
+                &holding(&[PermissionFlag::InstanceAdmin]),
+                unassigned,
+                vec![self.flag_step(user_id, user, PermissionFlag::InstanceAdmin)],
+            );
         }
         if let Some((level, prov)) = user.assigned.get(&scorecard) {
-            paths.push(Path {
-                level: *level,
-                steps: vec![self.step(
+            Self::candidate(
+                &mut paths,
+                &holding(&[]),
+                TargetFacts::OwnScorecard {
+                    assigned: Some(*level),
+                },
+                vec![self.step(
                     Fact::ScorecardAssigned {
                         user: user_id,
                         scorecard,
@@ -253,9 +279,11 @@ impl AccessIndex {
                     },
                     *prov,
                 )],
-            });
+            );
         }
-        paths.extend(self.browse_all_paths(user_id, user));
+        for (facts, steps) in self.browse_all_ways(user_id, user) {
+            Self::candidate(&mut paths, &facts, unassigned, steps);
+        }
         let missing = vec![
             Missing::AssignedScorecard {
                 any_of: vec![scorecard],
@@ -270,26 +298,34 @@ impl AccessIndex {
         (paths, missing)
     }
 
-    /// Browser on every own scorecard: All Scorecards, or Add/Edit Scorecard
-    /// Objects with no own scorecard assigned.
-    fn browse_all_paths(&self, user_id: UserId, user: &UserInfo) -> Vec<Path> {
-        let mut paths = Vec::new();
+    /// The ways the user may browse all of its site, each with its facts
+    /// and steps: All Scorecards; Add/Edit Scorecard Objects with none of
+    /// the site's scorecards assigned.
+    fn browse_all_ways(
+        &self,
+        user_id: UserId,
+        user: &UserInfo,
+    ) -> Vec<(rule::UserFacts, Vec<Step>)> {
+        let mut ways = Vec::new();
         if user.has(PermissionFlag::AllScorecards) {
-            paths.push(Path {
-                level: AccessLevel::Browser,
-                steps: vec![self.flag_step(user_id, user, PermissionFlag::AllScorecards)],
-            });
+            ways.push((
+                holding(&[PermissionFlag::AllScorecards]),
+                vec![self.flag_step(user_id, user, PermissionFlag::AllScorecards)],
+            ));
         }
         if user.has(PermissionFlag::AddEditScorecardObjects) && !self.has_own_assignment(user) {
-            paths.push(Path {
-                level: AccessLevel::Browser,
-                steps: vec![
+            ways.push((
+                rule::UserFacts {
+                    own_assigned: false,
+                    ..holding(&[PermissionFlag::AddEditScorecardObjects])
+                },
+                vec![
                     self.flag_step(user_id, user, PermissionFlag::AddEditScorecardObjects),
                     self.step(Fact::NoScorecardAssigned { user: user_id }, user.flags_prov),
                 ],
-            });
+            ));
         }
-        paths
+        ways
     }
 
     fn own_object_paths(
@@ -304,25 +340,36 @@ impl AccessIndex {
             .map(|o| o.shows_on.to_vec())
             .unwrap_or_default();
         let mut paths = Vec::new();
-        let all = user.has(PermissionFlag::AllScorecards);
+        let shown = TargetFacts::OwnObject {
+            shown: true,
+            assigned: None,
+        };
+        let loose = TargetFacts::OwnObject {
+            shown: false,
+            assigned: None,
+        };
         if user.has(PermissionFlag::InstanceAdmin) {
             let admin = self.flag_step(user_id, user, PermissionFlag::InstanceAdmin);
             for s in &on {
                 let mut steps = vec![admin.clone()];
                 steps.extend(self.shows_route(object, *s));
-                paths.push(Path {
-                    level: AccessLevel::ScorecardAdmin,
+                Self::candidate(
+                    &mut paths,
+                    &holding(&[PermissionFlag::InstanceAdmin]),
+                    shown,
                     steps,
-                });
+                );
             }
-            if on.is_empty() && all {
-                paths.push(Path {
-                    level: AccessLevel::ScorecardAdmin,
-                    steps: vec![
+            if on.is_empty() && user.has(PermissionFlag::AllScorecards) {
+                Self::candidate(
+                    &mut paths,
+                    &holding(&[PermissionFlag::InstanceAdmin, PermissionFlag::AllScorecards]),
+                    loose,
+                    vec![
                         admin,
                         self.flag_step(user_id, user, PermissionFlag::AllScorecards),
                     ],
-                });
+                );
             }
         }
         for s in &on {
@@ -336,27 +383,24 @@ impl AccessIndex {
                     *prov,
                 )];
                 steps.extend(self.shows_route(object, *s));
-                paths.push(Path {
-                    level: *level,
-                    steps,
-                });
+                let assigned = TargetFacts::OwnObject {
+                    shown: true,
+                    assigned: Some(*level),
+                };
+                Self::candidate(&mut paths, &holding(&[]), assigned, steps);
             }
         }
-        for mut path in self.browse_all_paths(user_id, user) {
-            let through_all = matches!(
-                path.steps[0].fact,
-                Fact::FlagHeld {
-                    flag: PermissionFlag::AllScorecards,
-                    ..
+        for (facts, mut steps) in self.browse_all_ways(user_id, user) {
+            // Through the first scorecard it shows on; a loose object is
+            // seen by All Scorecards alone (the rule says which).
+            let target = match on.first() {
+                Some(s) => {
+                    steps.extend(self.shows_route(object, *s));
+                    shown
                 }
-            );
-            match on.first() {
-                Some(s) => path.steps.extend(self.shows_route(object, *s)),
-                // A loose object: only All Scorecards sees it.
-                None if through_all => {}
-                None => continue,
-            }
-            paths.push(path);
+                None => loose,
+            };
+            Self::candidate(&mut paths, &facts, target, steps);
         }
         let missing = if on.is_empty() {
             vec![Missing::OnAScorecard { object }]
@@ -406,10 +450,8 @@ impl AccessIndex {
             })
         };
         let mut paths = Vec::new();
-        let browser = |steps: Vec<Step>| Path {
-            level: AccessLevel::Browser,
-            steps,
-        };
+        let through_all = holding(&[PermissionFlag::AllScorecards]);
+        let no_flag = holding(&[]);
         match target {
             Target::Scorecard(s) => {
                 let Some(prov) = info.shared.get(&s) else {
@@ -422,15 +464,19 @@ impl AccessIndex {
                     );
                 };
                 let base = vec![link_step, shared_step(s, *prov)];
+                let shared = |assigned| TargetFacts::PartnerScorecard {
+                    shared: true,
+                    assigned,
+                };
                 if all {
                     let mut steps = base.clone();
                     steps.push(self.flag_step(user_id, user, PermissionFlag::AllScorecards));
-                    paths.push(browser(steps));
+                    Self::candidate(&mut paths, &through_all, shared(false), steps);
                 }
                 if let Some(step) = assigned_step(s) {
                     let mut steps = base;
                     steps.push(step);
-                    paths.push(browser(steps));
+                    Self::candidate(&mut paths, &no_flag, shared(true), steps);
                 }
                 let missing = vec![
                     Missing::AssignedScorecard { any_of: vec![s] },
@@ -462,19 +508,24 @@ impl AccessIndex {
                     if all {
                         let mut steps = seen_through(*s, *prov);
                         steps.push(self.flag_step(user_id, user, PermissionFlag::AllScorecards));
-                        paths.push(browser(steps));
+                        Self::candidate(
+                            &mut paths,
+                            &through_all,
+                            seen_by_site(false, false),
+                            steps,
+                        );
                     }
                     if let Some(step) = assigned_step(*s) {
                         let mut steps = seen_through(*s, *prov);
                         steps.push(step);
-                        paths.push(browser(steps));
+                        Self::candidate(&mut paths, &no_flag, seen_by_site(true, false), steps);
                     }
                 }
                 let (first, first_prov) = shared_on[0];
                 for steps in self.relationship_paths(user_id, user, object) {
                     let mut full = seen_through(first, first_prov);
                     full.extend(steps);
-                    paths.push(browser(full));
+                    Self::candidate(&mut paths, &no_flag, seen_by_site(false, true), full);
                 }
                 let missing = vec![
                     Missing::AssignedScorecard {
@@ -552,5 +603,36 @@ impl AccessIndex {
             current = info.container;
         }
         found
+    }
+}
+
+/// The facts of a path that names these flags: an active user holding
+/// them, with a scorecard of its own site assigned (so that Add/Edit
+/// Scorecard Objects alone browses nothing: the path that relies on none
+/// being assigned says so, see `browse_all_ways`).
+fn holding(flags: &[PermissionFlag]) -> rule::UserFacts {
+    rule::UserFacts {
+        active: true,
+        instance_admin: flags.contains(&PermissionFlag::InstanceAdmin),
+        all_scorecards: flags.contains(&PermissionFlag::AllScorecards),
+        add_edit_scorecard_objects: flags.contains(&PermissionFlag::AddEditScorecardObjects),
+        own_assigned: true,
+    }
+}
+
+/// A partner's object the user's site sees, as a path names it: through
+/// an assigned shared scorecard, or a relationship, or neither.
+fn seen_by_site(assigned: bool, related: bool) -> TargetFacts<'static> {
+    fn yes() -> bool {
+        true
+    }
+    fn no() -> bool {
+        false
+    }
+    let related: &'static dyn Fn() -> bool = if related { &yes } else { &no };
+    TargetFacts::PartnerObject {
+        seen: true,
+        assigned,
+        related,
     }
 }

@@ -1,7 +1,9 @@
 //! The access model: who can see what, and why.
 //!
 //! `docs/access-model.md` is the definition; [`AccessIndex`] implements it
-//! over in-memory structures kept current event by event, and
+//! over in-memory structures kept current event by event (the level itself
+//! is `shareledger_core::access_rule::level`, asked with the facts the
+//! index keeps, as the command side asks it), and
 //! [`LiveAccess`] keeps one index following the log in the serving process
 //! and lets queries demand "at least as fresh as position P" (consistency
 //! tokens).
