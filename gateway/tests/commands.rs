@@ -644,12 +644,9 @@ fn cases(h: &Harness, w: &Rw) -> Vec<Case> {
             &ta,
             cross,
             vec![
+                // (A NUL is 422 unstorable_text for every command:
+                // every_command_refuses_a_nul_character_….)
                 ("csv", json!(["not", "text"])),
-                // No event can hold U+0000 (the log stores jsonb).
-                (
-                    "csv",
-                    json!("username,name,role\nimp@beta.org,Imp\u{0},presenter\n"),
-                ),
             ],
         ),
         case(
@@ -754,11 +751,7 @@ fn cases(h: &Harness, w: &Rw) -> Vec<Case> {
             // B sees the object (shared): read-only to it (R-SHARE-3).
             &tb,
             (403, "shared_content_read_only"),
-            vec![
-                ("field", json!("colour")),
-                ("value", json!(3)),
-                ("value", json!("on\u{0}track")),
-            ],
+            vec![("field", json!("colour")), ("value", json!(3))],
         ),
         case(
             "LinkSharedObject",

@@ -827,7 +827,8 @@ async fn a_min_position_beyond_the_head_is_409_and_one_the_read_models_lag_behin
         assert_eq!(h.get(&w.b.admin_token, &path).await.status, 200, "{path}");
     }
 
-    // An access index that stopped following the log cannot catch up.
+    // An access index that stopped following the log answers nothing
+    // (fail closed), not even what it had reached.
     h.server.state().access().stop();
     let after_stop = h
         .must(
@@ -837,12 +838,12 @@ async fn a_min_position_beyond_the_head_is_409_and_one_the_read_models_lag_behin
         )
         .await;
     h.eventually("the index stops", Duration::from_secs(10), || async {
-        h.get(&w.b.admin_token, &access(after_stop)[0]).await.code() == "access_model_stopped"
+        h.get(&w.b.admin_token, &access(after_stop)[0]).await.code() == "read_model_stale"
     })
     .await;
     for path in access(after_stop) {
         let reply = h.get(&w.b.admin_token, &path).await;
-        reply.assert_problem(503, "access_model_stopped");
+        reply.assert_problem(503, "read_model_stale");
         assert_eq!(reply.headers["retry-after"], "1", "{path}");
     }
     harness.shutdown().await;
