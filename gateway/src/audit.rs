@@ -296,6 +296,7 @@ pub struct AsOfUserParams {
     /// Only targets owned by this site.
     pub site: Option<SiteId>,
     /// The `next` cursor of the previous page.
+    #[param(pattern = r"^[^\x00]*$")]
     pub after: Option<String>,
     /// Page size (default 100); pages hold at most 10,000 items, and a
     /// larger `limit` is taken as 10,000.
@@ -601,6 +602,7 @@ pub struct TimelineParams {
     /// Only entries recorded before this time (RFC 3339).
     pub to: Option<DateTime<Utc>>,
     /// The `next` cursor of the previous page.
+    #[param(pattern = r"^[^\x00]*$")]
     pub after: Option<String>,
     /// Page size (default 50); pages hold at most 1,000 entries, and a
     /// larger `limit` is taken as 1,000.
@@ -675,6 +677,7 @@ pub struct LinkTimelineParams {
     /// Only entries recorded before this time (RFC 3339).
     pub to: Option<DateTime<Utc>>,
     /// The `next` cursor of the previous page.
+    #[param(pattern = r"^[^\x00]*$")]
     pub after: Option<String>,
     /// Page size (default 50); pages hold at most 1,000 entries, and a
     /// larger `limit` is taken as 1,000.

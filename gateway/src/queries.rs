@@ -217,6 +217,7 @@ pub struct LookupParams {
     /// Only targets of this kind.
     pub kind: Option<LookupKind>,
     /// The `next` cursor of the previous page.
+    #[param(pattern = r"^[^\x00]*$")]
     pub after: Option<String>,
     /// Page size (default 100); pages hold at most 10,000 items, and a
     /// larger `limit` is taken as 10,000.
@@ -593,6 +594,7 @@ pub struct UsersParams {
     #[param(minimum = 1)]
     pub limit: Option<u32>,
     /// The `next` cursor of the previous page (of the same sort).
+    #[param(pattern = r"^[^\x00]*$")]
     pub after: Option<String>,
     /// A consistency token: answer at least this fresh.
     pub min_position: Option<u64>,
