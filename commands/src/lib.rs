@@ -25,9 +25,8 @@ mod load;
 use std::collections::BTreeSet;
 
 use shareledger_core::catalog::{
-    connection_stream, content_stream, id_claim_stream, site_code_stream, site_stream, AccessLevel,
-    ClaimedId, ContentEvent, DomainEvent, IdClaimEvent, Link, RemovalReason, ScorecardId, SiteCode,
-    SiteCodeEvent, SiteEvent, SiteId,
+    connection_stream, content_stream, site_code_stream, site_stream, AccessLevel, ClaimedId,
+    DomainEvent, Link, RemovalReason, ScorecardId, SiteCode, SiteCodeEvent, SiteEvent, SiteId,
 };
 use shareledger_core::connection::{
     ApproveConnection, CancelConnectionRequest, ConnectionState, DenyConnection, RequestConnection,
@@ -134,9 +133,9 @@ struct Plan {
     /// The decision's consistency boundary: when set, it replaces the
     /// expectations of the streams it writes and every guard.
     boundary: Option<Vec<shareledger_core::boundary::BoundaryItem>>,
-    /// The ids the events create, with the site whose stream they are
-    /// written to: claimed in the same append ([`Service::claim_created`]).
-    created: Vec<(ClaimedId, SiteId)>,
+    /// The ids the events create: each on the condition that no event
+    /// created it before, on any site ([`Plan::claims`]).
+    created: Vec<ClaimedId>,
     /// Set when the whole plan is a consequence of an earlier event (written
     /// by a process manager): every event is the system's, caused by it.
     caused_by: Option<Uuid>,
@@ -150,10 +149,8 @@ impl Plan {
         events: &[E],
         is_consequence: impl Fn(&E) -> bool,
     ) {
-        if let Some(site) = site_of_stream(stream) {
-            self.created
-                .extend(events.iter().filter_map(|e| Some((e.created_id()?, site))));
-        }
+        self.created
+            .extend(events.iter().filter_map(|e| e.created_id()));
         let events = events
             .iter()
             .map(|e| PlannedEvent {
@@ -180,6 +177,14 @@ impl Plan {
         self.boundary = Some(items);
     }
 
+    /// The condition items that make the ids this plan creates its own:
+    /// no event created them before, anywhere in the log.
+    fn claims(
+        &self,
+    ) -> impl Iterator<Item = (shareledger_events::Tag, &'static [&'static str])> + '_ {
+        self.created.iter().map(|id| (id.tag(), id.created_by()))
+    }
+
     fn guard(&mut self, stream: &str, expected: ExpectedRevision) {
         let name = stream_name(stream);
         if !self.parts.iter().any(|(s, _, _)| *s == name)
@@ -190,17 +195,17 @@ impl Plan {
     }
 }
 
-/// The site of a `site-<id>` or `content-<id>` stream.
-fn site_of_stream(stream: &str) -> Option<SiteId> {
-    let (category, id) = stream.split_once('-')?;
-    if category != SiteEvent::CATEGORY && category != ContentEvent::CATEGORY {
-        return None;
-    }
-    Uuid::try_parse(id).ok().map(SiteId)
+/// Of the ids a plan creates, the one the event of `event_type` tagged `tag`
+/// (a failed condition's conflict) created already, if it is one.
+fn created_before(created: &[ClaimedId], tag: &str, event_type: &str) -> Option<ClaimedId> {
+    created
+        .iter()
+        .copied()
+        .find(|id| id.tag().as_str() == tag && id.created_by().contains(&event_type))
 }
 
-/// The refusal of an id claimed already: the thing exists (on some site).
-fn claimed_already(id: ClaimedId) -> DomainError {
+/// The refusal of an id created already: the thing exists (on some site).
+fn exists_already(id: ClaimedId) -> DomainError {
     match id {
         ClaimedId::User(id) => DomainError::UserExists(id),
         ClaimedId::Scorecard(id) => DomainError::ScorecardExists(id),
@@ -349,14 +354,6 @@ impl Service {
                     return Ok(outcome);
                 }
             }
-            // The ids the decision creates name one thing across all sites:
-            // claimed in the same append, or refused as existing.
-            if let Err(e) = self.claim_created(&mut plan).await? {
-                return match self.replay(issued.key).await? {
-                    Some(outcome) => Ok(outcome),
-                    None => Err(CommandError::Domain(e)),
-                };
-            }
             // A stream read from the cache may be stale: check it at append
             // time (streams read fresh are guarded as the handler chose). A
             // decision with a boundary is checked against it instead.
@@ -373,8 +370,23 @@ impl Service {
                 .map(|(s, _, _)| s.to_string())
                 .chain(plan.guards.iter().map(|(s, _)| s.to_string()))
                 .collect();
+            // Kept to tell a created id's conflict from any other.
+            let created = plan.created.clone();
             match self.append(issued, plan, &reads).await {
                 Ok(outcome) => return Ok(outcome),
+                // An id the decision creates was created before, on some
+                // site: the thing exists (a re-sent key gets its result).
+                Err(CommandError::Log(LogError::ConditionFailed {
+                    ref tag,
+                    ref event_type,
+                    ..
+                })) if created_before(&created, tag, event_type).is_some() => {
+                    let id = created_before(&created, tag, event_type).expect("matched just now");
+                    return match self.replay(issued.key).await? {
+                        Some(outcome) => Ok(outcome),
+                        None => Err(CommandError::Domain(exists_already(id))),
+                    };
+                }
                 // Another writer moved a stream on, or appended inside the
                 // decision's boundary: decide again on fresh reads (each
                 // cached entry catches up with what it missed).
@@ -405,49 +417,6 @@ impl Service {
         })
     }
 
-    /// Adds to `plan` the claim of every id it creates (`idclaim-…`,
-    /// expected not to exist: of two concurrent claims one append fails and
-    /// is decided again), after the decision's own events so that their ids
-    /// do not move. An id claimed before, by any site, is its refusal
-    /// (`UserExists`, `ScorecardExists`, `ObjectExists`,
-    /// `RelationshipExists`). One query reads every claim.
-    async fn claim_created(
-        &self,
-        plan: &mut Plan,
-    ) -> Result<Result<(), DomainError>, CommandError> {
-        if plan.created.is_empty() {
-            return Ok(Ok(()));
-        }
-        let streams: Vec<StreamName> = plan
-            .created
-            .iter()
-            .map(|(id, _)| stream_name(&id_claim_stream(*id)))
-            .collect();
-        let infos = self.store.stream_infos(&streams).await?;
-        if let Some(((id, _), _)) = plan
-            .created
-            .iter()
-            .zip(&infos)
-            .find(|(_, info)| info.last_revision.is_some())
-        {
-            return Ok(Err(claimed_already(*id)));
-        }
-        for ((id, site_id), stream) in std::mem::take(&mut plan.created).into_iter().zip(streams) {
-            let claim = IdClaimEvent::IdClaimed { id, site_id };
-            plan.parts.push((
-                stream.clone(),
-                ExpectedRevision::NoStream,
-                vec![PlannedEvent {
-                    event_type: claim.event_type().to_owned(),
-                    data: claim.data(),
-                    tags: claim.tags_on(stream.as_str()),
-                    consequence: false,
-                }],
-            ));
-        }
-        Ok(Ok(()))
-    }
-
     async fn append(
         &self,
         issued: &Issued,
@@ -463,16 +432,21 @@ impl Service {
         }
         let command_meta = EventMetadata::new(issued.actor.clone(), issued.key);
         let trigger = plan.caused_by.unwrap_or_else(|| event_id(issued.key, 0));
-        let condition = plan.boundary.as_ref().map(|items| {
-            let mut query = shareledger_events::Query::new();
-            for item in items {
-                // An item about a stream this attempt did not read asks
-                // about every event ever: it can only fail safe.
-                let after = reads.complete_to.get(&item.stream).copied().unwrap_or(0);
-                query.push(item.tag.clone(), item.types, after);
-            }
-            shareledger_events::AppendCondition::new(query)
-        });
+        // The decision's boundary (when it declares one: it replaces the
+        // revisions of the streams it read), and the ids it creates.
+        let bounded = plan.boundary.is_some();
+        let mut query = shareledger_events::Query::new();
+        for item in plan.boundary.iter().flatten() {
+            // An item about a stream this attempt did not read asks about
+            // every event ever: it can only fail safe.
+            let after = reads.complete_to.get(&item.stream).copied().unwrap_or(0);
+            query.push(item.tag.clone(), item.types, after);
+        }
+        for (tag, types) in plan.claims() {
+            query.push(tag, types, 0);
+        }
+        let condition =
+            (!query.is_empty()).then(|| shareledger_events::AppendCondition::new(query));
         let mut index = 0;
         let mut types = std::collections::HashMap::new();
         let mut appends = Vec::with_capacity(plan.parts.len());
@@ -505,7 +479,7 @@ impl Service {
             }
             appends.push(StreamAppend {
                 stream,
-                expected: if condition.is_some() {
+                expected: if bounded {
                     ExpectedRevision::Any
                 } else {
                     expected
@@ -513,11 +487,7 @@ impl Service {
                 events: new_events,
             });
         }
-        let guards = if condition.is_some() {
-            &[][..]
-        } else {
-            &plan.guards[..]
-        };
+        let guards = if bounded { &[][..] } else { &plan.guards[..] };
         let results = self
             .store
             .append_conditioned(appends, guards, condition.as_ref())

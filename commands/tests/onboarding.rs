@@ -333,20 +333,9 @@ async fn r_onb_2_a_self_registered_partner_is_a_child_of_the_group_with_a_copy_o
         .collect();
     assert_eq!(
         types,
-        vec![
-            "SiteRegistered",
-            "UserAdded",
-            "SiteCodeClaimed",
-            "IdClaimed"
-        ]
+        vec!["SiteRegistered", "UserAdded", "SiteCodeClaimed",]
     );
     assert_eq!(outcome.events[2].stream, site_code_stream(&code("ACME")));
-    assert_eq!(
-        outcome.events[3].stream,
-        shareledger_core::catalog::id_claim_stream(shareledger_core::catalog::ClaimedId::User(
-            command.manager_id
-        ))
-    );
 
     let site = site_state(&db, command.site_id).await.unwrap();
     assert_eq!(site.parent, Some(g.group));

@@ -7,10 +7,6 @@
 //!   goes through this one stream.
 //! * `sitecode-<CODE>`: the claim of a site code ([`SiteCodeEvent`]), so that
 //!   codes are unique under concurrency.
-//! * `idclaim-<kind><id>`: the claim of a user's, scorecard's, object's or
-//!   relationship's id ([`IdClaimEvent`]): such ids name one thing across
-//!   all sites (the read models and the API name them alone), though each
-//!   lives in its site's stream.
 //! * `content-<site id>`: a site's scorecards, objects, placements and its
 //!   relationships to partners' shared objects ([`ContentEvent`]).
 //! * `connection-<lower id>-<higher id>`: both share links between two sites,
@@ -45,7 +41,8 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Sized {
     fn tags_on(&self, stream: &str) -> Vec<crate::dcb::Tag>;
 
     /// The id this event creates, if it creates a user, a scorecard, an
-    /// object or a relationship: such ids are claimed ([`IdClaimEvent`]).
+    /// object or a relationship: such ids name one thing across all sites
+    /// ([`ClaimedId`]).
     fn created_id(&self) -> Option<ClaimedId> {
         None
     }
@@ -252,7 +249,12 @@ impl DomainEvent for SiteCodeEvent {
     }
 }
 
-/// The kinds of ids that are claimed: each names one thing across all sites.
+/// The kinds of ids that name one thing across all sites, though each
+/// thing lives in its site's stream (the read models and the API name them
+/// alone). The command service appends the event that creates one on the
+/// condition that no event created it before, on any site: the id's tag
+/// ([`ClaimedId::tag`]) on one of the types that create such a thing
+/// ([`ClaimedId::created_by`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClaimedId {
@@ -262,22 +264,26 @@ pub enum ClaimedId {
     Relationship(RelationshipId),
 }
 
-/// The claim of an id, in stream `idclaim-<kind><id>` ([`id_claim_stream`]),
-/// written in the same append as the event that creates the thing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data", deny_unknown_fields)]
-pub enum IdClaimEvent {
-    IdClaimed { id: ClaimedId, site_id: SiteId },
-}
-event_names!(IdClaimEvent { IdClaimed });
-
-impl DomainEvent for IdClaimEvent {
-    fn tags_on(&self, _stream: &str) -> Vec<crate::dcb::Tag> {
-        self.tags()
+impl ClaimedId {
+    /// The tag every event about this id carries.
+    pub fn tag(&self) -> crate::dcb::Tag {
+        match self {
+            ClaimedId::User(id) => id.tag(),
+            ClaimedId::Scorecard(id) => id.tag(),
+            ClaimedId::Object(id) => id.tag(),
+            ClaimedId::Relationship(id) => id.tag(),
+        }
     }
-    const CATEGORY: &'static str = "idclaim";
-    fn event_type(&self) -> &'static str {
-        self.type_name()
+
+    /// The event types that create a thing of this kind (those whose
+    /// [`DomainEvent::created_id`] is of this kind).
+    pub fn created_by(&self) -> &'static [&'static str] {
+        match self {
+            ClaimedId::User(_) => &["UserAdded"],
+            ClaimedId::Scorecard(_) => &["ScorecardCreated"],
+            ClaimedId::Object(_) => &["ObjectCreated"],
+            ClaimedId::Relationship(_) => &["SharedObjectLinked", "SharedMeasureAggregated"],
+        }
     }
 }
 
@@ -516,17 +522,6 @@ pub fn site_code_stream(code: &SiteCode) -> String {
     format!("sitecode-{}", code.as_str())
 }
 
-/// The stream that claims an id.
-pub fn id_claim_stream(id: ClaimedId) -> String {
-    let (kind, uuid) = match id {
-        ClaimedId::User(id) => ("user", id.0),
-        ClaimedId::Scorecard(id) => ("scorecard", id.0),
-        ClaimedId::Object(id) => ("object", id.0),
-        ClaimedId::Relationship(id) => ("relationship", id.0),
-    };
-    format!("idclaim-{kind}{}", uuid.simple())
-}
-
 /// The stream of a site's scorecards, objects and relationships.
 pub fn content_stream(site: SiteId) -> String {
     format!("content-{}", site.stream_suffix())
@@ -633,29 +628,66 @@ mod tests {
         );
     }
 
+    /// Every event that creates an id is of a type its kind names as
+    /// creating it, and carries the id's tag: the command service's
+    /// condition on those finds every creation.
     #[test]
-    fn every_id_claim_event_round_trips_and_each_kind_has_its_stream() {
-        let id = uuid::Uuid::new_v4();
-        let ids = [
-            ClaimedId::User(UserId(id)),
-            ClaimedId::Scorecard(ScorecardId(id)),
-            ClaimedId::Object(ObjectId(id)),
-            ClaimedId::Relationship(RelationshipId(id)),
+    fn every_creating_event_is_found_by_its_ids_tag_and_types() {
+        let (site, scorecard, object) = (SiteId::new(), ScorecardId::new(), ObjectId::new());
+        let content = content_stream(site);
+        let user = SiteEvent::UserAdded {
+            user: NewUser {
+                user_id: UserId::new(),
+                username: Username::parse("ann@acme.org").unwrap(),
+                name: Name::parse("Ann").unwrap(),
+                role: Role::DataEntry,
+                permissions: Role::DataEntry.default_permissions(),
+            },
+            origin: UserOrigin::Imported { line: 3 },
+            scorecard_access: BTreeMap::new(),
+            hide_organization_settings: false,
+        };
+        let content_events = vec![
+            ContentEvent::ScorecardCreated {
+                scorecard_id: scorecard,
+                name: Name::parse("S").unwrap(),
+            },
+            ContentEvent::ObjectCreated {
+                object_id: object,
+                kind: ObjectKind::Indicator,
+                name: Name::parse("O").unwrap(),
+                container: None,
+            },
+            ContentEvent::SharedObjectLinked {
+                relationship_id: RelationshipId::new(),
+                scorecard_id: scorecard,
+                origin_site: SiteId::new(),
+                object_id: ObjectId::new(),
+            },
+            ContentEvent::SharedMeasureAggregated {
+                relationship_id: RelationshipId::new(),
+                into_object: object,
+                origin_site: SiteId::new(),
+                object_id: ObjectId::new(),
+            },
         ];
-        round_trip(
-            ids.iter()
-                .map(|&id| IdClaimEvent::IdClaimed {
-                    id,
-                    site_id: SiteId::new(),
-                })
-                .collect(),
-            IdClaimEvent::TYPES,
+        let mut seen = vec![(
+            user.created_id(),
+            user.event_type(),
+            user.tags_on(&site_stream(site)),
+        )];
+        seen.extend(
+            content_events
+                .iter()
+                .map(|e| (e.created_id(), e.event_type(), e.tags_on(&content))),
         );
-        let streams: BTreeSet<String> = ids.iter().map(|&id| id_claim_stream(id)).collect();
-        assert_eq!(streams.len(), 4, "one uuid, four kinds: four claims");
-        for stream in streams {
-            assert!(crate::StreamName::parse(&stream).is_ok(), "{stream}");
-            assert!(stream.starts_with("idclaim-"));
+        for (id, event_type, tags) in seen {
+            let id = id.expect("each of these creates an id");
+            assert!(id.created_by().contains(&event_type), "{event_type}");
+            assert!(
+                tags.contains(&id.tag()),
+                "{event_type} carries its id's tag"
+            );
         }
     }
 

@@ -15,8 +15,7 @@
 use crate::dcb::Tag;
 
 use super::{
-    ClaimedId, ConnectionEvent, ContentEvent, DomainEvent, IdClaimEvent, Link, SiteCode,
-    SiteCodeEvent, SiteEvent, SiteId,
+    ConnectionEvent, ContentEvent, DomainEvent, Link, SiteCode, SiteCodeEvent, SiteEvent, SiteId,
 };
 
 /// The tag of one direction of a connection.
@@ -170,23 +169,6 @@ impl SiteCodeEvent {
     }
 }
 
-impl IdClaimEvent {
-    /// The tags of an id's claim: the id and the claiming site.
-    pub fn tags(&self) -> Vec<Tag> {
-        match self {
-            IdClaimEvent::IdClaimed { id, site_id } => {
-                let id = match id {
-                    ClaimedId::User(u) => u.tag(),
-                    ClaimedId::Scorecard(s) => s.tag(),
-                    ClaimedId::Object(o) => o.tag(),
-                    ClaimedId::Relationship(r) => r.tag(),
-                };
-                normalized(vec![id, site_id.tag()])
-            }
-        }
-    }
-}
-
 fn site_of(hex: &str) -> Option<SiteId> {
     uuid::Uuid::try_parse(hex).ok().map(SiteId)
 }
@@ -247,7 +229,6 @@ pub fn tags_of(
         Some("content") => decoded::<ContentEvent>(stream, event_type, schema_version, data),
         Some("connection") => decoded::<ConnectionEvent>(stream, event_type, schema_version, data),
         Some("sitecode") => decoded::<SiteCodeEvent>(stream, event_type, schema_version, data),
-        Some("idclaim") => decoded::<IdClaimEvent>(stream, event_type, schema_version, data),
         _ => Vec::new(),
     }
 }
