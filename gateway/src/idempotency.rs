@@ -121,8 +121,27 @@ pub struct Idempotency {
 }
 
 impl Idempotency {
+    /// The keys' table on the database of `pool`, through a pool of its
+    /// own (at most half as many connections) whose transactions commit
+    /// asynchronously: a key's row costs no WAL flush of its own. That
+    /// loses nothing a caller was told: a claim is flushed by the
+    /// command's own append, which commits synchronously after it; a
+    /// result or a give-back lost in a crash leaves the key claimed until
+    /// its lease lapses, and the retry after that finds the first result
+    /// in the log (the command's event ids derive from the key).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, lease: LEASE }
+        let options = (*pool.connect_options())
+            .clone()
+            .options([("synchronous_commit", "off")]);
+        let main = pool.options();
+        let keys = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(main.get_max_connections().div_ceil(2).max(2))
+            .acquire_timeout(main.get_acquire_timeout())
+            .connect_lazy_with(options);
+        Self {
+            pool: keys,
+            lease: LEASE,
+        }
     }
 
     /// Claims `key` for a request with this fingerprint, or says why not.
@@ -192,80 +211,73 @@ impl Idempotency {
     }
 
     /// Gives the key back after a failed run, as [`Idempotency::release`]
-    /// does (before returning, when the database answers); when it is away (which is often why the run failed),
-    /// keeps trying in the background until it is back or the lease has
-    /// lapsed anyway, so that a retry after an outage runs at once instead
-    /// of meeting 409 until the lease lapses.
-    /// When the run itself failed because the database is away
+    /// does (before returning, when the database answers); when it is away
+    /// (which is often why the run failed), keeps trying in the background
+    /// until it is back or the lease has lapsed anyway, so that a retry
+    /// after an outage runs at once instead of meeting 409 until the lease
+    /// lapses. When the run itself failed because the database is away
     /// (`database_away`), the first try is made in the background too: the
     /// caller is not kept waiting for a database known to be gone.
     pub async fn release_eventually(&self, ticket: Ticket, database_away: bool) {
-        if !database_away {
-            match self.release(&ticket).await {
-                Ok(()) => return,
-                Err(e) if sqlx_is_transient(&e) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "giving back an idempotency key; it frees itself when its lease lapses");
-                    return;
-                }
-            }
-        }
         let keys = self.clone();
-        tokio::spawn(async move {
-            let until = tokio::time::Instant::now() + keys.lease;
-            let mut delays = backoff();
-            loop {
-                match keys.release(&ticket).await {
-                    Ok(()) => return,
-                    Err(e) if sqlx_is_transient(&e) && tokio::time::Instant::now() < until => {
-                        let delay = delays.next().unwrap_or(Duration::from_secs(1));
-                        tokio::time::sleep(delay).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "giving back an idempotency key; it frees itself when its lease lapses");
-                        return;
-                    }
-                }
-            }
-        });
+        let ticket = std::sync::Arc::new(ticket);
+        self.eventually(database_away, "giving back an idempotency key", move || {
+            let (keys, ticket) = (keys.clone(), ticket.clone());
+            async move { keys.release(&ticket).await.map(|()| true) }
+        })
+        .await;
     }
 
     /// Records a success as [`Idempotency::finish`] does (before returning,
-    /// when the database answers); when it is away, keeps trying in the background until the lease lapses (a
-    /// retry meanwhile gets 409, and after the lease it replays from the
-    /// log, where the command's events are).
+    /// when the database answers); when it is away, keeps trying in the
+    /// background until the lease lapses (a retry meanwhile gets 409, and
+    /// after the lease it replays from the log, where the command's events
+    /// are).
     pub async fn finish_eventually(&self, ticket: Ticket, result: Value) {
-        match self.finish(&ticket, &result).await {
-            Ok(true) => return,
-            Ok(false) => {
-                tracing::warn!("an idempotency key's lease lapsed while its command ran; the request that took it over records its result");
-                return;
-            }
-            Err(e) if sqlx_is_transient(&e) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "recording a command's result for its idempotency key");
-                return;
-            }
-        }
         let keys = self.clone();
+        let (ticket, result) = (std::sync::Arc::new(ticket), std::sync::Arc::new(result));
+        self.eventually(
+            false,
+            "recording a command's result for its idempotency key",
+            move || {
+                let (keys, ticket, result) = (keys.clone(), ticket.clone(), result.clone());
+                async move { keys.finish(&ticket, &result).await }
+            },
+        )
+        .await;
+    }
+
+    /// Runs `write` now (unless `later`), and again in the background while
+    /// it fails because the database is away, until the lease lapses. An
+    /// answer of `false` means the claim was lost to a takeover (logged).
+    async fn eventually<F, Fut>(&self, later: bool, what: &'static str, write: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<bool, sqlx::Error>> + Send,
+    {
+        let settled = move |outcome: Result<bool, sqlx::Error>| match outcome {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(what, "an idempotency key's lease lapsed while its command ran; the request that took it over records its own");
+                true
+            }
+            Err(e) if sqlx_is_transient(&e) => false,
+            Err(e) => {
+                tracing::error!(what, error = %e, "the key frees itself when its lease lapses");
+                true
+            }
+        };
+        if !later && settled(write().await) {
+            return;
+        }
+        let until = tokio::time::Instant::now() + self.lease;
         tokio::spawn(async move {
-            let until = tokio::time::Instant::now() + keys.lease;
             let mut delays = backoff();
             loop {
-                match keys.finish(&ticket, &result).await {
-                    Ok(true) => return,
-                    Ok(false) => {
-                        tracing::warn!("an idempotency key's lease lapsed while its command ran; the request that took it over records its result");
-                        return;
-                    }
-                    Err(e) if sqlx_is_transient(&e) && tokio::time::Instant::now() < until => {
-                        let delay = delays.next().unwrap_or(Duration::from_secs(1));
-                        tokio::time::sleep(delay).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "recording a command's result for its idempotency key");
-                        return;
-                    }
+                let delay = delays.next().unwrap_or(Duration::from_secs(1));
+                tokio::time::sleep(delay).await;
+                if settled(write().await) || tokio::time::Instant::now() >= until {
+                    return;
                 }
             }
         });
