@@ -647,7 +647,7 @@ mod tests {
             scorecard_access: BTreeMap::new(),
             hide_organization_settings: false,
         };
-        let content_events = vec![
+        let content_events = [
             ContentEvent::ScorecardCreated {
                 scorecard_id: scorecard,
                 name: Name::parse("S").unwrap(),
