@@ -201,8 +201,13 @@ impl StreamCache {
     /// earlier append of ours not recorded yet, came between), it waits
     /// (a few), and the entry stays as it was: a decision on it is still
     /// checked against what it read (its boundary, or its revision).
+    ///
+    /// The entry is updated in place, under the cache's lock: it is never
+    /// missing meanwhile, so a concurrent decision on the same stream never
+    /// falls back to reading the whole stream from the log.
     pub(crate) fn appended(&self, stream: &str, append: Appended) {
-        let Some(mut entry) = self.entries.lock().expect("not poisoned").remove(stream) else {
+        let mut entries = self.entries.lock().expect("not poisoned");
+        let Some(entry) = entries.get_mut(stream) else {
             return;
         };
         entry.pending.insert(append.first_revision, append);
@@ -217,7 +222,9 @@ impl StreamCache {
             let Some(append) = entry.pending.remove(&next) else {
                 break;
             };
-            let Some(body) = entry.body.clone().extended(append.events) else {
+            let body = std::mem::replace(&mut entry.body, Body::Raw(Arc::default()));
+            let Some(body) = body.extended(append.events) else {
+                entries.remove(stream);
                 return;
             };
             entry.body = body;
@@ -228,12 +235,6 @@ impl StreamCache {
         if !changed && entry.pending.len() > PENDING_LIMIT {
             entry.pending.clear();
         }
-        // A fresher entry put meanwhile (a read from the log) is kept.
-        self.entries
-            .lock()
-            .expect("not poisoned")
-            .entry(stream.to_owned())
-            .or_insert(entry);
     }
 }
 
@@ -625,6 +626,56 @@ mod tests {
             };
             assert_eq!(*state, whole_content, "appended after {k} events");
         }
+    }
+
+    /// The service's own appends to a cached stream, recorded out of
+    /// revision order, are folded in once the gap before them fills; the
+    /// entry is there all along (a concurrent decision never falls back to
+    /// reading the whole stream).
+    #[test]
+    fn appends_recorded_out_of_order_fold_in_order_and_the_entry_stays() {
+        let cache = StreamCache::default();
+        let stream = "site-x";
+        let registered = SiteEvent::SiteRegistered {
+            site_id: SiteId::new(),
+            code: SiteCode::parse("ACME").unwrap(),
+            name: Name::parse("Acme").unwrap(),
+            seat_limit: SeatLimit::new(5).unwrap(),
+            parent: None,
+        };
+        cache.put(
+            stream,
+            Cached {
+                revision: ExpectedRevision::Exact(0),
+                body: Body::Site(Arc::new(SiteState::from_events([&registered]))),
+                complete_to: 10,
+                pending: BTreeMap::new(),
+            },
+        );
+        let limit = |n: u32, revision: u64| Appended {
+            events: vec![raw(&SiteEvent::SeatLimitSet {
+                seat_limit: SeatLimit::new(n).unwrap(),
+            })],
+            first_revision: revision,
+            last_revision: revision,
+            last_position: 10 + revision,
+        };
+        let seats = |cache: &StreamCache| {
+            let entry = cache.get(stream).expect("the entry stays");
+            let Body::Site(state) = entry.body else {
+                panic!("a site stays a site")
+            };
+            (
+                entry.revision,
+                state.as_ref().as_ref().unwrap().seat_limit.get(),
+            )
+        };
+        // Revision 2 is recorded before revision 1: it waits.
+        cache.appended(stream, limit(7, 2));
+        assert_eq!(seats(&cache), (ExpectedRevision::Exact(0), 5));
+        cache.appended(stream, limit(6, 1));
+        assert_eq!(seats(&cache), (ExpectedRevision::Exact(2), 7));
+        assert_eq!(cache.get(stream).unwrap().complete_to, 12);
     }
 
     /// An event that is not the stream's kind drops the entry.
