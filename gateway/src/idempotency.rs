@@ -134,7 +134,7 @@ impl Idempotency {
             .clone()
             .options([("synchronous_commit", "off")]);
         let main = pool.options();
-        let keys = sqlx::postgres::PgPoolOptions::new()
+        let keys = shareledger_events::store::PgEventStore::pool_options()
             .max_connections(main.get_max_connections().div_ceil(2).max(2))
             .acquire_timeout(main.get_acquire_timeout())
             .connect_lazy_with(options);
