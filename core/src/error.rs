@@ -28,7 +28,7 @@ pub enum DomainError {
         "the acting user is deactivated: every command is refused until reactivation (R-USER-6)"
     )]
     ActorInactive,
-    #[error("this needs the {needed:?} permission (R-CONN-1, R-USER-5)")]
+    #[error("this needs the {needed} permission (R-CONN-1, R-USER-5)")]
     NotPermitted { needed: PermissionFlag },
     #[error("a user of site {actor_site} cannot act on site {target_site}'s own data (R-USER-9)")]
     CrossSite {
@@ -96,15 +96,15 @@ pub enum DomainError {
         object: ObjectId,
         scorecard: ScorecardId,
     },
-    #[error("this needs at least {needed:?} access to the scorecard (R-USER-3)")]
+    #[error("this needs at least {needed} access to the scorecard (R-USER-3)")]
     AccessLevelTooLow {
         needed: shareledger_events::catalog::AccessLevel,
     },
     #[error("shared content is read-only to partners (R-SHARE-3)")]
     SharedContentReadOnly,
-    #[error("the link {link:?} is not active (R-SHARE-1)")]
+    #[error("the link {link} is not active (R-SHARE-1)")]
     LinkNotActive { link: Link },
-    #[error("the link {link:?} is pending or active already (R-CONN-2)")]
+    #[error("the link {link} is pending or active already (R-CONN-2)")]
     LinkPendingOrActive { link: Link },
     #[error("nothing awaits this site's approval from that partner (R-CONN-3)")]
     NothingToApprove,
@@ -164,6 +164,56 @@ impl DomainError {
             NotShared(_) => "not_shared",
             ObjectNotShared(_) => "object_not_shared",
             RelationshipExists => "relationship_exists",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shareledger_events::catalog::AccessLevel;
+
+    use super::*;
+
+    /// Details speak the domain: flags and levels by their names on the
+    /// wire, links as directions between sites; never Rust debug text.
+    #[test]
+    fn details_name_flags_levels_and_links_in_the_domains_words() {
+        let (from, to) = (SiteId::new(), SiteId::new());
+        let cases = [
+            (
+                DomainError::NotPermitted {
+                    needed: PermissionFlag::ManageUsers,
+                },
+                "this needs the manage_users permission (R-CONN-1, R-USER-5)".to_owned(),
+            ),
+            (
+                DomainError::AccessLevelTooLow {
+                    needed: AccessLevel::ScorecardAdmin,
+                },
+                "this needs at least scorecard_admin access to the scorecard (R-USER-3)".to_owned(),
+            ),
+            (
+                DomainError::LinkNotActive {
+                    link: Link { from, to },
+                },
+                format!("the link from site {from} to site {to} is not active (R-SHARE-1)"),
+            ),
+            (
+                DomainError::LinkPendingOrActive {
+                    link: Link { from, to },
+                },
+                format!(
+                    "the link from site {from} to site {to} is pending or active already (R-CONN-2)"
+                ),
+            ),
+        ];
+        for (error, detail) in cases {
+            let shown = error.to_string();
+            assert_eq!(shown, detail);
+            assert!(
+                !shown.contains("SiteId(") && !shown.contains('{'),
+                "{shown}"
+            );
         }
     }
 }

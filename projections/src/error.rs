@@ -41,7 +41,7 @@ pub enum ProjectionError {
     UnknownUser(shareledger_core::catalog::UserId),
     /// An access question about a scorecard or object the access tables do
     /// not know.
-    #[error("no {0:?} is known")]
+    #[error("no {0} is known")]
     UnknownTarget(crate::access::Target),
     /// A projection handed to the runtime has a bad name or version, or the
     /// same name as another one.
@@ -80,7 +80,7 @@ pub enum ProjectionError {
         state: String,
     },
     /// Waiting for projections to reach a position took longer than allowed.
-    #[error("projections {behind:?} did not reach position {position} within {waited:?}")]
+    #[error("projections {} did not reach position {position} within {} ms", behind.join(", "), waited.as_millis())]
     Timeout {
         position: u64,
         waited: std::time::Duration,

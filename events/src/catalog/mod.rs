@@ -431,6 +431,13 @@ pub struct Link {
     pub to: SiteId,
 }
 
+/// "from site <id> to site <id>": the direction, in the domain's words.
+impl std::fmt::Display for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "from site {} to site {}", self.from, self.to)
+    }
+}
+
 impl Link {
     pub fn reversed(self) -> Link {
         Link {

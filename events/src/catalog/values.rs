@@ -421,6 +421,23 @@ impl AccessLevel {
     }
 }
 
+/// Shows a catalog enum by its name on the wire (`scorecard_admin`,
+/// `manage_users`): the words the API and its errors use.
+macro_rules! display_as_on_the_wire {
+    ($($name:ty),* $(,)?) => {
+        $(impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match serde_json::to_value(self) {
+                    Ok(serde_json::Value::String(name)) => f.write_str(&name),
+                    _ => Err(fmt::Error),
+                }
+            }
+        })*
+    };
+}
+
+display_as_on_the_wire!(AccessLevel, Action, PermissionFlag);
+
 /// What a user asks to do with a scorecard or object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

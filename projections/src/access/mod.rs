@@ -32,6 +32,16 @@ pub enum Target {
     Object(ObjectId),
 }
 
+/// "scorecard <id>" or "object <id>".
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Scorecard(id) => write!(f, "scorecard {id}"),
+            Target::Object(id) => write!(f, "object {id}"),
+        }
+    }
+}
+
 /// The kind of a target, for Q-2's filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -94,7 +104,7 @@ pub struct Viewer {
 pub enum AccessError {
     #[error("no user {0} is known")]
     UnknownUser(UserId),
-    #[error("no {0:?} is known")]
+    #[error("no {0} is known")]
     UnknownTarget(Target),
     #[error("the lookup cursor {0:?} is not one this service gave out")]
     BadCursor(String),
@@ -125,5 +135,26 @@ impl AccessError {
             AccessError::NotFreshEnough { .. } => "not_fresh_enough",
             AccessError::Stale { .. } => "read_model_stale",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unknown target is named as the domain names it, not as Rust
+    /// debug text (`Object(ObjectId(…))`).
+    #[test]
+    fn an_unknown_target_is_named_in_the_domains_words() {
+        let object = ObjectId::new();
+        let scorecard = ScorecardId::new();
+        assert_eq!(
+            AccessError::UnknownTarget(Target::Object(object)).to_string(),
+            format!("no object {object} is known")
+        );
+        assert_eq!(
+            AccessError::UnknownTarget(Target::Scorecard(scorecard)).to_string(),
+            format!("no scorecard {scorecard} is known")
+        );
     }
 }
