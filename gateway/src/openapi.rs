@@ -354,8 +354,9 @@ fn fresh_sql() -> Vec<Failure> {
                 head: 0,
                 state: String::new(),
             },
-            "the read model may be behind the log (not following, or not caught up in time): \
-             no answer rather than a possibly stale one",
+            "the read model, or for a user's token the access index that says what the user \
+             may see, may be behind the log (not following, or not caught up in time): no \
+             answer rather than a possibly stale one",
         ),
     ]
 }

@@ -442,7 +442,20 @@ async fn site_view(
     site: SiteId,
     min_position: Option<u64>,
 ) -> Result<(), ApiError> {
-    let allowed = principal.administers(&state.access().read(), site);
+    reachable(state, min_position).await?;
+    // A user's right comes from the access index: asked only once it may
+    // answer (fail closed), so that an admin deactivated or stripped of
+    // Manage Users is refused even while the index is behind or stopped.
+    let allowed = match principal {
+        Principal::User { .. } => {
+            let index = state
+                .access()
+                .fresh(min_position, state.options().freshness_timeout)
+                .await?;
+            principal.administers(&index, site)
+        }
+        _ => principal.administers(&state.access().read(), site),
+    };
     if !allowed {
         return Err(if principal.site() == Some(site) {
             ApiError::Forbidden(
@@ -452,7 +465,6 @@ async fn site_view(
             ApiError::NotFound(format!("no site {site} is visible to this token"))
         });
     }
-    reachable(state, min_position).await?;
     read_model_fresh(state, Dashboards::NAME, min_position).await
 }
 

@@ -846,6 +846,13 @@ async fn a_min_position_beyond_the_head_is_409_and_one_the_read_models_lag_behin
         reply.assert_problem(503, "read_model_stale");
         assert_eq!(reply.headers["retry-after"], "1", "{path}");
     }
+    // A user's right to a site's dashboards comes from the index too: with
+    // it stopped, a user's token is refused (an admin deactivated meanwhile
+    // must not keep seeing them), though the dashboards themselves follow.
+    for path in sites(after_stop) {
+        let reply = h.get(&w.b.admin_token, &path).await;
+        reply.assert_problem(503, "read_model_stale");
+    }
     harness.shutdown().await;
 }
 
