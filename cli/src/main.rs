@@ -400,7 +400,7 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
             let server = Server::start(pool.clone(), *listen, options)
                 .await
                 .context("starting the service")?;
-            let tokens = auth::list(&pool).await?.len();
+            let tokens = auth::list(&pool, None).await?.len();
             println!("ShareLedger is listening on {}", server.url());
             println!("  database: {}", redact(url));
             println!("  try:      curl {}/health", server.url());
@@ -546,24 +546,33 @@ async fn token(cli: &Cli, pool: &sqlx::PgPool, command: &TokenCommand) -> anyhow
             }
         }
         TokenCommand::List => {
-            let tokens = auth::list(pool).await?;
+            let tokens = auth::list(pool, None).await?;
             if cli.json {
                 println!("{}", serde_json::to_string(&tokens)?);
             } else {
-                let mut table = table::Table::new(["token id", "kind", "name", "expires", "state"]);
+                let mut table = table::Table::new([
+                    "token id",
+                    "kind",
+                    "name",
+                    "expires",
+                    "last used",
+                    "state",
+                ]);
                 for t in tokens {
-                    let state = if t.revoked_at.is_some() {
+                    let state = if t.record.revoked_at.is_some() {
                         "revoked"
-                    } else if t.expires_at <= chrono::Utc::now() {
+                    } else if t.record.expires_at <= chrono::Utc::now() {
                         "expired"
                     } else {
                         "active"
                     };
                     table.row([
-                        t.token_id.to_string(),
-                        t.kind.as_str().to_owned(),
-                        t.name,
-                        t.expires_at.to_rfc3339(),
+                        t.record.token_id.to_string(),
+                        t.record.kind.as_str().to_owned(),
+                        t.record.name,
+                        t.record.expires_at.to_rfc3339(),
+                        t.last_used_at
+                            .map_or_else(|| "never".to_owned(), |at| at.to_rfc3339()),
                         state.to_owned(),
                     ]);
                 }

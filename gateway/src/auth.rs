@@ -23,7 +23,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shareledger_core::catalog::{PermissionFlag, SiteId, UserId};
 use shareledger_events::Actor;
@@ -54,7 +54,7 @@ pub const REVOCATION_CHANNEL: &str = "sl_api_tokens";
 pub const ACT_AS_HEADER: &str = "shareledger-act-as";
 
 /// What a token speaks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
     User,
@@ -85,7 +85,7 @@ impl TokenKind {
 }
 
 /// A token's stored facts (never its secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TokenRecord {
     pub token_id: Uuid,
     pub kind: TokenKind,
@@ -98,11 +98,22 @@ pub struct TokenRecord {
 }
 
 /// A token just issued: the secret is shown once and never stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
+    /// The secret (`sl_` and 48 hex digits): shown this once, stored only
+    /// as its SHA-256.
     pub token: String,
     #[serde(flatten)]
     pub record: TokenRecord,
+}
+
+/// A token as listed: its facts and when it was last used (to within the
+/// 10 s a process trusts a verification, [`CACHE_TTL`]; `null` if never).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TokenListing {
+    #[serde(flatten)]
+    pub record: TokenRecord,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// Why a token cannot be issued.
@@ -232,14 +243,62 @@ fn record(
 
 const COLUMNS: &str = "token_id, kind, site_id, user_id, name, created_at, expires_at, revoked_at";
 
-/// Every token, newest first.
-pub async fn list(pool: &PgPool) -> Result<Vec<TokenRecord>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM sl_api_tokens ORDER BY created_at DESC, token_id DESC"
+/// Every token, or those of `site`, newest first, with their last use.
+pub async fn list(pool: &PgPool, site: Option<SiteId>) -> Result<Vec<TokenListing>, sqlx::Error> {
+    type Listed = (
+        Uuid,
+        String,
+        Option<Uuid>,
+        Option<Uuid>,
+        String,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    let rows: Vec<Listed> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, u.last_used_at \
+         FROM sl_api_tokens LEFT JOIN sl_api_token_uses u USING (token_id) \
+         WHERE $1::uuid IS NULL OR site_id = $1 \
+         ORDER BY created_at DESC, token_id DESC"
     ))
+    .bind(site.map(|s| s.0))
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(record).collect())
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, kind, site, user, name, created, expires, revoked, last_used_at)| TokenListing {
+                record: record((id, kind, site, user, name, created, expires, revoked)),
+                last_used_at,
+            },
+        )
+        .collect())
+}
+
+/// One token's facts, revoked or not.
+pub async fn find(pool: &PgPool, token_id: Uuid) -> Result<Option<TokenRecord>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM sl_api_tokens WHERE token_id = $1"
+    ))
+    .bind(token_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(record))
+}
+
+/// Records that a token was used now (see `sl_api_token_uses`).
+async fn record_use(pool: PgPool, token_id: Uuid) {
+    let recorded = sqlx::query(
+        "INSERT INTO sl_api_token_uses (token_id, last_used_at) VALUES ($1, now()) \
+         ON CONFLICT (token_id) DO UPDATE SET last_used_at = EXCLUDED.last_used_at",
+    )
+    .bind(token_id)
+    .execute(&pool)
+    .await;
+    if let Err(e) = recorded {
+        tracing::debug!(error = %e, %token_id, "a token's use was not recorded");
+    }
 }
 
 /// Revokes a token; false when there is no such token (or it was revoked).
@@ -444,6 +503,9 @@ impl Tokens {
                 .fetch_optional(&self.pool)
                 .await?;
                 let record = Arc::new(record(row.ok_or(ApiError::BadToken)?));
+                // A use is recorded whenever the database is asked (at
+                // least every CACHE_TTL per token), off the request's path.
+                tokio::spawn(record_use(self.pool.clone(), record.token_id));
                 if shared.listening.load(Ordering::SeqCst) {
                     shared
                         .cache

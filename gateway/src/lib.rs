@@ -11,6 +11,7 @@
 //! * `ops`: `/health`, `/ready`, `/metrics`, `/v1/log/status`, `/v1/whoami`;
 //! * `openapi`: the document at `/v1/openapi.json`, generated from the code;
 //! * `auth`: bearer tokens and who a request acts as;
+//! * `tokens`: `/v1/tokens`, tokens issued, listed and revoked over HTTP;
 //! * `idempotency`: commands' idempotency keys, one run per key across
 //!   processes;
 //! * `error`: one error type, one problem+json rendering;
@@ -34,10 +35,11 @@ pub mod request_id;
 pub mod server;
 pub mod state;
 pub mod timeout;
+pub mod tokens;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -55,6 +57,8 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/whoami", get(ops::whoami))
+        .route("/v1/tokens", get(tokens::list).post(tokens::issue))
+        .route("/v1/tokens/{token_id}", delete(tokens::revoke))
         .route("/v1/log/status", get(ops::log_status))
         .route("/v1/commands/{name}", post(commands::handle))
         .route("/v1/access/check", get(queries::check))

@@ -76,6 +76,9 @@ use crate::error::{ApiError, Problem};
         crate::audit::link_timeline,
         crate::audit::scorecard_timeline,
         crate::audit::verify,
+        crate::tokens::issue,
+        crate::tokens::list,
+        crate::tokens::revoke,
         serve,
     ),
     components(schemas(
@@ -102,7 +105,7 @@ impl Modify for Security {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "An opaque token `sl_…` issued by `shareledger token issue`.",
+                        "An opaque token `sl_…` issued by `shareledger token issue` or `POST /v1/tokens`.",
                     ))
                     .build(),
             ),
@@ -562,7 +565,109 @@ fn command_failures() -> Vec<Failure> {
 ///
 /// On a path this table does not know: a new route states its failures
 /// here before the document can be generated.
-fn failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
+fn failures(path: &str, method: &str) -> Option<(String, Vec<Failure>)> {
+    let with = |mut base: Vec<Failure>, more: Vec<Failure>| {
+        base.extend(more);
+        base
+    };
+    let index_stale = || {
+        fails(
+            ApiError::Access(AccessError::Stale {
+                reached: 0,
+                head: 0,
+                state: String::new(),
+            }),
+            "a user's token while the access index that says what the user may do is behind \
+             the log: no answer rather than a possibly stale one",
+        )
+    };
+    let not_manager = || {
+        fails(
+            ApiError::Forbidden(String::new()),
+            "an auditor's token, or a user who is not an active Instance Admin or user manager \
+             of their site; a user manager issuing another kind than `user`",
+        )
+    };
+    let failures = match (path, method) {
+        ("/v1/tokens", "post") => (
+            "IssueToken",
+            with(
+                token(),
+                vec![
+                    not_manager(),
+                    fails(
+                        ApiError::MalformedJson(String::new()),
+                        "a body that is not JSON, or cannot be read",
+                    ),
+                    fails(
+                        ApiError::UnsupportedMediaType,
+                        "a body that is not `application/json` (or `application/*+json`)",
+                    ),
+                    fails(
+                        ApiError::PayloadTooLarge { limit: 0 },
+                        "a body larger than the service's limit",
+                    ),
+                    fails(
+                        ApiError::UnstorableText {
+                            path: String::new(),
+                        },
+                        "text holding a NUL character (U+0000), which cannot be stored",
+                    ),
+                    fails(
+                        ApiError::InvalidBody(String::new()),
+                        "an unknown or missing field, or a value outside its schema",
+                    ),
+                    fails(
+                        ApiError::NotFound(String::new()),
+                        "a user manager naming another site, or a user not on their site",
+                    ),
+                    fails(
+                        ApiError::Command(CommandError::Domain(DomainError::UserInactive(UserId(
+                            Uuid::nil(),
+                        )))),
+                        "a user manager issuing a token for a deactivated user (R-USER-6)",
+                    ),
+                    index_stale(),
+                ],
+            ),
+        ),
+        ("/v1/tokens", _) => (
+            "ListTokens",
+            with(
+                token(),
+                vec![
+                    bad_query(),
+                    not_manager(),
+                    fails(
+                        ApiError::NotFound(String::new()),
+                        "a user manager naming another site",
+                    ),
+                    index_stale(),
+                ],
+            ),
+        ),
+        ("/v1/tokens/{token_id}", _) => (
+            "RevokeToken",
+            with(
+                token(),
+                vec![
+                    bad_path(),
+                    not_manager(),
+                    fails(
+                        ApiError::NotFound(String::new()),
+                        "no such token, or one the caller may not manage",
+                    ),
+                    index_stale(),
+                ],
+            ),
+        ),
+        _ => return old_failures(path),
+    };
+    Some((failures.0.to_owned(), failures.1))
+}
+
+/// The failures of the routes with one method, by path.
+fn old_failures(path: &str) -> Option<(String, Vec<Failure>)> {
     let with = |mut base: Vec<Failure>, more: Vec<Failure>| {
         base.extend(more);
         base
@@ -758,7 +863,7 @@ fn failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
         command if command.starts_with("/v1/commands/") => ("Command", command_failures()),
         other => panic!("the API document does not know the failures of {other}"),
     };
-    Some(failures)
+    Some((failures.0.to_owned(), failures.1))
 }
 
 /// The reusable response for one status of a group of failures: a
@@ -835,17 +940,17 @@ fn problem_response(status: u16, failures: &[&Failure]) -> Response {
 fn add_failures(doc: &mut Document) {
     let mut reusable: BTreeMap<String, RefOr<Response>> = BTreeMap::new();
     for (path, item) in doc.paths.paths.iter_mut() {
-        let Some((name, failures)) = failures(path) else {
-            continue;
-        };
-        let mut by_status: BTreeMap<u16, Vec<&Failure>> = BTreeMap::new();
-        for f in &failures {
-            by_status
-                .entry(f.error.status_and_code().0.as_u16())
-                .or_default()
-                .push(f);
-        }
-        for operation in operations(item) {
+        for (method, operation) in operations(item) {
+            let Some((name, failures)) = failures(path, method) else {
+                continue;
+            };
+            let mut by_status: BTreeMap<u16, Vec<&Failure>> = BTreeMap::new();
+            for f in &failures {
+                by_status
+                    .entry(f.error.status_and_code().0.as_u16())
+                    .or_default()
+                    .push(f);
+            }
             let responses = &mut operation.responses.responses;
             responses.retain(|status, _| status.starts_with('2'));
             for (status, failures) in &by_status {
@@ -864,20 +969,20 @@ fn add_failures(doc: &mut Document) {
     components.responses.extend(reusable);
 }
 
-/// The operations of a path item.
-fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+/// The operations of a path item, with their methods.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
     [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("options", &mut item.options),
+        ("head", &mut item.head),
+        ("patch", &mut item.patch),
+        ("trace", &mut item.trace),
     ]
     .into_iter()
-    .filter_map(Option::as_mut)
+    .filter_map(|(method, operation)| operation.as_mut().map(|o| (method, o)))
 }
 
 /// Lets every route that takes a token take a service token with
@@ -885,7 +990,7 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 /// since the header is a credential, valid with a service token only.
 fn add_act_as(doc: &mut Document) {
     for item in doc.paths.paths.values_mut() {
-        for operation in operations(item) {
+        for (_, operation) in operations(item) {
             let Some(security) = operation.security.as_mut() else {
                 continue;
             };
@@ -1045,12 +1150,14 @@ mod tests {
     /// (a bug, never documented).
     #[test]
     fn every_error_the_server_answers_is_in_some_routes_failures() {
-        let doc = document();
+        let mut doc = document();
         let mut listed = BTreeSet::new();
-        for path in doc.paths.paths.keys() {
-            for f in failures(path).map(|(_, f)| f).unwrap_or_default() {
-                let (status, code) = f.error.status_and_code();
-                listed.insert((status.as_u16(), code));
+        for (path, item) in doc.paths.paths.iter_mut() {
+            for (method, _) in operations(item) {
+                for f in failures(path, method).map(|(_, f)| f).unwrap_or_default() {
+                    let (status, code) = f.error.status_and_code();
+                    listed.insert((status.as_u16(), code));
+                }
             }
         }
         let unlisted: Vec<_> = every_api_error()

@@ -622,5 +622,8 @@ async fn a_token_name_with_a_nul_or_another_control_character_is_refused_and_not
             "{name:?}: {refused:?}"
         );
     }
-    assert!(auth::list(db.pool()).await.expect("tokens").is_empty());
+    assert!(auth::list(db.pool(), None)
+        .await
+        .expect("tokens")
+        .is_empty());
 }
