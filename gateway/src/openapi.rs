@@ -196,7 +196,25 @@ pub fn document() -> Document {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let mut json = serde_json::to_value(&doc).expect("the document serializes");
     bound_unsigned_integers(&mut json);
+    close_tagged_bodies(&mut json);
     serde_json::from_value(json).expect("the document deserializes")
+}
+
+/// Request bodies that are enums tagged by a field (`#[serde(tag)]`) with
+/// `deny_unknown_fields`: utoipa closes structs so, not an enum's
+/// variants, so each variant is closed here (`additionalProperties:
+/// false`), as the server refuses unknown fields.
+const TAGGED_BODIES: &[&str] = &["IssueToken"];
+
+fn close_tagged_bodies(json: &mut serde_json::Value) {
+    for name in TAGGED_BODIES {
+        let variants = json["components"]["schemas"][name]["oneOf"]
+            .as_array_mut()
+            .unwrap_or_else(|| panic!("{name} is a oneOf"));
+        for variant in variants {
+            variant["additionalProperties"] = serde_json::Value::Bool(false);
+        }
+    }
 }
 
 /// The document as pretty JSON, as committed in `docs/openapi.json`.

@@ -48,7 +48,7 @@ pub enum IssueToken {
         site_id: SiteId,
         user_id: UserId,
         name: Name,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "whole_days")]
         #[schema(minimum = 1, maximum = 3660)]
         expires_in_days: Option<u32>,
     },
@@ -56,7 +56,7 @@ pub enum IssueToken {
     Service {
         site_id: SiteId,
         name: Name,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "whole_days")]
         #[schema(minimum = 1, maximum = 3660)]
         expires_in_days: Option<u32>,
     },
@@ -65,17 +65,38 @@ pub enum IssueToken {
         #[serde(default)]
         site_id: Option<SiteId>,
         name: Name,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "whole_days")]
         #[schema(minimum = 1, maximum = 3660)]
         expires_in_days: Option<u32>,
     },
     /// An operator of the platform.
     Operator {
         name: Name,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "whole_days")]
         #[schema(minimum = 1, maximum = 3660)]
         expires_in_days: Option<u32>,
     },
+}
+
+/// A whole number of days: JSON's `30` and `30.0` are one number (as JSON
+/// Schema's `integer` says), so both are read; `30.5`, negative numbers
+/// and numbers beyond `u32` are refused.
+fn whole_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = match number.as_u64() {
+        Some(n) => u32::try_from(n).ok(),
+        None => number
+            .as_f64()
+            .filter(|v| v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(v))
+            .map(|v| v as u32),
+    };
+    whole.map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "expires_in_days {number} is not a whole number of days"
+        ))
+    })
 }
 
 impl IssueToken {

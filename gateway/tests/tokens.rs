@@ -57,7 +57,7 @@ async fn operators_issue_every_kind_and_a_token_works_as_soon_as_it_is_issued() 
     let issued = h
         .issue_token(
             &h.operator,
-            json!({"kind": "user", "site_id": w.b.id, "user_id": w.plain, "name": "plain's phone", "expires_in_days": 7}),
+            json!({"kind": "user", "site_id": w.b.id, "user_id": w.plain, "name": "plain's phone", "expires_in_days": 7.0}),
         )
         .await;
     assert_eq!(issued.status, 201, "{}", issued.text);
