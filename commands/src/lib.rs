@@ -21,6 +21,7 @@
 
 mod consequences;
 mod load;
+mod turns;
 
 use std::collections::BTreeSet;
 
@@ -230,6 +231,7 @@ pub fn event_id(key: Uuid, index: usize) -> Uuid {
 pub struct Service {
     store: PgEventStore,
     cache: std::sync::Arc<load::StreamCache>,
+    turns: std::sync::Arc<turns::Turns>,
 }
 
 impl Service {
@@ -237,6 +239,7 @@ impl Service {
         Self {
             store,
             cache: Default::default(),
+            turns: Default::default(),
         }
     }
 
@@ -305,8 +308,12 @@ impl Service {
         // ids. A re-send that decides the same events gets the originals
         // back from the log's idempotent append.
         let mut fresh = false;
+        // Contention met (conflicts, or waits for another's turn) and, after
+        // two, the turn of the stream contended for (`turns`).
+        let mut contended = 0;
+        let mut turn: Option<turns::Turn> = None;
         for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 1 {
+            if attempt > 1 && turn.is_none() {
                 // Back off after repeated conflicts, spread by the key so that
                 // commands that keep colliding stop colliding.
                 let spread = (issued.key.as_u128() % 1_000) as u64;
@@ -370,6 +377,20 @@ impl Service {
                 .map(|(s, _, _)| s.to_string())
                 .chain(plan.guards.iter().map(|(s, _)| s.to_string()))
                 .collect();
+            // A stream whose turn another command holds is written after
+            // it, on fresh reads; after contention met twice, this command
+            // takes the turn of the stream it meets it on.
+            if turn.is_none() && plan.boundary.is_none() {
+                let written = plan.parts.iter().map(|(s, _, _)| s.as_str());
+                if let Some(stream) = self.wait_for_turns(written).await {
+                    contended += 1;
+                    if contended >= 2 {
+                        turn = Some(self.turns.take(&stream).await);
+                    }
+                    fresh = true;
+                    continue;
+                }
+            }
             // Kept to tell a created id's conflict from any other.
             let created = plan.created.clone();
             match self.append(issued, plan, &reads).await {
@@ -390,9 +411,15 @@ impl Service {
                 // Another writer moved a stream on, or appended inside the
                 // decision's boundary: decide again on fresh reads (each
                 // cached entry catches up with what it missed).
-                Err(CommandError::Log(
-                    LogError::WrongExpectedRevision { .. } | LogError::ConditionFailed { .. },
-                )) => {
+                Err(CommandError::Log(LogError::WrongExpectedRevision { stream, .. })) => {
+                    contended += 1;
+                    if contended >= 2 && turn.is_none() {
+                        turn = Some(self.turns.take(&stream).await);
+                    }
+                    fresh = true;
+                    continue;
+                }
+                Err(CommandError::Log(LogError::ConditionFailed { .. })) => {
                     fresh = true;
                     continue;
                 }
@@ -415,6 +442,17 @@ impl Service {
         Err(CommandError::Contended {
             attempts: MAX_ATTEMPTS,
         })
+    }
+
+    /// Waits for the turns others hold on any of `streams` (see
+    /// [`turns`]); the first such stream, if one was held.
+    async fn wait_for_turns<'a>(&self, streams: impl Iterator<Item = &'a str>) -> Option<String> {
+        for stream in streams {
+            if self.turns.wait_for_others([stream]).await {
+                return Some(stream.to_owned());
+            }
+        }
+        None
     }
 
     async fn append(
