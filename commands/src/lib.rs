@@ -5,7 +5,9 @@
 //! revisions it read, guarding the other streams it read, so that a decision
 //! is only recorded if nothing it looked at changed meanwhile. On a
 //! concurrency conflict it reloads and decides again, a bounded number of
-//! times ([`MAX_ATTEMPTS`]).
+//! times ([`MAX_ATTEMPTS`]); after contention met twice it takes the
+//! stream's turn in this process (`turns.rs`), so that a stream one writer
+//! keeps busy starves no other.
 //!
 //! **Idempotency keys.** Every command carries one ([`Issued::key`]). The
 //! ids of the events it writes are derived from the key (UUID v5 of the key
