@@ -499,8 +499,32 @@ fn every_domain_error() -> Vec<DomainError> {
 }
 
 /// What a command can answer besides its result.
+/// A JSON body that cannot be read as one (`parse_json`).
+fn bad_body() -> Vec<Failure> {
+    vec![
+        fails(
+            ApiError::MalformedJson(String::new()),
+            "a body that is not JSON, or cannot be read",
+        ),
+        fails(
+            ApiError::UnsupportedMediaType,
+            "a body that is not `application/json` (or `application/*+json`)",
+        ),
+        fails(
+            ApiError::PayloadTooLarge { limit: 0 },
+            "a body larger than the service's limit (`--body-limit`, 1 MiB by default)",
+        ),
+        fails(
+            ApiError::UnstorableText {
+                path: String::new(),
+            },
+            "text holding a NUL character (U+0000), which cannot be stored",
+        ),
+    ]
+}
+
 fn command_failures() -> Vec<Failure> {
-    let mut all = token();
+    let mut all = with(token(), bad_body());
     all.extend([
         fails(
             ApiError::Forbidden(String::new()),
@@ -515,18 +539,6 @@ fn command_failures() -> Vec<Failure> {
             "an `Idempotency-Key` that is not a UUID",
         ),
         fails(
-            ApiError::MalformedJson(String::new()),
-            "a body that is not JSON, or cannot be read",
-        ),
-        fails(
-            ApiError::UnsupportedMediaType,
-            "a body that is not `application/json` (or `application/*+json`)",
-        ),
-        fails(
-            ApiError::PayloadTooLarge { limit: 0 },
-            "a body larger than the service's limit (`--body-limit`, 1 MiB by default)",
-        ),
-        fails(
             ApiError::InvalidBody(String::new()),
             "an unknown or missing field, a wrong type, or a value outside its schema",
         ),
@@ -539,12 +551,6 @@ fn command_failures() -> Vec<Failure> {
         fails(
             ApiError::Command(CommandError::Contended { attempts: 0 }),
             "`contended`: the streams the command needs kept changing; send it again",
-        ),
-        fails(
-            ApiError::UnstorableText {
-                path: String::new(),
-            },
-            "text holding a NUL character (U+0000), which cannot be stored",
         ),
         fails(
             ApiError::IdempotencyKeyReused,
@@ -575,7 +581,8 @@ fn command_failures() -> Vec<Failure> {
     all
 }
 
-/// Every failure of the route at `path`, under a name shared by the
+/// Every failure of the route at `path` with `method` (`get`, `post`,
+/// …), under a name shared by the
 /// routes that fail alike (the document's reusable responses are named
 /// `<name><status>`). `None` for the anonymous probes.
 ///
@@ -583,11 +590,7 @@ fn command_failures() -> Vec<Failure> {
 ///
 /// On a path this table does not know: a new route states its failures
 /// here before the document can be generated.
-fn failures(path: &str, method: &str) -> Option<(String, Vec<Failure>)> {
-    let with = |mut base: Vec<Failure>, more: Vec<Failure>| {
-        base.extend(more);
-        base
-    };
+fn failures(path: &str, method: &str) -> Option<(&'static str, Vec<Failure>)> {
     let index_stale = || {
         fails(
             ApiError::Access(AccessError::Stale {
@@ -610,27 +613,9 @@ fn failures(path: &str, method: &str) -> Option<(String, Vec<Failure>)> {
         ("/v1/tokens", "post") => (
             "IssueToken",
             with(
-                token(),
+                with(token(), bad_body()),
                 vec![
                     not_manager(),
-                    fails(
-                        ApiError::MalformedJson(String::new()),
-                        "a body that is not JSON, or cannot be read",
-                    ),
-                    fails(
-                        ApiError::UnsupportedMediaType,
-                        "a body that is not `application/json` (or `application/*+json`)",
-                    ),
-                    fails(
-                        ApiError::PayloadTooLarge { limit: 0 },
-                        "a body larger than the service's limit",
-                    ),
-                    fails(
-                        ApiError::UnstorableText {
-                            path: String::new(),
-                        },
-                        "text holding a NUL character (U+0000), which cannot be stored",
-                    ),
                     fails(
                         ApiError::InvalidBody(String::new()),
                         "an unknown or missing field, or a value outside its schema",
@@ -679,17 +664,19 @@ fn failures(path: &str, method: &str) -> Option<(String, Vec<Failure>)> {
                 ],
             ),
         ),
-        _ => return old_failures(path),
+        _ => return single_method_failures(path),
     };
-    Some((failures.0.to_owned(), failures.1))
+    Some(failures)
+}
+
+/// `base` and then `more`.
+fn with(mut base: Vec<Failure>, more: Vec<Failure>) -> Vec<Failure> {
+    base.extend(more);
+    base
 }
 
 /// The failures of the routes with one method, by path.
-fn old_failures(path: &str) -> Option<(String, Vec<Failure>)> {
-    let with = |mut base: Vec<Failure>, more: Vec<Failure>| {
-        base.extend(more);
-        base
-    };
+fn single_method_failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
     let may_not_ask = || {
         fails(
             ApiError::Forbidden(String::new()),
@@ -881,7 +868,7 @@ fn old_failures(path: &str) -> Option<(String, Vec<Failure>)> {
         command if command.starts_with("/v1/commands/") => ("Command", command_failures()),
         other => panic!("the API document does not know the failures of {other}"),
     };
-    Some((failures.0.to_owned(), failures.1))
+    Some(failures)
 }
 
 /// The reusable response for one status of a group of failures: a
