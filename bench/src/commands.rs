@@ -53,12 +53,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::{StreamExt as _, TryStreamExt as _};
-use shareledger_commands::{
-    CommandError, ConnectionCommand, ContentCommand, Issued, Outcome, Service, ShareChange,
-};
+use shareledger_commands::{CommandError, Issued, Outcome, Service};
 use shareledger_core::catalog::{
-    AccessLevel, Directions, Link, Name, Role, ScorecardId, SeatLimit, SiteCode, SiteId, UserId,
-    Username,
+    AccessLevel, Directions, Name, Role, ScorecardId, SeatLimit, SiteCode, SiteId, UserId, Username,
+};
+use shareledger_core::connection::{
+    ApproveConnection, RequestConnection, ShareScorecard, UnshareScorecard,
 };
 use shareledger_core::content::CreateScorecard;
 use shareledger_core::site::{
@@ -311,11 +311,24 @@ impl World {
     async fn link_with_next(&self, service: &Service, i: usize) -> anyhow::Result<()> {
         let (a, b) = (&self.sites[i], &self.sites[self.next(i)]);
         service
-            .request_connection(&by(a), a.id, b.code.clone(), Directions::Both)
+            .execute(
+                &by(a),
+                RequestConnection {
+                    site_id: a.id,
+                    partner_code: b.code.clone(),
+                    directions: Directions::Both,
+                },
+            )
             .await
             .with_context(|| format!("setup: {} requests {}", a.code, b.code))?;
         service
-            .on_connection(&by(b), b.id, a.id, ConnectionCommand::Approve)
+            .execute(
+                &by(b),
+                ApproveConnection {
+                    site_id: b.id,
+                    partner: a.id,
+                },
+            )
             .await
             .with_context(|| format!("setup: {} approves {}", b.code, a.code))?;
         Ok(())
@@ -338,7 +351,7 @@ async fn set_up_site(service: &Service, i: usize) -> anyhow::Result<(Site, Book)
         key: uuid::Uuid::new_v4(),
     };
     service
-        .register_site(
+        .execute(
             &operator(),
             RegisterSite {
                 site_id: id,
@@ -352,10 +365,10 @@ async fn set_up_site(service: &Service, i: usize) -> anyhow::Result<(Site, Book)
         .with_context(|| format!("setup: registering {code}"))?;
     let admin = UserId::new();
     service
-        .on_site(
+        .execute(
             &operator(),
-            id,
             AddUser {
+                site_id: id,
                 user_id: admin,
                 username: Username::parse(&format!("admin@{}.example.org", code.as_str()))?,
                 name: Name::parse("Admin")?,
@@ -373,13 +386,13 @@ async fn set_up_site(service: &Service, i: usize) -> anyhow::Result<(Site, Book)
     for k in 0..SCORECARDS {
         let scorecard_id = ScorecardId::new();
         service
-            .on_content(
+            .execute(
                 &by(&site),
-                id,
-                ContentCommand::CreateScorecard(CreateScorecard {
+                CreateScorecard {
+                    site_id: id,
                     scorecard_id,
                     name: Name::parse(&format!("Scorecard {k}"))?,
-                }),
+                },
             )
             .await
             .with_context(|| format!("setup: {}'s scorecard {k}", site.code))?;
@@ -387,10 +400,10 @@ async fn set_up_site(service: &Service, i: usize) -> anyhow::Result<(Site, Book)
     }
     let mut book = Book::default();
     for _ in 0..USERS_AT_SETUP {
-        let command = new_user();
+        let command = new_user(id);
         let user_id = command.user_id;
         service
-            .on_site(&by(&site), id, command)
+            .execute(&by(&site), command)
             .await
             .with_context(|| format!("setup: adding a user to {}", site.code))?;
         book.users.push((user_id, true));
@@ -409,9 +422,11 @@ fn by(site: &Site) -> Issued {
     }
 }
 
-fn new_user() -> AddUser {
+/// A new user of `site_id`.
+fn new_user(site_id: SiteId) -> AddUser {
     let user_id = UserId::new();
     AddUser {
+        site_id,
         user_id,
         username: Username::parse(&format!("user-{}@example.org", user_id.0.simple()))
             .expect("a valid username"),
@@ -611,7 +626,7 @@ fn next_step(world: &World, state: &mut TaskState, task: usize, tasks: usize) ->
     if roll < 40 {
         return Step::AddUser {
             site,
-            command: new_user(),
+            command: new_user(world.sites[site].id),
         };
     }
     if roll < 60 {
@@ -635,7 +650,7 @@ fn next_step(world: &World, state: &mut TaskState, task: usize, tasks: usize) ->
         drop(book);
         return Step::AddUser {
             site,
-            command: new_user(),
+            command: new_user(world.sites[site].id),
         };
     }
     let (user, active) = book.users[rng.below(book.users.len())];
@@ -690,7 +705,7 @@ async fn issue(service: &Service, world: &World, step: &Step) -> Result<Outcome,
     match step {
         Step::AddUser { site, command } => {
             let s = &sites[*site];
-            service.on_site(&by(s), s.id, command.clone()).await
+            service.execute(&by(s), command.clone()).await
         }
         Step::Grant {
             site,
@@ -699,14 +714,14 @@ async fn issue(service: &Service, world: &World, step: &Step) -> Result<Outcome,
         } => {
             let s = &sites[*site];
             service
-                .grant_scorecard_access(
+                .execute(
                     &by(s),
-                    s.id,
-                    s.id,
                     GrantScorecardAccess {
+                        site_id: s.id,
                         user_id: *user,
                         scorecard_id: *scorecard,
                         level: AccessLevel::Editor,
+                        owner_site: None,
                     },
                 )
                 .await
@@ -717,27 +732,46 @@ async fn issue(service: &Service, world: &World, step: &Step) -> Result<Outcome,
             share,
         } => {
             let s = &sites[*site];
-            let link = Link {
-                from: s.id,
-                to: sites[world.next(*site)].id,
-            };
-            let change = if *share {
-                ShareChange::Share(*scorecard)
+            let partner = sites[world.next(*site)].id;
+            if *share {
+                let command = ShareScorecard {
+                    site_id: s.id,
+                    partner,
+                    scorecard_id: *scorecard,
+                };
+                service.execute(&by(s), command).await
             } else {
-                ShareChange::Unshare(*scorecard)
-            };
-            service.change_sharing(&by(s), link, change).await
+                let command = UnshareScorecard {
+                    site_id: s.id,
+                    partner,
+                    scorecard_id: *scorecard,
+                };
+                service.execute(&by(s), command).await
+            }
         }
         Step::Request { site, partner } => {
             let (s, p) = (&sites[*site], &sites[*partner]);
             service
-                .request_connection(&by(s), s.id, p.code.clone(), Directions::Both)
+                .execute(
+                    &by(s),
+                    RequestConnection {
+                        site_id: s.id,
+                        partner_code: p.code.clone(),
+                        directions: Directions::Both,
+                    },
+                )
                 .await
         }
         Step::Approve { site, requester } => {
             let (s, r) = (&sites[*site], &sites[*requester]);
             service
-                .on_connection(&by(s), s.id, r.id, ConnectionCommand::Approve)
+                .execute(
+                    &by(s),
+                    ApproveConnection {
+                        site_id: s.id,
+                        partner: r.id,
+                    },
+                )
                 .await
         }
         Step::Toggle {
@@ -748,11 +782,23 @@ async fn issue(service: &Service, world: &World, step: &Step) -> Result<Outcome,
             let s = &sites[*site];
             if *deactivate {
                 service
-                    .on_site(&by(s), s.id, DeactivateUser { user_id: *user })
+                    .execute(
+                        &by(s),
+                        DeactivateUser {
+                            site_id: s.id,
+                            user_id: *user,
+                        },
+                    )
                     .await
             } else {
                 service
-                    .on_site(&by(s), s.id, ReactivateUser { user_id: *user })
+                    .execute(
+                        &by(s),
+                        ReactivateUser {
+                            site_id: s.id,
+                            user_id: *user,
+                        },
+                    )
                     .await
             }
         }

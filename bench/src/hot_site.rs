@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use shareledger_commands::{CommandError, ContentCommand, Issued, Service};
+use shareledger_commands::{CommandError, Issued, Service};
 use shareledger_core::catalog::{
     Name, ObjectField, ObjectId, ObjectKind, Role, ScorecardId, SeatLimit, SiteCode, SiteId,
     UserId, Username,
@@ -65,7 +65,7 @@ async fn site(service: &Service, n: usize, objects: usize) -> anyhow::Result<Vec
     let site = SiteId::new();
     let admin = UserId::new();
     service
-        .register_site(
+        .execute(
             &operator(),
             RegisterSite {
                 site_id: site,
@@ -77,10 +77,10 @@ async fn site(service: &Service, n: usize, objects: usize) -> anyhow::Result<Vec
         )
         .await?;
     service
-        .on_site(
+        .execute(
             &operator(),
-            site,
             AddUser {
+                site_id: site,
                 user_id: admin,
                 username: Username::parse(&format!("admin{n}@hot.example"))?,
                 name: Name::parse("Admin")?,
@@ -90,38 +90,38 @@ async fn site(service: &Service, n: usize, objects: usize) -> anyhow::Result<Vec
         .await?;
     let scorecard = ScorecardId::new();
     service
-        .on_content(
+        .execute(
             &by(site, admin),
-            site,
-            ContentCommand::CreateScorecard(CreateScorecard {
+            CreateScorecard {
+                site_id: site,
                 scorecard_id: scorecard,
                 name: Name::parse("Outcomes")?,
-            }),
+            },
         )
         .await?;
     let mut targets = Vec::new();
     for i in 0..objects {
         let object = ObjectId::new();
         service
-            .on_content(
+            .execute(
                 &by(site, admin),
-                site,
-                ContentCommand::CreateObject(CreateObject {
+                CreateObject {
+                    site_id: site,
                     object_id: object,
                     kind: ObjectKind::Indicator,
                     name: Name::parse(&format!("Indicator {i}"))?,
                     container: None,
-                }),
+                },
             )
             .await?;
         service
-            .on_content(
+            .execute(
                 &by(site, admin),
-                site,
-                ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+                PlaceObjectOnScorecard {
+                    site_id: site,
                     object_id: object,
                     scorecard_id: scorecard,
-                }),
+                },
             )
             .await?;
         targets.push(Target {
@@ -165,10 +165,10 @@ async fn measure(label: &str, hot: bool, timing: Timing) -> anyhow::Result<Side>
             async move {
                 let t = targets[task];
                 let changed = service
-                    .change_object_field(
+                    .execute(
                         &by(t.site, t.admin),
-                        t.site,
                         ChangeObjectField {
+                            site_id: t.site,
                             object_id: t.object,
                             field: ObjectField::Analysis,
                             value: format!("by caller {task}"),

@@ -34,13 +34,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use rand::{Rng as _, SeedableRng as _};
-use shareledger_commands::{
-    CommandError, ConnectionCommand, ContentCommand, Issued, Service, ShareChange,
-};
+use shareledger_commands::{CommandError, Issued, Service};
 use shareledger_core::catalog::{
-    AccessLevel, Directions, Link, Name, ObjectField, ObjectId, ObjectKind, Role, ScorecardId,
-    SeatLimit, SiteCode, SiteId, UserId, Username,
+    AccessLevel, Directions, Name, ObjectField, ObjectId, ObjectKind, Role, ScorecardId, SeatLimit,
+    SiteCode, SiteId, UserId, Username,
 };
+use shareledger_core::connection::{ApproveConnection, RequestConnection, ShareScorecard};
 use shareledger_core::content::{
     ChangeObjectField, CreateObject, CreateScorecard, PlaceObjectOnScorecard,
 };
@@ -127,7 +126,7 @@ async fn build(db: &TestDb, size: &Size) -> anyhow::Result<Vec<SiteWorld>> {
     for s in 0..size.sites {
         let id = SiteId::new();
         service
-            .register_site(
+            .execute(
                 &operator(),
                 RegisterSite {
                     site_id: id,
@@ -140,10 +139,10 @@ async fn build(db: &TestDb, size: &Size) -> anyhow::Result<Vec<SiteWorld>> {
             .await?;
         let admin = UserId::new();
         service
-            .on_site(
+            .execute(
                 &operator(),
-                id,
                 AddUser {
+                    site_id: id,
                     user_id: admin,
                     username: Username::parse(&format!("admin{s}@bench"))?,
                     name: Name::parse("Admin")?,
@@ -156,37 +155,37 @@ async fn build(db: &TestDb, size: &Size) -> anyhow::Result<Vec<SiteWorld>> {
         for c in 0..size.scorecards {
             let sc = ScorecardId::new();
             service
-                .on_content(
+                .execute(
                     &by(id, admin),
-                    id,
-                    ContentCommand::CreateScorecard(CreateScorecard {
+                    CreateScorecard {
+                        site_id: id,
                         scorecard_id: sc,
                         name: Name::parse(&format!("Scorecard {c}"))?,
-                    }),
+                    },
                 )
                 .await?;
             for o in 0..size.objects {
                 let object = ObjectId::new();
                 service
-                    .on_content(
+                    .execute(
                         &by(id, admin),
-                        id,
-                        ContentCommand::CreateObject(CreateObject {
+                        CreateObject {
+                            site_id: id,
                             object_id: object,
                             kind: ObjectKind::Indicator,
                             name: Name::parse(&format!("Indicator {c}.{o}"))?,
                             container: None,
-                        }),
+                        },
                     )
                     .await?;
                 service
-                    .on_content(
+                    .execute(
                         &by(id, admin),
-                        id,
-                        ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+                        PlaceObjectOnScorecard {
+                            site_id: id,
                             object_id: object,
                             scorecard_id: sc,
-                        }),
+                        },
                     )
                     .await?;
                 objects.push(object);
@@ -197,10 +196,10 @@ async fn build(db: &TestDb, size: &Size) -> anyhow::Result<Vec<SiteWorld>> {
         for u in 0..size.users {
             let user = UserId::new();
             service
-                .on_site(
+                .execute(
                     &by(id, admin),
-                    id,
                     AddUser {
+                        site_id: id,
                         user_id: user,
                         username: Username::parse(&format!("user{u}@site{s}"))?,
                         name: Name::parse("User")?,
@@ -209,14 +208,14 @@ async fn build(db: &TestDb, size: &Size) -> anyhow::Result<Vec<SiteWorld>> {
                 )
                 .await?;
             service
-                .grant_scorecard_access(
+                .execute(
                     &by(id, admin),
-                    id,
-                    id,
                     GrantScorecardAccess {
+                        site_id: id,
                         user_id: user,
                         scorecard_id: scorecards[u % scorecards.len()],
                         level: AccessLevel::Browser,
+                        owner_site: None,
                     },
                 )
                 .await?;
@@ -260,20 +259,33 @@ async fn build(db: &TestDb, size: &Size) -> anyhow::Result<Vec<SiteWorld>> {
         let (a, b) = (&sites[s], &sites[(s + 1) % sites.len()]);
         let code = SiteCode::parse(&format!("HTTP{}", (s + 1) % sites.len()))?;
         service
-            .request_connection(&by(a.id, a.admin), a.id, code, Directions::Both)
+            .execute(
+                &by(a.id, a.admin),
+                RequestConnection {
+                    site_id: a.id,
+                    partner_code: code,
+                    directions: Directions::Both,
+                },
+            )
             .await?;
         service
-            .on_connection(&by(b.id, b.admin), b.id, a.id, ConnectionCommand::Approve)
+            .execute(
+                &by(b.id, b.admin),
+                ApproveConnection {
+                    site_id: b.id,
+                    partner: a.id,
+                },
+            )
             .await?;
         for sc in a.scorecards.iter().step_by(2) {
             service
-                .change_sharing(
+                .execute(
                     &by(a.id, a.admin),
-                    Link {
-                        from: a.id,
-                        to: b.id,
+                    ShareScorecard {
+                        site_id: a.id,
+                        partner: b.id,
+                        scorecard_id: *sc,
                     },
-                    ShareChange::Share(*sc),
                 )
                 .await?;
         }
@@ -370,10 +382,10 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
                         let site = &sites[half + task % (sites.len() - half)];
                         let object = site.objects[rand::random::<usize>() % site.objects.len()];
                         let result = service
-                            .change_object_field(
+                            .execute(
                                 &by(site.id, site.admin),
-                                site.id,
                                 ChangeObjectField {
+                                    site_id: site.id,
                                     object_id: object,
                                     field: ObjectField::Analysis,
                                     value: format!("analysis {}", rand::random::<u32>()),

@@ -17,14 +17,13 @@
 
 use anyhow::Context;
 use serde_json::json;
-use shareledger_commands::{
-    ConnectionCommand, ContentCommand, Issued, Outcome, Service, ShareChange,
-};
+use shareledger_commands::{Issued, Outcome, Service};
 use shareledger_core::catalog::{
-    AccessLevel, Directions, Link, Name, ObjectId, ObjectKind, Role, ScorecardId, SeatLimit,
-    SiteCode, SiteId, UserId, Username,
+    AccessLevel, Directions, Name, ObjectId, ObjectKind, Role, ScorecardId, SeatLimit, SiteCode,
+    SiteId, UserId, Username,
 };
-use shareledger_core::{content, site};
+use shareledger_core::connection::{ApproveConnection, RequestConnection, ShareScorecard};
+use shareledger_core::{content, site, Decision};
 use shareledger_events::store::PgEventStore;
 use shareledger_events::Actor;
 use shareledger_gateway::auth::{self, TokenKind, TokenRequest};
@@ -58,6 +57,18 @@ impl Story {
         let outcome = result.with_context(|| format!("demo step {step:?}"))?;
         self.last = self.last.max(outcome.last_position);
         Ok(())
+    }
+
+    /// Runs `command` as `actor`, keyed by `step`, and records it.
+    async fn run(
+        &mut self,
+        actor: Actor,
+        step: &str,
+        command: impl Decision,
+    ) -> anyhow::Result<()> {
+        let issued = self.issued(actor, step);
+        let result = self.service.execute(&issued, command).await;
+        self.record(step, result)
     }
 }
 
@@ -108,7 +119,7 @@ pub async fn run(pool: &PgPool, json_output: bool) -> anyhow::Result<()> {
         let issued = story.issued(operator(), &step);
         let result = story
             .service
-            .register_site(
+            .execute(
                 &issued,
                 site::RegisterSite {
                     site_id: site_id(code),
@@ -125,10 +136,10 @@ pub async fn run(pool: &PgPool, json_output: bool) -> anyhow::Result<()> {
         let issued = story.issued(operator(), &step);
         let result = story
             .service
-            .on_site(
+            .execute(
                 &issued,
-                site_id(code),
                 site::AddUser {
+                    site_id: site_id(code),
                     user_id: user_id(code, &admin),
                     username: Username::parse(&admin)?,
                     name: Name::parse(&format!("{code} administrator"))?,
@@ -158,10 +169,10 @@ pub async fn run(pool: &PgPool, json_output: bool) -> anyhow::Result<()> {
         let issued = story.issued(admin("FUND"), &step);
         let result = story
             .service
-            .on_site(
+            .execute(
                 &issued,
-                site_id("FUND"),
                 site::AddUser {
+                    site_id: site_id("FUND"),
                     user_id: user_id("FUND", username),
                     username: Username::parse(username)?,
                     name: Name::parse(name)?,
@@ -216,45 +227,38 @@ pub async fn run(pool: &PgPool, json_output: bool) -> anyhow::Result<()> {
         let sc = scorecard_id(code, scorecard);
         let result_id = object_id(code, result_name);
         let indicator_id = object_id(code, indicator);
-        let commands = [
-            (
-                format!("{code} scorecard {scorecard}"),
-                ContentCommand::CreateScorecard(content::CreateScorecard {
-                    scorecard_id: sc,
-                    name: Name::parse(scorecard)?,
-                }),
-            ),
-            (
-                format!("{code} result {result_name}"),
-                ContentCommand::CreateObject(content::CreateObject {
-                    object_id: result_id,
-                    kind: ObjectKind::Result,
-                    name: Name::parse(result_name)?,
-                    container: None,
-                }),
-            ),
-            (
-                format!("{code} indicator {indicator}"),
-                ContentCommand::CreateObject(content::CreateObject {
-                    object_id: indicator_id,
-                    kind: ObjectKind::Indicator,
-                    name: Name::parse(indicator)?,
-                    container: Some(result_id),
-                }),
-            ),
-            (
-                format!("{code} place {result_name}"),
-                ContentCommand::PlaceObjectOnScorecard(content::PlaceObjectOnScorecard {
-                    object_id: result_id,
-                    scorecard_id: sc,
-                }),
-            ),
-        ];
-        for (step, command) in commands {
-            let issued = story.issued(admin(code), &step);
-            let result = story.service.on_content(&issued, owner, command).await;
-            story.record(&step, result)?;
-        }
+        let create_scorecard = content::CreateScorecard {
+            site_id: owner,
+            scorecard_id: sc,
+            name: Name::parse(scorecard)?,
+        };
+        let create_result = content::CreateObject {
+            site_id: owner,
+            object_id: result_id,
+            kind: ObjectKind::Result,
+            name: Name::parse(result_name)?,
+            container: None,
+        };
+        let create_indicator = content::CreateObject {
+            site_id: owner,
+            object_id: indicator_id,
+            kind: ObjectKind::Indicator,
+            name: Name::parse(indicator)?,
+            container: Some(result_id),
+        };
+        let place_result = content::PlaceObjectOnScorecard {
+            site_id: owner,
+            object_id: result_id,
+            scorecard_id: sc,
+        };
+        let step = format!("{code} scorecard {scorecard}");
+        story.run(admin(code), &step, create_scorecard).await?;
+        let step = format!("{code} result {result_name}");
+        story.run(admin(code), &step, create_result).await?;
+        let step = format!("{code} indicator {indicator}");
+        story.run(admin(code), &step, create_indicator).await?;
+        let step = format!("{code} place {result_name}");
+        story.run(admin(code), &step, place_result).await?;
     }
 
     // Connections: FUND asks HOPE and NEST (both directions); CLINIC offers
@@ -270,7 +274,14 @@ pub async fn run(pool: &PgPool, json_output: bool) -> anyhow::Result<()> {
         let issued = story.issued(admin(from), &step);
         let result = story
             .service
-            .request_connection(&issued, site_id(from), SiteCode::parse(to)?, directions)
+            .execute(
+                &issued,
+                RequestConnection {
+                    site_id: site_id(from),
+                    partner_code: SiteCode::parse(to)?,
+                    directions,
+                },
+            )
             .await;
         story.record(&step, result)?;
     }
@@ -279,11 +290,12 @@ pub async fn run(pool: &PgPool, json_output: bool) -> anyhow::Result<()> {
         let issued = story.issued(admin(approver), &step);
         let result = story
             .service
-            .on_connection(
+            .execute(
                 &issued,
-                site_id(approver),
-                site_id(requester),
-                ConnectionCommand::Approve,
+                ApproveConnection {
+                    site_id: site_id(approver),
+                    partner: site_id(requester),
+                },
             )
             .await;
         story.record(&step, result)?;
@@ -301,13 +313,13 @@ pub async fn run(pool: &PgPool, json_output: bool) -> anyhow::Result<()> {
         let issued = story.issued(admin(from), &step);
         let result = story
             .service
-            .change_sharing(
+            .execute(
                 &issued,
-                Link {
-                    from: site_id(from),
-                    to: site_id(to),
+                ShareScorecard {
+                    site_id: site_id(from),
+                    partner: site_id(to),
+                    scorecard_id: scorecard_id(from, scorecard),
                 },
-                ShareChange::Share(scorecard_id(from, scorecard)),
             )
             .await;
         story.record(&step, result)?;
@@ -339,14 +351,14 @@ pub async fn run(pool: &PgPool, json_output: bool) -> anyhow::Result<()> {
         let issued = story.issued(admin("FUND"), &step);
         let result = story
             .service
-            .grant_scorecard_access(
+            .execute(
                 &issued,
-                site_id("FUND"),
-                site_id(owner),
                 site::GrantScorecardAccess {
+                    site_id: site_id("FUND"),
                     user_id: user_id("FUND", username),
                     scorecard_id: scorecard_id(owner, scorecard),
                     level,
+                    owner_site: Some(site_id(owner)),
                 },
             )
             .await;

@@ -7,7 +7,7 @@
 //! content loses the relationships whose object is no longer visible to it
 //! through any scorecard shared with it. (Revoking a link and unsharing a
 //! scorecard remove their relationships in the same append as the command;
-//! see `Service::on_connection` and `Service::change_sharing`.)
+//! see `RevokeSharing` and `UnshareScorecard` in `shareledger_core`.)
 //!
 //! How it survives a crash: for each trigger and partner it runs an ordinary
 //! command whose idempotency key is derived from the trigger's event id and
@@ -28,15 +28,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use shareledger_core::catalog::{
-    connection_stream, content_stream, ContentEvent, DomainEvent, RemovalReason, SiteId,
-};
+use shareledger_core::catalog::{ContentEvent, DomainEvent, SiteId};
+use shareledger_core::content::RemoveRelationshipsNoLongerShared;
 use shareledger_events::store::supervise::PartHealth;
 use shareledger_events::store::{PositionFrom, SubscriptionOptions};
 use shareledger_events::{Actor, Category, Direction, RecordedEvent};
 use uuid::Uuid;
 
-use crate::{CommandError, Issued, Plan, Service};
+use crate::{CommandError, Issued, Service};
 
 /// Namespace of the idempotency keys of consequences.
 const CONSEQUENCE_NAMESPACE: Uuid = Uuid::from_u128(0x7c1e_93a0_55d4_4f0b_8e61_2a9d_4b3c_1f07);
@@ -167,27 +166,12 @@ impl ConsequenceWorker {
                 actor: Actor::System,
                 key: Uuid::new_v5(&CONSEQUENCE_NAMESPACE, &key_name),
             };
-            let trigger_id = trigger.event_id;
             self.service
-                .run(&issued, |mut loaded| async move {
-                    let (origin, origin_rev) = loaded.content(owner).await?;
-                    let (consumer, consumer_rev) = loaded.content(partner).await?;
-                    let visible = loaded.visible_to(owner, partner, &origin).await?;
-                    let lost = consumer.relationships_lost(
-                        owner,
-                        &visible,
-                        RemovalReason::ObjectNoLongerShared,
-                    );
-                    let connection = connection_stream(owner, partner);
-                    let mut plan = Plan {
-                        caused_by: Some(trigger_id),
-                        ..Plan::default()
-                    };
-                    plan.write(&content_stream(partner), consumer_rev, &lost, |_| true);
-                    plan.guard(&content_stream(owner), origin_rev);
-                    plan.guard_read(&loaded, &connection);
-                    Ok(plan)
-                })
+                .execute_caused_by(
+                    &issued,
+                    &RemoveRelationshipsNoLongerShared { owner, partner },
+                    trigger.event_id,
+                )
                 .await?;
         }
         Ok(())

@@ -1,13 +1,16 @@
-//! The command service: core's pure decisions over the event log.
+//! The command service: core's decisions over the event log, through one
+//! generic executor ([`Service::execute`]).
 //!
-//! For each command it loads the streams the decision needs (folding their
-//! events into states), decides, and appends the events with the expected
-//! revisions it read, guarding the other streams it read, so that a decision
-//! is only recorded if nothing it looked at changed meanwhile. On a
-//! concurrency conflict it reloads and decides again, a bounded number of
-//! times ([`MAX_ATTEMPTS`]); after contention met twice it takes the
-//! stream's turn in this process (`turns.rs`), so that a stream one writer
-//! keeps busy starves no other.
+//! For any command (a type implementing [`shareledger_core::Decision`]) it
+//! loads the streams the decision reads (folding their events into states;
+//! from its cache or the log), decides, and appends the events with the
+//! expected revisions it read, guarding every other stream it read, so that
+//! a decision is only recorded if nothing it looked at changed meanwhile; a
+//! decision that declares a consistency boundary is checked against that
+//! boundary instead. On a concurrency conflict it reloads and decides again,
+//! a bounded number of times ([`MAX_ATTEMPTS`]); after contention met twice
+//! it takes the stream's turn in this process (`turns.rs`), so that a stream
+//! one writer keeps busy starves no other.
 //!
 //! **Idempotency keys.** Every command carries one ([`Issued::key`]). The
 //! ids of the events it writes are derived from the key (UUID v5 of the key
@@ -25,19 +28,10 @@ mod consequences;
 mod load;
 mod turns;
 
-use std::collections::BTreeSet;
-
 use shareledger_core::catalog::{
-    connection_stream, content_stream, site_code_stream, site_stream, AccessLevel, ClaimedId,
-    DomainEvent, Link, RemovalReason, ScorecardId, SiteCode, SiteCodeEvent, SiteEvent, SiteId,
+    connection_stream, content_stream, site_code_stream, site_stream, ClaimedId, DomainEvent,
 };
-use shareledger_core::connection::{
-    ApproveConnection, CancelConnectionRequest, ConnectionState, DenyConnection, RequestConnection,
-    RevokeSharing, SetSharedScorecards, ShareScorecard, UnshareScorecard,
-};
-use shareledger_core::content;
-use shareledger_core::site::{self, SiteState};
-use shareledger_core::DomainError;
+use shareledger_core::{Context, Decision, DomainError, Facts, Read, Write};
 use shareledger_events::store::{LogError, PgEventStore, StreamAppend};
 use shareledger_events::{Actor, EventMetadata, EventType, ExpectedRevision, NewEvent, StreamName};
 use uuid::Uuid;
@@ -167,6 +161,38 @@ impl Plan {
             return;
         }
         self.parts.push((stream_name(stream), expected, events));
+    }
+
+    /// Plans one of a decision's writes, expecting its stream at the
+    /// revision it was read at.
+    fn write_decided(&mut self, loaded: &Loaded, write: Write) {
+        match write {
+            Write::Site(site, events) => {
+                let stream = site_stream(site);
+                self.write(&stream, loaded.revision(&stream), &events, |_| false);
+            }
+            Write::SiteCode(code, events) => {
+                let stream = site_code_stream(&code);
+                self.write(&stream, loaded.revision(&stream), &events, |_| false);
+            }
+            Write::Connection(a, b, events) => {
+                let stream = connection_stream(a, b);
+                self.write(
+                    &stream,
+                    loaded.revision(&stream),
+                    &events,
+                    shareledger_core::connection::is_consequence,
+                );
+            }
+            Write::Content(site, events) => {
+                let stream = content_stream(site);
+                self.write(&stream, loaded.revision(&stream), &events, |_| false);
+            }
+            Write::ContentConsequences(site, events) => {
+                let stream = content_stream(site);
+                self.write(&stream, loaded.revision(&stream), &events, |_| true);
+            }
+        }
     }
 
     /// Guards a stream the decision read, at the revision it was read at.
@@ -570,407 +596,70 @@ impl Service {
         })
     }
 
-    /// RegisterSite: claims the code (`sitecode-<CODE>`) and creates the site
-    /// in one append; a taken code is `SiteCodeTaken`, even under concurrency.
-    pub async fn register_site(
+    /// Runs `decision`: loads what it reads (from the cache or the log),
+    /// decides, and appends its events on the condition that nothing it
+    /// read changed meanwhile (or, when it declares one, nothing inside its
+    /// boundary); on a conflict, decides again.
+    pub async fn execute<D: Decision>(
         &self,
         issued: &Issued,
-        command: site::RegisterSite,
+        decision: D,
     ) -> Result<Outcome, CommandError> {
+        self.execute_decision(issued, &decision, None).await
+    }
+
+    /// As [`Service::execute`], for a decision the system makes as a
+    /// consequence of the event `trigger`: every event is the system's,
+    /// caused by it.
+    pub(crate) async fn execute_caused_by<D: Decision>(
+        &self,
+        issued: &Issued,
+        decision: &D,
+        trigger: Uuid,
+    ) -> Result<Outcome, CommandError> {
+        self.execute_decision(issued, decision, Some(trigger)).await
+    }
+
+    async fn execute_decision<D: Decision>(
+        &self,
+        issued: &Issued,
+        decision: &D,
+        caused_by: Option<Uuid>,
+    ) -> Result<Outcome, CommandError> {
+        let ctx = Context {
+            actor: issued.actor.clone(),
+            key: issued.key,
+        };
         self.run(issued, |mut loaded| {
-            let command = command.clone();
-            let actor = issued.actor.clone();
+            let ctx = &ctx;
             async move {
-                let (existing, site_rev) = loaded.site(command.site_id).await?;
-                let parent = match command.parent {
-                    Some(p) => loaded.site(p).await?.0,
-                    None => None,
-                };
-                let (claims, code_rev) = loaded
-                    .events::<SiteCodeEvent>(&site_code_stream(&command.code))
-                    .await?;
-                if !claims.is_empty() {
-                    return Err(DomainError::SiteCodeTaken(command.code.clone()).into());
+                let mut facts = Facts::default();
+                loop {
+                    let missing: Vec<Read> = decision
+                        .reads(ctx, &facts)
+                        .into_iter()
+                        .filter(|r| !facts.has(r))
+                        .collect();
+                    if missing.is_empty() {
+                        break;
+                    }
+                    for read in &missing {
+                        loaded.load(read, &mut facts).await?;
+                    }
                 }
-                let events = command.decide(&actor, existing.as_ref(), parent.as_ref())?;
-                let mut plan = Plan::default();
-                plan.write(&site_stream(command.site_id), site_rev, &events, |_| false);
-                plan.write(
-                    &site_code_stream(&command.code),
-                    code_rev,
-                    &[SiteCodeEvent::SiteCodeClaimed {
-                        code: command.code.clone(),
-                        site_id: command.site_id,
-                    }],
-                    |_| false,
-                );
-                if let Some(p) = command.parent {
-                    plan.guard_read(&loaded, &site_stream(p));
+                let decided = decision.decide_on(ctx, &facts)?;
+                let mut plan = Plan {
+                    caused_by,
+                    ..Plan::default()
+                };
+                for write in decided.writes {
+                    plan.write_decided(&loaded, write);
                 }
-                Ok(plan)
-            }
-        })
-        .await
-    }
-
-    /// Any command decided on one site's state alone (settings and users).
-    pub async fn on_site<C: SiteCommand>(
-        &self,
-        issued: &Issued,
-        site_id: SiteId,
-        command: C,
-    ) -> Result<Outcome, CommandError> {
-        self.run(issued, |mut loaded| {
-            let command = command.clone();
-            let actor = issued.actor.clone();
-            async move {
-                let (site, rev) = loaded.site(site_id).await?;
-                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
-                let events = command.decide_on(&actor, &site)?;
-                let mut plan = Plan::default();
-                plan.write(&site_stream(site_id), rev, &events, |_| false);
-                Ok(plan)
-            }
-        })
-        .await
-    }
-
-    /// RequestConnection by the partner's site code (R-CONN-1, 2, 5, 6).
-    pub async fn request_connection(
-        &self,
-        issued: &Issued,
-        requester: SiteId,
-        partner_code: SiteCode,
-        directions: shareledger_core::catalog::Directions,
-    ) -> Result<Outcome, CommandError> {
-        self.run(issued, |mut loaded| {
-            let actor = issued.actor.clone();
-            let partner_code = partner_code.clone();
-            async move {
-                if !matches!(actor, Actor::User { .. }) {
-                    return Err(DomainError::ConnectionsUnavailable.into());
+                if let Some(boundary) = decided.boundary {
+                    plan.bounded_by(boundary);
                 }
-                let (requester_state, requester_rev) = loaded.site(requester).await?;
-                let requester_state =
-                    requester_state.ok_or(DomainError::SiteNotFound(requester))?;
-                let (claims, _) = loaded
-                    .events::<SiteCodeEvent>(&site_code_stream(&partner_code))
-                    .await?;
-                let partner_id = claims
-                    .iter()
-                    .map(|SiteCodeEvent::SiteCodeClaimed { site_id, .. }| *site_id)
-                    .next();
-                let partner_state = match partner_id {
-                    Some(id) => loaded.site(id).await?.0,
-                    None => None,
-                };
-                // An unknown code has no pair: decide against an empty one
-                // with a site that cannot exist, so that authorization is
-                // checked before the code is reported unknown.
-                let partner = partner_id.unwrap_or(SiteId(Uuid::nil()));
-                let stream = connection_stream(requester, partner);
-                let (state, rev) = match partner_id {
-                    Some(_) => loaded.connection(requester, partner).await?,
-                    None => (
-                        ConnectionState::new(requester, partner),
-                        ExpectedRevision::NoStream,
-                    ),
-                };
-                let events = RequestConnection {
-                    partner,
-                    directions,
-                }
-                .decide(
-                    &actor,
-                    &requester_state,
-                    partner_state.as_ref(),
-                    &partner_code,
-                    &state,
-                )?;
-                let mut plan = Plan::default();
-                plan.write(&stream, rev, &events, |_| false);
-                plan.guard(&site_stream(requester), requester_rev);
-                Ok(plan)
-            }
-        })
-        .await
-    }
-
-    /// ApproveConnection, DenyConnection, CancelConnectionRequest and
-    /// RevokeSharing: decided on the actor's site and the pair's links.
-    pub async fn on_connection(
-        &self,
-        issued: &Issued,
-        site_id: SiteId,
-        partner: SiteId,
-        command: ConnectionCommand,
-    ) -> Result<Outcome, CommandError> {
-        self.run(issued, |mut loaded| {
-            let actor = issued.actor.clone();
-            async move {
-                if !matches!(actor, Actor::User { .. }) {
-                    return Err(DomainError::ConnectionsUnavailable.into());
-                }
-                let (site, site_rev) = loaded.site(site_id).await?;
-                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
-                let stream = connection_stream(site_id, partner);
-                let (state, rev) = loaded.connection(site_id, partner).await?;
-                let events = match command {
-                    ConnectionCommand::Approve => {
-                        ApproveConnection { partner }.decide(&actor, &site, &state)?
-                    }
-                    ConnectionCommand::Deny => {
-                        DenyConnection { partner }.decide(&actor, &site, &state)?
-                    }
-                    ConnectionCommand::Cancel => {
-                        CancelConnectionRequest { partner }.decide(&actor, &site, &state)?
-                    }
-                    ConnectionCommand::Revoke(link) => {
-                        RevokeSharing { link }.decide(&actor, &site, &state)?
-                    }
-                };
-                let mut plan = Plan::default();
-                plan.write(
-                    &stream,
-                    rev,
-                    &events,
-                    shareledger_core::connection::is_consequence,
-                );
-                plan.guard(&site_stream(site_id), site_rev);
-                if let ConnectionCommand::Revoke(link) = command {
-                    // R-CONN-4: the receiving site loses every relationship
-                    // built on what the link shared, in the same append.
-                    let (consumer, consumer_rev) = loaded.content(link.to).await?;
-                    let lost = consumer.relationships_lost(
-                        link.from,
-                        &Default::default(),
-                        RemovalReason::LinkRevoked,
-                    );
-                    plan.write(&content_stream(link.to), consumer_rev, &lost, |_| true);
-                }
-                Ok(plan)
-            }
-        })
-        .await
-    }
-
-    /// ShareScorecard, UnshareScorecard and SetSharedScorecards over `link`
-    /// (R-SHARE-1). Unsharing removes the receiving site's relationships that
-    /// lost their object, in the same append (R-SHARE-4).
-    pub async fn change_sharing(
-        &self,
-        issued: &Issued,
-        link: Link,
-        change: ShareChange,
-    ) -> Result<Outcome, CommandError> {
-        self.run(issued, |mut loaded| {
-            let actor = issued.actor.clone();
-            let change = change.clone();
-            async move {
-                let acting = actor_site(&actor).unwrap_or(link.from);
-                let (site, site_rev) = loaded.site(acting).await?;
-                let site = site.ok_or(DomainError::SiteNotFound(acting))?;
-                let (owner, owner_rev) = loaded.content(link.from).await?;
-                let stream = connection_stream(link.from, link.to);
-                let (state, rev) = loaded.connection(link.from, link.to).await?;
-                let owned: BTreeSet<ScorecardId> = owner.scorecards.keys().copied().collect();
-                let events = match &change {
-                    ShareChange::Share(scorecard_id) => ShareScorecard {
-                        link,
-                        scorecard_id: *scorecard_id,
-                    }
-                    .decide(
-                        &actor,
-                        &site,
-                        owned.contains(scorecard_id),
-                        &state,
-                    )?,
-                    ShareChange::Unshare(scorecard_id) => UnshareScorecard {
-                        link,
-                        scorecard_id: *scorecard_id,
-                    }
-                    .decide(&actor, &site, &state)?,
-                    ShareChange::SetShared(scorecards) => SetSharedScorecards {
-                        link,
-                        scorecards: scorecards.clone(),
-                    }
-                    .decide(&actor, &site, &owned, &state)?,
-                };
-                let after = events.iter().fold(state, ConnectionState::evolve);
-                let still_visible = owner.visible_through(after.shared(link));
-                let (consumer, consumer_rev) = loaded.content(link.to).await?;
-                let lost = consumer.relationships_lost(
-                    link.from,
-                    &still_visible,
-                    RemovalReason::ScorecardUnshared,
-                );
-                let mut plan = Plan::default();
-                plan.write(
-                    &stream,
-                    rev,
-                    &events,
-                    shareledger_core::connection::is_consequence,
-                );
-                plan.write(&content_stream(link.to), consumer_rev, &lost, |_| true);
-                plan.guard(&site_stream(acting), site_rev);
-                plan.guard(&content_stream(link.from), owner_rev);
-                Ok(plan)
-            }
-        })
-        .await
-    }
-
-    /// CreateScorecard, CreateObject, PlaceObjectOnScorecard and
-    /// RemoveObjectFromScorecard on a site's own content.
-    ///
-    /// Removing an object from a shared scorecard does not remove, in the
-    /// same append, partners' relationships that lost their only path
-    /// (R-SHARE-4): the [`ConsequenceWorker`](crate::consequences::ConsequenceWorker)
-    /// follows the log and removes them.
-    pub async fn on_content(
-        &self,
-        issued: &Issued,
-        site_id: SiteId,
-        command: ContentCommand,
-    ) -> Result<Outcome, CommandError> {
-        self.run(issued, |mut loaded| {
-            let actor = issued.actor.clone();
-            let command = command.clone();
-            async move {
-                let acting = actor_site(&actor).unwrap_or(site_id);
-                let (site, site_rev) = loaded.site(acting).await?;
-                let site = site.ok_or(DomainError::SiteNotFound(acting))?;
-                let (content, rev) = loaded.content(site_id).await?;
-                let events = match &command {
-                    ContentCommand::CreateScorecard(c) => c.decide(&actor, &site, &content)?,
-                    ContentCommand::CreateObject(c) => c.decide(&actor, &site, &content)?,
-                    ContentCommand::PlaceObjectOnScorecard(c) => {
-                        c.decide(&actor, &site, &content)?
-                    }
-                    ContentCommand::RemoveObjectFromScorecard(c) => {
-                        c.decide(&actor, &site, &content)?
-                    }
-                };
-                let mut plan = Plan::default();
-                plan.write(&content_stream(site_id), rev, &events, |_| false);
-                plan.guard(&site_stream(acting), site_rev);
-                Ok(plan)
-            }
-        })
-        .await
-    }
-
-    /// ChangeObjectField on `owner`'s object: by the owner's users at the
-    /// level the field needs (R-USER-3); refused to partners (R-SHARE-3).
-    pub async fn change_object_field(
-        &self,
-        issued: &Issued,
-        owner: SiteId,
-        command: content::ChangeObjectField,
-    ) -> Result<Outcome, CommandError> {
-        self.run(issued, |mut loaded| {
-            let actor = issued.actor.clone();
-            let command = command.clone();
-            async move {
-                let acting = actor_site(&actor).unwrap_or(owner);
-                let (site, _) = loaded.site(acting).await?;
-                let site = site.ok_or(DomainError::SiteNotFound(acting))?;
-                let (content, rev) = loaded.content(owner).await?;
-                let shared_with_actor = if acting == owner {
-                    false
-                } else {
-                    loaded
-                        .visible_to(owner, acting, &content)
-                        .await?
-                        .contains(&command.object_id)
-                };
-                let events = command.decide(&actor, &site, &content, shared_with_actor)?;
-                let mut plan = Plan::default();
-                plan.write(&content_stream(owner), rev, &events, |_| false);
-                // Consistent with the object and the acting user alone:
-                // edits of different objects of one site never collide.
-                plan.bounded_by(command.boundary(&actor, &site, &content));
-                Ok(plan)
-            }
-        })
-        .await
-    }
-
-    /// LinkSharedObject and UseSharedMeasureInAggregation (R-SHARE-4): the
-    /// object must be visible to `site_id` through scorecards `origin` shares
-    /// with it, and stay so until the relationship is recorded.
-    pub async fn relate(
-        &self,
-        issued: &Issued,
-        site_id: SiteId,
-        command: RelateCommand,
-    ) -> Result<Outcome, CommandError> {
-        self.run(issued, |mut loaded| {
-            let actor = issued.actor.clone();
-            let command = command.clone();
-            async move {
-                let origin_site = match &command {
-                    RelateCommand::Link(c) => c.origin_site,
-                    RelateCommand::Aggregate(c) => c.origin_site,
-                };
-                let (site, site_rev) = loaded.site(site_id).await?;
-                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
-                let (content, rev) = loaded.content(site_id).await?;
-                let (origin, origin_rev) = loaded.content(origin_site).await?;
-                let visible = loaded.visible_to(origin_site, site_id, &origin).await?;
-                let events = match &command {
-                    RelateCommand::Link(c) => c.decide(&actor, &site, &content, &visible)?,
-                    RelateCommand::Aggregate(c) => {
-                        c.decide(&actor, &site, &content, &origin, &visible)?
-                    }
-                };
-                let connection = connection_stream(origin_site, site_id);
-                let mut plan = Plan::default();
-                plan.write(&content_stream(site_id), rev, &events, |_| false);
-                plan.guard(&site_stream(site_id), site_rev);
-                plan.guard(&content_stream(origin_site), origin_rev);
-                plan.guard_read(&loaded, &connection);
-                Ok(plan)
-            }
-        })
-        .await
-    }
-
-    /// GrantScorecardAccess on `owner`'s scorecard: any level on an own
-    /// scorecard; at most Browser on a partner's scorecard shared with this
-    /// site (R-USER-3, R-SHARE-5).
-    pub async fn grant_scorecard_access(
-        &self,
-        issued: &Issued,
-        site_id: SiteId,
-        owner: SiteId,
-        command: site::GrantScorecardAccess,
-    ) -> Result<Outcome, CommandError> {
-        self.run(issued, |mut loaded| {
-            let actor = issued.actor.clone();
-            let command = command.clone();
-            async move {
-                let (site, site_rev) = loaded.site(site_id).await?;
-                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
-                let (content, content_rev) = loaded.content(owner).await?;
-                let max_level = if owner == site_id {
-                    content
-                        .scorecards
-                        .contains_key(&command.scorecard_id)
-                        .then_some(AccessLevel::ScorecardAdmin)
-                } else {
-                    let shared = loaded.shared_with(owner, site_id).await?;
-                    shared
-                        .contains(&command.scorecard_id)
-                        .then_some(AccessLevel::Browser)
-                };
-                let events = command.decide(&actor, &site, max_level)?;
-                let mut plan = Plan::default();
-                plan.write(&site_stream(site_id), site_rev, &events, |_| false);
-                plan.guard(&content_stream(owner), content_rev);
-                if owner != site_id {
-                    let connection = connection_stream(owner, site_id);
-                    plan.guard_read(&loaded, &connection);
+                for stream in loaded.read_streams() {
+                    plan.guard_read(&loaded, &stream);
                 }
                 Ok(plan)
             }
@@ -978,323 +667,3 @@ impl Service {
         .await
     }
 }
-
-/// How many levels of parents [`Service::set_parent_site`] follows above the
-/// new parent. A deeper hierarchy is refused as a possible cycle.
-pub const MAX_HIERARCHY_DEPTH: usize = 64;
-
-/// Namespace of the user ids derived from idempotency keys (CSV imports).
-const USER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x9d41_7c2e_5b3a_4f18_8e6d_0a1b_2c3d_4e5f);
-
-/// The user id of the `row`-th good row (0-based, in file order) of a CSV
-/// import sent under `key`: re-sending the same file with the same key
-/// names the same users, so the re-send is idempotent.
-pub fn imported_user_id(key: Uuid, row: usize) -> shareledger_core::catalog::UserId {
-    let mut name = key.as_bytes().to_vec();
-    name.extend_from_slice(&(row as u64).to_be_bytes());
-    shareledger_core::catalog::UserId(Uuid::new_v5(&USER_ID_NAMESPACE, &name))
-}
-
-/// R-USER-5's gate (Manage Users or Instance Admin), checked before a refusal
-/// that would otherwise answer an unauthorized actor (a missing source site,
-/// a CSV file's bad rows).
-fn authorize_user_manager(actor: &Actor, site: &SiteState) -> Result<(), DomainError> {
-    use shareledger_core::catalog::PermissionFlag;
-    site::authorize(
-        actor,
-        site,
-        &[PermissionFlag::ManageUsers, PermissionFlag::InstanceAdmin],
-    )
-    .map(|_| ())
-}
-
-/// Users and onboarding: commands that read more than one site.
-impl Service {
-    /// AddExistingUser (Add Existing User): an account on `site_id` for a
-    /// person with one on `command.from_site`. Writes the target site's
-    /// stream; guards the source site's, so that the copied username and
-    /// name are the ones the decision read.
-    pub async fn add_existing_user(
-        &self,
-        issued: &Issued,
-        site_id: SiteId,
-        command: site::AddExistingUser,
-    ) -> Result<Outcome, CommandError> {
-        self.run(issued, |mut loaded| {
-            let command = command.clone();
-            let actor = issued.actor.clone();
-            async move {
-                let (target, rev) = loaded.site(site_id).await?;
-                let target = target.ok_or(DomainError::SiteNotFound(site_id))?;
-                let (source, source_rev) = loaded.site(command.from_site).await?;
-                let Some(source) = source else {
-                    authorize_user_manager(&actor, &target)?;
-                    return Err(DomainError::SiteNotFound(command.from_site).into());
-                };
-                let events = command.decide(&actor, &target, &source)?;
-                let mut plan = Plan::default();
-                plan.write(&site_stream(site_id), rev, &events, |_| false);
-                plan.guard(&site_stream(command.from_site), source_rev);
-                Ok(plan)
-            }
-        })
-        .await
-    }
-
-    /// SetParentSite (R-ONB-1). Loads the new parent and its ancestors, up
-    /// to [`MAX_HIERARCHY_DEPTH`] levels, so that no cycle can form; guards
-    /// every site stream of that chain, so that two concurrent moves cannot
-    /// form one either. A cycle already in the stored hierarchy is followed
-    /// once, never forever. A parent that does not exist is `SiteNotFound`
-    /// (after authorization); a deeper hierarchy is `ParentCycle`.
-    pub async fn set_parent_site(
-        &self,
-        issued: &Issued,
-        site_id: SiteId,
-        command: site::SetParentSite,
-    ) -> Result<Outcome, CommandError> {
-        self.run(issued, |mut loaded| {
-            let command = command.clone();
-            let actor = issued.actor.clone();
-            async move {
-                let (site, rev) = loaded.site(site_id).await?;
-                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
-                // The parent's ancestors, nearest first, and every site read.
-                let mut chain = Vec::new();
-                let mut read = Vec::new();
-                let mut parent_exists = true;
-                let mut too_deep = false;
-                if let Some(parent) = command.parent {
-                    read.push(parent);
-                    let (state, _) = loaded.site(parent).await?;
-                    parent_exists = state.is_some();
-                    let mut seen = BTreeSet::from([parent]);
-                    let mut next = state.and_then(|s| s.parent);
-                    while let Some(id) = next {
-                        if id == site_id {
-                            // Moving under a descendant: the decision refuses.
-                            chain.push(id);
-                            break;
-                        }
-                        if !seen.insert(id) {
-                            // A cycle in stored data, above this site.
-                            break;
-                        }
-                        if chain.len() == MAX_HIERARCHY_DEPTH {
-                            too_deep = true;
-                            break;
-                        }
-                        chain.push(id);
-                        read.push(id);
-                        next = loaded.site(id).await?.0.and_then(|s| s.parent);
-                    }
-                }
-                let events = command.decide(&actor, &site, &chain)?;
-                if let (Some(parent), false) = (command.parent, parent_exists) {
-                    return Err(DomainError::SiteNotFound(parent).into());
-                }
-                if too_deep {
-                    return Err(DomainError::ParentCycle.into());
-                }
-                let mut plan = Plan::default();
-                plan.write(&site_stream(site_id), rev, &events, |_| false);
-                for id in read {
-                    plan.guard_read(&loaded, &site_stream(id));
-                }
-                Ok(plan)
-            }
-        })
-        .await
-    }
-
-    /// ConfigureSelfRegistration (R-ONB-2): the model site is loaded when
-    /// one is named, and guarded, so that the model user the decision found
-    /// is still there when the setting is recorded.
-    pub async fn configure_self_registration(
-        &self,
-        issued: &Issued,
-        site_id: SiteId,
-        command: site::ConfigureSelfRegistration,
-    ) -> Result<Outcome, CommandError> {
-        self.run(issued, |mut loaded| {
-            let command = command.clone();
-            let actor = issued.actor.clone();
-            async move {
-                let (site, rev) = loaded.site(site_id).await?;
-                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
-                let model = match command.model_site {
-                    Some(id) => loaded.site(id).await?.0,
-                    None => None,
-                };
-                let events = command.decide(&actor, &site, model.as_ref())?;
-                let mut plan = Plan::default();
-                plan.write(&site_stream(site_id), rev, &events, |_| false);
-                if let Some(id) = command.model_site {
-                    plan.guard_read(&loaded, &site_stream(id));
-                }
-                Ok(plan)
-            }
-        })
-        .await
-    }
-
-    /// SelfRegisterPartner (R-ONB-2) through `group_site`'s self-registration
-    /// link: creates the new site (a child of the group when
-    /// `child_of_group`) with its first manager copied from the model user,
-    /// and claims its code (`sitecode-<CODE>`) in the same append, exactly
-    /// as [`Service::register_site`] does: a taken code is `SiteCodeTaken`,
-    /// even under concurrency. Guards the group's and the model site's
-    /// streams. Issued by an operator (or a user) on the partner's behalf;
-    /// the system issues no commands.
-    pub async fn self_register_partner(
-        &self,
-        issued: &Issued,
-        group_site: SiteId,
-        command: site::SelfRegisterPartner,
-    ) -> Result<Outcome, CommandError> {
-        self.run(issued, |mut loaded| {
-            let command = command.clone();
-            let actor = issued.actor.clone();
-            async move {
-                if matches!(actor, Actor::System) {
-                    return Err(DomainError::NotAnIssuer.into());
-                }
-                let (group, group_rev) = loaded.site(group_site).await?;
-                let group = group.ok_or(DomainError::SiteNotFound(group_site))?;
-                let model_site = group.self_registration.model_site;
-                let model = match model_site {
-                    Some(id) => loaded.site(id).await?.0,
-                    None => None,
-                };
-                let (existing, site_rev) = loaded.site(command.site_id).await?;
-                let (claims, code_rev) = loaded
-                    .events::<SiteCodeEvent>(&site_code_stream(&command.code))
-                    .await?;
-                let events = command.decide(&group, model.as_ref(), existing.as_ref())?;
-                if !claims.is_empty() {
-                    return Err(DomainError::SiteCodeTaken(command.code.clone()).into());
-                }
-                let mut plan = Plan::default();
-                plan.write(&site_stream(command.site_id), site_rev, &events, |_| false);
-                plan.write(
-                    &site_code_stream(&command.code),
-                    code_rev,
-                    &[SiteCodeEvent::SiteCodeClaimed {
-                        code: command.code.clone(),
-                        site_id: command.site_id,
-                    }],
-                    |_| false,
-                );
-                plan.guard(&site_stream(group_site), group_rev);
-                if let Some(id) = model_site {
-                    plan.guard_read(&loaded, &site_stream(id));
-                }
-                Ok(plan)
-            }
-        })
-        .await
-    }
-
-    /// ImportUsers from a CSV file (R-USER-8): the actor's right to import
-    /// is checked first (R-USER-5), then every row; one bad row rejects the
-    /// whole file with an error per bad field (`ImportRejected`, line, field,
-    /// reason) and nothing is applied; a good file adds every row, within the
-    /// seat limit (R-USER-7). User ids derive from the idempotency key
-    /// ([`imported_user_id`]), so a re-send of the key is idempotent.
-    pub async fn import_users_csv(
-        &self,
-        issued: &Issued,
-        site_id: SiteId,
-        csv_text: &str,
-    ) -> Result<Outcome, CommandError> {
-        let key = issued.key;
-        self.run(issued, |mut loaded| {
-            let actor = issued.actor.clone();
-            async move {
-                let (site, rev) = loaded.site(site_id).await?;
-                let site = site.ok_or(DomainError::SiteNotFound(site_id))?;
-                authorize_user_manager(&actor, &site)?;
-                let mut row = 0;
-                let rows = shareledger_core::csv_import::parse_users_csv(csv_text, || {
-                    row += 1;
-                    imported_user_id(key, row - 1)
-                })?;
-                let events = site::ImportUsers { rows }.decide(&actor, &site)?;
-                let mut plan = Plan::default();
-                plan.write(&site_stream(site_id), rev, &events, |_| false);
-                Ok(plan)
-            }
-        })
-        .await
-    }
-}
-
-/// What to change in the scorecards shared over a link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ShareChange {
-    Share(ScorecardId),
-    Unshare(ScorecardId),
-    /// "Edit Scorecards": the whole set at once.
-    SetShared(BTreeSet<ScorecardId>),
-}
-
-/// The content commands decided on one site's content alone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ContentCommand {
-    CreateScorecard(content::CreateScorecard),
-    CreateObject(content::CreateObject),
-    PlaceObjectOnScorecard(content::PlaceObjectOnScorecard),
-    RemoveObjectFromScorecard(content::RemoveObjectFromScorecard),
-}
-
-/// The relationship commands (R-SHARE-4).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RelateCommand {
-    Link(content::LinkSharedObject),
-    Aggregate(content::UseSharedMeasureInAggregation),
-}
-
-/// The site a user acts for (`None` for operators and the system).
-fn actor_site(actor: &Actor) -> Option<SiteId> {
-    match actor {
-        Actor::User { site_id, .. } => Some(SiteId(*site_id)),
-        _ => None,
-    }
-}
-
-/// The connection commands decided on one pair's links.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectionCommand {
-    Approve,
-    Deny,
-    Cancel,
-    Revoke(Link),
-}
-
-/// A command decided on one site's state alone.
-pub trait SiteCommand: Clone + Send + Sync {
-    fn decide_on(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError>;
-}
-
-macro_rules! site_commands {
-    ($($command:ty),* $(,)?) => {
-        $(impl SiteCommand for $command {
-            fn decide_on(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
-                self.decide(actor, site)
-            }
-        })*
-    };
-}
-
-site_commands!(
-    site::SetSeatLimit,
-    site::RequireTwoFactor,
-    site::AddUser,
-    site::ChangeUserRole,
-    site::SetPermissionFlags,
-    site::RevokeScorecardAccess,
-    site::DeactivateUser,
-    site::ReactivateUser,
-    site::HideOrganizationSettings,
-    site::ImportUsers,
-);

@@ -21,16 +21,17 @@
 //! conflict or re-deciding a refusal costs one short query per stream, not
 //! the stream's whole history.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use shareledger_core::catalog::{
-    connection_stream, content_stream, site_stream, ConnectionEvent, ContentEvent, DomainEvent,
-    Link, ObjectId, ScorecardId, SiteEvent, SiteId,
+    connection_stream, content_stream, site_code_stream, site_stream, ConnectionEvent,
+    ContentEvent, DomainEvent, SiteCodeEvent, SiteEvent, SiteId,
 };
 use shareledger_core::connection::ConnectionState;
 use shareledger_core::content::ContentState;
 use shareledger_core::site::SiteState;
+use shareledger_core::{Facts, Read};
 use shareledger_events::store::{LogError, PgEventStore, RevisionFrom};
 use shareledger_events::{Direction, ExpectedRevision};
 
@@ -474,34 +475,37 @@ impl Loaded {
             .await
     }
 
-    /// The scorecards `owner` shares with `partner` now (none unless the link
-    /// owner→partner is active).
-    pub(crate) async fn shared_with(
+    /// Loads what `read` names into `facts`.
+    pub(crate) async fn load(
         &mut self,
-        owner: SiteId,
-        partner: SiteId,
-    ) -> Result<BTreeSet<ScorecardId>, CommandError> {
-        let (state, _) = self.connection(owner, partner).await?;
-        let link = Link {
-            from: owner,
-            to: partner,
-        };
-        Ok(if state.link_state(link).is_active() {
-            state.shared(link).clone()
-        } else {
-            BTreeSet::new()
-        })
+        read: &Read,
+        facts: &mut Facts,
+    ) -> Result<(), CommandError> {
+        match read {
+            Read::Site(id) => facts.put_site(*id, self.site(*id).await?.0),
+            Read::Content(id) => facts.put_content(self.content(*id).await?.0),
+            Read::Connection(a, b) => {
+                facts.put_connection(*a, *b, self.connection(*a, *b).await?.0)
+            }
+            Read::SiteCode(code) => {
+                let (claims, _) = self
+                    .events::<SiteCodeEvent>(&site_code_stream(code))
+                    .await?;
+                let holder = claims
+                    .first()
+                    .map(|SiteCodeEvent::SiteCodeClaimed { site_id, .. }| *site_id);
+                facts.put_site_code(code.clone(), holder);
+            }
+        }
+        Ok(())
     }
 
-    /// What of `owner`'s content `partner` sees now (R-SHARE-2).
-    pub(crate) async fn visible_to(
-        &mut self,
-        owner: SiteId,
-        partner: SiteId,
-        content: &ContentState,
-    ) -> Result<BTreeSet<ObjectId>, CommandError> {
-        let shared = self.shared_with(owner, partner).await?;
-        Ok(content.visible_through(&shared))
+    /// Every stream read so far.
+    pub(crate) fn read_streams(&self) -> Vec<String> {
+        let reads = self.reads.lock().expect("not poisoned");
+        let mut streams: Vec<String> = reads.revisions.keys().cloned().collect();
+        streams.sort();
+        streams
     }
 
     /// The revision a loaded stream was read at.
@@ -518,7 +522,9 @@ impl Loaded {
 
 #[cfg(test)]
 mod tests {
-    use shareledger_core::catalog::{Directions, Name, ObjectKind, SeatLimit, SiteCode};
+    use shareledger_core::catalog::{
+        Directions, Link, Name, ObjectId, ObjectKind, ScorecardId, SeatLimit, SiteCode,
+    };
 
     use super::*;
 

@@ -14,10 +14,7 @@ use common::{by, code, name, operator, username};
 use std::collections::BTreeSet;
 use std::future::Future;
 
-use shareledger_commands::{
-    imported_user_id, CommandError, ConnectionCommand, ContentCommand, Issued, Outcome,
-    RelateCommand, Service, ShareChange,
-};
+use shareledger_commands::{CommandError, Issued, Outcome, Service};
 use shareledger_core::catalog::{
     AccessLevel, Directions, InvalidValue, Link, Name, ObjectField, ObjectId, ObjectKind,
     PermissionFlag, RelationshipId, Role, ScorecardId, SeatLimit, SiteCode, SiteId, UserId,
@@ -27,14 +24,14 @@ use shareledger_core::content::{
     ChangeObjectField, CreateObject, CreateScorecard, LinkSharedObject, PlaceObjectOnScorecard,
     RemoveObjectFromScorecard, UseSharedMeasureInAggregation,
 };
-use shareledger_core::csv_import::parse_users_csv;
+use shareledger_core::csv_import::imported_user_id;
 use shareledger_core::site::{
     AddExistingUser, AddUser, ChangeUserRole, ConfigureSelfRegistration, DeactivateUser,
     GrantScorecardAccess, HideOrganizationSettings, ImportUsers, ReactivateUser, RegisterSite,
     RequireTwoFactor, RevokeScorecardAccess, SelfRegisterPartner, SetParentSite,
     SetPermissionFlags, SetSeatLimit,
 };
-use shareledger_core::{DomainError, RowError};
+use shareledger_core::{Decision, DomainError, RowError};
 use shareledger_events::store::LogError;
 use shareledger_events::{Actor, InvalidInput};
 use shareledger_tests::TestDb;
@@ -104,7 +101,7 @@ impl World {
 async fn register(service: &Service, raw_code: &str) -> SiteId {
     let site_id = SiteId::new();
     service
-        .register_site(
+        .execute(
             &operator(),
             RegisterSite {
                 site_id,
@@ -122,10 +119,10 @@ async fn register(service: &Service, raw_code: &str) -> SiteId {
 async fn add(service: &Service, site: SiteId, login: &str, role: Role) -> UserId {
     let user_id = UserId::new();
     service
-        .on_site(
+        .execute(
             &operator(),
-            site,
             AddUser {
+                site_id: site,
                 user_id,
                 username: username(login),
                 name: name(login),
@@ -137,11 +134,10 @@ async fn add(service: &Service, site: SiteId, login: &str, role: Role) -> UserId
     user_id
 }
 
-async fn content(service: &Service, site: SiteId, admin: UserId, command: ContentCommand) {
-    service
-        .on_content(&by(site, admin), site, command)
-        .await
-        .unwrap();
+/// Runs a content command of `site` (the command names the site), issued
+/// by `admin` of `site`.
+async fn content<C: Decision>(service: &Service, site: SiteId, admin: UserId, command: C) {
+    service.execute(&by(site, admin), command).await.unwrap();
 }
 
 async fn world() -> World {
@@ -152,10 +148,10 @@ async fn world() -> World {
     let admin_a = add(&service, a, "admin@grants.org", Role::Administration).await;
     let manager_a = add(&service, a, "manager@grants.org", Role::Presenter).await;
     service
-        .on_site(
+        .execute(
             &operator(),
-            a,
             SetPermissionFlags {
+                site_id: a,
                 user_id: manager_a,
                 enable: flags(&[PermissionFlag::ManageUsers]),
                 disable: BTreeSet::new(),
@@ -168,17 +164,36 @@ async fn world() -> World {
     let gone_admin_a = add(&service, a, "gone-admin@grants.org", Role::Administration).await;
     for user_id in [gone_a, gone_admin_a] {
         service
-            .on_site(&operator(), a, DeactivateUser { user_id })
+            .execute(
+                &operator(),
+                DeactivateUser {
+                    site_id: a,
+                    user_id,
+                },
+            )
             .await
             .unwrap();
     }
     let admin_b = add(&service, b, "admin@funded.org", Role::Administration).await;
     service
-        .request_connection(&by(a, admin_a), a, code("FUNDED"), Directions::Offer)
+        .execute(
+            &by(a, admin_a),
+            shareledger_core::connection::RequestConnection {
+                site_id: a,
+                partner_code: code("FUNDED"),
+                directions: Directions::Offer,
+            },
+        )
         .await
         .unwrap();
     service
-        .on_connection(&by(b, admin_b), b, a, ConnectionCommand::Approve)
+        .execute(
+            &by(b, admin_b),
+            shareledger_core::connection::ApproveConnection {
+                site_id: b,
+                partner: a,
+            },
+        )
         .await
         .unwrap();
     let (sc_a, sc_a2, obj_a, hidden_a) = (
@@ -187,58 +202,109 @@ async fn world() -> World {
         ObjectId::new(),
         ObjectId::new(),
     );
-    for command in [
-        ContentCommand::CreateScorecard(CreateScorecard {
+    content(
+        &service,
+        a,
+        admin_a,
+        CreateScorecard {
+            site_id: a,
             scorecard_id: sc_a,
             name: name("Shared measures"),
-        }),
-        ContentCommand::CreateScorecard(CreateScorecard {
+        },
+    )
+    .await;
+    content(
+        &service,
+        a,
+        admin_a,
+        CreateScorecard {
+            site_id: a,
             scorecard_id: sc_a2,
             name: name("Internal"),
-        }),
-        ContentCommand::CreateObject(CreateObject {
+        },
+    )
+    .await;
+    content(
+        &service,
+        a,
+        admin_a,
+        CreateObject {
+            site_id: a,
             object_id: obj_a,
             kind: ObjectKind::Indicator,
             name: name("Literacy rate"),
             container: None,
-        }),
-        ContentCommand::CreateObject(CreateObject {
+        },
+    )
+    .await;
+    content(
+        &service,
+        a,
+        admin_a,
+        CreateObject {
+            site_id: a,
             object_id: hidden_a,
             kind: ObjectKind::Indicator,
             name: name("Budget"),
             container: None,
-        }),
-        ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+        },
+    )
+    .await;
+    content(
+        &service,
+        a,
+        admin_a,
+        PlaceObjectOnScorecard {
+            site_id: a,
             object_id: obj_a,
             scorecard_id: sc_a,
-        }),
-        ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+        },
+    )
+    .await;
+    content(
+        &service,
+        a,
+        admin_a,
+        PlaceObjectOnScorecard {
+            site_id: a,
             object_id: hidden_a,
             scorecard_id: sc_a2,
-        }),
-    ] {
-        content(&service, a, admin_a, command).await;
-    }
+        },
+    )
+    .await;
     let (sc_b, result_b) = (ScorecardId::new(), ObjectId::new());
-    for command in [
-        ContentCommand::CreateScorecard(CreateScorecard {
+    content(
+        &service,
+        b,
+        admin_b,
+        CreateScorecard {
+            site_id: b,
             scorecard_id: sc_b,
             name: name("Our results"),
-        }),
-        ContentCommand::CreateObject(CreateObject {
+        },
+    )
+    .await;
+    content(
+        &service,
+        b,
+        admin_b,
+        CreateObject {
+            site_id: b,
             object_id: result_b,
             kind: ObjectKind::Result,
             name: name("Children read"),
             container: None,
-        }),
-    ] {
-        content(&service, b, admin_b, command).await;
-    }
+        },
+    )
+    .await;
     service
-        .change_sharing(
+        .execute(
             &by(a, admin_a),
-            Link { from: a, to: b },
-            ShareChange::Share(sc_a),
+            shareledger_core::connection::ShareScorecard {
+                site_id: a,
+                partner: b,
+                scorecard_id: sc_a,
+            },
         )
         .await
         .unwrap();
@@ -265,10 +331,10 @@ async fn world() -> World {
 /// A's self-registration link, with A's presenter as the model user.
 async fn configure_a(w: &World) {
     w.service
-        .configure_self_registration(
+        .execute(
             &by(w.a, w.admin_a),
-            w.a,
             ConfigureSelfRegistration {
+                site_id: w.a,
                 enabled: true,
                 model_site: Some(w.a),
                 model_user: Some(w.presenter_a),
@@ -278,8 +344,10 @@ async fn configure_a(w: &World) {
         .unwrap();
 }
 
-fn partner_site(raw_code: &str) -> SelfRegisterPartner {
+/// A partner registering itself with `group`'s self-registration link.
+fn partner_site(group: SiteId, raw_code: &str) -> SelfRegisterPartner {
     SelfRegisterPartner {
+        group_site: group,
         site_id: SiteId::new(),
         code: code(raw_code),
         name: name("Partner Org"),
@@ -300,7 +368,7 @@ async fn register_site_rejects_a_taken_code_and_leaves_the_log_unchanged() {
     let w = world().await;
     refused(
         &w.db,
-        w.service.register_site(
+        w.service.execute(
             &operator(),
             RegisterSite {
                 site_id: SiteId::new(),
@@ -320,7 +388,7 @@ async fn register_site_rejects_a_user_registering_a_top_level_site_and_leaves_th
     let w = world().await;
     refused(
         &w.db,
-        w.service.register_site(
+        w.service.execute(
             &by(w.a, w.admin_a),
             RegisterSite {
                 site_id: SiteId::new(),
@@ -343,7 +411,7 @@ async fn register_site_rejects_an_unknown_parent_and_leaves_the_log_unchanged() 
     let nowhere = SiteId::new();
     refused(
         &w.db,
-        w.service.register_site(
+        w.service.execute(
             &operator(),
             RegisterSite {
                 site_id: SiteId::new(),
@@ -363,7 +431,7 @@ async fn register_site_rejects_an_existing_site_id_and_leaves_the_log_unchanged(
     let w = world().await;
     refused(
         &w.db,
-        w.service.register_site(
+        w.service.execute(
             &operator(),
             RegisterSite {
                 site_id: w.b,
@@ -388,10 +456,10 @@ async fn on_site_set_seat_limit_rejects_a_user_manager_without_instance_admin_an
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_site(
+        w.service.execute(
             &by(w.a, w.manager_a),
-            w.a,
             SetSeatLimit {
+                site_id: w.a,
                 seat_limit: SeatLimit::new(50).unwrap(),
             },
         ),
@@ -408,8 +476,13 @@ async fn on_site_require_two_factor_rejects_an_unknown_site_and_leaves_the_log_u
     let nowhere = SiteId::new();
     refused(
         &w.db,
-        w.service
-            .on_site(&operator(), nowhere, RequireTwoFactor { required: true }),
+        w.service.execute(
+            &operator(),
+            RequireTwoFactor {
+                site_id: nowhere,
+                required: true,
+            },
+        ),
         DomainError::SiteNotFound(nowhere),
     )
     .await;
@@ -420,10 +493,10 @@ async fn on_site_add_user_rejects_a_taken_username_and_leaves_the_log_unchanged(
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_site(
+        w.service.execute(
             &by(w.a, w.manager_a),
-            w.a,
             AddUser {
+                site_id: w.a,
                 user_id: UserId::new(),
                 username: username("ADMIN@Grants.org"),
                 name: name("Someone else"),
@@ -440,10 +513,10 @@ async fn on_site_add_user_rejects_an_actor_unknown_on_the_site_and_leaves_the_lo
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_site(
+        w.service.execute(
             &by(w.a, UserId::new()),
-            w.a,
             AddUser {
+                site_id: w.a,
                 user_id: UserId::new(),
                 username: username("new@grants.org"),
                 name: name("New"),
@@ -460,10 +533,10 @@ async fn on_site_change_user_role_rejects_an_inactive_user_and_leaves_the_log_un
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_site(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
             ChangeUserRole {
+                site_id: w.a,
                 user_id: w.gone_a,
                 role: Role::DataEntry,
             },
@@ -479,10 +552,10 @@ async fn on_site_set_permission_flags_rejects_instance_admin_given_by_a_user_man
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_site(
+        w.service.execute(
             &by(w.a, w.manager_a),
-            w.a,
             SetPermissionFlags {
+                site_id: w.a,
                 user_id: w.presenter_a,
                 enable: flags(&[PermissionFlag::InstanceAdmin]),
                 disable: BTreeSet::new(),
@@ -501,10 +574,10 @@ async fn on_site_revoke_scorecard_access_rejects_a_scorecard_never_granted_and_l
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_site(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
             RevokeScorecardAccess {
+                site_id: w.a,
                 user_id: w.presenter_a,
                 scorecard_id: w.sc_a,
             },
@@ -519,10 +592,10 @@ async fn on_site_deactivate_user_rejects_an_inactive_actor_and_leaves_the_log_un
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_site(
+        w.service.execute(
             &by(w.a, w.gone_admin_a),
-            w.a,
             DeactivateUser {
+                site_id: w.a,
                 user_id: w.presenter_a,
             },
         ),
@@ -536,10 +609,10 @@ async fn on_site_reactivate_user_rejects_an_active_user_and_leaves_the_log_uncha
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_site(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
             ReactivateUser {
+                site_id: w.a,
                 user_id: w.presenter_a,
             },
         ),
@@ -554,10 +627,10 @@ async fn on_site_hide_organization_settings_rejects_a_user_of_another_site_and_l
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_site(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.a,
             HideOrganizationSettings {
+                site_id: w.a,
                 user_id: w.presenter_a,
                 hidden: true,
             },
@@ -573,15 +646,17 @@ async fn on_site_hide_organization_settings_rejects_a_user_of_another_site_and_l
 #[tokio::test]
 async fn on_site_import_users_rejects_a_username_taken_on_the_site_and_leaves_the_log_unchanged() {
     let w = world().await;
-    let rows = parse_users_csv(
-        "username,name,role\nnew@grants.org,New,presenter\npresenter@grants.org,Again,presenter\n",
-        UserId::new,
-    )
-    .unwrap();
+    let csv =
+        "username,name,role\nnew@grants.org,New,presenter\npresenter@grants.org,Again,presenter\n";
     refused(
         &w.db,
-        w.service
-            .on_site(&by(w.a, w.manager_a), w.a, ImportUsers { rows }),
+        w.service.execute(
+            &by(w.a, w.manager_a),
+            ImportUsers {
+                site_id: w.a,
+                csv: csv.to_string(),
+            },
+        ),
         DomainError::ImportRejected(vec![RowError {
             line: 3,
             field: "username".into(),
@@ -600,8 +675,14 @@ async fn request_connection_rejects_an_unknown_site_code_and_leaves_the_log_unch
     let w = world().await;
     refused(
         &w.db,
-        w.service
-            .request_connection(&by(w.a, w.admin_a), w.a, code("NOBODY"), Directions::Both),
+        w.service.execute(
+            &by(w.a, w.admin_a),
+            shareledger_core::connection::RequestConnection {
+                site_id: w.a,
+                partner_code: code("NOBODY"),
+                directions: Directions::Both,
+            },
+        ),
         DomainError::UnknownSiteCode(code("NOBODY")),
     )
     .await;
@@ -612,8 +693,14 @@ async fn request_connection_rejects_the_own_site_code_and_leaves_the_log_unchang
     let w = world().await;
     refused(
         &w.db,
-        w.service
-            .request_connection(&by(w.a, w.admin_a), w.a, code("grants"), Directions::Both),
+        w.service.execute(
+            &by(w.a, w.admin_a),
+            shareledger_core::connection::RequestConnection {
+                site_id: w.a,
+                partner_code: code("grants"),
+                directions: Directions::Both,
+            },
+        ),
         DomainError::OwnSiteCode,
     )
     .await;
@@ -624,8 +711,14 @@ async fn request_connection_rejects_an_operator_and_leaves_the_log_unchanged() {
     let w = world().await;
     refused(
         &w.db,
-        w.service
-            .request_connection(&operator(), w.a, code("FUNDED"), Directions::Both),
+        w.service.execute(
+            &operator(),
+            shareledger_core::connection::RequestConnection {
+                site_id: w.a,
+                partner_code: code("FUNDED"),
+                directions: Directions::Both,
+            },
+        ),
         DomainError::ConnectionsUnavailable,
     )
     .await;
@@ -636,8 +729,14 @@ async fn request_connection_rejects_a_link_already_active_and_leaves_the_log_unc
     let w = world().await;
     refused(
         &w.db,
-        w.service
-            .request_connection(&by(w.a, w.admin_a), w.a, code("FUNDED"), Directions::Both),
+        w.service.execute(
+            &by(w.a, w.admin_a),
+            shareledger_core::connection::RequestConnection {
+                site_id: w.a,
+                partner_code: code("FUNDED"),
+                directions: Directions::Both,
+            },
+        ),
         DomainError::LinkPendingOrActive { link: w.a_to_b() },
     )
     .await;
@@ -648,8 +747,14 @@ async fn request_connection_rejects_a_user_without_instance_admin_and_leaves_the
     let w = world().await;
     refused(
         &w.db,
-        w.service
-            .request_connection(&by(w.a, w.manager_a), w.a, code("FUNDED"), Directions::Both),
+        w.service.execute(
+            &by(w.a, w.manager_a),
+            shareledger_core::connection::RequestConnection {
+                site_id: w.a,
+                partner_code: code("FUNDED"),
+                directions: Directions::Both,
+            },
+        ),
         DomainError::NotPermitted {
             needed: PermissionFlag::InstanceAdmin,
         },
@@ -666,8 +771,13 @@ async fn on_connection_approve_rejects_nothing_awaiting_approval_and_leaves_the_
     let w = world().await;
     refused(
         &w.db,
-        w.service
-            .on_connection(&by(w.b, w.admin_b), w.b, w.a, ConnectionCommand::Approve),
+        w.service.execute(
+            &by(w.b, w.admin_b),
+            shareledger_core::connection::ApproveConnection {
+                site_id: w.b,
+                partner: w.a,
+            },
+        ),
         DomainError::NothingToApprove,
     )
     .await;
@@ -678,8 +788,13 @@ async fn on_connection_deny_rejects_a_user_without_instance_admin_and_leaves_the
     let w = world().await;
     refused(
         &w.db,
-        w.service
-            .on_connection(&by(w.a, w.presenter_a), w.a, w.b, ConnectionCommand::Deny),
+        w.service.execute(
+            &by(w.a, w.presenter_a),
+            shareledger_core::connection::DenyConnection {
+                site_id: w.a,
+                partner: w.b,
+            },
+        ),
         DomainError::NotPermitted {
             needed: PermissionFlag::InstanceAdmin,
         },
@@ -692,8 +807,13 @@ async fn on_connection_cancel_rejects_no_request_awaiting_and_leaves_the_log_unc
     let w = world().await;
     refused(
         &w.db,
-        w.service
-            .on_connection(&by(w.a, w.admin_a), w.a, w.b, ConnectionCommand::Cancel),
+        w.service.execute(
+            &by(w.a, w.admin_a),
+            shareledger_core::connection::CancelConnectionRequest {
+                site_id: w.a,
+                partner: w.b,
+            },
+        ),
         DomainError::NothingToCancel,
     )
     .await;
@@ -704,11 +824,13 @@ async fn on_connection_revoke_rejects_a_link_that_is_not_active_and_leaves_the_l
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_connection(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
-            w.b,
-            ConnectionCommand::Revoke(w.b_to_a()),
+            shareledger_core::connection::RevokeSharing {
+                site_id: w.a,
+                from: w.b_to_a().from,
+                to: w.b_to_a().to,
+            },
         ),
         DomainError::LinkNotActive { link: w.b_to_a() },
     )
@@ -721,14 +843,13 @@ async fn on_connection_revoke_rejects_a_link_between_other_sites_and_leaves_the_
     let elsewhere = SiteId::new();
     refused(
         &w.db,
-        w.service.on_connection(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
-            w.b,
-            ConnectionCommand::Revoke(Link {
+            shareledger_core::connection::RevokeSharing {
+                site_id: w.a,
                 from: w.b,
                 to: elsewhere,
-            }),
+            },
         ),
         DomainError::CrossSite {
             actor_site: w.a,
@@ -747,8 +868,14 @@ async fn change_sharing_share_rejects_a_link_that_is_not_active_and_leaves_the_l
     let w = world().await;
     refused(
         &w.db,
-        w.service
-            .change_sharing(&by(w.b, w.admin_b), w.b_to_a(), ShareChange::Share(w.sc_b)),
+        w.service.execute(
+            &by(w.b, w.admin_b),
+            shareledger_core::connection::ShareScorecard {
+                site_id: w.b_to_a().from,
+                partner: w.b_to_a().to,
+                scorecard_id: w.sc_b,
+            },
+        ),
         DomainError::LinkNotActive { link: w.b_to_a() },
     )
     .await;
@@ -759,8 +886,14 @@ async fn change_sharing_share_rejects_the_receiving_sites_admin_and_leaves_the_l
     let w = world().await;
     refused(
         &w.db,
-        w.service
-            .change_sharing(&by(w.b, w.admin_b), w.a_to_b(), ShareChange::Share(w.sc_a2)),
+        w.service.execute(
+            &by(w.b, w.admin_b),
+            shareledger_core::connection::ShareScorecard {
+                site_id: w.a_to_b().from,
+                partner: w.a_to_b().to,
+                scorecard_id: w.sc_a2,
+            },
+        ),
         DomainError::CrossSite {
             actor_site: w.b,
             target_site: w.a,
@@ -774,8 +907,14 @@ async fn change_sharing_share_rejects_a_scorecard_shared_already_and_leaves_the_
     let w = world().await;
     refused(
         &w.db,
-        w.service
-            .change_sharing(&by(w.a, w.admin_a), w.a_to_b(), ShareChange::Share(w.sc_a)),
+        w.service.execute(
+            &by(w.a, w.admin_a),
+            shareledger_core::connection::ShareScorecard {
+                site_id: w.a_to_b().from,
+                partner: w.a_to_b().to,
+                scorecard_id: w.sc_a,
+            },
+        ),
         DomainError::AlreadyShared(w.sc_a),
     )
     .await;
@@ -786,10 +925,13 @@ async fn change_sharing_unshare_rejects_a_scorecard_not_shared_and_leaves_the_lo
     let w = world().await;
     refused(
         &w.db,
-        w.service.change_sharing(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a_to_b(),
-            ShareChange::Unshare(w.sc_a2),
+            shareledger_core::connection::UnshareScorecard {
+                site_id: w.a_to_b().from,
+                partner: w.a_to_b().to,
+                scorecard_id: w.sc_a2,
+            },
         ),
         DomainError::NotShared(w.sc_a2),
     )
@@ -801,10 +943,13 @@ async fn change_sharing_set_shared_rejects_a_partners_scorecard_and_leaves_the_l
     let w = world().await;
     refused(
         &w.db,
-        w.service.change_sharing(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a_to_b(),
-            ShareChange::SetShared([w.sc_a2, w.sc_b].into_iter().collect()),
+            shareledger_core::connection::SetSharedScorecards {
+                site_id: w.a_to_b().from,
+                partner: w.a_to_b().to,
+                scorecards: [w.sc_a2, w.sc_b].into_iter().collect(),
+            },
         ),
         DomainError::ScorecardNotFound(w.sc_b),
     )
@@ -820,13 +965,13 @@ async fn on_content_create_scorecard_rejects_an_existing_id_and_leaves_the_log_u
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_content(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
-            ContentCommand::CreateScorecard(CreateScorecard {
+            CreateScorecard {
+                site_id: w.a,
                 scorecard_id: w.sc_a,
                 name: name("Again"),
-            }),
+            },
         ),
         DomainError::ScorecardExists(w.sc_a),
     )
@@ -838,13 +983,13 @@ async fn on_content_create_scorecard_rejects_a_presenter_and_leaves_the_log_unch
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_content(
+        w.service.execute(
             &by(w.a, w.presenter_a),
-            w.a,
-            ContentCommand::CreateScorecard(CreateScorecard {
+            CreateScorecard {
+                site_id: w.a,
                 scorecard_id: ScorecardId::new(),
                 name: name("Mine"),
-            }),
+            },
         ),
         DomainError::NotPermitted {
             needed: PermissionFlag::AddEditScorecardObjects,
@@ -859,15 +1004,15 @@ async fn on_content_create_object_rejects_a_container_that_is_not_one_and_leaves
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_content(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
-            ContentCommand::CreateObject(CreateObject {
+            CreateObject {
+                site_id: w.a,
                 object_id: ObjectId::new(),
                 kind: ObjectKind::Indicator,
                 name: name("Inside an indicator"),
                 container: Some(w.obj_a),
-            }),
+            },
         ),
         DomainError::NotAContainer(w.obj_a),
     )
@@ -879,15 +1024,15 @@ async fn on_content_create_object_rejects_an_unknown_container_and_leaves_the_lo
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_content(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.b,
-            ContentCommand::CreateObject(CreateObject {
+            CreateObject {
+                site_id: w.b,
                 object_id: ObjectId::new(),
                 kind: ObjectKind::Indicator,
                 name: name("Inside A's object"),
                 container: Some(w.obj_a),
-            }),
+            },
         ),
         DomainError::ObjectNotFound(w.obj_a),
     )
@@ -901,13 +1046,13 @@ async fn on_content_place_object_on_scorecard_rejects_an_unknown_scorecard_and_l
     let nowhere = ScorecardId::new();
     refused(
         &w.db,
-        w.service.on_content(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
-            ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+            PlaceObjectOnScorecard {
+                site_id: w.a,
                 object_id: w.obj_a,
                 scorecard_id: nowhere,
-            }),
+            },
         ),
         DomainError::ScorecardNotFound(nowhere),
     )
@@ -922,13 +1067,13 @@ async fn on_content_place_object_on_scorecard_rejects_a_partners_object_and_leav
     // is a relationship (R-SHARE-4), through `relate`.
     refused(
         &w.db,
-        w.service.on_content(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.b,
-            ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+            PlaceObjectOnScorecard {
+                site_id: w.b,
                 object_id: w.obj_a,
                 scorecard_id: w.sc_b,
-            }),
+            },
         ),
         DomainError::ObjectNotFound(w.obj_a),
     )
@@ -941,13 +1086,13 @@ async fn on_content_remove_object_from_scorecard_rejects_an_object_not_placed_an
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_content(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
-            ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
+            RemoveObjectFromScorecard {
+                site_id: w.a,
                 object_id: w.obj_a,
                 scorecard_id: w.sc_a2,
-            }),
+            },
         ),
         DomainError::NotPlaced {
             object: w.obj_a,
@@ -966,10 +1111,10 @@ async fn change_object_field_rejects_a_user_below_updater_and_leaves_the_log_unc
     let w = world().await;
     refused(
         &w.db,
-        w.service.change_object_field(
+        w.service.execute(
             &by(w.a, w.presenter_a),
-            w.a,
             ChangeObjectField {
+                site_id: w.a,
                 object_id: w.obj_a,
                 field: ObjectField::Status,
                 value: "green".into(),
@@ -991,10 +1136,10 @@ async fn change_object_field_rejects_a_nul_in_its_value_as_unstorable_text_and_l
     let before = w.db.log_snapshot().await;
     let attempt = w
         .service
-        .change_object_field(
+        .execute(
             &by(w.a, w.admin_a),
-            w.a,
             ChangeObjectField {
+                site_id: w.a,
                 object_id: w.obj_a,
                 field: ObjectField::Description,
                 value: "a\u{0}b".into(),
@@ -1018,10 +1163,10 @@ async fn change_object_field_rejects_an_unknown_object_and_leaves_the_log_unchan
     let nothing = ObjectId::new();
     refused(
         &w.db,
-        w.service.change_object_field(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
             ChangeObjectField {
+                site_id: w.a,
                 object_id: nothing,
                 field: ObjectField::Description,
                 value: "no such object".into(),
@@ -1038,10 +1183,10 @@ async fn change_object_field_rejects_a_partners_object_it_cannot_see_and_leaves_
     let w = world().await;
     refused(
         &w.db,
-        w.service.change_object_field(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.a,
             ChangeObjectField {
+                site_id: w.a,
                 object_id: w.hidden_a,
                 field: ObjectField::Analysis,
                 value: "not ours".into(),
@@ -1060,10 +1205,10 @@ async fn change_object_field_rejects_a_partner_on_shared_content_and_leaves_the_
     let w = world().await;
     refused(
         &w.db,
-        w.service.change_object_field(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.a,
             ChangeObjectField {
+                site_id: w.a,
                 object_id: w.obj_a,
                 field: ObjectField::Analysis,
                 value: "edited by the partner".into(),
@@ -1083,15 +1228,15 @@ async fn relate_link_rejects_an_object_not_shared_and_leaves_the_log_unchanged()
     let w = world().await;
     refused(
         &w.db,
-        w.service.relate(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.b,
-            RelateCommand::Link(LinkSharedObject {
+            LinkSharedObject {
+                site_id: w.b,
                 relationship_id: RelationshipId::new(),
                 scorecard_id: w.sc_b,
                 origin_site: w.a,
                 object_id: w.hidden_a,
-            }),
+            },
         ),
         DomainError::ObjectNotShared(w.hidden_a),
     )
@@ -1103,15 +1248,15 @@ async fn relate_link_rejects_an_unknown_own_scorecard_and_leaves_the_log_unchang
     let w = world().await;
     refused(
         &w.db,
-        w.service.relate(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.b,
-            RelateCommand::Link(LinkSharedObject {
+            LinkSharedObject {
+                site_id: w.b,
                 relationship_id: RelationshipId::new(),
                 scorecard_id: w.sc_a,
                 origin_site: w.a,
                 object_id: w.obj_a,
-            }),
+            },
         ),
         DomainError::ScorecardNotFound(w.sc_a),
     )
@@ -1124,15 +1269,15 @@ async fn relate_aggregate_rejects_an_aggregation_that_is_not_a_measure_and_leave
     let w = world().await;
     refused(
         &w.db,
-        w.service.relate(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.b,
-            RelateCommand::Aggregate(UseSharedMeasureInAggregation {
+            UseSharedMeasureInAggregation {
+                site_id: w.b,
                 relationship_id: RelationshipId::new(),
                 into_object: w.result_b,
                 origin_site: w.a,
                 object_id: w.obj_a,
-            }),
+            },
         ),
         DomainError::NotAMeasure(w.result_b),
     )
@@ -1149,14 +1294,14 @@ async fn grant_scorecard_access_rejects_a_scorecard_neither_own_nor_shared_and_l
     let w = world().await;
     refused(
         &w.db,
-        w.service.grant_scorecard_access(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
-            w.b,
             GrantScorecardAccess {
+                site_id: w.a,
                 user_id: w.presenter_a,
                 scorecard_id: w.sc_b,
                 level: AccessLevel::Browser,
+                owner_site: Some(w.b),
             },
         ),
         DomainError::ScorecardNotFound(w.sc_b),
@@ -1169,14 +1314,14 @@ async fn grant_scorecard_access_rejects_an_inactive_user_and_leaves_the_log_unch
     let w = world().await;
     refused(
         &w.db,
-        w.service.grant_scorecard_access(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
-            w.a,
             GrantScorecardAccess {
+                site_id: w.a,
                 user_id: w.gone_a,
                 scorecard_id: w.sc_a,
                 level: AccessLevel::Editor,
+                owner_site: None,
             },
         ),
         DomainError::UserInactive(w.gone_a),
@@ -1190,14 +1335,14 @@ async fn grant_scorecard_access_rejects_more_than_browser_on_a_partners_scorecar
     let w = world().await;
     refused(
         &w.db,
-        w.service.grant_scorecard_access(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.b,
-            w.a,
             GrantScorecardAccess {
+                site_id: w.b,
                 user_id: w.admin_b,
                 scorecard_id: w.sc_a,
                 level: AccessLevel::Editor,
+                owner_site: Some(w.a),
             },
         ),
         DomainError::SharedContentReadOnly,
@@ -1215,10 +1360,10 @@ async fn add_existing_user_rejects_an_unknown_source_user_and_leaves_the_log_unc
     let nobody = UserId::new();
     refused(
         &w.db,
-        w.service.add_existing_user(
+        w.service.execute(
             &by(w.a, w.manager_a),
-            w.a,
             AddExistingUser {
+                site_id: w.a,
                 user_id: UserId::new(),
                 from_site: w.b,
                 from_user: nobody,
@@ -1235,6 +1380,7 @@ async fn add_existing_user_rejects_an_unknown_source_site_and_leaves_the_log_unc
     let w = world().await;
     let nowhere = SiteId::new();
     let command = AddExistingUser {
+        site_id: w.a,
         user_id: UserId::new(),
         from_site: nowhere,
         from_user: UserId::new(),
@@ -1242,16 +1388,14 @@ async fn add_existing_user_rejects_an_unknown_source_site_and_leaves_the_log_unc
     };
     refused(
         &w.db,
-        w.service
-            .add_existing_user(&by(w.a, w.manager_a), w.a, command.clone()),
+        w.service.execute(&by(w.a, w.manager_a), command.clone()),
         DomainError::SiteNotFound(nowhere),
     )
     .await;
     // Who may not add users learns that first, not which sites exist.
     refused(
         &w.db,
-        w.service
-            .add_existing_user(&by(w.a, w.presenter_a), w.a, command),
+        w.service.execute(&by(w.a, w.presenter_a), command),
         DomainError::NotPermitted {
             needed: PermissionFlag::ManageUsers,
         },
@@ -1265,10 +1409,10 @@ async fn add_existing_user_rejects_an_unknown_target_site_and_leaves_the_log_unc
     let nowhere = SiteId::new();
     refused(
         &w.db,
-        w.service.add_existing_user(
+        w.service.execute(
             &operator(),
-            nowhere,
             AddExistingUser {
+                site_id: nowhere,
                 user_id: UserId::new(),
                 from_site: w.b,
                 from_user: w.admin_b,
@@ -1287,10 +1431,10 @@ async fn add_existing_user_rejects_a_user_manager_of_the_source_site_only_and_le
     // B's admin cannot pull B's own account into A (R-USER-9).
     refused(
         &w.db,
-        w.service.add_existing_user(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.a,
             AddExistingUser {
+                site_id: w.a,
                 user_id: UserId::new(),
                 from_site: w.b,
                 from_user: w.admin_b,
@@ -1310,10 +1454,10 @@ async fn add_existing_user_rejects_an_account_of_the_same_site_and_leaves_the_lo
     let w = world().await;
     refused(
         &w.db,
-        w.service.add_existing_user(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
             AddExistingUser {
+                site_id: w.a,
                 user_id: UserId::new(),
                 from_site: w.a,
                 from_user: w.presenter_a,
@@ -1334,27 +1478,36 @@ async fn set_parent_site_rejects_a_cycle_and_leaves_the_log_unchanged() {
     let w = world().await;
     // A under B, then B under A would close a loop.
     w.service
-        .set_parent_site(
+        .execute(
             &by(w.a, w.admin_a),
-            w.a,
-            SetParentSite { parent: Some(w.b) },
+            SetParentSite {
+                site_id: w.a,
+                parent: Some(w.b),
+            },
         )
         .await
         .unwrap();
     refused(
         &w.db,
-        w.service.set_parent_site(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.b,
-            SetParentSite { parent: Some(w.a) },
+            SetParentSite {
+                site_id: w.b,
+                parent: Some(w.a),
+            },
         ),
         DomainError::ParentCycle,
     )
     .await;
     refused(
         &w.db,
-        w.service
-            .set_parent_site(&operator(), w.b, SetParentSite { parent: Some(w.b) }),
+        w.service.execute(
+            &operator(),
+            SetParentSite {
+                site_id: w.b,
+                parent: Some(w.b),
+            },
+        ),
         DomainError::ParentCycle,
     )
     .await;
@@ -1366,10 +1519,10 @@ async fn set_parent_site_rejects_an_unknown_parent_and_leaves_the_log_unchanged(
     let nowhere = SiteId::new();
     refused(
         &w.db,
-        w.service.set_parent_site(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
             SetParentSite {
+                site_id: w.a,
                 parent: Some(nowhere),
             },
         ),
@@ -1383,10 +1536,12 @@ async fn set_parent_site_rejects_a_user_without_instance_admin_and_leaves_the_lo
     let w = world().await;
     refused(
         &w.db,
-        w.service.set_parent_site(
+        w.service.execute(
             &by(w.a, w.manager_a),
-            w.a,
-            SetParentSite { parent: Some(w.b) },
+            SetParentSite {
+                site_id: w.a,
+                parent: Some(w.b),
+            },
         ),
         DomainError::NotPermitted {
             needed: PermissionFlag::InstanceAdmin,
@@ -1401,8 +1556,13 @@ async fn set_parent_site_rejects_an_unknown_site_and_leaves_the_log_unchanged() 
     let nowhere = SiteId::new();
     refused(
         &w.db,
-        w.service
-            .set_parent_site(&operator(), nowhere, SetParentSite { parent: None }),
+        w.service.execute(
+            &operator(),
+            SetParentSite {
+                site_id: nowhere,
+                parent: None,
+            },
+        ),
         DomainError::SiteNotFound(nowhere),
     )
     .await;
@@ -1418,10 +1578,10 @@ async fn configure_self_registration_rejects_enabling_without_a_model_user_and_l
     let w = world().await;
     refused(
         &w.db,
-        w.service.configure_self_registration(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
             ConfigureSelfRegistration {
+                site_id: w.a,
                 enabled: true,
                 model_site: Some(w.a),
                 model_user: None,
@@ -1438,10 +1598,10 @@ async fn configure_self_registration_rejects_an_unknown_model_user_and_leaves_th
     // A user of another site is not a user of the model site.
     refused(
         &w.db,
-        w.service.configure_self_registration(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
             ConfigureSelfRegistration {
+                site_id: w.a,
                 enabled: true,
                 model_site: Some(w.a),
                 model_user: Some(w.admin_b),
@@ -1458,10 +1618,10 @@ async fn configure_self_registration_rejects_an_unknown_model_site_and_leaves_th
     let nowhere = SiteId::new();
     refused(
         &w.db,
-        w.service.configure_self_registration(
+        w.service.execute(
             &by(w.a, w.admin_a),
-            w.a,
             ConfigureSelfRegistration {
+                site_id: w.a,
                 enabled: true,
                 model_site: Some(nowhere),
                 model_user: Some(w.presenter_a),
@@ -1477,10 +1637,10 @@ async fn configure_self_registration_rejects_a_user_manager_and_leaves_the_log_u
     let w = world().await;
     refused(
         &w.db,
-        w.service.configure_self_registration(
+        w.service.execute(
             &by(w.a, w.manager_a),
-            w.a,
             ConfigureSelfRegistration {
+                site_id: w.a,
                 enabled: true,
                 model_site: Some(w.a),
                 model_user: Some(w.presenter_a),
@@ -1503,8 +1663,7 @@ async fn self_register_partner_rejects_a_group_without_self_registration_and_lea
     let w = world().await;
     refused(
         &w.db,
-        w.service
-            .self_register_partner(&operator(), w.a, partner_site("PARTNER")),
+        w.service.execute(&operator(), partner_site(w.a, "PARTNER")),
         DomainError::SelfRegistrationNotConfigured,
     )
     .await;
@@ -1516,8 +1675,7 @@ async fn self_register_partner_rejects_a_taken_code_and_leaves_the_log_unchanged
     configure_a(&w).await;
     refused(
         &w.db,
-        w.service
-            .self_register_partner(&operator(), w.a, partner_site("funded")),
+        w.service.execute(&operator(), partner_site(w.a, "funded")),
         DomainError::SiteCodeTaken(code("FUNDED")),
     )
     .await;
@@ -1530,7 +1688,7 @@ async fn self_register_partner_rejects_an_unknown_group_and_leaves_the_log_uncha
     refused(
         &w.db,
         w.service
-            .self_register_partner(&operator(), nowhere, partner_site("PARTNER")),
+            .execute(&operator(), partner_site(nowhere, "PARTNER")),
         DomainError::SiteNotFound(nowhere),
     )
     .await;
@@ -1540,11 +1698,11 @@ async fn self_register_partner_rejects_an_unknown_group_and_leaves_the_log_uncha
 async fn self_register_partner_rejects_an_existing_site_id_and_leaves_the_log_unchanged() {
     let w = world().await;
     configure_a(&w).await;
-    let mut command = partner_site("PARTNER");
+    let mut command = partner_site(w.a, "PARTNER");
     command.site_id = w.b;
     refused(
         &w.db,
-        w.service.self_register_partner(&operator(), w.a, command),
+        w.service.execute(&operator(), command),
         DomainError::SiteExists(w.b),
     )
     .await;
@@ -1556,13 +1714,12 @@ async fn self_register_partner_rejects_the_system_as_issuer_and_leaves_the_log_u
     configure_a(&w).await;
     refused(
         &w.db,
-        w.service.self_register_partner(
+        w.service.execute(
             &Issued {
                 actor: Actor::System,
                 key: Uuid::new_v4(),
             },
-            w.a,
-            partner_site("PARTNER"),
+            partner_site(w.a, "PARTNER"),
         ),
         DomainError::NotAnIssuer,
     )
@@ -1587,7 +1744,13 @@ async fn import_users_csv_rejects_bad_rows_by_line_and_field_and_leaves_the_log_
     let reason = |e: InvalidValue| e.to_string();
     refused(
         &w.db,
-        w.service.import_users_csv(&by(w.a, w.manager_a), w.a, csv),
+        w.service.execute(
+            &by(w.a, w.manager_a),
+            ImportUsers {
+                site_id: w.a,
+                csv: csv.to_string(),
+            },
+        ),
         DomainError::ImportRejected(vec![
             RowError {
                 line: 3,
@@ -1624,11 +1787,7 @@ async fn import_users_csv_rejects_a_username_taken_on_the_site_and_leaves_the_lo
     let w = world().await;
     refused(
         &w.db,
-        w.service.import_users_csv(
-            &by(w.a, w.manager_a),
-            w.a,
-            "username,name,role\nnew@grants.org,New,presenter\nPresenter@Grants.org,Again,presenter\n",
-        ),
+        w.service.execute(&by(w.a, w.manager_a), ImportUsers { site_id: w.a, csv: "username,name,role\nnew@grants.org,New,presenter\nPresenter@Grants.org,Again,presenter\n".to_string() }),
         DomainError::ImportRejected(vec![RowError {
             line: 3,
             field: "username".into(),
@@ -1643,10 +1802,12 @@ async fn import_users_csv_rejects_a_header_without_a_role_column_and_leaves_the_
     let w = world().await;
     refused(
         &w.db,
-        w.service.import_users_csv(
+        w.service.execute(
             &by(w.a, w.manager_a),
-            w.a,
-            "username,name\nnew@grants.org,New\n",
+            ImportUsers {
+                site_id: w.a,
+                csv: "username,name\nnew@grants.org,New\n".to_string(),
+            },
         ),
         DomainError::ImportRejected(vec![RowError {
             line: 1,
@@ -1663,10 +1824,12 @@ async fn import_users_csv_rejects_a_user_without_manage_users_and_leaves_the_log
     // Authorization comes first: a presenter learns nothing about the rows.
     refused(
         &w.db,
-        w.service.import_users_csv(
+        w.service.execute(
             &by(w.a, w.presenter_a),
-            w.a,
-            "username,name,role\nbad user,,wizard\n",
+            ImportUsers {
+                site_id: w.a,
+                csv: "username,name,role\nbad user,,wizard\n".to_string(),
+            },
         ),
         DomainError::NotPermitted {
             needed: PermissionFlag::ManageUsers,
@@ -1685,7 +1848,8 @@ async fn import_users_csv_rejects_a_file_past_the_seat_limit_and_leaves_the_log_
     }
     refused(
         &w.db,
-        w.service.import_users_csv(&by(w.a, w.manager_a), w.a, &csv),
+        w.service
+            .execute(&by(w.a, w.manager_a), ImportUsers { site_id: w.a, csv }),
         DomainError::SeatLimitReached { limit: 10 },
     )
     .await;
@@ -1702,7 +1866,17 @@ async fn r_user_8_a_good_file_adds_every_row_and_a_resent_key_changes_nothing() 
                \"bob@grants.org\",\"Bob, Jr.\",presenter,\n\
                cy@grants.org,Cy,Scorecard Builder,Field\n";
     let issued = by(w.a, w.manager_a);
-    let first = w.service.import_users_csv(&issued, w.a, csv).await.unwrap();
+    let first = w
+        .service
+        .execute(
+            &issued,
+            ImportUsers {
+                site_id: w.a,
+                csv: csv.to_string(),
+            },
+        )
+        .await
+        .unwrap();
     assert!(!first.replayed);
     // Each user, and nothing else.
     let types: Vec<&str> = first.events.iter().map(|e| e.event_type.as_str()).collect();
@@ -1742,7 +1916,17 @@ async fn r_user_8_a_good_file_adds_every_row_and_a_resent_key_changes_nothing() 
     );
     // The same key again: the first result, nothing written.
     let before = w.db.log_snapshot().await;
-    let again = w.service.import_users_csv(&issued, w.a, csv).await.unwrap();
+    let again = w
+        .service
+        .execute(
+            &issued,
+            ImportUsers {
+                site_id: w.a,
+                csv: csv.to_string(),
+            },
+        )
+        .await
+        .unwrap();
     assert!(again.replayed);
     assert_eq!(again.events, first.events);
     assert_eq!(again.last_position, first.last_position);
@@ -1750,7 +1934,13 @@ async fn r_user_8_a_good_file_adds_every_row_and_a_resent_key_changes_nothing() 
     // A new key with the same file: every username is taken now.
     refused(
         &w.db,
-        w.service.import_users_csv(&by(w.a, w.manager_a), w.a, csv),
+        w.service.execute(
+            &by(w.a, w.manager_a),
+            ImportUsers {
+                site_id: w.a,
+                csv: csv.to_string(),
+            },
+        ),
         DomainError::ImportRejected(
             [(2, "ann"), (4, "bob"), (5, "cy")]
                 .into_iter()
@@ -1838,10 +2028,10 @@ async fn on_site_rejects_a_user_id_of_another_site_and_leaves_the_log_unchanged(
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_site(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.b,
             AddUser {
+                site_id: w.b,
                 user_id: w.admin_a,
                 username: username("twin@funded.org"),
                 name: name("Twin"),
@@ -1858,10 +2048,10 @@ async fn add_existing_user_rejects_a_user_id_of_another_site_and_leaves_the_log_
     let w = world().await;
     refused(
         &w.db,
-        w.service.add_existing_user(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.b,
             AddExistingUser {
+                site_id: w.b,
                 user_id: w.presenter_a,
                 from_site: w.a,
                 from_user: w.manager_a,
@@ -1879,12 +2069,11 @@ async fn self_register_partner_rejects_a_manager_id_of_another_site_and_leaves_t
     configure_a(&w).await;
     refused(
         &w.db,
-        w.service.self_register_partner(
+        w.service.execute(
             &operator(),
-            w.a,
             SelfRegisterPartner {
                 manager_id: w.admin_b,
-                ..partner_site("PARTNER")
+                ..partner_site(w.a, "PARTNER")
             },
         ),
         DomainError::UserExists(w.admin_b),
@@ -1898,28 +2087,28 @@ async fn on_content_rejects_a_scorecard_or_object_id_of_another_site_and_leaves_
     let w = world().await;
     refused(
         &w.db,
-        w.service.on_content(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.b,
-            ContentCommand::CreateScorecard(CreateScorecard {
+            CreateScorecard {
+                site_id: w.b,
                 scorecard_id: w.sc_a,
                 name: name("Twin"),
-            }),
+            },
         ),
         DomainError::ScorecardExists(w.sc_a),
     )
     .await;
     refused(
         &w.db,
-        w.service.on_content(
+        w.service.execute(
             &by(w.b, w.admin_b),
-            w.b,
-            ContentCommand::CreateObject(CreateObject {
+            CreateObject {
+                site_id: w.b,
                 object_id: w.hidden_a,
                 kind: ObjectKind::Indicator,
                 name: name("Twin"),
                 container: None,
-            }),
+            },
         ),
         DomainError::ObjectExists(w.hidden_a),
     )
@@ -1933,18 +2122,34 @@ async fn relate_rejects_a_relationship_id_of_another_site_and_leaves_the_log_unc
     let c = register(&w.service, "THIRD").await;
     let admin_c = add(&w.service, c, "admin@third.org", Role::Administration).await;
     w.service
-        .request_connection(&by(w.a, w.admin_a), w.a, code("THIRD"), Directions::Offer)
-        .await
-        .unwrap();
-    w.service
-        .on_connection(&by(c, admin_c), c, w.a, ConnectionCommand::Approve)
-        .await
-        .unwrap();
-    w.service
-        .change_sharing(
+        .execute(
             &by(w.a, w.admin_a),
-            Link { from: w.a, to: c },
-            ShareChange::Share(w.sc_a),
+            shareledger_core::connection::RequestConnection {
+                site_id: w.a,
+                partner_code: code("THIRD"),
+                directions: Directions::Offer,
+            },
+        )
+        .await
+        .unwrap();
+    w.service
+        .execute(
+            &by(c, admin_c),
+            shareledger_core::connection::ApproveConnection {
+                site_id: c,
+                partner: w.a,
+            },
+        )
+        .await
+        .unwrap();
+    w.service
+        .execute(
+            &by(w.a, w.admin_a),
+            shareledger_core::connection::ShareScorecard {
+                site_id: w.a,
+                partner: c,
+                scorecard_id: w.sc_a,
+            },
         )
         .await
         .unwrap();
@@ -1953,28 +2158,28 @@ async fn relate_rejects_a_relationship_id_of_another_site_and_leaves_the_log_unc
         &w.service,
         c,
         admin_c,
-        ContentCommand::CreateScorecard(CreateScorecard {
+        CreateScorecard {
+            site_id: c,
             scorecard_id: sc_c,
             name: name("Theirs"),
-        }),
+        },
     )
     .await;
     let relationship_id = RelationshipId::new();
-    let link = |scorecard_id| {
-        RelateCommand::Link(LinkSharedObject {
-            relationship_id,
-            scorecard_id,
-            origin_site: w.a,
-            object_id: w.obj_a,
-        })
+    let link = |site_id, scorecard_id| LinkSharedObject {
+        site_id,
+        relationship_id,
+        scorecard_id,
+        origin_site: w.a,
+        object_id: w.obj_a,
     };
     w.service
-        .relate(&by(w.b, w.admin_b), w.b, link(w.sc_b))
+        .execute(&by(w.b, w.admin_b), link(w.b, w.sc_b))
         .await
         .unwrap();
     refused(
         &w.db,
-        w.service.relate(&by(c, admin_c), c, link(sc_c)),
+        w.service.execute(&by(c, admin_c), link(c, sc_c)),
         DomainError::RelationshipExists,
     )
     .await;
@@ -1999,10 +2204,10 @@ async fn concurrent_creations_of_one_id_on_two_sites_create_it_once() {
             };
             tokio::spawn(async move {
                 service
-                    .on_site(
+                    .execute(
                         &by(site, admin),
-                        site,
                         AddUser {
+                            site_id: site,
                             user_id,
                             username: username(&format!("same{i}@grants.org")),
                             name: name("Same"),

@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{by, operator, site};
-use shareledger_commands::{CommandError, ContentCommand, Service};
+use shareledger_commands::{CommandError, Service};
 use shareledger_core::catalog::{
     content_stream, site_stream, AccessLevel, Name, ObjectField, ObjectId, ObjectKind, Role,
     ScorecardId, SiteId, UserId, Username,
@@ -20,14 +20,16 @@ use shareledger_core::content::{
     RemoveObjectFromScorecard,
 };
 use shareledger_core::site::{AddUser, DeactivateUser, GrantScorecardAccess, ReactivateUser};
-use shareledger_core::DomainError;
+use shareledger_core::{Decision, DomainError};
 use shareledger_events::store::RevisionFrom;
 use shareledger_events::{Direction, StreamName};
 use shareledger_tests::TestDb;
 
-async fn content(service: &Service, site: SiteId, admin: UserId, command: ContentCommand) {
+/// Runs a content command of `site` (the command names the site), issued
+/// by `admin` of `site`.
+async fn content<C: Decision>(service: &Service, site: SiteId, admin: UserId, command: C) {
     service
-        .on_content(&by(site, admin), site, command)
+        .execute(&by(site, admin), command)
         .await
         .expect("the admin's content command");
 }
@@ -44,10 +46,11 @@ async fn site_with_objects(
         service,
         site_id,
         admin,
-        ContentCommand::CreateScorecard(CreateScorecard {
+        CreateScorecard {
+            site_id,
             scorecard_id: scorecard,
             name: Name::parse("Outcomes").unwrap(),
-        }),
+        },
     )
     .await;
     let mut ids = Vec::new();
@@ -57,22 +60,24 @@ async fn site_with_objects(
             service,
             site_id,
             admin,
-            ContentCommand::CreateObject(CreateObject {
+            CreateObject {
+                site_id,
                 object_id,
                 kind: ObjectKind::Indicator,
                 name: Name::parse(&format!("Indicator {n}")).unwrap(),
                 container: None,
-            }),
+            },
         )
         .await;
         content(
             service,
             site_id,
             admin,
-            ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+            PlaceObjectOnScorecard {
+                site_id,
                 object_id,
                 scorecard_id: scorecard,
-            }),
+            },
         )
         .await;
         ids.push(object_id);
@@ -80,8 +85,10 @@ async fn site_with_objects(
     (site_id, admin, scorecard, ids)
 }
 
-fn edit(object_id: ObjectId, value: String) -> ChangeObjectField {
+/// An edit of `object_id`'s analysis, on `site_id`'s content.
+fn edit(site_id: SiteId, object_id: ObjectId, value: String) -> ChangeObjectField {
     ChangeObjectField {
+        site_id,
         object_id,
         field: ObjectField::Analysis,
         value,
@@ -103,10 +110,9 @@ async fn r_user_3_edits_of_different_objects_of_one_site_by_32_editors_never_col
             tokio::spawn(async move {
                 for round in 0..5 {
                     service
-                        .change_object_field(
+                        .execute(
                             &by(site_id, admin),
-                            site_id,
-                            edit(object, format!("{i}-{round}")),
+                            edit(site_id, object, format!("{i}-{round}")),
                         )
                         .await?;
                 }
@@ -179,10 +185,10 @@ async fn r_user_3_an_edit_racing_the_removal_that_takes_the_editors_level_away_i
     // without it).
     let editor = UserId::new();
     setup
-        .on_site(
+        .execute(
             &operator(),
-            site_id,
             AddUser {
+                site_id,
                 user_id: editor,
                 username: Username::parse("editor@racing.org").unwrap(),
                 name: Name::parse("Editor").unwrap(),
@@ -192,14 +198,14 @@ async fn r_user_3_an_edit_racing_the_removal_that_takes_the_editors_level_away_i
         .await
         .unwrap();
     setup
-        .grant_scorecard_access(
+        .execute(
             &by(site_id, admin),
-            site_id,
-            site_id,
             GrantScorecardAccess {
+                site_id,
                 user_id: editor,
                 scorecard_id: scorecard,
                 level: AccessLevel::Updater,
+                owner_site: None,
             },
         )
         .await
@@ -215,10 +221,9 @@ async fn r_user_3_an_edit_racing_the_removal_that_takes_the_editors_level_away_i
             let service = editors[i % 2].clone();
             tasks.push(tokio::spawn(async move {
                 service
-                    .change_object_field(
+                    .execute(
                         &by(site_id, editor),
-                        site_id,
-                        edit(object, format!("{round}-{i}")),
+                        edit(site_id, object, format!("{round}-{i}")),
                     )
                     .await
                     .map(|_| ())
@@ -226,13 +231,13 @@ async fn r_user_3_an_edit_racing_the_removal_that_takes_the_editors_level_away_i
         }
         let removal = tokio::spawn(async move {
             remover
-                .on_content(
+                .execute(
                     &by(site_id, admin),
-                    site_id,
-                    ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
+                    RemoveObjectFromScorecard {
+                        site_id,
                         object_id: object,
                         scorecard_id: scorecard,
-                    }),
+                    },
                 )
                 .await
         });
@@ -252,13 +257,13 @@ async fn r_user_3_an_edit_racing_the_removal_that_takes_the_editors_level_away_i
         );
         // Back on the scorecard for the next round.
         setup
-            .on_content(
+            .execute(
                 &by(site_id, admin),
-                site_id,
-                ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+                PlaceObjectOnScorecard {
+                    site_id,
                     object_id: object,
                     scorecard_id: scorecard,
-                }),
+                },
             )
             .await
             .unwrap();
@@ -284,10 +289,9 @@ async fn r_user_6_an_edit_racing_the_editors_deactivation_is_refused_after_it() 
                     // The admin edits, as an Instance Admin: deactivated, they
                     // may not.
                     service
-                        .change_object_field(
+                        .execute(
                             &by(site_id, admin),
-                            site_id,
-                            edit(object, format!("{round}-{i}-{n}")),
+                            edit(site_id, object, format!("{round}-{i}-{n}")),
                         )
                         .await
                         .map(|_| ())
@@ -296,7 +300,13 @@ async fn r_user_6_an_edit_racing_the_editors_deactivation_is_refused_after_it() 
         }
         let deactivation = tokio::spawn(async move {
             deactivator
-                .on_site(&operator(), site_id, DeactivateUser { user_id: admin })
+                .execute(
+                    &operator(),
+                    DeactivateUser {
+                        site_id,
+                        user_id: admin,
+                    },
+                )
                 .await
         });
         for task in tasks {
@@ -316,7 +326,13 @@ async fn r_user_6_an_edit_racing_the_editors_deactivation_is_refused_after_it() 
             "round {round}: an edit at {edits:?} was written after the deactivation at {cut}"
         );
         setup
-            .on_site(&operator(), site_id, ReactivateUser { user_id: admin })
+            .execute(
+                &operator(),
+                ReactivateUser {
+                    site_id,
+                    user_id: admin,
+                },
+            )
             .await
             .unwrap();
     }
@@ -333,10 +349,10 @@ async fn a_stale_cache_of_another_object_is_harmless_and_a_stale_cache_of_this_o
     let (site_id, admin, scorecard, objects) = site_with_objects(&a, "STALE", 2).await;
     // A Presenter who is an Updater through the scorecard alone.
     let presenter = UserId::new();
-    a.on_site(
+    a.execute(
         &operator(),
-        site_id,
         AddUser {
+            site_id,
             user_id: presenter,
             username: Username::parse("presenter@stale.org").unwrap(),
             name: Name::parse("Presenter").unwrap(),
@@ -345,14 +361,14 @@ async fn a_stale_cache_of_another_object_is_harmless_and_a_stale_cache_of_this_o
     )
     .await
     .unwrap();
-    a.grant_scorecard_access(
+    a.execute(
         &by(site_id, admin),
-        site_id,
-        site_id,
         GrantScorecardAccess {
+            site_id,
             user_id: presenter,
             scorecard_id: scorecard,
             level: AccessLevel::Updater,
+            owner_site: None,
         },
     )
     .await
@@ -360,30 +376,28 @@ async fn a_stale_cache_of_another_object_is_harmless_and_a_stale_cache_of_this_o
     // Both processes have the site and its content cached.
     for service in [&a, &b] {
         service
-            .change_object_field(
+            .execute(
                 &by(site_id, presenter),
-                site_id,
-                edit(objects[1], "warm".into()),
+                edit(site_id, objects[1], "warm".into()),
             )
             .await
             .unwrap();
     }
     // Process A removes object 1 from the scorecard; B's cache does not know.
-    a.on_content(
+    a.execute(
         &by(site_id, admin),
-        site_id,
-        ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
+        RemoveObjectFromScorecard {
+            site_id,
             object_id: objects[1],
             scorecard_id: scorecard,
-        }),
+        },
     )
     .await
     .unwrap();
     // B edits object 0 on its stale cache: outside the change, written.
-    b.change_object_field(
+    b.execute(
         &by(site_id, presenter),
-        site_id,
-        edit(objects[0], "b".into()),
+        edit(site_id, objects[0], "b".into()),
     )
     .await
     .unwrap();
@@ -392,10 +406,9 @@ async fn a_stale_cache_of_another_object_is_harmless_and_a_stale_cache_of_this_o
     // again on fresh reads, it is refused.
     let before = db.log_snapshot().await;
     let refused = b
-        .change_object_field(
+        .execute(
             &by(site_id, presenter),
-            site_id,
-            edit(objects[1], "stale".into()),
+            edit(site_id, objects[1], "stale".into()),
         )
         .await;
     assert!(

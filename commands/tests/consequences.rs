@@ -6,9 +6,7 @@ mod common;
 
 use common::{by, partners, share_and_link};
 use rand::{Rng, SeedableRng};
-use shareledger_commands::{
-    ConsequenceWorker, ContentCommand, RelateCommand, Service, ShareChange,
-};
+use shareledger_commands::{ConsequenceWorker, Service};
 use shareledger_core::catalog::{
     content_stream, ContentEvent, DomainEvent as _, Name, ObjectId, ObjectKind, RelationshipId,
     RemovalReason, ScorecardId,
@@ -51,50 +49,65 @@ async fn r_share_4_an_object_leaving_the_shared_scorecards_loses_its_relationshi
     let only_here = share_and_link(&p).await;
     // A second object, on the shared scorecard and on another shared one.
     let (other, second_card) = (ObjectId::new(), ScorecardId::new());
-    for command in [
-        ContentCommand::CreateObject(CreateObject {
-            object_id: other,
-            kind: ObjectKind::Indicator,
-            name: Name::parse("Attendance").unwrap(),
-            container: None,
-        }),
-        ContentCommand::CreateScorecard(CreateScorecard {
-            scorecard_id: second_card,
-            name: Name::parse("Also shared").unwrap(),
-        }),
-        ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
-            object_id: other,
-            scorecard_id: p.scorecard,
-        }),
-        ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
-            object_id: other,
-            scorecard_id: second_card,
-        }),
-    ] {
+    p.service
+        .execute(
+            &by(p.a, p.admin_a),
+            CreateObject {
+                site_id: p.a,
+                object_id: other,
+                kind: ObjectKind::Indicator,
+                name: Name::parse("Attendance").unwrap(),
+                container: None,
+            },
+        )
+        .await
+        .unwrap();
+    p.service
+        .execute(
+            &by(p.a, p.admin_a),
+            CreateScorecard {
+                site_id: p.a,
+                scorecard_id: second_card,
+                name: Name::parse("Also shared").unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    for scorecard_id in [p.scorecard, second_card] {
         p.service
-            .on_content(&by(p.a, p.admin_a), p.a, command)
+            .execute(
+                &by(p.a, p.admin_a),
+                PlaceObjectOnScorecard {
+                    site_id: p.a,
+                    object_id: other,
+                    scorecard_id,
+                },
+            )
             .await
             .unwrap();
     }
     p.service
-        .change_sharing(
+        .execute(
             &by(p.a, p.admin_a),
-            p.link(),
-            ShareChange::Share(second_card),
+            shareledger_core::connection::ShareScorecard {
+                site_id: p.link().from,
+                partner: p.link().to,
+                scorecard_id: second_card,
+            },
         )
         .await
         .unwrap();
     let still_there = RelationshipId::new();
     p.service
-        .relate(
+        .execute(
             &by(p.b, p.admin_b),
-            p.b,
-            RelateCommand::Link(LinkSharedObject {
+            LinkSharedObject {
+                site_id: p.b,
                 relationship_id: still_there,
                 scorecard_id: p.b_scorecard,
                 origin_site: p.a,
                 object_id: other,
-            }),
+            },
         )
         .await
         .unwrap();
@@ -103,13 +116,13 @@ async fn r_share_4_an_object_leaving_the_shared_scorecards_loses_its_relationshi
     for object_id in [p.object, other] {
         let outcome = p
             .service
-            .on_content(
+            .execute(
                 &by(p.a, p.admin_a),
-                p.a,
-                ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
+                RemoveObjectFromScorecard {
+                    site_id: p.a,
                     object_id,
                     scorecard_id: p.scorecard,
-                }),
+                },
             )
             .await
             .unwrap();
@@ -156,26 +169,26 @@ async fn a_worker_with_a_stale_cache_still_removes_the_relationship() {
     share_and_link(&p).await;
     let stale = Service::new(db.store());
     stale
-        .on_content(
+        .execute(
             &by(p.a, p.admin_a),
-            p.a,
-            ContentCommand::CreateObject(CreateObject {
+            CreateObject {
+                site_id: p.a,
                 object_id: ObjectId::new(),
                 kind: ObjectKind::Indicator,
                 name: Name::parse("warms the cache").unwrap(),
                 container: None,
-            }),
+            },
         )
         .await
         .unwrap();
     p.service
-        .on_content(
+        .execute(
             &by(p.a, p.admin_a),
-            p.a,
-            ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
+            RemoveObjectFromScorecard {
+                site_id: p.a,
                 object_id: p.object,
                 scorecard_id: p.scorecard,
-            }),
+            },
         )
         .await
         .unwrap();
@@ -196,10 +209,13 @@ async fn the_consequence_worker_applies_each_consequence_once_across_abrupt_stop
     let db = TestDb::new().await;
     let p = partners(&db).await;
     p.service
-        .change_sharing(
+        .execute(
             &by(p.a, p.admin_a),
-            p.link(),
-            ShareChange::Share(p.scorecard),
+            shareledger_core::connection::ShareScorecard {
+                site_id: p.link().from,
+                partner: p.link().to,
+                scorecard_id: p.scorecard,
+            },
         )
         .await
         .unwrap();
@@ -208,34 +224,41 @@ async fn the_consequence_worker_applies_each_consequence_once_across_abrupt_stop
     let mut objects = Vec::new();
     for i in 0..12 {
         let object_id = ObjectId::new();
-        for command in [
-            ContentCommand::CreateObject(CreateObject {
-                object_id,
-                kind: ObjectKind::PerformanceMeasure,
-                name: Name::parse(&format!("Measure {i}")).unwrap(),
-                container: None,
-            }),
-            ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
-                object_id,
-                scorecard_id: p.scorecard,
-            }),
-        ] {
-            p.service
-                .on_content(&by(p.a, p.admin_a), p.a, command)
-                .await
-                .unwrap();
-        }
+        p.service
+            .execute(
+                &by(p.a, p.admin_a),
+                CreateObject {
+                    site_id: p.a,
+                    object_id,
+                    kind: ObjectKind::PerformanceMeasure,
+                    name: Name::parse(&format!("Measure {i}")).unwrap(),
+                    container: None,
+                },
+            )
+            .await
+            .unwrap();
+        p.service
+            .execute(
+                &by(p.a, p.admin_a),
+                PlaceObjectOnScorecard {
+                    site_id: p.a,
+                    object_id,
+                    scorecard_id: p.scorecard,
+                },
+            )
+            .await
+            .unwrap();
         let relationship_id = RelationshipId::new();
         p.service
-            .relate(
+            .execute(
                 &by(p.b, p.admin_b),
-                p.b,
-                RelateCommand::Link(LinkSharedObject {
+                LinkSharedObject {
+                    site_id: p.b,
                     relationship_id,
                     scorecard_id: p.b_scorecard,
                     origin_site: p.a,
                     object_id,
-                }),
+                },
             )
             .await
             .unwrap();
@@ -244,13 +267,13 @@ async fn the_consequence_worker_applies_each_consequence_once_across_abrupt_stop
     }
     for object_id in &objects {
         p.service
-            .on_content(
+            .execute(
                 &by(p.a, p.admin_a),
-                p.a,
-                ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
+                RemoveObjectFromScorecard {
+                    site_id: p.a,
                     object_id: *object_id,
                     scorecard_id: p.scorecard,
-                }),
+                },
             )
             .await
             .unwrap();

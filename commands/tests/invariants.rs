@@ -13,16 +13,13 @@ use std::collections::BTreeSet;
 
 use common::{by, site};
 use proptest::prelude::*;
-use shareledger_commands::{
-    CommandError, ConnectionCommand, ConsequenceWorker, ContentCommand, RelateCommand, Service,
-    ShareChange,
-};
+use shareledger_commands::{CommandError, ConsequenceWorker, Service};
 use shareledger_core::catalog::{
     connection_stream, content_stream, site_stream, ConnectionEvent, ContentEvent, Directions,
     DomainEvent, Link, Name, ObjectId, ObjectKind, RelationshipId, Role, ScorecardId, SiteEvent,
     SiteId, UserId, Username,
 };
-use shareledger_core::connection::ConnectionState;
+use shareledger_core::connection::{ConnectionState, ShareScorecard, UnshareScorecard};
 use shareledger_core::content::{
     ContentState, CreateObject, CreateScorecard, LinkSharedObject, PlaceObjectOnScorecard,
     RemoveObjectFromScorecard,
@@ -204,45 +201,59 @@ impl World {
             let (site_id, admin) = site(&world.service, &format!("SITE{i}")).await;
             let scorecards = vec![ScorecardId::new(), ScorecardId::new()];
             let objects = vec![ObjectId::new(), ObjectId::new(), ObjectId::new()];
-            let mut setup = Vec::new();
+            let issued = || by(site_id, admin);
             for (n, s) in scorecards.iter().enumerate() {
-                setup.push(ContentCommand::CreateScorecard(CreateScorecard {
-                    scorecard_id: *s,
-                    name: Name::parse(&format!("Scorecard {n}")).unwrap(),
-                }));
-            }
-            // A Result containing an Indicator, and a Performance Measure.
-            setup.push(ContentCommand::CreateObject(CreateObject {
-                object_id: objects[0],
-                kind: ObjectKind::Result,
-                name: Name::parse("Result").unwrap(),
-                container: None,
-            }));
-            setup.push(ContentCommand::CreateObject(CreateObject {
-                object_id: objects[1],
-                kind: ObjectKind::Indicator,
-                name: Name::parse("Indicator").unwrap(),
-                container: Some(objects[0]),
-            }));
-            setup.push(ContentCommand::CreateObject(CreateObject {
-                object_id: objects[2],
-                kind: ObjectKind::PerformanceMeasure,
-                name: Name::parse("Measure").unwrap(),
-                container: None,
-            }));
-            setup.push(ContentCommand::PlaceObjectOnScorecard(
-                PlaceObjectOnScorecard {
-                    object_id: objects[0],
-                    scorecard_id: scorecards[0],
-                },
-            ));
-            for command in setup {
                 world
                     .service
-                    .on_content(&by(site_id, admin), site_id, command)
+                    .execute(
+                        &issued(),
+                        CreateScorecard {
+                            site_id,
+                            scorecard_id: *s,
+                            name: Name::parse(&format!("Scorecard {n}")).unwrap(),
+                        },
+                    )
                     .await
                     .unwrap();
             }
+            // A Result containing an Indicator, and a Performance Measure.
+            for (object_id, kind, name, container) in [
+                (objects[0], ObjectKind::Result, "Result", None),
+                (
+                    objects[1],
+                    ObjectKind::Indicator,
+                    "Indicator",
+                    Some(objects[0]),
+                ),
+                (objects[2], ObjectKind::PerformanceMeasure, "Measure", None),
+            ] {
+                world
+                    .service
+                    .execute(
+                        &issued(),
+                        CreateObject {
+                            site_id,
+                            object_id,
+                            kind,
+                            name: Name::parse(name).unwrap(),
+                            container,
+                        },
+                    )
+                    .await
+                    .unwrap();
+            }
+            world
+                .service
+                .execute(
+                    &issued(),
+                    PlaceObjectOnScorecard {
+                        site_id,
+                        object_id: objects[0],
+                        scorecard_id: scorecards[0],
+                    },
+                )
+                .await
+                .unwrap();
             world.sites.push(site_id);
             world.users.push(vec![admin]);
             world.scorecards.push(scorecards);
@@ -281,10 +292,10 @@ impl World {
                 let user_id = UserId::new();
                 let r = self
                     .service
-                    .on_site(
+                    .execute(
                         &issued,
-                        s(site),
                         AddUser {
+                            site_id: s(site),
                             user_id,
                             username: Username::parse(&format!("u{}@x.org", self.next_user))
                                 .unwrap(),
@@ -305,13 +316,25 @@ impl World {
             Op::Deactivate { user, .. } => {
                 let user_id = self.actor(site, user);
                 self.service
-                    .on_site(&issued, s(site), DeactivateUser { user_id })
+                    .execute(
+                        &issued,
+                        DeactivateUser {
+                            site_id: s(site),
+                            user_id,
+                        },
+                    )
                     .await
             }
             Op::Reactivate { user, .. } => {
                 let user_id = self.actor(site, user);
                 self.service
-                    .on_site(&issued, s(site), ReactivateUser { user_id })
+                    .execute(
+                        &issued,
+                        ReactivateUser {
+                            site_id: s(site),
+                            user_id,
+                        },
+                    )
                     .await
             }
             Op::Request { to, both, .. } => {
@@ -322,25 +345,36 @@ impl World {
                     Directions::Offer
                 };
                 self.service
-                    .request_connection(&issued, s(site), code, directions)
+                    .execute(
+                        &issued,
+                        shareledger_core::connection::RequestConnection {
+                            site_id: s(site),
+                            partner_code: code,
+                            directions,
+                        },
+                    )
                     .await
             }
             Op::Approve { partner, .. } => {
                 self.service
-                    .on_connection(&issued, s(site), s(partner), ConnectionCommand::Approve)
+                    .execute(
+                        &issued,
+                        shareledger_core::connection::ApproveConnection {
+                            site_id: s(site),
+                            partner: s(partner),
+                        },
+                    )
                     .await
             }
             Op::Revoke { from, to, .. } => {
-                let partner = if from == site { to } else { from };
                 self.service
-                    .on_connection(
+                    .execute(
                         &issued,
-                        s(site),
-                        s(partner),
-                        ConnectionCommand::Revoke(Link {
+                        shareledger_core::connection::RevokeSharing {
+                            site_id: s(site),
                             from: s(from),
                             to: s(to),
-                        }),
+                        },
                     )
                     .await
             }
@@ -351,33 +385,41 @@ impl World {
                 ..
             } => {
                 let id = self.scorecards[site][scorecard];
-                let change = if unshare {
-                    ShareChange::Unshare(id)
+                if unshare {
+                    self.service
+                        .execute(
+                            &issued,
+                            UnshareScorecard {
+                                site_id: s(site),
+                                partner: s(to),
+                                scorecard_id: id,
+                            },
+                        )
+                        .await
                 } else {
-                    ShareChange::Share(id)
-                };
-                self.service
-                    .change_sharing(
-                        &issued,
-                        Link {
-                            from: s(site),
-                            to: s(to),
-                        },
-                        change,
-                    )
-                    .await
+                    self.service
+                        .execute(
+                            &issued,
+                            ShareScorecard {
+                                site_id: s(site),
+                                partner: s(to),
+                                scorecard_id: id,
+                            },
+                        )
+                        .await
+                }
             }
             Op::Link { origin, object, .. } => {
                 self.service
-                    .relate(
+                    .execute(
                         &issued,
-                        s(site),
-                        RelateCommand::Link(LinkSharedObject {
+                        LinkSharedObject {
+                            site_id: s(site),
                             relationship_id: RelationshipId::new(),
                             scorecard_id: self.scorecards[site][0],
                             origin_site: s(origin),
                             object_id: self.objects[origin][object],
-                        }),
+                        },
                     )
                     .await
             }
@@ -389,18 +431,29 @@ impl World {
             } => {
                 let (object_id, scorecard_id) =
                     (self.objects[site][object], self.scorecards[site][scorecard]);
-                let command = if remove {
-                    ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
-                        object_id,
-                        scorecard_id,
-                    })
+                if remove {
+                    self.service
+                        .execute(
+                            &issued,
+                            RemoveObjectFromScorecard {
+                                site_id: s(site),
+                                object_id,
+                                scorecard_id,
+                            },
+                        )
+                        .await
                 } else {
-                    ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
-                        object_id,
-                        scorecard_id,
-                    })
-                };
-                self.service.on_content(&issued, s(site), command).await
+                    self.service
+                        .execute(
+                            &issued,
+                            PlaceObjectOnScorecard {
+                                site_id: s(site),
+                                object_id,
+                                scorecard_id,
+                            },
+                        )
+                        .await
+                }
             }
         };
         (actor_id, site, result.map(|_| ()))

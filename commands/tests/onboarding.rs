@@ -11,7 +11,7 @@ use common::{by, code, name, operator, username};
 
 use std::time::Duration;
 
-use shareledger_commands::{CommandError, ContentCommand, Issued, Outcome, Service};
+use shareledger_commands::{CommandError, Issued, Outcome, Service};
 use shareledger_core::catalog::DomainEvent as _;
 use shareledger_core::catalog::{
     site_code_stream, site_stream, AccessLevel, PermissionFlag, Role, ScorecardId, SeatLimit,
@@ -66,7 +66,7 @@ async fn register(
 ) -> SiteId {
     let site_id = SiteId::new();
     service
-        .register_site(
+        .execute(
             issued,
             RegisterSite {
                 site_id,
@@ -84,10 +84,10 @@ async fn register(
 async fn add(service: &Service, issued: &Issued, site: SiteId, login: &str, role: Role) -> UserId {
     let user_id = UserId::new();
     service
-        .on_site(
+        .execute(
             issued,
-            site,
             AddUser {
+                site_id: site,
                 user_id,
                 username: username(login),
                 name: name(login),
@@ -99,8 +99,14 @@ async fn add(service: &Service, issued: &Issued, site: SiteId, login: &str, role
     user_id
 }
 
-fn partner(raw_code: &str, login: &str, child_of_group: bool) -> SelfRegisterPartner {
+fn partner(
+    group: SiteId,
+    raw_code: &str,
+    login: &str,
+    child_of_group: bool,
+) -> SelfRegisterPartner {
     SelfRegisterPartner {
+        group_site: group,
         site_id: SiteId::new(),
         code: code(raw_code),
         name: name(&format!("{raw_code} Org")),
@@ -151,13 +157,13 @@ async fn group(db: &TestDb) -> Group {
     let (s1, s2) = (ScorecardId::new(), ScorecardId::new());
     for (scorecard_id, title) in [(s1, "Outcomes"), (s2, "Finance")] {
         service
-            .on_content(
+            .execute(
                 &as_model_admin(),
-                model_site,
-                ContentCommand::CreateScorecard(CreateScorecard {
+                CreateScorecard {
+                    site_id: model_site,
                     scorecard_id,
                     name: name(title),
-                }),
+                },
             )
             .await
             .unwrap();
@@ -171,10 +177,10 @@ async fn group(db: &TestDb) -> Group {
     )
     .await;
     service
-        .on_site(
+        .execute(
             &as_model_admin(),
-            model_site,
             SetPermissionFlags {
+                site_id: model_site,
                 user_id: model_user,
                 enable: [PermissionFlag::ManageUsers, PermissionFlag::AllScorecards]
                     .into_iter()
@@ -186,24 +192,24 @@ async fn group(db: &TestDb) -> Group {
         .unwrap();
     for (scorecard_id, level) in [(s1, AccessLevel::Editor), (s2, AccessLevel::Browser)] {
         service
-            .grant_scorecard_access(
+            .execute(
                 &as_model_admin(),
-                model_site,
-                model_site,
                 GrantScorecardAccess {
+                    site_id: model_site,
                     user_id: model_user,
                     scorecard_id,
                     level,
+                    owner_site: None,
                 },
             )
             .await
             .unwrap();
     }
     service
-        .on_site(
+        .execute(
             &as_model_admin(),
-            model_site,
             HideOrganizationSettings {
+                site_id: model_site,
                 user_id: model_user,
                 hidden: true,
             },
@@ -221,10 +227,10 @@ async fn group(db: &TestDb) -> Group {
 
 async fn turn_on_self_registration(g: &Group) {
     g.service
-        .configure_self_registration(
+        .execute(
             &by(g.group, g.admin),
-            g.group,
             ConfigureSelfRegistration {
+                site_id: g.group,
                 enabled: true,
                 model_site: Some(g.model_site),
                 model_user: Some(g.model_user),
@@ -253,7 +259,7 @@ async fn r_onb_1_a_groups_instance_admin_creates_child_sites_by_hand() {
     let before = db.log_snapshot().await;
     let refused = g
         .service
-        .register_site(
+        .execute(
             &by(g.group, presenter),
             RegisterSite {
                 site_id: SiteId::new(),
@@ -283,10 +289,10 @@ async fn r_onb_1_a_groups_instance_admin_creates_child_sites_by_hand() {
     )
     .await;
     g.service
-        .set_parent_site(
+        .execute(
             &by(other, other_admin),
-            other,
             SetParentSite {
+                site_id: other,
                 parent: Some(g.group),
             },
         )
@@ -294,10 +300,12 @@ async fn r_onb_1_a_groups_instance_admin_creates_child_sites_by_hand() {
         .unwrap();
     assert_eq!(site_state(&db, other).await.unwrap().parent, Some(g.group));
     g.service
-        .set_parent_site(
+        .execute(
             &by(other, other_admin),
-            other,
-            SetParentSite { parent: None },
+            SetParentSite {
+                site_id: other,
+                parent: None,
+            },
         )
         .await
         .unwrap();
@@ -311,19 +319,21 @@ async fn r_onb_2_a_self_registered_partner_is_a_child_of_the_group_with_a_copy_o
     turn_on_self_registration(&g).await;
     // R-ONB-3: a site-wide setting, recorded.
     g.service
-        .on_site(
+        .execute(
             &by(g.group, g.admin),
-            g.group,
-            RequireTwoFactor { required: true },
+            RequireTwoFactor {
+                site_id: g.group,
+                required: true,
+            },
         )
         .await
         .unwrap();
     assert!(site_state(&db, g.group).await.unwrap().two_factor_required);
 
-    let command = partner("acme", "Boss@Acme.org", true);
+    let command = partner(g.group, "acme", "Boss@Acme.org", true);
     let outcome = g
         .service
-        .self_register_partner(&operator(), g.group, command.clone())
+        .execute(&operator(), command.clone())
         .await
         .unwrap();
     let types: Vec<&str> = outcome
@@ -381,15 +391,15 @@ async fn r_onb_2_a_self_registered_partner_is_a_child_of_the_group_with_a_copy_o
     assert_eq!(
         domain(
             g.service
-                .on_site(
+                .execute(
                     &by(command.site_id, command.manager_id),
-                    g.group,
                     AddUser {
+                        site_id: g.group,
                         user_id: UserId::new(),
                         username: username("intruder@acme.org"),
                         name: name("Intruder"),
                         role: Role::Presenter,
-                    },
+                    }
                 )
                 .await
         ),
@@ -400,27 +410,16 @@ async fn r_onb_2_a_self_registered_partner_is_a_child_of_the_group_with_a_copy_o
     );
 
     // A link that does not name the group makes a top-level site.
-    let loose = partner("LOOSE", "boss@loose.org", false);
-    g.service
-        .self_register_partner(&operator(), g.group, loose.clone())
-        .await
-        .unwrap();
+    let loose = partner(g.group, "LOOSE", "boss@loose.org", false);
+    g.service.execute(&operator(), loose.clone()).await.unwrap();
     assert_eq!(site_state(&db, loose.site_id).await.unwrap().parent, None);
 
     // Re-sending a registration's key returns its first result.
     let issued = operator();
-    let third = partner("THIRD", "boss@third.org", true);
-    let first = g
-        .service
-        .self_register_partner(&issued, g.group, third.clone())
-        .await
-        .unwrap();
+    let third = partner(g.group, "THIRD", "boss@third.org", true);
+    let first = g.service.execute(&issued, third.clone()).await.unwrap();
     let before = db.log_snapshot().await;
-    let again = g
-        .service
-        .self_register_partner(&issued, g.group, third)
-        .await
-        .unwrap();
+    let again = g.service.execute(&issued, third).await.unwrap();
     assert!(again.replayed);
     assert_eq!(again.events, first.events);
     assert_eq!(db.log_snapshot().await, before);
@@ -435,7 +434,7 @@ async fn r_onb_2_self_registration_without_a_model_user_is_refused() {
     assert_eq!(
         domain(
             g.service
-                .self_register_partner(&operator(), g.group, partner("ACME", "boss@acme.org", true))
+                .execute(&operator(), partner(g.group, "ACME", "boss@acme.org", true))
                 .await
         ),
         DomainError::SelfRegistrationNotConfigured
@@ -444,14 +443,14 @@ async fn r_onb_2_self_registration_without_a_model_user_is_refused() {
     assert_eq!(
         domain(
             g.service
-                .configure_self_registration(
+                .execute(
                     &by(g.group, g.admin),
-                    g.group,
                     ConfigureSelfRegistration {
+                        site_id: g.group,
                         enabled: true,
                         model_site: Some(g.model_site),
                         model_user: None,
-                    },
+                    }
                 )
                 .await
         ),
@@ -461,10 +460,10 @@ async fn r_onb_2_self_registration_without_a_model_user_is_refused() {
     // Turned on, then off: refused again.
     turn_on_self_registration(&g).await;
     g.service
-        .configure_self_registration(
+        .execute(
             &by(g.group, g.admin),
-            g.group,
             ConfigureSelfRegistration {
+                site_id: g.group,
                 enabled: false,
                 model_site: None,
                 model_user: None,
@@ -476,7 +475,7 @@ async fn r_onb_2_self_registration_without_a_model_user_is_refused() {
     assert_eq!(
         domain(
             g.service
-                .self_register_partner(&operator(), g.group, partner("ACME", "boss@acme.org", true))
+                .execute(&operator(), partner(g.group, "ACME", "boss@acme.org", true))
                 .await
         ),
         DomainError::SelfRegistrationNotConfigured
@@ -499,7 +498,7 @@ async fn r_onb_2_concurrent_self_registrations_with_one_code_exactly_one_wins() 
                 } else {
                     raw.to_lowercase()
                 };
-                partner(&raw, &format!("boss{i}@same.org"), true)
+                partner(g.group, &raw, &format!("boss{i}@same.org"), true)
             })
             .collect();
         let tasks: Vec<_> = commands
@@ -507,12 +506,7 @@ async fn r_onb_2_concurrent_self_registrations_with_one_code_exactly_one_wins() 
             .cloned()
             .map(|command| {
                 let service = g.service.clone();
-                let group = g.group;
-                tokio::spawn(async move {
-                    service
-                        .self_register_partner(&operator(), group, command)
-                        .await
-                })
+                tokio::spawn(async move { service.execute(&operator(), command).await })
             })
             .collect();
         let mut won = Vec::new();
@@ -556,12 +550,24 @@ async fn r_onb_1_concurrent_moves_cannot_form_a_parent_cycle() {
         let y = register(&service, &operator(), &format!("Y{round}"), None).await;
         let (s1, s2) = (service.clone(), service.clone());
         let x_under_y = tokio::spawn(async move {
-            s1.set_parent_site(&operator(), x, SetParentSite { parent: Some(y) })
-                .await
+            s1.execute(
+                &operator(),
+                SetParentSite {
+                    site_id: x,
+                    parent: Some(y),
+                },
+            )
+            .await
         });
         let y_under_x = tokio::spawn(async move {
-            s2.set_parent_site(&operator(), y, SetParentSite { parent: Some(x) })
-                .await
+            s2.execute(
+                &operator(),
+                SetParentSite {
+                    site_id: y,
+                    parent: Some(x),
+                },
+            )
+            .await
         });
         let results = [x_under_y.await.unwrap(), y_under_x.await.unwrap()];
         let won = results.iter().filter(|r| r.is_ok()).count();
@@ -606,7 +612,13 @@ async fn r_onb_1_a_cycle_already_in_the_log_is_followed_once_not_forever() {
     // Moving S under that loop terminates; S itself is not in it.
     let moved = tokio::time::timeout(
         Duration::from_secs(30),
-        service.set_parent_site(&operator(), s, SetParentSite { parent: Some(x) }),
+        service.execute(
+            &operator(),
+            SetParentSite {
+                site_id: s,
+                parent: Some(x),
+            },
+        ),
     )
     .await
     .expect("set_parent_site must not loop");
@@ -616,7 +628,13 @@ async fn r_onb_1_a_cycle_already_in_the_log_is_followed_once_not_forever() {
     let before = db.log_snapshot().await;
     let refused = tokio::time::timeout(
         Duration::from_secs(30),
-        service.set_parent_site(&operator(), x, SetParentSite { parent: Some(s) }),
+        service.execute(
+            &operator(),
+            SetParentSite {
+                site_id: x,
+                parent: Some(s),
+            },
+        ),
     )
     .await
     .expect("set_parent_site must not loop");
@@ -630,7 +648,7 @@ async fn r_onb_1_a_hierarchy_deeper_than_the_bound_is_refused() {
     let service = Service::new(db.store());
     // A chain of MAX_HIERARCHY_DEPTH + 2 sites: c[0] at the top.
     let mut chain: Vec<SiteId> = Vec::new();
-    for i in 0..shareledger_commands::MAX_HIERARCHY_DEPTH + 2 {
+    for i in 0..shareledger_core::site::MAX_HIERARCHY_DEPTH + 2 {
         let parent = chain.last().copied();
         chain.push(register(&service, &operator(), &format!("L{i}"), parent).await);
     }
@@ -641,10 +659,10 @@ async fn r_onb_1_a_hierarchy_deeper_than_the_bound_is_refused() {
     assert_eq!(
         domain(
             service
-                .set_parent_site(
+                .execute(
                     &operator(),
-                    s,
                     SetParentSite {
+                        site_id: s,
                         parent: Some(deepest)
                     }
                 )
@@ -656,10 +674,10 @@ async fn r_onb_1_a_hierarchy_deeper_than_the_bound_is_refused() {
     // One level up is within the bound.
     let within = chain[chain.len() - 2];
     service
-        .set_parent_site(
+        .execute(
             &operator(),
-            s,
             SetParentSite {
+                site_id: s,
                 parent: Some(within),
             },
         )

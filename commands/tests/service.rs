@@ -3,9 +3,9 @@
 //! under concurrent writers (unique site codes, unique usernames, seat
 //! limits, mutual connection requests).
 
-use shareledger_commands::{CommandError, ConnectionCommand, Issued, Service};
+use shareledger_commands::{CommandError, Issued, Service};
 use shareledger_core::catalog::{
-    Directions, Link, Name, Role, SeatLimit, SiteCode, SiteId, UserId, Username,
+    Directions, Name, Role, SeatLimit, SiteCode, SiteId, UserId, Username,
 };
 use shareledger_core::site::{AddUser, RegisterSite};
 use shareledger_core::DomainError;
@@ -35,7 +35,7 @@ fn as_user(site: SiteId, user: UserId) -> Issued {
 async fn register(service: &Service, code: &str, seats: u32) -> SiteId {
     let site_id = SiteId::new();
     service
-        .register_site(
+        .execute(
             &operator(),
             RegisterSite {
                 site_id,
@@ -50,8 +50,10 @@ async fn register(service: &Service, code: &str, seats: u32) -> SiteId {
     site_id
 }
 
-fn add_user(name: &str, role: Role) -> AddUser {
+/// Adds a user called `name` to `site_id`.
+fn add_user(site_id: SiteId, name: &str, role: Role) -> AddUser {
     AddUser {
+        site_id,
         user_id: UserId::new(),
         username: Username::parse(&format!("{name}@example.org")).unwrap(),
         name: Name::parse(name).unwrap(),
@@ -72,18 +74,15 @@ async fn a_resent_idempotency_key_returns_the_first_result_and_writes_nothing() 
     let service = Service::new(db.store());
     let site = register(&service, "ACME", 5).await;
     let issued = operator();
-    let command = add_user("ann", Role::DataEntry);
-    let first = service
-        .on_site(&issued, site, command.clone())
-        .await
-        .unwrap();
+    let command = add_user(site, "ann", Role::DataEntry);
+    let first = service.execute(&issued, command.clone()).await.unwrap();
     assert!(!first.replayed);
     // The user, and nothing else.
     let types: Vec<&str> = first.events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types, ["UserAdded"]);
     let before = db.log_snapshot().await;
     // The same key again, even with a command that would now be refused.
-    let again = service.on_site(&issued, site, command).await.unwrap();
+    let again = service.execute(&issued, command).await.unwrap();
     assert!(again.replayed);
     assert_eq!(again.events, first.events);
     assert_eq!(again.last_position, first.last_position);
@@ -97,7 +96,7 @@ async fn every_event_records_actor_and_correlation() {
     let site = register(&service, "ACME", 5).await;
     let issued = operator();
     let outcome = service
-        .on_site(&issued, site, add_user("ann", Role::DataEntry))
+        .execute(&issued, add_user(site, "ann", Role::DataEntry))
         .await
         .unwrap();
     let stored = db
@@ -115,16 +114,15 @@ async fn a_refused_command_leaves_the_log_unchanged() {
     let db = TestDb::new().await;
     let service = Service::new(db.store());
     let site = register(&service, "ACME", 5).await;
-    let presenter = add_user("pat", Role::Presenter);
+    let presenter = add_user(site, "pat", Role::Presenter);
     let presenter_id = presenter.user_id;
-    service.on_site(&operator(), site, presenter).await.unwrap();
+    service.execute(&operator(), presenter).await.unwrap();
     let before = db.log_snapshot().await;
     let err = domain(
         service
-            .on_site(
+            .execute(
                 &as_user(site, presenter_id),
-                site,
-                add_user("eve", Role::Administration),
+                add_user(site, "eve", Role::Administration),
             )
             .await,
     );
@@ -146,7 +144,7 @@ async fn site_codes_stay_unique_when_registrations_race() {
             let service = service.clone();
             tokio::spawn(async move {
                 service
-                    .register_site(
+                    .execute(
                         &operator(),
                         RegisterSite {
                             site_id: SiteId::new(),
@@ -180,7 +178,7 @@ async fn r_user_7_two_adds_racing_for_the_last_seat_exactly_one_wins() {
     for round in 0..5 {
         let site = register(&service, &format!("SEAT{round}"), 2).await;
         service
-            .on_site(&operator(), site, add_user("first", Role::Presenter))
+            .execute(&operator(), add_user(site, "first", Role::Presenter))
             .await
             .unwrap();
         let tasks: Vec<_> = (0..6)
@@ -188,10 +186,9 @@ async fn r_user_7_two_adds_racing_for_the_last_seat_exactly_one_wins() {
                 let service = service.clone();
                 tokio::spawn(async move {
                     service
-                        .on_site(
+                        .execute(
                             &operator(),
-                            site,
-                            add_user(&format!("racer{i}"), Role::Presenter),
+                            add_user(site, &format!("racer{i}"), Role::Presenter),
                         )
                         .await
                 })
@@ -219,7 +216,7 @@ async fn usernames_stay_unique_per_site_when_adds_race() {
             let service = service.clone();
             tokio::spawn(async move {
                 service
-                    .on_site(&operator(), site, add_user("same", Role::Presenter))
+                    .execute(&operator(), add_user(site, "same", Role::Presenter))
                     .await
             })
         })
@@ -242,35 +239,61 @@ async fn r_conn_5_mutual_requests_at_the_same_moment_link_at_once() {
     for round in 0..5 {
         let a = register(&service, &format!("A{round}"), 5).await;
         let b = register(&service, &format!("B{round}"), 5).await;
-        let admin_a = add_user("admin-a", Role::Administration);
-        let admin_b = add_user("admin-b", Role::Administration);
+        let admin_a = add_user(a, "admin-a", Role::Administration);
+        let admin_b = add_user(b, "admin-b", Role::Administration);
         let (ua, ub) = (admin_a.user_id, admin_b.user_id);
-        service.on_site(&operator(), a, admin_a).await.unwrap();
-        service.on_site(&operator(), b, admin_b).await.unwrap();
+        service.execute(&operator(), admin_a).await.unwrap();
+        service.execute(&operator(), admin_b).await.unwrap();
         let code_a = SiteCode::parse(&format!("A{round}")).unwrap();
         let code_b = SiteCode::parse(&format!("B{round}")).unwrap();
         let (s1, s2) = (service.clone(), service.clone());
         let from_a = tokio::spawn(async move {
-            s1.request_connection(&as_user(a, ua), a, code_b, Directions::Both)
-                .await
+            s1.execute(
+                &as_user(a, ua),
+                shareledger_core::connection::RequestConnection {
+                    site_id: a,
+                    partner_code: code_b,
+                    directions: Directions::Both,
+                },
+            )
+            .await
         });
         let from_b = tokio::spawn(async move {
-            s2.request_connection(&as_user(b, ub), b, code_a, Directions::Both)
-                .await
+            s2.execute(
+                &as_user(b, ub),
+                shareledger_core::connection::RequestConnection {
+                    site_id: b,
+                    partner_code: code_a,
+                    directions: Directions::Both,
+                },
+            )
+            .await
         });
         from_a.await.unwrap().unwrap();
         from_b.await.unwrap().unwrap();
         // Whichever came second found the first pending and linked at once:
         // nothing awaits approval, both directions are active.
         let approve = service
-            .on_connection(&as_user(b, ub), b, a, ConnectionCommand::Approve)
+            .execute(
+                &as_user(b, ub),
+                shareledger_core::connection::ApproveConnection {
+                    site_id: b,
+                    partner: a,
+                },
+            )
             .await;
         assert!(matches!(
             approve,
             Err(CommandError::Domain(DomainError::NothingToApprove))
         ));
         let approve = service
-            .on_connection(&as_user(a, ua), a, b, ConnectionCommand::Approve)
+            .execute(
+                &as_user(a, ua),
+                shareledger_core::connection::ApproveConnection {
+                    site_id: a,
+                    partner: b,
+                },
+            )
             .await;
         assert!(matches!(
             approve,
@@ -278,20 +301,24 @@ async fn r_conn_5_mutual_requests_at_the_same_moment_link_at_once() {
         ));
         // Revoking each direction works only on an active link.
         service
-            .on_connection(
+            .execute(
                 &as_user(a, ua),
-                a,
-                b,
-                ConnectionCommand::Revoke(Link { from: a, to: b }),
+                shareledger_core::connection::RevokeSharing {
+                    site_id: a,
+                    from: a,
+                    to: b,
+                },
             )
             .await
             .unwrap();
         service
-            .on_connection(
+            .execute(
                 &as_user(a, ua),
-                a,
-                b,
-                ConnectionCommand::Revoke(Link { from: b, to: a }),
+                shareledger_core::connection::RevokeSharing {
+                    site_id: a,
+                    from: b,
+                    to: a,
+                },
             )
             .await
             .unwrap();
@@ -306,31 +333,32 @@ async fn a_stale_cache_in_another_process_never_decides_wrongly() {
     let here = Service::new(db.store());
     let there = Service::new(db.store());
     let site = register(&here, "ACME", 5).await;
-    let admin = add_user("admin", Role::Administration);
+    let admin = add_user(site, "admin", Role::Administration);
     let admin_id = admin.user_id;
-    here.on_site(&operator(), site, admin).await.unwrap();
-    let worker = add_user("worker", Role::Presenter);
+    here.execute(&operator(), admin).await.unwrap();
+    let worker = add_user(site, "worker", Role::Presenter);
     let worker_id = worker.user_id;
     // `here` caches the site with the admin active.
-    here.on_site(&as_user(site, admin_id), site, worker)
+    here.execute(&as_user(site, admin_id), worker)
         .await
         .unwrap();
     // `there` deactivates the admin.
     there
-        .on_site(
+        .execute(
             &operator(),
-            site,
-            shareledger_core::site::DeactivateUser { user_id: admin_id },
+            shareledger_core::site::DeactivateUser {
+                site_id: site,
+                user_id: admin_id,
+            },
         )
         .await
         .unwrap();
     // `here` must not accept the admin's command on its stale cache.
     let before = db.log_snapshot().await;
     let err = domain(
-        here.on_site(
+        here.execute(
             &as_user(site, admin_id),
-            site,
-            add_user("eve", Role::Presenter),
+            add_user(site, "eve", Role::Presenter),
         )
         .await,
     );
@@ -339,17 +367,21 @@ async fn a_stale_cache_in_another_process_never_decides_wrongly() {
     // `there` reactivates the admin: `here`, whose cache may say inactive,
     // must not refuse.
     there
-        .on_site(
+        .execute(
             &operator(),
-            site,
-            shareledger_core::site::ReactivateUser { user_id: admin_id },
+            shareledger_core::site::ReactivateUser {
+                site_id: site,
+                user_id: admin_id,
+            },
         )
         .await
         .unwrap();
-    here.on_site(
+    here.execute(
         &as_user(site, admin_id),
-        site,
-        shareledger_core::site::DeactivateUser { user_id: worker_id },
+        shareledger_core::site::DeactivateUser {
+            site_id: site,
+            user_id: worker_id,
+        },
     )
     .await
     .unwrap();
@@ -362,17 +394,15 @@ async fn a_resent_key_whose_decision_is_the_same_gets_the_original_events_back()
     let site = register(&service, "ACME", 5).await;
     let issued = operator();
     let command = shareledger_core::site::SetSeatLimit {
+        site_id: site,
         seat_limit: SeatLimit::new(9).unwrap(),
     };
-    let first = service
-        .on_site(&issued, site, command.clone())
-        .await
-        .unwrap();
+    let first = service.execute(&issued, command.clone()).await.unwrap();
     assert!(!first.replayed);
     let before = db.log_snapshot().await;
     // Decided again, it is allowed and writes the same event (same derived
     // id): the log answers with the stored one and writes nothing.
-    let again = service.on_site(&issued, site, command).await.unwrap();
+    let again = service.execute(&issued, command).await.unwrap();
     assert!(again.replayed);
     assert_eq!(again.events, first.events);
     assert_eq!(db.log_snapshot().await, before);
@@ -394,10 +424,9 @@ async fn a_busy_stream_starves_no_writer() {
             tokio::spawn(async move {
                 for n in 0..12 {
                     service
-                        .on_site(
+                        .execute(
                             &operator(),
-                            site,
-                            add_user(&format!("user-{task}-{n}"), Role::Presenter),
+                            add_user(site, &format!("user-{task}-{n}"), Role::Presenter),
                         )
                         .await?;
                 }

@@ -6,7 +6,6 @@
 mod common;
 
 use common::{by, domain, partners, share_and_link};
-use shareledger_commands::{ConnectionCommand, RelateCommand, ShareChange};
 use shareledger_core::catalog::DomainEvent as _;
 use shareledger_core::catalog::{AccessLevel, ContentEvent, Link, ObjectField};
 use shareledger_core::content::{ChangeObjectField, LinkSharedObject};
@@ -22,15 +21,15 @@ async fn r_share_4_a_partner_links_only_objects_it_can_see() {
     let before = db.log_snapshot().await;
     let err = domain(
         p.service
-            .relate(
+            .execute(
                 &by(p.b, p.admin_b),
-                p.b,
-                RelateCommand::Link(LinkSharedObject {
+                LinkSharedObject {
+                    site_id: p.b,
                     relationship_id: shareledger_core::catalog::RelationshipId::new(),
                     scorecard_id: p.b_scorecard,
                     origin_site: p.a,
                     object_id: p.object,
-                }),
+                },
             )
             .await,
     );
@@ -46,11 +45,13 @@ async fn r_conn_4_revoke_removes_relationships_as_system_events_caused_by_the_re
     let relationship_id = share_and_link(&p).await;
     let outcome = p
         .service
-        .on_connection(
+        .execute(
             &by(p.b, p.admin_b),
-            p.b,
-            p.a,
-            ConnectionCommand::Revoke(p.link()),
+            shareledger_core::connection::RevokeSharing {
+                site_id: p.b,
+                from: p.link().from,
+                to: p.link().to,
+            },
         )
         .await
         .unwrap();
@@ -92,10 +93,13 @@ async fn r_conn_4_revoke_removes_relationships_as_system_events_caused_by_the_re
     assert!(matches!(
         domain(
             p.service
-                .change_sharing(
+                .execute(
                     &by(p.a, p.admin_a),
-                    p.link(),
-                    ShareChange::Share(p.scorecard)
+                    shareledger_core::connection::ShareScorecard {
+                        site_id: p.link().from,
+                        partner: p.link().to,
+                        scorecard_id: p.scorecard
+                    }
                 )
                 .await
         ),
@@ -110,10 +114,13 @@ async fn r_share_4_unsharing_removes_the_relationships_that_lost_their_object() 
     let relationship_id = share_and_link(&p).await;
     let outcome = p
         .service
-        .change_sharing(
+        .execute(
             &by(p.a, p.admin_a),
-            p.link(),
-            ShareChange::Unshare(p.scorecard),
+            shareledger_core::connection::UnshareScorecard {
+                site_id: p.link().from,
+                partner: p.link().to,
+                scorecard_id: p.scorecard,
+            },
         )
         .await
         .unwrap();
@@ -145,10 +152,10 @@ async fn r_share_3_a_partners_user_cannot_change_shared_content() {
     let before = db.log_snapshot().await;
     let err = domain(
         p.service
-            .change_object_field(
+            .execute(
                 &by(p.b, p.admin_b),
-                p.a,
                 ChangeObjectField {
+                    site_id: p.a,
                     object_id: p.object,
                     field: ObjectField::Analysis,
                     value: "edited by the partner".into(),
@@ -160,10 +167,10 @@ async fn r_share_3_a_partners_user_cannot_change_shared_content() {
     assert_eq!(db.log_snapshot().await, before);
     // The owner's admin can.
     p.service
-        .change_object_field(
+        .execute(
             &by(p.a, p.admin_a),
-            p.a,
             ChangeObjectField {
+                site_id: p.a,
                 object_id: p.object,
                 field: ObjectField::Analysis,
                 value: "on track".into(),
@@ -177,16 +184,19 @@ async fn r_share_3_a_partners_user_cannot_change_shared_content() {
 async fn r_share_5_a_partners_scorecard_is_granted_at_most_browser() {
     let db = TestDb::new().await;
     let p = partners(&db).await;
+    // B's viewer on A's scorecard (the owner is not the granting site).
     let grant = |level| GrantScorecardAccess {
+        site_id: p.b,
         user_id: p.viewer_b,
         scorecard_id: p.scorecard,
         level,
+        owner_site: Some(p.a),
     };
     // Not shared yet: not a scorecard B can grant.
     assert_eq!(
         domain(
             p.service
-                .grant_scorecard_access(&by(p.b, p.admin_b), p.b, p.a, grant(AccessLevel::Browser))
+                .execute(&by(p.b, p.admin_b), grant(AccessLevel::Browser))
                 .await
         ),
         DomainError::ScorecardNotFound(p.scorecard)
@@ -196,14 +206,14 @@ async fn r_share_5_a_partners_scorecard_is_granted_at_most_browser() {
     assert_eq!(
         domain(
             p.service
-                .grant_scorecard_access(&by(p.b, p.admin_b), p.b, p.a, grant(AccessLevel::Updater))
+                .execute(&by(p.b, p.admin_b), grant(AccessLevel::Updater))
                 .await
         ),
         DomainError::SharedContentReadOnly
     );
     assert_eq!(db.log_snapshot().await, before);
     p.service
-        .grant_scorecard_access(&by(p.b, p.admin_b), p.b, p.a, grant(AccessLevel::Browser))
+        .execute(&by(p.b, p.admin_b), grant(AccessLevel::Browser))
         .await
         .unwrap();
 }
@@ -217,10 +227,13 @@ async fn r_share_1_sharing_needs_an_active_link_and_an_own_scorecard() {
     assert!(matches!(
         domain(
             p.service
-                .change_sharing(
+                .execute(
                     &by(p.b, p.admin_b),
-                    reverse,
-                    ShareChange::Share(p.b_scorecard)
+                    shareledger_core::connection::ShareScorecard {
+                        site_id: reverse.from,
+                        partner: reverse.to,
+                        scorecard_id: p.b_scorecard
+                    }
                 )
                 .await
         ),
@@ -230,10 +243,13 @@ async fn r_share_1_sharing_needs_an_active_link_and_an_own_scorecard() {
     assert_eq!(
         domain(
             p.service
-                .change_sharing(
+                .execute(
                     &by(p.a, p.admin_a),
-                    p.link(),
-                    ShareChange::Share(p.b_scorecard)
+                    shareledger_core::connection::ShareScorecard {
+                        site_id: p.link().from,
+                        partner: p.link().to,
+                        scorecard_id: p.b_scorecard
+                    }
                 )
                 .await
         ),

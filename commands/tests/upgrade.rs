@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use shareledger_commands::{ContentCommand, Issued, Service};
+use shareledger_commands::{Issued, Service};
 use shareledger_core::catalog::tags::tags_of;
 use shareledger_core::catalog::{
     content_stream, site_code_stream, site_stream, AccessLevel, ContentEvent, DomainEvent, Name,
@@ -204,10 +204,10 @@ async fn a_log_written_before_tags_is_tagged_on_migration_and_accepts_every_kind
         key: Uuid::new_v4(),
     };
     service
-        .change_object_field(
+        .execute(
             &by_admin(),
-            site,
             ChangeObjectField {
+                site_id: site,
                 object_id: object,
                 field: ObjectField::Analysis,
                 value: "read before the upgrade".into(),
@@ -216,10 +216,10 @@ async fn a_log_written_before_tags_is_tagged_on_migration_and_accepts_every_kind
         .await
         .expect("an edit bounded by tags on a migrated log");
     service
-        .on_site(
+        .execute(
             &by_admin(),
-            site,
             AddUser {
+                site_id: site,
                 user_id: UserId::new(),
                 username: Username::parse("new@old.example").unwrap(),
                 name: Name::parse("New").unwrap(),
@@ -229,15 +229,15 @@ async fn a_log_written_before_tags_is_tagged_on_migration_and_accepts_every_kind
         .await
         .expect("a user added on a migrated log");
     service
-        .on_content(
+        .execute(
             &by_admin(),
-            site,
-            ContentCommand::CreateObject(CreateObject {
+            CreateObject {
+                site_id: site,
                 object_id: ObjectId::new(),
                 kind: ObjectKind::Program,
                 name: Name::parse("After").unwrap(),
                 container: None,
-            }),
+            },
         )
         .await
         .expect("content created on a migrated log");

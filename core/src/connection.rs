@@ -39,10 +39,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use shareledger_events::catalog::{
-    ConnectionEvent, Directions, Link, PermissionFlag, ScorecardId, SiteCode, SiteId,
+    ConnectionEvent, Directions, Link, PermissionFlag, RemovalReason, ScorecardId, SiteCode, SiteId,
 };
 use shareledger_events::Actor;
 
+use crate::decision::{Context, Decided, Decision, Facts, Read, Write};
 use crate::error::DomainError;
 use crate::site::{authorize, SiteState};
 
@@ -375,10 +376,14 @@ fn active(state: &ConnectionState, link: Link) -> Result<(), DomainError> {
 /// requester's Instance Admin asks `partner` (found by its site code) for
 /// links. `Both` asks for requester→partner and partner→requester, `Offer`
 /// for requester→partner only.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestConnection {
-    /// The site the command service resolved `partner_code` to.
-    pub partner: SiteId,
+    /// The requesting site.
+    pub site_id: SiteId,
+    /// The partner's site code.
+    pub partner_code: SiteCode,
     pub directions: Directions,
 }
 
@@ -403,17 +408,15 @@ impl RequestConnection {
         actor: &Actor,
         requester: &SiteState,
         partner: Option<&SiteState>,
-        partner_code: &SiteCode,
         state: &ConnectionState,
     ) -> Result<Vec<ConnectionEvent>, DomainError> {
         authorize_connections(actor, requester)?;
-        if *partner_code == requester.code || self.partner == requester.id {
+        if self.partner_code == requester.code || partner.is_some_and(|p| p.id == requester.id) {
             return Err(DomainError::OwnSiteCode);
         }
         let Some(partner) = partner else {
-            return Err(DomainError::UnknownSiteCode(partner_code.clone()));
+            return Err(DomainError::UnknownSiteCode(self.partner_code.clone()));
         };
-        debug_assert_eq!(partner.id, self.partner, "partner state of another site");
         debug_assert!(
             state.involves(requester.id) && state.involves(partner.id),
             "connection state of another pair"
@@ -480,8 +483,12 @@ fn awaiting_from(
 /// ApproveConnection (R-CONN-1, R-CONN-3): the acting site's Instance Admin
 /// approves every link `partner` requested that awaits its approval; they
 /// all become active.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApproveConnection {
+    /// The acting site.
+    pub site_id: SiteId,
     pub partner: SiteId,
 }
 
@@ -506,8 +513,12 @@ impl ApproveConnection {
 
 /// DenyConnection (R-CONN-1, R-CONN-3): the acting site's Instance Admin
 /// denies every link `partner` requested that awaits its approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DenyConnection {
+    /// The acting site.
+    pub site_id: SiteId,
     pub partner: SiteId,
 }
 
@@ -532,8 +543,12 @@ impl DenyConnection {
 /// CancelConnectionRequest (R-CONN-1, R-CONN-3, R-CONN-6): the requester's
 /// Instance Admin cancels its links still awaiting `partner`'s approval. A
 /// later request by the partner then waits for manual approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CancelConnectionRequest {
+    /// The acting site.
+    pub site_id: SiteId,
     pub partner: SiteId,
 }
 
@@ -565,9 +580,26 @@ impl CancelConnectionRequest {
 /// RevokeSharing (R-CONN-1, R-CONN-4): either site's Instance Admin revokes
 /// one active link (one direction; the other is left as it was). Every
 /// scorecard shared over it is unshared at once, as a consequence.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokeSharing {
-    pub link: Link,
+    /// The acting site: either end of the link.
+    pub site_id: SiteId,
+    /// The link's sharing site.
+    pub from: SiteId,
+    /// The link's receiving site.
+    pub to: SiteId,
+}
+
+impl RevokeSharing {
+    /// The link revoked.
+    pub fn link(&self) -> Link {
+        Link {
+            from: self.from,
+            to: self.to,
+        }
+    }
 }
 
 impl RevokeSharing {
@@ -584,26 +616,24 @@ impl RevokeSharing {
         state: &ConnectionState,
     ) -> Result<Vec<ConnectionEvent>, DomainError> {
         authorize_connections(actor, site)?;
-        if !self.link.involves(site.id) {
+        if !self.link().involves(site.id) {
             return Err(DomainError::CrossSite {
                 actor_site: site.id,
-                target_site: self.link.from,
+                target_site: self.link().from,
             });
         }
-        active(state, self.link)?;
+        active(state, self.link())?;
         let revoked = ConnectionEvent::LinkRevoked {
             revoker: site.id,
-            link: self.link,
+            link: self.link(),
         };
-        let unshared =
-            state
-                .shared(self.link)
-                .iter()
-                .map(|scorecard_id| ConnectionEvent::ScorecardUnshared {
-                    link: self.link,
-                    scorecard_id: *scorecard_id,
-                    because_link_revoked: true,
-                });
+        let unshared = state.shared(self.link()).iter().map(|scorecard_id| {
+            ConnectionEvent::ScorecardUnshared {
+                link: self.link(),
+                scorecard_id: *scorecard_id,
+                because_link_revoked: true,
+            }
+        });
         Ok(std::iter::once(revoked).chain(unshared).collect())
     }
 }
@@ -611,10 +641,24 @@ impl RevokeSharing {
 /// ShareScorecard (R-CONN-1, R-SHARE-1): the sharing site's (`link.from`)
 /// Instance Admin lets the partner see one of its own scorecards, over an
 /// active link.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShareScorecard {
-    pub link: Link,
+    /// The sharing site.
+    pub site_id: SiteId,
+    pub partner: SiteId,
     pub scorecard_id: ScorecardId,
+}
+
+impl ShareScorecard {
+    /// The link it shares over: the site's to the partner.
+    pub fn link(&self) -> Link {
+        Link {
+            from: self.site_id,
+            to: self.partner,
+        }
+    }
 }
 
 impl ShareScorecard {
@@ -633,16 +677,16 @@ impl ShareScorecard {
         state: &ConnectionState,
     ) -> Result<Vec<ConnectionEvent>, DomainError> {
         authorize_connections(actor, site)?;
-        sharing_site(site, self.link)?;
-        active(state, self.link)?;
+        sharing_site(site, self.link())?;
+        active(state, self.link())?;
         if !owned {
             return Err(DomainError::ScorecardNotFound(self.scorecard_id));
         }
-        if state.shared(self.link).contains(&self.scorecard_id) {
+        if state.shared(self.link()).contains(&self.scorecard_id) {
             return Err(DomainError::AlreadyShared(self.scorecard_id));
         }
         Ok(vec![ConnectionEvent::ScorecardShared {
-            link: self.link,
+            link: self.link(),
             scorecard_id: self.scorecard_id,
         }])
     }
@@ -650,10 +694,24 @@ impl ShareScorecard {
 
 /// UnshareScorecard (R-CONN-1, R-SHARE-1): the sharing site's Instance Admin
 /// takes one scorecard back from the partner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UnshareScorecard {
-    pub link: Link,
+    /// The sharing site.
+    pub site_id: SiteId,
+    pub partner: SiteId,
     pub scorecard_id: ScorecardId,
+}
+
+impl UnshareScorecard {
+    /// The link it shares over: the site's to the partner.
+    pub fn link(&self) -> Link {
+        Link {
+            from: self.site_id,
+            to: self.partner,
+        }
+    }
 }
 
 impl UnshareScorecard {
@@ -669,13 +727,13 @@ impl UnshareScorecard {
         state: &ConnectionState,
     ) -> Result<Vec<ConnectionEvent>, DomainError> {
         authorize_connections(actor, site)?;
-        sharing_site(site, self.link)?;
-        active(state, self.link)?;
-        if !state.shared(self.link).contains(&self.scorecard_id) {
+        sharing_site(site, self.link())?;
+        active(state, self.link())?;
+        if !state.shared(self.link()).contains(&self.scorecard_id) {
             return Err(DomainError::NotShared(self.scorecard_id));
         }
         Ok(vec![ConnectionEvent::ScorecardUnshared {
-            link: self.link,
+            link: self.link(),
             scorecard_id: self.scorecard_id,
             because_link_revoked: false,
         }])
@@ -685,10 +743,24 @@ impl UnshareScorecard {
 /// SetSharedScorecards, seed 000's "Edit Scorecards" (R-CONN-1, R-SHARE-1):
 /// the whole set of scorecards the partner may see over an active link,
 /// saved at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetSharedScorecards {
-    pub link: Link,
+    /// The sharing site.
+    pub site_id: SiteId,
+    pub partner: SiteId,
     pub scorecards: BTreeSet<ScorecardId>,
+}
+
+impl SetSharedScorecards {
+    /// The link it shares over: the site's to the partner.
+    pub fn link(&self) -> Link {
+        Link {
+            from: self.site_id,
+            to: self.partner,
+        }
+    }
 }
 
 impl SetSharedScorecards {
@@ -709,9 +781,9 @@ impl SetSharedScorecards {
         state: &ConnectionState,
     ) -> Result<Vec<ConnectionEvent>, DomainError> {
         authorize_connections(actor, site)?;
-        sharing_site(site, self.link)?;
-        active(state, self.link)?;
-        let current = state.shared(self.link);
+        sharing_site(site, self.link())?;
+        active(state, self.link())?;
+        let current = state.shared(self.link());
         if let Some(foreign) = self
             .scorecards
             .difference(current)
@@ -723,7 +795,7 @@ impl SetSharedScorecards {
             current
                 .difference(&self.scorecards)
                 .map(|s| ConnectionEvent::ScorecardUnshared {
-                    link: self.link,
+                    link: self.link(),
                     scorecard_id: *s,
                     because_link_revoked: false,
                 });
@@ -731,7 +803,7 @@ impl SetSharedScorecards {
             self.scorecards
                 .difference(current)
                 .map(|s| ConnectionEvent::ScorecardShared {
-                    link: self.link,
+                    link: self.link(),
                     scorecard_id: *s,
                 });
         Ok(unshared.chain(shared).collect())
@@ -774,6 +846,228 @@ pub fn is_consequence(event: &ConnectionEvent) -> bool {
             ..
         }
     )
+}
+
+/// R-CONN-1: connections are managed by a site's users, never by an
+/// operator or the system on a site's behalf.
+fn user_only(ctx: &Context) -> Result<(), DomainError> {
+    match ctx.actor {
+        Actor::User { .. } => Ok(()),
+        _ => Err(DomainError::ConnectionsUnavailable),
+    }
+}
+
+impl Decision for RequestConnection {
+    const NAME: &'static str = "RequestConnection";
+    const SUMMARY: &'static str = "Requests a connection with the partner of that site code, in both directions or as an offer (R-CONN-1, 2, 5, 6).";
+
+    /// The requester and the code; once the code is read, the partner and
+    /// the pair's links.
+    fn reads(&self, _: &Context, facts: &Facts) -> Vec<Read> {
+        let code = Read::SiteCode(self.partner_code.clone());
+        let mut reads = vec![Read::Site(self.site_id)];
+        if let Some(partner) = facts
+            .has(&code)
+            .then(|| facts.site_code(&self.partner_code))
+            .flatten()
+        {
+            reads.push(Read::Site(partner));
+            reads.push(Read::Connection(self.site_id, partner));
+        }
+        reads.push(code);
+        reads
+    }
+
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        user_only(ctx)?;
+        let requester = facts.existing_site(self.site_id)?;
+        let partner = facts.site_code(&self.partner_code);
+        // An unknown code has no pair: decide against an empty one with a
+        // site that cannot exist, so that authorization is checked before
+        // the code is reported unknown.
+        let empty;
+        let state = match partner {
+            Some(partner) => facts.connection(self.site_id, partner),
+            None => {
+                empty = ConnectionState::new(self.site_id, SiteId(uuid::Uuid::nil()));
+                &empty
+            }
+        };
+        let events = self.decide(
+            &ctx.actor,
+            requester,
+            partner.and_then(|p| facts.site(p)),
+            state,
+        )?;
+        Ok(match partner {
+            Some(partner) => Decided::write(Write::Connection(self.site_id, partner, events)),
+            None => Decided::default(),
+        })
+    }
+}
+
+/// Commands decided on the acting site and the pair's links.
+macro_rules! decided_on_the_pair {
+    ($($command:ident: $summary:literal),* $(,)?) => {$(
+        impl Decision for $command {
+            const NAME: &'static str = stringify!($command);
+            const SUMMARY: &'static str = $summary;
+            fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {
+                vec![Read::Site(self.site_id), Read::Connection(self.site_id, self.partner)]
+            }
+            fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+                user_only(ctx)?;
+                let site = facts.existing_site(self.site_id)?;
+                let state = facts.connection(self.site_id, self.partner);
+                let events = self.decide(&ctx.actor, site, state)?;
+                Ok(Decided::write(Write::Connection(self.site_id, self.partner, events)))
+            }
+        }
+    )*};
+}
+
+decided_on_the_pair!(
+    ApproveConnection: "Approves what the partner requested (R-CONN-3).",
+    DenyConnection: "Denies what the partner requested (R-CONN-3).",
+    CancelConnectionRequest: "Cancels the site's own pending request to the partner (R-CONN-3).",
+);
+
+impl Decision for RevokeSharing {
+    const NAME: &'static str = "RevokeSharing";
+    const SUMMARY: &'static str = "Revokes one direction of a connection; its shares and the relationships on them go too (R-CONN-4).";
+
+    /// The acting site, the link's pair, and the receiving site's content.
+    fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {
+        vec![
+            Read::Site(self.site_id),
+            Read::Connection(self.from, self.to),
+            Read::Content(self.to),
+        ]
+    }
+
+    /// R-CONN-4: the receiving site loses every relationship built on what
+    /// the link shared, in the same append.
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        user_only(ctx)?;
+        let site = facts.existing_site(self.site_id)?;
+        let events = self.decide(&ctx.actor, site, facts.connection(self.from, self.to))?;
+        let lost = facts.content(self.to).relationships_lost(
+            self.from,
+            &Default::default(),
+            RemovalReason::LinkRevoked,
+        );
+        Ok(
+            Decided::write(Write::Connection(self.from, self.to, events))
+                .and(Write::ContentConsequences(self.to, lost)),
+        )
+    }
+}
+
+/// What a sharing command reads: the acting site, the sharing site's
+/// content (what it owns), the pair's links, and the partner's content
+/// (the relationships that lose their object go in the same append).
+fn sharing_reads(ctx: &Context, link: Link) -> Vec<Read> {
+    vec![
+        Read::Site(ctx.actor_site().unwrap_or(link.from)),
+        Read::Content(link.from),
+        Read::Connection(link.from, link.to),
+        Read::Content(link.to),
+    ]
+}
+
+/// The connection events, and the partner's relationships that lost their
+/// object through them (R-SHARE-4), in one decision.
+fn with_relationships_lost(facts: &Facts, link: Link, events: Vec<ConnectionEvent>) -> Decided {
+    let after = events.iter().fold(
+        facts.connection(link.from, link.to).clone(),
+        ConnectionState::evolve,
+    );
+    let still_visible = facts.content(link.from).visible_through(after.shared(link));
+    let lost = facts.content(link.to).relationships_lost(
+        link.from,
+        &still_visible,
+        RemovalReason::ScorecardUnshared,
+    );
+    Decided::write(Write::Connection(link.from, link.to, events))
+        .and(Write::ContentConsequences(link.to, lost))
+}
+
+/// The site a sharing command acts for.
+fn sharing_site_state<'a>(
+    ctx: &Context,
+    facts: &'a Facts,
+    link: Link,
+) -> Result<&'a SiteState, DomainError> {
+    facts.existing_site(ctx.actor_site().unwrap_or(link.from))
+}
+
+impl Decision for ShareScorecard {
+    const NAME: &'static str = "ShareScorecard";
+    const SUMMARY: &'static str =
+        "Shares one of the site's scorecards with a partner over an active link (R-SHARE-1).";
+
+    fn reads(&self, ctx: &Context, _: &Facts) -> Vec<Read> {
+        sharing_reads(ctx, self.link())
+    }
+
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        let link = self.link();
+        let site = sharing_site_state(ctx, facts, link)?;
+        let owned = facts
+            .content(link.from)
+            .scorecards
+            .contains_key(&self.scorecard_id);
+        let events = self.decide(
+            &ctx.actor,
+            site,
+            owned,
+            facts.connection(link.from, link.to),
+        )?;
+        Ok(with_relationships_lost(facts, link, events))
+    }
+}
+
+impl Decision for UnshareScorecard {
+    const NAME: &'static str = "UnshareScorecard";
+    const SUMMARY: &'static str = "Stops sharing a scorecard with a partner; relationships that lose their only path go too (R-SHARE-4).";
+
+    fn reads(&self, ctx: &Context, _: &Facts) -> Vec<Read> {
+        sharing_reads(ctx, self.link())
+    }
+
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        let link = self.link();
+        let site = sharing_site_state(ctx, facts, link)?;
+        let events = self.decide(&ctx.actor, site, facts.connection(link.from, link.to))?;
+        Ok(with_relationships_lost(facts, link, events))
+    }
+}
+
+impl Decision for SetSharedScorecards {
+    const NAME: &'static str = "SetSharedScorecards";
+    const SUMMARY: &'static str = "Sets the whole set of scorecards shared with a partner at once (\"Edit Scorecards\", R-SHARE-7).";
+
+    fn reads(&self, ctx: &Context, _: &Facts) -> Vec<Read> {
+        sharing_reads(ctx, self.link())
+    }
+
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        let link = self.link();
+        let site = sharing_site_state(ctx, facts, link)?;
+        let owned: BTreeSet<ScorecardId> = facts
+            .content(link.from)
+            .scorecards
+            .keys()
+            .copied()
+            .collect();
+        let events = self.decide(
+            &ctx.actor,
+            site,
+            &owned,
+            facts.connection(link.from, link.to),
+        )?;
+        Ok(with_relationships_lost(facts, link, events))
+    }
 }
 
 #[cfg(test)]
@@ -889,10 +1183,11 @@ mod tests {
             state: &ConnectionState,
         ) -> Result<Vec<ConnectionEvent>, DomainError> {
             RequestConnection {
-                partner: to.id(),
+                site_id: from.id(),
+                partner_code: to.code().clone(),
                 directions,
             }
-            .decide(actor, &from.state, Some(&to.state), to.code(), state)
+            .decide(actor, &from.state, Some(&to.state), state)
         }
 
         /// A requested both links and B approved them.
@@ -936,24 +1231,30 @@ mod tests {
             .is_ok());
         let active = w.given(&w.active_both());
         assert_eq!(
-            ApproveConnection { partner: w.a.id() }.decide(
-                &w.b.builder,
-                &w.b.state,
-                &w.given(&w.active_both()[..1])
-            ),
+            ApproveConnection {
+                site_id: w.b.id(),
+                partner: w.a.id()
+            }
+            .decide(&w.b.builder, &w.b.state, &w.given(&w.active_both()[..1])),
             Err(DomainError::NotPermitted {
                 needed: PermissionFlag::InstanceAdmin
             })
         );
         assert_eq!(
-            RevokeSharing { link: w.ab() }.decide(&w.b.builder, &w.b.state, &active),
+            RevokeSharing {
+                site_id: w.b.id(),
+                from: w.a.id(),
+                to: w.b.id()
+            }
+            .decide(&w.b.builder, &w.b.state, &active),
             Err(DomainError::NotPermitted {
                 needed: PermissionFlag::InstanceAdmin
             })
         );
         assert_eq!(
             ShareScorecard {
-                link: w.ab(),
+                site_id: w.a.id(),
+                partner: w.b.id(),
                 scorecard_id: ScorecardId::new()
             }
             .decide(&w.a.builder, &w.a.state, true, &active),
@@ -975,25 +1276,43 @@ mod tests {
             unavailable
         );
         assert_eq!(
-            ApproveConnection { partner: w.a.id() }.decide(&operator, &w.b.state, &pending),
+            ApproveConnection {
+                site_id: w.b.id(),
+                partner: w.a.id()
+            }
+            .decide(&operator, &w.b.state, &pending),
             unavailable
         );
         assert_eq!(
-            DenyConnection { partner: w.a.id() }.decide(&operator, &w.b.state, &pending),
+            DenyConnection {
+                site_id: w.b.id(),
+                partner: w.a.id()
+            }
+            .decide(&operator, &w.b.state, &pending),
             unavailable
         );
         assert_eq!(
-            CancelConnectionRequest { partner: w.b.id() }.decide(&operator, &w.a.state, &pending),
+            CancelConnectionRequest {
+                site_id: w.a.id(),
+                partner: w.b.id()
+            }
+            .decide(&operator, &w.a.state, &pending),
             unavailable
         );
         assert_eq!(
-            RevokeSharing { link: w.ab() }.decide(&operator, &w.a.state, &active),
+            RevokeSharing {
+                site_id: w.a.id(),
+                from: w.a.id(),
+                to: w.b.id()
+            }
+            .decide(&operator, &w.a.state, &active),
             unavailable
         );
         let scorecard = ScorecardId::new();
         assert_eq!(
             ShareScorecard {
-                link: w.ab(),
+                site_id: w.a.id(),
+                partner: w.b.id(),
                 scorecard_id: scorecard
             }
             .decide(&operator, &w.a.state, true, &active),
@@ -1001,7 +1320,8 @@ mod tests {
         );
         assert_eq!(
             UnshareScorecard {
-                link: w.ab(),
+                site_id: w.a.id(),
+                partner: w.b.id(),
                 scorecard_id: scorecard
             }
             .decide(&operator, &w.a.state, &active),
@@ -1009,7 +1329,8 @@ mod tests {
         );
         assert_eq!(
             SetSharedScorecards {
-                link: w.ab(),
+                site_id: w.a.id(),
+                partner: w.b.id(),
                 scorecards: BTreeSet::from([scorecard])
             }
             .decide(&operator, &w.a.state, &BTreeSet::from([scorecard]), &active),
@@ -1031,7 +1352,11 @@ mod tests {
             Err(DomainError::ActorInactive)
         );
         assert_eq!(
-            ApproveConnection { partner: w.a.id() }.decide(
+            ApproveConnection {
+                site_id: w.b.id(),
+                partner: w.a.id()
+            }
+            .decide(
                 &w.b.inactive_admin,
                 &w.b.state,
                 &w.given(&w.active_both()[..1])
@@ -1039,11 +1364,12 @@ mod tests {
             Err(DomainError::ActorInactive)
         );
         assert_eq!(
-            RevokeSharing { link: w.ab() }.decide(
-                &w.a.inactive_admin,
-                &w.a.state,
-                &w.given(&w.active_both())
-            ),
+            RevokeSharing {
+                site_id: w.a.id(),
+                from: w.a.id(),
+                to: w.b.id()
+            }
+            .decide(&w.a.inactive_admin, &w.a.state, &w.given(&w.active_both())),
             Err(DomainError::ActorInactive)
         );
     }
@@ -1065,18 +1391,28 @@ mod tests {
             cross(&w.c, &w.a)
         );
         assert_eq!(
-            ApproveConnection { partner: w.a.id() }.decide(&w.c.admin, &w.b.state, &pending),
+            ApproveConnection {
+                site_id: w.b.id(),
+                partner: w.a.id()
+            }
+            .decide(&w.c.admin, &w.b.state, &pending),
             cross(&w.c, &w.b)
         );
         // C's admin on its own site, revoking a link between A and B.
         assert_eq!(
-            RevokeSharing { link: w.ab() }.decide(&w.c.admin, &w.c.state, &active),
+            RevokeSharing {
+                site_id: w.c.id(),
+                from: w.a.id(),
+                to: w.b.id()
+            }
+            .decide(&w.c.admin, &w.c.state, &active),
             cross(&w.c, &w.a)
         );
         // B's admin sharing over A→B (A's scorecards).
         assert_eq!(
             ShareScorecard {
-                link: w.ab(),
+                site_id: w.a.id(),
+                partner: w.b.id(),
                 scorecard_id: ScorecardId::new()
             }
             .decide(&w.b.admin, &w.b.state, true, &active),
@@ -1084,7 +1420,8 @@ mod tests {
         );
         assert_eq!(
             SetSharedScorecards {
-                link: w.ab(),
+                site_id: w.a.id(),
+                partner: w.b.id(),
                 scorecards: BTreeSet::new()
             }
             .decide(&w.b.admin, &w.b.state, &BTreeSet::new(), &active),
@@ -1100,23 +1437,24 @@ mod tests {
         let nobody = SiteCode::parse("NOBODY").unwrap();
         assert_eq!(
             RequestConnection {
-                partner: SiteId::new(),
+                site_id: w.a.id(),
+                partner_code: nobody.clone(),
                 directions: Directions::Both
             }
-            .decide(&w.a.admin, &w.a.state, None, &nobody, &fresh),
+            .decide(&w.a.admin, &w.a.state, None, &fresh),
             Err(DomainError::UnknownSiteCode(nobody))
         );
         // Own code, in any case.
         assert_eq!(
             RequestConnection {
-                partner: w.a.id(),
+                site_id: w.a.id(),
+                partner_code: SiteCode::parse("alpha").unwrap(),
                 directions: Directions::Both
             }
             .decide(
                 &w.a.admin,
                 &w.a.state,
                 Some(&w.a.state),
-                &SiteCode::parse("alpha").unwrap(),
                 &ConnectionState::new(w.a.id(), w.a.id())
             ),
             Err(DomainError::OwnSiteCode)
@@ -1210,22 +1548,32 @@ mod tests {
         let both = vec![w.ab(), w.ba()];
 
         // B approves: both links active.
-        let approved = ApproveConnection { partner: w.a.id() }
-            .decide(&w.b.admin, &w.b.state, &pending)
-            .unwrap();
+        let approved = ApproveConnection {
+            site_id: w.b.id(),
+            partner: w.a.id(),
+        }
+        .decide(&w.b.admin, &w.b.state, &pending)
+        .unwrap();
         assert_eq!(approved, w.active_both()[1..]);
         let active = then(&pending, &approved);
         assert!(both.iter().all(|l| active.link_state(*l).is_active()));
         // The requester cannot approve its own request.
         assert_eq!(
-            ApproveConnection { partner: w.b.id() }.decide(&w.a.admin, &w.a.state, &pending),
+            ApproveConnection {
+                site_id: w.a.id(),
+                partner: w.b.id()
+            }
+            .decide(&w.a.admin, &w.a.state, &pending),
             Err(DomainError::NothingToApprove)
         );
 
         // B denies: both links denied.
-        let denied = DenyConnection { partner: w.a.id() }
-            .decide(&w.b.admin, &w.b.state, &pending)
-            .unwrap();
+        let denied = DenyConnection {
+            site_id: w.b.id(),
+            partner: w.a.id(),
+        }
+        .decide(&w.b.admin, &w.b.state, &pending)
+        .unwrap();
         assert_eq!(
             denied,
             vec![ConnectionEvent::ConnectionDenied {
@@ -1238,18 +1586,29 @@ mod tests {
             .iter()
             .all(|l| after.link_state(*l) == LinkState::Denied));
         assert_eq!(
-            DenyConnection { partner: w.a.id() }.decide(&w.b.admin, &w.b.state, &after),
+            DenyConnection {
+                site_id: w.b.id(),
+                partner: w.a.id()
+            }
+            .decide(&w.b.admin, &w.b.state, &after),
             Err(DomainError::NothingToApprove)
         );
 
         // A cancels: both links cancelled; B cannot cancel A's request.
         assert_eq!(
-            CancelConnectionRequest { partner: w.a.id() }.decide(&w.b.admin, &w.b.state, &pending),
+            CancelConnectionRequest {
+                site_id: w.b.id(),
+                partner: w.a.id()
+            }
+            .decide(&w.b.admin, &w.b.state, &pending),
             Err(DomainError::NothingToCancel)
         );
-        let cancelled = CancelConnectionRequest { partner: w.b.id() }
-            .decide(&w.a.admin, &w.a.state, &pending)
-            .unwrap();
+        let cancelled = CancelConnectionRequest {
+            site_id: w.a.id(),
+            partner: w.b.id(),
+        }
+        .decide(&w.a.admin, &w.a.state, &pending)
+        .unwrap();
         assert_eq!(
             cancelled,
             vec![ConnectionEvent::ConnectionRequestCancelled {
@@ -1264,11 +1623,19 @@ mod tests {
 
         // Nothing to act on once active.
         assert_eq!(
-            ApproveConnection { partner: w.a.id() }.decide(&w.b.admin, &w.b.state, &active),
+            ApproveConnection {
+                site_id: w.b.id(),
+                partner: w.a.id()
+            }
+            .decide(&w.b.admin, &w.b.state, &active),
             Err(DomainError::NothingToApprove)
         );
         assert_eq!(
-            CancelConnectionRequest { partner: w.b.id() }.decide(&w.a.admin, &w.a.state, &active),
+            CancelConnectionRequest {
+                site_id: w.a.id(),
+                partner: w.b.id()
+            }
+            .decide(&w.a.admin, &w.a.state, &active),
             Err(DomainError::NothingToCancel)
         );
     }
@@ -1295,9 +1662,13 @@ mod tests {
         let state = w.given(&history);
 
         // B (the receiving site) revokes A→B.
-        let events = RevokeSharing { link: w.ab() }
-            .decide(&w.b.admin, &w.b.state, &state)
-            .unwrap();
+        let events = RevokeSharing {
+            site_id: w.b.id(),
+            from: w.a.id(),
+            to: w.b.id(),
+        }
+        .decide(&w.b.admin, &w.b.state, &state)
+        .unwrap();
         let mut expected = vec![ConnectionEvent::LinkRevoked {
             revoker: w.b.id(),
             link: w.ab(),
@@ -1328,21 +1699,31 @@ mod tests {
 
         // Revoking again, or sharing over the revoked link, is refused.
         assert_eq!(
-            RevokeSharing { link: w.ab() }.decide(&w.a.admin, &w.a.state, &after),
+            RevokeSharing {
+                site_id: w.a.id(),
+                from: w.a.id(),
+                to: w.b.id()
+            }
+            .decide(&w.a.admin, &w.a.state, &after),
             Err(DomainError::LinkNotActive { link: w.ab() })
         );
         assert_eq!(
             ShareScorecard {
-                link: w.ab(),
+                site_id: w.a.id(),
+                partner: w.b.id(),
                 scorecard_id: s1
             }
             .decide(&w.a.admin, &w.a.state, true, &after),
             Err(DomainError::LinkNotActive { link: w.ab() })
         );
         // A revokes B→A too, with nothing else to unshare on A→B.
-        let events = RevokeSharing { link: w.ba() }
-            .decide(&w.a.admin, &w.a.state, &after)
-            .unwrap();
+        let events = RevokeSharing {
+            site_id: w.a.id(),
+            from: w.b.id(),
+            to: w.a.id(),
+        }
+        .decide(&w.a.admin, &w.a.state, &after)
+        .unwrap();
         assert_eq!(
             events,
             vec![
@@ -1386,9 +1767,12 @@ mod tests {
             .unwrap();
         assert_eq!(request, w.active_both()[..1]);
         let pending = then(&revoked, &request);
-        let approve = ApproveConnection { partner: w.a.id() }
-            .decide(&w.b.admin, &w.b.state, &pending)
-            .unwrap();
+        let approve = ApproveConnection {
+            site_id: w.b.id(),
+            partner: w.a.id(),
+        }
+        .decide(&w.b.admin, &w.b.state, &pending)
+        .unwrap();
         let active = then(&pending, &approve);
         assert!(active.link_state(w.ab()).is_active());
         assert!(active.shared(w.ab()).is_empty());
@@ -1484,9 +1868,12 @@ mod tests {
         // Nothing is linked until A approves by hand.
         assert!(!after.link_state(w.ab()).is_active() && !after.link_state(w.ba()).is_active());
         assert_eq!(after.awaiting_approval_by(w.a.id()), vec![w.ba(), w.ab()]);
-        let approved = ApproveConnection { partner: w.b.id() }
-            .decide(&w.a.admin, &w.a.state, &after)
-            .unwrap();
+        let approved = ApproveConnection {
+            site_id: w.a.id(),
+            partner: w.b.id(),
+        }
+        .decide(&w.a.admin, &w.a.state, &after)
+        .unwrap();
         assert_eq!(
             approved,
             vec![ConnectionEvent::LinksActivated {
@@ -1515,7 +1902,8 @@ mod tests {
         let own = ScorecardId::new();
         let foreign = ScorecardId::new();
         let share = |scorecard_id| ShareScorecard {
-            link: w.ab(),
+            site_id: w.a.id(),
+            partner: w.b.id(),
             scorecard_id,
         };
         // Not active yet.
@@ -1549,7 +1937,8 @@ mod tests {
         );
         // Unshare.
         let unshare = |scorecard_id| UnshareScorecard {
-            link: w.ab(),
+            site_id: w.a.id(),
+            partner: w.b.id(),
             scorecard_id,
         };
         assert_eq!(
@@ -1578,7 +1967,8 @@ mod tests {
         let (s2, s3) = (ScorecardId::new(), ScorecardId::new());
         let owned = BTreeSet::from([own, s2, s3]);
         let set = |scorecards: &[ScorecardId]| SetSharedScorecards {
-            link: w.ab(),
+            site_id: w.a.id(),
+            partner: w.b.id(),
             scorecards: scorecards.iter().copied().collect(),
         };
         assert_eq!(
@@ -1640,13 +2030,15 @@ mod tests {
             ],
         );
         let to_b = SetSharedScorecards {
-            link: w.ab(),
+            site_id: w.a.id(),
+            partner: w.b.id(),
             scorecards: BTreeSet::from([s1]),
         }
         .decide(&w.a.admin, &w.a.state, &owned, &with_b)
         .unwrap();
         let to_c = SetSharedScorecards {
-            link: ac,
+            site_id: ac.from,
+            partner: ac.to,
             scorecards: BTreeSet::from([s2]),
         }
         .decide(&w.a.admin, &w.a.state, &owned, &with_c)
@@ -1837,25 +2229,47 @@ mod tests {
                         let (me, other) = (sites[s], sites[1 - s]);
                         w.request(&me.admin, me, other, directions, &state)
                     }
-                    Cmd::Approve(s) => ApproveConnection { partner: sites[1 - s].id() }
-                        .decide(&sites[s].admin, &sites[s].state, &state),
-                    Cmd::Deny(s) => DenyConnection { partner: sites[1 - s].id() }
-                        .decide(&sites[s].admin, &sites[s].state, &state),
-                    Cmd::Cancel(s) => CancelConnectionRequest { partner: sites[1 - s].id() }
-                        .decide(&sites[s].admin, &sites[s].state, &state),
-                    Cmd::Revoke(s, l) => RevokeSharing { link: links[l] }
-                        .decide(&sites[s].admin, &sites[s].state, &state),
-                    Cmd::Share(s, l, c) => ShareScorecard { link: links[l], scorecard_id: scorecards[c] }
-                        .decide(
-                            &sites[s].admin,
-                            &sites[s].state,
-                            owned_by(links[l].from).contains(&scorecards[c]),
-                            &state,
-                        ),
-                    Cmd::Unshare(s, l, c) => UnshareScorecard { link: links[l], scorecard_id: scorecards[c] }
-                        .decide(&sites[s].admin, &sites[s].state, &state),
+                    Cmd::Approve(s) => ApproveConnection {
+                        site_id: sites[s].id(),
+                        partner: sites[1 - s].id(),
+                    }
+                    .decide(&sites[s].admin, &sites[s].state, &state),
+                    Cmd::Deny(s) => DenyConnection {
+                        site_id: sites[s].id(),
+                        partner: sites[1 - s].id(),
+                    }
+                    .decide(&sites[s].admin, &sites[s].state, &state),
+                    Cmd::Cancel(s) => CancelConnectionRequest {
+                        site_id: sites[s].id(),
+                        partner: sites[1 - s].id(),
+                    }
+                    .decide(&sites[s].admin, &sites[s].state, &state),
+                    Cmd::Revoke(s, l) => RevokeSharing {
+                        site_id: sites[s].id(),
+                        from: links[l].from,
+                        to: links[l].to,
+                    }
+                    .decide(&sites[s].admin, &sites[s].state, &state),
+                    Cmd::Share(s, l, c) => ShareScorecard {
+                        site_id: links[l].from,
+                        partner: links[l].to,
+                        scorecard_id: scorecards[c],
+                    }
+                    .decide(
+                        &sites[s].admin,
+                        &sites[s].state,
+                        owned_by(links[l].from).contains(&scorecards[c]),
+                        &state,
+                    ),
+                    Cmd::Unshare(s, l, c) => UnshareScorecard {
+                        site_id: links[l].from,
+                        partner: links[l].to,
+                        scorecard_id: scorecards[c],
+                    }
+                    .decide(&sites[s].admin, &sites[s].state, &state),
                     Cmd::SetShared(s, l, mask) => SetSharedScorecards {
-                        link: links[l],
+                        site_id: links[l].from,
+                        partner: links[l].to,
                         scorecards: (0..SCORECARDS)
                             .filter(|i| mask & (1 << i) != 0)
                             .map(|i| scorecards[i])

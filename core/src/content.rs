@@ -15,6 +15,7 @@ use shareledger_events::Actor;
 
 use crate::access_rule::{self, TargetFacts, UserFacts};
 use crate::boundary::BoundaryItem;
+use crate::decision::{Context, Decided, Decision, Facts, Read, Write};
 use crate::error::DomainError;
 use crate::site::{authorize, SiteState, UserState};
 
@@ -280,8 +281,11 @@ fn authorize_author(
 }
 
 /// CreateScorecard.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateScorecard {
+    pub site_id: SiteId,
     pub scorecard_id: ScorecardId,
     pub name: Name,
 }
@@ -306,11 +310,15 @@ impl CreateScorecard {
 
 /// CreateObject: a Result, Indicator, Program or Performance Measure,
 /// optionally inside a container (a Result or Program) of the same site.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateObject {
+    pub site_id: SiteId,
     pub object_id: ObjectId,
     pub kind: ObjectKind,
     pub name: Name,
+    #[serde(default)]
     pub container: Option<ObjectId>,
 }
 
@@ -359,8 +367,11 @@ fn own_object_and_scorecard(
 
 /// PlaceObjectOnScorecard. Partners the scorecard is shared with see the
 /// object from then on (R-SHARE-2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlaceObjectOnScorecard {
+    pub site_id: SiteId,
     pub object_id: ObjectId,
     pub scorecard_id: ScorecardId,
 }
@@ -395,8 +406,11 @@ impl PlaceObjectOnScorecard {
 /// still on another scorecard shared with them (R-SHARE-2); their
 /// relationships that lost their only path are removed by the command
 /// service with [`ContentState::relationships_lost`] (R-SHARE-4).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RemoveObjectFromScorecard {
+    pub site_id: SiteId,
     pub object_id: ObjectId,
     pub scorecard_id: ScorecardId,
 }
@@ -430,10 +444,14 @@ impl RemoveObjectFromScorecard {
 /// ChangeObjectField: an update-field (needs Updater) or an edit-field
 /// (needs Editor) of an object (R-USER-3). A partner's user is refused:
 /// shared content is read-only (R-SHARE-3).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangeObjectField {
+    pub site_id: SiteId,
     pub object_id: ObjectId,
     pub field: ObjectField,
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\x00]*$"))]
     pub value: String,
 }
 
@@ -536,8 +554,11 @@ impl ChangeObjectField {
 
 /// LinkSharedObject: place a partner's shared object on one of this site's
 /// scorecards (R-SHARE-4).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LinkSharedObject {
+    pub site_id: SiteId,
     pub relationship_id: RelationshipId,
     pub scorecard_id: ScorecardId,
     pub origin_site: SiteId,
@@ -578,8 +599,11 @@ impl LinkSharedObject {
 
 /// UseSharedMeasureInAggregation: use a partner's shared Indicator or
 /// Performance Measure in one of this site's own (R-SHARE-4).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UseSharedMeasureInAggregation {
+    pub site_id: SiteId,
     pub relationship_id: RelationshipId,
     pub into_object: ObjectId,
     pub origin_site: SiteId,
@@ -627,5 +651,157 @@ impl UseSharedMeasureInAggregation {
             origin_site: self.origin_site,
             object_id: self.object_id,
         }])
+    }
+}
+
+/// The site a command acts for: the acting user's, else (operators) the
+/// site the command names.
+fn acting_site(ctx: &Context, site_id: SiteId) -> SiteId {
+    ctx.actor_site().unwrap_or(site_id)
+}
+
+/// Commands decided on the site's own content and the acting site.
+macro_rules! decided_on_own_content {
+    ($($command:ident: $summary:literal),* $(,)?) => {$(
+        impl Decision for $command {
+            const NAME: &'static str = stringify!($command);
+            const SUMMARY: &'static str = $summary;
+            fn reads(&self, ctx: &Context, _: &Facts) -> Vec<Read> {
+                vec![Read::Site(acting_site(ctx, self.site_id)), Read::Content(self.site_id)]
+            }
+            fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+                let site = facts.existing_site(acting_site(ctx, self.site_id))?;
+                let events = self.decide(&ctx.actor, site, facts.content(self.site_id))?;
+                Ok(Decided::content(self.site_id, events))
+            }
+        }
+    )*};
+}
+
+decided_on_own_content!(
+    CreateScorecard: "Creates a scorecard on the site.",
+    CreateObject: "Creates a Result, Indicator, Program or Performance Measure, optionally inside a container.",
+    PlaceObjectOnScorecard: "Places an object on one of the site's scorecards.",
+    RemoveObjectFromScorecard: "Removes an object from a scorecard; partners' relationships that lose their only path go too (R-SHARE-4).",
+);
+
+impl Decision for ChangeObjectField {
+    const NAME: &'static str = "ChangeObjectField";
+    const SUMMARY: &'static str = "Changes one field of an object of `site_id` (update-fields need Updater, edit-fields Editor; R-USER-3, R-SHARE-3).";
+
+    /// The acting site, the owner's content, and, for a partner's user,
+    /// whether the owner shares the object with them (to refuse as
+    /// read-only rather than as another site's).
+    fn reads(&self, ctx: &Context, _: &Facts) -> Vec<Read> {
+        let acting = acting_site(ctx, self.site_id);
+        let mut reads = vec![Read::Site(acting), Read::Content(self.site_id)];
+        if acting != self.site_id {
+            reads.push(Read::Connection(self.site_id, acting));
+        }
+        reads
+    }
+
+    /// Consistent with the object and the acting user alone
+    /// ([`ChangeObjectField::boundary`]): edits of different objects of one
+    /// site never collide.
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        let acting = acting_site(ctx, self.site_id);
+        let site = facts.existing_site(acting)?;
+        let content = facts.content(self.site_id);
+        let shared_with_actor = acting != self.site_id
+            && facts
+                .visible_to(self.site_id, acting)
+                .contains(&self.object_id);
+        let events = self.decide(&ctx.actor, site, content, shared_with_actor)?;
+        Ok(Decided::content(self.site_id, events)
+            .bounded_by(self.boundary(&ctx.actor, site, content)))
+    }
+}
+
+/// What a relationship command reads: the site, its content, and what the
+/// origin shares with it, which must stay so until the relationship is
+/// recorded (R-SHARE-4).
+fn relationship_reads(site: SiteId, origin: SiteId) -> Vec<Read> {
+    vec![
+        Read::Site(site),
+        Read::Content(site),
+        Read::Content(origin),
+        Read::Connection(origin, site),
+    ]
+}
+
+impl Decision for LinkSharedObject {
+    const NAME: &'static str = "LinkSharedObject";
+    const SUMMARY: &'static str =
+        "Links a partner's shared object onto one of the site's scorecards (R-SHARE-4).";
+
+    fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {
+        relationship_reads(self.site_id, self.origin_site)
+    }
+
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        let site = facts.existing_site(self.site_id)?;
+        let visible = facts.visible_to(self.origin_site, self.site_id);
+        let events = self.decide(&ctx.actor, site, facts.content(self.site_id), &visible)?;
+        Ok(Decided::content(self.site_id, events))
+    }
+}
+
+impl Decision for UseSharedMeasureInAggregation {
+    const NAME: &'static str = "UseSharedMeasureInAggregation";
+    const SUMMARY: &'static str = "Uses a partner's shared Indicator or Performance Measure in an aggregation of the site's own object (R-SHARE-4).";
+
+    fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {
+        relationship_reads(self.site_id, self.origin_site)
+    }
+
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        let site = facts.existing_site(self.site_id)?;
+        let visible = facts.visible_to(self.origin_site, self.site_id);
+        let events = self.decide(
+            &ctx.actor,
+            site,
+            facts.content(self.site_id),
+            facts.content(self.origin_site),
+            &visible,
+        )?;
+        Ok(Decided::content(self.site_id, events))
+    }
+}
+
+/// The consequence worker's decision (R-SHARE-4's third case): after an
+/// object of `owner` left a scorecard, `partner` loses the relationships
+/// whose object it no longer sees through any scorecard shared with it.
+/// Not a command anyone issues: the system decides it, caused by the
+/// removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoveRelationshipsNoLongerShared {
+    pub owner: SiteId,
+    pub partner: SiteId,
+}
+
+impl Decision for RemoveRelationshipsNoLongerShared {
+    const NAME: &'static str = "RemoveRelationshipsNoLongerShared";
+    const SUMMARY: &'static str =
+        "Removes a partner's relationships to objects it no longer sees (R-SHARE-4).";
+
+    fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {
+        vec![
+            Read::Content(self.owner),
+            Read::Content(self.partner),
+            Read::Connection(self.owner, self.partner),
+        ]
+    }
+
+    fn decide_on(&self, _: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        let lost = facts.content(self.partner).relationships_lost(
+            self.owner,
+            &facts.visible_to(self.owner, self.partner),
+            RemovalReason::ObjectNoLongerShared,
+        );
+        Ok(Decided::write(Write::ContentConsequences(
+            self.partner,
+            lost,
+        )))
     }
 }

@@ -96,6 +96,19 @@ fn is_blank(record: &csv::StringRecord) -> bool {
     record.len() == 1 && record[0].trim().is_empty()
 }
 
+/// Namespace of the user ids derived from idempotency keys.
+const USER_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x9d41_7c2e_5b3a_4f18_8e6d_0a1b_2c3d_4e5f);
+
+/// The user id of the `row`-th good row (0-based, in file order) of a CSV
+/// import sent under `key`: re-sending the same file with the same key
+/// names the same users, so the re-send is idempotent.
+pub fn imported_user_id(key: uuid::Uuid, row: usize) -> UserId {
+    let mut name = key.as_bytes().to_vec();
+    name.extend_from_slice(&(row as u64).to_be_bytes());
+    UserId(uuid::Uuid::new_v5(&USER_ID_NAMESPACE, &name))
+}
+
 /// Parses a users CSV. `new_id` gives each row's user id. Returns every good
 /// row, or [`DomainError::ImportRejected`] with one error per bad field.
 pub fn parse_users_csv(

@@ -30,9 +30,11 @@ pub mod boundary;
 pub mod connection;
 pub mod content;
 pub mod csv_import;
+pub mod decision;
 pub mod error;
 pub mod site;
 
+pub use decision::{Context, Decided, Decision, Facts, Read, Write};
 pub use error::{DomainError, RowError};
 /// The event catalog this crate decides over, re-exported so that callers and
 /// tests name one path.

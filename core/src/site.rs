@@ -8,10 +8,11 @@ use std::sync::Arc;
 use shareledger_events::catalog::identifiers::shown;
 use shareledger_events::catalog::{
     AccessLevel, Name, NewUser, PermissionFlag, Permissions, Role, ScorecardId, SeatLimit,
-    SiteCode, SiteEvent, SiteId, UserId, UserOrigin, Username, UsernameKey,
+    SiteCode, SiteCodeEvent, SiteEvent, SiteId, UserId, UserOrigin, Username, UsernameKey,
 };
 use shareledger_events::Actor;
 
+use crate::decision::{Context, Decided, Decision, Facts, Read, Write};
 use crate::error::DomainError;
 
 /// A user account as the site knows it.
@@ -297,12 +298,15 @@ const INSTANCE_ADMIN: [PermissionFlag; 1] = [PermissionFlag::InstanceAdmin];
 
 /// RegisterSite: a new site with a unique code. An operator registers any
 /// site; a group's Instance Admin registers child sites of the group (R-ONB-1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterSite {
     pub site_id: SiteId,
     pub code: SiteCode,
     pub name: Name,
     pub seat_limit: SeatLimit,
+    #[serde(default)]
     pub parent: Option<SiteId>,
 }
 
@@ -345,8 +349,11 @@ impl RegisterSite {
 /// SetSeatLimit (R-USER-7). Lowering it below the active users is allowed:
 /// nobody is deactivated, but no one can be added or reactivated until
 /// users are deactivated below the new limit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetSeatLimit {
+    pub site_id: SiteId,
     pub seat_limit: SeatLimit,
 }
 
@@ -361,8 +368,12 @@ impl SetSeatLimit {
 
 /// SetParentSite (R-ONB-1). `ancestors` are the parent's ancestors, nearest
 /// first, so that no cycle can form.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetParentSite {
+    pub site_id: SiteId,
+    #[serde(default)]
     pub parent: Option<SiteId>,
 }
 
@@ -385,10 +396,15 @@ impl SetParentSite {
 
 /// ConfigureSelfRegistration (R-ONB-2): turning it on needs a model user
 /// (and its model site) that exists.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigureSelfRegistration {
+    pub site_id: SiteId,
     pub enabled: bool,
+    #[serde(default)]
     pub model_site: Option<SiteId>,
+    #[serde(default)]
     pub model_user: Option<UserId>,
 }
 
@@ -417,8 +433,11 @@ impl ConfigureSelfRegistration {
 }
 
 /// RequireTwoFactor (R-ONB-3).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequireTwoFactor {
+    pub site_id: SiteId,
     pub required: bool,
 }
 
@@ -445,8 +464,11 @@ fn check_new_user(site: &SiteState, user: &NewUser) -> Result<(), DomainError> {
 
 /// AddUser (Add New User): a user with a role preset's flags (R-USER-1),
 /// within the seat limit (R-USER-7).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddUser {
+    pub site_id: SiteId,
     pub user_id: UserId,
     pub username: Username,
     pub name: Name,
@@ -481,8 +503,11 @@ impl AddUser {
 
 /// AddExistingUser: an account for a person who has one on another site,
 /// with the same username and name, and a role on this site.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddExistingUser {
+    pub site_id: SiteId,
     pub user_id: UserId,
     pub from_site: SiteId,
     pub from_user: UserId,
@@ -502,6 +527,7 @@ impl AddExistingUser {
         }
         let source = from_site.user(self.from_user)?;
         AddUser {
+            site_id: site.id,
             user_id: self.user_id,
             username: source.username.clone(),
             name: source.name.clone(),
@@ -534,8 +560,11 @@ impl AddExistingUser {
 }
 
 /// ChangeUserRole: a new preset, which resets the flags to its defaults (R-USER-1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangeUserRole {
+    pub site_id: SiteId,
     pub user_id: UserId,
     pub role: Role,
 }
@@ -554,11 +583,16 @@ impl ChangeUserRole {
 }
 
 /// SetPermissionFlags: switch flags one by one after the preset (R-USER-1, R-USER-2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetPermissionFlags {
+    pub site_id: SiteId,
     pub user_id: UserId,
-    pub enable: Permissions,
-    pub disable: Permissions,
+    #[serde(default)]
+    pub enable: std::collections::BTreeSet<PermissionFlag>,
+    #[serde(default)]
+    pub disable: std::collections::BTreeSet<PermissionFlag>,
 }
 
 impl SetPermissionFlags {
@@ -580,11 +614,17 @@ impl SetPermissionFlags {
 /// scorecard must be one of the site's own, or a partner's scorecard shared
 /// with the site (then at most Browser, R-SHARE-5): the command service
 /// checks which and passes `max_level`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GrantScorecardAccess {
+    pub site_id: SiteId,
     pub user_id: UserId,
     pub scorecard_id: ScorecardId,
     pub level: AccessLevel,
+    /// The scorecard's site, when it is a partner's (shared with this site).
+    #[serde(default)]
+    pub owner_site: Option<SiteId>,
 }
 
 impl GrantScorecardAccess {
@@ -612,8 +652,11 @@ impl GrantScorecardAccess {
 }
 
 /// RevokeScorecardAccess.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevokeScorecardAccess {
+    pub site_id: SiteId,
     pub user_id: UserId,
     pub scorecard_id: ScorecardId,
 }
@@ -633,8 +676,11 @@ impl RevokeScorecardAccess {
 }
 
 /// DeactivateUser (R-USER-6): all access gone at once, settings kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeactivateUser {
+    pub site_id: SiteId,
     pub user_id: UserId,
 }
 
@@ -649,8 +695,11 @@ impl DeactivateUser {
 }
 
 /// ReactivateUser (R-USER-6, R-USER-7): settings come back; needs a free seat.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReactivateUser {
+    pub site_id: SiteId,
     pub user_id: UserId,
 }
 
@@ -672,8 +721,11 @@ impl ReactivateUser {
 }
 
 /// HideOrganizationSettings (R-ONB-3): per manager.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HideOrganizationSettings {
+    pub site_id: SiteId,
     pub user_id: UserId,
     pub hidden: bool,
 }
@@ -692,15 +744,25 @@ impl HideOrganizationSettings {
 /// ImportUsers (R-USER-8): every row checked first; one bad row rejects the
 /// whole file with an error per bad row; a good file adds every row, within
 /// the seat limit (R-USER-7).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportUsers {
-    pub rows: Vec<crate::csv_import::ImportRow>,
+    pub site_id: SiteId,
+    /// The file: a header row, then one user per row.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\x00]*$"))]
+    pub csv: String,
 }
 
 impl ImportUsers {
-    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+    /// The decision on the file's rows, once parsed.
+    pub fn decide_rows(
+        actor: &Actor,
+        site: &SiteState,
+        rows: &[crate::csv_import::ImportRow],
+    ) -> Result<Vec<SiteEvent>, DomainError> {
         let by = authorize(actor, site, &MANAGE_USERS)?;
-        for row in &self.rows {
+        for row in rows {
             check_grants_instance_admin(by, &row.role.default_permissions(), &Permissions::new())?;
         }
         let mut errors = Vec::new();
@@ -708,12 +770,12 @@ impl ImportUsers {
         // are one username twice.
         let mut seen: BTreeMap<UsernameKey, (&Username, u32)> = BTreeMap::new();
         let mut ids = std::collections::BTreeSet::new();
-        for row in &self.rows {
+        for row in rows {
             if site.users.contains_key(&row.user_id) || !ids.insert(row.user_id) {
                 return Err(DomainError::UserExists(row.user_id));
             }
         }
-        for row in &self.rows {
+        for row in rows {
             let username_error = |reason: String| crate::error::RowError {
                 line: row.line,
                 field: "username".into(),
@@ -746,13 +808,12 @@ impl ImportUsers {
         if !errors.is_empty() {
             return Err(DomainError::ImportRejected(errors));
         }
-        if self.rows.len() > site.free_seats() {
+        if rows.len() > site.free_seats() {
             return Err(DomainError::SeatLimitReached {
                 limit: site.seat_limit.get(),
             });
         }
-        Ok(self
-            .rows
+        Ok(rows
             .iter()
             .map(|row| SiteEvent::UserAdded {
                 user: NewUser {
@@ -774,8 +835,12 @@ impl ImportUsers {
 /// group's self-registration link; its first manager is a copy of the model
 /// user (scorecard access, restrictions and flags). Issued by an operator on
 /// the partner's behalf (the partner has no account yet).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SelfRegisterPartner {
+    /// The group whose self-registration link is used.
+    pub group_site: SiteId,
     pub site_id: SiteId,
     pub code: SiteCode,
     pub name: Name,
@@ -784,6 +849,7 @@ pub struct SelfRegisterPartner {
     pub manager_username: Username,
     pub manager_name: Name,
     /// Make the new site a child of the group (when the link names it).
+    #[serde(default)]
     pub child_of_group: bool,
 }
 
@@ -832,5 +898,340 @@ impl SelfRegisterPartner {
                 hide_organization_settings: model.hide_organization_settings,
             },
         ])
+    }
+}
+
+/// R-USER-5's gate (Manage Users or Instance Admin), checked before a
+/// refusal that would otherwise answer an unauthorized actor (a missing
+/// source site, a CSV file's bad rows).
+fn authorize_user_manager(actor: &Actor, site: &SiteState) -> Result<(), DomainError> {
+    authorize(actor, site, &MANAGE_USERS).map(|_| ())
+}
+
+/// Commands decided on their site's state alone.
+macro_rules! decided_on_the_site {
+    ($($command:ident: $summary:literal),* $(,)?) => {$(
+        impl Decision for $command {
+            const NAME: &'static str = stringify!($command);
+            const SUMMARY: &'static str = $summary;
+            fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {
+                vec![Read::Site(self.site_id)]
+            }
+            fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+                let site = facts.existing_site(self.site_id)?;
+                Ok(Decided::site(self.site_id, self.decide(&ctx.actor, site)?))
+            }
+        }
+    )*};
+}
+
+decided_on_the_site!(
+    SetSeatLimit: "Sets how many active users the site may have (R-USER-7).",
+    RequireTwoFactor: "Requires (or stops requiring) two-factor sign-in on the site (R-ONB-3).",
+    AddUser: "Adds a user to the site with a role preset (R-USER-1, R-USER-7).",
+    ChangeUserRole: "Changes a user's role preset (R-USER-1).",
+    SetPermissionFlags: "Switches a user's permission flags on and off (R-USER-2).",
+    RevokeScorecardAccess: "Revokes a user's access to a scorecard.",
+    DeactivateUser: "Deactivates a user: they see nothing and can do nothing until reactivated (R-USER-6).",
+    ReactivateUser: "Reactivates a user, within the seat limit (R-USER-7).",
+    HideOrganizationSettings: "Hides (or shows) the organisation settings from a user.",
+);
+
+impl Decision for RegisterSite {
+    const NAME: &'static str = "RegisterSite";
+    const SUMMARY: &'static str =
+        "Registers a site with a unique code (operators; a group's Instance Admin for child sites, R-ONB-1).";
+
+    fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {
+        let mut reads = vec![Read::Site(self.site_id), Read::SiteCode(self.code.clone())];
+        reads.extend(self.parent.map(Read::Site));
+        reads
+    }
+
+    /// Claims the code (`sitecode-<CODE>`) and creates the site in one
+    /// append: a taken code is `SiteCodeTaken`, even under concurrency.
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        if facts.site_code(&self.code).is_some() {
+            return Err(DomainError::SiteCodeTaken(self.code.clone()));
+        }
+        let parent = self.parent.and_then(|p| facts.site(p));
+        let events = self.decide(&ctx.actor, facts.site(self.site_id), parent)?;
+        Ok(claim_code(
+            Decided::site(self.site_id, events),
+            self.site_id,
+            &self.code,
+        ))
+    }
+}
+
+/// Writes the claim of `code` for `site` too.
+fn claim_code(decided: Decided, site: SiteId, code: &SiteCode) -> Decided {
+    decided.and(Write::SiteCode(
+        code.clone(),
+        vec![SiteCodeEvent::SiteCodeClaimed {
+            code: code.clone(),
+            site_id: site,
+        }],
+    ))
+}
+
+/// How many levels of parents [`SetParentSite`] follows above the new
+/// parent. A deeper hierarchy is refused as a possible cycle.
+pub const MAX_HIERARCHY_DEPTH: usize = 64;
+
+/// The new parent's ancestors as far as they are read, nearest first.
+struct ParentChain {
+    /// The ancestors above the parent (up to the moving site, if met).
+    ancestors: Vec<SiteId>,
+    /// The next site to read, when the chain goes on above what is read.
+    unread: Option<SiteId>,
+    /// Deeper than [`MAX_HIERARCHY_DEPTH`].
+    too_deep: bool,
+}
+
+impl SetParentSite {
+    /// Follows the parents up from the new parent through `facts`. A cycle
+    /// already in the stored hierarchy is followed once, never forever.
+    fn chain(&self, facts: &Facts) -> ParentChain {
+        let mut chain = ParentChain {
+            ancestors: Vec::new(),
+            unread: None,
+            too_deep: false,
+        };
+        let Some(parent) = self.parent else {
+            return chain;
+        };
+        if !facts.has(&Read::Site(parent)) {
+            chain.unread = Some(parent);
+            return chain;
+        }
+        let mut seen = std::collections::BTreeSet::from([parent]);
+        let mut next = facts.site(parent).and_then(|s| s.parent);
+        while let Some(id) = next {
+            if id == self.site_id {
+                // Moving under a descendant: the decision refuses.
+                chain.ancestors.push(id);
+                break;
+            }
+            if !seen.insert(id) {
+                // A cycle in stored data, above this site.
+                break;
+            }
+            if chain.ancestors.len() == MAX_HIERARCHY_DEPTH {
+                chain.too_deep = true;
+                break;
+            }
+            chain.ancestors.push(id);
+            if !facts.has(&Read::Site(id)) {
+                chain.unread = Some(id);
+                break;
+            }
+            next = facts.site(id).and_then(|s| s.parent);
+        }
+        chain
+    }
+}
+
+impl Decision for SetParentSite {
+    const NAME: &'static str = "SetParentSite";
+    const SUMMARY: &'static str = "Sets or clears the site's parent (R-ONB-1).";
+
+    /// The site, the new parent and its ancestors, up to
+    /// [`MAX_HIERARCHY_DEPTH`] levels: every one of them unchanged when the
+    /// move is recorded, so that two concurrent moves cannot form a cycle.
+    fn reads(&self, _: &Context, facts: &Facts) -> Vec<Read> {
+        let chain = self.chain(facts);
+        let mut reads: Vec<Read> = std::iter::once(self.site_id)
+            .chain(self.parent)
+            .chain(chain.ancestors.into_iter().filter(|id| *id != self.site_id))
+            .chain(chain.unread)
+            .map(Read::Site)
+            .collect();
+        // The unread site is the parent or the last ancestor, just before
+        // it: named once, so that it is loaded once.
+        reads.dedup();
+        reads
+    }
+
+    /// A parent that does not exist is `SiteNotFound` (after
+    /// authorization); a deeper hierarchy is `ParentCycle`.
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        let site = facts.existing_site(self.site_id)?;
+        let chain = self.chain(facts);
+        let events = self.decide(&ctx.actor, site, &chain.ancestors)?;
+        if let Some(parent) = self.parent {
+            facts.existing_site(parent)?;
+        }
+        if chain.too_deep {
+            return Err(DomainError::ParentCycle);
+        }
+        Ok(Decided::site(self.site_id, events))
+    }
+}
+
+impl Decision for ConfigureSelfRegistration {
+    const NAME: &'static str = "ConfigureSelfRegistration";
+    const SUMMARY: &'static str =
+        "Enables or disables partner self-registration with a model site and user (R-ONB-2).";
+
+    /// The model site too, when one is named: the model user the decision
+    /// found is still there when the setting is recorded.
+    fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {
+        std::iter::once(self.site_id)
+            .chain(self.model_site)
+            .map(Read::Site)
+            .collect()
+    }
+
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        let site = facts.existing_site(self.site_id)?;
+        let model = self.model_site.and_then(|id| facts.site(id));
+        Ok(Decided::site(
+            self.site_id,
+            self.decide(&ctx.actor, site, model)?,
+        ))
+    }
+}
+
+impl Decision for AddExistingUser {
+    const NAME: &'static str = "AddExistingUser";
+    const SUMMARY: &'static str = "Adds an existing user of another site (R-USER-9).";
+
+    /// The source site too: the copied username and name are the ones the
+    /// decision read.
+    fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {
+        vec![Read::Site(self.site_id), Read::Site(self.from_site)]
+    }
+
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        let target = facts.existing_site(self.site_id)?;
+        let Some(source) = facts.site(self.from_site) else {
+            authorize_user_manager(&ctx.actor, target)?;
+            return Err(DomainError::SiteNotFound(self.from_site));
+        };
+        Ok(Decided::site(
+            self.site_id,
+            self.decide(&ctx.actor, target, source)?,
+        ))
+    }
+}
+
+impl GrantScorecardAccess {
+    /// The scorecard's site: the site's own unless a partner's is named.
+    pub fn owner(&self) -> SiteId {
+        self.owner_site.unwrap_or(self.site_id)
+    }
+}
+
+impl Decision for GrantScorecardAccess {
+    const NAME: &'static str = "GrantScorecardAccess";
+    const SUMMARY: &'static str = "Grants a user a level on a scorecard of the site, or of a partner that shares it (Browser only, R-SHARE-5).";
+
+    /// The owner's content, and, for a partner's scorecard, what the
+    /// partner shares with the site.
+    fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {
+        let owner = self.owner();
+        let mut reads = vec![Read::Site(self.site_id), Read::Content(owner)];
+        if owner != self.site_id {
+            reads.push(Read::Connection(owner, self.site_id));
+        }
+        reads
+    }
+
+    /// Any level on an own scorecard; at most Browser on a partner's
+    /// scorecard shared with this site (R-USER-3, R-SHARE-5).
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        let site = facts.existing_site(self.site_id)?;
+        let owner = self.owner();
+        let max_level = if owner == self.site_id {
+            facts
+                .content(owner)
+                .scorecards
+                .contains_key(&self.scorecard_id)
+                .then_some(AccessLevel::ScorecardAdmin)
+        } else {
+            facts
+                .shared_with(owner, self.site_id)
+                .contains(&self.scorecard_id)
+                .then_some(AccessLevel::Browser)
+        };
+        Ok(Decided::site(
+            self.site_id,
+            self.decide(&ctx.actor, site, max_level)?,
+        ))
+    }
+}
+
+impl Decision for ImportUsers {
+    const NAME: &'static str = "ImportUsers";
+    const SUMMARY: &'static str =
+        "Imports users from CSV text: all rows or none, bad rows reported by line and field (R-USER-8).";
+
+    fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {
+        vec![Read::Site(self.site_id)]
+    }
+
+    /// The actor's right to import is checked first (R-USER-5), then every
+    /// row. User ids derive from the idempotency key
+    /// ([`crate::csv_import::imported_user_id`]): a re-send is idempotent.
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        let site = facts.existing_site(self.site_id)?;
+        authorize_user_manager(&ctx.actor, site)?;
+        let mut row = 0;
+        let rows = crate::csv_import::parse_users_csv(&self.csv, || {
+            row += 1;
+            crate::csv_import::imported_user_id(ctx.key, row - 1)
+        })?;
+        Ok(Decided::site(
+            self.site_id,
+            Self::decide_rows(&ctx.actor, site, &rows)?,
+        ))
+    }
+}
+
+impl Decision for SelfRegisterPartner {
+    const NAME: &'static str = "SelfRegisterPartner";
+    const SUMMARY: &'static str =
+        "A partner registers itself with a group that enabled self-registration (R-ONB-2).";
+
+    /// The group, its model site (once the group is read), the new site and
+    /// its code.
+    fn reads(&self, _: &Context, facts: &Facts) -> Vec<Read> {
+        let mut reads = vec![
+            Read::Site(self.group_site),
+            Read::Site(self.site_id),
+            Read::SiteCode(self.code.clone()),
+        ];
+        if facts.has(&Read::Site(self.group_site)) {
+            let model = facts
+                .site(self.group_site)
+                .and_then(|g| g.self_registration.model_site);
+            reads.extend(model.map(Read::Site));
+        }
+        reads
+    }
+
+    /// Creates the site (a child of the group when `child_of_group`) with
+    /// its first manager copied from the model user, and claims its code in
+    /// the same append, as [`RegisterSite`] does. Issued by an operator (or
+    /// a user) on the partner's behalf; the system issues no commands.
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        if matches!(ctx.actor, Actor::System) {
+            return Err(DomainError::NotAnIssuer);
+        }
+        let group = facts.existing_site(self.group_site)?;
+        let model = group
+            .self_registration
+            .model_site
+            .and_then(|id| facts.site(id));
+        let events = self.decide(group, model, facts.site(self.site_id))?;
+        if facts.site_code(&self.code).is_some() {
+            return Err(DomainError::SiteCodeTaken(self.code.clone()));
+        }
+        Ok(claim_code(
+            Decided::site(self.site_id, events),
+            self.site_id,
+            &self.code,
+        ))
     }
 }

@@ -180,6 +180,7 @@ impl Folded {
             site_id: world.user_site.0,
         };
         ChangeObjectField {
+            site_id: owner,
             object_id: object,
             field,
             value: "a value".into(),

@@ -341,6 +341,7 @@ fn objects(ids: &[ObjectId]) -> BTreeSet<ObjectId> {
 
 fn change(object_id: ObjectId, field: ObjectField) -> ChangeObjectField {
     ChangeObjectField {
+        site_id: SITE_A,
         object_id,
         field,
         value: VALUE.into(),
@@ -365,6 +366,7 @@ fn field_edited(object_id: ObjectId, field: ObjectField) -> Vec<ContentEvent> {
 
 fn link(relationship_id: RelationshipId, object_id: ObjectId) -> LinkSharedObject {
     LinkSharedObject {
+        site_id: SITE_B,
         relationship_id,
         scorecard_id: SB,
         origin_site: SITE_A,
@@ -378,6 +380,7 @@ fn aggregate(
     object_id: ObjectId,
 ) -> UseSharedMeasureInAggregation {
     UseSharedMeasureInAggregation {
+        site_id: SITE_B,
         relationship_id,
         into_object,
         origin_site: SITE_A,
@@ -394,11 +397,13 @@ fn every_author_command_on_a(
 ) -> Vec<Result<Vec<ContentEvent>, DomainError>> {
     vec![
         CreateScorecard {
+            site_id: content.site,
             scorecard_id: NEW_SCORECARD,
             name: name("New"),
         }
         .decide(actor, site, content),
         CreateObject {
+            site_id: content.site,
             object_id: NEW_OBJECT,
             kind: ObjectKind::Indicator,
             name: name("New"),
@@ -406,11 +411,13 @@ fn every_author_command_on_a(
         }
         .decide(actor, site, content),
         PlaceObjectOnScorecard {
+            site_id: content.site,
             object_id: LOOSE,
             scorecard_id: S2,
         }
         .decide(actor, site, content),
         RemoveObjectFromScorecard {
+            site_id: content.site,
             object_id: I2,
             scorecard_id: S2,
         }
@@ -804,6 +811,7 @@ fn r_share_2_an_object_placed_later_becomes_visible() {
     assert!(!content.visible_through(&shared).contains(&LOOSE));
 
     let events = PlaceObjectOnScorecard {
+        site_id: content.site,
         object_id: LOOSE,
         scorecard_id: S2,
     }
@@ -841,6 +849,7 @@ fn r_share_2_an_object_created_later_inside_a_shown_container_becomes_visible() 
     let content = a_content();
 
     let events = CreateObject {
+        site_id: content.site,
         object_id: NEW_OBJECT,
         kind: ObjectKind::Indicator,
         name: name("Graduation rate"),
@@ -864,6 +873,7 @@ fn r_share_2_an_object_removed_stops_being_visible() {
     let content = a_content();
 
     let events = RemoveObjectFromScorecard {
+        site_id: content.site,
         object_id: I2,
         scorecard_id: S2,
     }
@@ -1000,6 +1010,7 @@ fn r_share_4_a_link_goes_on_one_of_the_sites_own_scorecards_once() {
     // Not onto A's scorecard.
     then_err(
         LinkSharedObject {
+            site_id: content.site,
             relationship_id: REL9,
             scorecard_id: S1,
             origin_site: SITE_A,
@@ -1186,6 +1197,8 @@ fn r_share_5_a_partners_user_gets_at_most_browser_on_a_shared_scorecard() {
     let viewer = b.user(&[], &[]);
     let viewer_id = user_id(&viewer);
     let grant = |level| GrantScorecardAccess {
+        site_id: SITE_B,
+        owner_site: Some(SITE_A),
         user_id: viewer_id,
         scorecard_id: S1,
         level,
@@ -1388,6 +1401,7 @@ fn content_create_object_into_a_non_container_is_rejected() {
     let author = a.user(&[AddEditScorecardObjects], &[]);
     let content = a_content();
     let create = |container| CreateObject {
+        site_id: SITE_A,
         object_id: NEW_OBJECT,
         kind: ObjectKind::Indicator,
         name: name("Attendance"),
@@ -1440,6 +1454,7 @@ fn content_duplicate_ids_are_rejected() {
 
     then_err(
         CreateScorecard {
+            site_id: content.site,
             scorecard_id: S1,
             name: name("Again"),
         }
@@ -1448,6 +1463,7 @@ fn content_duplicate_ids_are_rejected() {
     );
     then_err(
         CreateObject {
+            site_id: content.site,
             object_id: I,
             kind: ObjectKind::Result,
             name: name("Again"),
@@ -1458,6 +1474,7 @@ fn content_duplicate_ids_are_rejected() {
     );
     then(
         CreateScorecard {
+            site_id: content.site,
             scorecard_id: NEW_SCORECARD,
             name: name("Western"),
         }
@@ -1472,6 +1489,7 @@ fn content_placing_an_object_twice_is_rejected() {
     let author = a.user(&[AddEditScorecardObjects], &[]);
     let content = a_content();
     let place = |object_id, scorecard_id| PlaceObjectOnScorecard {
+        site_id: SITE_A,
         object_id,
         scorecard_id,
     };
@@ -1503,6 +1521,7 @@ fn content_removing_an_unplaced_object_is_rejected() {
     let mut a = site_a();
     let author = a.user(&[AddEditScorecardObjects], &[]);
     let remove = |object_id, scorecard_id| RemoveObjectFromScorecard {
+        site_id: SITE_A,
         object_id,
         scorecard_id,
     };
@@ -1719,6 +1738,7 @@ fn decide_op(
 ) -> Result<Vec<ContentEvent>, DomainError> {
     match *op {
         Op::CreateScorecard(s) => CreateScorecard {
+            site_id: content.site,
             scorecard_id: pool_scorecard(s),
             name: name(&format!("Scorecard {s}")),
         }
@@ -1728,6 +1748,7 @@ fn decide_op(
             kind,
             container,
         } => CreateObject {
+            site_id: content.site,
             object_id: pool_object(object),
             kind,
             name: name(&format!("Object {object}")),
@@ -1735,11 +1756,13 @@ fn decide_op(
         }
         .decide(actor, site, content),
         Op::Place { object, scorecard } => PlaceObjectOnScorecard {
+            site_id: content.site,
             object_id: pool_object(object),
             scorecard_id: pool_scorecard(scorecard),
         }
         .decide(actor, site, content),
         Op::Remove { object, scorecard } => RemoveObjectFromScorecard {
+            site_id: content.site,
             object_id: pool_object(object),
             scorecard_id: pool_scorecard(scorecard),
         }

@@ -304,13 +304,12 @@ struct Case {
 /// revoke, hide settings, deactivate, reactivate) by `actor` on `site`.
 fn user_management_cases(actor: &Actor, site: &SiteState) -> Vec<Case> {
     let b = site_b();
-    let import = ImportUsers {
-        rows: vec![row(2, NEW2, "imp@a.org", "Imp Orted", Role::Presenter)],
-    };
+    let import = vec![row(2, NEW2, "imp@a.org", "Imp Orted", Role::Presenter)];
     vec![
         Case {
             what: "AddUser",
             result: AddUser {
+                site_id: site.id,
                 user_id: NEW,
                 username: username("new@a.org"),
                 name: name("Name of new@a.org"),
@@ -322,6 +321,7 @@ fn user_management_cases(actor: &Actor, site: &SiteState) -> Vec<Case> {
         Case {
             what: "AddExistingUser",
             result: AddExistingUser {
+                site_id: site.id,
                 user_id: NEW,
                 from_site: B,
                 from_user: B_PERSON,
@@ -346,12 +346,13 @@ fn user_management_cases(actor: &Actor, site: &SiteState) -> Vec<Case> {
         },
         Case {
             what: "ImportUsers",
-            result: import.decide(actor, site),
+            result: ImportUsers::decide_rows(actor, site, &import),
             expected: vec![imported(2, NEW2, "imp@a.org", "Imp Orted", Role::Presenter)],
         },
         Case {
             what: "ChangeUserRole",
             result: ChangeUserRole {
+                site_id: site.id,
                 user_id: TARGET,
                 role: Role::Presenter,
             }
@@ -365,6 +366,7 @@ fn user_management_cases(actor: &Actor, site: &SiteState) -> Vec<Case> {
         Case {
             what: "SetPermissionFlags",
             result: SetPermissionFlags {
+                site_id: site.id,
                 user_id: TARGET,
                 enable: flags(&[PermissionFlag::AllScorecards]),
                 disable: no_flags(),
@@ -379,6 +381,8 @@ fn user_management_cases(actor: &Actor, site: &SiteState) -> Vec<Case> {
         Case {
             what: "GrantScorecardAccess",
             result: GrantScorecardAccess {
+                site_id: site.id,
+                owner_site: None,
                 user_id: TARGET,
                 scorecard_id: S2,
                 level: AccessLevel::Updater,
@@ -389,6 +393,7 @@ fn user_management_cases(actor: &Actor, site: &SiteState) -> Vec<Case> {
         Case {
             what: "RevokeScorecardAccess",
             result: RevokeScorecardAccess {
+                site_id: site.id,
                 user_id: TARGET,
                 scorecard_id: S1,
             }
@@ -398,6 +403,7 @@ fn user_management_cases(actor: &Actor, site: &SiteState) -> Vec<Case> {
         Case {
             what: "HideOrganizationSettings",
             result: HideOrganizationSettings {
+                site_id: site.id,
                 user_id: TARGET,
                 hidden: true,
             }
@@ -406,12 +412,20 @@ fn user_management_cases(actor: &Actor, site: &SiteState) -> Vec<Case> {
         },
         Case {
             what: "DeactivateUser",
-            result: DeactivateUser { user_id: TARGET }.decide(actor, site),
+            result: DeactivateUser {
+                site_id: site.id,
+                user_id: TARGET,
+            }
+            .decide(actor, site),
             expected: vec![deactivated(TARGET)],
         },
         Case {
             what: "ReactivateUser",
-            result: ReactivateUser { user_id: RETIRED }.decide(actor, site),
+            result: ReactivateUser {
+                site_id: site.id,
+                user_id: RETIRED,
+            }
+            .decide(actor, site),
             expected: vec![reactivated(RETIRED)],
         },
     ]
@@ -423,6 +437,7 @@ fn site_setting_cases(actor: &Actor, site: &SiteState) -> Vec<(&'static str, Dec
         (
             "SetSeatLimit",
             SetSeatLimit {
+                site_id: site.id,
                 seat_limit: seats(3),
             }
             .decide(actor, site),
@@ -430,6 +445,7 @@ fn site_setting_cases(actor: &Actor, site: &SiteState) -> Vec<(&'static str, Dec
         (
             "SetParentSite",
             SetParentSite {
+                site_id: site.id,
                 parent: Some(sid(0xC)),
             }
             .decide(actor, site, &[]),
@@ -437,6 +453,7 @@ fn site_setting_cases(actor: &Actor, site: &SiteState) -> Vec<(&'static str, Dec
         (
             "ConfigureSelfRegistration",
             ConfigureSelfRegistration {
+                site_id: site.id,
                 enabled: false,
                 model_site: None,
                 model_user: None,
@@ -445,7 +462,11 @@ fn site_setting_cases(actor: &Actor, site: &SiteState) -> Vec<(&'static str, Dec
         ),
         (
             "RequireTwoFactor",
-            RequireTwoFactor { required: true }.decide(actor, site),
+            RequireTwoFactor {
+                site_id: site.id,
+                required: true,
+            }
+            .decide(actor, site),
         ),
         (
             "RegisterSite (child)",
@@ -503,6 +524,7 @@ fn r_user_1_each_role_preset_gives_its_default_flags_on_add_user() {
     ] {
         then(
             AddUser {
+                site_id: site.id,
                 user_id: NEW,
                 username: username("new@a.org"),
                 name: name("New User"),
@@ -546,6 +568,7 @@ fn r_user_1_change_user_role_resets_flags_to_the_new_preset() {
         .concat(),
     );
     let change = ChangeUserRole {
+        site_id: site.id,
         user_id: TARGET,
         role: Role::DataEntry,
     }
@@ -581,6 +604,7 @@ fn r_user_1_set_permission_flags_then_switches_single_flags() {
         .concat(),
     );
     let switch = SetPermissionFlags {
+        site_id: site.id,
         user_id: TARGET,
         enable: flags(&[PermissionFlag::AllScorecards]),
         disable: flags(&[PermissionFlag::DataEntry]),
@@ -665,6 +689,7 @@ fn r_user_2_every_flag_can_be_enabled_and_disabled_one_by_one() {
     let admin = by(A, A_ADMIN);
     for flag in PermissionFlag::ALL {
         let enable = SetPermissionFlags {
+            site_id: site.id,
             user_id: TARGET,
             enable: flags(&[flag]),
             disable: no_flags(),
@@ -678,6 +703,7 @@ fn r_user_2_every_flag_can_be_enabled_and_disabled_one_by_one() {
         assert!(site.users[&TARGET].has(flag), "{flag:?} is on");
 
         let disable = SetPermissionFlags {
+            site_id: site.id,
             user_id: TARGET,
             enable: no_flags(),
             disable: flags(&[flag]),
@@ -700,6 +726,7 @@ fn r_user_2_every_flag_can_be_enabled_and_disabled_one_by_one() {
     for flag in PermissionFlag::ALL {
         remaining.remove(&flag);
         let disable = SetPermissionFlags {
+            site_id: site.id,
             user_id: TARGET,
             enable: no_flags(),
             disable: flags(&[flag]),
@@ -724,6 +751,8 @@ fn r_user_3_grant_scorecard_access_at_each_level_on_an_own_scorecard() {
     for level in AccessLevel::ALL {
         then(
             GrantScorecardAccess {
+                site_id: site.id,
+                owner_site: None,
                 user_id: TARGET,
                 scorecard_id: S2,
                 level,
@@ -753,6 +782,8 @@ fn r_user_3_different_levels_on_different_scorecards() {
         (S1, AccessLevel::Editor),
     ] {
         let grant = GrantScorecardAccess {
+            site_id: site.id,
+            owner_site: None,
             user_id: TARGET,
             scorecard_id,
             level,
@@ -777,6 +808,8 @@ fn r_user_3_a_partners_shared_scorecard_is_browser_at_most() {
     let shared = scid(0xB51);
     let grant = |level| {
         GrantScorecardAccess {
+            site_id: site.id,
+            owner_site: Some(B),
             user_id: TARGET,
             scorecard_id: shared,
             level,
@@ -802,6 +835,8 @@ fn r_user_3_a_scorecard_neither_own_nor_shared_is_not_found() {
     let elsewhere = scid(0xC51);
     then_err(
         GrantScorecardAccess {
+            site_id: site.id,
+            owner_site: None,
             user_id: TARGET,
             scorecard_id: elsewhere,
             level: AccessLevel::Browser,
@@ -815,6 +850,7 @@ fn r_user_3_a_scorecard_neither_own_nor_shared_is_not_found() {
 fn r_user_3_revoke_scorecard_access() {
     let site = site_a_with_staff(vec![granted(TARGET, S2, AccessLevel::Updater)]);
     let revoke = RevokeScorecardAccess {
+        site_id: site.id,
         user_id: TARGET,
         scorecard_id: S1,
     };
@@ -903,6 +939,7 @@ fn r_user_5_manage_users_alone_cannot_grant_instance_admin() {
     for user_id in [ACTOR, TARGET] {
         then_err(
             SetPermissionFlags {
+                site_id: site.id,
                 user_id,
                 enable: flags(&[PermissionFlag::InstanceAdmin]),
                 disable: no_flags(),
@@ -914,6 +951,7 @@ fn r_user_5_manage_users_alone_cannot_grant_instance_admin() {
         );
         then_err(
             ChangeUserRole {
+                site_id: site.id,
                 user_id,
                 role: Role::Administration,
             }
@@ -932,7 +970,11 @@ fn r_user_5_manage_users_alone_cannot_grant_instance_admin() {
 #[test]
 fn r_user_6_deactivate_user_emits_user_deactivated() {
     let site = site_a_with_staff(vec![]);
-    let result = DeactivateUser { user_id: TARGET }.decide(&by(A, A_ADMIN), &site);
+    let result = DeactivateUser {
+        site_id: site.id,
+        user_id: TARGET,
+    }
+    .decide(&by(A, A_ADMIN), &site);
     then(result.clone(), vec![deactivated(TARGET)]);
     let after = apply(&site, result);
     assert!(!after.users[&TARGET].active);
@@ -960,7 +1002,11 @@ fn r_user_6_a_deactivated_user_is_refused_every_command_with_actor_inactive() {
         assert_eq!(result, Err(DomainError::ActorInactive), "{what}");
     }
     then_err(
-        ReactivateUser { user_id: ACTOR }.decide(&actor, &site),
+        ReactivateUser {
+            site_id: site.id,
+            user_id: ACTOR,
+        }
+        .decide(&actor, &site),
         DomainError::ActorInactive,
     );
 }
@@ -972,6 +1018,7 @@ fn r_user_6_an_inactive_user_cannot_be_edited() {
     let inactive = DomainError::UserInactive(RETIRED);
     then_err(
         ChangeUserRole {
+            site_id: site.id,
             user_id: RETIRED,
             role: Role::Administration,
         }
@@ -980,6 +1027,7 @@ fn r_user_6_an_inactive_user_cannot_be_edited() {
     );
     then_err(
         SetPermissionFlags {
+            site_id: site.id,
             user_id: RETIRED,
             enable: flags(&[PermissionFlag::AllScorecards]),
             disable: no_flags(),
@@ -989,6 +1037,8 @@ fn r_user_6_an_inactive_user_cannot_be_edited() {
     );
     then_err(
         GrantScorecardAccess {
+            site_id: site.id,
+            owner_site: None,
             user_id: RETIRED,
             scorecard_id: S2,
             level: AccessLevel::Editor,
@@ -998,6 +1048,7 @@ fn r_user_6_an_inactive_user_cannot_be_edited() {
     );
     then_err(
         RevokeScorecardAccess {
+            site_id: site.id,
             user_id: RETIRED,
             scorecard_id: S1,
         }
@@ -1006,6 +1057,7 @@ fn r_user_6_an_inactive_user_cannot_be_edited() {
     );
     then_err(
         HideOrganizationSettings {
+            site_id: site.id,
             user_id: RETIRED,
             hidden: true,
         }
@@ -1013,12 +1065,17 @@ fn r_user_6_an_inactive_user_cannot_be_edited() {
         inactive.clone(),
     );
     then_err(
-        DeactivateUser { user_id: RETIRED }.decide(&admin, &site),
+        DeactivateUser {
+            site_id: site.id,
+            user_id: RETIRED,
+        }
+        .decide(&admin, &site),
         inactive,
     );
     // The operator is held to the same rule.
     then_err(
         ChangeUserRole {
+            site_id: site.id,
             user_id: RETIRED,
             role: Role::Administration,
         }
@@ -1048,7 +1105,11 @@ fn r_user_6_reactivating_restores_the_same_settings() {
     assert!(before.active);
 
     let admin = by(A, A_ADMIN);
-    let off = DeactivateUser { user_id: TARGET }.decide(&admin, &site);
+    let off = DeactivateUser {
+        site_id: site.id,
+        user_id: TARGET,
+    }
+    .decide(&admin, &site);
     let inactive = apply(&site, off);
     let kept = &inactive.users[&TARGET];
     assert!(!kept.active);
@@ -1061,14 +1122,22 @@ fn r_user_6_reactivating_restores_the_same_settings() {
         "settings are kept while inactive"
     );
 
-    let on = ReactivateUser { user_id: TARGET }.decide(&admin, &inactive);
+    let on = ReactivateUser {
+        site_id: inactive.id,
+        user_id: TARGET,
+    }
+    .decide(&admin, &inactive);
     then(on.clone(), vec![reactivated(TARGET)]);
     let back = apply(&inactive, on);
     assert_eq!(back.users[&TARGET], before);
 
     // Reactivating an active user is refused.
     then_err(
-        ReactivateUser { user_id: TARGET }.decide(&admin, &back),
+        ReactivateUser {
+            site_id: back.id,
+            user_id: TARGET,
+        }
+        .decide(&admin, &back),
         DomainError::UserActive(TARGET),
     );
 }
@@ -1089,6 +1158,7 @@ fn r_user_7_adding_at_the_seat_limit_is_refused() {
     let full = DomainError::SeatLimitReached { limit: 2 };
     then_err(
         AddUser {
+            site_id: site.id,
             user_id: NEW,
             username: username("new@a.org"),
             name: name("New"),
@@ -1099,6 +1169,7 @@ fn r_user_7_adding_at_the_seat_limit_is_refused() {
     );
     then_err(
         AddExistingUser {
+            site_id: site.id,
             user_id: NEW,
             from_site: B,
             from_user: B_PERSON,
@@ -1109,6 +1180,7 @@ fn r_user_7_adding_at_the_seat_limit_is_refused() {
     );
     then_err(
         AddUser {
+            site_id: site.id,
             user_id: NEW,
             username: username("new@a.org"),
             name: name("New"),
@@ -1133,6 +1205,7 @@ fn r_user_7_an_inactive_user_frees_a_seat_and_reactivating_past_the_limit_is_ref
     );
     let admin = by(A, A_ADMIN);
     let add = AddUser {
+        site_id: site.id,
         user_id: NEW,
         username: username("new@a.org"),
         name: name("Name of new@a.org"),
@@ -1143,7 +1216,11 @@ fn r_user_7_an_inactive_user_frees_a_seat_and_reactivating_past_the_limit_is_ref
     let full = apply(&site, add);
     assert_eq!(full.active_users(), 2);
     then_err(
-        ReactivateUser { user_id: RETIRED }.decide(&admin, &full),
+        ReactivateUser {
+            site_id: full.id,
+            user_id: RETIRED,
+        }
+        .decide(&admin, &full),
         DomainError::SeatLimitReached { limit: 2 },
     );
 }
@@ -1158,15 +1235,12 @@ fn r_user_7_an_import_larger_than_the_free_seats_is_refused_whole() {
         row(4, uid(0x103), "three@a.org", "Three", Role::Presenter),
     ];
     then_err(
-        ImportUsers { rows: rows.clone() }.decide(&by(A, A_ADMIN), &site),
+        ImportUsers::decide_rows(&by(A, A_ADMIN), &site, &rows),
         DomainError::SeatLimitReached { limit: 3 },
     );
     // Two rows fit exactly.
     then(
-        ImportUsers {
-            rows: rows[..2].to_vec(),
-        }
-        .decide(&by(A, A_ADMIN), &site),
+        ImportUsers::decide_rows(&by(A, A_ADMIN), &site, &rows[..2]),
         vec![
             imported(2, uid(0x101), "one@a.org", "One", Role::Presenter),
             imported(3, uid(0x102), "two@a.org", "Two", Role::Presenter),
@@ -1192,6 +1266,7 @@ fn r_user_7_lowering_the_limit_below_the_active_users_is_allowed_but_blocks_adds
     );
     let admin = by(A, A_ADMIN);
     let lower = SetSeatLimit {
+        site_id: site.id,
         seat_limit: seats(2),
     }
     .decide(&admin, &site);
@@ -1208,6 +1283,7 @@ fn r_user_7_lowering_the_limit_below_the_active_users_is_allowed_but_blocks_adds
 
     let full = DomainError::SeatLimitReached { limit: 2 };
     let add = AddUser {
+        site_id: over.id,
         user_id: NEW,
         username: username("new@a.org"),
         name: name("Name of new@a.org"),
@@ -1215,24 +1291,40 @@ fn r_user_7_lowering_the_limit_below_the_active_users_is_allowed_but_blocks_adds
     };
     then_err(add.decide(&admin, &over), full.clone());
     then_err(
-        ReactivateUser { user_id: RETIRED }.decide(&admin, &over),
-        full.clone(),
-    );
-    then_err(
-        ImportUsers {
-            rows: vec![row(2, NEW2, "imp@a.org", "Imp", Role::Presenter)],
+        ReactivateUser {
+            site_id: over.id,
+            user_id: RETIRED,
         }
         .decide(&admin, &over),
         full.clone(),
     );
+    then_err(
+        ImportUsers::decide_rows(
+            &admin,
+            &over,
+            &[row(2, NEW2, "imp@a.org", "Imp", Role::Presenter)],
+        ),
+        full.clone(),
+    );
 
     // Back at the limit (2 active of 2): still full.
-    let at_limit = apply(&over, DeactivateUser { user_id: u3 }.decide(&admin, &over));
+    let at_limit = apply(
+        &over,
+        DeactivateUser {
+            site_id: over.id,
+            user_id: u3,
+        }
+        .decide(&admin, &over),
+    );
     then_err(add.decide(&admin, &at_limit), full);
     // Below it: one add fits.
     let below = apply(
         &at_limit,
-        DeactivateUser { user_id: TARGET }.decide(&admin, &at_limit),
+        DeactivateUser {
+            site_id: at_limit.id,
+            user_id: TARGET,
+        }
+        .decide(&admin, &at_limit),
     );
     then(
         add.decide(&admin, &below),
@@ -1274,7 +1366,7 @@ fn r_user_8_a_good_file_adds_every_row() {
     );
 
     let site = given(site_a(10));
-    let result = ImportUsers { rows }.decide(&by(A, A_ADMIN), &site);
+    let result = ImportUsers::decide_rows(&by(A, A_ADMIN), &site, &rows);
     then(
         result.clone(),
         vec![
@@ -1453,7 +1545,7 @@ fn r_user_8_a_username_taken_on_the_site_is_reported_by_line_and_nothing_is_appl
                retired@a.org,Retired Again,presenter\n";
     let rows = parse_users_csv(csv, ids_from(0x101)).expect("the file itself is good");
     then_err(
-        ImportUsers { rows }.decide(&by(A, A_ADMIN), &site),
+        ImportUsers::decide_rows(&by(A, A_ADMIN), &site, &rows),
         DomainError::ImportRejected(vec![
             row_error(3, "username", "target@a.org is taken on this site"),
             row_error(5, "username", "retired@a.org is taken on this site"),
@@ -1466,14 +1558,15 @@ fn r_user_8_import_users_checks_duplicates_inside_the_batch() {
     // Rows built by hand (not through parse_users_csv) are checked too.
     let site = given(site_a(10));
     then_err(
-        ImportUsers {
-            rows: vec![
+        ImportUsers::decide_rows(
+            &by(A, A_ADMIN),
+            &site,
+            &[
                 row(2, uid(0x101), "ann@a.org", "Ann", Role::Presenter),
                 row(3, uid(0x102), "bob@a.org", "Bob", Role::Presenter),
                 row(4, uid(0x103), "ANN@a.org", "Ann Again", Role::Presenter),
             ],
-        }
-        .decide(&by(A, A_ADMIN), &site),
+        ),
         DomainError::ImportRejected(vec![row_error(
             4,
             "username",
@@ -1502,10 +1595,11 @@ fn r_user_8_a_duplicate_of_a_row_with_another_bad_field_is_reported_too() {
 fn r_user_8_import_users_refuses_a_row_with_an_existing_user_id() {
     let site = site_a_with_staff(vec![]);
     then_err(
-        ImportUsers {
-            rows: vec![row(2, TARGET, "someone@a.org", "Someone", Role::Presenter)],
-        }
-        .decide(&by(A, A_ADMIN), &site),
+        ImportUsers::decide_rows(
+            &by(A, A_ADMIN),
+            &site,
+            &[row(2, TARGET, "someone@a.org", "Someone", Role::Presenter)],
+        ),
         DomainError::UserExists(TARGET),
     );
 }
@@ -1532,6 +1626,7 @@ fn r_user_9_a_user_of_another_site_is_refused_on_every_site_and_user_command() {
     // Even naming a user id that also exists on A does not help.
     then_err(
         AddUser {
+            site_id: site.id,
             user_id: NEW,
             username: username("new@a.org"),
             name: name("New"),
@@ -1547,6 +1642,7 @@ fn r_user_9_add_existing_user_copies_username_and_name_from_another_site() {
     let site = given(site_a(10));
     let b = site_b();
     let result = AddExistingUser {
+        site_id: site.id,
         user_id: NEW,
         from_site: B,
         from_user: B_PERSON,
@@ -1581,6 +1677,7 @@ fn r_user_9_add_existing_user_copies_username_and_name_from_another_site() {
     // A second copy of the same person is a username taken on A.
     then_err(
         AddExistingUser {
+            site_id: after.id,
             user_id: NEW2,
             from_site: B,
             from_user: B_PERSON,
@@ -1592,6 +1689,7 @@ fn r_user_9_add_existing_user_copies_username_and_name_from_another_site() {
     // The source must exist on the other site, and be on another site.
     then_err(
         AddExistingUser {
+            site_id: site.id,
             user_id: NEW2,
             from_site: B,
             from_user: uid(0xB9),
@@ -1602,6 +1700,7 @@ fn r_user_9_add_existing_user_copies_username_and_name_from_another_site() {
     );
     then_err(
         AddExistingUser {
+            site_id: site.id,
             user_id: NEW2,
             from_site: A,
             from_user: A_ADMIN,
@@ -1631,6 +1730,7 @@ fn usernames_unique_per_site_case_insensitively() {
     );
     let add = |login: &str| {
         AddUser {
+            site_id: site.id,
             user_id: NEW,
             username: username(login),
             name: name("Someone"),
@@ -1650,6 +1750,7 @@ fn usernames_unique_per_site_case_insensitively() {
     // A user id that exists already is refused too.
     then_err(
         AddUser {
+            site_id: site.id,
             user_id: TARGET,
             username: username("fresh@x.org"),
             name: name("Fresh"),
@@ -1661,6 +1762,7 @@ fn usernames_unique_per_site_case_insensitively() {
     // The same username on another site is another account.
     then(
         AddUser {
+            site_id: B,
             user_id: NEW,
             username: username("Ann@X.org"),
             name: name("Name of ann@x.org"),
@@ -1686,6 +1788,7 @@ const LOOK_ALIKES: [&str; 3] = [
 
 fn add_user(login: &str) -> AddUser {
     AddUser {
+        site_id: A,
         user_id: NEW,
         username: username(login),
         name: name("Someone"),
@@ -1831,6 +1934,7 @@ fn r_user_5_look_alikes_stored_before_still_load_and_hold_their_names() {
     // Each stored user can still be edited.
     then(
         DeactivateUser {
+            site_id: site.id,
             user_id: uid(0x201),
         }
         .decide(&by(A, A_ADMIN), &site),
@@ -1866,7 +1970,7 @@ fn r_user_8_an_import_reports_look_alike_usernames_by_line_and_applies_nothing()
         ),
     ];
     then_err(
-        ImportUsers { rows }.decide(&by(A, A_ADMIN), &site),
+        ImportUsers::decide_rows(&by(A, A_ADMIN), &site, &rows),
         DomainError::ImportRejected(vec![
             row_error(
                 2,
@@ -1900,6 +2004,7 @@ fn r_user_9_add_existing_user_refuses_a_username_that_looks_taken() {
     );
     then_err(
         AddExistingUser {
+            site_id: site.id,
             user_id: NEW,
             from_site: B,
             from_user: B_PERSON,
@@ -2014,7 +2119,7 @@ fn r_onb_1_set_parent_site_refuses_cycles() {
         .concat(),
     );
     let admin = by(A, A_ADMIN);
-    let set = |parent| SetParentSite { parent };
+    let set = |parent| SetParentSite { site_id: A, parent };
 
     // A under itself.
     then_err(
@@ -2099,6 +2204,7 @@ fn model_site() -> SiteState {
 
 fn self_register(child_of_group: bool) -> SelfRegisterPartner {
     SelfRegisterPartner {
+        group_site: GROUP,
         site_id: PARTNER,
         code: code("PARTNER"),
         name: name("Partner Org"),
@@ -2154,6 +2260,7 @@ fn r_onb_2_configure_self_registration_needs_a_model_user() {
     let model = model_site();
     let admin = by(GROUP, GROUP_ADMIN);
     let configure = |enabled, model_site, model_user| ConfigureSelfRegistration {
+        site_id: GROUP,
         enabled,
         model_site,
         model_user,
@@ -2206,6 +2313,7 @@ fn r_onb_2_the_first_manager_copies_the_model_user() {
     let model = model_site();
     let g = group(vec![]);
     let configure = ConfigureSelfRegistration {
+        site_id: g.id,
         enabled: true,
         model_site: Some(MODEL_SITE),
         model_user: Some(MODEL_USER),
@@ -2331,6 +2439,7 @@ fn r_onb_3_hide_organization_settings_is_recorded() {
     assert!(!site.users[&TARGET].hide_organization_settings);
     let admin = by(A, A_ADMIN);
     let hide = HideOrganizationSettings {
+        site_id: site.id,
         user_id: TARGET,
         hidden: true,
     }
@@ -2339,6 +2448,7 @@ fn r_onb_3_hide_organization_settings_is_recorded() {
     let site = apply(&site, hide);
     assert!(site.users[&TARGET].hide_organization_settings);
     let show = HideOrganizationSettings {
+        site_id: site.id,
         user_id: TARGET,
         hidden: false,
     }
@@ -2357,14 +2467,22 @@ fn r_onb_3_require_two_factor_is_recorded() {
         .concat(),
     );
     assert!(!site.two_factor_required);
-    let on = RequireTwoFactor { required: true }.decide(&by(A, A_ADMIN), &site);
+    let on = RequireTwoFactor {
+        site_id: site.id,
+        required: true,
+    }
+    .decide(&by(A, A_ADMIN), &site);
     then(
         on.clone(),
         vec![SiteEvent::TwoFactorRequirementSet { required: true }],
     );
     let site = apply(&site, on);
     assert!(site.two_factor_required);
-    let off = RequireTwoFactor { required: false }.decide(&operator(), &site);
+    let off = RequireTwoFactor {
+        site_id: site.id,
+        required: false,
+    }
+    .decide(&operator(), &site);
     then(
         off.clone(),
         vec![SiteEvent::TwoFactorRequirementSet { required: false }],
@@ -2372,7 +2490,11 @@ fn r_onb_3_require_two_factor_is_recorded() {
     assert!(!apply(&site, off).two_factor_required);
     // A site-wide setting: Instance Admin's, not Manage Users'.
     then_err(
-        RequireTwoFactor { required: true }.decide(&by(A, ACTOR), &site),
+        RequireTwoFactor {
+            site_id: site.id,
+            required: true,
+        }
+        .decide(&by(A, ACTOR), &site),
         DomainError::NotPermitted {
             needed: PermissionFlag::InstanceAdmin,
         },
@@ -2453,6 +2575,7 @@ fn pick(site: &SiteState, i: usize) -> UserId {
 fn decide_cmd(cmd: &Cmd, actor: &Actor, site: &SiteState, step: usize) -> Decision {
     match cmd {
         Cmd::Add { login, role } => AddUser {
+            site_id: site.id,
             user_id: uid(0x1000 + step as u128),
             username: username(LOGINS[*login]),
             name: name(LOGINS[*login]),
@@ -2460,19 +2583,23 @@ fn decide_cmd(cmd: &Cmd, actor: &Actor, site: &SiteState, step: usize) -> Decisi
         }
         .decide(actor, site),
         Cmd::Deactivate(i) => DeactivateUser {
+            site_id: site.id,
             user_id: pick(site, *i),
         }
         .decide(actor, site),
         Cmd::Reactivate(i) => ReactivateUser {
+            site_id: site.id,
             user_id: pick(site, *i),
         }
         .decide(actor, site),
         Cmd::ChangeRole(i, role) => ChangeUserRole {
+            site_id: site.id,
             user_id: pick(site, *i),
             role: *role,
         }
         .decide(actor, site),
         Cmd::SetSeatLimit(n) => SetSeatLimit {
+            site_id: site.id,
             seat_limit: seats(*n),
         }
         .decide(actor, site),

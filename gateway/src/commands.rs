@@ -1,6 +1,7 @@
 //! `POST /v1/commands/{Name}`: every command of the domain core, by the
 //! name our users already use (`RequestConnection`, `GrantScorecardAccess`,
-//! …), with a JSON body of its own shape.
+//! …). The JSON body is the core command itself (its type implements
+//! `shareledger_core::Decision`); the registry below maps names to types.
 //!
 //! Bodies are parsed, not validated: their fields are the catalog's
 //! newtypes (`SiteCode`, `Username`, `SeatLimit`, …), whose deserializers
@@ -15,8 +16,6 @@
 //! The response's `position` is the consistency token: pass it as
 //! `min_position` to any query to read at least this fresh.
 
-use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -26,16 +25,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use shareledger_commands::{
-    CommandError, ConnectionCommand, ContentCommand, Issued, Outcome, RelateCommand, Service,
-    ShareChange,
-};
-use shareledger_core::catalog::{
-    AccessLevel, Directions, Link, Name, ObjectField, ObjectId, ObjectKind, PermissionFlag,
-    RelationshipId, Role, ScorecardId, SeatLimit, SiteCode, SiteId, UserId, Username,
-};
-use shareledger_core::{content, site};
+use serde::Serialize;
+use shareledger_commands::{Issued, Outcome};
+use shareledger_core::{connection, content, site, Decision};
 use shareledger_events::envelope::nul_pointer;
 use uuid::Uuid;
 
@@ -93,20 +85,6 @@ impl CommandResult {
                 .collect(),
         }
     }
-}
-
-/// A command's body: how it is named, described, and run.
-pub trait CommandBody: DeserializeOwned + utoipa::ToSchema + Send + 'static {
-    /// The command's name, which is also the schema's name.
-    const NAME: &'static str;
-    /// One line for the API document.
-    const SUMMARY: &'static str;
-    /// Runs the command through the command service.
-    fn execute(
-        self,
-        service: &Service,
-        issued: &Issued,
-    ) -> impl Future<Output = Result<Outcome, CommandError>> + Send;
 }
 
 /// Reads the idempotency key header: a UUID, bare or as the draft's
@@ -195,7 +173,7 @@ fn parse_json_checked<T: DeserializeOwned>(
     Ok((parsed, value))
 }
 
-async fn run<C: CommandBody>(
+async fn run<C: Decision + DeserializeOwned>(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
@@ -227,7 +205,7 @@ async fn run<C: CommandBody>(
     let run = tokio::spawn(async move {
         let issued = Issued { actor, key };
         let started = Instant::now();
-        let result = command.execute(state.service(), &issued).await;
+        let result = state.service().execute(&issued, command).await;
         state.metrics().command(C::NAME, result.is_ok(), started);
         let keys = state.idempotency();
         match result {
@@ -268,10 +246,12 @@ fn answer(status: StatusCode, body: &impl Serialize, position: u64) -> Response 
     response
 }
 
-macro_rules! command_bodies {
-    ($($body:ident),* $(,)?) => {
+/// The registry: every command's name, from one list of core's command
+/// types (each its own HTTP body).
+macro_rules! registry {
+    ($($command:ty),* $(,)?) => {
         /// Every command's name, in the API document's order.
-        pub const NAMES: &[&str] = &[$(<$body as CommandBody>::NAME),*];
+        pub const NAMES: &[&str] = &[$(<$command as Decision>::NAME),*];
 
         /// `POST /v1/commands/{name}`.
         pub async fn handle(
@@ -282,8 +262,8 @@ macro_rules! command_bodies {
             body: Result<Bytes, BytesRejection>,
         ) -> Result<Response, ApiError> {
             $(
-                if name == <$body as CommandBody>::NAME {
-                    return run::<$body>(&state, &principal, &headers, body).await;
+                if name == <$command as Decision>::NAME {
+                    return run::<$command>(&state, &principal, &headers, body).await;
                 }
             )*
             Err(ApiError::UnknownCommand(name))
@@ -292,9 +272,9 @@ macro_rules! command_bodies {
         /// Each command's name, summary and body schema, for the API document.
         pub fn catalog() -> Vec<(&'static str, &'static str, String)> {
             vec![$((
-                <$body as CommandBody>::NAME,
-                <$body as CommandBody>::SUMMARY,
-                <$body as utoipa::ToSchema>::name().into_owned(),
+                <$command as Decision>::NAME,
+                <$command as Decision>::SUMMARY,
+                <$command as utoipa::ToSchema>::name().into_owned(),
             )),*]
         }
 
@@ -302,233 +282,45 @@ macro_rules! command_bodies {
         pub fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
             $(
                 schemas.push((
-                    <$body as utoipa::ToSchema>::name().into_owned(),
-                    <$body as utoipa::PartialSchema>::schema(),
+                    <$command as utoipa::ToSchema>::name().into_owned(),
+                    <$command as utoipa::PartialSchema>::schema(),
                 ));
-                <$body as utoipa::ToSchema>::schemas(schemas);
+                <$command as utoipa::ToSchema>::schemas(schemas);
             )*
         }
     };
 }
 
-command_bodies!(
-    RegisterSite,
-    SetSeatLimit,
-    SetParentSite,
-    ConfigureSelfRegistration,
-    RequireTwoFactor,
-    SelfRegisterPartner,
-    AddUser,
-    AddExistingUser,
-    ImportUsers,
-    ChangeUserRole,
-    SetPermissionFlags,
-    GrantScorecardAccess,
-    RevokeScorecardAccess,
-    DeactivateUser,
-    ReactivateUser,
-    HideOrganizationSettings,
-    CreateScorecard,
-    CreateObject,
-    PlaceObjectOnScorecard,
-    RemoveObjectFromScorecard,
-    ChangeObjectField,
-    LinkSharedObject,
-    UseSharedMeasureInAggregation,
-    RequestConnection,
-    ApproveConnection,
-    DenyConnection,
-    CancelConnectionRequest,
-    RevokeSharing,
-    ShareScorecard,
-    UnshareScorecard,
-    SetSharedScorecards,
-);
-
-/// Declares a body struct (unknown fields refused) and its `CommandBody`.
-macro_rules! body {
-    (
-        $(#[doc = $doc:literal])+
-        $name:ident { $($(#[$field_attr:meta])* $field:ident : $ty:ty),* $(,)? }
-        |$this:ident, $service:ident, $issued:ident| $run:expr
-    ) => {
-        $(#[doc = $doc])+
-        #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-        #[serde(deny_unknown_fields)]
-        pub struct $name {
-            $($(#[$field_attr])* pub $field: $ty),*
-        }
-
-        impl CommandBody for $name {
-            const NAME: &'static str = stringify!($name);
-            const SUMMARY: &'static str = concat!($($doc),+);
-            fn execute(
-                self,
-                $service: &Service,
-                $issued: &Issued,
-            ) -> impl Future<Output = Result<Outcome, CommandError>> + Send {
-                let $this = self;
-                async move { $run }
-            }
-        }
-    };
-}
-
-body!(
-    /// Registers a site with a unique code (operators; a group's Instance Admin for child sites, R-ONB-1).
-    RegisterSite { site_id: SiteId, code: SiteCode, name: Name, seat_limit: SeatLimit, #[serde(default)] parent: Option<SiteId> }
-    |b, s, i| s.register_site(i, site::RegisterSite { site_id: b.site_id, code: b.code, name: b.name, seat_limit: b.seat_limit, parent: b.parent }).await
-);
-body!(
-    /// Sets how many active users the site may have (R-USER-7).
-    SetSeatLimit { site_id: SiteId, seat_limit: SeatLimit }
-    |b, s, i| s.on_site(i, b.site_id, site::SetSeatLimit { seat_limit: b.seat_limit }).await
-);
-body!(
-    /// Sets or clears the site's parent (R-ONB-1).
-    SetParentSite { site_id: SiteId, #[serde(default)] parent: Option<SiteId> }
-    |b, s, i| s.set_parent_site(i, b.site_id, site::SetParentSite { parent: b.parent }).await
-);
-body!(
-    /// Enables or disables partner self-registration with a model site and user (R-ONB-2).
-    ConfigureSelfRegistration { site_id: SiteId, enabled: bool, #[serde(default)] model_site: Option<SiteId>, #[serde(default)] model_user: Option<UserId> }
-    |b, s, i| s.configure_self_registration(i, b.site_id, site::ConfigureSelfRegistration { enabled: b.enabled, model_site: b.model_site, model_user: b.model_user }).await
-);
-body!(
-    /// Requires (or stops requiring) two-factor sign-in on the site (R-ONB-3).
-    RequireTwoFactor { site_id: SiteId, required: bool }
-    |b, s, i| s.on_site(i, b.site_id, site::RequireTwoFactor { required: b.required }).await
-);
-body!(
-    /// A partner registers itself with a group that enabled self-registration (R-ONB-2).
-    SelfRegisterPartner { group_site: SiteId, site_id: SiteId, code: SiteCode, name: Name, seat_limit: SeatLimit, manager_id: UserId, manager_username: Username, manager_name: Name, #[serde(default)] child_of_group: bool }
-    |b, s, i| s.self_register_partner(i, b.group_site, site::SelfRegisterPartner { site_id: b.site_id, code: b.code, name: b.name, seat_limit: b.seat_limit, manager_id: b.manager_id, manager_username: b.manager_username, manager_name: b.manager_name, child_of_group: b.child_of_group }).await
-);
-body!(
-    /// Adds a user to the site with a role preset (R-USER-1, R-USER-7).
-    AddUser { site_id: SiteId, user_id: UserId, username: Username, name: Name, role: Role }
-    |b, s, i| s.on_site(i, b.site_id, site::AddUser { user_id: b.user_id, username: b.username, name: b.name, role: b.role }).await
-);
-body!(
-    /// Adds an existing user of another site (R-USER-9).
-    AddExistingUser { site_id: SiteId, user_id: UserId, from_site: SiteId, from_user: UserId, role: Role }
-    |b, s, i| s.add_existing_user(i, b.site_id, site::AddExistingUser { user_id: b.user_id, from_site: b.from_site, from_user: b.from_user, role: b.role }).await
-);
-body!(
-    /// Imports users from CSV text: all rows or none, bad rows reported by line and field (R-USER-8).
-    ImportUsers { site_id: SiteId, #[schema(pattern = r"^[^\x00]*$")] csv: String }
-    |b, s, i| s.import_users_csv(i, b.site_id, &b.csv).await
-);
-body!(
-    /// Changes a user's role preset (R-USER-1).
-    ChangeUserRole { site_id: SiteId, user_id: UserId, role: Role }
-    |b, s, i| s.on_site(i, b.site_id, site::ChangeUserRole { user_id: b.user_id, role: b.role }).await
-);
-body!(
-    /// Switches a user's permission flags on and off (R-USER-2).
-    SetPermissionFlags { site_id: SiteId, user_id: UserId, #[serde(default)] enable: BTreeSet<PermissionFlag>, #[serde(default)] disable: BTreeSet<PermissionFlag> }
-    |b, s, i| s.on_site(i, b.site_id, site::SetPermissionFlags { user_id: b.user_id, enable: b.enable, disable: b.disable }).await
-);
-body!(
-    /// Grants a user a level on a scorecard of the site, or of a partner that shares it (Browser only, R-SHARE-5).
-    GrantScorecardAccess { site_id: SiteId, user_id: UserId, scorecard_id: ScorecardId, level: AccessLevel, #[serde(default)] owner_site: Option<SiteId> }
-    |b, s, i| s.grant_scorecard_access(i, b.site_id, b.owner_site.unwrap_or(b.site_id), site::GrantScorecardAccess { user_id: b.user_id, scorecard_id: b.scorecard_id, level: b.level }).await
-);
-body!(
-    /// Revokes a user's access to a scorecard.
-    RevokeScorecardAccess { site_id: SiteId, user_id: UserId, scorecard_id: ScorecardId }
-    |b, s, i| s.on_site(i, b.site_id, site::RevokeScorecardAccess { user_id: b.user_id, scorecard_id: b.scorecard_id }).await
-);
-body!(
-    /// Deactivates a user: they see nothing and can do nothing until reactivated (R-USER-6).
-    DeactivateUser { site_id: SiteId, user_id: UserId }
-    |b, s, i| s.on_site(i, b.site_id, site::DeactivateUser { user_id: b.user_id }).await
-);
-body!(
-    /// Reactivates a user, within the seat limit (R-USER-7).
-    ReactivateUser { site_id: SiteId, user_id: UserId }
-    |b, s, i| s.on_site(i, b.site_id, site::ReactivateUser { user_id: b.user_id }).await
-);
-body!(
-    /// Hides (or shows) the organisation settings from a user.
-    HideOrganizationSettings { site_id: SiteId, user_id: UserId, hidden: bool }
-    |b, s, i| s.on_site(i, b.site_id, site::HideOrganizationSettings { user_id: b.user_id, hidden: b.hidden }).await
-);
-body!(
-    /// Creates a scorecard on the site.
-    CreateScorecard { site_id: SiteId, scorecard_id: ScorecardId, name: Name }
-    |b, s, i| s.on_content(i, b.site_id, ContentCommand::CreateScorecard(content::CreateScorecard { scorecard_id: b.scorecard_id, name: b.name })).await
-);
-body!(
-    /// Creates a Result, Indicator, Program or Performance Measure, optionally inside a container.
-    CreateObject { site_id: SiteId, object_id: ObjectId, kind: ObjectKind, name: Name, #[serde(default)] container: Option<ObjectId> }
-    |b, s, i| s.on_content(i, b.site_id, ContentCommand::CreateObject(content::CreateObject { object_id: b.object_id, kind: b.kind, name: b.name, container: b.container })).await
-);
-body!(
-    /// Places an object on one of the site's scorecards.
-    PlaceObjectOnScorecard { site_id: SiteId, object_id: ObjectId, scorecard_id: ScorecardId }
-    |b, s, i| s.on_content(i, b.site_id, ContentCommand::PlaceObjectOnScorecard(content::PlaceObjectOnScorecard { object_id: b.object_id, scorecard_id: b.scorecard_id })).await
-);
-body!(
-    /// Removes an object from a scorecard; partners' relationships that lose their only path go too (R-SHARE-4).
-    RemoveObjectFromScorecard { site_id: SiteId, object_id: ObjectId, scorecard_id: ScorecardId }
-    |b, s, i| s.on_content(i, b.site_id, ContentCommand::RemoveObjectFromScorecard(content::RemoveObjectFromScorecard { object_id: b.object_id, scorecard_id: b.scorecard_id })).await
-);
-body!(
-    /// Changes one field of an object of `site_id` (update-fields need Updater, edit-fields Editor; R-USER-3, R-SHARE-3).
-    ChangeObjectField { site_id: SiteId, object_id: ObjectId, field: ObjectField, #[schema(pattern = r"^[^\x00]*$")] value: String }
-    |b, s, i| s.change_object_field(i, b.site_id, content::ChangeObjectField { object_id: b.object_id, field: b.field, value: b.value }).await
-);
-body!(
-    /// Links a partner's shared object onto one of the site's scorecards (R-SHARE-4).
-    LinkSharedObject { site_id: SiteId, relationship_id: RelationshipId, scorecard_id: ScorecardId, origin_site: SiteId, object_id: ObjectId }
-    |b, s, i| s.relate(i, b.site_id, RelateCommand::Link(content::LinkSharedObject { relationship_id: b.relationship_id, scorecard_id: b.scorecard_id, origin_site: b.origin_site, object_id: b.object_id })).await
-);
-body!(
-    /// Uses a partner's shared Indicator or Performance Measure in an aggregation of the site's own object (R-SHARE-4).
-    UseSharedMeasureInAggregation { site_id: SiteId, relationship_id: RelationshipId, into_object: ObjectId, origin_site: SiteId, object_id: ObjectId }
-    |b, s, i| s.relate(i, b.site_id, RelateCommand::Aggregate(content::UseSharedMeasureInAggregation { relationship_id: b.relationship_id, into_object: b.into_object, origin_site: b.origin_site, object_id: b.object_id })).await
-);
-body!(
-    /// Requests a connection with the partner of that site code, in both directions or as an offer (R-CONN-1, 2, 5, 6).
-    RequestConnection { site_id: SiteId, partner_code: SiteCode, directions: Directions }
-    |b, s, i| s.request_connection(i, b.site_id, b.partner_code, b.directions).await
-);
-body!(
-    /// Approves what the partner requested (R-CONN-3).
-    ApproveConnection { site_id: SiteId, partner: SiteId }
-    |b, s, i| s.on_connection(i, b.site_id, b.partner, ConnectionCommand::Approve).await
-);
-body!(
-    /// Denies what the partner requested (R-CONN-3).
-    DenyConnection { site_id: SiteId, partner: SiteId }
-    |b, s, i| s.on_connection(i, b.site_id, b.partner, ConnectionCommand::Deny).await
-);
-body!(
-    /// Cancels the site's own pending request to the partner (R-CONN-3).
-    CancelConnectionRequest { site_id: SiteId, partner: SiteId }
-    |b, s, i| s.on_connection(i, b.site_id, b.partner, ConnectionCommand::Cancel).await
-);
-body!(
-    /// Revokes one direction of a connection; its shares and the relationships on them go too (R-CONN-4).
-    RevokeSharing { site_id: SiteId, from: SiteId, to: SiteId }
-    |b, s, i| {
-        let partner = if b.to == b.site_id { b.from } else { b.to };
-        s.on_connection(i, b.site_id, partner, ConnectionCommand::Revoke(Link { from: b.from, to: b.to })).await
-    }
-);
-body!(
-    /// Shares one of the site's scorecards with a partner over an active link (R-SHARE-1).
-    ShareScorecard { site_id: SiteId, partner: SiteId, scorecard_id: ScorecardId }
-    |b, s, i| s.change_sharing(i, Link { from: b.site_id, to: b.partner }, ShareChange::Share(b.scorecard_id)).await
-);
-body!(
-    /// Stops sharing a scorecard with a partner; relationships that lose their only path go too (R-SHARE-4).
-    UnshareScorecard { site_id: SiteId, partner: SiteId, scorecard_id: ScorecardId }
-    |b, s, i| s.change_sharing(i, Link { from: b.site_id, to: b.partner }, ShareChange::Unshare(b.scorecard_id)).await
-);
-body!(
-    /// Sets the whole set of scorecards shared with a partner at once ("Edit Scorecards", R-SHARE-7).
-    SetSharedScorecards { site_id: SiteId, partner: SiteId, scorecards: BTreeSet<ScorecardId> }
-    |b, s, i| s.change_sharing(i, Link { from: b.site_id, to: b.partner }, ShareChange::SetShared(b.scorecards)).await
+registry!(
+    site::RegisterSite,
+    site::SetSeatLimit,
+    site::SetParentSite,
+    site::ConfigureSelfRegistration,
+    site::RequireTwoFactor,
+    site::SelfRegisterPartner,
+    site::AddUser,
+    site::AddExistingUser,
+    site::ImportUsers,
+    site::ChangeUserRole,
+    site::SetPermissionFlags,
+    site::GrantScorecardAccess,
+    site::RevokeScorecardAccess,
+    site::DeactivateUser,
+    site::ReactivateUser,
+    site::HideOrganizationSettings,
+    content::CreateScorecard,
+    content::CreateObject,
+    content::PlaceObjectOnScorecard,
+    content::RemoveObjectFromScorecard,
+    content::ChangeObjectField,
+    content::LinkSharedObject,
+    content::UseSharedMeasureInAggregation,
+    connection::RequestConnection,
+    connection::ApproveConnection,
+    connection::DenyConnection,
+    connection::CancelConnectionRequest,
+    connection::RevokeSharing,
+    connection::ShareScorecard,
+    connection::UnshareScorecard,
+    connection::SetSharedScorecards,
 );

@@ -29,15 +29,15 @@ use std::fmt::Write as _;
 
 use common::{by, operator};
 use proptest::prelude::*;
-use shareledger_commands::{
-    CommandError, ConnectionCommand, ConsequenceWorker, ContentCommand, RelateCommand, Service,
-    ShareChange,
-};
+use shareledger_commands::{CommandError, ConsequenceWorker, Service};
 use shareledger_core::catalog::{
     AccessLevel, Action, Directions, Link, Name, ObjectId, ObjectKind, PermissionFlag,
     RelationshipId, Role, ScorecardId, SeatLimit, SiteCode, SiteId, UserId, Username,
 };
-use shareledger_core::connection::ConnectionState;
+use shareledger_core::connection::{
+    ApproveConnection, CancelConnectionRequest, ConnectionState, DenyConnection, RequestConnection,
+    RevokeSharing, SetSharedScorecards, ShareScorecard, UnshareScorecard,
+};
 use shareledger_core::content::{
     ContentState, CreateObject, CreateScorecard, LinkSharedObject, PlaceObjectOnScorecard,
     RelationshipTarget, RemoveObjectFromScorecard, UseSharedMeasureInAggregation,
@@ -440,7 +440,7 @@ impl World {
         let site = SiteId::new();
         let code = SiteCode::parse(&format!("SITE{i}")).unwrap();
         self.service
-            .register_site(
+            .execute(
                 &operator(),
                 RegisterSite {
                     site_id: site,
@@ -457,10 +457,10 @@ impl World {
         for (n, (label, role, flags)) in USERS.iter().enumerate() {
             let user_id = UserId::new();
             self.service
-                .on_site(
+                .execute(
                     &operator(),
-                    site,
                     AddUser {
+                        site_id: site,
                         user_id,
                         username: Username::parse(&format!("{label}@site{i}.org")).unwrap(),
                         name: Name::parse(label).unwrap(),
@@ -471,10 +471,10 @@ impl World {
                 .unwrap();
             if !flags.is_empty() {
                 self.service
-                    .on_site(
+                    .execute(
                         &operator(),
-                        site,
                         SetPermissionFlags {
+                            site_id: site,
                             user_id,
                             enable: flags.iter().copied().collect(),
                             disable: BTreeSet::new(),
@@ -502,46 +502,52 @@ impl World {
         self.scorecards.push(scorecards);
         self.objects.push(objects);
         let admin = self.users[i][0];
-        let mut setup = Vec::new();
         for n in 0..SCORECARDS_AT_START {
-            setup.push(self.create_scorecard(i, n));
+            self.service
+                .execute(&by(site, admin), self.create_scorecard(i, n))
+                .await
+                .unwrap();
         }
         for n in 0..OBJECTS_AT_START {
-            setup.push(self.create_object(i, n));
+            self.service
+                .execute(&by(site, admin), self.create_object(i, n))
+                .await
+                .unwrap();
         }
         // A Result (with its Indicator) on scorecard 0, the Program (with its
         // Performance Measure) on scorecard 1; the loose Indicator on none.
         for (object, scorecard) in [(0, 0), (2, 1)] {
-            setup.push(ContentCommand::PlaceObjectOnScorecard(
-                PlaceObjectOnScorecard {
-                    object_id: self.objects[i][object],
-                    scorecard_id: self.scorecards[i][scorecard],
-                },
-            ));
-        }
-        for command in setup {
             self.service
-                .on_content(&by(site, admin), site, command)
+                .execute(
+                    &by(site, admin),
+                    PlaceObjectOnScorecard {
+                        site_id: site,
+                        object_id: self.objects[i][object],
+                        scorecard_id: self.scorecards[i][scorecard],
+                    },
+                )
                 .await
                 .unwrap();
         }
     }
 
-    fn create_scorecard(&self, site: usize, n: usize) -> ContentCommand {
-        ContentCommand::CreateScorecard(CreateScorecard {
+    fn create_scorecard(&self, site: usize, n: usize) -> CreateScorecard {
+        CreateScorecard {
+            site_id: self.sites[site],
             scorecard_id: self.scorecards[site][n],
             name: Name::parse(&format!("Scorecard {n}")).unwrap(),
-        })
+        }
     }
 
-    fn create_object(&self, site: usize, n: usize) -> ContentCommand {
+    fn create_object(&self, site: usize, n: usize) -> CreateObject {
         let (kind, container) = OBJECTS[n];
-        ContentCommand::CreateObject(CreateObject {
+        CreateObject {
+            site_id: self.sites[site],
             object_id: self.objects[site][n],
             kind,
             name: Name::parse(&format!("Object {n}")).unwrap(),
             container: container.map(|c| self.objects[site][c]),
-        })
+        }
     }
 
     fn name(&self, id: Uuid) -> String {
@@ -922,11 +928,13 @@ impl World {
                     Directions::Offer
                 };
                 self.service
-                    .request_connection(
+                    .execute(
                         &issued(from, actor),
-                        s(from),
-                        self.codes[to].clone(),
-                        directions,
+                        RequestConnection {
+                            site_id: s(from),
+                            partner_code: self.codes[to].clone(),
+                            directions,
+                        },
                     )
                     .await
             }
@@ -936,14 +944,25 @@ impl World {
                 actor,
                 how,
             } => {
-                let command = match how {
-                    0 => ConnectionCommand::Approve,
-                    1 => ConnectionCommand::Deny,
-                    _ => ConnectionCommand::Cancel,
-                };
-                self.service
-                    .on_connection(&issued(site, actor), s(site), s(partner), command)
-                    .await
+                let (site_id, partner) = (s(site), s(partner));
+                let by = issued(site, actor);
+                match how {
+                    0 => {
+                        self.service
+                            .execute(&by, ApproveConnection { site_id, partner })
+                            .await
+                    }
+                    1 => {
+                        self.service
+                            .execute(&by, DenyConnection { site_id, partner })
+                            .await
+                    }
+                    _ => {
+                        self.service
+                            .execute(&by, CancelConnectionRequest { site_id, partner })
+                            .await
+                    }
+                }
             }
             Op::Revoke {
                 site,
@@ -951,16 +970,14 @@ impl World {
                 to,
                 actor,
             } => {
-                let partner = if from == site { to } else { from };
                 self.service
-                    .on_connection(
+                    .execute(
                         &issued(site, actor),
-                        s(site),
-                        s(partner),
-                        ConnectionCommand::Revoke(Link {
+                        RevokeSharing {
+                            site_id: s(site),
                             from: s(from),
                             to: s(to),
-                        }),
+                        },
                     )
                     .await
             }
@@ -972,18 +989,30 @@ impl World {
                 unshare,
             } => {
                 let id = self.scorecards[from][scorecard];
-                let change = if unshare {
-                    ShareChange::Unshare(id)
+                let (site_id, partner) = (s(from), s(to));
+                if unshare {
+                    self.service
+                        .execute(
+                            &issued(from, actor),
+                            UnshareScorecard {
+                                site_id,
+                                partner,
+                                scorecard_id: id,
+                            },
+                        )
+                        .await
                 } else {
-                    ShareChange::Share(id)
-                };
-                let link = Link {
-                    from: s(from),
-                    to: s(to),
-                };
-                self.service
-                    .change_sharing(&issued(from, actor), link, change)
-                    .await
+                    self.service
+                        .execute(
+                            &issued(from, actor),
+                            ShareScorecard {
+                                site_id,
+                                partner,
+                                scorecard_id: id,
+                            },
+                        )
+                        .await
+                }
             }
             Op::SetShared {
                 from,
@@ -995,19 +1024,20 @@ impl World {
                     .filter(|n| mask & (1 << n) != 0)
                     .map(|n| self.scorecards[from][n])
                     .collect();
-                let link = Link {
-                    from: s(from),
-                    to: s(to),
-                };
                 self.service
-                    .change_sharing(&issued(from, actor), link, ShareChange::SetShared(chosen))
+                    .execute(
+                        &issued(from, actor),
+                        SetSharedScorecards {
+                            site_id: s(from),
+                            partner: s(to),
+                            scorecards: chosen,
+                        },
+                    )
                     .await
             }
             Op::CreateScorecard { site, actor } => {
                 let command = self.create_scorecard(site, SCORECARDS_AT_START);
-                self.service
-                    .on_content(&issued(site, actor), s(site), command)
-                    .await
+                self.service.execute(&issued(site, actor), command).await
             }
             Op::CreateObject {
                 site,
@@ -1015,9 +1045,7 @@ impl World {
                 object,
             } => {
                 let command = self.create_object(site, object);
-                self.service
-                    .on_content(&issued(site, actor), s(site), command)
-                    .await
+                self.service.execute(&issued(site, actor), command).await
             }
             Op::Move {
                 site,
@@ -1028,20 +1056,30 @@ impl World {
             } => {
                 let (object_id, scorecard_id) =
                     (self.objects[site][object], self.scorecards[site][scorecard]);
-                let command = if remove {
-                    ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
-                        object_id,
-                        scorecard_id,
-                    })
+                let site_id = s(site);
+                if remove {
+                    self.service
+                        .execute(
+                            &issued(site, actor),
+                            RemoveObjectFromScorecard {
+                                site_id,
+                                object_id,
+                                scorecard_id,
+                            },
+                        )
+                        .await
                 } else {
-                    ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
-                        object_id,
-                        scorecard_id,
-                    })
-                };
-                self.service
-                    .on_content(&issued(site, actor), s(site), command)
-                    .await
+                    self.service
+                        .execute(
+                            &issued(site, actor),
+                            PlaceObjectOnScorecard {
+                                site_id,
+                                object_id,
+                                scorecard_id,
+                            },
+                        )
+                        .await
+                }
             }
             Op::Link {
                 site,
@@ -1050,15 +1088,14 @@ impl World {
                 object,
                 scorecard,
             } => {
-                let command = RelateCommand::Link(LinkSharedObject {
+                let command = LinkSharedObject {
+                    site_id: s(site),
                     relationship_id: RelationshipId::new(),
                     scorecard_id: self.scorecards[site][scorecard],
                     origin_site: s(origin),
                     object_id: self.objects[origin][object],
-                });
-                self.service
-                    .relate(&issued(site, actor), s(site), command)
-                    .await
+                };
+                self.service.execute(&issued(site, actor), command).await
             }
             Op::Aggregate {
                 site,
@@ -1067,15 +1104,14 @@ impl World {
                 object,
                 into,
             } => {
-                let command = RelateCommand::Aggregate(UseSharedMeasureInAggregation {
+                let command = UseSharedMeasureInAggregation {
+                    site_id: s(site),
                     relationship_id: RelationshipId::new(),
                     into_object: self.objects[site][into],
                     origin_site: s(origin),
                     object_id: self.objects[origin][object],
-                });
-                self.service
-                    .relate(&issued(site, actor), s(site), command)
-                    .await
+                };
+                self.service.execute(&issued(site, actor), command).await
             }
             Op::Grant {
                 site,
@@ -1086,14 +1122,14 @@ impl World {
                 level,
             } => {
                 self.service
-                    .grant_scorecard_access(
+                    .execute(
                         &issued(site, actor),
-                        s(site),
-                        s(owner),
                         GrantScorecardAccess {
+                            site_id: s(site),
                             user_id: user(site, target),
                             scorecard_id: self.scorecards[owner][scorecard],
                             level: LEVELS[level],
+                            owner_site: Some(s(owner)),
                         },
                     )
                     .await
@@ -1106,10 +1142,10 @@ impl World {
                 scorecard,
             } => {
                 self.service
-                    .on_site(
+                    .execute(
                         &issued(site, actor),
-                        s(site),
                         RevokeScorecardAccess {
+                            site_id: s(site),
                             user_id: user(site, target),
                             scorecard_id: self.scorecards[owner][scorecard],
                         },
@@ -1130,10 +1166,10 @@ impl World {
                     (BTreeSet::new(), flags)
                 };
                 self.service
-                    .on_site(
+                    .execute(
                         &issued(site, actor),
-                        s(site),
                         SetPermissionFlags {
+                            site_id: s(site),
                             user_id: user(site, target),
                             enable,
                             disable,
@@ -1148,10 +1184,10 @@ impl World {
                 role,
             } => {
                 self.service
-                    .on_site(
+                    .execute(
                         &issued(site, actor),
-                        s(site),
                         ChangeUserRole {
+                            site_id: s(site),
                             user_id: user(site, target),
                             role: ROLES[role],
                         },
@@ -1164,10 +1200,10 @@ impl World {
                 user: target,
             } => {
                 self.service
-                    .on_site(
+                    .execute(
                         &issued(site, actor),
-                        s(site),
                         DeactivateUser {
+                            site_id: s(site),
                             user_id: user(site, target),
                         },
                     )
@@ -1179,10 +1215,10 @@ impl World {
                 user: target,
             } => {
                 self.service
-                    .on_site(
+                    .execute(
                         &issued(site, actor),
-                        s(site),
                         ReactivateUser {
+                            site_id: s(site),
                             user_id: user(site, target),
                         },
                     )

@@ -7,10 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use shareledger_commands::{
-    CommandError, ConnectionCommand, ConsequenceWorker, ContentCommand, Issued, Outcome,
-    RelateCommand, Service, ShareChange,
-};
+use shareledger_commands::{CommandError, ConsequenceWorker, Issued, Outcome, Service};
 use shareledger_core::catalog::{
     AccessLevel, Action, Directions, Link, Name, ObjectField, ObjectId, ObjectKind, PermissionFlag,
     RelationshipId, Role, ScorecardId, SeatLimit, SiteCode, SiteId, UserId, Username,
@@ -23,7 +20,7 @@ use shareledger_core::site::{
     AddUser, DeactivateUser, GrantScorecardAccess, ReactivateUser, RegisterSite,
     RevokeScorecardAccess, SetPermissionFlags,
 };
-use shareledger_core::DomainError;
+use shareledger_core::{Decision, DomainError};
 use shareledger_events::store::PositionFrom;
 use shareledger_events::{Actor, Direction};
 use shareledger_projections::access::{
@@ -157,7 +154,7 @@ impl Scene {
     async fn site(&self, code: &'static str) -> Site {
         let id = SiteId::new();
         self.service
-            .register_site(
+            .execute(
                 &operator(),
                 RegisterSite {
                     site_id: id,
@@ -181,10 +178,10 @@ impl Scene {
 
     async fn add_user(&self, site: Site, user_id: UserId, name: &str, role: Role) {
         self.service
-            .on_site(
+            .execute(
                 &operator(),
-                site.id,
                 AddUser {
+                    site_id: site.id,
                     user_id,
                     username: Username::parse(&format!("{name}@{}.org", site.id.stream_suffix()))
                         .unwrap(),
@@ -208,10 +205,10 @@ impl Scene {
 
     async fn flags(&self, site: Site, user: UserId, on: &[PermissionFlag], off: &[PermissionFlag]) {
         self.service
-            .on_site(
+            .execute(
                 &by(site, site.admin),
-                site.id,
                 SetPermissionFlags {
+                    site_id: site.id,
                     user_id: user,
                     enable: on.iter().copied().collect(),
                     disable: off.iter().copied().collect(),
@@ -221,9 +218,10 @@ impl Scene {
             .unwrap();
     }
 
-    async fn content(&self, site: Site, command: ContentCommand) -> Outcome {
+    /// A content command of `site`, by its admin.
+    async fn content(&self, site: Site, command: impl Decision) -> Outcome {
         self.service
-            .on_content(&by(site, site.admin), site.id, command)
+            .execute(&by(site, site.admin), command)
             .await
             .unwrap()
     }
@@ -232,10 +230,11 @@ impl Scene {
         let scorecard_id = ScorecardId::new();
         self.content(
             site,
-            ContentCommand::CreateScorecard(CreateScorecard {
+            CreateScorecard {
+                site_id: site.id,
                 scorecard_id,
                 name: Name::parse("Scorecard").unwrap(),
-            }),
+            },
         )
         .await;
         scorecard_id
@@ -245,12 +244,13 @@ impl Scene {
         let object_id = ObjectId::new();
         self.content(
             site,
-            ContentCommand::CreateObject(CreateObject {
+            CreateObject {
+                site_id: site.id,
                 object_id,
                 kind,
                 name: Name::parse("Object").unwrap(),
                 container,
-            }),
+            },
         )
         .await;
         object_id
@@ -259,10 +259,11 @@ impl Scene {
     async fn place(&self, site: Site, object_id: ObjectId, scorecard_id: ScorecardId) {
         self.content(
             site,
-            ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+            PlaceObjectOnScorecard {
+                site_id: site.id,
                 object_id,
                 scorecard_id,
-            }),
+            },
         )
         .await;
     }
@@ -270,10 +271,11 @@ impl Scene {
     async fn remove(&self, site: Site, object_id: ObjectId, scorecard_id: ScorecardId) -> Outcome {
         self.content(
             site,
-            ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
+            RemoveObjectFromScorecard {
+                site_id: site.id,
                 object_id,
                 scorecard_id,
-            }),
+            },
         )
         .await
     }
@@ -282,15 +284,23 @@ impl Scene {
     async fn connect(&self, from: Site, to: Site, directions: Directions) {
         let code = SiteCode::parse(to.code).unwrap();
         self.service
-            .request_connection(&by(from, from.admin), from.id, code, directions)
+            .execute(
+                &by(from, from.admin),
+                shareledger_core::connection::RequestConnection {
+                    site_id: from.id,
+                    partner_code: code,
+                    directions,
+                },
+            )
             .await
             .unwrap();
         self.service
-            .on_connection(
+            .execute(
                 &by(to, to.admin),
-                to.id,
-                from.id,
-                ConnectionCommand::Approve,
+                shareledger_core::connection::ApproveConnection {
+                    site_id: to.id,
+                    partner: from.id,
+                },
             )
             .await
             .unwrap();
@@ -298,10 +308,13 @@ impl Scene {
 
     async fn share(&self, from: Site, to: Site, scorecard: ScorecardId) -> Outcome {
         self.service
-            .change_sharing(
+            .execute(
                 &by(from, from.admin),
-                link(from, to),
-                ShareChange::Share(scorecard),
+                shareledger_core::connection::ShareScorecard {
+                    site_id: link(from, to).from,
+                    partner: link(from, to).to,
+                    scorecard_id: scorecard,
+                },
             )
             .await
             .unwrap()
@@ -309,10 +322,13 @@ impl Scene {
 
     async fn unshare(&self, from: Site, to: Site, scorecard: ScorecardId) -> Outcome {
         self.service
-            .change_sharing(
+            .execute(
                 &by(from, from.admin),
-                link(from, to),
-                ShareChange::Unshare(scorecard),
+                shareledger_core::connection::UnshareScorecard {
+                    site_id: link(from, to).from,
+                    partner: link(from, to).to,
+                    scorecard_id: scorecard,
+                },
             )
             .await
             .unwrap()
@@ -327,14 +343,14 @@ impl Scene {
         level: AccessLevel,
     ) -> Result<Outcome, CommandError> {
         self.service
-            .grant_scorecard_access(
+            .execute(
                 &by(site, site.admin),
-                site.id,
-                owner.id,
                 GrantScorecardAccess {
+                    site_id: site.id,
                     user_id,
                     scorecard_id,
                     level,
+                    owner_site: Some(owner.id),
                 },
             )
             .await
@@ -350,15 +366,15 @@ impl Scene {
     ) -> RelationshipId {
         let relationship_id = RelationshipId::new();
         self.service
-            .relate(
+            .execute(
                 &by(site, site.admin),
-                site.id,
-                RelateCommand::Link(LinkSharedObject {
+                LinkSharedObject {
+                    site_id: site.id,
                     relationship_id,
                     scorecard_id,
                     origin_site: origin.id,
                     object_id,
-                }),
+                },
             )
             .await
             .unwrap();
@@ -375,15 +391,15 @@ impl Scene {
     ) -> RelationshipId {
         let relationship_id = RelationshipId::new();
         self.service
-            .relate(
+            .execute(
                 &by(site, site.admin),
-                site.id,
-                RelateCommand::Aggregate(UseSharedMeasureInAggregation {
+                UseSharedMeasureInAggregation {
+                    site_id: site.id,
                     relationship_id,
                     into_object,
                     origin_site: origin.id,
                     object_id,
-                }),
+                },
             )
             .await
             .unwrap();
@@ -452,10 +468,10 @@ async fn r_user_3_levels_per_scorecard() {
     s.grant(acme, acme, ann, s3, ScorecardAdmin).await.unwrap();
     assert!(s.can(ann, sc(s3), Action::Admin).await);
     s.service
-        .on_site(
+        .execute(
             &by(acme, acme.admin),
-            acme.id,
             RevokeScorecardAccess {
+                site_id: acme.id,
                 user_id: ann,
                 scorecard_id: s2,
             },
@@ -570,10 +586,12 @@ async fn r_user_6_deactivated_user_sees_nothing_and_reactivation_restores() {
     // When she is deactivated,
     let deactivated = s
         .service
-        .on_site(
+        .execute(
             &by(acme, acme.admin),
-            acme.id,
-            DeactivateUser { user_id: ann },
+            DeactivateUser {
+                site_id: acme.id,
+                user_id: ann,
+            },
         )
         .await
         .unwrap();
@@ -600,10 +618,12 @@ async fn r_user_6_deactivated_user_sees_nothing_and_reactivation_restores() {
 
     // When she is reactivated, everything she had is back.
     s.service
-        .on_site(
+        .execute(
             &by(acme, acme.admin),
-            acme.id,
-            ReactivateUser { user_id: ann },
+            ReactivateUser {
+                site_id: acme.id,
+                user_id: ann,
+            },
         )
         .await
         .unwrap();
@@ -649,11 +669,13 @@ async fn r_conn_4_revoke_removes_access_at_once() {
 
     // When FUNDED revokes GRANTS→FUNDED (no worker runs),
     s.service
-        .on_connection(
+        .execute(
             &by(funded, funded.admin),
-            funded.id,
-            grants.id,
-            ConnectionCommand::Revoke(link(grants, funded)),
+            shareledger_core::connection::RevokeSharing {
+                site_id: funded.id,
+                from: link(grants, funded).from,
+                to: link(grants, funded).to,
+            },
         )
         .await
         .unwrap();
@@ -766,10 +788,13 @@ async fn r_share_1_partners_see_only_chosen_scorecards() {
 
     // "Edit Scorecards" moves scorecards between the two lists.
     s.service
-        .change_sharing(
+        .execute(
             &by(grants, grants.admin),
-            link(grants, north),
-            ShareChange::SetShared(BTreeSet::from([private])),
+            shareledger_core::connection::SetSharedScorecards {
+                site_id: link(grants, north).from,
+                partner: link(grants, north).to,
+                scorecards: BTreeSet::from([private]),
+            },
         )
         .await
         .unwrap();
@@ -871,10 +896,10 @@ async fn r_share_3_partner_level_is_browser_at_most() {
     // and the partner's changes to shared content are refused.
     let change = s
         .service
-        .change_object_field(
+        .execute(
             &by(funded, funded.admin),
-            grants.id,
             ChangeObjectField {
+                site_id: grants.id,
                 object_id: object,
                 field: ObjectField::Analysis,
                 value: "ours now".into(),

@@ -40,12 +40,14 @@ use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use shareledger_commands::{
-    CommandError, ConnectionCommand, ContentCommand, Issued, RelateCommand, Service, ShareChange,
-};
+use shareledger_commands::{CommandError, Issued, Service};
 use shareledger_core::catalog::{
-    AccessLevel, Directions, Link, Name, ObjectId, ObjectKind, PermissionFlag, RelationshipId,
-    Role, ScorecardId, SeatLimit, SiteCode, SiteId, UserId, Username,
+    AccessLevel, Directions, Name, ObjectId, ObjectKind, PermissionFlag, RelationshipId, Role,
+    ScorecardId, SeatLimit, SiteCode, SiteId, UserId, Username,
+};
+use shareledger_core::connection::{
+    ApproveConnection, CancelConnectionRequest, DenyConnection, RequestConnection, RevokeSharing,
+    ShareScorecard, UnshareScorecard,
 };
 use shareledger_core::content::{
     CreateObject, CreateScorecard, LinkSharedObject, PlaceObjectOnScorecard,
@@ -306,7 +308,7 @@ impl World {
         let id = SiteId::new();
         let registered = self
             .service
-            .register_site(
+            .execute(
                 &operator(),
                 RegisterSite {
                     site_id: id,
@@ -321,10 +323,10 @@ impl World {
         let admin = UserId::new();
         let added = self
             .service
-            .on_site(
+            .execute(
                 &operator(),
-                id,
                 AddUser {
+                    site_id: id,
                     user_id: admin,
                     username: Username::parse(&format!("admin@site{n}.org")).expect("valid"),
                     name: name("Admin"),
@@ -363,13 +365,13 @@ impl World {
         let scorecard_id = ScorecardId::new();
         let r = self
             .service
-            .on_content(
+            .execute(
                 &self.by(s),
-                self.sites[s].id,
-                ContentCommand::CreateScorecard(CreateScorecard {
+                CreateScorecard {
+                    site_id: self.sites[s].id,
                     scorecard_id,
                     name: name("A scorecard"),
-                }),
+                },
             )
             .await;
         self.outcome(r).expect("an admin creates a scorecard");
@@ -394,10 +396,10 @@ impl World {
                 let username = format!("u{}@site{s}.org", self.sites[s].users.len());
                 let r = self
                     .service
-                    .on_site(
+                    .execute(
                         &self.by(s),
-                        site_id,
                         AddUser {
+                            site_id,
                             user_id,
                             username: Username::parse(&username).expect("valid"),
                             name: name("A user"),
@@ -413,13 +415,13 @@ impl World {
                 let scorecard_id = ScorecardId::new();
                 let r = self
                     .service
-                    .on_content(
+                    .execute(
                         &self.by(s),
-                        site_id,
-                        ContentCommand::CreateScorecard(CreateScorecard {
+                        CreateScorecard {
+                            site_id,
                             scorecard_id,
                             name: name("A scorecard"),
-                        }),
+                        },
                     )
                     .await;
                 if self.outcome(r).is_some() {
@@ -444,15 +446,15 @@ impl World {
                 };
                 let r = self
                     .service
-                    .on_content(
+                    .execute(
                         &self.by(s),
-                        site_id,
-                        ContentCommand::CreateObject(CreateObject {
+                        CreateObject {
+                            site_id,
                             object_id,
                             kind,
                             name: name("An object"),
                             container,
-                        }),
+                        },
                     )
                     .await;
                 if self.outcome(r).is_some() {
@@ -469,18 +471,29 @@ impl World {
                 else {
                     return;
                 };
-                let command = if self.rng.gen_bool(0.8) {
-                    ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
-                        object_id,
-                        scorecard_id,
-                    })
+                let r = if self.rng.gen_bool(0.8) {
+                    self.service
+                        .execute(
+                            &self.by(s),
+                            PlaceObjectOnScorecard {
+                                site_id,
+                                object_id,
+                                scorecard_id,
+                            },
+                        )
+                        .await
                 } else {
-                    ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
-                        object_id,
-                        scorecard_id,
-                    })
+                    self.service
+                        .execute(
+                            &self.by(s),
+                            RemoveObjectFromScorecard {
+                                site_id,
+                                object_id,
+                                scorecard_id,
+                            },
+                        )
+                        .await
                 };
-                let r = self.service.on_content(&self.by(s), site_id, command).await;
                 self.outcome(r);
             }
             44..=51 => {
@@ -493,23 +506,68 @@ impl World {
                 let code = SiteCode::parse(&self.sites[b].code).expect("valid");
                 let r = self
                     .service
-                    .request_connection(&self.by(a), self.sites[a].id, code, directions)
+                    .execute(
+                        &self.by(a),
+                        RequestConnection {
+                            site_id: self.sites[a].id,
+                            partner_code: code,
+                            directions,
+                        },
+                    )
                     .await;
                 self.outcome(r);
             }
             52..=61 => {
                 let (a, b) = self.two_sites();
                 let (ida, idb) = (self.sites[a].id, self.sites[b].id);
-                let command = match self.rng.gen_range(0..10) {
-                    0..=6 => ConnectionCommand::Approve,
-                    7 => ConnectionCommand::Deny,
-                    8 => ConnectionCommand::Cancel,
-                    _ => ConnectionCommand::Revoke(Link { from: ida, to: idb }),
+                let by = self.by(a);
+                let r = match self.rng.gen_range(0..10) {
+                    0..=6 => {
+                        self.service
+                            .execute(
+                                &by,
+                                ApproveConnection {
+                                    site_id: ida,
+                                    partner: idb,
+                                },
+                            )
+                            .await
+                    }
+                    7 => {
+                        self.service
+                            .execute(
+                                &by,
+                                DenyConnection {
+                                    site_id: ida,
+                                    partner: idb,
+                                },
+                            )
+                            .await
+                    }
+                    8 => {
+                        self.service
+                            .execute(
+                                &by,
+                                CancelConnectionRequest {
+                                    site_id: ida,
+                                    partner: idb,
+                                },
+                            )
+                            .await
+                    }
+                    _ => {
+                        self.service
+                            .execute(
+                                &by,
+                                RevokeSharing {
+                                    site_id: ida,
+                                    from: ida,
+                                    to: idb,
+                                },
+                            )
+                            .await
+                    }
                 };
-                let r = self
-                    .service
-                    .on_connection(&self.by(a), ida, idb, command)
-                    .await;
                 self.outcome(r);
             }
             62..=71 => {
@@ -518,16 +576,30 @@ impl World {
                 let Some(scorecard) = self.pick(&scorecards) else {
                     return;
                 };
-                let change = if self.rng.gen_bool(0.8) {
-                    ShareChange::Share(scorecard)
+                let (site_id, partner) = (self.sites[a].id, self.sites[b].id);
+                let r = if self.rng.gen_bool(0.8) {
+                    self.service
+                        .execute(
+                            &self.by(a),
+                            ShareScorecard {
+                                site_id,
+                                partner,
+                                scorecard_id: scorecard,
+                            },
+                        )
+                        .await
                 } else {
-                    ShareChange::Unshare(scorecard)
+                    self.service
+                        .execute(
+                            &self.by(a),
+                            UnshareScorecard {
+                                site_id,
+                                partner,
+                                scorecard_id: scorecard,
+                            },
+                        )
+                        .await
                 };
-                let link = Link {
-                    from: self.sites[a].id,
-                    to: self.sites[b].id,
-                };
-                let r = self.service.change_sharing(&self.by(a), link, change).await;
                 self.outcome(r);
             }
             72..=79 => {
@@ -541,16 +613,14 @@ impl World {
                 else {
                     return;
                 };
-                let command = RelateCommand::Link(LinkSharedObject {
+                let command = LinkSharedObject {
+                    site_id: self.sites[a].id,
                     relationship_id: RelationshipId::new(),
                     scorecard_id,
                     origin_site: self.sites[b].id,
                     object_id,
-                });
-                let r = self
-                    .service
-                    .relate(&self.by(a), self.sites[a].id, command)
-                    .await;
+                };
+                let r = self.service.execute(&self.by(a), command).await;
                 self.outcome(r);
             }
             80..=87 => {
@@ -573,23 +643,23 @@ impl World {
                 let owner_id = self.sites[owner].id;
                 let r = if self.rng.gen_bool(0.8) {
                     self.service
-                        .grant_scorecard_access(
+                        .execute(
                             &self.by(s),
-                            site_id,
-                            owner_id,
                             GrantScorecardAccess {
+                                site_id,
                                 user_id,
                                 scorecard_id,
                                 level,
+                                owner_site: Some(owner_id),
                             },
                         )
                         .await
                 } else {
                     self.service
-                        .on_site(
+                        .execute(
                             &self.by(s),
-                            site_id,
                             RevokeScorecardAccess {
+                                site_id,
                                 user_id,
                                 scorecard_id,
                             },
@@ -609,7 +679,14 @@ impl World {
                             .choose(&mut self.rng)
                             .expect("roles");
                         self.service
-                            .on_site(&self.by(s), site_id, ChangeUserRole { user_id, role })
+                            .execute(
+                                &self.by(s),
+                                ChangeUserRole {
+                                    site_id,
+                                    user_id,
+                                    role,
+                                },
+                            )
                             .await
                     }
                     1 => {
@@ -618,10 +695,10 @@ impl World {
                             .copied()
                             .collect();
                         self.service
-                            .on_site(
+                            .execute(
                                 &self.by(s),
-                                site_id,
                                 SetPermissionFlags {
+                                    site_id,
                                     user_id,
                                     enable: BTreeSet::from([flags[0], flags[1]]),
                                     disable: BTreeSet::from([flags[2]]),
@@ -631,12 +708,12 @@ impl World {
                     }
                     2 => {
                         self.service
-                            .on_site(&self.by(s), site_id, DeactivateUser { user_id })
+                            .execute(&self.by(s), DeactivateUser { site_id, user_id })
                             .await
                     }
                     _ => {
                         self.service
-                            .on_site(&self.by(s), site_id, ReactivateUser { user_id })
+                            .execute(&self.by(s), ReactivateUser { site_id, user_id })
                             .await
                     }
                 };

@@ -14,12 +14,14 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{by, operator};
-use shareledger_commands::{
-    ConnectionCommand, ContentCommand, Issued, Outcome, RelateCommand, Service, ShareChange,
-};
+use shareledger_commands::{Issued, Outcome, Service};
 use shareledger_core::catalog::{
     AccessLevel, Directions, Link, Name, ObjectId, ObjectKind, PermissionFlag, RelationshipId,
     Role, ScorecardId, SeatLimit, SiteCode, SiteId, UserId, Username,
+};
+use shareledger_core::connection::{
+    ApproveConnection, CancelConnectionRequest, DenyConnection, RequestConnection, RevokeSharing,
+    SetSharedScorecards, ShareScorecard, UnshareScorecard,
 };
 use shareledger_core::content::{
     CreateObject, CreateScorecard, LinkSharedObject, PlaceObjectOnScorecard,
@@ -146,7 +148,7 @@ impl Site {
 async fn site(service: &Service, raw_code: &str) -> Site {
     let id = SiteId::new();
     service
-        .register_site(
+        .execute(
             &operator(),
             RegisterSite {
                 site_id: id,
@@ -178,10 +180,10 @@ async fn add_user(
 ) -> UserId {
     let user_id = UserId::new();
     service
-        .on_site(
+        .execute(
             &operator(),
-            site,
             AddUser {
+                site_id: site,
                 user_id,
                 username: Username::parse(username).unwrap(),
                 name: name(full_name),
@@ -196,13 +198,13 @@ async fn add_user(
 async fn scorecard(service: &Service, site: &Site, title: &str) -> ScorecardId {
     let scorecard_id = ScorecardId::new();
     service
-        .on_content(
+        .execute(
             &site.by(),
-            site.id,
-            ContentCommand::CreateScorecard(CreateScorecard {
+            CreateScorecard {
+                site_id: site.id,
                 scorecard_id,
                 name: name(title),
-            }),
+            },
         )
         .await
         .unwrap();
@@ -217,15 +219,15 @@ async fn object(
 ) -> ObjectId {
     let object_id = ObjectId::new();
     service
-        .on_content(
+        .execute(
             &site.by(),
-            site.id,
-            ContentCommand::CreateObject(CreateObject {
+            CreateObject {
+                site_id: site.id,
                 object_id,
                 kind,
                 name: name("an object"),
                 container,
-            }),
+            },
         )
         .await
         .unwrap();
@@ -234,13 +236,13 @@ async fn object(
 
 async fn place(service: &Service, site: &Site, object_id: ObjectId, scorecard_id: ScorecardId) {
     service
-        .on_content(
+        .execute(
             &site.by(),
-            site.id,
-            ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+            PlaceObjectOnScorecard {
+                site_id: site.id,
                 object_id,
                 scorecard_id,
-            }),
+            },
         )
         .await
         .unwrap();
@@ -248,13 +250,13 @@ async fn place(service: &Service, site: &Site, object_id: ObjectId, scorecard_id
 
 async fn unplace(service: &Service, site: &Site, object_id: ObjectId, scorecard_id: ScorecardId) {
     service
-        .on_content(
+        .execute(
             &site.by(),
-            site.id,
-            ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
+            RemoveObjectFromScorecard {
+                site_id: site.id,
                 object_id,
                 scorecard_id,
-            }),
+            },
         )
         .await
         .unwrap();
@@ -262,27 +264,118 @@ async fn unplace(service: &Service, site: &Site, object_id: ObjectId, scorecard_
 
 async fn request(service: &Service, from: &Site, to_code: &str, directions: Directions) {
     service
-        .request_connection(&from.by(), from.id, code(to_code), directions)
-        .await
-        .unwrap();
-}
-
-async fn connection(service: &Service, acting: &Site, partner: &Site, command: ConnectionCommand) {
-    service
-        .on_connection(&acting.by(), acting.id, partner.id, command)
-        .await
-        .unwrap();
-}
-
-async fn share(service: &Service, from: &Site, to: &Site, change: ShareChange) -> Outcome {
-    service
-        .change_sharing(
+        .execute(
             &from.by(),
-            Link {
-                from: from.id,
-                to: to.id,
+            RequestConnection {
+                site_id: from.id,
+                partner_code: code(to_code),
+                directions,
             },
-            change,
+        )
+        .await
+        .unwrap();
+}
+
+/// `acting` approves what `partner` requested.
+async fn approve(service: &Service, acting: &Site, partner: &Site) {
+    service
+        .execute(
+            &acting.by(),
+            ApproveConnection {
+                site_id: acting.id,
+                partner: partner.id,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// `acting` denies what `partner` requested.
+async fn deny(service: &Service, acting: &Site, partner: &Site) {
+    service
+        .execute(
+            &acting.by(),
+            DenyConnection {
+                site_id: acting.id,
+                partner: partner.id,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// `acting` cancels its request to `partner`.
+async fn cancel(service: &Service, acting: &Site, partner: &Site) {
+    service
+        .execute(
+            &acting.by(),
+            CancelConnectionRequest {
+                site_id: acting.id,
+                partner: partner.id,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// `acting` (either end) revokes `link`.
+async fn revoke(service: &Service, acting: &Site, link: Link) {
+    service
+        .execute(
+            &acting.by(),
+            RevokeSharing {
+                site_id: acting.id,
+                from: link.from,
+                to: link.to,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+async fn share(service: &Service, from: &Site, to: &Site, scorecard_id: ScorecardId) -> Outcome {
+    service
+        .execute(
+            &from.by(),
+            ShareScorecard {
+                site_id: from.id,
+                partner: to.id,
+                scorecard_id,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+async fn unshare(service: &Service, from: &Site, to: &Site, scorecard_id: ScorecardId) -> Outcome {
+    service
+        .execute(
+            &from.by(),
+            UnshareScorecard {
+                site_id: from.id,
+                partner: to.id,
+                scorecard_id,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// "Edit Scorecards": the whole set `from` shares with `to`.
+async fn set_shared(
+    service: &Service,
+    from: &Site,
+    to: &Site,
+    scorecards: BTreeSet<ScorecardId>,
+) -> Outcome {
+    service
+        .execute(
+            &from.by(),
+            SetSharedScorecards {
+                site_id: from.id,
+                partner: to.id,
+                scorecards,
+            },
         )
         .await
         .unwrap()
@@ -297,14 +390,14 @@ async fn grant(
     level: AccessLevel,
 ) {
     service
-        .grant_scorecard_access(
+        .execute(
             &site.by(),
-            site.id,
-            owner,
             GrantScorecardAccess {
+                site_id: site.id,
                 user_id,
                 scorecard_id,
                 level,
+                owner_site: Some(owner),
             },
         )
         .await
@@ -372,7 +465,7 @@ async fn q5_connections_show_both_directions_with_status_through_their_life() {
     );
     assert!(links_of(&pool, c.id).await.is_empty());
 
-    connection(&service, &b, &a, ConnectionCommand::Approve).await;
+    approve(&service, &b, &a).await;
     let pool = project(&db).await;
     assert_eq!(
         links_of(&pool, a.id).await,
@@ -388,14 +481,13 @@ async fn q5_connections_show_both_directions_with_status_through_their_life() {
     }
 
     // B revokes A→B: B→A stays active (R-CONN-4).
-    connection(
+    revoke(
         &service,
         &b,
-        &a,
-        ConnectionCommand::Revoke(Link {
+        Link {
             from: a.id,
             to: b.id,
-        }),
+        },
     )
     .await;
     let pool = project(&db).await;
@@ -416,7 +508,7 @@ async fn q5_connections_show_both_directions_with_status_through_their_life() {
         again[0].decided_at, None,
         "a new request resets the decision"
     );
-    connection(&service, &b, &a, ConnectionCommand::Deny).await;
+    deny(&service, &b, &a).await;
     let pool = project(&db).await;
     assert_eq!(
         links_of(&pool, b.id).await,
@@ -426,7 +518,7 @@ async fn q5_connections_show_both_directions_with_status_through_their_life() {
         ]
     );
     request(&service, &a, "BETA", Directions::Offer).await;
-    connection(&service, &a, &b, ConnectionCommand::Cancel).await;
+    cancel(&service, &a, &b).await;
     // C offers to share with A.
     request(&service, &c, "ALPHA", Directions::Offer).await;
     let pool = project(&db).await;
@@ -522,9 +614,9 @@ async fn q5_pending_requests_are_the_links_awaiting_the_sites_approval() {
     assert_eq!((for_c[0].from_site, for_c[0].to_site), (a.id, c.id));
     assert_eq!(for_c[0].requested_by_user, Some(a.admin));
 
-    connection(&service, &b, &a, ConnectionCommand::Approve).await;
-    connection(&service, &b, &c, ConnectionCommand::Deny).await;
-    connection(&service, &a, &c, ConnectionCommand::Cancel).await;
+    approve(&service, &b, &a).await;
+    deny(&service, &b, &c).await;
+    cancel(&service, &a, &c).await;
     let pool = project(&db).await;
     for s in [&a, &b, &c] {
         assert!(dashboard::pending_requests(&pool, s.id)
@@ -561,7 +653,7 @@ async fn r_share_7_lists_scorecards_shared_per_partner() {
     let _private = scorecard(&service, &a, "Private").await;
     for (partner, partner_code) in [(&b, "BETA"), (&c, "GAMMA")] {
         request(&service, &a, partner_code, Directions::Offer).await;
-        connection(&service, partner, &a, ConnectionCommand::Approve).await;
+        approve(&service, partner, &a).await;
     }
     let pool = project(&db).await;
     // Active links with nothing shared (R-CONN-7) are listed empty.
@@ -570,15 +662,9 @@ async fn r_share_7_lists_scorecards_shared_per_partner() {
         vec![("BETA".into(), vec![]), ("GAMMA".into(), vec![])]
     );
 
-    share(&service, &a, &b, ShareChange::Share(corporate)).await;
-    share(&service, &a, &b, ShareChange::Share(literacy)).await;
-    share(
-        &service,
-        &a,
-        &c,
-        ShareChange::SetShared(BTreeSet::from([literacy])),
-    )
-    .await;
+    share(&service, &a, &b, corporate).await;
+    share(&service, &a, &b, literacy).await;
+    set_shared(&service, &a, &c, BTreeSet::from([literacy])).await;
     let pool = project(&db).await;
     assert_eq!(
         shares_of(&pool, a.id).await,
@@ -597,7 +683,7 @@ async fn r_share_7_lists_scorecards_shared_per_partner() {
     let to_b = &dashboard::connections(&pool, a.id).await.unwrap()[0];
     assert_eq!(to_b.shared_scorecards, 2);
 
-    share(&service, &a, &b, ShareChange::Unshare(corporate)).await;
+    unshare(&service, &a, &b, corporate).await;
     let pool = project(&db).await;
     assert_eq!(
         shares_of(&pool, a.id).await,
@@ -609,14 +695,13 @@ async fn r_share_7_lists_scorecards_shared_per_partner() {
 
     // Revoking A→C ends what was shared with C; a new request starts from
     // nothing shared (R-CONN-4).
-    connection(
+    revoke(
         &service,
         &c,
-        &a,
-        ConnectionCommand::Revoke(Link {
+        Link {
             from: a.id,
             to: c.id,
-        }),
+        },
     )
     .await;
     let pool = project(&db).await;
@@ -625,7 +710,7 @@ async fn r_share_7_lists_scorecards_shared_per_partner() {
         vec![("BETA".into(), vec!["Literacy".into()])]
     );
     request(&service, &a, "GAMMA", Directions::Offer).await;
-    connection(&service, &c, &a, ConnectionCommand::Approve).await;
+    approve(&service, &c, &a).await;
     let pool = project(&db).await;
     assert_eq!(
         shares_of(&pool, a.id).await,
@@ -664,19 +749,25 @@ async fn people(service: &Service) -> People {
     let cyd = add_user(service, site.id, "cyd@x.org", "Cyd Xavier", Role::Presenter).await;
     let dee = add_user(service, site.id, "dee@x.org", "Dee Ann Wu", Role::Presenter).await;
     service
-        .on_site(&site.by(), site.id, DeactivateUser { user_id: ann })
+        .execute(
+            &site.by(),
+            DeactivateUser {
+                site_id: site.id,
+                user_id: ann,
+            },
+        )
         .await
         .unwrap();
     // The admin acts, then Bob.
     scorecard(service, &site, "Admin's").await;
     service
-        .on_content(
+        .execute(
             &by(site.id, bob),
-            site.id,
-            ContentCommand::CreateScorecard(CreateScorecard {
+            CreateScorecard {
+                site_id: site.id,
                 scorecard_id: ScorecardId::new(),
                 name: name("Bob's"),
-            }),
+            },
         )
         .await
         .unwrap();
@@ -979,13 +1070,13 @@ async fn q5_last_activity_is_the_time_of_the_users_last_event() {
     // A later event moves it on; another site's users are not touched.
     let before = bob.last_activity;
     service
-        .on_content(
+        .execute(
             &by(p.site.id, p.bob),
-            p.site.id,
-            ContentCommand::CreateScorecard(CreateScorecard {
+            CreateScorecard {
+                site_id: p.site.id,
                 scorecard_id: ScorecardId::new(),
                 name: name("Bob's second"),
-            }),
+            },
         )
         .await
         .unwrap();
@@ -1013,14 +1104,20 @@ async fn r_onb_3_two_factor_and_hidden_organisation_settings_are_reported() {
     assert_eq!((before.users, before.active_users), (5, 4));
 
     service
-        .on_site(&p.site.by(), p.site.id, RequireTwoFactor { required: true })
+        .execute(
+            &p.site.by(),
+            RequireTwoFactor {
+                site_id: p.site.id,
+                required: true,
+            },
+        )
         .await
         .unwrap();
     service
-        .on_site(
+        .execute(
             &p.site.by(),
-            p.site.id,
             HideOrganizationSettings {
+                site_id: p.site.id,
                 user_id: p.bob,
                 hidden: true,
             },
@@ -1028,20 +1125,20 @@ async fn r_onb_3_two_factor_and_hidden_organisation_settings_are_reported() {
         .await
         .unwrap();
     service
-        .on_site(
+        .execute(
             &p.site.by(),
-            p.site.id,
             SetSeatLimit {
+                site_id: p.site.id,
                 seat_limit: SeatLimit::new(7).unwrap(),
             },
         )
         .await
         .unwrap();
     service
-        .configure_self_registration(
+        .execute(
             &group.by(),
-            group.id,
             ConfigureSelfRegistration {
+                site_id: group.id,
                 enabled: true,
                 model_site: Some(p.site.id),
                 model_user: Some(p.bob),
@@ -1050,10 +1147,10 @@ async fn r_onb_3_two_factor_and_hidden_organisation_settings_are_reported() {
         .await
         .unwrap();
     service
-        .set_parent_site(
+        .execute(
             &p.site.by(),
-            p.site.id,
             shareledger_core::site::SetParentSite {
+                site_id: p.site.id,
                 parent: Some(group.id),
             },
         )
@@ -1086,18 +1183,20 @@ async fn r_onb_3_two_factor_and_hidden_organisation_settings_are_reported() {
 
     // Switched off again.
     service
-        .on_site(
+        .execute(
             &p.site.by(),
-            p.site.id,
-            RequireTwoFactor { required: false },
+            RequireTwoFactor {
+                site_id: p.site.id,
+                required: false,
+            },
         )
         .await
         .unwrap();
     service
-        .on_site(
+        .execute(
             &p.site.by(),
-            p.site.id,
             HideOrganizationSettings {
+                site_id: p.site.id,
                 user_id: p.bob,
                 hidden: false,
             },
@@ -1126,10 +1225,10 @@ async fn q5_role_and_flag_changes_and_reactivation_are_reported() {
     let service = Service::new(db.store());
     let p = people(&service).await;
     service
-        .on_site(
+        .execute(
             &p.site.by(),
-            p.site.id,
             ChangeUserRole {
+                site_id: p.site.id,
                 user_id: p.cyd,
                 role: Role::DataEntry,
             },
@@ -1137,10 +1236,10 @@ async fn q5_role_and_flag_changes_and_reactivation_are_reported() {
         .await
         .unwrap();
     service
-        .on_site(
+        .execute(
             &p.site.by(),
-            p.site.id,
             SetPermissionFlags {
+                site_id: p.site.id,
                 user_id: p.cyd,
                 enable: BTreeSet::from([PermissionFlag::AllScorecards]),
                 disable: BTreeSet::from([PermissionFlag::DataEntry]),
@@ -1149,7 +1248,13 @@ async fn q5_role_and_flag_changes_and_reactivation_are_reported() {
         .await
         .unwrap();
     service
-        .on_site(&p.site.by(), p.site.id, ReactivateUser { user_id: p.ann })
+        .execute(
+            &p.site.by(),
+            ReactivateUser {
+                site_id: p.site.id,
+                user_id: p.ann,
+            },
+        )
         .await
         .unwrap();
     let pool = project(&db).await;
@@ -1187,51 +1292,50 @@ async fn rich_world(db: &TestDb) {
     place(&service, &a, leaf, s2).await;
     let late = object(&service, &a, ObjectKind::Indicator, Some(inner)).await;
     request(&service, &a, "BETA", Directions::Both).await;
-    connection(&service, &b, &a, ConnectionCommand::Approve).await;
-    share(&service, &a, &b, ShareChange::Share(s1)).await;
-    share(&service, &a, &b, ShareChange::Share(s2)).await;
+    approve(&service, &b, &a).await;
+    share(&service, &a, &b, s1).await;
+    share(&service, &a, &b, s2).await;
     let b_card = scorecard(&service, &b, "B's").await;
     service
-        .relate(
+        .execute(
             &b.by(),
-            b.id,
-            RelateCommand::Link(LinkSharedObject {
+            LinkSharedObject {
+                site_id: b.id,
                 relationship_id: RelationshipId::new(),
                 scorecard_id: b_card,
                 origin_site: a.id,
                 object_id: inner,
-            }),
+            },
         )
         .await
         .unwrap();
     unplace(&service, &a, result, s1).await;
-    share(&service, &a, &b, ShareChange::Unshare(s2)).await;
+    unshare(&service, &a, &b, s2).await;
     let viewer = add_user(&service, b.id, "viewer@beta.org", "Viewer", Role::Presenter).await;
     grant(&service, &b, a.id, viewer, s1, AccessLevel::Browser).await;
     grant(&service, &b, b.id, viewer, b_card, AccessLevel::Editor).await;
     service
-        .on_site(
+        .execute(
             &b.by(),
-            b.id,
             RevokeScorecardAccess {
+                site_id: b.id,
                 user_id: viewer,
                 scorecard_id: b_card,
             },
         )
         .await
         .unwrap();
-    connection(
+    revoke(
         &service,
         &a,
-        &b,
-        ConnectionCommand::Revoke(Link {
+        Link {
             from: a.id,
             to: b.id,
-        }),
+        },
     )
     .await;
     request(&service, &a, "PEOPLE", Directions::Offer).await;
-    connection(&service, &p.site, &a, ConnectionCommand::Deny).await;
+    deny(&service, &p.site, &a).await;
     let _ = (late, p.dee);
 }
 
@@ -1290,8 +1394,8 @@ async fn world(db: &TestDb) -> World {
     place(&service, &a, container, shared).await;
     place(&service, &a, hidden, private).await;
     request(&service, &a, "BETA", Directions::Offer).await;
-    connection(&service, &b, &a, ConnectionCommand::Approve).await;
-    share(&service, &a, &b, ShareChange::Share(shared)).await;
+    approve(&service, &b, &a).await;
+    share(&service, &a, &b, shared).await;
     let b_card = scorecard(&service, &b, "B card").await;
     let b_other = scorecard(&service, &b, "B other").await;
     let b_measure = object(&service, &b, ObjectKind::Indicator, None).await;
@@ -1357,10 +1461,10 @@ async fn r_user_3_own_site_levels_follow_the_scorecards_assigned() {
     // The child shows on both: the highest level counts.
     place(&w.service, &w.a, w.child, w.private).await;
     w.service
-        .on_site(
+        .execute(
             &w.a.by(),
-            w.a.id,
             RevokeScorecardAccess {
+                site_id: w.a.id,
                 user_id: user,
                 scorecard_id: w.shared,
             },
@@ -1387,10 +1491,10 @@ async fn r_user_4_all_scorecards_sees_every_scorecard_and_loose_object() {
     let w = world(&db).await;
     let user = add_user(&w.service, w.a.id, "pat@alpha.org", "Pat", Role::Presenter).await;
     w.service
-        .on_site(
+        .execute(
             &w.a.by(),
-            w.a.id,
             SetPermissionFlags {
+                site_id: w.a.id,
                 user_id: user,
                 enable: BTreeSet::from([PermissionFlag::AllScorecards]),
                 disable: BTreeSet::new(),
@@ -1419,10 +1523,10 @@ async fn r_user_4_add_edit_objects_without_scorecards_browses_placed_objects_onl
     let w = world(&db).await;
     let user = add_user(&w.service, w.a.id, "pat@alpha.org", "Pat", Role::Presenter).await;
     w.service
-        .on_site(
+        .execute(
             &w.a.by(),
-            w.a.id,
             SetPermissionFlags {
+                site_id: w.a.id,
                 user_id: user,
                 enable: BTreeSet::from([PermissionFlag::AddEditScorecardObjects]),
                 disable: BTreeSet::new(),
@@ -1457,10 +1561,10 @@ async fn instance_admin_administers_own_scorecards_and_placed_objects() {
     let w = world(&db).await;
     let user = add_user(&w.service, w.a.id, "pat@alpha.org", "Pat", Role::Presenter).await;
     w.service
-        .on_site(
+        .execute(
             &w.a.by(),
-            w.a.id,
             SetPermissionFlags {
+                site_id: w.a.id,
                 user_id: user,
                 enable: BTreeSet::from([PermissionFlag::InstanceAdmin]),
                 disable: BTreeSet::new(),
@@ -1501,13 +1605,25 @@ async fn r_user_6_a_deactivated_user_sees_nothing_until_reactivated() {
     )
     .await;
     w.service
-        .on_site(&w.a.by(), w.a.id, DeactivateUser { user_id: user })
+        .execute(
+            &w.a.by(),
+            DeactivateUser {
+                site_id: w.a.id,
+                user_id: user,
+            },
+        )
         .await
         .unwrap();
     let pool = project(&db).await;
     assert_eq!(levels(&pool, user, &w.a_targets()).await, vec![None; 6]);
     w.service
-        .on_site(&w.a.by(), w.a.id, ReactivateUser { user_id: user })
+        .execute(
+            &w.a.by(),
+            ReactivateUser {
+                site_id: w.a.id,
+                user_id: user,
+            },
+        )
         .await
         .unwrap();
     let pool = project(&db).await;
@@ -1547,7 +1663,7 @@ async fn r_share_5_partners_see_shared_content_at_most_as_browser() {
     );
 
     // Unshared: gone for everyone of B, the assignment notwithstanding.
-    share(&w.service, &w.a, &w.b, ShareChange::Unshare(w.shared)).await;
+    unshare(&w.service, &w.a, &w.b, w.shared).await;
     let pool = project(&db).await;
     for user in [w.b.admin, assigned] {
         assert_eq!(levels(&pool, user, &w.a_targets()).await, vec![None; 6]);
@@ -1558,9 +1674,9 @@ async fn r_share_5_partners_see_shared_content_at_most_as_browser() {
 async fn r_conn_7_an_active_link_alone_gives_nothing() {
     let db = TestDb::new().await;
     let w = world(&db).await;
-    share(&w.service, &w.a, &w.b, ShareChange::Unshare(w.shared)).await;
+    unshare(&w.service, &w.a, &w.b, w.shared).await;
     request(&w.service, &w.b, "ALPHA", Directions::Offer).await;
-    connection(&w.service, &w.a, &w.b, ConnectionCommand::Approve).await;
+    approve(&w.service, &w.a, &w.b).await;
     let pool = project(&db).await;
     assert_eq!(
         levels(&pool, w.b.admin, &w.a_targets()).await,
@@ -1593,7 +1709,7 @@ async fn r_share_2_partners_follow_placements_and_containers() {
     assert_eq!(level(&pool, w.b.admin, ob(w.hidden)).await, Some(Browser));
     // Still on another shared scorecard: still visible.
     place(&w.service, &w.a, w.child, w.private).await;
-    share(&w.service, &w.a, &w.b, ShareChange::Share(w.private)).await;
+    share(&w.service, &w.a, &w.b, w.private).await;
     unplace(&w.service, &w.a, w.hidden, w.shared).await;
     let pool = project(&db).await;
     assert_eq!(level(&pool, w.b.admin, ob(w.hidden)).await, Some(Browser));
@@ -1606,29 +1722,29 @@ async fn r_share_2_partners_follow_placements_and_containers() {
 async fn relate(w: &World) -> (RelationshipId, RelationshipId) {
     let linked = RelationshipId::new();
     w.service
-        .relate(
+        .execute(
             &w.b.by(),
-            w.b.id,
-            RelateCommand::Link(LinkSharedObject {
+            LinkSharedObject {
+                site_id: w.b.id,
                 relationship_id: linked,
                 scorecard_id: w.b_card,
                 origin_site: w.a.id,
                 object_id: w.container,
-            }),
+            },
         )
         .await
         .unwrap();
     let aggregated = RelationshipId::new();
     w.service
-        .relate(
+        .execute(
             &w.b.by(),
-            w.b.id,
-            RelateCommand::Aggregate(UseSharedMeasureInAggregation {
+            UseSharedMeasureInAggregation {
+                site_id: w.b.id,
                 relationship_id: aggregated,
                 into_object: w.b_measure,
                 origin_site: w.a.id,
                 object_id: w.child,
-            }),
+            },
         )
         .await
         .unwrap();
@@ -1678,7 +1794,7 @@ async fn r_share_4_a_relationship_whose_object_is_no_longer_seen_gives_nothing()
     let on_card = add_user(&w.service, w.b.id, "card@beta.org", "Card", Role::Presenter).await;
     grant(&w.service, &w.b, w.b.id, on_card, w.b_card, Browser).await;
     // The child stays visible through `private`; the container does not.
-    share(&w.service, &w.a, &w.b, ShareChange::Share(w.private)).await;
+    share(&w.service, &w.a, &w.b, w.private).await;
     place(&w.service, &w.a, w.child, w.private).await;
     unplace(&w.service, &w.a, w.container, w.shared).await;
     // No consequence worker runs here: the relationship on the container is
@@ -1703,14 +1819,13 @@ async fn r_conn_4_revoke_removes_access_and_relationships() {
     let pool = project(&db).await;
     assert_eq!(level(&pool, on_card, ob(w.child)).await, Some(Browser));
     assert_eq!(level(&pool, w.b.admin, sc(w.shared)).await, Some(Browser));
-    connection(
+    revoke(
         &w.service,
         &w.b,
-        &w.a,
-        ConnectionCommand::Revoke(Link {
+        Link {
             from: w.a.id,
             to: w.b.id,
-        }),
+        },
     )
     .await;
     let pool = project(&db).await;
@@ -1731,7 +1846,7 @@ async fn r_conn_4_revoke_removes_access_and_relationships() {
 
     // A new request starts from nothing shared.
     request(&w.service, &w.a, "BETA", Directions::Offer).await;
-    connection(&w.service, &w.b, &w.a, ConnectionCommand::Approve).await;
+    approve(&w.service, &w.b, &w.a).await;
     let pool = project(&db).await;
     assert_eq!(
         levels(&pool, w.b.admin, &w.a_targets()).await,
@@ -1787,40 +1902,38 @@ async fn shares_and_link_changes_in_one_batch_apply_in_log_order() {
     let w = world(&db).await;
     // A share waits in the batch; then the link is revoked, requested and
     // approved again, and shared anew.
-    share(&w.service, &w.a, &w.b, ShareChange::Share(w.private)).await;
-    connection(
+    share(&w.service, &w.a, &w.b, w.private).await;
+    revoke(
         &w.service,
         &w.a,
-        &w.b,
-        ConnectionCommand::Revoke(Link {
+        Link {
             from: w.a.id,
             to: w.b.id,
-        }),
+        },
     )
     .await;
     request(&w.service, &w.a, "BETA", Directions::Offer).await;
-    connection(&w.service, &w.b, &w.a, ConnectionCommand::Approve).await;
+    approve(&w.service, &w.b, &w.a).await;
     // A scorecard created, and a site registered, after the waiting share,
     // then shared.
     let late = scorecard(&w.service, &w.a, "Late").await;
-    share(&w.service, &w.a, &w.b, ShareChange::Share(late)).await;
+    share(&w.service, &w.a, &w.b, late).await;
     let c = site(&w.service, "GAMMA").await;
     let c_card = scorecard(&w.service, &c, "Gamma's").await;
     request(&w.service, &c, "ALPHA", Directions::Offer).await;
-    connection(&w.service, &w.a, &c, ConnectionCommand::Approve).await;
-    share(&w.service, &c, &w.a, ShareChange::Share(c_card)).await;
+    approve(&w.service, &w.a, &c).await;
+    share(&w.service, &c, &w.a, c_card).await;
     // A link requested with a share waiting, then revoked after another share.
     request(&w.service, &w.b, "ALPHA", Directions::Offer).await;
-    connection(&w.service, &w.a, &w.b, ConnectionCommand::Approve).await;
-    share(&w.service, &w.b, &w.a, ShareChange::Share(w.b_card)).await;
-    connection(
+    approve(&w.service, &w.a, &w.b).await;
+    share(&w.service, &w.b, &w.a, w.b_card).await;
+    revoke(
         &w.service,
         &w.a,
-        &w.b,
-        ConnectionCommand::Revoke(Link {
+        Link {
             from: w.b.id,
             to: w.a.id,
-        }),
+        },
     )
     .await;
 
@@ -2300,13 +2413,7 @@ mod random_worlds {
             // unshare and relate from there.
             for (from, to) in [(0, 1), (0, 2), (1, 2)] {
                 request(&sim.service, &sim.sites[from], codes[to], Directions::Both).await;
-                connection(
-                    &sim.service,
-                    &sim.sites[to],
-                    &sim.sites[from],
-                    ConnectionCommand::Approve,
-                )
-                .await;
+                approve(&sim.service, &sim.sites[to], &sim.sites[from]).await;
             }
             for from in 0..3 {
                 for to in (0..3).filter(|to| *to != from) {
@@ -2314,7 +2421,7 @@ mod random_worlds {
                         &sim.service,
                         &sim.sites[from],
                         &sim.sites[to],
-                        ShareChange::Share(sim.scorecards[from][0]),
+                        sim.scorecards[from][0],
                     )
                     .await;
                 }
@@ -2334,13 +2441,13 @@ mod random_worlds {
                     let id = ScorecardId::new();
                     let r = self
                         .service
-                        .on_content(
+                        .execute(
                             &self.sites[site].by(),
-                            self.sites[site].id,
-                            ContentCommand::CreateScorecard(CreateScorecard {
+                            CreateScorecard {
+                                site_id: self.sites[site].id,
                                 scorecard_id: id,
                                 name: name("Random"),
-                            }),
+                            },
                         )
                         .await;
                     if r.is_ok() {
@@ -2362,15 +2469,15 @@ mod random_worlds {
                     ];
                     let r = self
                         .service
-                        .on_content(
+                        .execute(
                             &self.sites[site].by(),
-                            self.sites[site].id,
-                            ContentCommand::CreateObject(CreateObject {
+                            CreateObject {
+                                site_id: self.sites[site].id,
                                 object_id: id,
                                 kind: kinds[kind],
                                 name: name("Random"),
                                 container: container.and_then(|c| pick(&self.objects[site], c)),
-                            }),
+                            },
                         )
                         .await;
                     if r.is_ok() {
@@ -2394,31 +2501,43 @@ mod random_worlds {
                     ) else {
                         return;
                     };
-                    let command = if matches!(step, Step::Place { .. }) {
-                        ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
-                            object_id,
-                            scorecard_id,
-                        })
+                    let (by, site_id) = (self.sites[site].by(), self.sites[site].id);
+                    if matches!(step, Step::Place { .. }) {
+                        self.service
+                            .execute(
+                                &by,
+                                PlaceObjectOnScorecard {
+                                    site_id,
+                                    object_id,
+                                    scorecard_id,
+                                },
+                            )
+                            .await
                     } else {
-                        ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
-                            object_id,
-                            scorecard_id,
-                        })
-                    };
-                    self.service
-                        .on_content(&self.sites[site].by(), self.sites[site].id, command)
-                        .await
+                        self.service
+                            .execute(
+                                &by,
+                                RemoveObjectFromScorecard {
+                                    site_id,
+                                    object_id,
+                                    scorecard_id,
+                                },
+                            )
+                            .await
+                    }
                 }
                 Step::Request { from, to, both } => {
                     self.service
-                        .request_connection(
+                        .execute(
                             &self.sites[from].by(),
-                            self.sites[from].id,
-                            code(self.codes[to]),
-                            if both {
-                                Directions::Both
-                            } else {
-                                Directions::Offer
+                            RequestConnection {
+                                site_id: self.sites[from].id,
+                                partner_code: code(self.codes[to]),
+                                directions: if both {
+                                    Directions::Both
+                                } else {
+                                    Directions::Offer
+                                },
                             },
                         )
                         .await
@@ -2441,15 +2560,37 @@ mod random_worlds {
                             to: s.id,
                         }
                     };
-                    let command = [
-                        ConnectionCommand::Approve,
-                        ConnectionCommand::Deny,
-                        ConnectionCommand::Cancel,
-                        ConnectionCommand::Revoke(link),
-                    ][what];
-                    self.service
-                        .on_connection(&s.by(), s.id, p.id, command)
-                        .await
+                    let (site_id, partner) = (s.id, p.id);
+                    match what {
+                        0 => {
+                            self.service
+                                .execute(&s.by(), ApproveConnection { site_id, partner })
+                                .await
+                        }
+                        1 => {
+                            self.service
+                                .execute(&s.by(), DenyConnection { site_id, partner })
+                                .await
+                        }
+                        2 => {
+                            self.service
+                                .execute(&s.by(), CancelConnectionRequest { site_id, partner })
+                                .await
+                        }
+                        3 => {
+                            self.service
+                                .execute(
+                                    &s.by(),
+                                    RevokeSharing {
+                                        site_id,
+                                        from: link.from,
+                                        to: link.to,
+                                    },
+                                )
+                                .await
+                        }
+                        _ => unreachable!("four decisions"),
+                    }
                 }
                 Step::Share {
                     from,
@@ -2460,20 +2601,30 @@ mod random_worlds {
                     let Some(id) = pick(&self.scorecards[from], scorecard) else {
                         return;
                     };
-                    self.service
-                        .change_sharing(
-                            &self.sites[from].by(),
-                            Link {
-                                from: self.sites[from].id,
-                                to: self.sites[to].id,
-                            },
-                            if share {
-                                ShareChange::Share(id)
-                            } else {
-                                ShareChange::Unshare(id)
-                            },
-                        )
-                        .await
+                    let (site_id, partner) = (self.sites[from].id, self.sites[to].id);
+                    if share {
+                        self.service
+                            .execute(
+                                &self.sites[from].by(),
+                                ShareScorecard {
+                                    site_id,
+                                    partner,
+                                    scorecard_id: id,
+                                },
+                            )
+                            .await
+                    } else {
+                        self.service
+                            .execute(
+                                &self.sites[from].by(),
+                                UnshareScorecard {
+                                    site_id,
+                                    partner,
+                                    scorecard_id: id,
+                                },
+                            )
+                            .await
+                    }
                 }
                 Step::Link {
                     site,
@@ -2488,15 +2639,15 @@ mod random_worlds {
                         return;
                     };
                     self.service
-                        .relate(
+                        .execute(
                             &self.sites[site].by(),
-                            self.sites[site].id,
-                            RelateCommand::Link(LinkSharedObject {
+                            LinkSharedObject {
+                                site_id: self.sites[site].id,
                                 relationship_id: RelationshipId::new(),
                                 scorecard_id,
                                 origin_site: self.sites[partner].id,
                                 object_id,
-                            }),
+                            },
                         )
                         .await
                 }
@@ -2513,15 +2664,15 @@ mod random_worlds {
                         return;
                     };
                     self.service
-                        .relate(
+                        .execute(
                             &self.sites[site].by(),
-                            self.sites[site].id,
-                            RelateCommand::Aggregate(UseSharedMeasureInAggregation {
+                            UseSharedMeasureInAggregation {
+                                site_id: self.sites[site].id,
                                 relationship_id: RelationshipId::new(),
                                 into_object,
                                 origin_site: self.sites[partner].id,
                                 object_id,
-                            }),
+                            },
                         )
                         .await
                 }
@@ -2536,14 +2687,14 @@ mod random_worlds {
                         return;
                     };
                     self.service
-                        .grant_scorecard_access(
+                        .execute(
                             &self.sites[site].by(),
-                            self.sites[site].id,
-                            self.sites[owner].id,
                             GrantScorecardAccess {
+                                site_id: self.sites[site].id,
                                 user_id: self.users[site][user],
                                 scorecard_id,
                                 level: AccessLevel::ALL[level],
+                                owner_site: Some(self.sites[owner].id),
                             },
                         )
                         .await
@@ -2558,10 +2709,10 @@ mod random_worlds {
                         return;
                     };
                     self.service
-                        .on_site(
+                        .execute(
                             &self.sites[site].by(),
-                            self.sites[site].id,
                             RevokeScorecardAccess {
+                                site_id: self.sites[site].id,
                                 user_id: self.users[site][user],
                                 scorecard_id,
                             },
@@ -2585,10 +2736,10 @@ mod random_worlds {
                         (BTreeSet::new(), flag)
                     };
                     self.service
-                        .on_site(
+                        .execute(
                             &self.sites[site].by(),
-                            self.sites[site].id,
                             SetPermissionFlags {
+                                site_id: self.sites[site].id,
                                 user_id: self.users[site][user],
                                 enable,
                                 disable,
@@ -2601,11 +2752,23 @@ mod random_worlds {
                     let (s, by) = (self.sites[site].id, self.sites[site].by());
                     if on {
                         self.service
-                            .on_site(&by, s, ReactivateUser { user_id })
+                            .execute(
+                                &by,
+                                ReactivateUser {
+                                    site_id: s,
+                                    user_id,
+                                },
+                            )
                             .await
                     } else {
                         self.service
-                            .on_site(&by, s, DeactivateUser { user_id })
+                            .execute(
+                                &by,
+                                DeactivateUser {
+                                    site_id: s,
+                                    user_id,
+                                },
+                            )
                             .await
                     }
                 }

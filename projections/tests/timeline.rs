@@ -17,10 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::by;
-use shareledger_commands::{
-    ConnectionCommand, ConsequenceWorker, ContentCommand, Issued, RelateCommand, Service,
-    ShareChange,
-};
+use shareledger_commands::{ConsequenceWorker, Issued, Service};
 use shareledger_core::catalog::{
     Directions, Link, Name, ObjectId, ObjectKind, RelationshipId, Role, ScorecardId, SiteCode,
     SiteId, UserId, Username,
@@ -94,13 +91,13 @@ fn name(raw: &str) -> Name {
 async fn create_scorecard(service: &Service, site: Site, title: &str) -> ScorecardId {
     let scorecard_id = ScorecardId::new();
     service
-        .on_content(
+        .execute(
             &site.by(),
-            site.id,
-            ContentCommand::CreateScorecard(CreateScorecard {
+            CreateScorecard {
+                site_id: site.id,
                 scorecard_id,
                 name: name(title),
-            }),
+            },
         )
         .await
         .unwrap();
@@ -126,56 +123,72 @@ async fn grant_maker(options: RuntimeOptions, with_dashboards: bool) -> World {
     let measures = create_scorecard(&service, grants, "Shared measures").await;
     let programs = create_scorecard(&service, grants, "North programs").await;
     let literacy = ObjectId::new();
-    for command in [
-        ContentCommand::CreateObject(CreateObject {
-            object_id: literacy,
-            kind: ObjectKind::Indicator,
-            name: name("Literacy rate"),
-            container: None,
-        }),
-        ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
-            object_id: literacy,
-            scorecard_id: measures,
-        }),
-    ] {
-        service
-            .on_content(&grants.by(), grants.id, command)
-            .await
-            .unwrap();
-    }
-    for (partner, code) in [(north, "NORTH"), (south, "SOUTH")] {
-        service
-            .request_connection(
-                &grants.by(),
-                grants.id,
-                SiteCode::parse(code).unwrap(),
-                Directions::Offer,
-            )
-            .await
-            .unwrap();
-        service
-            .on_connection(
-                &partner.by(),
-                partner.id,
-                grants.id,
-                ConnectionCommand::Approve,
-            )
-            .await
-            .unwrap();
-    }
     service
-        .change_sharing(
+        .execute(
             &grants.by(),
-            link(grants, north),
-            ShareChange::SetShared(BTreeSet::from([measures, programs])),
+            CreateObject {
+                site_id: grants.id,
+                object_id: literacy,
+                kind: ObjectKind::Indicator,
+                name: name("Literacy rate"),
+                container: None,
+            },
         )
         .await
         .unwrap();
     service
-        .change_sharing(
+        .execute(
             &grants.by(),
-            link(grants, south),
-            ShareChange::Share(measures),
+            PlaceObjectOnScorecard {
+                site_id: grants.id,
+                object_id: literacy,
+                scorecard_id: measures,
+            },
+        )
+        .await
+        .unwrap();
+    for (partner, code) in [(north, "NORTH"), (south, "SOUTH")] {
+        service
+            .execute(
+                &grants.by(),
+                shareledger_core::connection::RequestConnection {
+                    site_id: grants.id,
+                    partner_code: SiteCode::parse(code).unwrap(),
+                    directions: Directions::Offer,
+                },
+            )
+            .await
+            .unwrap();
+        service
+            .execute(
+                &partner.by(),
+                shareledger_core::connection::ApproveConnection {
+                    site_id: partner.id,
+                    partner: grants.id,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    service
+        .execute(
+            &grants.by(),
+            shareledger_core::connection::SetSharedScorecards {
+                site_id: link(grants, north).from,
+                partner: link(grants, north).to,
+                scorecards: BTreeSet::from([measures, programs]),
+            },
+        )
+        .await
+        .unwrap();
+    service
+        .execute(
+            &grants.by(),
+            shareledger_core::connection::ShareScorecard {
+                site_id: link(grants, south).from,
+                partner: link(grants, south).to,
+                scorecard_id: measures,
+            },
         )
         .await
         .unwrap();
@@ -275,15 +288,15 @@ impl World {
         let results = create_scorecard(&self.service, self.north, "Our results").await;
         let relationship_id = RelationshipId::new();
         self.service
-            .relate(
+            .execute(
                 &self.north.by(),
-                self.north.id,
-                RelateCommand::Link(LinkSharedObject {
+                LinkSharedObject {
+                    site_id: self.north.id,
                     relationship_id,
                     scorecard_id: results,
                     origin_site: self.grants.id,
                     object_id: self.literacy,
-                }),
+                },
             )
             .await
             .unwrap();
@@ -297,11 +310,13 @@ impl World {
             ..self.north.by()
         };
         self.service
-            .on_connection(
+            .execute(
                 &issued,
-                self.north.id,
-                self.grants.id,
-                ConnectionCommand::Revoke(link(self.grants, self.north)),
+                shareledger_core::connection::RevokeSharing {
+                    site_id: self.north.id,
+                    from: link(self.grants, self.north).from,
+                    to: link(self.grants, self.north).to,
+                },
             )
             .await
             .unwrap();
@@ -675,20 +690,23 @@ async fn r_conn_4_a_revoke_lists_what_it_removed_and_a_new_request_starts_from_n
     w.north_revokes(key).await;
     // Later, NORTH asks again (and offers its own data); GRANTS approves.
     w.service
-        .request_connection(
+        .execute(
             &w.north.by(),
-            w.north.id,
-            SiteCode::parse("GRANTS").unwrap(),
-            Directions::Both,
+            shareledger_core::connection::RequestConnection {
+                site_id: w.north.id,
+                partner_code: SiteCode::parse("GRANTS").unwrap(),
+                directions: Directions::Both,
+            },
         )
         .await
         .unwrap();
     w.service
-        .on_connection(
+        .execute(
             &w.grants.by(),
-            w.grants.id,
-            w.north.id,
-            ConnectionCommand::Approve,
+            shareledger_core::connection::ApproveConnection {
+                site_id: w.grants.id,
+                partner: w.north.id,
+            },
         )
         .await
         .unwrap();
@@ -838,13 +856,13 @@ async fn r_share_4_removals_by_the_consequence_worker_nest_under_their_trigger()
     // GRANTS takes Literacy rate off "Shared measures": NORTH loses it.
     let removed = w
         .service
-        .on_content(
+        .execute(
             &w.grants.by(),
-            w.grants.id,
-            ContentCommand::RemoveObjectFromScorecard(RemoveObjectFromScorecard {
+            RemoveObjectFromScorecard {
+                site_id: w.grants.id,
                 object_id: w.literacy,
                 scorecard_id: w.measures,
-            }),
+            },
         )
         .await
         .unwrap();
@@ -973,10 +991,10 @@ async fn r_user_6_deactivation_shows_with_its_admin_pages_cover_everything_and_a
     w.north_revokes(key).await;
     let officer = UserId::new();
     w.service
-        .on_site(
+        .execute(
             &w.north.by(),
-            w.north.id,
             AddUser {
+                site_id: w.north.id,
                 user_id: officer,
                 username: Username::parse("officer@north.org").unwrap(),
                 name: name("Program officer"),
@@ -986,18 +1004,22 @@ async fn r_user_6_deactivation_shows_with_its_admin_pages_cover_everything_and_a
         .await
         .unwrap();
     w.service
-        .on_site(
+        .execute(
             &w.north.by(),
-            w.north.id,
-            DeactivateUser { user_id: officer },
+            DeactivateUser {
+                site_id: w.north.id,
+                user_id: officer,
+            },
         )
         .await
         .unwrap();
     w.service
-        .on_site(
+        .execute(
             &w.north.by(),
-            w.north.id,
-            ReactivateUser { user_id: officer },
+            ReactivateUser {
+                site_id: w.north.id,
+                user_id: officer,
+            },
         )
         .await
         .unwrap();

@@ -8,7 +8,6 @@ mod common;
 use std::time::Duration;
 
 use common::{by, partners, share_and_link};
-use shareledger_commands::{ConnectionCommand, ShareChange};
 use shareledger_core::catalog::{Action, Directions};
 use shareledger_projections::access::{AccessError, LiveAccess, LiveOptions, Target};
 use shareledger_tests::TestDb;
@@ -29,10 +28,13 @@ async fn a_check_with_the_token_of_a_change_sees_the_change() {
         // admin must not see the object any more.
         let unshared = p
             .service
-            .change_sharing(
+            .execute(
                 &by(p.a, p.admin_a),
-                p.link(),
-                ShareChange::Unshare(p.scorecard),
+                shareledger_core::connection::UnshareScorecard {
+                    site_id: p.link().from,
+                    partner: p.link().to,
+                    scorecard_id: p.scorecard,
+                },
             )
             .await
             .unwrap();
@@ -48,10 +50,13 @@ async fn a_check_with_the_token_of_a_change_sees_the_change() {
         );
         let shared = p
             .service
-            .change_sharing(
+            .execute(
                 &by(p.a, p.admin_a),
-                p.link(),
-                ShareChange::Share(p.scorecard),
+                shareledger_core::connection::ShareScorecard {
+                    site_id: p.link().from,
+                    partner: p.link().to,
+                    scorecard_id: p.scorecard,
+                },
             )
             .await
             .unwrap();
@@ -82,11 +87,13 @@ async fn a_check_with_the_token_of_a_revoke_never_sees_the_revoked_access() {
         .unwrap());
     let revoked = p
         .service
-        .on_connection(
+        .execute(
             &by(p.b, p.admin_b),
-            p.b,
-            p.a,
-            ConnectionCommand::Revoke(p.link()),
+            shareledger_core::connection::RevokeSharing {
+                site_id: p.b,
+                from: p.link().from,
+                to: p.link().to,
+            },
         )
         .await
         .unwrap();
@@ -102,17 +109,25 @@ async fn a_check_with_the_token_of_a_revoke_never_sees_the_revoked_access() {
     assert_eq!(levels, (None, None));
     // A new request starts from nothing shared (R-CONN-4).
     p.service
-        .request_connection(
+        .execute(
             &by(p.a, p.admin_a),
-            p.a,
-            common::code("FUNDED"),
-            Directions::Offer,
+            shareledger_core::connection::RequestConnection {
+                site_id: p.a,
+                partner_code: common::code("FUNDED"),
+                directions: Directions::Offer,
+            },
         )
         .await
         .unwrap();
     let approved = p
         .service
-        .on_connection(&by(p.b, p.admin_b), p.b, p.a, ConnectionCommand::Approve)
+        .execute(
+            &by(p.b, p.admin_b),
+            shareledger_core::connection::ApproveConnection {
+                site_id: p.b,
+                partner: p.a,
+            },
+        )
         .await
         .unwrap();
     let index = live
@@ -161,10 +176,13 @@ async fn a_stopped_index_answers_nothing_not_even_positions_it_had_reached() {
     task.await.unwrap().unwrap();
     let later = p
         .service
-        .change_sharing(
+        .execute(
             &by(p.a, p.admin_a),
-            p.link(),
-            ShareChange::Share(p.scorecard),
+            shareledger_core::connection::ShareScorecard {
+                site_id: p.link().from,
+                partner: p.link().to,
+                scorecard_id: p.scorecard,
+            },
         )
         .await
         .unwrap();

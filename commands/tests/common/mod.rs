@@ -3,9 +3,7 @@
 
 #![allow(dead_code)]
 
-use shareledger_commands::{
-    CommandError, ConnectionCommand, ContentCommand, Issued, RelateCommand, Service, ShareChange,
-};
+use shareledger_commands::{CommandError, Issued, Service};
 use shareledger_core::catalog::{
     Directions, Link, Name, ObjectId, ObjectKind, Role, ScorecardId, SeatLimit, SiteCode, SiteId,
     UserId, Username,
@@ -62,7 +60,7 @@ impl Partners {
 pub async fn site(service: &Service, code: &str) -> (SiteId, UserId) {
     let site_id = SiteId::new();
     service
-        .register_site(
+        .execute(
             &operator(),
             RegisterSite {
                 site_id,
@@ -76,10 +74,10 @@ pub async fn site(service: &Service, code: &str) -> (SiteId, UserId) {
         .unwrap();
     let admin = UserId::new();
     service
-        .on_site(
+        .execute(
             &operator(),
-            site_id,
             AddUser {
+                site_id,
                 user_id: admin,
                 username: Username::parse(&format!("admin@{code}.org")).unwrap(),
                 name: Name::parse("Admin").unwrap(),
@@ -99,10 +97,10 @@ pub async fn partners(db: &TestDb) -> Partners {
     let (b, admin_b) = site(&service, "FUNDED").await;
     let viewer_b = UserId::new();
     service
-        .on_site(
+        .execute(
             &operator(),
-            b,
             AddUser {
+                site_id: b,
                 user_id: viewer_b,
                 username: Username::parse("viewer@funded.org").unwrap(),
                 name: Name::parse("Viewer").unwrap(),
@@ -112,62 +110,75 @@ pub async fn partners(db: &TestDb) -> Partners {
         .await
         .unwrap();
     service
-        .request_connection(
+        .execute(
             &by(a, admin_a),
-            a,
-            SiteCode::parse("FUNDED").unwrap(),
-            Directions::Offer,
+            shareledger_core::connection::RequestConnection {
+                site_id: a,
+                partner_code: SiteCode::parse("FUNDED").unwrap(),
+                directions: Directions::Offer,
+            },
         )
         .await
         .unwrap();
     service
-        .on_connection(&by(b, admin_b), b, a, ConnectionCommand::Approve)
+        .execute(
+            &by(b, admin_b),
+            shareledger_core::connection::ApproveConnection {
+                site_id: b,
+                partner: a,
+            },
+        )
         .await
         .unwrap();
     let scorecard = ScorecardId::new();
     let object = ObjectId::new();
     let b_scorecard = ScorecardId::new();
-    for (site_id, admin, command) in [
-        (
-            a,
-            admin_a,
-            ContentCommand::CreateScorecard(CreateScorecard {
+    service
+        .execute(
+            &by(a, admin_a),
+            CreateScorecard {
+                site_id: a,
                 scorecard_id: scorecard,
                 name: Name::parse("Shared measures").unwrap(),
-            }),
-        ),
-        (
-            a,
-            admin_a,
-            ContentCommand::CreateObject(CreateObject {
+            },
+        )
+        .await
+        .unwrap();
+    service
+        .execute(
+            &by(a, admin_a),
+            CreateObject {
+                site_id: a,
                 object_id: object,
                 kind: ObjectKind::Indicator,
                 name: Name::parse("Literacy rate").unwrap(),
                 container: None,
-            }),
-        ),
-        (
-            a,
-            admin_a,
-            ContentCommand::PlaceObjectOnScorecard(PlaceObjectOnScorecard {
+            },
+        )
+        .await
+        .unwrap();
+    service
+        .execute(
+            &by(a, admin_a),
+            PlaceObjectOnScorecard {
+                site_id: a,
                 object_id: object,
                 scorecard_id: scorecard,
-            }),
-        ),
-        (
-            b,
-            admin_b,
-            ContentCommand::CreateScorecard(CreateScorecard {
+            },
+        )
+        .await
+        .unwrap();
+    service
+        .execute(
+            &by(b, admin_b),
+            CreateScorecard {
+                site_id: b,
                 scorecard_id: b_scorecard,
                 name: Name::parse("Our results").unwrap(),
-            }),
-        ),
-    ] {
-        service
-            .on_content(&by(site_id, admin), site_id, command)
-            .await
-            .unwrap();
-    }
+            },
+        )
+        .await
+        .unwrap();
     Partners {
         service,
         a,
@@ -183,24 +194,27 @@ pub async fn partners(db: &TestDb) -> Partners {
 
 pub async fn share_and_link(p: &Partners) -> shareledger_core::catalog::RelationshipId {
     p.service
-        .change_sharing(
+        .execute(
             &by(p.a, p.admin_a),
-            p.link(),
-            ShareChange::Share(p.scorecard),
+            shareledger_core::connection::ShareScorecard {
+                site_id: p.link().from,
+                partner: p.link().to,
+                scorecard_id: p.scorecard,
+            },
         )
         .await
         .unwrap();
     let relationship_id = shareledger_core::catalog::RelationshipId::new();
     p.service
-        .relate(
+        .execute(
             &by(p.b, p.admin_b),
-            p.b,
-            RelateCommand::Link(LinkSharedObject {
+            LinkSharedObject {
+                site_id: p.b,
                 relationship_id,
                 scorecard_id: p.b_scorecard,
                 origin_site: p.a,
                 object_id: p.object,
-            }),
+            },
         )
         .await
         .unwrap();
