@@ -22,7 +22,7 @@ use shareledger_core::catalog::{
 };
 use shareledger_core::content::{
     ChangeObjectField, CreateObject, CreateScorecard, LinkSharedObject, PlaceObjectOnScorecard,
-    RemoveObjectFromScorecard, UseSharedMeasureInAggregation,
+    RemoveObjectFromScorecard, UnlinkSharedObject, UseSharedMeasureInAggregation,
 };
 use shareledger_core::csv_import::imported_user_id;
 use shareledger_core::site::{
@@ -1259,6 +1259,24 @@ async fn relate_link_rejects_an_unknown_own_scorecard_and_leaves_the_log_unchang
             },
         ),
         DomainError::ScorecardNotFound(w.sc_a),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unlink_rejects_a_relationship_the_site_does_not_have_and_leaves_the_log_unchanged() {
+    let w = world().await;
+    let unknown = RelationshipId::new();
+    refused(
+        &w.db,
+        w.service.execute(
+            &by(w.b, w.admin_b),
+            UnlinkSharedObject {
+                site_id: w.b,
+                relationship_id: unknown,
+            },
+        ),
+        DomainError::RelationshipNotFound(unknown),
     )
     .await;
 }

@@ -654,6 +654,50 @@ impl UseSharedMeasureInAggregation {
     }
 }
 
+/// UnlinkSharedObject: take a partner's object off one of this site's
+/// scorecards, undoing a `LinkSharedObject` (R-SHARE-4). The object stays
+/// the partner's, shared as it was; only this site's relationship goes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UnlinkSharedObject {
+    pub site_id: SiteId,
+    /// The relationship `LinkSharedObject` recorded.
+    pub relationship_id: RelationshipId,
+}
+
+impl UnlinkSharedObject {
+    /// * Not one of this site's links → [`DomainError::RelationshipNotFound`]
+    ///   (an aggregation is undone by `StopUsingSharedMeasure`).
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        site: &SiteState,
+        content: &ContentState,
+    ) -> Result<Vec<ContentEvent>, DomainError> {
+        authorize_author(actor, site, content)?;
+        remove_relationship(content, self.relationship_id, |target| {
+            matches!(target, RelationshipTarget::Scorecard(_))
+        })
+    }
+}
+
+/// The removal of one of the site's relationships whose target is of the
+/// kind `is_kind` accepts.
+fn remove_relationship(
+    content: &ContentState,
+    relationship_id: RelationshipId,
+    is_kind: impl Fn(&RelationshipTarget) -> bool,
+) -> Result<Vec<ContentEvent>, DomainError> {
+    match content.relationships.get(&relationship_id) {
+        Some(r) if is_kind(&r.target) => Ok(vec![ContentEvent::RelationshipRemoved {
+            relationship_id,
+            reason: RemovalReason::RemovedBySite,
+        }]),
+        _ => Err(DomainError::RelationshipNotFound(relationship_id)),
+    }
+}
+
 /// The site a command acts for: the acting user's, else (operators) the
 /// site the command names.
 fn acting_site(ctx: &Context, site_id: SiteId) -> SiteId {
@@ -683,6 +727,7 @@ decided_on_own_content!(
     CreateObject: "Creates a Result, Indicator, Program or Performance Measure, optionally inside a container.",
     PlaceObjectOnScorecard: "Places an object on one of the site's scorecards.",
     RemoveObjectFromScorecard: "Removes an object from a scorecard; partners' relationships that lose their only path go too (R-SHARE-4).",
+    UnlinkSharedObject: "Takes a partner's object off the site's scorecard: undoes a LinkSharedObject (R-SHARE-4).",
 );
 
 impl Decision for ChangeObjectField {

@@ -5,7 +5,8 @@
 use serde::Serialize;
 use shareledger_events::catalog::identifiers::shown;
 use shareledger_events::catalog::{
-    InvalidValue, Link, ObjectId, PermissionFlag, ScorecardId, SiteCode, SiteId, UserId, Username,
+    InvalidValue, Link, ObjectId, PermissionFlag, RelationshipId, ScorecardId, SiteCode, SiteId,
+    UserId, Username,
 };
 
 /// One bad row of a CSV import (R-USER-8).
@@ -118,6 +119,8 @@ pub enum DomainError {
     ObjectNotShared(ObjectId),
     #[error("that relationship exists already")]
     RelationshipExists,
+    #[error("this site has no such relationship {0}")]
+    RelationshipNotFound(RelationshipId),
 }
 
 impl DomainError {
@@ -164,6 +167,7 @@ impl DomainError {
             NotShared(_) => "not_shared",
             ObjectNotShared(_) => "object_not_shared",
             RelationshipExists => "relationship_exists",
+            RelationshipNotFound(_) => "relationship_not_found",
         }
     }
 }

@@ -26,7 +26,7 @@ use shareledger_core::catalog::{
 use shareledger_core::content::{
     level_on_object, ChangeObjectField, ContentState, CreateObject, CreateScorecard,
     LinkSharedObject, PlaceObjectOnScorecard, Relationship, RelationshipTarget,
-    RemoveObjectFromScorecard, UseSharedMeasureInAggregation,
+    RemoveObjectFromScorecard, UnlinkSharedObject, UseSharedMeasureInAggregation,
 };
 use shareledger_core::envelope::Actor;
 use shareledger_core::site::{GrantScorecardAccess, SiteState, UserState};
@@ -1027,6 +1027,80 @@ fn r_share_4_a_link_goes_on_one_of_the_sites_own_scorecards_once() {
     then_err(
         link(REL1, R).decide(&author, &b.state, &content, &visible),
         DomainError::RelationshipExists,
+    );
+}
+
+fn unlink(relationship_id: RelationshipId) -> UnlinkSharedObject {
+    UnlinkSharedObject {
+        site_id: SITE_B,
+        relationship_id,
+    }
+}
+
+#[test]
+fn r_share_4_a_site_takes_a_partners_object_off_its_own_scorecard() {
+    // Given B linked A's I (REL1) and C's CO (REL5) onto its scorecard.
+    let mut b = site_b();
+    let author = b.user(&[AddEditScorecardObjects], &[]);
+    let content = b_content_with_relationships();
+    // When B's author unlinks each, then exactly that relationship goes,
+    // removed by the site itself.
+    for rel in [REL1, REL3, REL5] {
+        then(
+            unlink(rel).decide(&author, &b.state, &content),
+            vec![lost(rel, RemovalReason::RemovedBySite)],
+        );
+    }
+    // And once gone, it can be linked again.
+    let after_unlink = after(content, &[lost(REL1, RemovalReason::RemovedBySite)]);
+    let visible = a_content().visible_through(&scorecards(&[S1]));
+    then(
+        link(REL9, I).decide(&author, &b.state, &after_unlink, &visible),
+        vec![linked(REL9, SITE_A, I)],
+    );
+}
+
+#[test]
+fn r_share_4_unlinking_needs_one_of_the_sites_links() {
+    let mut b = site_b();
+    let author = b.user(&[AddEditScorecardObjects], &[]);
+    let content = b_content_with_relationships();
+    // An aggregation (REL2) is not a link; an unknown id is none of B's.
+    for rel in [REL2, RelationshipId(Uuid::from_u128(0xEEEE))] {
+        then_err(
+            unlink(rel).decide(&author, &b.state, &content),
+            DomainError::RelationshipNotFound(rel),
+        );
+    }
+    // A link already removed is gone.
+    let removed = after(content, &[lost(REL4, RemovalReason::LinkRevoked)]);
+    then_err(
+        unlink(REL4).decide(&author, &b.state, &removed),
+        DomainError::RelationshipNotFound(REL4),
+    );
+}
+
+#[test]
+fn r_share_4_unlinking_is_an_authors_change_on_its_own_site() {
+    let content = b_content_with_relationships();
+    // Without Add/Edit Scorecard Objects: refused, nothing said about REL1.
+    let mut b = site_b();
+    let reader = b.user(&[], &[]);
+    then_err(
+        unlink(REL1).decide(&reader, &b.state, &content),
+        DomainError::NotPermitted {
+            needed: AddEditScorecardObjects,
+        },
+    );
+    // The owner of the object (A) cannot take it off B's scorecard.
+    let mut a = site_a();
+    let a_author = a.user(&[AddEditScorecardObjects], &[]);
+    then_err(
+        unlink(REL1).decide(&a_author, &a.state, &content),
+        DomainError::CrossSite {
+            actor_site: SITE_A,
+            target_site: SITE_B,
+        },
     );
 }
 

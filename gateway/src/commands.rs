@@ -315,6 +315,7 @@ registry!(
     content::ChangeObjectField,
     content::LinkSharedObject,
     content::UseSharedMeasureInAggregation,
+    content::UnlinkSharedObject,
     connection::RequestConnection,
     connection::ApproveConnection,
     connection::DenyConnection,

@@ -172,8 +172,12 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | NotAnIssuer
         | AccessLevelTooLow { .. }
         | SharedContentReadOnly => StatusCode::FORBIDDEN,
-        SiteNotFound(_) | UnknownSiteCode(_) | UserNotFound(_) | ScorecardNotFound(_)
-        | ObjectNotFound(_) => StatusCode::NOT_FOUND,
+        SiteNotFound(_)
+        | UnknownSiteCode(_)
+        | UserNotFound(_)
+        | ScorecardNotFound(_)
+        | ObjectNotFound(_)
+        | RelationshipNotFound(_) => StatusCode::NOT_FOUND,
         SiteExists(_)
         | SiteCodeTaken(_)
         | UserExists(_)

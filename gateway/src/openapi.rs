@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::Json;
 use shareledger_commands::CommandError;
 use shareledger_core::catalog::{
-    AccessLevel, InvalidValue, Link, ObjectId, PermissionFlag, ScorecardId, SiteCode, SiteId,
-    UserId, Username,
+    AccessLevel, InvalidValue, Link, ObjectId, PermissionFlag, RelationshipId, ScorecardId,
+    SiteCode, SiteId, UserId, Username,
 };
 use shareledger_core::{DomainError, RowError};
 use shareledger_events::envelope::InvalidInput;
@@ -450,6 +450,7 @@ fn every_domain_error() -> Vec<DomainError> {
         NotShared(scorecard),
         ObjectNotShared(object),
         RelationshipExists,
+        RelationshipNotFound(RelationshipId(Uuid::nil())),
     ];
     for e in &all {
         match e {
@@ -492,7 +493,8 @@ fn every_domain_error() -> Vec<DomainError> {
             | AlreadyShared(_)
             | NotShared(_)
             | ObjectNotShared(_)
-            | RelationshipExists => {}
+            | RelationshipExists
+            | RelationshipNotFound(_) => {}
         }
     }
     all

@@ -276,10 +276,16 @@ async fn every_command_succeeds_through_http_and_replays_its_idempotency_key() {
         "GrantScorecardAccess",
         json!({"site_id": b, "user_id": viewer, "scorecard_id": sc1, "level": "browser", "owner_site": a})
     );
+    let linked = Uuid::new_v4();
     ok!(
         &tb,
         "LinkSharedObject",
-        json!({"site_id": b, "relationship_id": Uuid::new_v4(), "scorecard_id": bsc, "origin_site": a, "object_id": obj})
+        json!({"site_id": b, "relationship_id": linked, "scorecard_id": bsc, "origin_site": a, "object_id": obj})
+    );
+    ok!(
+        &tb,
+        "UnlinkSharedObject",
+        json!({"site_id": b, "relationship_id": linked})
     );
     ok!(
         &tb,
@@ -368,13 +374,15 @@ struct Rw {
     obj2: Uuid,
     bsc: Uuid,
     bmeasure: Uuid,
+    /// B's link of `obj` onto `bsc`.
+    linked: Uuid,
 }
 
 /// Sites A (ALPHA), B (BETA), C (GAMMA), D (DELTA). A↔B active (A asked
 /// for both directions); A shares `sc1` (showing `obj` and `obj2`) with B;
 /// C and D each asked A for a link (pending); B asked C (pending); A's
 /// self-registration is on with `worker_a` as model; `worker_a` holds Editor
-/// on `sc2`; `retired_a` is deactivated.
+/// on `sc2`; `retired_a` is deactivated; B linked `obj` onto `bsc` (`linked`).
 async fn rejection_world(h: &Harness) -> Rw {
     let a = h.site("ALPHA").await;
     let b = h.site("BETA").await;
@@ -469,6 +477,8 @@ async fn rejection_world(h: &Harness) -> Rw {
         json!({"site_id": a.id, "partner": b.id, "scorecard_id": sc1}),
     )
     .await;
+    let linked = Uuid::new_v4();
+    h.must(tb, "LinkSharedObject", json!({"site_id": b.id, "relationship_id": linked, "scorecard_id": bsc, "origin_site": a.id, "object_id": obj})).await;
     h.must(
         &c.admin_token,
         "RequestConnection",
@@ -500,6 +510,7 @@ async fn rejection_world(h: &Harness) -> Rw {
         obj2,
         bsc,
         bmeasure,
+        linked,
     }
 }
 
@@ -752,6 +763,15 @@ fn cases(h: &Harness, w: &Rw) -> Vec<Case> {
             &tb,
             (403, "shared_content_read_only"),
             vec![("field", json!("colour")), ("value", json!(3))],
+        ),
+        // Before the link below: it links `obj` onto `bsc` again.
+        case(
+            "UnlinkSharedObject",
+            &tb,
+            json!({"site_id": b, "relationship_id": w.linked}),
+            &ta,
+            cross,
+            vec![("relationship_id", json!("nope"))],
         ),
         case(
             "LinkSharedObject",
@@ -1650,6 +1670,13 @@ async fn domain_refusals_map_to_their_statuses_and_codes_and_write_nothing() {
             json!({"site_id": w.b.id, "relationship_id": Uuid::new_v4(), "scorecard_id": w.bsc, "origin_site": w.a.id, "object_id": Uuid::new_v4()}),
             409,
             "object_not_shared",
+        ),
+        (
+            "UnlinkSharedObject",
+            tb,
+            json!({"site_id": w.b.id, "relationship_id": Uuid::new_v4()}),
+            404,
+            "relationship_not_found",
         ),
     ];
     for (name, token, body, status, code) in cases {

@@ -328,6 +328,8 @@ pub enum RemovalReason {
     ScorecardUnshared,
     /// The object left every scorecard shared with this site (R-SHARE-4).
     ObjectNoLongerShared,
+    /// The site took it off itself (`UnlinkSharedObject`).
+    RemovedBySite,
 }
 
 /// Events of a site's content, in stream `content-<site id>`.

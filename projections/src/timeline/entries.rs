@@ -683,6 +683,7 @@ fn content_fact(site: Uuid, event: &ContentEvent, names: &Names) -> Option<Fact>
                 RemovalReason::LinkRevoked => "the link was revoked",
                 RemovalReason::ScorecardUnshared => "the scorecard was unshared",
                 RemovalReason::ObjectNoLongerShared => "the object is no longer shared",
+                RemovalReason::RemovedBySite => "the site removed it",
             };
             let built = names.relationships.get(&(site, relationship_id.0));
             let mut fact = match built {
