@@ -668,7 +668,7 @@ pub struct UnlinkSharedObject {
 
 impl UnlinkSharedObject {
     /// * Not one of this site's links → [`DomainError::RelationshipNotFound`]
-    ///   (an aggregation is undone by `StopUsingSharedMeasure`).
+    ///   (an aggregation is undone by [`StopUsingSharedMeasure`]).
     pub fn decide(
         &self,
         actor: &Actor,
@@ -678,6 +678,35 @@ impl UnlinkSharedObject {
         authorize_author(actor, site, content)?;
         remove_relationship(content, self.relationship_id, |target| {
             matches!(target, RelationshipTarget::Scorecard(_))
+        })
+    }
+}
+
+/// StopUsingSharedMeasure: stop using a partner's shared Indicator or
+/// Performance Measure in one of this site's aggregations, undoing a
+/// `UseSharedMeasureInAggregation` (R-SHARE-4).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StopUsingSharedMeasure {
+    pub site_id: SiteId,
+    /// The relationship `UseSharedMeasureInAggregation` recorded.
+    pub relationship_id: RelationshipId,
+}
+
+impl StopUsingSharedMeasure {
+    /// * Not one of this site's aggregations →
+    ///   [`DomainError::RelationshipNotFound`] (a link is undone by
+    ///   `UnlinkSharedObject`).
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        site: &SiteState,
+        content: &ContentState,
+    ) -> Result<Vec<ContentEvent>, DomainError> {
+        authorize_author(actor, site, content)?;
+        remove_relationship(content, self.relationship_id, |target| {
+            matches!(target, RelationshipTarget::Aggregation(_))
         })
     }
 }
@@ -728,6 +757,7 @@ decided_on_own_content!(
     PlaceObjectOnScorecard: "Places an object on one of the site's scorecards.",
     RemoveObjectFromScorecard: "Removes an object from a scorecard; partners' relationships that lose their only path go too (R-SHARE-4).",
     UnlinkSharedObject: "Takes a partner's object off the site's scorecard: undoes a LinkSharedObject (R-SHARE-4).",
+    StopUsingSharedMeasure: "Stops using a partner's measure in the site's aggregation: undoes a UseSharedMeasureInAggregation (R-SHARE-4).",
 );
 
 impl Decision for ChangeObjectField {

@@ -26,7 +26,8 @@ use shareledger_core::catalog::{
 use shareledger_core::content::{
     level_on_object, ChangeObjectField, ContentState, CreateObject, CreateScorecard,
     LinkSharedObject, PlaceObjectOnScorecard, Relationship, RelationshipTarget,
-    RemoveObjectFromScorecard, UnlinkSharedObject, UseSharedMeasureInAggregation,
+    RemoveObjectFromScorecard, StopUsingSharedMeasure, UnlinkSharedObject,
+    UseSharedMeasureInAggregation,
 };
 use shareledger_core::envelope::Actor;
 use shareledger_core::site::{GrantScorecardAccess, SiteState, UserState};
@@ -1097,6 +1098,40 @@ fn r_share_4_unlinking_is_an_authors_change_on_its_own_site() {
     let a_author = a.user(&[AddEditScorecardObjects], &[]);
     then_err(
         unlink(REL1).decide(&a_author, &a.state, &content),
+        DomainError::CrossSite {
+            actor_site: SITE_A,
+            target_site: SITE_B,
+        },
+    );
+}
+
+#[test]
+fn r_share_4_a_site_stops_using_a_partners_measure_in_its_aggregation() {
+    // Given B uses A's PM in its own measure BI (REL2).
+    let mut b = site_b();
+    let author = b.user(&[AddEditScorecardObjects], &[]);
+    let content = b_content_with_relationships();
+    let stop = |relationship_id| StopUsingSharedMeasure {
+        site_id: SITE_B,
+        relationship_id,
+    };
+    // When B's author stops using it, then that relationship goes.
+    then(
+        stop(REL2).decide(&author, &b.state, &content),
+        vec![lost(REL2, RemovalReason::RemovedBySite)],
+    );
+    // A link (REL1) is not an aggregation; nor is an unknown id.
+    for rel in [REL1, RelationshipId(Uuid::from_u128(0xEEEE))] {
+        then_err(
+            stop(rel).decide(&author, &b.state, &content),
+            DomainError::RelationshipNotFound(rel),
+        );
+    }
+    // A's author cannot change B's aggregations.
+    let mut a = site_a();
+    let a_author = a.user(&[AddEditScorecardObjects], &[]);
+    then_err(
+        stop(REL2).decide(&a_author, &a.state, &content),
         DomainError::CrossSite {
             actor_site: SITE_A,
             target_site: SITE_B,

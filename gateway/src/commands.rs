@@ -316,6 +316,7 @@ registry!(
     content::LinkSharedObject,
     content::UseSharedMeasureInAggregation,
     content::UnlinkSharedObject,
+    content::StopUsingSharedMeasure,
     connection::RequestConnection,
     connection::ApproveConnection,
     connection::DenyConnection,

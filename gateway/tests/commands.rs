@@ -287,10 +287,16 @@ async fn every_command_succeeds_through_http_and_replays_its_idempotency_key() {
         "UnlinkSharedObject",
         json!({"site_id": b, "relationship_id": linked})
     );
+    let aggregated = Uuid::new_v4();
     ok!(
         &tb,
         "UseSharedMeasureInAggregation",
-        json!({"site_id": b, "relationship_id": Uuid::new_v4(), "into_object": bmeasure, "origin_site": a, "object_id": obj})
+        json!({"site_id": b, "relationship_id": aggregated, "into_object": bmeasure, "origin_site": a, "object_id": obj})
+    );
+    ok!(
+        &tb,
+        "StopUsingSharedMeasure",
+        json!({"site_id": b, "relationship_id": aggregated})
     );
     // B revokes its own B→A link; A→B stays.
     ok!(
@@ -376,13 +382,16 @@ struct Rw {
     bmeasure: Uuid,
     /// B's link of `obj` onto `bsc`.
     linked: Uuid,
+    /// B's use of `obj` in `bmeasure`.
+    aggregated: Uuid,
 }
 
 /// Sites A (ALPHA), B (BETA), C (GAMMA), D (DELTA). A↔B active (A asked
 /// for both directions); A shares `sc1` (showing `obj` and `obj2`) with B;
 /// C and D each asked A for a link (pending); B asked C (pending); A's
 /// self-registration is on with `worker_a` as model; `worker_a` holds Editor
-/// on `sc2`; `retired_a` is deactivated; B linked `obj` onto `bsc` (`linked`).
+/// on `sc2`; `retired_a` is deactivated; B linked `obj` onto `bsc` (`linked`)
+/// and uses it in `bmeasure` (`aggregated`).
 async fn rejection_world(h: &Harness) -> Rw {
     let a = h.site("ALPHA").await;
     let b = h.site("BETA").await;
@@ -479,6 +488,8 @@ async fn rejection_world(h: &Harness) -> Rw {
     .await;
     let linked = Uuid::new_v4();
     h.must(tb, "LinkSharedObject", json!({"site_id": b.id, "relationship_id": linked, "scorecard_id": bsc, "origin_site": a.id, "object_id": obj})).await;
+    let aggregated = Uuid::new_v4();
+    h.must(tb, "UseSharedMeasureInAggregation", json!({"site_id": b.id, "relationship_id": aggregated, "into_object": bmeasure, "origin_site": a.id, "object_id": obj})).await;
     h.must(
         &c.admin_token,
         "RequestConnection",
@@ -511,6 +522,7 @@ async fn rejection_world(h: &Harness) -> Rw {
         bsc,
         bmeasure,
         linked,
+        aggregated,
     }
 }
 
@@ -777,6 +789,15 @@ fn cases(h: &Harness, w: &Rw) -> Vec<Case> {
             "LinkSharedObject",
             &tb,
             json!({"site_id": b, "relationship_id": Uuid::new_v4(), "scorecard_id": w.bsc, "origin_site": a, "object_id": w.obj}),
+            &ta,
+            cross,
+            vec![("relationship_id", json!("nope"))],
+        ),
+        // Before the aggregation below: it uses `obj` in `bmeasure` again.
+        case(
+            "StopUsingSharedMeasure",
+            &tb,
+            json!({"site_id": b, "relationship_id": w.aggregated}),
             &ta,
             cross,
             vec![("relationship_id", json!("nope"))],
