@@ -171,6 +171,10 @@ impl Plan {
                 let stream = site_stream(site);
                 self.write(&stream, loaded.revision(&stream), &events, |_| false);
             }
+            Write::SiteConsequences(site, events) => {
+                let stream = site_stream(site);
+                self.write(&stream, loaded.revision(&stream), &events, |_| true);
+            }
             Write::SiteCode(code, events) => {
                 let stream = site_code_stream(&code);
                 self.write(&stream, loaded.revision(&stream), &events, |_| false);
@@ -635,11 +639,7 @@ impl Service {
             async move {
                 let mut facts = Facts::default();
                 loop {
-                    let missing: Vec<Read> = decision
-                        .reads(ctx, &facts)
-                        .into_iter()
-                        .filter(|r| !facts.has(r))
-                        .collect();
+                    let missing = facts.missing(decision.reads(ctx, &facts));
                     if missing.is_empty() {
                         break;
                     }

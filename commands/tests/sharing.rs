@@ -219,6 +219,107 @@ async fn r_share_5_a_partners_scorecard_is_granted_at_most_browser() {
 }
 
 #[tokio::test]
+async fn r_conn_4_a_revoke_ends_the_partner_users_assignments_for_good() {
+    // Given A shares its scorecard with B, and B's admin assigned it to B's
+    // viewer.
+    let db = TestDb::new().await;
+    let p = partners(&db).await;
+    share_and_link(&p).await;
+    p.service
+        .execute(
+            &by(p.b, p.admin_b),
+            GrantScorecardAccess {
+                site_id: p.b,
+                user_id: p.viewer_b,
+                scorecard_id: p.scorecard,
+                level: AccessLevel::Browser,
+                owner_site: Some(p.a),
+            },
+        )
+        .await
+        .unwrap();
+    // When A revokes A→B.
+    let revoke = p
+        .service
+        .execute(
+            &by(p.a, p.admin_a),
+            shareledger_core::connection::RevokeSharing {
+                site_id: p.a,
+                from: p.a,
+                to: p.b,
+            },
+        )
+        .await
+        .unwrap();
+    // Then the assignment ends in the same append, as the system's,
+    // caused by the revocation.
+    let ended: Vec<_> = revoke
+        .events
+        .iter()
+        .filter(|e| e.event_type == "ScorecardAccessRevoked")
+        .collect();
+    assert_eq!(ended.len(), 1, "{:?}", revoke.events);
+    assert_eq!(ended[0].stream, shareledger_core::catalog::site_stream(p.b));
+    let stored = db
+        .store()
+        .read_events_by_id(&[revoke.events[0].event_id, ended[0].event_id])
+        .await
+        .unwrap();
+    let meta = stored[1].typed_metadata().unwrap();
+    assert_eq!(meta.actor, Actor::System);
+    assert_eq!(meta.causation_id, Some(stored[0].event_id));
+    // And a new request, its approval and the same scorecard shared again
+    // bring nothing back: the viewer holds no assignment to revoke.
+    p.service
+        .execute(
+            &by(p.a, p.admin_a),
+            shareledger_core::connection::RequestConnection {
+                site_id: p.a,
+                partner_code: shareledger_core::catalog::SiteCode::parse("FUNDED").unwrap(),
+                directions: shareledger_core::catalog::Directions::Offer,
+            },
+        )
+        .await
+        .unwrap();
+    p.service
+        .execute(
+            &by(p.b, p.admin_b),
+            shareledger_core::connection::ApproveConnection {
+                site_id: p.b,
+                partner: p.a,
+            },
+        )
+        .await
+        .unwrap();
+    p.service
+        .execute(
+            &by(p.a, p.admin_a),
+            shareledger_core::connection::ShareScorecard {
+                site_id: p.a,
+                partner: p.b,
+                scorecard_id: p.scorecard,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        domain(
+            p.service
+                .execute(
+                    &by(p.b, p.admin_b),
+                    shareledger_core::site::RevokeScorecardAccess {
+                        site_id: p.b,
+                        user_id: p.viewer_b,
+                        scorecard_id: p.scorecard,
+                    },
+                )
+                .await
+        ),
+        DomainError::ScorecardNotFound(p.scorecard)
+    );
+}
+
+#[tokio::test]
 async fn r_share_1_sharing_needs_an_active_link_and_an_own_scorecard() {
     let db = TestDb::new().await;
     let p = partners(&db).await;

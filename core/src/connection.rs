@@ -936,29 +936,39 @@ impl Decision for RevokeSharing {
     const NAME: &'static str = "RevokeSharing";
     const SUMMARY: &'static str = "Revokes one direction of a connection; its shares and the relationships on them go too (R-CONN-4).";
 
-    /// The acting site, the link's pair, and the receiving site's content.
+    /// The acting site, the link's pair, and the receiving site: its users
+    /// and its content.
     fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {
         vec![
             Read::Site(self.site_id),
             Read::Connection(self.from, self.to),
+            Read::Site(self.to),
             Read::Content(self.to),
         ]
     }
 
-    /// R-CONN-4: the receiving site loses every relationship built on what
-    /// the link shared, in the same append.
+    /// R-CONN-4: the receiving site loses, in the same append and for good,
+    /// every relationship built on what the link shared, and its users'
+    /// assignments to the scorecards it shared: a new request starts from
+    /// nothing shared, and a scorecard shared again is assigned again.
     fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
         user_only(ctx)?;
         let site = facts.existing_site(self.site_id)?;
-        let events = self.decide(&ctx.actor, site, facts.connection(self.from, self.to))?;
+        let state = facts.connection(self.from, self.to);
+        let events = self.decide(&ctx.actor, site, state)?;
         let lost = facts.content(self.to).relationships_lost(
             self.from,
             &Default::default(),
             RemovalReason::LinkRevoked,
         );
+        let unassigned = facts
+            .site(self.to)
+            .map(|receiver| receiver.assignments_ended(state.shared(self.link())))
+            .unwrap_or_default();
         Ok(
             Decided::write(Write::Connection(self.from, self.to, events))
-                .and(Write::ContentConsequences(self.to, lost)),
+                .and(Write::ContentConsequences(self.to, lost))
+                .and(Write::SiteConsequences(self.to, unassigned)),
         )
     }
 }

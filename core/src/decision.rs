@@ -91,6 +91,17 @@ impl Facts {
         }
     }
 
+    /// Of `reads`, those not loaded yet, each once, in their order.
+    pub fn missing(&self, reads: Vec<Read>) -> Vec<Read> {
+        let mut missing: Vec<Read> = Vec::with_capacity(reads.len());
+        for read in reads {
+            if !self.has(&read) && !missing.contains(&read) {
+                missing.push(read);
+            }
+        }
+        missing
+    }
+
     pub fn put_site(&mut self, id: SiteId, state: Option<SiteState>) {
         self.sites.insert(id, state);
     }
@@ -168,8 +179,11 @@ impl Facts {
 /// Events a decision writes to one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
-    /// To `site-<id>`.
+    /// To `site-<id>`: the command's own events.
     Site(SiteId, Vec<SiteEvent>),
+    /// To `site-<id>`: changes to users as a consequence of the command's
+    /// own events (R-CONN-4), recorded as the system's.
+    SiteConsequences(SiteId, Vec<SiteEvent>),
     /// To `sitecode-<CODE>`.
     SiteCode(SiteCode, Vec<SiteCodeEvent>),
     /// To the pair's `connection-…` stream; the unshares a revocation causes
@@ -186,7 +200,7 @@ impl Write {
     /// Whether it writes nothing.
     pub fn is_empty(&self) -> bool {
         match self {
-            Write::Site(_, e) => e.is_empty(),
+            Write::Site(_, e) | Write::SiteConsequences(_, e) => e.is_empty(),
             Write::SiteCode(_, e) => e.is_empty(),
             Write::Connection(_, _, e) => e.is_empty(),
             Write::Content(_, e) | Write::ContentConsequences(_, e) => e.is_empty(),
@@ -260,11 +274,7 @@ pub fn decide_with<D: Decision>(
 ) -> Result<Decided, DomainError> {
     let mut facts = Facts::default();
     loop {
-        let missing: Vec<Read> = decision
-            .reads(ctx, &facts)
-            .into_iter()
-            .filter(|r| !facts.has(r))
-            .collect();
+        let missing = facts.missing(decision.reads(ctx, &facts));
         if missing.is_empty() {
             return decision.decide_on(ctx, &facts);
         }

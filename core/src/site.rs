@@ -214,6 +214,27 @@ impl SiteState {
         self.users.values().filter(|u| u.active).count()
     }
 
+    /// The revocations that end every assignment of this site's users
+    /// (active or not) to one of `scorecards`, in user then scorecard order
+    /// (R-CONN-4: a revoked link's scorecards).
+    pub fn assignments_ended(
+        &self,
+        scorecards: &std::collections::BTreeSet<ScorecardId>,
+    ) -> Vec<SiteEvent> {
+        self.users
+            .values()
+            .flat_map(|user| {
+                user.scorecard_access
+                    .keys()
+                    .filter(|s| scorecards.contains(s))
+                    .map(|scorecard_id| SiteEvent::ScorecardAccessRevoked {
+                        user_id: user.id,
+                        scorecard_id: *scorecard_id,
+                    })
+            })
+            .collect()
+    }
+
     fn free_seats(&self) -> usize {
         (self.seat_limit.get() as usize).saturating_sub(self.active_users())
     }

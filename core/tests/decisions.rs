@@ -220,6 +220,15 @@ fn registered(site_id: SiteId, site_code: &str, parent: Option<SiteId>) -> SiteE
     }
 }
 
+/// A's shared (or B's own) scorecard assigned to a user at Browser.
+fn granted(user_id: UserId, scorecard_id: ScorecardId) -> SiteEvent {
+    SiteEvent::ScorecardAccessGranted {
+        user_id,
+        scorecard_id,
+        level: shareledger_core::catalog::AccessLevel::Browser,
+    }
+}
+
 fn added(user_id: UserId, login: &str, role: Role) -> SiteEvent {
     SiteEvent::UserAdded {
         user: NewUser {
@@ -772,6 +781,62 @@ fn r_conn_4_revoke_sharing_writes_the_revocation_and_the_lost_relationships() {
                 link: ab().reversed(),
             }],
         )],
+    );
+}
+
+#[test]
+fn r_conn_4_a_revoke_ends_the_receiving_users_assignments_to_what_it_shared() {
+    // Given B's admin assigned a B user A's shared S1 (and B's own SB), and
+    // a second B user S2.
+    const B_VIEWER: UserId = uid(0xB7);
+    const B_OTHER: UserId = uid(0xB8);
+    let mut store = sharing_world();
+    let mut b_stream = store.sites[&B].clone();
+    b_stream.extend([
+        added(B_VIEWER, "viewer@b.org", Role::Presenter),
+        added(B_OTHER, "other@b.org", Role::Presenter),
+        granted(B_VIEWER, S1),
+        granted(B_VIEWER, SB),
+        granted(B_OTHER, S2),
+    ]);
+    store = store.site(b_stream);
+    // When A revokes A→B.
+    let (asked, decided) = store.when(
+        &by(A, A_ADMIN),
+        &RevokeSharing {
+            site_id: A,
+            from: A,
+            to: B,
+        },
+    );
+    // Then it read B's users too, and ended exactly the assignments to the
+    // scorecards the link shared (S1, S2), as consequences on B's stream;
+    // B's own SB stays assigned.
+    assert_eq!(
+        asked,
+        vec![
+            Read::Site(A),
+            Read::Connection(A, B),
+            Read::Site(B),
+            Read::Content(B)
+        ]
+    );
+    let decided = decided.expect("the revoke is decided");
+    let ended: Vec<&Write> = decided
+        .writes
+        .iter()
+        .filter(|w| matches!(w, Write::SiteConsequences(..)))
+        .collect();
+    let revoked = |user_id, scorecard_id| SiteEvent::ScorecardAccessRevoked {
+        user_id,
+        scorecard_id,
+    };
+    assert_eq!(
+        ended,
+        vec![&Write::SiteConsequences(
+            B,
+            vec![revoked(B_VIEWER, S1), revoked(B_OTHER, S2)]
+        )]
     );
 }
 
