@@ -31,7 +31,7 @@ mod turns;
 use shareledger_core::catalog::{
     connection_stream, content_stream, site_code_stream, site_stream, ClaimedId, DomainEvent,
 };
-use shareledger_core::{Context, Decision, DomainError, Facts, Read, Write};
+use shareledger_core::{Context, Decision, DomainError, Facts, Write};
 use shareledger_events::store::{LogError, PgEventStore, StreamAppend};
 use shareledger_events::{Actor, EventMetadata, EventType, ExpectedRevision, NewEvent, StreamName};
 use uuid::Uuid;
