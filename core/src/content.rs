@@ -260,6 +260,28 @@ pub fn level_on_object(
     )
 }
 
+/// A user's level on one of its own site's scorecards (R-USER-3), by the
+/// access rule; `None` when `scorecard` is not one of `content`'s.
+pub fn level_on_scorecard(
+    user: &UserState,
+    content: &ContentState,
+    scorecard: ScorecardId,
+) -> Option<AccessLevel> {
+    if !content.scorecards.contains_key(&scorecard) {
+        return None;
+    }
+    let own_assigned = user
+        .scorecard_access
+        .keys()
+        .any(|s| content.scorecards.contains_key(s));
+    access_rule::level(
+        &UserFacts::of(user, own_assigned),
+        TargetFacts::OwnScorecard {
+            assigned: user.scorecard_access.get(&scorecard).copied(),
+        },
+    )
+}
+
 /// Content changes need Add/Edit Scorecard Objects (seed 001).
 const AUTHOR: [PermissionFlag; 1] = [PermissionFlag::AddEditScorecardObjects];
 

@@ -648,17 +648,37 @@ pub struct GrantScorecardAccess {
     pub owner_site: Option<SiteId>,
 }
 
+/// R-USER-5 and R-USER-3: a user manager (Manage Users or Instance Admin)
+/// changes anyone's access to any scorecard; a user whose level on one of
+/// the site's own scorecards is Scorecard Admin ("configure the scorecard
+/// and its access") changes access to that scorecard. `actor_level` is the
+/// actor's level on the scorecard (`None` for a partner's scorecard).
+fn authorize_access_change(
+    actor: &Actor,
+    site: &SiteState,
+    actor_level: Option<AccessLevel>,
+) -> Result<(), DomainError> {
+    match authorize(actor, site, &MANAGE_USERS) {
+        Err(refused) if actor_level == Some(AccessLevel::ScorecardAdmin) => {
+            authorize(actor, site, &[]).map(|_| ()).map_err(|_| refused)
+        }
+        other => other.map(|_| ()),
+    }
+}
+
 impl GrantScorecardAccess {
     /// `max_level` is `Some(ScorecardAdmin)` for an own scorecard,
     /// `Some(Browser)` for a partner's scorecard shared with this site, and
-    /// `None` when the scorecard is neither.
+    /// `None` when the scorecard is neither; `actor_level` the actor's
+    /// level on an own scorecard ([`authorize_access_change`]).
     pub fn decide(
         &self,
         actor: &Actor,
         site: &SiteState,
         max_level: Option<AccessLevel>,
+        actor_level: Option<AccessLevel>,
     ) -> Result<Vec<SiteEvent>, DomainError> {
-        authorize(actor, site, &MANAGE_USERS)?;
+        authorize_access_change(actor, site, actor_level)?;
         site.editable_user(self.user_id)?;
         let max = max_level.ok_or(DomainError::ScorecardNotFound(self.scorecard_id))?;
         if self.level > max {
@@ -683,8 +703,15 @@ pub struct RevokeScorecardAccess {
 }
 
 impl RevokeScorecardAccess {
-    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
-        authorize(actor, site, &MANAGE_USERS)?;
+    /// `actor_level` is the actor's level on the scorecard when it is one
+    /// of the site's own ([`authorize_access_change`]).
+    pub fn decide(
+        &self,
+        actor: &Actor,
+        site: &SiteState,
+        actor_level: Option<AccessLevel>,
+    ) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize_access_change(actor, site, actor_level)?;
         let user = site.editable_user(self.user_id)?;
         if !user.scorecard_access.contains_key(&self.scorecard_id) {
             return Err(DomainError::ScorecardNotFound(self.scorecard_id));
@@ -952,7 +979,6 @@ decided_on_the_site!(
     AddUser: "Adds a user to the site with a role preset (R-USER-1, R-USER-7).",
     ChangeUserRole: "Changes a user's role preset (R-USER-1).",
     SetPermissionFlags: "Switches a user's permission flags on and off (R-USER-2).",
-    RevokeScorecardAccess: "Revokes a user's access to a scorecard.",
     DeactivateUser: "Deactivates a user: they see nothing and can do nothing until reactivated (R-USER-6).",
     ReactivateUser: "Reactivates a user, within the seat limit (R-USER-7).",
     HideOrganizationSettings: "Hides (or shows) the organisation settings from a user.",
@@ -1146,7 +1172,7 @@ impl GrantScorecardAccess {
 
 impl Decision for GrantScorecardAccess {
     const NAME: &'static str = "GrantScorecardAccess";
-    const SUMMARY: &'static str = "Grants a user a level on a scorecard of the site, or of a partner that shares it (Browser only, R-SHARE-5).";
+    const SUMMARY: &'static str = "Grants a user a level on a scorecard of the site (user managers; a Scorecard Admin of it, R-USER-3), or of a partner that shares it (Browser only, R-SHARE-5).";
 
     /// The owner's content, and, for a partner's scorecard, what the
     /// partner shares with the site.
@@ -1176,9 +1202,65 @@ impl Decision for GrantScorecardAccess {
                 .contains(&self.scorecard_id)
                 .then_some(AccessLevel::Browser)
         };
+        let actor_level = (owner == self.site_id)
+            .then(|| actor_level_on(ctx, site, facts, self.scorecard_id))
+            .flatten();
         Ok(Decided::site(
             self.site_id,
-            self.decide(&ctx.actor, site, max_level)?,
+            self.decide(&ctx.actor, site, max_level, actor_level)?,
+        ))
+    }
+}
+
+/// The acting user's level on `scorecard`, one of `site`'s own (its
+/// content read), when the actor is a user of `site`.
+fn actor_level_on(
+    ctx: &Context,
+    site: &SiteState,
+    facts: &Facts,
+    scorecard: ScorecardId,
+) -> Option<AccessLevel> {
+    let Actor::User { user_id, site_id } = ctx.actor else {
+        return None;
+    };
+    let user = site
+        .users
+        .get(&UserId(user_id))
+        .filter(|_| site_id == site.id.0)?;
+    crate::content::level_on_scorecard(user, facts.content(site.id), scorecard)
+}
+
+/// Whether the actor is a user of `site` without Manage Users or Instance
+/// Admin: their right to change access depends on their level on the
+/// scorecard, read from the site's content.
+fn needs_scorecard_level(ctx: &Context, site: Option<&SiteState>) -> bool {
+    matches!(ctx.actor, Actor::User { .. })
+        && site.is_some_and(|s| authorize(&ctx.actor, s, &MANAGE_USERS).is_err())
+}
+
+impl Decision for RevokeScorecardAccess {
+    const NAME: &'static str = "RevokeScorecardAccess";
+    const SUMMARY: &'static str = "Revokes a user's access to a scorecard (user managers; a Scorecard Admin of it, R-USER-3).";
+
+    /// The site, and, for an actor who is not a user manager, the site's
+    /// content: their level on the scorecard decides.
+    fn reads(&self, ctx: &Context, facts: &Facts) -> Vec<Read> {
+        let site = Read::Site(self.site_id);
+        let mut reads = vec![site.clone()];
+        if facts.has(&site) && needs_scorecard_level(ctx, facts.site(self.site_id)) {
+            reads.push(Read::Content(self.site_id));
+        }
+        reads
+    }
+
+    fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
+        let site = facts.existing_site(self.site_id)?;
+        let actor_level = needs_scorecard_level(ctx, Some(site))
+            .then(|| actor_level_on(ctx, site, facts, self.scorecard_id))
+            .flatten();
+        Ok(Decided::site(
+            self.site_id,
+            self.decide(&ctx.actor, site, actor_level)?,
         ))
     }
 }

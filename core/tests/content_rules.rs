@@ -1315,7 +1315,7 @@ fn r_share_5_a_partners_user_gets_at_most_browser_on_a_shared_scorecard() {
 
     // The command service passes max_level = Browser for A's shared scorecard.
     then(
-        grant(Browser).decide(&manager, &b.state, Some(Browser)),
+        grant(Browser).decide(&manager, &b.state, Some(Browser), None),
         vec![SiteEvent::ScorecardAccessGranted {
             user_id: viewer_id,
             scorecard_id: S1,
@@ -1324,7 +1324,7 @@ fn r_share_5_a_partners_user_gets_at_most_browser_on_a_shared_scorecard() {
     );
     for level in [Updater, Editor, ScorecardAdmin] {
         then_err(
-            grant(level).decide(&manager, &b.state, Some(Browser)),
+            grant(level).decide(&manager, &b.state, Some(Browser), None),
             DomainError::SharedContentReadOnly,
         );
     }

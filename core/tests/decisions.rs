@@ -1186,3 +1186,132 @@ fn site_commands_parse_from_json_and_refuse_unknown_fields() {
     let err = serde_json::from_str::<ImportUsers>(&rows).unwrap_err();
     assert!(err.to_string().contains("unknown field `rows`"), "{err}");
 }
+
+// ---------------------------------------------------------------------------
+// R-USER-3: a Scorecard Admin configures its scorecard's access
+// ---------------------------------------------------------------------------
+
+const A_CARD_ADMIN: UserId = uid(0xA5);
+const A_CARD_EDITOR: UserId = uid(0xA6);
+const A_MEMBER: UserId = uid(0xA7);
+
+/// A's content; on A, a Presenter holding Scorecard Admin on S1, another
+/// holding Editor on S1, and a plain Presenter.
+fn scorecard_admin_world() -> Store {
+    let store = three_sites().content(A, a_content());
+    let mut a = store.sites[&A].clone();
+    a.extend([
+        added(A_CARD_ADMIN, "cards@alpha.org", Role::Presenter),
+        added(A_CARD_EDITOR, "editor@alpha.org", Role::Presenter),
+        added(A_MEMBER, "member@alpha.org", Role::Presenter),
+        SiteEvent::ScorecardAccessGranted {
+            user_id: A_CARD_ADMIN,
+            scorecard_id: S1,
+            level: shareledger_core::catalog::AccessLevel::ScorecardAdmin,
+        },
+        SiteEvent::ScorecardAccessGranted {
+            user_id: A_CARD_EDITOR,
+            scorecard_id: S1,
+            level: shareledger_core::catalog::AccessLevel::Editor,
+        },
+        granted(A_MEMBER, S1),
+    ]);
+    store.site(a)
+}
+
+fn grant_on(scorecard_id: ScorecardId) -> shareledger_core::site::GrantScorecardAccess {
+    shareledger_core::site::GrantScorecardAccess {
+        site_id: A,
+        user_id: A_MEMBER,
+        scorecard_id,
+        level: shareledger_core::catalog::AccessLevel::Editor,
+        owner_site: None,
+    }
+}
+
+fn revoke_on(scorecard_id: ScorecardId) -> shareledger_core::site::RevokeScorecardAccess {
+    shareledger_core::site::RevokeScorecardAccess {
+        site_id: A,
+        user_id: A_MEMBER,
+        scorecard_id,
+    }
+}
+
+#[test]
+fn r_user_3_a_scorecard_admin_grants_and_revokes_access_to_its_scorecard() {
+    let store = scorecard_admin_world();
+    let admin = by(A, A_CARD_ADMIN);
+    // Given Scorecard Admin on S1 (and no Manage Users), when granting
+    // Editor on S1, then the grant is written.
+    let (_, decided) = store.when(&admin, &grant_on(S1));
+    then(
+        decided,
+        vec![Write::Site(
+            A,
+            vec![SiteEvent::ScorecardAccessGranted {
+                user_id: A_MEMBER,
+                scorecard_id: S1,
+                level: shareledger_core::catalog::AccessLevel::Editor,
+            }],
+        )],
+    );
+    // When revoking access to S1: the site and its content are read (the
+    // level decides), and the revocation is written.
+    let (asked, decided) = store.when(&admin, &revoke_on(S1));
+    assert_eq!(asked, vec![Read::Site(A), Read::Content(A)]);
+    then(
+        decided,
+        vec![Write::Site(
+            A,
+            vec![SiteEvent::ScorecardAccessRevoked {
+                user_id: A_MEMBER,
+                scorecard_id: S1,
+            }],
+        )],
+    );
+}
+
+#[test]
+fn r_user_3_only_a_scorecard_admin_of_that_scorecard_or_a_user_manager_changes_its_access() {
+    let store = scorecard_admin_world();
+    let refused = DomainError::NotPermitted {
+        needed: PermissionFlag::ManageUsers,
+    };
+    // Scorecard Admin on S1 is nothing on S2.
+    assert_eq!(
+        store.when(&by(A, A_CARD_ADMIN), &grant_on(S2)).1,
+        Err(refused.clone())
+    );
+    assert_eq!(
+        store.when(&by(A, A_CARD_ADMIN), &revoke_on(S2)).1,
+        Err(refused.clone())
+    );
+    // Editor on S1 does not configure it.
+    assert_eq!(
+        store.when(&by(A, A_CARD_EDITOR), &grant_on(S1)).1,
+        Err(refused.clone())
+    );
+    assert_eq!(
+        store.when(&by(A, A_CARD_EDITOR), &revoke_on(S1)).1,
+        Err(refused)
+    );
+    // A user manager needs no level, and no read of the content to revoke.
+    let (asked, decided) = store.when(&by(A, A_ADMIN), &revoke_on(S1));
+    assert_eq!(asked, vec![Read::Site(A)]);
+    assert!(decided.is_ok(), "{decided:?}");
+}
+
+#[test]
+fn r_user_6_a_deactivated_scorecard_admin_changes_nothing() {
+    let mut store = scorecard_admin_world();
+    let mut a = store.sites[&A].clone();
+    a.push(SiteEvent::UserDeactivated {
+        user_id: A_CARD_ADMIN,
+    });
+    store = store.site(a);
+    let (_, decided) = store.when(&by(A, A_CARD_ADMIN), &grant_on(S1));
+    assert!(
+        matches!(decided, Err(DomainError::ActorInactive)),
+        "{decided:?}"
+    );
+}

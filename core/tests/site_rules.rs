@@ -387,7 +387,7 @@ fn user_management_cases(actor: &Actor, site: &SiteState) -> Vec<Case> {
                 scorecard_id: S2,
                 level: AccessLevel::Updater,
             }
-            .decide(actor, site, Some(AccessLevel::ScorecardAdmin)),
+            .decide(actor, site, Some(AccessLevel::ScorecardAdmin), None),
             expected: vec![granted(TARGET, S2, AccessLevel::Updater)],
         },
         Case {
@@ -397,7 +397,7 @@ fn user_management_cases(actor: &Actor, site: &SiteState) -> Vec<Case> {
                 user_id: TARGET,
                 scorecard_id: S1,
             }
-            .decide(actor, site),
+            .decide(actor, site, None),
             expected: vec![revoked(TARGET, S1)],
         },
         Case {
@@ -757,7 +757,12 @@ fn r_user_3_grant_scorecard_access_at_each_level_on_an_own_scorecard() {
                 scorecard_id: S2,
                 level,
             }
-            .decide(&by(A, A_ADMIN), &site, Some(AccessLevel::ScorecardAdmin)),
+            .decide(
+                &by(A, A_ADMIN),
+                &site,
+                Some(AccessLevel::ScorecardAdmin),
+                None,
+            ),
             vec![granted(TARGET, S2, level)],
         );
     }
@@ -788,7 +793,7 @@ fn r_user_3_different_levels_on_different_scorecards() {
             scorecard_id,
             level,
         }
-        .decide(&admin, &site, Some(AccessLevel::ScorecardAdmin));
+        .decide(&admin, &site, Some(AccessLevel::ScorecardAdmin), None);
         site = apply(&site, grant);
     }
     assert_eq!(
@@ -814,7 +819,7 @@ fn r_user_3_a_partners_shared_scorecard_is_browser_at_most() {
             scorecard_id: shared,
             level,
         }
-        .decide(&by(A, A_ADMIN), &site, Some(AccessLevel::Browser))
+        .decide(&by(A, A_ADMIN), &site, Some(AccessLevel::Browser), None)
     };
     then(
         grant(AccessLevel::Browser),
@@ -841,7 +846,7 @@ fn r_user_3_a_scorecard_neither_own_nor_shared_is_not_found() {
             scorecard_id: elsewhere,
             level: AccessLevel::Browser,
         }
-        .decide(&by(A, A_ADMIN), &site, None),
+        .decide(&by(A, A_ADMIN), &site, None, None),
         DomainError::ScorecardNotFound(elsewhere),
     );
 }
@@ -854,7 +859,7 @@ fn r_user_3_revoke_scorecard_access() {
         user_id: TARGET,
         scorecard_id: S1,
     };
-    let result = revoke.decide(&by(A, A_ADMIN), &site);
+    let result = revoke.decide(&by(A, A_ADMIN), &site, None);
     then(result.clone(), vec![revoked(TARGET, S1)]);
     let after = apply(&site, result);
     assert_eq!(
@@ -863,7 +868,7 @@ fn r_user_3_revoke_scorecard_access() {
     );
     // Nothing left to revoke on S1.
     then_err(
-        revoke.decide(&by(A, A_ADMIN), &after),
+        revoke.decide(&by(A, A_ADMIN), &after, None),
         DomainError::ScorecardNotFound(S1),
     );
 }
@@ -1043,7 +1048,7 @@ fn r_user_6_an_inactive_user_cannot_be_edited() {
             scorecard_id: S2,
             level: AccessLevel::Editor,
         }
-        .decide(&admin, &site, Some(AccessLevel::ScorecardAdmin)),
+        .decide(&admin, &site, Some(AccessLevel::ScorecardAdmin), None),
         inactive.clone(),
     );
     then_err(
@@ -1052,7 +1057,7 @@ fn r_user_6_an_inactive_user_cannot_be_edited() {
             user_id: RETIRED,
             scorecard_id: S1,
         }
-        .decide(&admin, &site),
+        .decide(&admin, &site, None),
         inactive.clone(),
     );
     then_err(

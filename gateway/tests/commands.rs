@@ -1799,3 +1799,52 @@ async fn a_reused_idempotency_key_with_another_body_is_422_and_writes_nothing() 
     assert_eq!(h.snapshot().await, before);
     harness.shutdown().await;
 }
+
+#[tokio::test]
+async fn r_user_3_a_scorecard_admin_configures_its_scorecards_access_over_http() {
+    // Given a Presenter of A holding Scorecard Admin on one scorecard.
+    let harness = Harness::start().await;
+    let h = &harness;
+    let a = h.site("ALPHA").await;
+    let (own, other) = (Uuid::new_v4(), Uuid::new_v4());
+    for (id, name) in [(own, "Corporate"), (other, "Eastern")] {
+        h.must(
+            &a.admin_token,
+            "CreateScorecard",
+            json!({"site_id": a.id, "scorecard_id": id, "name": name}),
+        )
+        .await;
+    }
+    let (card_admin, card_admin_token) = h.user(&a, "cards@alpha.org", "presenter").await;
+    let (member, _) = h.user(&a, "member@alpha.org", "presenter").await;
+    h.must(
+        &a.admin_token,
+        "GrantScorecardAccess",
+        json!({"site_id": a.id, "user_id": card_admin, "scorecard_id": own, "level": "scorecard_admin"}),
+    )
+    .await;
+    // When they grant and revoke access to it, then both are written.
+    h.must(
+        &card_admin_token,
+        "GrantScorecardAccess",
+        json!({"site_id": a.id, "user_id": member, "scorecard_id": own, "level": "editor"}),
+    )
+    .await;
+    h.must(
+        &card_admin_token,
+        "RevokeScorecardAccess",
+        json!({"site_id": a.id, "user_id": member, "scorecard_id": own}),
+    )
+    .await;
+    // And another scorecard's access is refused to them, writing nothing.
+    let before = h.snapshot().await;
+    h.command(
+        &card_admin_token,
+        "GrantScorecardAccess",
+        json!({"site_id": a.id, "user_id": member, "scorecard_id": other, "level": "browser"}),
+    )
+    .await
+    .assert_problem(403, "not_permitted");
+    assert_eq!(h.snapshot().await, before);
+    harness.shutdown().await;
+}
