@@ -314,6 +314,9 @@ fn check_grants_instance_admin(
 /// R-USER-5: adding, editing, importing, deactivating or reactivating users.
 const MANAGE_USERS: [PermissionFlag; 2] =
     [PermissionFlag::ManageUsers, PermissionFlag::InstanceAdmin];
+/// Importing users needs Import/Export too (seed 001), or Instance Admin.
+const IMPORT_USERS: [PermissionFlag; 2] =
+    [PermissionFlag::ImportExport, PermissionFlag::InstanceAdmin];
 /// Site settings are Instance Admin's (seed 001: "high-security sections").
 const INSTANCE_ADMIN: [PermissionFlag; 1] = [PermissionFlag::InstanceAdmin];
 
@@ -1280,6 +1283,8 @@ impl Decision for ImportUsers {
     fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
         let site = facts.existing_site(self.site_id)?;
         authorize_user_manager(&ctx.actor, site)?;
+        // Seed 001: Import/Export "can access the Import Users admin page".
+        authorize(&ctx.actor, site, &IMPORT_USERS)?;
         let mut row = 0;
         let rows = crate::csv_import::parse_users_csv(&self.csv, || {
             row += 1;

@@ -1315,3 +1315,40 @@ fn r_user_6_a_deactivated_scorecard_admin_changes_nothing() {
         "{decided:?}"
     );
 }
+
+#[test]
+fn r_user_2_importing_users_needs_import_export_besides_manage_users() {
+    // Given a Presenter of A with Manage Users but not Import/Export.
+    const A_MANAGER: UserId = uid(0xA9);
+    let mut store = three_sites();
+    let mut a = store.sites[&A].clone();
+    a.extend([
+        added(A_MANAGER, "manager@alpha.org", Role::Presenter),
+        SiteEvent::UserPermissionsSet {
+            user_id: A_MANAGER,
+            permissions: [PermissionFlag::ManageUsers].into_iter().collect(),
+        },
+    ]);
+    store = store.site(a.clone());
+    let import = ImportUsers {
+        site_id: A,
+        csv: "username,name,role\nann@alpha.org,Ann,presenter\n".into(),
+    };
+    // When they import, then they are refused, naming Import/Export
+    // (seed 001: "can access the Import Users admin page").
+    assert_eq!(
+        store.when(&by(A, A_MANAGER), &import).1,
+        Err(DomainError::NotPermitted {
+            needed: PermissionFlag::ImportExport
+        })
+    );
+    // Given Import/Export too, the same file is imported.
+    a.push(SiteEvent::UserPermissionsSet {
+        user_id: A_MANAGER,
+        permissions: [PermissionFlag::ManageUsers, PermissionFlag::ImportExport]
+            .into_iter()
+            .collect(),
+    });
+    store = store.site(a);
+    assert!(store.when(&by(A, A_MANAGER), &import).1.is_ok());
+}
