@@ -496,6 +496,21 @@ impl Loaded {
                     .map(|SiteCodeEvent::SiteCodeClaimed { site_id, .. }| *site_id);
                 facts.put_site_code(code.clone(), holder);
             }
+            Read::ObjectOwner(object) => {
+                // An object's owner never changes: read by its tag, not
+                // guarded (no stream to guard).
+                let created = self
+                    .store
+                    .read_tagged(&object.tag(), &["ObjectCreated"], 1)
+                    .await?;
+                let owner = created.first().and_then(|e| {
+                    e.stream
+                        .strip_prefix("content-")
+                        .and_then(|id| uuid::Uuid::try_parse(id).ok())
+                        .map(SiteId)
+                });
+                facts.put_object_owner(*object, owner);
+            }
         }
         Ok(())
     }

@@ -357,3 +357,28 @@ async fn r_share_1_sharing_needs_an_active_link_and_an_own_scorecard() {
         DomainError::ScorecardNotFound(p.b_scorecard)
     );
 }
+
+#[tokio::test]
+async fn r_share_3_a_partners_edit_naming_its_own_site_is_read_only_and_writes_nothing() {
+    // Given A shares the scorecard showing its object with B.
+    let db = TestDb::new().await;
+    let p = partners(&db).await;
+    share_and_link(&p).await;
+    let before = db.log_snapshot().await;
+    // When B's admin changes A's object naming B (its own site).
+    let result = p
+        .service
+        .execute(
+            &by(p.b, p.admin_b),
+            shareledger_core::content::ChangeObjectField {
+                site_id: p.b,
+                object_id: p.object,
+                field: shareledger_core::catalog::ObjectField::Description,
+                value: "ours now".into(),
+            },
+        )
+        .await;
+    // Then: read-only (the owner found by the object's tag), nothing written.
+    assert_eq!(domain(result), DomainError::SharedContentReadOnly);
+    assert_eq!(db.log_snapshot().await, before);
+}

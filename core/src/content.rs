@@ -527,6 +527,22 @@ impl ChangeObjectField {
 }
 
 impl ChangeObjectField {
+    /// Whether the object is not of the site the command names but of
+    /// another, which shares it with the acting user's site.
+    fn shared_elsewhere(&self, ctx: &Context, facts: &Facts, acting: SiteId) -> bool {
+        let named = Read::ObjectOwner(self.object_id);
+        if !facts.has(&named) {
+            return false;
+        }
+        facts
+            .object_owner(self.object_id)
+            .filter(|owner| *owner != acting && *owner != self.site_id)
+            .is_some_and(|owner| {
+                ctx.actor_site().is_some()
+                    && facts.visible_to(owner, acting).contains(&self.object_id)
+            })
+    }
+
     /// What the outcome depends on (R-USER-3: the actor's level on the
     /// object): the acting user (their role, flags, per-scorecard levels,
     /// active or not), the object's and its containers' creation and
@@ -789,11 +805,30 @@ impl Decision for ChangeObjectField {
     /// The acting site, the owner's content, and, for a partner's user,
     /// whether the owner shares the object with them (to refuse as
     /// read-only rather than as another site's).
-    fn reads(&self, ctx: &Context, _: &Facts) -> Vec<Read> {
+    fn reads(&self, ctx: &Context, facts: &Facts) -> Vec<Read> {
         let acting = acting_site(ctx, self.site_id);
         let mut reads = vec![Read::Site(acting), Read::Content(self.site_id)];
         if acting != self.site_id {
             reads.push(Read::Connection(self.site_id, acting));
+        }
+        // A user naming a site that does not hold the object: whose is it,
+        // and does it share the object with the user's site?
+        let named = Read::Content(self.site_id);
+        if ctx.actor_site().is_some()
+            && facts.has(&named)
+            && !facts
+                .content(self.site_id)
+                .objects
+                .contains_key(&self.object_id)
+        {
+            let owner = Read::ObjectOwner(self.object_id);
+            if facts.has(&owner) {
+                if let Some(owner) = facts.object_owner(self.object_id).filter(|o| *o != acting) {
+                    reads.push(Read::Content(owner));
+                    reads.push(Read::Connection(owner, acting));
+                }
+            }
+            reads.push(owner);
         }
         reads
     }
@@ -805,6 +840,12 @@ impl Decision for ChangeObjectField {
         let acting = acting_site(ctx, self.site_id);
         let site = facts.existing_site(acting)?;
         let content = facts.content(self.site_id);
+        if self.shared_elsewhere(ctx, facts, acting) {
+            // R-SHARE-3, whatever site the user named: shared content is
+            // read-only (after the user's own standing is checked).
+            authorize(&ctx.actor, site, &[])?;
+            return Err(DomainError::SharedContentReadOnly);
+        }
         let shared_with_actor = acting != self.site_id
             && facts
                 .visible_to(self.site_id, acting)

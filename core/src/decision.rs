@@ -59,6 +59,9 @@ pub enum Read {
     Connection(SiteId, SiteId),
     /// Which site holds a site code (`sitecode-<CODE>`).
     SiteCode(SiteCode),
+    /// Which site an object is of: the content stream of the event that
+    /// created it, found by the object's tag (never changes once created).
+    ObjectOwner(ObjectId),
 }
 
 /// The states a decision read. Asking for a state it did not declare in
@@ -69,6 +72,7 @@ pub struct Facts {
     contents: BTreeMap<SiteId, ContentState>,
     connections: BTreeMap<(SiteId, SiteId), ConnectionState>,
     codes: HashMap<SiteCode, Option<SiteId>>,
+    object_owners: BTreeMap<ObjectId, Option<SiteId>>,
 }
 
 /// Orders a pair, as the connection stream's name does.
@@ -88,6 +92,7 @@ impl Facts {
             Read::Content(id) => self.contents.contains_key(id),
             Read::Connection(a, b) => self.connections.contains_key(&pair(*a, *b)),
             Read::SiteCode(code) => self.codes.contains_key(code),
+            Read::ObjectOwner(object) => self.object_owners.contains_key(object),
         }
     }
 
@@ -116,6 +121,17 @@ impl Facts {
 
     pub fn put_site_code(&mut self, code: SiteCode, holder: Option<SiteId>) {
         self.codes.insert(code, holder);
+    }
+
+    pub fn put_object_owner(&mut self, object: ObjectId, owner: Option<SiteId>) {
+        self.object_owners.insert(object, owner);
+    }
+
+    /// The site whose object `object` is, if any created it.
+    pub fn object_owner(&self, object: ObjectId) -> Option<SiteId> {
+        *self.object_owners.get(&object).unwrap_or_else(|| {
+            panic!("a decision read the owner of object {object} without declaring it")
+        })
     }
 
     /// A site's state, `None` if it was never registered.

@@ -100,6 +100,17 @@ impl Store {
             Read::SiteCode(code) => {
                 facts.put_site_code(code.clone(), self.codes.get(code).copied())
             }
+            Read::ObjectOwner(object) => {
+                let owner = self.contents.iter().find_map(|(site, events)| {
+                    events
+                        .iter()
+                        .any(|e| {
+                            matches!(e, ContentEvent::ObjectCreated { object_id, .. } if object_id == object)
+                        })
+                        .then_some(*site)
+                });
+                facts.put_object_owner(*object, owner)
+            }
         }
     }
 
@@ -1351,4 +1362,68 @@ fn r_user_2_importing_users_needs_import_export_besides_manage_users() {
     });
     store = store.site(a);
     assert!(store.when(&by(A, A_MANAGER), &import).1.is_ok());
+}
+
+// ---------------------------------------------------------------------------
+// R-SHARE-3: shared content is read-only, whatever site the partner names
+// ---------------------------------------------------------------------------
+
+#[test]
+fn r_share_3_a_partner_editing_shared_content_is_read_only_whatever_site_it_names() {
+    // Given A shares S1 (showing I) with B, and keeps H on no scorecard.
+    const H: ObjectId = ObjectId(Uuid::from_u128(0xA1_09));
+    let mut store = sharing_world();
+    let mut a = store.contents[&A].clone();
+    a.push(indicator(H));
+    store = store.content(A, a);
+    let edit = |site_id, object_id| ChangeObjectField {
+        site_id,
+        object_id,
+        field: ObjectField::Description,
+        value: "changed".into(),
+    };
+    let b_admin = by(B, B_ADMIN);
+    // When B's admin names A, its own site B, or a third site C with A's
+    // shared I: read-only each time.
+    for named in [A, B, C] {
+        let (_, decided) = store.when(&b_admin, &edit(named, I));
+        assert_eq!(
+            decided,
+            Err(DomainError::SharedContentReadOnly),
+            "{named:?}"
+        );
+    }
+    // Naming its own site B, the reads find I's owner by its tag, then what
+    // A shares with B.
+    let (asked, _) = store.when(&b_admin, &edit(B, I));
+    assert_eq!(
+        asked,
+        vec![
+            Read::Site(B),
+            Read::Content(B),
+            Read::ObjectOwner(I),
+            Read::Content(A),
+            Read::Connection(A, B)
+        ]
+    );
+    // What A does not share stays unknown to B: not found on B, another
+    // site's on C, exactly as an object that does not exist.
+    const NOWHERE: ObjectId = ObjectId(Uuid::from_u128(0xDEAD));
+    for object in [H, NOWHERE] {
+        assert_eq!(
+            store.when(&b_admin, &edit(B, object)).1,
+            Err(DomainError::ObjectNotFound(object))
+        );
+        assert_eq!(
+            store.when(&b_admin, &edit(C, object)).1,
+            Err(DomainError::CrossSite {
+                actor_site: B,
+                target_site: C
+            })
+        );
+    }
+    // A's own edit of I reads no owner: the object is where it names it.
+    let (asked, decided) = store.when(&by(A, A_ADMIN), &edit(A, I));
+    assert_eq!(asked, vec![Read::Site(A), Read::Content(A)]);
+    assert!(decided.is_ok(), "{decided:?}");
 }

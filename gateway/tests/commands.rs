@@ -1848,3 +1848,34 @@ async fn r_user_3_a_scorecard_admin_configures_its_scorecards_access_over_http()
     assert_eq!(h.snapshot().await, before);
     harness.shutdown().await;
 }
+
+#[tokio::test]
+async fn r_share_3_a_partner_editing_shared_content_gets_read_only_whatever_site_it_names() {
+    // Given A shares a scorecard showing `shared_object` with B.
+    let harness = Harness::start().await;
+    let h = &harness;
+    let w = h.world().await;
+    let c = h.site("GAMMA").await;
+    let before = h.snapshot().await;
+    // When B's admin changes A's shared object naming A, B or C: 403
+    // shared_content_read_only each time, nothing written.
+    for named in [w.a.id, w.b.id, c.id] {
+        h.command(
+            &w.b.admin_token,
+            "ChangeObjectField",
+            json!({"site_id": named, "object_id": w.shared_object, "field": "description", "value": "ours now"}),
+        )
+        .await
+        .assert_problem(403, "shared_content_read_only");
+    }
+    // A's private object stays unknown to B, as if it did not exist.
+    h.command(
+        &w.b.admin_token,
+        "ChangeObjectField",
+        json!({"site_id": w.b.id, "object_id": w.private_object, "field": "description", "value": "x"}),
+    )
+    .await
+    .assert_problem(404, "object_not_found");
+    assert_eq!(h.snapshot().await, before);
+    harness.shutdown().await;
+}

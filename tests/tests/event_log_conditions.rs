@@ -8,7 +8,7 @@
 use serde_json::json;
 use shareledger_events::store::{LogError, PgEventStore, StreamAppend};
 use shareledger_events::{AppendCondition, ExpectedRevision, NewEvent, Query, Tag};
-use shareledger_tests::fixtures::{event, event_with_id, stream};
+use shareledger_tests::fixtures::{event, event_with_id, metadata, stream};
 use shareledger_tests::TestDb;
 use uuid::Uuid;
 
@@ -73,6 +73,105 @@ async fn an_events_tags_are_stored_with_it_and_with_its_type() {
             ("object:o1".into(), written as i64, "ObjectCreated".into()),
             ("site:s1".into(), written as i64, "ObjectCreated".into()),
         ]
+    );
+}
+
+#[tokio::test]
+async fn events_are_read_by_tag_and_type_in_log_order_and_only_while_visible() {
+    // Given events tagged object:o1 of two types on two streams, and one
+    // tagged otherwise.
+    let db = TestDb::new().await;
+    let store = db.store();
+    let cond = AppendCondition::default();
+    let first = append_if(
+        &store,
+        "content-1",
+        vec![tagged("ObjectCreated", &["object:o1"])],
+        &cond,
+    )
+    .await
+    .unwrap();
+    let edited = append_if(
+        &store,
+        "content-1",
+        vec![tagged("ObjectFieldEdited", &["object:o1"])],
+        &cond,
+    )
+    .await
+    .unwrap();
+    append_if(
+        &store,
+        "content-2",
+        vec![tagged("ObjectCreated", &["object:o2"])],
+        &cond,
+    )
+    .await
+    .unwrap();
+    let linked = append_if(
+        &store,
+        "content-3",
+        vec![tagged("SharedObjectLinked", &["object:o1"])],
+        &cond,
+    )
+    .await
+    .unwrap();
+    let positions = |events: Vec<shareledger_events::RecordedEvent>| {
+        events.iter().map(|e| e.global_position).collect::<Vec<_>>()
+    };
+    // When read by the tag and types, then exactly those, in log order.
+    let o1 = tag("object:o1");
+    assert_eq!(
+        positions(
+            store
+                .read_tagged(&o1, &["ObjectCreated"], 10)
+                .await
+                .unwrap()
+        ),
+        vec![first]
+    );
+    assert_eq!(
+        positions(
+            store
+                .read_tagged(
+                    &o1,
+                    &["SharedObjectLinked", "ObjectFieldEdited", "ObjectCreated"],
+                    10
+                )
+                .await
+                .unwrap()
+        ),
+        vec![first, edited, linked]
+    );
+    assert_eq!(
+        positions(
+            store
+                .read_tagged(
+                    &o1,
+                    &["ObjectCreated", "ObjectFieldEdited", "SharedObjectLinked"],
+                    2
+                )
+                .await
+                .unwrap()
+        ),
+        vec![first, edited]
+    );
+    // And a soft-deleted stream's events are not read any more.
+    store
+        .delete_stream(&stream("content-1"), ExpectedRevision::Any, metadata())
+        .await
+        .unwrap();
+    assert_eq!(
+        positions(
+            store
+                .read_tagged(
+                    &o1,
+                    &["ObjectCreated", "ObjectFieldEdited", "SharedObjectLinked"],
+                    10
+                )
+                .await
+                .unwrap()
+        ),
+        vec![linked]
     );
 }
 

@@ -555,6 +555,28 @@ impl PgEventStore {
         decode_rows(query, &self.pool, limit).await
     }
 
+    /// The visible events tagged `tag` whose type is one of `types`, in
+    /// global order, at most `limit` (a DCB read by query: one range of the
+    /// tags' primary key).
+    pub async fn read_tagged(
+        &self,
+        tag: &crate::Tag,
+        types: &[&str],
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let limit = check_limit(limit)?;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM sl_events e \
+             WHERE e.global_position IN (SELECT t.global_position FROM sl_event_tags t \
+                 WHERE t.tag = $1 AND t.event_type = ANY($2)) \
+             AND e.stream_revision >= (SELECT s.visible_from FROM sl_streams s \
+                 WHERE s.stream_name = e.stream_name) \
+             ORDER BY e.global_position LIMIT $3"
+        );
+        let query = sqlx::query(&sql).bind(tag.as_str()).bind(types).bind(limit);
+        decode_rows(query, &self.pool, limit).await
+    }
+
     /// The events with these ids that exist, in global order.
     pub async fn read_events_by_id(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, LogError> {
         // No ORDER BY … LIMIT here: with one, the planner may walk the
