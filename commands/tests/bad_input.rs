@@ -737,7 +737,10 @@ async fn request_connection_rejects_a_link_already_active_and_leaves_the_log_unc
                 directions: Directions::Both,
             },
         ),
-        DomainError::LinkPendingOrActive { link: w.a_to_b() },
+        DomainError::LinkPendingOrActive {
+            link: w.a_to_b(),
+            other: Some(Link { from: w.b, to: w.a }),
+        },
     )
     .await;
 }

@@ -429,18 +429,24 @@ impl RequestConnection {
             Directions::Both => vec![offered, offered.reversed()],
             Directions::Offer => vec![offered],
         };
+        // A link already active, or awaiting the partner on this site's own
+        // request, refuses the whole request; the refusal names the other
+        // requested direction when that one could be asked for alone.
+        let taken = |link: Link| match state.link_state(link) {
+            LinkState::Active => true,
+            LinkState::AwaitingApproval { requested_by } => requested_by == requester.id,
+            _ => false,
+        };
+        if let Some(link) = requested.iter().copied().find(|l| taken(*l)) {
+            let other = requested.iter().copied().find(|l| *l != link && !taken(*l));
+            return Err(DomainError::LinkPendingOrActive { link, other });
+        }
         let mut new = Vec::new();
         let mut mutual = Vec::new();
         for link in requested {
             match state.link_state(link) {
-                LinkState::Active => return Err(DomainError::LinkPendingOrActive { link }),
-                LinkState::AwaitingApproval { requested_by } if requested_by == requester.id => {
-                    return Err(DomainError::LinkPendingOrActive { link })
-                }
                 LinkState::AwaitingApproval { .. } => mutual.push(link),
-                LinkState::None | LinkState::Denied | LinkState::Cancelled | LinkState::Revoked => {
-                    new.push(link)
-                }
+                _ => new.push(link),
             }
         }
         let mut events = Vec::new();
@@ -1473,21 +1479,33 @@ mod tests {
         let pending = w.given(&w.active_both()[..1]);
         assert_eq!(
             w.request(&w.a.admin, &w.a, &w.b, Directions::Both, &pending),
-            Err(DomainError::LinkPendingOrActive { link: w.ab() })
+            Err(DomainError::LinkPendingOrActive {
+                link: w.ab(),
+                other: None
+            })
         );
         assert_eq!(
             w.request(&w.a.admin, &w.a, &w.b, Directions::Offer, &pending),
-            Err(DomainError::LinkPendingOrActive { link: w.ab() })
+            Err(DomainError::LinkPendingOrActive {
+                link: w.ab(),
+                other: None
+            })
         );
         // Active links, requested by either site.
         let active = w.given(&w.active_both());
         assert_eq!(
             w.request(&w.a.admin, &w.a, &w.b, Directions::Both, &active),
-            Err(DomainError::LinkPendingOrActive { link: w.ab() })
+            Err(DomainError::LinkPendingOrActive {
+                link: w.ab(),
+                other: None
+            })
         );
         assert_eq!(
             w.request(&w.b.admin, &w.b, &w.a, Directions::Offer, &active),
-            Err(DomainError::LinkPendingOrActive { link: w.ba() })
+            Err(DomainError::LinkPendingOrActive {
+                link: w.ba(),
+                other: None
+            })
         );
         // One direction active, the other revoked: still rejected (nothing
         // written), as `Both` names the active one too.
@@ -1500,7 +1518,11 @@ mod tests {
         );
         assert_eq!(
             w.request(&w.a.admin, &w.a, &w.b, Directions::Both, &half),
-            Err(DomainError::LinkPendingOrActive { link: w.ab() })
+            Err(DomainError::LinkPendingOrActive {
+                link: w.ab(),
+                // B→A is free: the refusal says it can be asked for alone.
+                other: Some(w.ba())
+            })
         );
     }
 

@@ -105,8 +105,16 @@ pub enum DomainError {
     SharedContentReadOnly,
     #[error("the link {link} is not active (R-SHARE-1)")]
     LinkNotActive { link: Link },
-    #[error("the link {link} is pending or active already (R-CONN-2)")]
-    LinkPendingOrActive { link: Link },
+    #[error(
+        "the link {link} is pending or active already (R-CONN-2){}",
+        other_direction(other)
+    )]
+    LinkPendingOrActive {
+        link: Link,
+        /// The other direction the request asked for, when it is free: it
+        /// can be asked for alone.
+        other: Option<Link>,
+    },
     #[error("nothing awaits this site's approval from that partner (R-CONN-3)")]
     NothingToApprove,
     #[error("this site has no request awaiting the partner's approval (R-CONN-3)")]
@@ -121,6 +129,17 @@ pub enum DomainError {
     RelationshipExists,
     #[error("this site has no such relationship {0}")]
     RelationshipNotFound(RelationshipId),
+}
+
+/// The fix a refused two-way request has: ask for the free direction alone.
+fn other_direction(other: &Option<Link>) -> String {
+    match other {
+        Some(link) => format!(
+            "; the other direction is free: to ask for it alone, site {} requests with directions \"offer\"",
+            link.from
+        ),
+        None => String::new(),
+    }
 }
 
 impl DomainError {
@@ -205,9 +224,21 @@ mod tests {
             (
                 DomainError::LinkPendingOrActive {
                     link: Link { from, to },
+                    other: None,
                 },
                 format!(
                     "the link from site {from} to site {to} is pending or active already (R-CONN-2)"
+                ),
+            ),
+            (
+                DomainError::LinkPendingOrActive {
+                    link: Link { from, to },
+                    other: Some(Link { from: to, to: from }),
+                },
+                format!(
+                    "the link from site {from} to site {to} is pending or active already (R-CONN-2); \
+                     the other direction is free: to ask for it alone, site {to} requests with \
+                     directions \"offer\""
                 ),
             ),
         ];

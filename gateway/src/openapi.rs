@@ -443,7 +443,7 @@ fn every_domain_error() -> Vec<DomainError> {
         },
         SharedContentReadOnly,
         LinkNotActive { link },
-        LinkPendingOrActive { link },
+        LinkPendingOrActive { link, other: None },
         NothingToApprove,
         NothingToCancel,
         AlreadyShared(scorecard),
