@@ -122,7 +122,15 @@ async fn a_partner_user_sees_what_was_shared_and_granted_at_the_commands_positio
     for item in page["items"].as_array().unwrap() {
         assert_eq!(item["site"], json!(w.a.id));
         assert_eq!(item["origin_code"], json!("ALPHA"), "R-SHARE-6");
+        assert_eq!(item["origin_name"], json!("ALPHA site"), "R-SHARE-6");
         assert_eq!(item["level"], json!("browser"));
+        // Each item is named.
+        let name = if item["target"]["type"] == json!("scorecard") {
+            "Shared measures"
+        } else {
+            "Literacy rate"
+        };
+        assert_eq!(item["name"], json!(name), "{item:#}");
     }
     assert_eq!(page["next"], Value::Null);
     // Filtered and paged: one item per page, then the next.
@@ -225,6 +233,16 @@ async fn a_partner_user_sees_what_was_shared_and_granted_at_the_commands_positio
         .map(|v| v["user"].as_str().unwrap().to_owned())
         .collect();
     assert!(who.contains(&w.a.admin.to_string()) && who.contains(&w.partner.to_string()));
+    // Each viewer is named: username, name and site code.
+    let admin = viewers["viewers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["user"] == json!(w.a.admin))
+        .unwrap();
+    assert_eq!(admin["username"], json!("admin@alpha.org"));
+    assert_eq!(admin["name"], json!("Admin"));
+    assert_eq!(admin["site_code"], json!("ALPHA"));
     assert!(!who.contains(&w.plain.to_string()), "{viewers:#}");
     // B sees the object but is not its owner's administrator.
     let refused = h

@@ -317,6 +317,20 @@ impl Oracle {
         visible.then_some(AccessLevel::Browser)
     }
 
+    /// A target's name, from its owner's content.
+    fn name_of(&self, target: Target) -> Name {
+        let (_, (site, _)) = self
+            .targets()
+            .into_iter()
+            .find(|(t, _)| *t == target)
+            .expect("a known target");
+        let content = self.content(site);
+        match target {
+            Target::Scorecard(id) => content.scorecards[&id].clone(),
+            Target::Object(id) => content.objects[&id].name.clone(),
+        }
+    }
+
     /// Q-2 by brute force: everything `user` sees, ordered by (owner site id,
     /// target id).
     fn lookup(&self, user: UserId) -> Vec<Visible> {
@@ -327,8 +341,10 @@ impl Oracle {
                 self.level(user, target).map(|level| Visible {
                     target,
                     kind,
+                    name: self.name_of(target),
                     site,
                     origin_code: self.sites[&site].code.clone(),
+                    origin_name: self.sites[&site].name.clone(),
                     level,
                 })
             })
@@ -344,9 +360,15 @@ impl Oracle {
         let mut viewers: Vec<Viewer> = self
             .users()
             .into_iter()
-            .filter_map(|(user, (site, _))| {
-                self.level(user, target)
-                    .map(|level| Viewer { site, user, level })
+            .filter_map(|(user, (site, state))| {
+                self.level(user, target).map(|level| Viewer {
+                    site,
+                    user,
+                    level,
+                    username: state.username.clone(),
+                    name: state.name.clone(),
+                    site_code: self.sites[&site].code.clone(),
+                })
             })
             .collect();
         viewers.sort_by_key(|v| (v.site, v.user));

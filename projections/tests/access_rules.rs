@@ -1137,12 +1137,19 @@ async fn r_share_6_every_shared_item_carries_its_origin_code() {
             .iter()
             .find(|v| v.target == target)
             .unwrap_or_else(|| panic!("{target:?} in {items:?}"));
+        // Each item is named, with its owner's code and name (R-SHARE-6).
+        let name = match target {
+            Target::Scorecard(_) => "Scorecard",
+            Target::Object(_) => "Object",
+        };
         assert_eq!(
             item,
             &Visible {
                 target,
                 kind,
+                name: Name::parse(name).unwrap(),
                 site,
+                origin_name: Name::parse(origin_code.as_str()).unwrap(),
                 origin_code,
                 level: Browser,
             }
@@ -1304,27 +1311,20 @@ async fn q_3_viewers_are_every_user_with_a_level_ordered_by_site_and_user() {
         .await;
     let _outsider = s.user(other, "all", &[PermissionFlag::AllScorecards]).await;
 
+    // Each viewer is named: username, name, site code.
+    let viewer = |site: Site, user, name: &str, level| Viewer {
+        site: site.id,
+        user,
+        level,
+        username: Username::parse(&format!("{name}@{}.org", site.id.stream_suffix())).unwrap(),
+        name: Name::parse(name).unwrap(),
+        site_code: SiteCode::parse(site.code).unwrap(),
+    };
     let mut expected = vec![
-        Viewer {
-            site: grants.id,
-            user: grants.admin,
-            level: ScorecardAdmin,
-        },
-        Viewer {
-            site: grants.id,
-            user: editor,
-            level: Editor,
-        },
-        Viewer {
-            site: funded.id,
-            user: funded.admin,
-            level: Browser,
-        },
-        Viewer {
-            site: funded.id,
-            user: partner_all,
-            level: Browser,
-        },
+        viewer(grants, grants.admin, "admin", ScorecardAdmin),
+        viewer(grants, editor, "editor", Editor),
+        viewer(funded, funded.admin, "admin", Browser),
+        viewer(funded, partner_all, "all", Browser),
     ];
     expected.sort_by_key(|v| (v.site, v.user));
     assert_eq!(s.at().await.viewers(ob(object)).unwrap(), expected);

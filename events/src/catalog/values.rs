@@ -308,7 +308,7 @@ parsed_text!(Username);
 
 /// A human-readable name (of a site, user, scorecard or object): 1 to 200
 /// characters, not blank, trimmed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Name(String);
 

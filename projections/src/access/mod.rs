@@ -20,7 +20,7 @@ pub use live::{LiveAccess, LiveOptions};
 
 use serde::{Deserialize, Serialize};
 use shareledger_core::catalog::{
-    AccessLevel, ObjectId, ObjectKind, ScorecardId, SiteCode, SiteId, UserId,
+    AccessLevel, Name, ObjectId, ObjectKind, ScorecardId, SiteCode, SiteId, UserId, Username,
 };
 
 /// What a question is about: a scorecard or an object.
@@ -75,10 +75,14 @@ pub const DEFAULT_PAGE: usize = 100;
 pub struct Visible {
     pub target: Target,
     pub kind: TargetKind,
+    /// The scorecard's or object's name.
+    pub name: Name,
     /// The owner site.
     pub site: SiteId,
-    /// The owner site's code, shown with every shared item (R-SHARE-6).
+    /// The owner site's code and name, shown with every shared item
+    /// (R-SHARE-6).
     pub origin_code: SiteCode,
+    pub origin_name: Name,
     pub level: AccessLevel,
 }
 
@@ -91,12 +95,17 @@ pub struct LookupPage {
 }
 
 /// One user who can see a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Viewer {
     pub site: SiteId,
     pub user: UserId,
     pub level: AccessLevel,
+    /// The user's username and name on their site.
+    pub username: Username,
+    pub name: Name,
+    /// The user's site's code.
+    pub site_code: SiteCode,
 }
 
 /// Why an access question has no answer.

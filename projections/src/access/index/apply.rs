@@ -98,11 +98,12 @@ impl AccessIndex {
 
     fn apply_site(&mut self, site: SiteId, event: &SiteEvent, prov: Prov) {
         match event {
-            SiteEvent::SiteRegistered { code, .. } => {
+            SiteEvent::SiteRegistered { code, name, .. } => {
                 self.sites.insert(
                     site,
                     SiteInfo {
                         code: code.clone(),
+                        name: name.clone(),
                         users: Vec::new(),
                         targets: BTreeMap::new(),
                         sharing_with_me: FxHashSet::default(),
@@ -132,6 +133,8 @@ impl AccessIndex {
                     user.user_id,
                     UserInfo {
                         site,
+                        username: user.username.clone(),
+                        name: user.name.clone(),
                         active: true,
                         active_prov: prov,
                         flag_bits: flag_bits(&user.permissions),
@@ -196,11 +199,15 @@ impl AccessIndex {
 
     fn apply_content(&mut self, site: SiteId, event: &ContentEvent, prov: Prov) {
         match event {
-            &ContentEvent::ScorecardCreated { scorecard_id, .. } => {
+            &ContentEvent::ScorecardCreated {
+                scorecard_id,
+                ref name,
+            } => {
                 self.scorecards.insert(
                     scorecard_id,
                     ScorecardInfo {
                         site,
+                        name: name.clone(),
                         placed: FxHashMap::default(),
                         shows: BTreeMap::new(),
                     },
@@ -232,7 +239,7 @@ impl AccessIndex {
                 object_id,
                 kind,
                 container,
-                ..
+                ref name,
             } => {
                 let shows_on = match container.and_then(|c| self.objects.get_mut(&c)) {
                     Some(parent) => {
@@ -252,6 +259,7 @@ impl AccessIndex {
                     ObjectInfo {
                         site,
                         kind,
+                        name: name.clone(),
                         container,
                         prov,
                         children: Vec::new(),

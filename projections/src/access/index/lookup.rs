@@ -4,7 +4,7 @@
 use std::ops::Bound;
 
 use shareledger_core::access_rule::{self as rule, TargetFacts};
-use shareledger_core::catalog::{AccessLevel, PermissionFlag, SiteCode, SiteId, UserId};
+use shareledger_core::catalog::{AccessLevel, PermissionFlag, SiteId, UserId};
 
 use super::cursor::{format_cursor, parse_cursor};
 use super::merge::{Item, Merge, Source};
@@ -61,17 +61,18 @@ impl AccessIndex {
                 if found.is_empty() {
                     continue;
                 }
-                let code = self
-                    .sites
-                    .get(&owner)
-                    .map(|s| s.code.clone())
-                    .unwrap_or_else(|| SiteCode::parse("unknown").expect("a valid code"));
-                items.extend(found.drain(..).map(|(key, kind, level)| Visible {
-                    target: key_target(key),
-                    kind,
-                    site: owner,
-                    origin_code: code.clone(),
-                    level,
+                let (code, origin_name) = self.site_code_and_name(owner);
+                items.extend(found.drain(..).map(|(key, kind, level)| {
+                    let target = key_target(key);
+                    Visible {
+                        name: self.target_name(target),
+                        target,
+                        kind,
+                        site: owner,
+                        origin_code: code.clone(),
+                        origin_name: origin_name.clone(),
+                        level,
+                    }
                 }));
                 if items.len() > limit {
                     break;

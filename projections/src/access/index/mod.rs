@@ -47,8 +47,8 @@ use std::collections::BTreeMap;
 use rustc_hash::{FxHashMap, FxHashSet};
 use shareledger_core::access_rule as rule;
 use shareledger_core::catalog::{
-    AccessLevel, Link, ObjectId, ObjectKind, PermissionFlag, Permissions, RelationshipId,
-    ScorecardId, SiteCode, SiteId, UserId,
+    AccessLevel, Link, Name, ObjectId, ObjectKind, PermissionFlag, Permissions, RelationshipId,
+    ScorecardId, SiteCode, SiteId, UserId, Username,
 };
 use smallvec::SmallVec;
 
@@ -65,6 +65,7 @@ pub(super) type Prov = u32;
 #[derive(Debug, Clone)]
 pub(super) struct SiteInfo {
     pub code: SiteCode,
+    pub name: Name,
     pub users: Vec<UserId>,
     /// The site's scorecards and objects in Q-2's order (by id), with their
     /// kind and whether an object shows on a scorecard: a page of a user who
@@ -94,6 +95,8 @@ pub(super) struct TargetInfo {
 #[derive(Debug, Clone)]
 pub(super) struct UserInfo {
     pub site: SiteId,
+    pub username: Username,
+    pub name: Name,
     pub active: bool,
     /// The event that added or last reactivated or deactivated the user.
     pub active_prov: Prov,
@@ -132,6 +135,7 @@ fn flag_bit(flag: PermissionFlag) -> u64 {
 #[derive(Debug, Clone)]
 pub(super) struct ScorecardInfo {
     pub site: SiteId,
+    pub name: Name,
     /// Objects placed directly on the scorecard, with the placing event.
     pub placed: FxHashMap<ObjectId, Prov>,
     /// Every object that shows on it (placed, or inside a container that
@@ -145,6 +149,7 @@ pub(super) struct ScorecardInfo {
 pub(super) struct ObjectInfo {
     pub site: SiteId,
     pub kind: ObjectKind,
+    pub name: Name,
     pub container: Option<ObjectId>,
     pub prov: Prov,
     pub children: Vec<ObjectId>,
@@ -243,6 +248,30 @@ impl AccessIndex {
             relationships: self.relationships.len(),
             events_referenced: self.events.len(),
         }
+    }
+}
+
+impl AccessIndex {
+    /// A site's code and name (placeholders for a site the log never
+    /// registered: events of a site are only ever written after it is).
+    pub(super) fn site_code_and_name(&self, site: SiteId) -> (SiteCode, Name) {
+        match self.sites.get(&site) {
+            Some(info) => (info.code.clone(), info.name.clone()),
+            None => (
+                SiteCode::parse("unknown").expect("a valid code"),
+                Name::parse("unknown").expect("a valid name"),
+            ),
+        }
+    }
+
+    /// A known target's name (a placeholder for one the index does not hold).
+    pub(super) fn target_name(&self, target: Target) -> Name {
+        let name = match target {
+            Target::Scorecard(id) => self.scorecards.get(&id).map(|s| &s.name),
+            Target::Object(id) => self.objects.get(&id).map(|o| &o.name),
+        };
+        name.cloned()
+            .unwrap_or_else(|| Name::parse("unknown").expect("a valid name"))
     }
 }
 

@@ -34,6 +34,9 @@ impl AccessIndex {
                         site,
                         user: *user_id,
                         level,
+                        username: user.username.clone(),
+                        name: user.name.clone(),
+                        site_code: info.code.clone(),
                     });
                 }
             }
