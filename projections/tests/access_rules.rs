@@ -1396,8 +1396,29 @@ async fn q_4_explain_names_the_events_of_each_path_and_what_a_denial_lacks() {
                     .unwrap();
                 assert_eq!(recorded.global_position, step.event.position);
                 assert!(step.event.actor.is_some());
+                // Every user who acted in a step is named.
+                if let Some(Actor::User { user_id, .. }) = step.event.actor {
+                    assert!(
+                        why.actors
+                            .iter()
+                            .any(|a| a.user.0 == user_id
+                                && a.username.as_str().starts_with("admin@")),
+                        "{:?} not named in {:?}",
+                        step.event.actor,
+                        why.actors
+                    );
+                }
             }
         }
+        // The answer names the user, the target and its owner (R-SHARE-6).
+        assert_eq!(why.target_name.as_str(), "Object");
+        assert_eq!(why.owner_code.as_str(), "GRANTS");
+        assert_eq!(why.owner_name.as_str(), "GRANTS");
+        assert!(why
+            .username
+            .as_str()
+            .starts_with(if user == all { "all@" } else { "plain@" }));
+        assert!(!why.actors.is_empty());
         let facts: Vec<&Fact> = why
             .paths
             .iter()

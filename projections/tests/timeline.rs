@@ -646,6 +646,9 @@ fn assert_revoke_consequences(
     assert_eq!(revoke.event_type, "LinkRevoked");
     assert_eq!(revoke.command, "RevokeSharing");
     assert_eq!(w.who(&revoke.actor), "NORTH admin");
+    // The actor is named: their username and their site's code.
+    assert_eq!(revoke.actor_username.as_deref(), Some("admin@north.org"));
+    assert_eq!(revoke.actor_site_code.as_deref(), Some("NORTH"));
     assert_eq!(revoke.correlation_id, Some(key));
     assert_eq!(revoke.links, vec![link(w.grants, w.north)]);
     let consequences = &revoke.consequences;
@@ -671,6 +674,7 @@ fn assert_revoke_consequences(
     assert_eq!(consequences[2].object_id, Some(w.literacy));
     for c in consequences {
         assert_eq!(c.actor, Some(Actor::System));
+        assert_eq!(c.actor_username, None);
         assert_eq!(c.command, "consequence of RevokeSharing");
         assert_eq!(c.causation_id, Some(revoke.event_id));
         assert_eq!(c.correlation_id, Some(key));

@@ -13,7 +13,8 @@
 use serde::{Deserialize, Serialize};
 use shareledger_core::access_rule::{self as rule, TargetFacts};
 use shareledger_core::catalog::{
-    AccessLevel, Link, ObjectId, PermissionFlag, RelationshipId, ScorecardId, SiteId, UserId,
+    AccessLevel, Link, Name, ObjectId, PermissionFlag, RelationshipId, ScorecardId, SiteCode,
+    SiteId, UserId, Username,
 };
 
 use super::index::{AccessIndex, Prov, RelTarget, UserInfo, MAX_CONTAINER_DEPTH};
@@ -25,15 +26,34 @@ use crate::decode::EventRef;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Explanation {
     pub user: UserId,
+    /// The user's username.
+    pub username: Username,
     pub target: Target,
-    /// The site that owns the target.
+    /// The target's name.
+    pub target_name: Name,
+    /// The site that owns the target, with its code and name (R-SHARE-6).
     pub owner: SiteId,
+    pub owner_code: SiteCode,
+    pub owner_name: Name,
+    /// Every user who acted in an event of the paths (or of what is
+    /// missing), named: so that no step's actor is a bare id.
+    pub actors: Vec<ActorName>,
     /// The user's level (Q-1's answer): the highest level of `paths`.
     pub level: Option<AccessLevel>,
     /// Every way the user gets a level.
     pub paths: Vec<Path>,
     /// For a denial: the facts that would each have given access.
     pub missing: Vec<Missing>,
+}
+
+/// A user who acted in an event the explanation names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActorName {
+    pub user: UserId,
+    pub site: SiteId,
+    pub site_code: SiteCode,
+    pub username: Username,
 }
 
 /// One way a user gets a level on a target.
@@ -135,10 +155,16 @@ impl AccessIndex {
     pub fn explain(&self, user_id: UserId, target: Target) -> Result<Explanation, AccessError> {
         let user = self.user(user_id)?;
         let owner = self.owner(target)?;
+        let (owner_code, owner_name) = self.site_code_and_name(owner);
         let mut explanation = Explanation {
             user: user_id,
+            username: user.username.clone(),
             target,
+            target_name: self.target_name(target),
             owner,
+            owner_code,
+            owner_name,
+            actors: Vec::new(),
             level: self.level(user_id, target)?,
             paths: Vec::new(),
             missing: Vec::new(),
@@ -147,6 +173,7 @@ impl AccessIndex {
             explanation.missing.push(Missing::UserActive {
                 deactivated_by: self.event(user.active_prov),
             });
+            explanation.actors = self.actor_names(&explanation);
             return Ok(explanation);
         }
         let active = self.step(
@@ -174,7 +201,38 @@ impl AccessIndex {
         if explanation.paths.is_empty() {
             explanation.missing = missing;
         }
+        explanation.actors = self.actor_names(&explanation);
         Ok(explanation)
+    }
+
+    /// The users who acted in the events `explanation` names, each once.
+    fn actor_names(&self, explanation: &Explanation) -> Vec<ActorName> {
+        let steps = explanation
+            .paths
+            .iter()
+            .flat_map(|p| &p.steps)
+            .map(|step| &step.event);
+        let missing = explanation.missing.iter().filter_map(|m| match m {
+            Missing::UserActive { deactivated_by } => Some(deactivated_by),
+            _ => None,
+        });
+        steps
+            .chain(missing)
+            .filter_map(|event| match event.actor {
+                Some(shareledger_events::Actor::User { user_id, site_id }) => {
+                    let info = self.users.get(&UserId(user_id))?;
+                    Some(ActorName {
+                        user: UserId(user_id),
+                        site: SiteId(site_id),
+                        site_code: self.site_code_and_name(SiteId(site_id)).0,
+                        username: info.username.clone(),
+                    })
+                }
+                _ => None,
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
     }
 
     fn event(&self, prov: Prov) -> EventRef {

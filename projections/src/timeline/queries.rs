@@ -73,6 +73,10 @@ pub struct TimelineEntry {
     /// Who caused it: a user of a site, an operator, or the system (for
     /// consequences). `None` when its metadata has no typed actor.
     pub actor: Option<Actor>,
+    /// A user actor's username and their site's code, as the log knows
+    /// them (`None` for operators and the system).
+    pub actor_username: Option<String>,
+    pub actor_site_code: Option<String>,
     /// The command's idempotency key.
     pub correlation_id: Option<Uuid>,
     /// For a consequence: the event that caused it.
@@ -211,6 +215,8 @@ struct EntryRecord {
     actor_user: Option<Uuid>,
     actor_site: Option<Uuid>,
     actor_name: Option<String>,
+    actor_username: Option<String>,
+    actor_site_code: Option<String>,
     correlation_id: Option<Uuid>,
     causation_id: Option<Uuid>,
     partner: Option<Uuid>,
@@ -223,9 +229,12 @@ struct EntryRecord {
 }
 
 const COLUMNS: &str = "e.site_id, e.position, e.event_id, e.event_type, e.command, \
-    e.recorded_at, e.actor_kind, e.actor_user, e.actor_site, e.actor_name, e.correlation_id, \
-    e.causation_id, e.partner, e.links, e.scorecard_id, e.user_id, e.object_id, \
-    e.relationship_id, e.summary";
+    e.recorded_at, e.actor_kind, e.actor_user, e.actor_site, e.actor_name, \
+    (SELECT u.username FROM rm.timeline_users u \
+        WHERE u.site_id = e.actor_site AND u.user_id = e.actor_user) AS actor_username, \
+    (SELECT st.code FROM rm.timeline_sites st WHERE st.site_id = e.actor_site) AS actor_site_code, \
+    e.correlation_id, e.causation_id, e.partner, e.links, e.scorecard_id, e.user_id, \
+    e.object_id, e.relationship_id, e.summary";
 
 impl EntryRecord {
     fn actor(&self) -> Result<Option<Actor>, ProjectionError> {
@@ -249,6 +258,8 @@ impl EntryRecord {
     ) -> Result<TimelineEntry, ProjectionError> {
         Ok(TimelineEntry {
             actor: self.actor()?,
+            actor_username: self.actor_username,
+            actor_site_code: self.actor_site_code,
             position: u64::try_from(self.position)
                 .map_err(|_| corrupt(format!("position {}", self.position)))?,
             event_id: self.event_id,
