@@ -1334,6 +1334,9 @@ async fn rich_world(db: &TestDb) {
         },
     )
     .await;
+    // The revoke ended the viewer's assignment to A's s1 (R-CONN-4); one of
+    // B's own keeps the assignments tables non-empty.
+    grant(&service, &b, b.id, viewer, b_card, AccessLevel::Browser).await;
     request(&service, &a, "PEOPLE", Directions::Offer).await;
     deny(&service, &p.site, &a).await;
     let _ = (late, p.dee);
