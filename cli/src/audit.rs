@@ -122,6 +122,9 @@ pub enum ReadModelArg {
     AccessTables,
     /// The sharing timelines.
     Timeline,
+    /// A site's content lists (scorecards, objects, relationships, shared
+    /// with, children).
+    SiteContents,
 }
 
 impl ReadModelArg {
@@ -132,6 +135,7 @@ impl ReadModelArg {
             ReadModelArg::Dashboards => dashboard::Dashboards::NAME,
             ReadModelArg::AccessTables => dashboard::AccessTables::NAME,
             ReadModelArg::Timeline => timeline::Timeline::NAME,
+            ReadModelArg::SiteContents => dashboard::SiteContents::NAME,
         }
     }
 }

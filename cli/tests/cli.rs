@@ -1888,7 +1888,13 @@ async fn help_lists_the_values_of_closed_flags() {
         (
             vec!["replay", "--help"],
             "--only",
-            vec!["access_index", "dashboards", "access_tables", "timeline"],
+            vec![
+                "access_index",
+                "dashboards",
+                "access_tables",
+                "timeline",
+                "site_contents",
+            ],
         ),
     ] {
         let run = shareledger_allowing_panic(None, &args).await.success();

@@ -7,6 +7,9 @@
 //!
 //! * `commands`: `POST /v1/commands/{Name}` for every command;
 //! * `queries`: `/v1/access/*`, `/v1/sites/{id}/*`;
+//! * `contents`: the lists a UI needs of a site's content
+//!   (`/v1/sites/{id}/scorecards`, `objects`, `relationships`,
+//!   `shared-with`, `children`);
 //! * `audit`: `/v1/audit/*`, Q-1 to Q-4 as of the past, and diffs;
 //! * `ops`: `/health`, `/ready`, `/metrics`, `/v1/log/status`, `/v1/whoami`;
 //! * `openapi`: the document at `/v1/openapi.json`, generated from the code;
@@ -25,6 +28,7 @@
 pub mod audit;
 pub mod auth;
 pub mod commands;
+pub mod contents;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
@@ -76,6 +80,17 @@ pub fn app(state: AppState) -> Router {
             get(queries::shared_scorecards),
         )
         .route("/v1/sites/{site_id}/users", get(queries::users))
+        .route("/v1/sites/{site_id}/scorecards", get(contents::scorecards))
+        .route("/v1/sites/{site_id}/objects", get(contents::objects))
+        .route(
+            "/v1/sites/{site_id}/relationships",
+            get(contents::relationships),
+        )
+        .route(
+            "/v1/sites/{site_id}/shared-with",
+            get(contents::shared_with),
+        )
+        .route("/v1/sites/{site_id}/children", get(contents::children))
         .route("/v1/audit/as-of/check", get(audit::check))
         .route("/v1/audit/as-of/lookup", get(audit::lookup))
         .route("/v1/audit/as-of/viewers", get(audit::viewers))

@@ -67,6 +67,11 @@ use crate::error::{ApiError, Problem};
         crate::queries::pending_requests,
         crate::queries::shared_scorecards,
         crate::queries::users,
+        crate::contents::scorecards,
+        crate::contents::objects,
+        crate::contents::relationships,
+        crate::contents::shared_with,
+        crate::contents::children,
         crate::audit::check,
         crate::audit::lookup,
         crate::audit::viewers,
@@ -746,6 +751,33 @@ fn single_method_failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
                         bad_query(),
                         bad_path(),
                         bad_cursor(),
+                        fails(
+                            ApiError::Forbidden(String::new()),
+                            "a user of the site who is neither an Instance Admin nor a user \
+                             manager",
+                        ),
+                        unknown_site(),
+                    ],
+                    fresh_sql(),
+                ),
+            ),
+        ),
+        "/v1/sites/{site_id}/scorecards"
+        | "/v1/sites/{site_id}/objects"
+        | "/v1/sites/{site_id}/relationships"
+        | "/v1/sites/{site_id}/shared-with"
+        | "/v1/sites/{site_id}/children" => (
+            "SiteList",
+            with(
+                token(),
+                with(
+                    vec![
+                        fails(
+                            ApiError::InvalidQuery(String::new()),
+                            "a query parameter that is missing, unknown or does not parse; \
+                             `limit=0`; an `after` that is not of the list's cursor pattern",
+                        ),
+                        bad_path(),
                         fails(
                             ApiError::Forbidden(String::new()),
                             "a user of the site who is neither an Instance Admin nor a user \

@@ -436,7 +436,7 @@ pub struct FreshParams {
 
 /// Checks that the caller administers the site, then waits for the
 /// dashboards read model to be fresh enough.
-async fn site_view(
+pub(crate) async fn site_view(
     state: &AppState,
     principal: &Principal,
     site: SiteId,

@@ -8,7 +8,11 @@
 //! every target named in a 200 answer (check, lookup, explain, viewers) is
 //! visible to S; a question about an invisible target is 404
 //! `unknown_target` exactly like one about an id that never existed; the
-//! viewers and dashboards of another site are refused.
+//! viewers and dashboards of another site are refused, and its content
+//! lists (`/scorecards`, `/objects`, `/relationships`, `/shared-with`,
+//! `/children`) are 404 exactly like a site that does not exist; one's own
+//! lists hold its own content, the scorecards shared with it over active
+//! links, and relationships to partners' objects it sees, never more.
 
 mod common;
 
@@ -535,7 +539,9 @@ async fn check_world(h: &Harness, model: &Model, last: u64, rng: &mut StdRng) {
             }
         }
 
-        // Dashboards: another site's are not found; one's own need admin.
+        // Dashboards and content lists: another site's are not found,
+        // exactly like a site that does not exist; one's own need admin,
+        // and hold the site's own content and what is shared with it only.
         for (t, other) in model.sites.iter().enumerate() {
             for route in [
                 "",
@@ -543,6 +549,11 @@ async fn check_world(h: &Harness, model: &Model, last: u64, rng: &mut StdRng) {
                 "/pending-requests",
                 "/shared-scorecards",
                 "/users",
+                "/scorecards",
+                "/objects",
+                "/relationships",
+                "/shared-with",
+                "/children",
             ] {
                 let answer = get(
                     h,
@@ -552,13 +563,132 @@ async fn check_world(h: &Harness, model: &Model, last: u64, rng: &mut StdRng) {
                 .await;
                 if t != s {
                     answer.assert_problem(404, "not_found");
+                    if CONTENT_ROUTES.contains(&route) {
+                        let ghostly = get(
+                            h,
+                            caller,
+                            &format!("/v1/sites/{ghost}{route}?min_position={last}"),
+                        )
+                        .await;
+                        assert_eq!(
+                            without_id(&answer, other.id),
+                            without_id(&ghostly, ghost),
+                            "{}: {route}",
+                            caller.label
+                        );
+                    }
                 } else if caller.administers {
                     assert_eq!(answer.status, 200, "{}: {answer:#?}", caller.label);
+                    if CONTENT_ROUTES.contains(&route) {
+                        visible_or_fail(&answer.json, route);
+                        own_content_only(model, s, route, &answer.json, &caller.label);
+                    }
                 } else {
                     answer.assert_problem(403, "forbidden");
                 }
             }
         }
+    }
+}
+
+/// The lists of a site's content (`gateway/src/contents.rs`).
+const CONTENT_ROUTES: [&str; 5] = [
+    "/scorecards",
+    "/objects",
+    "/relationships",
+    "/shared-with",
+    "/children",
+];
+
+fn uuid_at(value: &Value) -> Uuid {
+    value
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a UUID, got {value}"))
+}
+
+/// Site `s`'s content list `route` (one page: the worlds are small) holds
+/// exactly the site's own scorecards and objects, the scorecards its
+/// partners share with it over active links, and relationships to
+/// partners' objects it sees (R-SHARE-4), named with their owner's code
+/// (R-SHARE-6); never anything else of another site.
+fn own_content_only(model: &Model, s: usize, route: &str, answer: &Value, label: &str) {
+    assert_eq!(answer["next"], Value::Null, "{label}: {route}: one page");
+    let items = answer["items"].as_array().expect("items");
+    let site = &model.sites[s];
+    match route {
+        "/scorecards" => {
+            let listed: BTreeSet<Uuid> =
+                items.iter().map(|i| uuid_at(&i["scorecard_id"])).collect();
+            let own: BTreeSet<Uuid> = site.scorecards.iter().copied().collect();
+            assert_eq!(listed, own, "{label}: {route}: {answer:#}");
+        }
+        "/objects" => {
+            let listed: BTreeSet<(Uuid, Option<Uuid>, BTreeSet<Uuid>)> = items
+                .iter()
+                .map(|i| {
+                    let container = match &i["container"] {
+                        Value::Null => None,
+                        c => Some(uuid_at(&c["object_id"])),
+                    };
+                    let on = i["scorecards"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| uuid_at(&c["scorecard_id"]))
+                        .collect();
+                    (uuid_at(&i["object_id"]), container, on)
+                })
+                .collect();
+            let own: BTreeSet<(Uuid, Option<Uuid>, BTreeSet<Uuid>)> = site
+                .objects
+                .iter()
+                .map(|(o, container, placed)| (*o, *container, placed.iter().copied().collect()))
+                .collect();
+            assert_eq!(listed, own, "{label}: {route}: {answer:#}");
+            for item in items {
+                let kind = site.kinds[&uuid_at(&item["object_id"])];
+                assert_eq!(item["kind"], json!(kind), "{label}: {item}");
+            }
+        }
+        "/shared-with" => {
+            let listed: BTreeSet<(Uuid, Uuid)> = items
+                .iter()
+                .map(|i| {
+                    let partner = uuid_at(&i["partner"]["site_id"]);
+                    let from = model.sites.iter().position(|x| x.id == partner).unwrap();
+                    assert_eq!(i["partner"]["code"], json!(CODES[from]), "{label}: {i}");
+                    (partner, uuid_at(&i["scorecard_id"]))
+                })
+                .collect();
+            let shared: BTreeSet<(Uuid, Uuid)> = model
+                .shared
+                .iter()
+                .filter(|((_, to), _)| *to == s)
+                .flat_map(|((from, _), cards)| {
+                    cards.iter().map(move |c| (model.sites[*from].id, *c))
+                })
+                .collect();
+            assert_eq!(listed, shared, "{label}: {route}: {answer:#}");
+        }
+        "/relationships" => {
+            for item in items {
+                let object = uuid_at(&item["object"]["object_id"]);
+                let owner = model.owner(object).expect("a known object");
+                assert_ne!(owner, s, "{label}: a relationship is to a partner's object");
+                assert!(model.visible(s, object), "{label}: {item}");
+                assert_eq!(item["origin"]["site_id"], json!(model.sites[owner].id));
+                assert_eq!(
+                    item["origin"]["code"],
+                    json!(CODES[owner]),
+                    "{label}: {item}"
+                );
+                let target = uuid_at(&item["target"]["id"]);
+                assert_eq!(model.owner(target), Some(s), "{label}: {item}");
+            }
+        }
+        "/children" => assert!(items.is_empty(), "{label}: {answer:#}"),
+        other => panic!("not a content route: {other}"),
     }
 }
 

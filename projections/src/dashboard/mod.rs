@@ -1,8 +1,10 @@
 //! The PostgreSQL read models: Q-5 dashboards ([`Dashboards`], with the
-//! query functions of [`queries`]) and the persisted access model for SQL
-//! consumers ([`AccessTables`], with [`level_sql`]).
+//! query functions of [`queries`]), the persisted access model for SQL
+//! consumers ([`AccessTables`], with [`level_sql`]), and the lists a UI
+//! needs of a site's content ([`SiteContents`], with the query functions
+//! of [`contents`]).
 //!
-//! Both implement [`SqlProjection`]: the runtime gives them a schema per
+//! Each implements [`SqlProjection`]: the runtime gives them a schema per
 //! generation and a transaction; SQL consumers (and the query functions
 //! here) read the live generation through the views `rm.<table>`.
 //!
@@ -16,6 +18,7 @@
 //! model has no use for produce no op.
 
 mod access_tables;
+pub mod contents;
 mod dashboards;
 pub mod queries;
 mod schedule;
@@ -28,6 +31,7 @@ use shareledger_events::Actor;
 use uuid::Uuid;
 
 pub use access_tables::{level_sql, AccessTables};
+pub use contents::SiteContents;
 pub use dashboards::Dashboards;
 pub use queries::{
     connections, pending_requests, shared_scorecards, site, users, Connection, LinkDirection,
@@ -43,6 +47,7 @@ pub fn all() -> Vec<Arc<dyn SqlProjection>> {
     vec![
         Arc::new(Dashboards::default()),
         Arc::new(AccessTables::default()),
+        Arc::new(SiteContents::default()),
     ]
 }
 
