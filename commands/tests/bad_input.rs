@@ -153,7 +153,8 @@ async fn world() -> World {
             SetPermissionFlags {
                 site_id: a,
                 user_id: manager_a,
-                enable: flags(&[PermissionFlag::ManageUsers]),
+                // A user manager who may also import (seed 001: Import/Export).
+                enable: flags(&[PermissionFlag::ManageUsers, PermissionFlag::ImportExport]),
                 disable: BTreeSet::new(),
             },
         )
