@@ -411,16 +411,22 @@ impl Service {
                 .collect();
             // A stream whose turn another command holds is written after
             // it, on fresh reads; after contention met twice, this command
-            // takes the turn of the stream it meets it on.
-            if turn.is_none() && plan.boundary.is_none() {
+            // takes the turn of the stream it meets it on. A bounded
+            // decision yields too (else edits, which never conflict with
+            // one another, would starve a command that needs the whole
+            // stream unchanged), then appends as decided: its condition
+            // says whether the holder's append moved its boundary.
+            if turn.is_none() {
                 let written = plan.parts.iter().map(|(s, _, _)| s.as_str());
                 if let Some(stream) = self.wait_for_turns(written).await {
-                    contended += 1;
-                    if contended >= 2 {
-                        turn = Some(self.turns.take(&stream).await);
+                    if plan.boundary.is_none() {
+                        contended += 1;
+                        if contended >= 2 {
+                            turn = Some(self.turns.take(&stream).await);
+                        }
+                        fresh = true;
+                        continue;
                     }
-                    fresh = true;
-                    continue;
                 }
             }
             // Kept to tell a created id's conflict from any other.

@@ -420,3 +420,75 @@ async fn a_stale_cache_of_another_object_is_harmless_and_a_stale_cache_of_this_o
     );
     assert_eq!(db.log_snapshot().await, before, "the refusal wrote nothing");
 }
+
+/// Edits never conflict with one another (bounded), so a steady stream of
+/// them must not starve a command that needs the whole content stream
+/// unchanged (placing and removing objects): once that command has met
+/// contention twice it takes the stream's turn, and bounded edits yield to
+/// it too. Every placement change is accepted, none gives up as
+/// `contended`, while 16 editors keep the stream busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn edits_of_a_busy_site_starve_no_placement_change() {
+    let db = TestDb::with_pool_size(40).await;
+    let service = Service::new(db.store());
+    let (site_id, admin, scorecard, objects) = site_with_objects(&service, "BUSYEDITS", 17).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let editors: Vec<_> = objects[1..]
+        .iter()
+        .enumerate()
+        .map(|(n, object)| {
+            let (service, stop, object) = (service.clone(), stop.clone(), *object);
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    i += 1;
+                    match service
+                        .execute(
+                            &by(site_id, admin),
+                            edit(site_id, object, format!("{n}-{i}")),
+                        )
+                        .await
+                    {
+                        Ok(_) | Err(CommandError::Contended { .. }) => {}
+                        Err(other) => panic!("an edit failed: {other}"),
+                    }
+                }
+                i
+            })
+        })
+        .collect();
+    // Meanwhile: the first object taken off its scorecard and put back,
+    // ten times, each command on its own.
+    let moved = objects[0];
+    for _ in 0..10 {
+        service
+            .execute(
+                &by(site_id, admin),
+                RemoveObjectFromScorecard {
+                    site_id,
+                    object_id: moved,
+                    scorecard_id: scorecard,
+                },
+            )
+            .await
+            .expect("the removal is accepted, not starved");
+        service
+            .execute(
+                &by(site_id, admin),
+                PlaceObjectOnScorecard {
+                    site_id,
+                    object_id: moved,
+                    scorecard_id: scorecard,
+                },
+            )
+            .await
+            .expect("the placement is accepted, not starved");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut edits = 0;
+    for editor in editors {
+        edits += editor.await.unwrap();
+    }
+    // The editors did keep the stream busy meanwhile.
+    assert!(edits > 40, "only {edits} edits ran alongside");
+}
