@@ -17,7 +17,7 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use shareledger_core::catalog::{
-    AccessLevel, Action, ObjectId, ObjectKind, ScorecardId, SiteId, UserId,
+    AccessLevel, Action, ObjectId, ObjectKind, PermissionFlag, Role, ScorecardId, SiteId, UserId,
 };
 use shareledger_projections::access::{
     AccessError, AccessIndex, Explanation, LookupQuery, Missing, Target, TargetKind, Viewer,
@@ -605,9 +605,16 @@ pub struct UsersParams {
     /// `limit` is taken as 1,000.
     #[param(minimum = 1)]
     pub limit: Option<u32>,
-    /// The `next` cursor of the previous page (of the same sort).
+    /// The `next` cursor of the previous page (of the same sort and
+    /// filters).
     #[param(pattern = r"^[^\x00]*$")]
     pub after: Option<String>,
+    /// Only active users (`true`: hide the inactive) or only inactive ones.
+    pub active: Option<bool>,
+    /// Only users of this role preset.
+    pub role: Option<Role>,
+    /// Only users holding this permission flag.
+    pub flag: Option<PermissionFlag>,
     /// A consistency token: answer at least this fresh.
     pub min_position: Option<u64>,
 }
@@ -617,7 +624,7 @@ pub struct UsersParams {
     get,
     path = "/v1/sites/{site_id}/users",
     tag = "dashboards",
-    summary = "Q-5: the site's users, sortable, searchable, keyset-paged.",
+    summary = "Q-5: the site's users, sortable, searchable, filtered by active, role and flag, keyset-paged.",
     params(("site_id" = uuid::Uuid, Path, description = "The site."), UsersParams),
     responses(
         (status = 200, description = "The answer.", body = UsersPage),
@@ -647,6 +654,9 @@ pub async fn users(
         descending: p.descending,
         limit: p.limit.unwrap_or(0),
         after: p.after,
+        active: p.active,
+        role: p.role,
+        flag: p.flag,
     };
     Ok(Json(dashboard::users(state.pool(), site, &q).await?))
 }

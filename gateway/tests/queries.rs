@@ -477,6 +477,27 @@ async fn a_sites_dashboards_answer_its_administrators_and_auditors_at_the_comman
         )
         .await;
     assert_eq!(rest.ok()["users"].as_array().unwrap().len(), 1);
+    // Filtered by role, flag and active (B: an admin and two Presenters).
+    for (filter, total) in [
+        ("role=presenter", 2),
+        ("flag=instance_admin", 1),
+        ("active=true&role=administration", 1),
+        ("active=false", 0),
+    ] {
+        let filtered = h
+            .get(
+                &w.b.admin_token,
+                &format!("/v1/sites/{}/users?{filter}", w.b.id),
+            )
+            .await;
+        assert_eq!(filtered.ok()["total"], json!(total), "{filter}");
+    }
+    h.get(
+        &w.b.admin_token,
+        &format!("/v1/sites/{}/users?role=king", w.b.id),
+    )
+    .await
+    .assert_problem(400, "invalid_query");
     harness.shutdown().await;
 }
 

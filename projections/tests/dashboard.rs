@@ -914,7 +914,7 @@ async fn q5_users_pages_follow_the_sort_in_both_directions() {
                         descending,
                         limit: 2,
                         after: after.take(),
-                        search: None,
+                        ..UsersQuery::default()
                     },
                 )
                 .await
@@ -995,6 +995,71 @@ async fn q5_users_pages_follow_the_sort_in_both_directions() {
             "{cursor}: {answer:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn q5_users_filter_by_active_role_and_flag() {
+    // Given the people site: admin (Administration), ann (Data Entry,
+    // deactivated), bob (Scorecard Builder), cyd and dee (Presenters).
+    let db = TestDb::new().await;
+    let service = Service::new(db.store());
+    let p = people(&service).await;
+    let pool = project(&db).await;
+    let only = |active, role, flag| UsersQuery {
+        active,
+        role,
+        flag,
+        ..UsersQuery::default()
+    };
+    // Hide inactive, or only the inactive.
+    assert_eq!(
+        usernames(&pool, p.site.id, only(Some(true), None, None)).await,
+        ["admin@people.org", "bob@x.org", "cyd@x.org", "dee@x.org"]
+    );
+    assert_eq!(
+        usernames(&pool, p.site.id, only(Some(false), None, None)).await,
+        ["ann@x.org"]
+    );
+    // By role, and by a flag the presets give (Data Entry: not to Presenters).
+    assert_eq!(
+        usernames(&pool, p.site.id, only(None, Some(Role::Presenter), None)).await,
+        ["cyd@x.org", "dee@x.org"]
+    );
+    assert_eq!(
+        usernames(
+            &pool,
+            p.site.id,
+            only(None, None, Some(PermissionFlag::DataEntry))
+        )
+        .await,
+        ["admin@people.org", "ann@x.org", "bob@x.org"]
+    );
+    // Combined, with the total counting the filtered users and pages
+    // following them.
+    let query = UsersQuery {
+        limit: 1,
+        ..only(Some(true), None, Some(PermissionFlag::DataEntry))
+    };
+    let first = dashboard::users(&pool, p.site.id, &query).await.unwrap();
+    assert_eq!(first.total, 2);
+    let second = dashboard::users(
+        &pool,
+        p.site.id,
+        &UsersQuery {
+            after: first.next.clone(),
+            ..query
+        },
+    )
+    .await
+    .unwrap();
+    let paged: Vec<String> = first
+        .users
+        .iter()
+        .chain(&second.users)
+        .map(|u| u.username.to_string())
+        .collect();
+    assert_eq!(paged, ["admin@people.org", "bob@x.org"]);
+    assert_eq!(second.next, None);
 }
 
 #[tokio::test]

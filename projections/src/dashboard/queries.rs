@@ -220,8 +220,14 @@ pub struct UsersQuery {
     /// `DEFAULT_USERS_PAGE`).
     pub limit: u32,
     /// The cursor of the previous page (`UsersPage::next`), for the same
-    /// sort and direction.
+    /// sort and direction (and the same filters, or pages skip or repeat).
     pub after: Option<String>,
+    /// Only active (`Some(true)`, "hide inactive") or only deactivated users.
+    pub active: Option<bool>,
+    /// Only users of this role preset.
+    pub role: Option<Role>,
+    /// Only users holding this permission flag.
+    pub flag: Option<PermissionFlag>,
 }
 
 /// The largest users page.
@@ -564,7 +570,7 @@ fn contains_pattern(search: &str) -> String {
 
 /// A site's users (Q-5): username, name, role, flags, active, last activity;
 /// filtered by `query.search` (username or name contains it,
-/// case-insensitively), ordered by `query.sort` (ties by username) in either
+/// case-insensitively), by active or not, role and flag; ordered by `query.sort` (ties by username) in either
 /// direction, one page at a time (keyset: pass `next` back as `after`).
 pub async fn users(
     pool: &PgPool,
@@ -592,7 +598,12 @@ pub async fn users(
         .filter(|s| !s.is_empty())
         .map(contains_pattern);
     let filter = "u.site_id = $1 \
-        AND ($2::text IS NULL OR u.username ILIKE $2 OR u.name ILIKE $2)";
+        AND ($2::text IS NULL OR u.username ILIKE $2 OR u.name ILIKE $2) \
+        AND ($3::boolean IS NULL OR u.active = $3) \
+        AND ($4::text IS NULL OR u.role = $4) \
+        AND ($5::text IS NULL OR $5 = ANY(u.permissions))";
+    let role = query.role.as_ref().map(super::snake);
+    let flag = query.flag.as_ref().map(super::snake);
     let (cmp, dir) = if query.descending {
         ("<", "DESC")
     } else {
@@ -604,13 +615,16 @@ pub async fn users(
            ({key})::text AS sort_key \
          FROM rm.dash_users u \
          WHERE {filter} \
-           AND ($3::text IS NULL OR ({key}, u.username) {cmp} ($3::{key_type}, $4::text)) \
+           AND ($6::text IS NULL OR ({key}, u.username) {cmp} ($6::{key_type}, $7::text)) \
          ORDER BY {key} {dir}, u.username {dir} \
-         LIMIT $5"
+         LIMIT $8"
     );
     let mut records: Vec<UserRecord> = sqlx::query_as(&sql)
         .bind(site.0)
         .bind(pattern.as_deref())
+        .bind(query.active)
+        .bind(role.as_deref())
+        .bind(flag.as_deref())
         .bind(after.as_ref().map(|c| c.key.clone()))
         .bind(after.as_ref().map(|c| c.username.clone()))
         .bind(i64::from(limit) + 1)
@@ -633,6 +647,9 @@ pub async fn users(
     ))
     .bind(site.0)
     .bind(pattern.as_deref())
+    .bind(query.active)
+    .bind(role.as_deref())
+    .bind(flag.as_deref())
     .fetch_one(pool)
     .await?;
     let more = records.len() > limit as usize;
