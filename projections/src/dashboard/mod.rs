@@ -107,6 +107,77 @@ fn write(sql: &str) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::Pg
     sqlx::query(sql).persistent(false)
 }
 
+/// Writes a run's link states, merged per link (the last state wins; a
+/// link cleared anywhere in the run is cleared): upserts `links` (`from_site,
+/// to_site, active`) and empties `shared` for each cleared link (a
+/// revocation or a new request, R-CONN-4). The tables are named with their
+/// schema. One statement, used by every model that keeps links.
+async fn write_links(
+    conn: &mut sqlx::PgConnection,
+    links: &str,
+    shared: &str,
+    merged: std::collections::HashMap<(Uuid, Uuid), (bool, bool)>,
+) -> Result<(), ProjectionError> {
+    let (mut froms, mut tos, mut actives, mut clears) = (vec![], vec![], vec![], vec![]);
+    for ((from, to), (active, clear)) in merged {
+        froms.push(from);
+        tos.push(to);
+        actives.push(active);
+        clears.push(clear);
+    }
+    write(&format!(
+        "WITH v AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bool[], $4::bool[]) \
+           AS v(from_site, to_site, active, clears)), \
+         cleared AS (DELETE FROM {shared} sh USING v \
+           WHERE v.clears AND sh.from_site = v.from_site AND sh.to_site = v.to_site) \
+         INSERT INTO {links} (from_site, to_site, active) \
+         SELECT from_site, to_site, active FROM v \
+         ON CONFLICT (from_site, to_site) DO UPDATE SET active = EXCLUDED.active"
+    ))
+    .bind(froms)
+    .bind(tos)
+    .bind(actives)
+    .bind(clears)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes a run's shares, merged per (link, scorecard), last wins: inserts
+/// the shared into `shared` (`from_site, to_site, scorecard_id`, named with
+/// its schema) and deletes the unshared. Keys are distinct, so the delete
+/// and the insert commute: one statement.
+async fn write_shares(
+    conn: &mut sqlx::PgConnection,
+    shared: &str,
+    merged: std::collections::HashMap<(Uuid, Uuid, Uuid), bool>,
+) -> Result<(), ProjectionError> {
+    let (mut froms, mut tos, mut scorecards, mut holds) = (vec![], vec![], vec![], vec![]);
+    for ((from, to, scorecard), is_shared) in merged {
+        froms.push(from);
+        tos.push(to);
+        scorecards.push(scorecard);
+        holds.push(is_shared);
+    }
+    write(&format!(
+        "WITH v AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bool[]) \
+           AS v(from_site, to_site, scorecard_id, shared)), \
+         unshared AS (DELETE FROM {shared} sh USING v \
+           WHERE NOT v.shared AND sh.from_site = v.from_site AND sh.to_site = v.to_site \
+             AND sh.scorecard_id = v.scorecard_id) \
+         INSERT INTO {shared} (from_site, to_site, scorecard_id) \
+         SELECT from_site, to_site, scorecard_id FROM v WHERE v.shared \
+         ON CONFLICT DO NOTHING"
+    ))
+    .bind(froms)
+    .bind(tos)
+    .bind(scorecards)
+    .bind(holds)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// `schema` as a quoted SQL identifier.
 fn quoted(schema: &str) -> String {
     format!("\"{}\"", schema.replace('"', "\"\""))

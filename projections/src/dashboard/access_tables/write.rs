@@ -365,27 +365,12 @@ pub(super) async fn write_run(
                     entry.1 |= *clears;
                 }
             }
-            let (mut froms, mut tos, mut actives, mut clears) = (vec![], vec![], vec![], vec![]);
-            for ((from, to), (active, clear)) in merged {
-                froms.push(from);
-                tos.push(to);
-                actives.push(active);
-                clears.push(clear);
-            }
-            write(&format!(
-                "WITH v AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bool[], $4::bool[]) \
-                   AS v(from_site, to_site, active, clears)), \
-                 cleared AS (DELETE FROM {s}.acc_shared sh USING v \
-                   WHERE v.clears AND sh.from_site = v.from_site AND sh.to_site = v.to_site) \
-                 INSERT INTO {s}.acc_links (from_site, to_site, active) \
-                 SELECT from_site, to_site, active FROM v \
-                 ON CONFLICT (from_site, to_site) DO UPDATE SET active = EXCLUDED.active"
-            ))
-            .bind(froms)
-            .bind(tos)
-            .bind(actives)
-            .bind(clears)
-            .execute(&mut *conn)
+            super::super::write_links(
+                conn,
+                &format!("{s}.acc_links"),
+                &format!("{s}.acc_shared"),
+                merged,
+            )
             .await?;
         }
         Op::Share { .. } => {
@@ -401,30 +386,7 @@ pub(super) async fn write_run(
                     merged.insert((*from, *to, *scorecard), *shared);
                 }
             }
-            let (mut froms, mut tos, mut scorecards, mut shared) = (vec![], vec![], vec![], vec![]);
-            for ((from, to, scorecard), is_shared) in merged {
-                froms.push(from);
-                tos.push(to);
-                scorecards.push(scorecard);
-                shared.push(is_shared);
-            }
-            // Keys are distinct: the delete and the insert commute.
-            write(&format!(
-                "WITH v AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bool[]) \
-                   AS v(from_site, to_site, scorecard_id, shared)), \
-                 unshared AS (DELETE FROM {s}.acc_shared sh USING v \
-                   WHERE NOT v.shared AND sh.from_site = v.from_site AND sh.to_site = v.to_site \
-                     AND sh.scorecard_id = v.scorecard_id) \
-                 INSERT INTO {s}.acc_shared (from_site, to_site, scorecard_id) \
-                 SELECT from_site, to_site, scorecard_id FROM v WHERE v.shared \
-                 ON CONFLICT DO NOTHING"
-            ))
-            .bind(froms)
-            .bind(tos)
-            .bind(scorecards)
-            .bind(shared)
-            .execute(&mut *conn)
-            .await?;
+            super::super::write_shares(conn, &format!("{s}.acc_shared"), merged).await?;
         }
     }
     Ok(())

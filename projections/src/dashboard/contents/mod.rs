@@ -662,27 +662,12 @@ async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), P
                     }
                 }
             }
-            let (mut froms, mut tos, mut actives, mut clears) = (vec![], vec![], vec![], vec![]);
-            for ((from, to), (active, cleared)) in last {
-                froms.push(from);
-                tos.push(to);
-                actives.push(active);
-                clears.push(cleared);
-            }
-            write(&format!(
-                "WITH v AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bool[], $4::bool[]) \
-                   AS v(from_site, to_site, active, clears)), \
-                 cleared AS (DELETE FROM {s}.content_shared d USING v \
-                   WHERE v.clears AND d.from_site = v.from_site AND d.to_site = v.to_site) \
-                 INSERT INTO {s}.content_links (from_site, to_site, active) \
-                 SELECT v.from_site, v.to_site, v.active FROM v \
-                 ON CONFLICT (from_site, to_site) DO UPDATE SET active = EXCLUDED.active"
-            ))
-            .bind(froms)
-            .bind(tos)
-            .bind(actives)
-            .bind(clears)
-            .execute(&mut *conn)
+            super::write_links(
+                conn,
+                &format!("{s}.content_links"),
+                &format!("{s}.content_shared"),
+                last,
+            )
             .await?;
         }
         Op::Share { .. } => {
@@ -698,45 +683,7 @@ async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), P
                     last.insert((*from, *to, *scorecard), *shared);
                 }
             }
-            let (shared, gone) = split_last_wins(last);
-            let columns = |keys: Vec<(Uuid, Uuid, Uuid)>| {
-                let mut out = (vec![], vec![], vec![]);
-                for (from, to, scorecard) in keys {
-                    out.0.push(from);
-                    out.1.push(to);
-                    out.2.push(scorecard);
-                }
-                out
-            };
-            // Keys are distinct: the delete and the insert commute.
-            if !gone.is_empty() {
-                let (froms, tos, scorecards) = columns(gone);
-                write(&format!(
-                    "DELETE FROM {s}.content_shared d \
-                     USING unnest($1::uuid[], $2::uuid[], $3::uuid[]) \
-                       AS v(from_site, to_site, scorecard_id) \
-                     WHERE d.from_site = v.from_site AND d.to_site = v.to_site \
-                       AND d.scorecard_id = v.scorecard_id"
-                ))
-                .bind(froms)
-                .bind(tos)
-                .bind(scorecards)
-                .execute(&mut *conn)
-                .await?;
-            }
-            if !shared.is_empty() {
-                let (froms, tos, scorecards) = columns(shared);
-                write(&format!(
-                    "INSERT INTO {s}.content_shared (from_site, to_site, scorecard_id) \
-                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) \
-                     ON CONFLICT DO NOTHING"
-                ))
-                .bind(froms)
-                .bind(tos)
-                .bind(scorecards)
-                .execute(&mut *conn)
-                .await?;
-            }
+            super::write_shares(conn, &format!("{s}.content_shared"), last).await?;
         }
     }
     Ok(())
