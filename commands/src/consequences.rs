@@ -3,7 +3,8 @@
 //! append as their trigger.
 //!
 //! Today that is R-SHARE-4's third case: when an object leaves a scorecard
-//! (`ObjectRemovedFromScorecard`), every partner that sees the owner's
+//! (`ObjectRemovedFromScorecard`) or is archived, or a scorecard is
+//! archived, every partner that sees the owner's
 //! content loses the relationships whose object is no longer visible to it
 //! through any scorecard shared with it. (Revoking a link and unsharing a
 //! scorecard remove their relationships in the same append as the command;
@@ -36,6 +37,14 @@ use shareledger_events::{Actor, Category, Direction, RecordedEvent};
 use uuid::Uuid;
 
 use crate::{CommandError, Issued, Service};
+
+/// The events after which a partner may see less of the site's content:
+/// an object left a scorecard, or an object or a scorecard was archived.
+const TRIGGERS: &[&str] = &[
+    "ObjectRemovedFromScorecard",
+    "ObjectArchived",
+    "ScorecardArchived",
+];
 
 /// Namespace of the idempotency keys of consequences.
 const CONSEQUENCE_NAMESPACE: Uuid = Uuid::from_u128(0x7c1e_93a0_55d4_4f0b_8e61_2a9d_4b3c_1f07);
@@ -91,8 +100,7 @@ impl ConsequenceWorker {
                 partners.entry(a).or_default().insert(b);
                 partners.entry(b).or_default().insert(a);
             }
-            if event.event_type == "ObjectRemovedFromScorecard"
-                && event.stream.starts_with("content-")
+            if TRIGGERS.contains(&event.event_type.as_str()) && event.stream.starts_with("content-")
             {
                 self.object_left_a_scorecard(&event, &partners).await?;
                 unsaved = usize::MAX;
@@ -150,7 +158,9 @@ impl ConsequenceWorker {
         trigger: &RecordedEvent,
         partners: &BTreeMap<SiteId, BTreeSet<SiteId>>,
     ) -> Result<(), CommandError> {
-        let ContentEvent::ObjectRemovedFromScorecard { .. } =
+        let (ContentEvent::ObjectRemovedFromScorecard { .. }
+        | ContentEvent::ObjectArchived { .. }
+        | ContentEvent::ScorecardArchived { .. }) =
             ContentEvent::decode(&trigger.event_type, trigger.schema_version, &trigger.data)?
         else {
             return Ok(());

@@ -160,7 +160,13 @@ impl Plan {
         if events.is_empty() {
             return;
         }
-        self.parts.push((stream_name(stream), expected, events));
+        // A decision's own events and their consequences on one stream
+        // (an archive and the placements it removes) are one part.
+        let name = stream_name(stream);
+        match self.parts.iter_mut().find(|(s, _, _)| *s == name) {
+            Some((_, _, planned)) => planned.extend(events),
+            None => self.parts.push((name, expected, events)),
+        }
     }
 
     /// Plans one of a decision's writes, expecting its stream at the

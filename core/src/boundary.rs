@@ -27,15 +27,17 @@ pub struct BoundaryItem {
 }
 
 /// What an object is, where it shows and what it is inside of: the events
-/// that create it and place or remove it (field changes are not part of it).
+/// that create, place, remove and archive it (field changes and renames are
+/// not part of it).
 pub const OBJECT_STRUCTURE: &[&str] = &[
     "ObjectCreated",
     "ObjectPlacedOnScorecard",
     "ObjectRemovedFromScorecard",
+    "ObjectArchived",
 ];
 
-/// That a scorecard exists.
-pub const SCORECARD_EXISTENCE: &[&str] = &["ScorecardCreated"];
+/// That a scorecard exists (created, not archived).
+pub const SCORECARD_EXISTENCE: &[&str] = &["ScorecardCreated", "ScorecardArchived"];
 
 /// Everything about a user (any event tagged with the user).
 pub const ANY: &[&str] = &[];

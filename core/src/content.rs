@@ -54,6 +54,10 @@ pub struct ContentState {
     /// The objects placed directly on each scorecard.
     pub placements: BTreeMap<ScorecardId, BTreeSet<ObjectId>>,
     pub relationships: BTreeMap<RelationshipId, Relationship>,
+    /// Scorecards and objects archived: gone from `scorecards`, `objects`
+    /// and `placements`, their ids never used again.
+    pub archived_scorecards: BTreeSet<ScorecardId>,
+    pub archived_objects: BTreeSet<ObjectId>,
 }
 
 impl ContentState {
@@ -65,6 +69,8 @@ impl ContentState {
             objects: BTreeMap::new(),
             placements: BTreeMap::new(),
             relationships: BTreeMap::new(),
+            archived_scorecards: BTreeSet::new(),
+            archived_objects: BTreeSet::new(),
         }
     }
 
@@ -89,6 +95,28 @@ impl ContentState {
                         fields: BTreeMap::new(),
                     },
                 );
+            }
+            ContentEvent::ScorecardRenamed { scorecard_id, name } => {
+                if let Some(current) = self.scorecards.get_mut(scorecard_id) {
+                    *current = name.clone();
+                }
+            }
+            ContentEvent::ObjectRenamed { object_id, name } => {
+                if let Some(object) = self.objects.get_mut(object_id) {
+                    object.name = name.clone();
+                }
+            }
+            ContentEvent::ScorecardArchived { scorecard_id } => {
+                self.scorecards.remove(scorecard_id);
+                self.placements.remove(scorecard_id);
+                self.archived_scorecards.insert(*scorecard_id);
+            }
+            ContentEvent::ObjectArchived { object_id } => {
+                self.objects.remove(object_id);
+                for placed in self.placements.values_mut() {
+                    placed.remove(object_id);
+                }
+                self.archived_objects.insert(*object_id);
             }
             ContentEvent::ObjectPlacedOnScorecard {
                 object_id,
@@ -283,9 +311,9 @@ pub fn level_on_scorecard(
 }
 
 /// Content changes need Add/Edit Scorecard Objects (seed 001).
-const AUTHOR: [PermissionFlag; 1] = [PermissionFlag::AddEditScorecardObjects];
+pub(crate) const AUTHOR: [PermissionFlag; 1] = [PermissionFlag::AddEditScorecardObjects];
 
-fn authorize_author(
+pub(crate) fn authorize_author(
     actor: &Actor,
     site: &SiteState,
     content: &ContentState,
@@ -320,7 +348,9 @@ impl CreateScorecard {
         content: &ContentState,
     ) -> Result<Vec<ContentEvent>, DomainError> {
         authorize_author(actor, site, content)?;
-        if content.scorecards.contains_key(&self.scorecard_id) {
+        if content.scorecards.contains_key(&self.scorecard_id)
+            || content.archived_scorecards.contains(&self.scorecard_id)
+        {
             return Err(DomainError::ScorecardExists(self.scorecard_id));
         }
         Ok(vec![ContentEvent::ScorecardCreated {
@@ -352,7 +382,9 @@ impl CreateObject {
         content: &ContentState,
     ) -> Result<Vec<ContentEvent>, DomainError> {
         authorize_author(actor, site, content)?;
-        if content.objects.contains_key(&self.object_id) {
+        if content.objects.contains_key(&self.object_id)
+            || content.archived_objects.contains(&self.object_id)
+        {
             return Err(DomainError::ObjectExists(self.object_id));
         }
         if let Some(container) = self.container {
@@ -527,22 +559,6 @@ impl ChangeObjectField {
 }
 
 impl ChangeObjectField {
-    /// Whether the object is not of the site the command names but of
-    /// another, which shares it with the acting user's site.
-    fn shared_elsewhere(&self, ctx: &Context, facts: &Facts, acting: SiteId) -> bool {
-        let named = Read::ObjectOwner(self.object_id);
-        if !facts.has(&named) {
-            return false;
-        }
-        facts
-            .object_owner(self.object_id)
-            .filter(|owner| *owner != acting && *owner != self.site_id)
-            .is_some_and(|owner| {
-                ctx.actor_site().is_some()
-                    && facts.visible_to(owner, acting).contains(&self.object_id)
-            })
-    }
-
     /// What the outcome depends on (R-USER-3: the actor's level on the
     /// object): the acting user (their role, flags, per-scorecard levels,
     /// active or not), the object's and its containers' creation and
@@ -765,9 +781,64 @@ fn remove_relationship(
     }
 }
 
+/// What a command on an object of `site_id` reads: the acting site, the
+/// named site's content, and, for a partner's user, whether the owner
+/// shares the object with them (to refuse as read-only, R-SHARE-3, rather
+/// than as another site's), whatever site the user named: when the named
+/// site does not hold the object, whose it is ([`Read::ObjectOwner`]).
+pub(crate) fn object_command_reads(
+    ctx: &Context,
+    facts: &Facts,
+    site_id: SiteId,
+    object_id: ObjectId,
+) -> Vec<Read> {
+    let acting = acting_site(ctx, site_id);
+    let mut reads = vec![Read::Site(acting), Read::Content(site_id)];
+    if acting != site_id {
+        reads.push(Read::Connection(site_id, acting));
+    }
+    let named = Read::Content(site_id);
+    if ctx.actor_site().is_some()
+        && facts.has(&named)
+        && !facts.content(site_id).objects.contains_key(&object_id)
+    {
+        let owner = Read::ObjectOwner(object_id);
+        if facts.has(&owner) {
+            if let Some(owner) = facts.object_owner(object_id).filter(|o| *o != acting) {
+                reads.push(Read::Content(owner));
+                reads.push(Read::Connection(owner, acting));
+            }
+        }
+        reads.push(owner);
+    }
+    reads
+}
+
+/// Whether the object is not of the site the command names (`site_id`)
+/// but of another, which shares it with the acting user's site (read by
+/// [`object_command_reads`]).
+pub(crate) fn shared_elsewhere(
+    ctx: &Context,
+    facts: &Facts,
+    acting: SiteId,
+    site_id: SiteId,
+    object_id: ObjectId,
+) -> bool {
+    let named = Read::ObjectOwner(object_id);
+    if !facts.has(&named) {
+        return false;
+    }
+    facts
+        .object_owner(object_id)
+        .filter(|owner| *owner != acting && *owner != site_id)
+        .is_some_and(|owner| {
+            ctx.actor_site().is_some() && facts.visible_to(owner, acting).contains(&object_id)
+        })
+}
+
 /// The site a command acts for: the acting user's, else (operators) the
 /// site the command names.
-fn acting_site(ctx: &Context, site_id: SiteId) -> SiteId {
+pub(crate) fn acting_site(ctx: &Context, site_id: SiteId) -> SiteId {
     ctx.actor_site().unwrap_or(site_id)
 }
 
@@ -806,31 +877,7 @@ impl Decision for ChangeObjectField {
     /// whether the owner shares the object with them (to refuse as
     /// read-only rather than as another site's).
     fn reads(&self, ctx: &Context, facts: &Facts) -> Vec<Read> {
-        let acting = acting_site(ctx, self.site_id);
-        let mut reads = vec![Read::Site(acting), Read::Content(self.site_id)];
-        if acting != self.site_id {
-            reads.push(Read::Connection(self.site_id, acting));
-        }
-        // A user naming a site that does not hold the object: whose is it,
-        // and does it share the object with the user's site?
-        let named = Read::Content(self.site_id);
-        if ctx.actor_site().is_some()
-            && facts.has(&named)
-            && !facts
-                .content(self.site_id)
-                .objects
-                .contains_key(&self.object_id)
-        {
-            let owner = Read::ObjectOwner(self.object_id);
-            if facts.has(&owner) {
-                if let Some(owner) = facts.object_owner(self.object_id).filter(|o| *o != acting) {
-                    reads.push(Read::Content(owner));
-                    reads.push(Read::Connection(owner, acting));
-                }
-            }
-            reads.push(owner);
-        }
-        reads
+        object_command_reads(ctx, facts, self.site_id, self.object_id)
     }
 
     /// Consistent with the object and the acting user alone
@@ -840,7 +887,7 @@ impl Decision for ChangeObjectField {
         let acting = acting_site(ctx, self.site_id);
         let site = facts.existing_site(acting)?;
         let content = facts.content(self.site_id);
-        if self.shared_elsewhere(ctx, facts, acting) {
+        if shared_elsewhere(ctx, facts, acting, self.site_id, self.object_id) {
             // R-SHARE-3, whatever site the user named: shared content is
             // read-only (after the user's own standing is checked).
             authorize(&ctx.actor, site, &[])?;

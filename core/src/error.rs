@@ -83,6 +83,8 @@ pub enum DomainError {
     ObjectNotFound(ObjectId),
     #[error("object {0} exists already")]
     ObjectExists(ObjectId),
+    #[error("object {0} still contains objects: archive them first")]
+    ContainerNotEmpty(ObjectId),
     #[error("object {0} is not a container (only Results and Programs contain objects)")]
     NotAContainer(ObjectId),
     #[error("object {0} is not an Indicator or Performance Measure")]
@@ -172,6 +174,7 @@ impl DomainError {
             ScorecardExists(_) => "scorecard_exists",
             ObjectNotFound(_) => "object_not_found",
             ObjectExists(_) => "object_exists",
+            ContainerNotEmpty(_) => "container_not_empty",
             NotAContainer(_) => "not_a_container",
             NotAMeasure(_) => "not_a_measure",
             AlreadyPlaced { .. } => "already_placed",

@@ -22,6 +22,8 @@
 //!   (R-CONN-*, R-SHARE-1, R-SHARE-7).
 //! * [`content`]: scorecards, objects, relationships; what partners see
 //!   (R-USER-3, R-USER-4, R-SHARE-2 to R-SHARE-6).
+//! * [`lifecycle`]: renaming and archiving scorecards and objects, with
+//!   the placements and relationships an archive removes.
 //! * [`csv_import`]: parsing a users CSV (R-USER-8).
 //! * [`error`]: [`DomainError`], with a stable code per variant.
 
@@ -32,6 +34,7 @@ pub mod content;
 pub mod csv_import;
 pub mod decision;
 pub mod error;
+pub mod lifecycle;
 pub mod site;
 
 pub use decision::{Context, Decided, Decision, Facts, Read, Write};

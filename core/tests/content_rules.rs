@@ -30,6 +30,7 @@ use shareledger_core::content::{
     UseSharedMeasureInAggregation,
 };
 use shareledger_core::envelope::Actor;
+use shareledger_core::lifecycle::{ArchiveObject, ArchiveScorecard, RenameObject, RenameScorecard};
 use shareledger_core::site::{GrantScorecardAccess, SiteState, UserState};
 use shareledger_core::DomainError;
 use uuid::Uuid;
@@ -91,7 +92,9 @@ const EDIT_FIELDS: [ObjectField; 4] = [
 const VALUE: &str = "new value";
 
 use AccessLevel::{Browser, Editor, ScorecardAdmin, Updater};
-use PermissionFlag::{AddEditScorecardObjects, AllScorecards, InstanceAdmin, ManageUsers};
+use PermissionFlag::{
+    AddEditScorecardObjects, AllScorecards, DeleteScorecardObjects, InstanceAdmin, ManageUsers,
+};
 
 fn name(raw: &str) -> Name {
     Name::parse(raw).expect("a valid name")
@@ -1967,4 +1970,265 @@ proptest! {
             prop_assert!(fewer.objects_on(*s).is_subset(&content.objects_on(*s)));
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Renaming and archiving (`shareledger_core::lifecycle`)
+// ---------------------------------------------------------------------------
+
+fn rename_scorecard(scorecard_id: ScorecardId) -> RenameScorecard {
+    RenameScorecard {
+        site_id: SITE_A,
+        scorecard_id,
+        name: name("Corporate 2027"),
+    }
+}
+
+fn renamed_scorecard(scorecard_id: ScorecardId) -> ContentEvent {
+    ContentEvent::ScorecardRenamed {
+        scorecard_id,
+        name: name("Corporate 2027"),
+    }
+}
+
+#[test]
+fn r_user_3_a_scorecard_admin_configures_its_scorecard_by_renaming_it() {
+    // Given a user with Scorecard Admin on S1 only and no Add/Edit flag.
+    let mut a = site_a();
+    let admin_of_s1 = a.user(&[], &[(S1, ScorecardAdmin), (S2, Editor)]);
+    let content = a_content();
+    // When they rename S1, then it is renamed.
+    then(
+        rename_scorecard(S1).decide(&admin_of_s1, &a.state, &content, false),
+        vec![renamed_scorecard(S1)],
+    );
+    // But S2, where they are an Editor, needs Add/Edit Scorecard Objects.
+    then_err(
+        rename_scorecard(S2).decide(&admin_of_s1, &a.state, &content, false),
+        DomainError::NotPermitted {
+            needed: AddEditScorecardObjects,
+        },
+    );
+    // An author renames any scorecard of the site; an unknown one is not found.
+    let author = a.user(&[AddEditScorecardObjects], &[]);
+    then(
+        rename_scorecard(S2).decide(&author, &a.state, &content, false),
+        vec![renamed_scorecard(S2)],
+    );
+    then_err(
+        rename_scorecard(NEW_SCORECARD).decide(&author, &a.state, &content, false),
+        DomainError::ScorecardNotFound(NEW_SCORECARD),
+    );
+    // The new name is the scorecard's from then on.
+    let renamed = after(content, &[renamed_scorecard(S1)]);
+    assert_eq!(renamed.scorecards[&S1], name("Corporate 2027"));
+}
+
+#[test]
+fn r_user_3_renaming_an_object_is_an_edit() {
+    let mut a = site_a();
+    let editor = a.user(&[], &[(S1, Editor)]);
+    let updater = a.user(&[], &[(S1, Updater)]);
+    let content = a_content();
+    let rename = |object_id| RenameObject {
+        site_id: SITE_A,
+        object_id,
+        name: name("Reading level"),
+    };
+    // I shows on S1 (inside R): an Editor of S1 renames it.
+    then(
+        rename(I).decide(&editor, &a.state, &content, false),
+        vec![ContentEvent::ObjectRenamed {
+            object_id: I,
+            name: name("Reading level"),
+        }],
+    );
+    // An Updater may change update-fields only.
+    then_err(
+        rename(I).decide(&updater, &a.state, &content, false),
+        DomainError::AccessLevelTooLow { needed: Editor },
+    );
+    // Q is on S3, which the editor cannot see; NEW_OBJECT does not exist.
+    then_err(
+        rename(Q).decide(&editor, &a.state, &content, false),
+        DomainError::AccessLevelTooLow { needed: Editor },
+    );
+    then_err(
+        rename(NEW_OBJECT).decide(&editor, &a.state, &content, false),
+        DomainError::ObjectNotFound(NEW_OBJECT),
+    );
+}
+
+#[test]
+fn r_user_2_archiving_needs_delete_scorecard_objects() {
+    let mut a = site_a();
+    let author = a.user(&[AddEditScorecardObjects], &[]);
+    let content = a_content();
+    let archive = ArchiveScorecard {
+        site_id: SITE_A,
+        scorecard_id: S3,
+    };
+    assert_eq!(
+        archive.decide(&author, &a.state, &content, false),
+        Err(DomainError::NotPermitted {
+            needed: DeleteScorecardObjects,
+        })
+    );
+    let deleter = a.user(&[DeleteScorecardObjects], &[]);
+    assert!(archive.decide(&deleter, &a.state, &content, false).is_ok());
+    // Scorecard Admin on S3 does not archive it: that is not configuring.
+    let admin_of_s3 = a.user(&[], &[(S3, ScorecardAdmin)]);
+    assert_eq!(
+        archive.decide(&admin_of_s3, &a.state, &content, false),
+        Err(DomainError::NotPermitted {
+            needed: DeleteScorecardObjects,
+        })
+    );
+}
+
+#[test]
+fn r_share_4_archiving_a_scorecard_removes_its_placements_and_the_links_onto_it() {
+    let mut a = site_a();
+    let deleter = a.user(&[DeleteScorecardObjects, AddEditScorecardObjects], &[]);
+    // Given S1 holds R (with I, P, PM inside) and X, and S1 is shared with B.
+    let content = a_content();
+    // When A archives S1, then its two placements go as consequences.
+    let archived = ArchiveScorecard {
+        site_id: SITE_A,
+        scorecard_id: S1,
+    }
+    .decide(&deleter, &a.state, &content, false)
+    .unwrap();
+    assert_eq!(
+        archived.archive,
+        ContentEvent::ScorecardArchived { scorecard_id: S1 }
+    );
+    assert_eq!(archived.consequences, vec![removed(R, S1), removed(X, S1)]);
+    // And B sees nothing through S1 any more, though it is still recorded
+    // as shared: A's content no longer has it.
+    let mut events = vec![archived.archive];
+    events.extend(archived.consequences);
+    let after_archive = after(content, &events);
+    assert!(after_archive.visible_through(&scorecards(&[S1])).is_empty());
+    assert_eq!(after_archive.scorecards_showing(X), scorecards(&[S2]));
+    // Its id is never used again.
+    then_err(
+        CreateScorecard {
+            site_id: SITE_A,
+            scorecard_id: S1,
+            name: name("Again"),
+        }
+        .decide(&deleter, &a.state, &after_archive),
+        DomainError::ScorecardExists(S1),
+    );
+    // B archiving its scorecard SB removes its links onto SB (REL1, REL3,
+    // REL4, REL5), not its aggregation (REL2).
+    let mut b = site_b();
+    let b_deleter = b.user(&[DeleteScorecardObjects], &[]);
+    let archived = ArchiveScorecard {
+        site_id: SITE_B,
+        scorecard_id: SB,
+    }
+    .decide(&b_deleter, &b.state, &b_content_with_relationships(), false)
+    .unwrap();
+    let gone = RemovalReason::TargetArchived;
+    assert_eq!(
+        archived.consequences,
+        vec![
+            removed(BR, SB),
+            lost(REL1, gone),
+            lost(REL3, gone),
+            lost(REL4, gone),
+            lost(REL5, gone),
+        ]
+    );
+}
+
+#[test]
+fn r_share_4_archiving_an_object_removes_its_placements_and_the_aggregations_into_it() {
+    let mut a = site_a();
+    let deleter = a.user(&[DeleteScorecardObjects], &[]);
+    let content = a_content();
+    let archive = |object_id| ArchiveObject {
+        site_id: SITE_A,
+        object_id,
+    };
+    // X is placed on S1 and S2.
+    let archived = archive(X)
+        .decide(&deleter, &a.state, &content, false)
+        .unwrap();
+    assert_eq!(
+        archived.archive,
+        ContentEvent::ObjectArchived { object_id: X }
+    );
+    assert_eq!(archived.consequences, vec![removed(X, S1), removed(X, S2)]);
+    let after_archive = after(content.clone(), &[archived.archive]);
+    assert!(!after_archive.objects_on(S1).contains(&X));
+    // R still contains I and P: archive them first.
+    assert_eq!(
+        archive(R).decide(&deleter, &a.state, &content, false),
+        Err(DomainError::ContainerNotEmpty(R))
+    );
+    // PM is inside P, on no scorecard directly: archived with no placement
+    // to remove, and S1 no longer shows it.
+    let archived = archive(PM)
+        .decide(&deleter, &a.state, &content, false)
+        .unwrap();
+    assert!(archived.consequences.is_empty());
+    let after_archive = after(content, &[archived.archive]);
+    assert!(!after_archive.objects_on(S1).contains(&PM));
+    // B's measure BI holds A's PM (REL2): archiving BI removes REL2.
+    let mut b = site_b();
+    let b_deleter = b.user(&[DeleteScorecardObjects], &[]);
+    let archived = ArchiveObject {
+        site_id: SITE_B,
+        object_id: BI,
+    }
+    .decide(&b_deleter, &b.state, &b_content_with_relationships(), false)
+    .unwrap();
+    assert_eq!(
+        archived.consequences,
+        vec![lost(REL2, RemovalReason::TargetArchived)]
+    );
+}
+
+#[test]
+fn r_share_3_a_partner_cannot_rename_or_archive_shared_content() {
+    // Given A shares S1 (with I) with B, whose user has every flag.
+    let mut b = site_b();
+    let partner = b.preset(Role::Administration, &[]);
+    let content = a_content();
+    let rename_object = RenameObject {
+        site_id: SITE_A,
+        object_id: I,
+        name: name("Mine now"),
+    };
+    then_err(
+        rename_object.decide(&partner, &b.state, &content, true),
+        DomainError::SharedContentReadOnly,
+    );
+    then_err(
+        rename_scorecard(S1).decide(&partner, &b.state, &content, true),
+        DomainError::SharedContentReadOnly,
+    );
+    let archive = ArchiveObject {
+        site_id: SITE_A,
+        object_id: I,
+    };
+    assert_eq!(
+        archive.decide(&partner, &b.state, &content, true),
+        Err(DomainError::SharedContentReadOnly)
+    );
+    // What A does not share with B is another site's own data (R-USER-9).
+    assert_eq!(
+        ArchiveScorecard {
+            site_id: SITE_A,
+            scorecard_id: S3,
+        }
+        .decide(&partner, &b.state, &content, false),
+        Err(DomainError::CrossSite {
+            actor_site: SITE_B,
+            target_site: SITE_A,
+        })
+    );
 }

@@ -27,7 +27,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shareledger_commands::{Issued, Outcome};
-use shareledger_core::{connection, content, site, Decision};
+use shareledger_core::{connection, content, lifecycle, site, Decision};
 use shareledger_events::envelope::nul_pointer;
 use uuid::Uuid;
 
@@ -317,6 +317,10 @@ registry!(
     content::UseSharedMeasureInAggregation,
     content::UnlinkSharedObject,
     content::StopUsingSharedMeasure,
+    lifecycle::RenameScorecard,
+    lifecycle::ArchiveScorecard,
+    lifecycle::RenameObject,
+    lifecycle::ArchiveObject,
     connection::RequestConnection,
     connection::ApproveConnection,
     connection::DenyConnection,

@@ -202,6 +202,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         | ParentCycle
         | OwnSiteCode
         | NotAContainer(_)
+        | ContainerNotEmpty(_)
         | NotAMeasure(_) => StatusCode::CONFLICT,
     }
 }

@@ -440,6 +440,7 @@ fn every_domain_error() -> Vec<DomainError> {
         ObjectNotFound(object),
         ObjectExists(object),
         NotAContainer(object),
+        ContainerNotEmpty(object),
         NotAMeasure(object),
         AlreadyPlaced { object, scorecard },
         NotPlaced { object, scorecard },
@@ -486,6 +487,7 @@ fn every_domain_error() -> Vec<DomainError> {
             | ObjectNotFound(_)
             | ObjectExists(_)
             | NotAContainer(_)
+            | ContainerNotEmpty(_)
             | NotAMeasure(_)
             | AlreadyPlaced { .. }
             | NotPlaced { .. }

@@ -298,6 +298,42 @@ async fn every_command_succeeds_through_http_and_replays_its_idempotency_key() {
         "StopUsingSharedMeasure",
         json!({"site_id": b, "relationship_id": aggregated})
     );
+    ok!(
+        &ta,
+        "RenameScorecard",
+        json!({"site_id": a, "scorecard_id": sc2, "name": "Eastern 2027"})
+    );
+    ok!(
+        &ta,
+        "RenameObject",
+        json!({"site_id": a, "object_id": obj, "name": "Reading level"})
+    );
+    let (spare_scorecard, spare_object) = (Uuid::new_v4(), Uuid::new_v4());
+    ok!(
+        &ta,
+        "CreateScorecard",
+        json!({"site_id": a, "scorecard_id": spare_scorecard, "name": "Spare"})
+    );
+    ok!(
+        &ta,
+        "CreateObject",
+        json!({"site_id": a, "object_id": spare_object, "kind": "indicator", "name": "Spare"})
+    );
+    ok!(
+        &ta,
+        "PlaceObjectOnScorecard",
+        json!({"site_id": a, "object_id": spare_object, "scorecard_id": spare_scorecard})
+    );
+    ok!(
+        &ta,
+        "ArchiveObject",
+        json!({"site_id": a, "object_id": spare_object})
+    );
+    ok!(
+        &ta,
+        "ArchiveScorecard",
+        json!({"site_id": a, "scorecard_id": spare_scorecard})
+    );
     // B revokes its own B→A link; A→B stays.
     ok!(
         &tb,
@@ -550,6 +586,8 @@ fn cases(h: &Harness, w: &Rw) -> Vec<Case> {
     let op = h.operator.clone();
     let (a, b, c, d) = (w.a.id, w.b.id, w.c.id, w.d.id);
     let cross = (403, "cross_site");
+    // Created by the cases below, renamed and archived by later ones.
+    let (fresh_scorecard, fresh_object) = (Uuid::new_v4(), Uuid::new_v4());
     let case =
         |name, token: &String, body: Value, wrong_token: &String, wrong_answer, invalid| Case {
             name,
@@ -734,7 +772,7 @@ fn cases(h: &Harness, w: &Rw) -> Vec<Case> {
         case(
             "CreateScorecard",
             &ta,
-            json!({"site_id": a, "scorecard_id": Uuid::new_v4(), "name": "New"}),
+            json!({"site_id": a, "scorecard_id": fresh_scorecard, "name": "New"}),
             &tb,
             cross,
             vec![
@@ -746,7 +784,7 @@ fn cases(h: &Harness, w: &Rw) -> Vec<Case> {
         case(
             "CreateObject",
             &ta,
-            json!({"site_id": a, "object_id": Uuid::new_v4(), "kind": "indicator", "name": "New", "container": w.obj2}),
+            json!({"site_id": a, "object_id": fresh_object, "kind": "indicator", "name": "New", "container": w.obj2}),
             &tb,
             cross,
             vec![("kind", json!("widget")), ("container", json!("nope"))],
@@ -809,6 +847,39 @@ fn cases(h: &Harness, w: &Rw) -> Vec<Case> {
             &ta,
             cross,
             vec![("into_object", json!("nope"))],
+        ),
+        case(
+            "RenameScorecard",
+            &ta,
+            json!({"site_id": a, "scorecard_id": fresh_scorecard, "name": "Renamed"}),
+            &tb,
+            cross,
+            vec![("name", json!("")), ("scorecard_id", json!("nope"))],
+        ),
+        case(
+            "RenameObject",
+            &ta,
+            json!({"site_id": a, "object_id": w.obj, "name": "Renamed"}),
+            // On `sc1`, shared with B: read-only to it.
+            &tb,
+            (403, "shared_content_read_only"),
+            vec![("name", json!("a\u{0007}b")), ("object_id", json!("nope"))],
+        ),
+        case(
+            "ArchiveObject",
+            &ta,
+            json!({"site_id": a, "object_id": fresh_object}),
+            &tb,
+            (403, "shared_content_read_only"),
+            vec![("object_id", json!("nope"))],
+        ),
+        case(
+            "ArchiveScorecard",
+            &ta,
+            json!({"site_id": a, "scorecard_id": fresh_scorecard}),
+            &tb,
+            cross,
+            vec![("scorecard_id", json!(12))],
         ),
         case(
             "RequestConnection",
@@ -883,6 +954,11 @@ fn cases(h: &Harness, w: &Rw) -> Vec<Case> {
         ),
     ];
     // Through B's link, which B never configured.
+    // The object archived is created by an earlier case; B is refused
+    // archiving a shared one that exists from the start.
+    for case in cases.iter_mut().filter(|c| c.name == "ArchiveObject") {
+        case.wrong_body["object_id"] = json!(w.obj);
+    }
     for case in cases.iter_mut().filter(|c| c.name == "SelfRegisterPartner") {
         case.wrong_body["group_site"] = json!(b);
     }

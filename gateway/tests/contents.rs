@@ -521,3 +521,148 @@ fn the_document_states_the_shape_of_each_lists_cursors() {
         assert_eq!(names, expected, "{path}");
     }
 }
+
+/// Every `name` in a list's items.
+fn names(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["name"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn given_renames_and_archives_then_answers_name_the_new_and_lose_the_archived_but_as_of_before_keeps_them(
+) {
+    let harness = Harness::start().await;
+    let h = &harness;
+    let c = content(h).await;
+    let w = &c.w;
+    let (ta, tb) = (w.a.admin_token.as_str(), w.b.admin_token.as_str());
+    let at = |p: u64| format!("min_position={p}");
+
+    // When A renames its shared scorecard and its shared object,
+    h.must(
+        ta,
+        "RenameScorecard",
+        json!({"site_id": w.a.id, "scorecard_id": w.shared_scorecard, "name": "Shared 2027"}),
+    )
+    .await;
+    let renamed = h
+        .must(
+            ta,
+            "RenameObject",
+            json!({"site_id": w.a.id, "object_id": w.shared_object, "name": "Literacy %"}),
+        )
+        .await;
+    // then A's lists, B's view of what A shares and B's relationships name
+    // them anew, and so do the access answers.
+    let a_scorecards = h.get(ta, &list(w.a.id, "scorecards", &at(renamed))).await;
+    assert!(names(a_scorecards.ok()).contains(&"Shared 2027".to_owned()));
+    let shared_with = h.get(tb, &list(w.b.id, "shared-with", &at(renamed))).await;
+    assert_eq!(names(shared_with.ok()), ["Shared 2027"]);
+    let relationships = h
+        .get(tb, &list(w.b.id, "relationships", &at(renamed)))
+        .await;
+    for r in relationships.ok()["items"].as_array().unwrap() {
+        assert_eq!(r["object"]["name"], "Literacy %", "{r:#}");
+    }
+    let lookup = h
+        .get(
+            tb,
+            &format!("/v1/access/lookup?site={}&{}", w.a.id, at(renamed)),
+        )
+        .await;
+    let seen: Vec<&Value> = lookup.ok()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["name"])
+        .collect();
+    assert!(seen.contains(&&json!("Literacy %")), "{}", lookup.text);
+    assert!(seen.contains(&&json!("Shared 2027")), "{}", lookup.text);
+
+    // When A archives the shared object (B links and aggregates it),
+    let archived = h
+        .must(
+            ta,
+            "ArchiveObject",
+            json!({"site_id": w.a.id, "object_id": w.shared_object}),
+        )
+        .await;
+    // then it is gone from A's list and from every access answer now,
+    let objects = h.get(ta, &list(w.a.id, "objects", &at(archived))).await;
+    assert!(!names(objects.ok()).contains(&"Literacy %".to_owned()));
+    let check = |position: &str| {
+        format!(
+            "/v1/access/check?user_id={}&target_type=object&target_id={}&action=view&{position}",
+            w.b.admin, w.shared_object
+        )
+    };
+    h.get(tb, &check(&at(archived)))
+        .await
+        .assert_problem(404, "unknown_target");
+    // but as of before the archive (the rename's position) B's admin could
+    // see it,
+    let auditor = h.auditor_token(None).await;
+    let before = h
+        .get(
+            &auditor,
+            &format!(
+                "/v1/audit/as-of/check?at_position={}&user_id={}&target_type=object&target_id={}&action=view",
+                renamed,
+                w.b.admin,
+                w.shared_object
+            ),
+        )
+        .await;
+    assert_eq!(before.ok()["allowed"], true, "{}", before.text);
+    // and B's relationships to it are removed by the consequence worker.
+    h.eventually(
+        "B's relationships to the archived object removed",
+        std::time::Duration::from_secs(10),
+        || async {
+            let p = h.get(tb, "/v1/log/status").await;
+            let head = p.json["head"].as_u64().unwrap_or(archived);
+            let reply = h.get(tb, &list(w.b.id, "relationships", &at(head))).await;
+            reply.status == 200 && reply.json["items"] == json!([])
+        },
+    )
+    .await;
+
+    // When A archives the shared scorecard, B no longer sees it shared,
+    // and A's timeline says what happened.
+    let gone = h
+        .must(
+            ta,
+            "ArchiveScorecard",
+            json!({"site_id": w.a.id, "scorecard_id": w.shared_scorecard}),
+        )
+        .await;
+    let shared_with = h.get(tb, &list(w.b.id, "shared-with", &at(gone))).await;
+    assert_eq!(shared_with.ok()["items"], json!([]));
+    let a_scorecards = h.get(ta, &list(w.a.id, "scorecards", &at(gone))).await;
+    assert_eq!(names(a_scorecards.ok()), ["Internal"]);
+    let timeline = h
+        .get(
+            &auditor,
+            &format!("/v1/audit/timeline/sites/{}?{}", w.a.id, at(gone)),
+        )
+        .await;
+    let summaries: Vec<&str> = timeline.ok()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["summary"].as_str().unwrap_or(""))
+        .collect();
+    for wanted in [
+        "ALPHA renamed “Shared measures” to “Shared 2027”",
+        "ALPHA renamed “Literacy rate” to “Literacy %”",
+        "ALPHA archived “Literacy %”",
+        "ALPHA archived “Shared 2027”",
+    ] {
+        assert!(summaries.contains(&wanted), "{wanted}: {summaries:#?}");
+    }
+    harness.shutdown().await;
+}

@@ -11,7 +11,8 @@
 //!
 //! The property test drives random command sequences by random actors over
 //! three sites through the real command service and PostgreSQL (links in
-//! every state, shares and unshares, placements and removals, relationships,
+//! every state, shares and unshares, placements and removals, relationships
+//! made and undone, renames and archives of scorecards and objects,
 //! scorecard access on own and partners' scorecards, permission flags,
 //! deactivation), sometimes lets the consequence worker catch up and
 //! sometimes not, and after every step applies the new events to one
@@ -40,8 +41,10 @@ use shareledger_core::connection::{
 };
 use shareledger_core::content::{
     ContentState, CreateObject, CreateScorecard, LinkSharedObject, PlaceObjectOnScorecard,
-    RelationshipTarget, RemoveObjectFromScorecard, UseSharedMeasureInAggregation,
+    RelationshipTarget, RemoveObjectFromScorecard, StopUsingSharedMeasure, UnlinkSharedObject,
+    UseSharedMeasureInAggregation,
 };
+use shareledger_core::lifecycle::{ArchiveObject, ArchiveScorecard, RenameObject, RenameScorecard};
 use shareledger_core::site::{
     AddUser, ChangeUserRole, DeactivateUser, GrantScorecardAccess, ReactivateUser, RegisterSite,
     RevokeScorecardAccess, SetPermissionFlags, SiteState, UserState,
@@ -740,6 +743,34 @@ enum Op {
         scorecard: usize,
         into: Option<usize>,
     },
+    /// Undoes the `pick`-th relationship of the site (resolved to
+    /// [`Op::Unlink`]).
+    Unrelate {
+        site: usize,
+        actor: usize,
+        pick: usize,
+    },
+    /// `UnlinkSharedObject`, or `StopUsingSharedMeasure` for an aggregation.
+    Unlink {
+        site: usize,
+        actor: usize,
+        relationship: RelationshipId,
+        aggregation: bool,
+    },
+    /// Renames a scorecard (`scorecard`) or an object (`object`) of the site.
+    Rename {
+        site: usize,
+        actor: usize,
+        scorecard: Option<usize>,
+        object: usize,
+    },
+    /// Archives a scorecard (`scorecard`) or an object (`object`) of the site.
+    Archive {
+        site: usize,
+        actor: usize,
+        scorecard: Option<usize>,
+        object: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -800,6 +831,12 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (s(), a(), any::<usize>(), sc(), prop::option::of(ob())).prop_map(
             |(site, actor, pick, scorecard, into)| Op::Relate { site, actor, pick, scorecard, into }
         ),
+        2 => (s(), a(), any::<usize>())
+            .prop_map(|(site, actor, pick)| Op::Unrelate { site, actor, pick }),
+        1 => (s(), a(), prop::option::of(sc()), ob())
+            .prop_map(|(site, actor, scorecard, object)| Op::Rename { site, actor, scorecard, object }),
+        1 => (s(), a(), prop::option::of(sc()), ob())
+            .prop_map(|(site, actor, scorecard, object)| Op::Archive { site, actor, scorecard, object }),
     ]
 }
 
@@ -929,7 +966,82 @@ impl World {
             | Op::RevokeAny { .. }
             | Op::GrantShared { .. }
             | Op::Ungrant { .. }
-            | Op::Relate { .. } => unreachable!("resolved above"),
+            | Op::Relate { .. }
+            | Op::Unrelate { .. } => unreachable!("resolved above"),
+            Op::Unlink {
+                site,
+                actor,
+                relationship,
+                aggregation: false,
+            } => {
+                let command = UnlinkSharedObject {
+                    site_id: s(site),
+                    relationship_id: relationship,
+                };
+                self.service.execute(&issued(site, actor), command).await
+            }
+            Op::Unlink {
+                site,
+                actor,
+                relationship,
+                aggregation: true,
+            } => {
+                let command = StopUsingSharedMeasure {
+                    site_id: s(site),
+                    relationship_id: relationship,
+                };
+                self.service.execute(&issued(site, actor), command).await
+            }
+            Op::Rename {
+                site,
+                actor,
+                scorecard: Some(scorecard),
+                ..
+            } => {
+                let command = RenameScorecard {
+                    site_id: s(site),
+                    scorecard_id: self.scorecards[site][scorecard],
+                    name: Name::parse(&format!("Renamed scorecard {scorecard}")).unwrap(),
+                };
+                self.service.execute(&issued(site, actor), command).await
+            }
+            Op::Rename {
+                site,
+                actor,
+                scorecard: None,
+                object,
+            } => {
+                let command = RenameObject {
+                    site_id: s(site),
+                    object_id: self.objects[site][object],
+                    name: Name::parse(&format!("Renamed object {object}")).unwrap(),
+                };
+                self.service.execute(&issued(site, actor), command).await
+            }
+            Op::Archive {
+                site,
+                actor,
+                scorecard: Some(scorecard),
+                ..
+            } => {
+                let command = ArchiveScorecard {
+                    site_id: s(site),
+                    scorecard_id: self.scorecards[site][scorecard],
+                };
+                self.service.execute(&issued(site, actor), command).await
+            }
+            Op::Archive {
+                site,
+                actor,
+                scorecard: None,
+                object,
+            } => {
+                let command = ArchiveObject {
+                    site_id: s(site),
+                    object_id: self.objects[site][object],
+                };
+                self.service.execute(&issued(site, actor), command).await
+            }
             Op::Worker => {
                 let head = self.service.store().head_position().await.unwrap();
                 self.worker
@@ -1413,6 +1525,25 @@ impl World {
                     },
                 }
             }
+            Op::Unrelate {
+                site,
+                actor,
+                pick: n,
+            } => {
+                let candidates: Vec<(RelationshipId, bool)> = now
+                    .content(self.sites[site])
+                    .relationships
+                    .iter()
+                    .map(|(id, r)| (*id, matches!(r.target, RelationshipTarget::Aggregation(_))))
+                    .collect();
+                let (relationship, aggregation) = candidates[pick(n, candidates.len())?];
+                Op::Unlink {
+                    site,
+                    actor,
+                    relationship,
+                    aggregation,
+                }
+            }
             _ => op.clone(),
         };
         Some(resolved)
@@ -1698,6 +1829,11 @@ fn describe(world: &World, oracle: &Oracle) -> String {
 }
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    run_checked(ops, false).await
+}
+
+/// [`run`]; with `all_accepted`, a refused step fails the run too.
+async fn run_checked(ops: Vec<Op>, all_accepted: bool) -> Result<(), TestCaseError> {
     let db = TestDb::new().await;
     let mut world = World::new(&db).await;
     let store = world.service.store().clone();
@@ -1712,8 +1848,8 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             .resolve(op, &now)
             .map_or("nothing to pick".to_string(), |op| format!("{op:?}"));
         let accepted = world.apply(op, &now).await?;
-        if n < steps {
-            prop_assert!(accepted, "prologue step {} was refused: {:?}", n, op);
+        if n < steps || all_accepted {
+            prop_assert!(accepted, "step {} was refused: {:?}", n, op);
         }
         applied = catch_up(&mut index, &store, applied).await?;
         if boundaries.last() != Some(&applied) {
@@ -2046,6 +2182,93 @@ fn the_index_agrees_with_the_oracle_on_chosen_sequences() {
     let mut failures = Vec::new();
     for (name, ops) in sequences {
         if let Err(e) = runtime.block_on(run(ops)) {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    // Every step of these is accepted: renames, archives and undone
+    // relationships, each compared with the oracle (and as of before).
+    let lifecycle: Vec<(&str, Vec<Op>)> = vec![
+        (
+            // S1's relationship onto its scorecard 1 shows S0's Result; S0
+            // renames and archives the Indicator inside it (also placed on
+            // the shared scorecard), then the Result; the worker removes
+            // S1's relationship.
+            "renames and archives of shared objects",
+            vec![
+                Rename {
+                    site: 0,
+                    actor: 0,
+                    scorecard: None,
+                    object: 1,
+                },
+                Archive {
+                    site: 0,
+                    actor: 0,
+                    scorecard: None,
+                    object: 1,
+                },
+                Archive {
+                    site: 0,
+                    actor: 0,
+                    scorecard: None,
+                    object: 0,
+                },
+                Worker,
+            ],
+        ),
+        (
+            // S0 archives its shared scorecard 0 (S1 sees its Result through
+            // it, and has a relationship onto it), and S1 archives its
+            // scorecard 1, which held that relationship.
+            "archives of shared scorecards and of relationship targets",
+            vec![
+                Rename {
+                    site: 0,
+                    actor: 0,
+                    scorecard: Some(0),
+                    object: 0,
+                },
+                Archive {
+                    site: 0,
+                    actor: 0,
+                    scorecard: Some(0),
+                    object: 0,
+                },
+                Worker,
+                Archive {
+                    site: 1,
+                    actor: 0,
+                    scorecard: Some(1),
+                    object: 0,
+                },
+                Archive {
+                    site: 0,
+                    actor: 0,
+                    scorecard: None,
+                    object: 4,
+                },
+            ],
+        ),
+        (
+            // S1 takes S0's Result off its scorecard; S0 stops using S2's
+            // measure in its aggregation.
+            "relationships undone",
+            vec![
+                Unrelate {
+                    site: 1,
+                    actor: 0,
+                    pick: 0,
+                },
+                Unrelate {
+                    site: 0,
+                    actor: 0,
+                    pick: 0,
+                },
+            ],
+        ),
+    ];
+    for (name, ops) in lifecycle {
+        if let Err(e) = runtime.block_on(run_checked(ops, true)) {
             failures.push(format!("{name}: {e}"));
         }
     }

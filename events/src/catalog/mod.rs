@@ -330,6 +330,8 @@ pub enum RemovalReason {
     ObjectNoLongerShared,
     /// The site took it off itself (`UnlinkSharedObject`).
     RemovedBySite,
+    /// The site archived the scorecard or the aggregation it was in.
+    TargetArchived,
 }
 
 /// Events of a site's content, in stream `content-<site id>`.
@@ -345,6 +347,27 @@ pub enum ContentEvent {
         kind: ObjectKind,
         name: Name,
         container: Option<ObjectId>,
+    },
+    ScorecardRenamed {
+        scorecard_id: ScorecardId,
+        name: Name,
+    },
+    ObjectRenamed {
+        object_id: ObjectId,
+        name: Name,
+    },
+    /// The scorecard is gone from every answer from here on; its placements
+    /// and the site's relationships onto it are removed as consequences in
+    /// the same append.
+    ScorecardArchived {
+        scorecard_id: ScorecardId,
+    },
+    /// The object is gone from every answer from here on; its placements
+    /// and the site's aggregations into it are removed as consequences in
+    /// the same append (partners' relationships to it by the consequence
+    /// worker).
+    ObjectArchived {
+        object_id: ObjectId,
     },
     ObjectPlacedOnScorecard {
         object_id: ObjectId,
@@ -390,6 +413,10 @@ pub enum ContentEvent {
 event_names!(ContentEvent {
     ScorecardCreated,
     ObjectCreated,
+    ScorecardRenamed,
+    ObjectRenamed,
+    ScorecardArchived,
+    ObjectArchived,
     ObjectPlacedOnScorecard,
     ObjectRemovedFromScorecard,
     ObjectFieldUpdated,

@@ -82,7 +82,11 @@ impl ContentEvent {
     pub fn tags(&self, site: SiteId) -> Vec<Tag> {
         let mut tags = vec![site.tag()];
         match self {
-            ContentEvent::ScorecardCreated { scorecard_id, .. } => tags.push(scorecard_id.tag()),
+            ContentEvent::ScorecardCreated { scorecard_id, .. }
+            | ContentEvent::ScorecardRenamed { scorecard_id, .. }
+            | ContentEvent::ScorecardArchived { scorecard_id } => tags.push(scorecard_id.tag()),
+            ContentEvent::ObjectRenamed { object_id, .. }
+            | ContentEvent::ObjectArchived { object_id } => tags.push(object_id.tag()),
             ContentEvent::ObjectCreated {
                 object_id,
                 container,

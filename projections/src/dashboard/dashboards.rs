@@ -211,6 +211,7 @@ enum Kind {
     ScorecardCreated,
     Link,
     Share,
+    ScorecardLifecycle,
 }
 
 impl Kind {
@@ -222,7 +223,10 @@ impl Kind {
     fn conflict(a: Kind, b: Kind) -> bool {
         use Kind::*;
         let pair = |x: Kind, y: Kind| (a == x && b == y) || (a == y && b == x);
-        pair(SiteRegistered, SitePatch)
+        // A scorecard's rename or archive rewrites its rows and its shares.
+        a == ScorecardLifecycle
+            || b == ScorecardLifecycle
+            || pair(SiteRegistered, SitePatch)
             || pair(SiteRegistered, Share)
             || pair(ScorecardCreated, Share)
             || pair(Link, Share)
@@ -269,6 +273,11 @@ enum Op {
         scorecard: Uuid,
         shared: Option<ShareRow>,
     },
+    /// A scorecard renamed (`Some`) or archived (its row and shares go).
+    ScorecardLifecycle {
+        scorecard: Uuid,
+        name: Option<String>,
+    },
 }
 
 impl Op {
@@ -281,6 +290,7 @@ impl Op {
             Op::ScorecardCreated { .. } => Kind::ScorecardCreated,
             Op::Link(_) => Kind::Link,
             Op::Share { .. } => Kind::Share,
+            Op::ScorecardLifecycle { .. } => Kind::ScorecardLifecycle,
         }
     }
 }
@@ -534,6 +544,20 @@ fn ops_of(decoded: Decoded, event: &RecordedEvent, origin: &EventRef, ops: &mut 
             site: site.0,
             name: name.as_str().to_owned(),
         }),
+        Decoded::Content {
+            event: ContentEvent::ScorecardRenamed { scorecard_id, name },
+            ..
+        } => ops.push(Op::ScorecardLifecycle {
+            scorecard: scorecard_id.0,
+            name: Some(name.as_str().to_owned()),
+        }),
+        Decoded::Content {
+            event: ContentEvent::ScorecardArchived { scorecard_id },
+            ..
+        } => ops.push(Op::ScorecardLifecycle {
+            scorecard: scorecard_id.0,
+            name: None,
+        }),
         Decoded::Content { .. } | Decoded::SiteCode(_) => {}
         Decoded::Connection(e) => {
             let change = |links: Vec<(Uuid, Uuid)>, kind| {
@@ -769,6 +793,13 @@ async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), P
             .execute(&mut *conn)
             .await?;
         }
+        Op::ScorecardLifecycle { .. } => {
+            for op in run {
+                if let Op::ScorecardLifecycle { scorecard, name } = op {
+                    scorecard_lifecycle(conn, s, *scorecard, name.as_deref()).await?;
+                }
+            }
+        }
         Op::ScorecardCreated { .. } => {
             let mut ids = Vec::with_capacity(run.len());
             let mut sites = Vec::with_capacity(run.len());
@@ -946,6 +977,35 @@ async fn write_link_change(
             .execute(&mut *conn)
             .await?;
         }
+    }
+    Ok(())
+}
+
+/// A rename updates the scorecard's name where it is shown; an archive
+/// deletes its row and its shares (gone from every answer).
+async fn scorecard_lifecycle(
+    conn: &mut PgConnection,
+    s: &str,
+    scorecard: Uuid,
+    name: Option<&str>,
+) -> Result<(), ProjectionError> {
+    let statements: &[&str] = match name {
+        Some(_) => &[
+            "UPDATE {s}.dash_scorecards SET name = $2 WHERE scorecard_id = $1",
+            "UPDATE {s}.dash_shared SET scorecard_name = $2 WHERE scorecard_id = $1",
+        ],
+        None => &[
+            "DELETE FROM {s}.dash_shared WHERE scorecard_id = $1",
+            "DELETE FROM {s}.dash_scorecards WHERE scorecard_id = $1",
+        ],
+    };
+    for statement in statements {
+        let sql = statement.replace("{s}", s);
+        let query = write(&sql).bind(scorecard);
+        match name {
+            Some(name) => query.bind(name).execute(&mut *conn).await?,
+            None => query.execute(&mut *conn).await?,
+        };
     }
     Ok(())
 }

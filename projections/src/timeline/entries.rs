@@ -179,6 +179,14 @@ pub(super) fn refer(refs: &mut Refs, stream: &str, decoded: &Decoded) {
                 } => {
                     refs.relationships.insert((site.0, relationship_id.0));
                 }
+                ContentEvent::ScorecardRenamed { scorecard_id, .. }
+                | ContentEvent::ScorecardArchived { scorecard_id } => {
+                    refs.scorecards.insert(scorecard_id.0);
+                }
+                ContentEvent::ObjectRenamed { object_id, .. }
+                | ContentEvent::ObjectArchived { object_id } => {
+                    refs.objects.insert(object_id.0);
+                }
                 _ => {}
             }
         }
@@ -263,6 +271,28 @@ impl Names {
                 _ => {}
             },
             Decoded::SiteCode(_) | Decoded::Connection(_) => {}
+        }
+    }
+
+    /// Records a rename, after the batch's entry for it is made (so that
+    /// the entry names the old name and the new).
+    pub(super) fn learn_rename(&mut self, decoded: &Decoded, defined: &mut Defined) {
+        let Decoded::Content { site, event } = decoded else {
+            return;
+        };
+        match event {
+            ContentEvent::ScorecardRenamed { scorecard_id, name } => {
+                let name = name.as_str().to_owned();
+                self.scorecards
+                    .insert(scorecard_id.0, (site.0, name.clone()));
+                defined.scorecards.push((scorecard_id.0, site.0, name));
+            }
+            ContentEvent::ObjectRenamed { object_id, name } => {
+                let name = name.as_str().to_owned();
+                self.objects.insert(object_id.0, (site.0, name.clone()));
+                defined.objects.push((object_id.0, site.0, name));
+            }
+            _ => {}
         }
     }
 
@@ -684,6 +714,7 @@ fn content_fact(site: Uuid, event: &ContentEvent, names: &Names) -> Option<Fact>
                 RemovalReason::ScorecardUnshared => "the scorecard was unshared",
                 RemovalReason::ObjectNoLongerShared => "the object is no longer shared",
                 RemovalReason::RemovedBySite => "the site removed it",
+                RemovalReason::TargetArchived => "what it was in was archived",
             };
             let built = names.relationships.get(&(site, relationship_id.0));
             let mut fact = match built {
@@ -712,6 +743,50 @@ fn content_fact(site: Uuid, event: &ContentEvent, names: &Names) -> Option<Fact>
                 ),
             };
             fact.relationship = Some(relationship_id.0);
+            fact
+        }
+        ContentEvent::ScorecardRenamed { scorecard_id, name } => {
+            let mut fact = Fact::new(
+                vec![site],
+                "RenameScorecard",
+                format!(
+                    "{code} renamed {} to “{}”",
+                    names.scorecard(scorecard_id.0),
+                    name.as_str()
+                ),
+            );
+            fact.scorecard = Some(scorecard_id.0);
+            fact
+        }
+        ContentEvent::ScorecardArchived { scorecard_id } => {
+            let mut fact = Fact::new(
+                vec![site],
+                "ArchiveScorecard",
+                format!("{code} archived {}", names.scorecard(scorecard_id.0)),
+            );
+            fact.scorecard = Some(scorecard_id.0);
+            fact
+        }
+        ContentEvent::ObjectRenamed { object_id, name } => {
+            let mut fact = Fact::new(
+                vec![site],
+                "RenameObject",
+                format!(
+                    "{code} renamed {} to “{}”",
+                    names.object(object_id.0),
+                    name.as_str()
+                ),
+            );
+            fact.object = Some(object_id.0);
+            fact
+        }
+        ContentEvent::ObjectArchived { object_id } => {
+            let mut fact = Fact::new(
+                vec![site],
+                "ArchiveObject",
+                format!("{code} archived {}", names.object(object_id.0)),
+            );
+            fact.object = Some(object_id.0);
             fact
         }
         ContentEvent::ObjectCreated { .. }

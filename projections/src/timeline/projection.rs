@@ -178,6 +178,7 @@ CREATE TABLE {s}.timeline_relationships (
         for (event, d) in &decoded {
             names.learn(d, &mut defined);
             rows.extend(entries::rows(event, d, &names));
+            names.learn_rename(d, &mut defined);
         }
         write_names(conn, &s, &defined).await?;
         if rows.is_empty() {
@@ -303,9 +304,17 @@ async fn write_names(
         if rows.is_empty() {
             continue;
         }
+        // The last name of each (a batch may create and rename one thing).
+        let mut last: std::collections::HashMap<Uuid, (Uuid, Uuid, String)> =
+            std::collections::HashMap::new();
+        for row in rows.iter() {
+            last.insert(row.0, row.clone());
+        }
+        let rows: Vec<(Uuid, Uuid, String)> = last.into_values().collect();
         write(&format!(
             "INSERT INTO {s}.{table} ({key}, site_id, name) \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) ON CONFLICT DO NOTHING"
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) \
+             ON CONFLICT ({key}) DO UPDATE SET name = EXCLUDED.name"
         ))
         .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())

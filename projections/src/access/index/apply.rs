@@ -302,34 +302,27 @@ impl AccessIndex {
             &ContentEvent::ObjectRemovedFromScorecard {
                 object_id,
                 scorecard_id,
+            } => self.remove_placement(object_id, scorecard_id),
+            &ContentEvent::ScorecardRenamed {
+                scorecard_id,
+                ref name,
             } => {
-                let Some(scorecard) = self.scorecards.get_mut(&scorecard_id) else {
-                    return;
-                };
-                if scorecard.placed.remove(&object_id).is_none() {
-                    return;
-                }
-                // Recompute what shows on the scorecard from what is placed.
-                // Only known objects show (as when placing).
-                let mut shows = BTreeMap::new();
-                let mut stack: Vec<ObjectId> = scorecard.placed.keys().copied().collect();
-                while let Some(id) = stack.pop() {
-                    if let Some(object) = self.objects.get(&id) {
-                        if shows.insert(id, object.kind).is_none() {
-                            stack.extend(object.children.iter().copied());
-                        }
-                    }
-                }
-                let old = std::mem::replace(&mut scorecard.shows, shows);
-                for gone in old.keys().filter(|o| !scorecard.shows.contains_key(o)) {
-                    if let Some(object) = self.objects.get_mut(gone) {
-                        object.shows_on.retain(|s| *s != scorecard_id);
-                        if object.shows_on.is_empty() {
-                            set_shown(&mut self.sites, object.site, *gone, false);
-                        }
-                    }
+                if let Some(scorecard) = self.scorecards.get_mut(&scorecard_id) {
+                    scorecard.name = name.clone();
                 }
             }
+            &ContentEvent::ObjectRenamed {
+                object_id,
+                ref name,
+            } => {
+                if let Some(object) = self.objects.get_mut(&object_id) {
+                    object.name = name.clone();
+                }
+            }
+            &ContentEvent::ScorecardArchived { scorecard_id } => {
+                self.archive_scorecard(site, scorecard_id)
+            }
+            &ContentEvent::ObjectArchived { object_id } => self.archive_object(site, object_id),
             &ContentEvent::SharedObjectLinked {
                 relationship_id,
                 scorecard_id,
@@ -422,6 +415,102 @@ impl AccessIndex {
                 .entry(object)
                 .or_default()
                 .push((id, rel));
+        }
+    }
+
+    /// An object leaves a scorecard it was placed on: what shows on the
+    /// scorecard is recomputed from what is still placed.
+    fn remove_placement(&mut self, object_id: ObjectId, scorecard_id: ScorecardId) {
+        let Some(scorecard) = self.scorecards.get_mut(&scorecard_id) else {
+            return;
+        };
+        if scorecard.placed.remove(&object_id).is_none() {
+            return;
+        }
+        // Recompute what shows on the scorecard from what is placed.
+        // Only known objects show (as when placing).
+        let mut shows = BTreeMap::new();
+        let mut stack: Vec<ObjectId> = scorecard.placed.keys().copied().collect();
+        while let Some(id) = stack.pop() {
+            if let Some(object) = self.objects.get(&id) {
+                if shows.insert(id, object.kind).is_none() {
+                    stack.extend(object.children.iter().copied());
+                }
+            }
+        }
+        let old = std::mem::replace(&mut scorecard.shows, shows);
+        for gone in old.keys().filter(|o| !scorecard.shows.contains_key(o)) {
+            if let Some(object) = self.objects.get_mut(gone) {
+                object.shows_on.retain(|s| *s != scorecard_id);
+                if object.shows_on.is_empty() {
+                    set_shown(&mut self.sites, object.site, *gone, false);
+                }
+            }
+        }
+    }
+
+    /// A scorecard is archived: its placements go, then the scorecard from
+    /// every map (its site's targets, the links sharing it, its own site's
+    /// users' assignments, which no longer count as own).
+    fn archive_scorecard(&mut self, site: SiteId, scorecard_id: ScorecardId) {
+        let placed: Vec<ObjectId> = self
+            .scorecards
+            .get(&scorecard_id)
+            .map(|s| s.placed.keys().copied().collect())
+            .unwrap_or_default();
+        for object_id in placed {
+            self.remove_placement(object_id, scorecard_id);
+        }
+        if self.scorecards.remove(&scorecard_id).is_none() {
+            return;
+        }
+        for link in self.links.values_mut() {
+            link.shared.remove(&scorecard_id);
+        }
+        let Some(info) = self.sites.get_mut(&site) else {
+            return;
+        };
+        info.targets
+            .remove(&target_key(Target::Scorecard(scorecard_id)));
+        for user_id in &info.users {
+            if let Some(user) = self.users.get_mut(user_id) {
+                if user.assigned.remove(&scorecard_id).is_some() {
+                    user.own_assigned = user.own_assigned.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// An object is archived: its placements go, then it leaves the
+    /// scorecards it showed on through its container, its container's
+    /// children and its site's targets. (The command side archives no
+    /// object that still contains objects.)
+    fn archive_object(&mut self, site: SiteId, object_id: ObjectId) {
+        let Some(showing) = self.objects.get(&object_id).map(|o| o.shows_on.clone()) else {
+            return;
+        };
+        for scorecard_id in showing {
+            let placed = self
+                .scorecards
+                .get(&scorecard_id)
+                .is_some_and(|s| s.placed.contains_key(&object_id));
+            if placed {
+                self.remove_placement(object_id, scorecard_id);
+            }
+        }
+        let Some(object) = self.objects.remove(&object_id) else {
+            return;
+        };
+        for scorecard_id in &object.shows_on {
+            if let Some(scorecard) = self.scorecards.get_mut(scorecard_id) {
+                scorecard.shows.remove(&object_id);
+            }
+        }
+        if let Some(parent) = object.container.and_then(|c| self.objects.get_mut(&c)) {
+            parent.children.retain(|c| *c != object_id);
+        }
+        if let Some(info) = self.sites.get_mut(&site) {
+            info.targets.remove(&target_key(Target::Object(object_id)));
         }
     }
 

@@ -36,6 +36,7 @@ pub(super) enum Kind {
     Relationship,
     Link,
     Share,
+    Archived,
 }
 
 impl Kind {
@@ -43,7 +44,7 @@ impl Kind {
     /// removals (of possibly the same pair); a link's (re)request or
     /// revocation and the shares over it (it empties its shared set).
     ///
-    /// Everything else commutes. Object creations commute with placements
+    /// An archive conflicts with every kind. Everything else commutes. Object creations commute with placements
     /// and removals: a placement adds rows for the placed object and what
     /// `acc_objects` holds inside it, a removal recomputes the rows of what
     /// `acc_objects` holds inside the removed object, and a creation
@@ -55,7 +56,8 @@ impl Kind {
     pub(super) fn conflict(a: Kind, b: Kind) -> bool {
         use Kind::*;
         let pair = |x: Kind, y: Kind| (a == x && b == y) || (a == y && b == x);
-        pair(Removed, Placed) || pair(Link, Share)
+        // An archive deletes rows of every table: nothing moves across it.
+        a == Archived || b == Archived || pair(Removed, Placed) || pair(Link, Share)
     }
 }
 
@@ -169,6 +171,16 @@ pub(super) enum Op {
         scorecard: Uuid,
         shared: bool,
     },
+    /// A scorecard archived: its rows go from every table (its own site's
+    /// users' levels on it included).
+    ScorecardArchived {
+        scorecard: Uuid,
+        site: Uuid,
+    },
+    /// An object archived (with nothing inside it): its rows go.
+    ObjectArchived {
+        object: Uuid,
+    },
 }
 
 impl Op {
@@ -184,6 +196,7 @@ impl Op {
             Op::Relationship { .. } => Kind::Relationship,
             Op::Link { .. } => Kind::Link,
             Op::Share { .. } => Kind::Share,
+            Op::ScorecardArchived { .. } | Op::ObjectArchived { .. } => Kind::Archived,
         }
     }
 }
@@ -338,7 +351,17 @@ pub(super) fn ops_of(decoded: Decoded, ops: &mut Vec<Op>) {
                 id: relationship_id.0,
                 row: None,
             }),
-            ContentEvent::ObjectFieldUpdated { .. } | ContentEvent::ObjectFieldEdited { .. } => {}
+            ContentEvent::ScorecardArchived { scorecard_id } => ops.push(Op::ScorecardArchived {
+                scorecard: scorecard_id.0,
+                site: site.0,
+            }),
+            ContentEvent::ObjectArchived { object_id } => ops.push(Op::ObjectArchived {
+                object: object_id.0,
+            }),
+            ContentEvent::ObjectFieldUpdated { .. }
+            | ContentEvent::ObjectFieldEdited { .. }
+            | ContentEvent::ScorecardRenamed { .. }
+            | ContentEvent::ObjectRenamed { .. } => {}
         },
         Decoded::Connection(event) => match event {
             ConnectionEvent::ConnectionRequested { links, .. } => {

@@ -373,6 +373,11 @@ pub(super) async fn write_run(
             )
             .await?;
         }
+        Op::ScorecardArchived { .. } | Op::ObjectArchived { .. } => {
+            for op in run {
+                archive(conn, s, op).await?;
+            }
+        }
         Op::Share { .. } => {
             let mut merged: HashMap<(Uuid, Uuid, Uuid), bool> = HashMap::new();
             for op in run {
@@ -480,5 +485,67 @@ async fn recompute_shows_on(
     .bind(scorecards)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Deletes an archived scorecard's or object's rows.
+async fn archive(conn: &mut PgConnection, s: &str, op: &Op) -> Result<(), ProjectionError> {
+    let statements: Vec<(String, Uuid, Option<Uuid>)> = match op {
+        Op::ScorecardArchived { scorecard, site } => vec![
+            (
+                format!("DELETE FROM {s}.acc_placements WHERE scorecard_id = $1"),
+                *scorecard,
+                None,
+            ),
+            (
+                format!("DELETE FROM {s}.acc_shows_on WHERE scorecard_id = $1"),
+                *scorecard,
+                None,
+            ),
+            (
+                format!("DELETE FROM {s}.acc_shared WHERE scorecard_id = $1"),
+                *scorecard,
+                None,
+            ),
+            (
+                format!(
+                    "DELETE FROM {s}.acc_assignments a USING {s}.acc_users u \
+                     WHERE a.scorecard_id = $1 AND u.user_id = a.user_id AND u.site_id = $2"
+                ),
+                *scorecard,
+                Some(*site),
+            ),
+            (
+                format!("DELETE FROM {s}.acc_scorecards WHERE scorecard_id = $1"),
+                *scorecard,
+                None,
+            ),
+        ],
+        Op::ObjectArchived { object } => vec![
+            (
+                format!("DELETE FROM {s}.acc_placements WHERE object_id = $1"),
+                *object,
+                None,
+            ),
+            (
+                format!("DELETE FROM {s}.acc_shows_on WHERE object_id = $1"),
+                *object,
+                None,
+            ),
+            (
+                format!("DELETE FROM {s}.acc_objects WHERE object_id = $1"),
+                *object,
+                None,
+            ),
+        ],
+        _ => return Ok(()),
+    };
+    for (sql, id, site) in &statements {
+        let query = write(sql).bind(id);
+        match site {
+            Some(site) => query.bind(site).execute(&mut *conn).await?,
+            None => query.execute(&mut *conn).await?,
+        };
+    }
     Ok(())
 }

@@ -16,8 +16,10 @@
 //! * `content_sites`: every site's code, name and parent.
 //! * `content_scorecards`: every scorecard's site and name.
 //! * `content_objects`: every object's site, kind, name and container.
-//!   Names never change: no object field is its name (`ObjectField`), so
-//!   `ObjectFieldUpdated` and `ObjectFieldEdited` change nothing here.
+//!   Names change by `ScorecardRenamed` and `ObjectRenamed` only: no object
+//!   field is its name (`ObjectField`), so `ObjectFieldUpdated` and
+//!   `ObjectFieldEdited` change nothing here. An archived scorecard or
+//!   object has no row, nor do its placements and shares.
 //! * `content_placements`: the objects placed directly on each scorecard.
 //! * `content_relationships`: each site's relationships to partners'
 //!   objects: `link` (onto an own scorecard, `scorecard_id`) or
@@ -201,6 +203,7 @@ enum Kind {
     Relationship,
     Link,
     Share,
+    Lifecycle,
 }
 
 impl Kind {
@@ -211,7 +214,8 @@ impl Kind {
     fn conflict(a: Kind, b: Kind) -> bool {
         use Kind::*;
         let pair = |x: Kind, y: Kind| (a == x && b == y) || (a == y && b == x);
-        pair(Site, Parent) || pair(Link, Share)
+        // A rename or an archive touches rows of every kind of content.
+        a == Lifecycle || b == Lifecycle || pair(Site, Parent) || pair(Link, Share)
     }
 }
 
@@ -265,6 +269,12 @@ enum Op {
         scorecard: Uuid,
         shared: bool,
     },
+    /// A scorecard or an object renamed (`Some`) or archived (`None`).
+    Lifecycle {
+        target: Uuid,
+        scorecard: bool,
+        name: Option<String>,
+    },
 }
 
 impl Op {
@@ -278,6 +288,7 @@ impl Op {
             Op::Relationship { .. } => Kind::Relationship,
             Op::Link { .. } => Kind::Link,
             Op::Share { .. } => Kind::Share,
+            Op::Lifecycle { .. } => Kind::Lifecycle,
         }
     }
 }
@@ -352,6 +363,26 @@ fn op_of(decoded: Decoded) -> Option<Op> {
                     scorecard: scorecard_id.0,
                     object: object_id.0,
                     placed: false,
+                }),
+                ContentEvent::ScorecardRenamed { scorecard_id, name } => Some(Op::Lifecycle {
+                    target: scorecard_id.0,
+                    scorecard: true,
+                    name: Some(name.as_str().to_owned()),
+                }),
+                ContentEvent::ObjectRenamed { object_id, name } => Some(Op::Lifecycle {
+                    target: object_id.0,
+                    scorecard: false,
+                    name: Some(name.as_str().to_owned()),
+                }),
+                ContentEvent::ScorecardArchived { scorecard_id } => Some(Op::Lifecycle {
+                    target: scorecard_id.0,
+                    scorecard: true,
+                    name: None,
+                }),
+                ContentEvent::ObjectArchived { object_id } => Some(Op::Lifecycle {
+                    target: object_id.0,
+                    scorecard: false,
+                    name: None,
                 }),
                 // No field is the object's name, kind or container.
                 ContentEvent::ObjectFieldUpdated { .. }
@@ -445,6 +476,18 @@ fn op_of(decoded: Decoded) -> Option<Op> {
 /// Writes a run of ops of one kind.
 async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), ProjectionError> {
     match &run[0] {
+        Op::Lifecycle { .. } => {
+            for op in run {
+                if let Op::Lifecycle {
+                    target,
+                    scorecard,
+                    name,
+                } = op
+                {
+                    lifecycle(conn, s, *target, *scorecard, name.as_deref()).await?;
+                }
+            }
+        }
         Op::Site { .. } => {
             let (mut ids, mut codes, mut names, mut parents) = (vec![], vec![], vec![], vec![]);
             for op in run {
@@ -733,4 +776,45 @@ mod tests {
             }
         }
     }
+}
+
+/// A rename updates the name; an archive deletes the row and the rows that
+/// name it (placements, shares).
+async fn lifecycle(
+    conn: &mut PgConnection,
+    s: &str,
+    target: Uuid,
+    scorecard: bool,
+    name: Option<&str>,
+) -> Result<(), ProjectionError> {
+    let (table, column) = if scorecard {
+        ("content_scorecards", "scorecard_id")
+    } else {
+        ("content_objects", "object_id")
+    };
+    let statements = match name {
+        Some(name) => {
+            write(&format!(
+                "UPDATE {s}.{table} SET name = $2 WHERE {column} = $1"
+            ))
+            .bind(target)
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+            return Ok(());
+        }
+        None if scorecard => vec![
+            format!("DELETE FROM {s}.content_placements WHERE scorecard_id = $1"),
+            format!("DELETE FROM {s}.content_shared WHERE scorecard_id = $1"),
+            format!("DELETE FROM {s}.{table} WHERE {column} = $1"),
+        ],
+        None => vec![
+            format!("DELETE FROM {s}.content_placements WHERE object_id = $1"),
+            format!("DELETE FROM {s}.{table} WHERE {column} = $1"),
+        ],
+    };
+    for sql in &statements {
+        write(sql).bind(target).execute(&mut *conn).await?;
+    }
+    Ok(())
 }
