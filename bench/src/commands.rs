@@ -373,6 +373,7 @@ async fn set_up_site(service: &Service, i: usize) -> anyhow::Result<(Site, Book)
                 username: Username::parse(&format!("admin@{}.example.org", code.as_str()))?,
                 name: Name::parse("Admin")?,
                 role: Role::Administration,
+                email: None,
             },
         )
         .await
@@ -432,6 +433,7 @@ fn new_user(site_id: SiteId) -> AddUser {
             .expect("a valid username"),
         name: Name::parse("Bench User").expect("a valid name"),
         role: Role::DataEntry,
+        email: None,
     }
 }
 

@@ -85,6 +85,7 @@ async fn site(service: &Service, n: usize, objects: usize) -> anyhow::Result<Vec
                 username: Username::parse(&format!("admin{n}@hot.example"))?,
                 name: Name::parse("Admin")?,
                 role: Role::Administration,
+                email: None,
             },
         )
         .await?;

@@ -147,6 +147,7 @@ async fn build(db: &TestDb, size: &Size) -> anyhow::Result<Vec<SiteWorld>> {
                     username: Username::parse(&format!("admin{s}@bench"))?,
                     name: Name::parse("Admin")?,
                     role: Role::Administration,
+                    email: None,
                 },
             )
             .await?;
@@ -204,6 +205,7 @@ async fn build(db: &TestDb, size: &Size) -> anyhow::Result<Vec<SiteWorld>> {
                         username: Username::parse(&format!("user{u}@site{s}"))?,
                         name: Name::parse("User")?,
                         role: Role::Presenter,
+                        email: None,
                     },
                 )
                 .await?;

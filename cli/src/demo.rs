@@ -144,6 +144,7 @@ pub async fn run(pool: &PgPool, json_output: bool) -> anyhow::Result<()> {
                     username: Username::parse(&admin)?,
                     name: Name::parse(&format!("{code} administrator"))?,
                     role: Role::Administration,
+                    email: None,
                 },
             )
             .await;
@@ -177,6 +178,7 @@ pub async fn run(pool: &PgPool, json_output: bool) -> anyhow::Result<()> {
                     username: Username::parse(username)?,
                     name: Name::parse(name)?,
                     role,
+                    email: None,
                 },
             )
             .await;

@@ -127,6 +127,7 @@ async fn add(service: &Service, site: SiteId, login: &str, role: Role) -> UserId
                 username: username(login),
                 name: name(login),
                 role,
+                email: None,
             },
         )
         .await
@@ -357,6 +358,7 @@ fn partner_site(group: SiteId, raw_code: &str) -> SelfRegisterPartner {
         manager_username: username("boss@partner.org"),
         manager_name: name("Pat Boss"),
         child_of_group: true,
+        manager_email: None,
     }
 }
 
@@ -502,6 +504,7 @@ async fn on_site_add_user_rejects_a_taken_username_and_leaves_the_log_unchanged(
                 username: username("ADMIN@Grants.org"),
                 name: name("Someone else"),
                 role: Role::Presenter,
+                email: None,
             },
         ),
         DomainError::UsernameTaken(username("admin@grants.org")),
@@ -522,6 +525,7 @@ async fn on_site_add_user_rejects_an_actor_unknown_on_the_site_and_leaves_the_lo
                 username: username("new@grants.org"),
                 name: name("New"),
                 role: Role::Presenter,
+                email: None,
             },
         ),
         DomainError::UnknownActor { site: w.a },
@@ -2058,6 +2062,7 @@ async fn on_site_rejects_a_user_id_of_another_site_and_leaves_the_log_unchanged(
                 username: username("twin@funded.org"),
                 name: name("Twin"),
                 role: Role::Presenter,
+                email: None,
             },
         ),
         DomainError::UserExists(w.admin_a),
@@ -2234,6 +2239,7 @@ async fn concurrent_creations_of_one_id_on_two_sites_create_it_once() {
                             username: username(&format!("same{i}@grants.org")),
                             name: name("Same"),
                             role: Role::Presenter,
+                            email: None,
                         },
                     )
                     .await

@@ -193,6 +193,7 @@ async fn r_user_3_an_edit_racing_the_removal_that_takes_the_editors_level_away_i
                 username: Username::parse("editor@racing.org").unwrap(),
                 name: Name::parse("Editor").unwrap(),
                 role: Role::Presenter,
+                email: None,
             },
         )
         .await
@@ -357,6 +358,7 @@ async fn a_stale_cache_of_another_object_is_harmless_and_a_stale_cache_of_this_o
             username: Username::parse("presenter@stale.org").unwrap(),
             name: Name::parse("Presenter").unwrap(),
             role: Role::Presenter,
+            email: None,
         },
     )
     .await

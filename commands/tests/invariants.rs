@@ -305,6 +305,7 @@ impl World {
                             } else {
                                 Role::Presenter
                             },
+                            email: None,
                         },
                     )
                     .await;

@@ -92,6 +92,7 @@ async fn add(service: &Service, issued: &Issued, site: SiteId, login: &str, role
                 username: username(login),
                 name: name(login),
                 role,
+                email: None,
             },
         )
         .await
@@ -115,6 +116,7 @@ fn partner(
         manager_username: username(login),
         manager_name: name("First Manager"),
         child_of_group,
+        manager_email: None,
     }
 }
 
@@ -399,6 +401,7 @@ async fn r_onb_2_a_self_registered_partner_is_a_child_of_the_group_with_a_copy_o
                         username: username("intruder@acme.org"),
                         name: name("Intruder"),
                         role: Role::Presenter,
+                        email: None,
                     }
                 )
                 .await

@@ -58,6 +58,7 @@ fn add_user(site_id: SiteId, name: &str, role: Role) -> AddUser {
         username: Username::parse(&format!("{name}@example.org")).unwrap(),
         name: Name::parse(name).unwrap(),
         role,
+        email: None,
     }
 }
 

@@ -106,6 +106,7 @@ async fn a_log_written_before_tags_is_tagged_on_migration_and_accepts_every_kind
                     name: Name::parse("Admin").unwrap(),
                     role: Role::Administration,
                     permissions: Role::Administration.default_permissions(),
+                    email: None,
                 },
                 origin: UserOrigin::Added,
                 scorecard_access: Default::default(),
@@ -224,6 +225,7 @@ async fn a_log_written_before_tags_is_tagged_on_migration_and_accepts_every_kind
                 username: Username::parse("new@old.example").unwrap(),
                 name: Name::parse("New").unwrap(),
                 role: Role::Presenter,
+                email: None,
             },
         )
         .await

@@ -1117,6 +1117,7 @@ mod tests {
                     name: Name::parse(username).unwrap(),
                     role,
                     permissions: role.default_permissions(),
+                    email: None,
                 },
                 origin: UserOrigin::Added,
                 scorecard_access: BTreeMap::new(),

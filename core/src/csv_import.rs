@@ -3,7 +3,8 @@
 //! field and reason.
 //!
 //! The file has a header naming at least `username`, `name` and `role`
-//! (any order, any case); other columns are ignored. The records are read
+//! (any order, any case), and optionally `email` (an empty cell: no
+//! email); other columns are ignored. The records are read
 //! by the `csv` crate (RFC 4180: a field may be quoted with `"`, and a
 //! quoted field may hold commas, line breaks and doubled `""` for one
 //! quote; a leading UTF-8 byte order mark is ignored). Blank lines are
@@ -17,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use shareledger_events::catalog::{Name, Role, UserId, Username};
+use shareledger_events::catalog::{Email, Name, Role, UserId, Username};
 use shareledger_events::envelope::MAX_EVENTS_PER_APPEND;
 
 use crate::error::{DomainError, RowError};
@@ -32,6 +33,7 @@ pub struct ImportRow {
     pub username: Username,
     pub name: Name,
     pub role: Role,
+    pub email: Option<Email>,
 }
 
 const COLUMNS: [&str; 3] = ["username", "name", "role"];
@@ -155,6 +157,9 @@ pub fn parse_users_csv(
             }
         }
     }
+    let email_column = header
+        .iter()
+        .position(|h| h.trim().eq_ignore_ascii_case("email"));
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     let mut seen: BTreeMap<Username, u32> = BTreeMap::new();
@@ -207,13 +212,24 @@ pub fn parse_users_csv(
         };
         let name = Name::parse(get("name")).map_err(|e| bad("name", e.to_string()));
         let role = Role::parse(get("role")).map_err(|e| bad("role", e.to_string()));
-        if let (Ok(username), Ok(name), Ok(role)) = (username, name, role) {
+        let email = match email_column
+            .and_then(|i| fields.get(i))
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            None => Ok(None),
+            Some(raw) => Email::parse(raw)
+                .map(Some)
+                .map_err(|e| bad("email", e.to_string())),
+        };
+        if let (Ok(username), Ok(name), Ok(role), Ok(email)) = (username, name, role, email) {
             rows.push(ImportRow {
                 line,
                 user_id: new_id(),
                 username,
                 name,
                 role,
+                email,
             });
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use shareledger_events::catalog::identifiers::shown;
 use shareledger_events::catalog::{
-    AccessLevel, Name, NewUser, PermissionFlag, Permissions, Role, ScorecardId, SeatLimit,
+    AccessLevel, Email, Name, NewUser, PermissionFlag, Permissions, Role, ScorecardId, SeatLimit,
     SiteCode, SiteCodeEvent, SiteEvent, SiteId, UserId, UserOrigin, Username, UsernameKey,
 };
 use shareledger_events::Actor;
@@ -21,6 +21,7 @@ pub struct UserState {
     pub id: UserId,
     pub username: Username,
     pub name: Name,
+    pub email: Option<Email>,
     pub role: Role,
     pub permissions: Permissions,
     pub scorecard_access: BTreeMap<ScorecardId, AccessLevel>,
@@ -142,6 +143,7 @@ impl SiteState {
                         id: user.user_id,
                         username: user.username.clone(),
                         name: user.name.clone(),
+                        email: user.email.clone(),
                         role: user.role,
                         permissions: user.permissions.clone(),
                         scorecard_access: scorecard_access.clone(),
@@ -166,6 +168,16 @@ impl SiteState {
             } => {
                 if let Some(u) = Arc::make_mut(&mut s.users).get_mut(user_id) {
                     u.permissions = permissions.clone();
+                }
+            }
+            SiteEvent::UserDetailsChanged {
+                user_id,
+                name,
+                email,
+            } => {
+                if let Some(u) = Arc::make_mut(&mut s.users).get_mut(user_id) {
+                    u.name = name.clone();
+                    u.email = email.clone();
                 }
             }
             SiteEvent::ScorecardAccessGranted {
@@ -497,6 +509,9 @@ pub struct AddUser {
     pub username: Username,
     pub name: Name,
     pub role: Role,
+    /// The user's email (seed 001), if known.
+    #[serde(default)]
+    pub email: Option<Email>,
 }
 
 impl AddUser {
@@ -509,6 +524,7 @@ impl AddUser {
             name: self.name.clone(),
             role: self.role,
             permissions: self.role.default_permissions(),
+            email: self.email.clone(),
         };
         check_new_user(site, &user)?;
         if site.free_seats() == 0 {
@@ -526,7 +542,7 @@ impl AddUser {
 }
 
 /// AddExistingUser: an account for a person who has one on another site,
-/// with the same username and name, and a role on this site.
+/// with the same username, name and email, and a role on this site.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -556,6 +572,7 @@ impl AddExistingUser {
             username: source.username.clone(),
             name: source.name.clone(),
             role: self.role,
+            email: source.email.clone(),
         }
         .decide(actor, site)
         .map(|events| {
@@ -602,6 +619,32 @@ impl ChangeUserRole {
             user_id: self.user_id,
             role: self.role,
             permissions: self.role.default_permissions(),
+        }])
+    }
+}
+
+/// ChangeUserDetails: a user's name and email (seed 001's Edit User). The
+/// email given replaces the one recorded; none given clears it. The
+/// username, which people sign in with, does not change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChangeUserDetails {
+    pub site_id: SiteId,
+    pub user_id: UserId,
+    pub name: Name,
+    #[serde(default)]
+    pub email: Option<Email>,
+}
+
+impl ChangeUserDetails {
+    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &MANAGE_USERS)?;
+        site.editable_user(self.user_id)?;
+        Ok(vec![SiteEvent::UserDetailsChanged {
+            user_id: self.user_id,
+            name: self.name.clone(),
+            email: self.email.clone(),
         }])
     }
 }
@@ -873,6 +916,7 @@ impl ImportUsers {
                     name: row.name.clone(),
                     role: row.role,
                     permissions: row.role.default_permissions(),
+                    email: row.email.clone(),
                 },
                 origin: UserOrigin::Imported { line: row.line },
                 scorecard_access: BTreeMap::new(),
@@ -899,6 +943,8 @@ pub struct SelfRegisterPartner {
     pub manager_id: UserId,
     pub manager_username: Username,
     pub manager_name: Name,
+    #[serde(default)]
+    pub manager_email: Option<Email>,
     /// Make the new site a child of the group (when the link names it).
     #[serde(default)]
     pub child_of_group: bool,
@@ -940,6 +986,7 @@ impl SelfRegisterPartner {
                     name: self.manager_name.clone(),
                     role: model.role,
                     permissions: model.permissions.clone(),
+                    email: self.manager_email.clone(),
                 },
                 origin: UserOrigin::SelfRegistered {
                     model_site: model_site_id,
@@ -981,6 +1028,7 @@ decided_on_the_site!(
     RequireTwoFactor: "Requires (or stops requiring) two-factor sign-in on the site (R-ONB-3).",
     AddUser: "Adds a user to the site with a role preset (R-USER-1, R-USER-7).",
     ChangeUserRole: "Changes a user's role preset (R-USER-1).",
+    ChangeUserDetails: "Changes a user's name and email (R-USER-5).",
     SetPermissionFlags: "Switches a user's permission flags on and off (R-USER-2).",
     DeactivateUser: "Deactivates a user: they see nothing and can do nothing until reactivated (R-USER-6).",
     ReactivateUser: "Reactivates a user, within the seat limit (R-USER-7).",

@@ -150,6 +150,7 @@ impl Site {
                 name: name(&format!("User {n}")),
                 role,
                 permissions,
+                email: None,
             },
             origin: UserOrigin::Added,
             scorecard_access: access.iter().copied().collect(),

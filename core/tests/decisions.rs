@@ -248,6 +248,7 @@ fn added(user_id: UserId, login: &str, role: Role) -> SiteEvent {
             name: name(login),
             role,
             permissions: role.default_permissions(),
+            email: None,
         },
         origin: UserOrigin::Added,
         scorecard_access: BTreeMap::new(),
@@ -898,6 +899,7 @@ fn r_user_5_commands_decided_on_the_site_write_its_stream() {
             username: username("new@alpha.org"),
             name: name("new@alpha.org"),
             role: Role::Presenter,
+            email: None,
         },
     );
     assert_eq!(asked, vec![Read::Site(A)]);
@@ -941,6 +943,7 @@ fn r_user_8_import_users_derives_the_user_ids_from_the_idempotency_key() {
                 name: name(full_name),
                 role,
                 permissions: role.default_permissions(),
+                email: None,
             },
             origin: UserOrigin::Imported { line },
             scorecard_access: BTreeMap::new(),
@@ -1163,6 +1166,7 @@ fn site_commands_parse_from_json_and_refuse_unknown_fields() {
             username: username("new@alpha.org"),
             name: name("New"),
             role: Role::Presenter,
+            email: None,
         }
     );
     let extra = body(&format!(

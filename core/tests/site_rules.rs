@@ -13,15 +13,15 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use shareledger_core::catalog::{
-    AccessLevel, InvalidValue, Name, NewUser, PermissionFlag, Permissions, Role, ScorecardId,
-    SeatLimit, SiteCode, SiteEvent, SiteId, UserId, UserOrigin, Username, UsernameKey,
+    AccessLevel, Email, InvalidValue, Name, NewUser, PermissionFlag, Permissions, Role,
+    ScorecardId, SeatLimit, SiteCode, SiteEvent, SiteId, UserId, UserOrigin, Username, UsernameKey,
 };
 use shareledger_core::csv_import::{parse_users_csv, ImportRow};
 use shareledger_core::envelope::Actor;
 use shareledger_core::site::{
-    AddExistingUser, AddUser, ChangeUserRole, ConfigureSelfRegistration, DeactivateUser,
-    GrantScorecardAccess, HideOrganizationSettings, ImportUsers, ReactivateUser, RegisterSite,
-    RequireTwoFactor, RevokeScorecardAccess, SelfRegisterPartner, SetParentSite,
+    AddExistingUser, AddUser, ChangeUserDetails, ChangeUserRole, ConfigureSelfRegistration,
+    DeactivateUser, GrantScorecardAccess, HideOrganizationSettings, ImportUsers, ReactivateUser,
+    RegisterSite, RequireTwoFactor, RevokeScorecardAccess, SelfRegisterPartner, SetParentSite,
     SetPermissionFlags, SetSeatLimit, SiteState, UserState,
 };
 use shareledger_core::{DomainError, RowError};
@@ -104,6 +104,9 @@ fn username(raw: &str) -> Username {
 fn name(raw: &str) -> Name {
     Name::parse(raw).expect("a valid name")
 }
+fn email(raw: &str) -> Email {
+    Email::parse(raw).expect("a valid email")
+}
 fn code(raw: &str) -> SiteCode {
     SiteCode::parse(raw).expect("a valid site code")
 }
@@ -162,6 +165,7 @@ fn added_with(user_id: UserId, login: &str, role: Role, origin: UserOrigin) -> S
             name: name(&format!("Name of {login}")),
             role,
             permissions: role.default_permissions(),
+            email: None,
         },
         origin,
         scorecard_access: BTreeMap::new(),
@@ -241,6 +245,7 @@ fn site_b() -> SiteState {
                 name: name("Pat Person"),
                 role: Role::ScorecardBuilder,
                 permissions: Role::ScorecardBuilder.default_permissions(),
+                email: Some(email("pat@b.org")),
             },
             origin: UserOrigin::Added,
             scorecard_access: BTreeMap::new(),
@@ -266,6 +271,7 @@ fn row(line: u32, user_id: UserId, login: &str, full_name: &str, role: Role) -> 
         username: username(login),
         name: name(full_name),
         role,
+        email: None,
     }
 }
 
@@ -277,6 +283,7 @@ fn imported(line: u32, user_id: UserId, login: &str, full_name: &str, role: Role
             name: name(full_name),
             role,
             permissions: role.default_permissions(),
+            email: None,
         },
         origin: UserOrigin::Imported { line },
         scorecard_access: BTreeMap::new(),
@@ -307,6 +314,21 @@ fn user_management_cases(actor: &Actor, site: &SiteState) -> Vec<Case> {
     let import = vec![row(2, NEW2, "imp@a.org", "Imp Orted", Role::Presenter)];
     vec![
         Case {
+            what: "ChangeUserDetails",
+            result: ChangeUserDetails {
+                site_id: site.id,
+                user_id: TARGET,
+                name: name("Tara Get"),
+                email: Some(email("tara@a.org")),
+            }
+            .decide(actor, site),
+            expected: vec![SiteEvent::UserDetailsChanged {
+                user_id: TARGET,
+                name: name("Tara Get"),
+                email: Some(email("tara@a.org")),
+            }],
+        },
+        Case {
             what: "AddUser",
             result: AddUser {
                 site_id: site.id,
@@ -314,6 +336,7 @@ fn user_management_cases(actor: &Actor, site: &SiteState) -> Vec<Case> {
                 username: username("new@a.org"),
                 name: name("Name of new@a.org"),
                 role: Role::Presenter,
+                email: None,
             }
             .decide(actor, site),
             expected: vec![added(NEW, "new@a.org", Role::Presenter)],
@@ -335,6 +358,7 @@ fn user_management_cases(actor: &Actor, site: &SiteState) -> Vec<Case> {
                     name: name("Pat Person"),
                     role: Role::DataEntry,
                     permissions: Role::DataEntry.default_permissions(),
+                    email: Some(email("pat@b.org")),
                 },
                 origin: UserOrigin::ExistingAccount {
                     site_id: B,
@@ -529,6 +553,7 @@ fn r_user_1_each_role_preset_gives_its_default_flags_on_add_user() {
                 username: username("new@a.org"),
                 name: name("New User"),
                 role,
+                email: None,
             }
             .decide(&by(A, A_ADMIN), &site),
             vec![SiteEvent::UserAdded {
@@ -538,6 +563,7 @@ fn r_user_1_each_role_preset_gives_its_default_flags_on_add_user() {
                     name: name("New User"),
                     role,
                     permissions: expected,
+                    email: None,
                 },
                 origin: UserOrigin::Added,
                 scorecard_access: BTreeMap::new(),
@@ -889,7 +915,7 @@ fn r_user_5_without_manage_users_or_instance_admin_every_user_command_is_refused
         .collect();
     let site = site_a_with_staff(actor_with(everything_else));
     let cases = user_management_cases(&by(A, ACTOR), &site);
-    assert_eq!(cases.len(), 10);
+    assert_eq!(cases.len(), 11);
     for case in cases {
         assert_eq!(
             case.result,
@@ -1168,6 +1194,7 @@ fn r_user_7_adding_at_the_seat_limit_is_refused() {
             username: username("new@a.org"),
             name: name("New"),
             role: Role::Presenter,
+            email: None,
         }
         .decide(&by(A, A_ADMIN), &site),
         full.clone(),
@@ -1190,6 +1217,7 @@ fn r_user_7_adding_at_the_seat_limit_is_refused() {
             username: username("new@a.org"),
             name: name("New"),
             role: Role::Presenter,
+            email: None,
         }
         .decide(&operator(), &site),
         full,
@@ -1215,6 +1243,7 @@ fn r_user_7_an_inactive_user_frees_a_seat_and_reactivating_past_the_limit_is_ref
         username: username("new@a.org"),
         name: name("Name of new@a.org"),
         role: Role::Presenter,
+        email: None,
     }
     .decide(&admin, &site);
     then(add.clone(), vec![added(NEW, "new@a.org", Role::Presenter)]);
@@ -1293,6 +1322,7 @@ fn r_user_7_lowering_the_limit_below_the_active_users_is_allowed_but_blocks_adds
         username: username("new@a.org"),
         name: name("Name of new@a.org"),
         role: Role::Presenter,
+        email: None,
     };
     then_err(add.decide(&admin, &over), full.clone());
     then_err(
@@ -1636,6 +1666,7 @@ fn r_user_9_a_user_of_another_site_is_refused_on_every_site_and_user_command() {
             username: username("new@a.org"),
             name: name("New"),
             role: Role::Presenter,
+            email: None,
         }
         .decide(&by(B, A_ADMIN), &site),
         cross,
@@ -1643,7 +1674,7 @@ fn r_user_9_a_user_of_another_site_is_refused_on_every_site_and_user_command() {
 }
 
 #[test]
-fn r_user_9_add_existing_user_copies_username_and_name_from_another_site() {
+fn r_user_9_add_existing_user_copies_username_name_and_email_from_another_site() {
     let site = given(site_a(10));
     let b = site_b();
     let result = AddExistingUser {
@@ -1663,6 +1694,7 @@ fn r_user_9_add_existing_user_copies_username_and_name_from_another_site() {
                 name: name("Pat Person"),
                 role: Role::Presenter,
                 permissions: Role::Presenter.default_permissions(),
+                email: Some(email("pat@b.org")),
             },
             origin: UserOrigin::ExistingAccount {
                 site_id: B,
@@ -1740,6 +1772,7 @@ fn usernames_unique_per_site_case_insensitively() {
             username: username(login),
             name: name("Someone"),
             role: Role::Presenter,
+            email: None,
         }
         .decide(&by(A, A_ADMIN), &site)
     };
@@ -1760,6 +1793,7 @@ fn usernames_unique_per_site_case_insensitively() {
             username: username("fresh@x.org"),
             name: name("Fresh"),
             role: Role::Presenter,
+            email: None,
         }
         .decide(&by(A, A_ADMIN), &site),
         DomainError::UserExists(TARGET),
@@ -1772,6 +1806,7 @@ fn usernames_unique_per_site_case_insensitively() {
             username: username("Ann@X.org"),
             name: name("Name of ann@x.org"),
             role: Role::Presenter,
+            email: None,
         }
         .decide(&by(B, B_ADMIN), &site_b()),
         vec![added(NEW, "ann@x.org", Role::Presenter)],
@@ -1798,6 +1833,7 @@ fn add_user(login: &str) -> AddUser {
         username: username(login),
         name: name("Someone"),
         role: Role::Presenter,
+        email: None,
     }
 }
 
@@ -1903,6 +1939,7 @@ fn r_user_5_a_new_username_that_could_pass_for_another_is_an_invalid_value() {
                 name: name("Someone"),
                 role: Role::Presenter,
                 permissions: Role::Presenter.default_permissions(),
+                email: None,
             },
             origin: UserOrigin::Added,
             scorecard_access: BTreeMap::new(),
@@ -2218,6 +2255,7 @@ fn self_register(child_of_group: bool) -> SelfRegisterPartner {
         manager_username: username("Boss@Partner.org"),
         manager_name: name("Pat Boss"),
         child_of_group,
+        manager_email: None,
     }
 }
 
@@ -2358,6 +2396,7 @@ fn r_onb_2_the_first_manager_copies_the_model_user() {
                         PermissionFlag::ManageUsers,
                         PermissionFlag::AddCommentary,
                     ]),
+                    email: None,
                 },
                 origin: UserOrigin::SelfRegistered {
                     model_site: MODEL_SITE,
@@ -2585,6 +2624,7 @@ fn decide_cmd(cmd: &Cmd, actor: &Actor, site: &SiteState, step: usize) -> Decisi
             username: username(LOGINS[*login]),
             name: name(LOGINS[*login]),
             role: *role,
+            email: None,
         }
         .decide(actor, site),
         Cmd::Deactivate(i) => DeactivateUser {
@@ -2690,5 +2730,86 @@ proptest! {
             }
             check_usernames_unique(&site)?;
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Seed 001: a user's name and email
+// ---------------------------------------------------------------------------
+
+#[test]
+fn r_user_6_a_deactivated_users_details_cannot_change_and_an_email_can_be_cleared() {
+    let site = site_a_with_staff(vec![]);
+    let change = |user_id, email: Option<Email>| ChangeUserDetails {
+        site_id: A,
+        user_id,
+        name: name("Renamed"),
+        email,
+    };
+    // A deactivated user is not edited (R-USER-6); an unknown one is not found.
+    then_err(
+        change(RETIRED, None).decide(&by(A, A_ADMIN), &site),
+        DomainError::UserInactive(RETIRED),
+    );
+    then_err(
+        change(NEW, None).decide(&by(A, A_ADMIN), &site),
+        DomainError::UserNotFound(NEW),
+    );
+    // Given an email, then none: the user has the last one given.
+    let with = apply(
+        &site,
+        change(TARGET, Some(email("t@a.org"))).decide(&by(A, A_ADMIN), &site),
+    );
+    assert_eq!(with.users[&TARGET].email, Some(email("t@a.org")));
+    assert_eq!(with.users[&TARGET].name, name("Renamed"));
+    let without = apply(&with, change(TARGET, None).decide(&by(A, A_ADMIN), &with));
+    assert_eq!(without.users[&TARGET].email, None);
+    // The username people sign in with is unchanged.
+    assert_eq!(without.users[&TARGET].username, username("target@a.org"));
+}
+
+#[test]
+fn emails_parse_as_local_at_domain() {
+    for good in ["ann@acme.org", " Ann.Lee+x@mail.acme.co.uk ", "a@b.c"] {
+        assert!(Email::parse(good).is_ok(), "{good}");
+    }
+    for bad in [
+        "",
+        "ann",
+        "ann@",
+        "@acme.org",
+        "ann@acme",
+        "ann@@acme.org",
+        "ann lee@acme.org",
+        "ann@acme..org",
+        "ann@.acme.org",
+        "ann@a.b.c.d.e",
+    ] {
+        assert!(Email::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn r_user_8_an_email_column_gives_each_user_an_email_and_a_bad_one_is_reported_at_its_line() {
+    let csv = "username,name,role,Email\n\
+               ann@a.org,Ann Lee,presenter,Ann.Lee@mail.a.org\n\
+               bob@a.org,Bob,presenter,\n";
+    let rows = parse_users_csv(csv, ids_from(0x201)).expect("a good file parses");
+    assert_eq!(rows[0].email, Some(email("Ann.Lee@mail.a.org")));
+    assert_eq!(rows[1].email, None);
+    let site = given(site_a(10));
+    let events = ImportUsers::decide_rows(&by(A, A_ADMIN), &site, &rows).unwrap();
+    let SiteEvent::UserAdded { user, .. } = &events[0] else {
+        panic!("a user added: {events:?}");
+    };
+    assert_eq!(user.email, Some(email("Ann.Lee@mail.a.org")));
+
+    let bad = "username,name,role,email\nann@a.org,Ann,presenter,not an email\n";
+    match parse_users_csv(bad, ids_from(0x301)) {
+        Err(DomainError::ImportRejected(errors)) => {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!((errors[0].line, errors[0].field.as_str()), (2, "email"));
+        }
+        other => panic!("rejected, not {other:?}"),
     }
 }

@@ -302,6 +302,7 @@ registry!(
     site::AddExistingUser,
     site::ImportUsers,
     site::ChangeUserRole,
+    site::ChangeUserDetails,
     site::SetPermissionFlags,
     site::GrantScorecardAccess,
     site::RevokeScorecardAccess,

@@ -594,10 +594,11 @@ pub async fn shared_scorecards(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsersParams {
-    /// Username or name contains this (case-insensitive).
+    /// Username, name, email or role contains this (case-insensitive).
     #[param(pattern = r"^[^\x00]*$")]
     pub search: Option<String>,
-    /// username (default), name, last_activity, role or active.
+    /// username (default), name, email, last_activity, added_at, role or
+    /// active.
     pub sort: Option<UserSort>,
     #[serde(default)]
     pub descending: bool,

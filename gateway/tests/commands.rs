@@ -150,6 +150,11 @@ async fn every_command_succeeds_through_http_and_replays_its_idempotency_key() {
     );
     ok!(
         &ta,
+        "ChangeUserDetails",
+        json!({"site_id": a, "user_id": worker, "name": "Wendy Worker", "email": "wendy@alpha.org"})
+    );
+    ok!(
+        &ta,
         "SetPermissionFlags",
         json!({"site_id": a, "user_id": worker, "enable": ["all_scorecards"], "disable": ["add_commentary"]})
     );
@@ -708,6 +713,18 @@ fn cases(h: &Harness, w: &Rw) -> Vec<Case> {
                 // (A NUL is 422 unstorable_text for every command:
                 // every_command_refuses_a_nul_character_….)
                 ("csv", json!(["not", "text"])),
+            ],
+        ),
+        case(
+            "ChangeUserDetails",
+            &ta,
+            json!({"site_id": a, "user_id": w.worker_a, "name": "Wendy Worker", "email": "wendy@alpha.org"}),
+            &tb,
+            cross,
+            vec![
+                ("email", json!("wendy")),
+                ("email", json!("wendy@alpha")),
+                ("name", json!("")),
             ],
         ),
         case(

@@ -498,6 +498,35 @@ async fn a_sites_dashboards_answer_its_administrators_and_auditors_at_the_comman
     )
     .await
     .assert_problem(400, "invalid_query");
+    // Seed 001: a user's name and email change; the list shows them, finds
+    // the user by email, and sorts by email (no email first).
+    let changed = h
+        .must(
+            &w.b.admin_token,
+            "ChangeUserDetails",
+            json!({"site_id": w.b.id, "user_id": w.partner, "name": "Pat Partner", "email": "pat@partner.example.org"}),
+        )
+        .await;
+    let found = h
+        .get(
+            &w.b.admin_token,
+            &format!(
+                "/v1/sites/{}/users?search=partner.example&min_position={changed}",
+                w.b.id
+            ),
+        )
+        .await;
+    let found = found.ok();
+    assert_eq!(found["total"], json!(1), "{found:#}");
+    assert_eq!(found["users"][0]["name"], json!("Pat Partner"));
+    assert_eq!(found["users"][0]["email"], json!("pat@partner.example.org"));
+    let by_email = h
+        .get(
+            &w.b.admin_token,
+            &format!("/v1/sites/{}/users?sort=email&descending=true", w.b.id),
+        )
+        .await;
+    assert_eq!(by_email.ok()["users"][0]["user_id"], json!(w.partner));
     harness.shutdown().await;
 }
 

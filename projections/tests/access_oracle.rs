@@ -490,6 +490,7 @@ impl World {
                         username: Username::parse(&format!("{label}@site{i}.org")).unwrap(),
                         name: Name::parse(label).unwrap(),
                         role: *role,
+                        email: None,
                     },
                 )
                 .await

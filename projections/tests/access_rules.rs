@@ -187,6 +187,7 @@ impl Scene {
                         .unwrap(),
                     name: Name::parse(name).unwrap(),
                     role,
+                    email: None,
                 },
             )
             .await

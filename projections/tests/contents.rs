@@ -168,6 +168,7 @@ async fn site_under(service: &Service, code: &str, parent: Option<&Site>) -> Sit
                 username: Username::parse(&format!("admin@{}.org", code.to_lowercase())).unwrap(),
                 name: name("Admin"),
                 role: Role::Administration,
+                email: None,
             },
         )
         .await

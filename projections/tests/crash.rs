@@ -331,6 +331,7 @@ impl World {
                     username: Username::parse(&format!("admin@site{n}.org")).expect("valid"),
                     name: name("Admin"),
                     role: Role::Administration,
+                    email: None,
                 },
             )
             .await;
@@ -404,6 +405,7 @@ impl World {
                             username: Username::parse(&username).expect("valid"),
                             name: name("A user"),
                             role,
+                            email: None,
                         },
                     )
                     .await;

@@ -188,6 +188,7 @@ async fn add_user(
                 username: Username::parse(username).unwrap(),
                 name: name(full_name),
                 role,
+                email: None,
             },
         )
         .await

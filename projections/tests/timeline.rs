@@ -1003,6 +1003,7 @@ async fn r_user_6_deactivation_shows_with_its_admin_pages_cover_everything_and_a
                 username: Username::parse("officer@north.org").unwrap(),
                 name: name("Program officer"),
                 role: Role::DataEntry,
+                email: None,
             },
         )
         .await

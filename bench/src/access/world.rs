@@ -467,6 +467,7 @@ impl Gen {
                 name: name(&format!("User {number} of site {site}")),
                 role,
                 permissions,
+                email: None,
             },
             origin: UserOrigin::Added,
             scorecard_access: BTreeMap::new(),

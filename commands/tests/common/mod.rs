@@ -82,6 +82,7 @@ pub async fn site(service: &Service, code: &str) -> (SiteId, UserId) {
                 username: Username::parse(&format!("admin@{code}.org")).unwrap(),
                 name: Name::parse("Admin").unwrap(),
                 role: Role::Administration,
+                email: None,
             },
         )
         .await
@@ -105,6 +106,7 @@ pub async fn partners(db: &TestDb) -> Partners {
                 username: Username::parse("viewer@funded.org").unwrap(),
                 name: Name::parse("Viewer").unwrap(),
                 role: Role::Presenter,
+                email: None,
             },
         )
         .await

@@ -884,6 +884,7 @@ impl Case {
                     name: name("The user"),
                     role: Role::Presenter,
                     permissions,
+                    email: None,
                 },
                 origin: UserOrigin::Added,
                 scorecard_access: BTreeMap::new(),

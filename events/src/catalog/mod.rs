@@ -116,6 +116,9 @@ pub struct NewUser {
     pub name: Name,
     pub role: Role,
     pub permissions: Permissions,
+    /// Absent in events written before users had an email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
 }
 
 /// How a user came to be on a site.
@@ -175,6 +178,12 @@ pub enum SiteEvent {
         role: Role,
         permissions: Permissions,
     },
+    /// The user's name and email (none: no email) from here on.
+    UserDetailsChanged {
+        user_id: UserId,
+        name: Name,
+        email: Option<Email>,
+    },
     UserPermissionsSet {
         user_id: UserId,
         permissions: Permissions,
@@ -207,6 +216,7 @@ event_names!(SiteEvent {
     TwoFactorRequirementSet,
     UserAdded,
     UserRoleChanged,
+    UserDetailsChanged,
     UserPermissionsSet,
     ScorecardAccessGranted,
     ScorecardAccessRevoked,
@@ -619,6 +629,7 @@ mod tests {
                         name: Name::parse("Ann").unwrap(),
                         role: Role::DataEntry,
                         permissions: Role::DataEntry.default_permissions(),
+                        email: None,
                     },
                     origin: UserOrigin::Imported { line: 3 },
                     scorecard_access: BTreeMap::from([(scorecard, AccessLevel::Editor)]),
@@ -678,6 +689,7 @@ mod tests {
                 name: Name::parse("Ann").unwrap(),
                 role: Role::DataEntry,
                 permissions: Role::DataEntry.default_permissions(),
+                email: None,
             },
             origin: UserOrigin::Imported { line: 3 },
             scorecard_access: BTreeMap::new(),

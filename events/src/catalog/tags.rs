@@ -54,6 +54,7 @@ impl SiteEvent {
                 tags.extend(scorecard_access.keys().map(|s| s.tag()));
             }
             SiteEvent::UserRoleChanged { user_id, .. }
+            | SiteEvent::UserDetailsChanged { user_id, .. }
             | SiteEvent::UserPermissionsSet { user_id, .. }
             | SiteEvent::UserDeactivated { user_id }
             | SiteEvent::UserReactivated { user_id }

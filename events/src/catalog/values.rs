@@ -45,6 +45,8 @@ pub enum InvalidValue {
     ObjectKind(String),
     #[error("seat limit must be at least 1")]
     SeatLimit,
+    #[error("email {} must be local@domain: a local part of 1 to 64 visible characters, and 2 to 4 dot-separated labels of 1 to 63 visible characters, without spaces or a second @", shown(.0))]
+    Email(String),
 }
 
 /// The characters `str::trim` removes (Unicode `White_Space`), as a regular
@@ -72,6 +74,14 @@ pub fn name_pattern() -> String {
     let max_inner = Name::MAX - 2;
     format!(
         "^[{WHITE_SPACE}]*[^{WHITE_SPACE}{CONTROL}](?:[^{CONTROL}]{{0,{max_inner}}}[^{WHITE_SPACE}{CONTROL}])?[{WHITE_SPACE}]*$"
+    )
+}
+
+/// Exactly the strings [`Email::parse`] accepts, as a pattern.
+pub fn email_pattern() -> String {
+    let part = format!("[^@.{WHITE_SPACE}{CONTROL}]{{1,63}}");
+    format!(
+        "^[{WHITE_SPACE}]*[^@{WHITE_SPACE}{CONTROL}]{{1,64}}@{part}(?:\\.{part}){{1,3}}[{WHITE_SPACE}]*$"
     )
 }
 
@@ -328,6 +338,39 @@ impl Name {
 }
 
 parsed_text!(Name);
+
+/// A user's email address (seed 001), as a person types it: `local@domain`,
+/// the local part 1 to 64 characters, the domain 2 to 4 dot-separated
+/// labels of 1 to 63 characters, none of them white space, a control
+/// character or a second `@`; trimmed. Kept as written (mail systems
+/// compare local parts case-sensitively).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let email = raw.trim();
+        let visible = |c: char| c != '@' && !c.is_whitespace() && !c.is_control();
+        let label = |l: &str| {
+            (1..=63).contains(&l.chars().count()) && l.chars().all(|c| visible(c) && c != '.')
+        };
+        let ok = email.split_once('@').is_some_and(|(local, domain)| {
+            let labels: Vec<&str> = domain.split('.').collect();
+            (1..=64).contains(&local.chars().count())
+                && local.chars().all(visible)
+                && (2..=4).contains(&labels.len())
+                && labels.iter().all(|l| label(l))
+        });
+        if ok {
+            Ok(Self(email.to_owned()))
+        } else {
+            Err(InvalidValue::Email(raw.to_owned()))
+        }
+    }
+}
+
+parsed_text!(Email);
 
 /// How many active users a site may have (at least 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -705,6 +748,20 @@ mod schemas {
         }
     }
     impl utoipa::ToSchema for Name {}
+
+    impl utoipa::PartialSchema for Email {
+        fn schema() -> RefOr<Schema> {
+            text(
+                "A user's email address: `local@domain`, the local part 1 to 64 characters, the \
+                 domain 2 to 4 dot-separated labels of 1 to 63 characters, none of them white \
+                 space, a control character or a second `@` (surrounding white space is \
+                 ignored). Kept as written.",
+                email_pattern(),
+                "ann@acme.org",
+            )
+        }
+    }
+    impl utoipa::ToSchema for Email {}
 
     impl utoipa::PartialSchema for SeatLimit {
         fn schema() -> RefOr<Schema> {

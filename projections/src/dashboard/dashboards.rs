@@ -63,8 +63,9 @@ impl SqlProjection for Dashboards {
         Self::NAME
     }
 
+    /// 2: users have an email (`dash_users.email`).
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     async fn create_tables(
@@ -131,6 +132,7 @@ CREATE TABLE {s}.dash_users (
     user_id uuid NOT NULL,
     username text NOT NULL,
     name text NOT NULL,
+    email text,
     role text NOT NULL,
     permissions text[] NOT NULL,
     active boolean NOT NULL,
@@ -343,6 +345,7 @@ struct UserRow {
     user: Uuid,
     username: String,
     name: String,
+    email: Option<String>,
     role: String,
     permissions: Vec<String>,
     active: bool,
@@ -360,6 +363,10 @@ impl UserRow {
         if let Some(permissions) = &patch.permissions {
             self.permissions.clone_from(permissions);
         }
+        if let Some((name, email)) = &patch.details {
+            self.name.clone_from(name);
+            self.email.clone_from(email);
+        }
         self.active = patch.active.unwrap_or(self.active);
         self.hidden = patch.hidden.unwrap_or(self.hidden);
     }
@@ -374,6 +381,8 @@ struct UserPatch {
     permissions: Option<Vec<String>>,
     active: Option<bool>,
     hidden: Option<bool>,
+    /// The name and email (none: cleared), when they changed.
+    details: Option<(String, Option<String>)>,
 }
 
 impl UserPatch {
@@ -391,6 +400,7 @@ impl UserPatch {
         self.permissions = later.permissions.clone().or(self.permissions.take());
         self.active = later.active.or(self.active);
         self.hidden = later.hidden.or(self.hidden);
+        self.details = later.details.clone().or(self.details.take());
     }
 }
 
@@ -489,6 +499,7 @@ fn ops_of(decoded: Decoded, event: &RecordedEvent, origin: &EventRef, ops: &mut 
                     user: user.user_id.0,
                     username: user.username.as_str().to_owned(),
                     name: user.name.as_str().to_owned(),
+                    email: user.email.as_ref().map(|e| e.as_str().to_owned()),
                     role: snake(&user.role),
                     permissions: user.permissions.iter().map(snake).collect(),
                     active: true,
@@ -516,6 +527,17 @@ fn ops_of(decoded: Decoded, event: &RecordedEvent, origin: &EventRef, ops: &mut 
                     permissions,
                 } => ops.push(Op::UserPatch(UserPatch {
                     permissions: Some(permissions.iter().map(snake).collect()),
+                    ..UserPatch::new(site, user_id.0)
+                })),
+                SiteEvent::UserDetailsChanged {
+                    user_id,
+                    name,
+                    email,
+                } => ops.push(Op::UserPatch(UserPatch {
+                    details: Some((
+                        name.as_str().to_owned(),
+                        email.map(|e| e.as_str().to_owned()),
+                    )),
                     ..UserPatch::new(site, user_id.0)
                 })),
                 SiteEvent::UserDeactivated { user_id } => ops.push(Op::UserPatch(UserPatch {
@@ -733,13 +755,15 @@ async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), P
             // have no commas); an empty set is ''.
             write(&format!(
                 "INSERT INTO {s}.dash_users (site_id, user_id, username, name, role, \
-                   permissions, active, hide_organization_settings, added_at, origin) \
+                   permissions, active, hide_organization_settings, added_at, origin, email) \
                  SELECT v.site_id, v.user_id, v.username, v.name, v.role, \
-                   string_to_array(v.permissions, ','), v.active, v.hidden, v.at, v.origin \
+                   string_to_array(v.permissions, ','), v.active, v.hidden, v.at, v.origin, \
+                   v.email \
                  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
-                   $6::text[], $7::bool[], $8::bool[], $9::timestamptz[], $10::text[]) \
+                   $6::text[], $7::bool[], $8::bool[], $9::timestamptz[], $10::text[], \
+                   $11::text[]) \
                    AS v(site_id, user_id, username, name, role, permissions, active, hidden, \
-                        at, origin)"
+                        at, origin, email)"
             ))
             .bind(rows.iter().map(|r| r.site).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.user).collect::<Vec<_>>())
@@ -755,6 +779,7 @@ async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), P
             .bind(rows.iter().map(|r| r.hidden).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.origin.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.email.clone()).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
@@ -774,9 +799,12 @@ async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), P
                    role = COALESCE(v.role, u.role), \
                    permissions = COALESCE(string_to_array(v.permissions, ','), u.permissions), \
                    active = COALESCE(v.active, u.active), \
-                   hide_organization_settings = COALESCE(v.hidden, u.hide_organization_settings) \
+                   hide_organization_settings = COALESCE(v.hidden, u.hide_organization_settings), \
+                   name = CASE WHEN v.details THEN v.name ELSE u.name END, \
+                   email = CASE WHEN v.details THEN v.email ELSE u.email END \
                  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bool[], \
-                   $6::bool[]) AS v(site_id, user_id, role, permissions, active, hidden) \
+                   $6::bool[], $7::bool[], $8::text[], $9::text[]) \
+                   AS v(site_id, user_id, role, permissions, active, hidden, details, name, email) \
                  WHERE u.site_id = v.site_id AND u.user_id = v.user_id"
             ))
             .bind(patches.iter().map(|p| p.site).collect::<Vec<_>>())
@@ -790,6 +818,24 @@ async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), P
             )
             .bind(patches.iter().map(|p| p.active).collect::<Vec<_>>())
             .bind(patches.iter().map(|p| p.hidden).collect::<Vec<_>>())
+            .bind(
+                patches
+                    .iter()
+                    .map(|p| p.details.is_some())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                patches
+                    .iter()
+                    .map(|p| p.details.as_ref().map(|d| d.0.clone()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                patches
+                    .iter()
+                    .map(|p| p.details.as_ref().and_then(|d| d.1.clone()))
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *conn)
             .await?;
         }

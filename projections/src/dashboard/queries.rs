@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shareledger_core::catalog::{
-    Name, PermissionFlag, Role, ScorecardId, SiteCode, SiteId, UserId, Username,
+    Email, Name, PermissionFlag, Role, ScorecardId, SiteCode, SiteId, UserId, Username,
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -159,6 +159,8 @@ pub struct UserSummary {
     pub user_id: UserId,
     pub username: Username,
     pub name: Name,
+    /// The user's email, if one is recorded.
+    pub email: Option<Email>,
     pub role: Role,
     pub permissions: BTreeSet<PermissionFlag>,
     pub active: bool,
@@ -189,6 +191,10 @@ pub enum UserSort {
     Role,
     /// Inactive first ascending, active first descending.
     Active,
+    /// Case-insensitively; users with no email first ascending.
+    Email,
+    /// When the user was added.
+    AddedAt,
 }
 
 impl UserSort {
@@ -205,6 +211,8 @@ impl UserSort {
             ),
             UserSort::Role => ("u.role", "text", "r"),
             UserSort::Active => ("u.active", "boolean", "a"),
+            UserSort::Email => ("lower(COALESCE(u.email, ''))", "text", "e"),
+            UserSort::AddedAt => ("u.added_at", "timestamptz", "t"),
         }
     }
 }
@@ -212,7 +220,8 @@ impl UserSort {
 /// The users list's question (Q-5).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UsersQuery {
-    /// Only users whose username or name contains this, case-insensitively.
+    /// Only users whose username, name, email or role contains this,
+    /// case-insensitively.
     pub search: Option<String>,
     pub sort: UserSort,
     pub descending: bool,
@@ -499,6 +508,7 @@ struct UserRecord {
     user_id: Uuid,
     username: String,
     name: String,
+    email: Option<String>,
     role: String,
     permissions: Vec<String>,
     active: bool,
@@ -569,7 +579,7 @@ fn contains_pattern(search: &str) -> String {
 }
 
 /// A site's users (Q-5): username, name, role, flags, active, last activity;
-/// filtered by `query.search` (username or name contains it,
+/// filtered by `query.search` (username, name, email or role contains it,
 /// case-insensitively), by active or not, role and flag; ordered by `query.sort` (ties by username) in either
 /// direction, one page at a time (keyset: pass `next` back as `after`).
 pub async fn users(
@@ -598,7 +608,8 @@ pub async fn users(
         .filter(|s| !s.is_empty())
         .map(contains_pattern);
     let filter = "u.site_id = $1 \
-        AND ($2::text IS NULL OR u.username ILIKE $2 OR u.name ILIKE $2) \
+        AND ($2::text IS NULL OR u.username ILIKE $2 OR u.name ILIKE $2 \
+             OR u.email ILIKE $2 OR u.role ILIKE $2) \
         AND ($3::boolean IS NULL OR u.active = $3) \
         AND ($4::text IS NULL OR u.role = $4) \
         AND ($5::text IS NULL OR $5 = ANY(u.permissions))";
@@ -610,7 +621,7 @@ pub async fn users(
         (">", "ASC")
     };
     let sql = format!(
-        "SELECT u.site_id, u.user_id, u.username, u.name, u.role, u.permissions, u.active, \
+        "SELECT u.site_id, u.user_id, u.username, u.name, u.email, u.role, u.permissions, u.active, \
            u.hide_organization_settings, u.last_activity, u.added_at, u.origin, \
            ({key})::text AS sort_key \
          FROM rm.dash_users u \
@@ -674,6 +685,11 @@ pub async fn users(
                 user_id: UserId(r.user_id),
                 username: Username::parse(&r.username).map_err(|e| corrupt(e.to_string()))?,
                 name: Name::parse(&r.name).map_err(|e| corrupt(e.to_string()))?,
+                email: r
+                    .email
+                    .as_deref()
+                    .map(|e| Email::parse(e).map_err(|e| corrupt(e.to_string())))
+                    .transpose()?,
                 role: Role::parse(&r.role).map_err(|e| corrupt(e.to_string()))?,
                 permissions: r
                     .permissions

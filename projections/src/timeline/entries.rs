@@ -130,6 +130,7 @@ pub(super) fn refer(refs: &mut Refs, stream: &str, decoded: &Decoded) {
                     refs.scorecards.insert(scorecard_id.0);
                 }
                 SiteEvent::UserRoleChanged { user_id, .. }
+                | SiteEvent::UserDetailsChanged { user_id, .. }
                 | SiteEvent::UserPermissionsSet { user_id, .. }
                 | SiteEvent::UserDeactivated { user_id }
                 | SiteEvent::UserReactivated { user_id }
@@ -510,6 +511,23 @@ fn site_fact(site: Uuid, event: &SiteEvent, names: &Names) -> Option<Fact> {
                 ),
             )
         }
+        SiteEvent::UserDetailsChanged {
+            user_id,
+            name,
+            email,
+        } => user_fact(
+            user_id.0,
+            "ChangeUserDetails",
+            format!(
+                "{}'s name set to “{}”, {}",
+                names.user(site, user_id.0),
+                name.as_str(),
+                match email {
+                    Some(email) => format!("email to {}", email.as_str()),
+                    None => "no email".to_owned(),
+                }
+            ),
+        ),
         SiteEvent::UserRoleChanged { user_id, role, .. } => user_fact(
             user_id.0,
             "ChangeUserRole",

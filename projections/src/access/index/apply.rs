@@ -186,6 +186,11 @@ impl AccessIndex {
                     }
                 }
             }
+            SiteEvent::UserDetailsChanged { user_id, name, .. } => {
+                if let Some(user) = self.users.get_mut(user_id) {
+                    user.name = name.clone();
+                }
+            }
             &SiteEvent::UserDeactivated { user_id } | &SiteEvent::UserReactivated { user_id } => {
                 let active = matches!(event, SiteEvent::UserReactivated { .. });
                 if let Some(user) = self.users.get_mut(&user_id) {

@@ -278,6 +278,7 @@ pub(super) fn ops_of(decoded: Decoded, ops: &mut Vec<Op>) {
                 level: None,
             }),
             SiteEvent::SiteRegistered { .. }
+            | SiteEvent::UserDetailsChanged { .. }
             | SiteEvent::SeatLimitSet { .. }
             | SiteEvent::ParentSiteSet { .. }
             | SiteEvent::SelfRegistrationConfigured { .. }
