@@ -844,10 +844,11 @@ pub(crate) fn acting_site(ctx: &Context, site_id: SiteId) -> SiteId {
 
 /// Commands decided on the site's own content and the acting site.
 macro_rules! decided_on_own_content {
-    ($($command:ident: $summary:literal),* $(,)?) => {$(
+    ($($command:ident $([creates $($field:literal),+])?: $summary:literal),* $(,)?) => {$(
         impl Decision for $command {
             const NAME: &'static str = stringify!($command);
             const SUMMARY: &'static str = $summary;
+            $(const CREATES: &'static [&'static str] = &[$($field),+];)?
             fn reads(&self, ctx: &Context, _: &Facts) -> Vec<Read> {
                 vec![Read::Site(acting_site(ctx, self.site_id)), Read::Content(self.site_id)]
             }
@@ -861,8 +862,8 @@ macro_rules! decided_on_own_content {
 }
 
 decided_on_own_content!(
-    CreateScorecard: "Creates a scorecard on the site.",
-    CreateObject: "Creates a Result, Indicator, Program or Performance Measure, optionally inside a container.",
+    CreateScorecard [creates "scorecard_id"]: "Creates a scorecard on the site.",
+    CreateObject [creates "object_id"]: "Creates a Result, Indicator, Program or Performance Measure, optionally inside a container.",
     PlaceObjectOnScorecard: "Places an object on one of the site's scorecards.",
     RemoveObjectFromScorecard: "Removes an object from a scorecard; partners' relationships that lose their only path go too (R-SHARE-4).",
     UnlinkSharedObject: "Takes a partner's object off the site's scorecard: undoes a LinkSharedObject (R-SHARE-4).",
@@ -917,6 +918,7 @@ fn relationship_reads(site: SiteId, origin: SiteId) -> Vec<Read> {
 
 impl Decision for LinkSharedObject {
     const NAME: &'static str = "LinkSharedObject";
+    const CREATES: &'static [&'static str] = &["relationship_id"];
     const SUMMARY: &'static str =
         "Links a partner's shared object onto one of the site's scorecards (R-SHARE-4).";
 
@@ -934,6 +936,7 @@ impl Decision for LinkSharedObject {
 
 impl Decision for UseSharedMeasureInAggregation {
     const NAME: &'static str = "UseSharedMeasureInAggregation";
+    const CREATES: &'static [&'static str] = &["relationship_id"];
     const SUMMARY: &'static str = "Uses a partner's shared Indicator or Performance Measure in an aggregation of the site's own object (R-SHARE-4).";
 
     fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {

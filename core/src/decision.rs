@@ -269,6 +269,11 @@ pub trait Decision: Clone + std::fmt::Debug + Send + Sync + 'static {
     const NAME: &'static str;
     /// One line for the API document.
     const SUMMARY: &'static str;
+    /// The fields naming the ids this command creates (`user_id`,
+    /// `object_id`, …). Over HTTP a caller may leave them out: the server
+    /// gives each a new id (derived from the idempotency key, so a retry
+    /// gets the same) and answers it.
+    const CREATES: &'static [&'static str] = &[];
 
     /// The streams the decision reads, given what it has read so far: the
     /// executor loads whatever of them is not loaded yet and asks again,

@@ -1008,10 +1008,11 @@ fn authorize_user_manager(actor: &Actor, site: &SiteState) -> Result<(), DomainE
 
 /// Commands decided on their site's state alone.
 macro_rules! decided_on_the_site {
-    ($($command:ident: $summary:literal),* $(,)?) => {$(
+    ($($command:ident $([creates $($field:literal),+])?: $summary:literal),* $(,)?) => {$(
         impl Decision for $command {
             const NAME: &'static str = stringify!($command);
             const SUMMARY: &'static str = $summary;
+            $(const CREATES: &'static [&'static str] = &[$($field),+];)?
             fn reads(&self, _: &Context, _: &Facts) -> Vec<Read> {
                 vec![Read::Site(self.site_id)]
             }
@@ -1026,7 +1027,7 @@ macro_rules! decided_on_the_site {
 decided_on_the_site!(
     SetSeatLimit: "Sets how many active users the site may have (R-USER-7).",
     RequireTwoFactor: "Requires (or stops requiring) two-factor sign-in on the site (R-ONB-3).",
-    AddUser: "Adds a user to the site with a role preset (R-USER-1, R-USER-7).",
+    AddUser [creates "user_id"]: "Adds a user to the site with a role preset (R-USER-1, R-USER-7).",
     ChangeUserRole: "Changes a user's role preset (R-USER-1).",
     ChangeUserDetails: "Changes a user's name and email (R-USER-5).",
     SetPermissionFlags: "Switches a user's permission flags on and off (R-USER-2).",
@@ -1037,6 +1038,7 @@ decided_on_the_site!(
 
 impl Decision for RegisterSite {
     const NAME: &'static str = "RegisterSite";
+    const CREATES: &'static [&'static str] = &["site_id"];
     const SUMMARY: &'static str =
         "Registers a site with a unique code (operators; a group's Instance Admin for child sites, R-ONB-1).";
 
@@ -1193,6 +1195,7 @@ impl Decision for ConfigureSelfRegistration {
 
 impl Decision for AddExistingUser {
     const NAME: &'static str = "AddExistingUser";
+    const CREATES: &'static [&'static str] = &["user_id"];
     const SUMMARY: &'static str = "Adds an existing user of another site (R-USER-9).";
 
     /// The source site too: the copied username and name are the ones the
@@ -1347,6 +1350,7 @@ impl Decision for ImportUsers {
 
 impl Decision for SelfRegisterPartner {
     const NAME: &'static str = "SelfRegisterPartner";
+    const CREATES: &'static [&'static str] = &["site_id", "manager_id"];
     const SUMMARY: &'static str =
         "A partner registers itself with a group that enabled self-registration (R-ONB-2).";
 

@@ -16,6 +16,7 @@
 //! The response's `position` is the consistency token: pass it as
 //! `min_position` to any query to read at least this fresh.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -63,15 +64,20 @@ pub struct CommandResult {
     /// True when the idempotency key had been used: this is the first
     /// send's result and nothing was written now.
     pub replayed: bool,
+    /// The ids the command created, by the body's field naming each
+    /// (`{"user_id": "…"}`): the caller's, or the server's where the caller
+    /// left the field out. Empty for commands that create nothing.
+    pub created: BTreeMap<String, Uuid>,
     pub events: Vec<WrittenEvent>,
 }
 
 impl CommandResult {
-    fn new(command: &str, outcome: Outcome) -> Self {
+    fn new(command: &str, outcome: Outcome, created: BTreeMap<String, Uuid>) -> Self {
         Self {
             command: command.to_owned(),
             position: outcome.last_position,
             replayed: outcome.replayed,
+            created,
             events: outcome
                 .events
                 .into_iter()
@@ -103,6 +109,51 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Uuid, ApiError> {
         })
         .and_then(|s| Uuid::parse_str(s).ok())
         .ok_or(ApiError::BadIdempotencyKey)
+}
+
+/// Namespace of the ids the gateway creates for commands that leave them out.
+const CREATED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5d1e_0c47_a9b2_4e6f_8a3d_17c9_e2f4_6b05);
+
+/// Gives the body each id field of `creates` it leaves out: a new id
+/// derived from the (scoped) idempotency key and the field, so a retry of
+/// the same send names the same thing. The field is written into the bytes
+/// (first member of the object), so the typed parse still sees the caller's
+/// own members exactly as sent. Returns the body to parse and every created
+/// id (given or made), by field.
+fn with_created_ids(
+    bytes: Bytes,
+    value: &serde_json::Value,
+    creates: &[&str],
+    key: Uuid,
+) -> (Bytes, BTreeMap<String, Uuid>) {
+    let Some(object) = value.as_object() else {
+        return (bytes, BTreeMap::new());
+    };
+    let mut created = BTreeMap::new();
+    let mut missing = Vec::new();
+    for field in creates {
+        match object.get(*field) {
+            None => {
+                let id = Uuid::new_v5(&CREATED_ID_NAMESPACE, format!("{key}:{field}").as_bytes());
+                created.insert((*field).to_owned(), id);
+                missing.push(format!("\"{field}\":\"{id}\""));
+            }
+            Some(given) => {
+                if let Some(id) = given.as_str().and_then(|s| Uuid::parse_str(s).ok()) {
+                    created.insert((*field).to_owned(), id);
+                }
+            }
+        }
+    }
+    if missing.is_empty() {
+        return (bytes, created);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let open = text.find('{').expect("an object starts with a brace");
+    let rest = &text[open + 1..];
+    let separator = if object.is_empty() { "" } else { "," };
+    let body = format!("{}{{{}{separator}{rest}", &text[..open], missing.join(","));
+    (Bytes::from(body), created)
 }
 
 /// Namespace of the keys the gateway derives from callers' keys.
@@ -139,13 +190,25 @@ fn parse_json_checked<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<(T, serde_json::Value), ApiError> {
-    let body = body.map_err(|rejection| {
+    parse_bytes_checked(headers, &read_body(body, limit)?)
+}
+
+/// The body's bytes, or why they could not be read (too large: 413).
+fn read_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge { limit }
         } else {
             ApiError::MalformedJson(rejection.body_text())
         }
-    })?;
+    })
+}
+
+/// [`parse_json_checked`] of bytes read already.
+fn parse_bytes_checked<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(T, serde_json::Value), ApiError> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -162,14 +225,14 @@ fn parse_json_checked<T: DeserializeOwned>(
         serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
         _ => ApiError::MalformedJson(e.to_string()),
     };
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(classify)?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(classify)?;
     if let Some(path) = nul_pointer(&value) {
         return Err(ApiError::UnstorableText { path });
     }
     // The typed parse reads the bytes again rather than the value: it
     // keeps serde_json's positions in its messages, and refuses a member
     // named twice (the value keeps the last one).
-    let parsed = serde_json::from_slice(&body).map_err(classify)?;
+    let parsed = serde_json::from_slice(body).map_err(classify)?;
     Ok((parsed, value))
 }
 
@@ -181,9 +244,20 @@ async fn run<C: Decision + DeserializeOwned>(
 ) -> Result<Response, ApiError> {
     let actor = principal.actor()?;
     let key = idempotency_key(headers)?;
-    let (command, body): (C, _) = parse_json_checked(headers, body, state.options().body_limit)?;
     let key = scoped_key(principal, C::NAME, key);
-    let fingerprint = idempotency::fingerprint(C::NAME, &body);
+    let bytes = read_body(body, state.options().body_limit)?;
+    let (bytes, created, sent) = if C::CREATES.is_empty() {
+        (bytes, BTreeMap::new(), None)
+    } else {
+        // The ids the caller left out are filled in before the typed parse.
+        let (value, _): (serde_json::Value, _) = parse_bytes_checked(headers, &bytes)?;
+        let (bytes, created) = with_created_ids(bytes, &value, C::CREATES, key);
+        (bytes, created, Some(value))
+    };
+    let (command, parsed): (C, _) = parse_bytes_checked(headers, &bytes)?;
+    // The caller's body as sent (without the ids filled in) is what a
+    // retry is compared with.
+    let fingerprint = idempotency::fingerprint(C::NAME, sent.as_ref().unwrap_or(&parsed));
     let ticket = match state
         .idempotency()
         .claim(key, C::NAME, &fingerprint)
@@ -210,7 +284,7 @@ async fn run<C: Decision + DeserializeOwned>(
         let keys = state.idempotency();
         match result {
             Ok(outcome) => {
-                let result = CommandResult::new(C::NAME, outcome);
+                let result = CommandResult::new(C::NAME, outcome, created);
                 let stored = serde_json::to_value(&result).expect("a result serializes");
                 // The command was written: answer it whether or not its
                 // result can be recorded now.
@@ -244,6 +318,36 @@ fn answer(status: StatusCode, body: &impl Serialize, position: u64) -> Response 
         HeaderValue::from_str(&position.to_string()).expect("digits"),
     );
     response
+}
+
+/// A command body's schema with the id fields of `creates` optional: the
+/// server gives each one the caller leaves out (see [`with_created_ids`]).
+fn server_created(
+    schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    creates: &[&str],
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::RefOr;
+    let RefOr::T(Schema::Object(mut object)) = schema else {
+        return schema;
+    };
+    object.required.retain(|r| !creates.contains(&r.as_str()));
+    if !creates.is_empty() {
+        let fields = creates
+            .iter()
+            .map(|f| format!("`{f}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let note = format!(
+            "Leave out {fields} and the server creates the id (the same for a retry with the \
+             same idempotency key); the answer's `created` names it."
+        );
+        object.description = Some(match object.description.take() {
+            Some(d) => format!("{d}\n\n{note}"),
+            None => note,
+        });
+    }
+    RefOr::T(Schema::Object(object))
 }
 
 /// The registry: every command's name, from one list of core's command
@@ -283,7 +387,10 @@ macro_rules! registry {
             $(
                 schemas.push((
                     <$command as utoipa::ToSchema>::name().into_owned(),
-                    <$command as utoipa::PartialSchema>::schema(),
+                    server_created(
+                        <$command as utoipa::PartialSchema>::schema(),
+                        <$command as Decision>::CREATES,
+                    ),
                 ));
                 <$command as utoipa::ToSchema>::schemas(schemas);
             )*

@@ -1122,12 +1122,17 @@ async fn every_command_refuses_a_wrong_type_or_a_missing_field_with_422_invalid_
     each_rejected(
         h,
         &w,
-        "a missing site_id",
+        "a missing site_id (or code, where the server creates the site's id)",
         422,
         "invalid_body",
         |c| async move {
             let mut body = c.body.clone();
-            body.as_object_mut().unwrap().remove("site_id");
+            let field = if ["RegisterSite", "SelfRegisterPartner"].contains(&c.name) {
+                "code"
+            } else {
+                "site_id"
+            };
+            body.as_object_mut().unwrap().remove(field);
             h.command(&c.token, c.name, body).await
         },
     )
@@ -1970,5 +1975,90 @@ async fn r_share_3_a_partner_editing_shared_content_gets_read_only_whatever_site
     .await
     .assert_problem(404, "object_not_found");
     assert_eq!(h.snapshot().await, before);
+    harness.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_command_without_the_id_it_creates_gets_one_from_the_server_and_a_retry_gets_the_same() {
+    let harness = Harness::start().await;
+    let h = &harness;
+    // An operator registers a site without naming its id.
+    let key = Uuid::new_v4();
+    let body = json!({"code": "NOID", "name": "No id", "seat_limit": 5});
+    let first = h
+        .command_keyed(&h.operator, "RegisterSite", body.clone(), key)
+        .await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let site = first.json["created"]["site_id"]
+        .as_str()
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .expect("the created site id");
+    // The retry with the same key is the same send: same answer, same id.
+    let again = h
+        .command_keyed(&h.operator, "RegisterSite", body, key)
+        .await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json["replayed"], json!(true));
+    assert_eq!(again.json["created"]["site_id"], json!(site));
+    // The id names the site from then on.
+    let added = h
+        .command(
+            &h.operator,
+            "AddUser",
+            json!({"site_id": site, "username": "admin@noid.org", "name": "Admin", "role": "administration"}),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    let admin = added.json["created"]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = h.user_token(site, Uuid::parse_str(&admin).unwrap()).await;
+    let scorecard = h
+        .command(
+            &token,
+            "CreateScorecard",
+            json!({"site_id": site, "name": "Made without an id"}),
+        )
+        .await;
+    assert_eq!(scorecard.status, 201, "{}", scorecard.text);
+    let scorecard_id = scorecard.json["created"]["scorecard_id"].clone();
+    let object = h
+        .command(
+            &token,
+            "CreateObject",
+            json!({"site_id": site, "kind": "indicator", "name": "Also"}),
+        )
+        .await;
+    assert_eq!(object.status, 201, "{}", object.text);
+    let placed = h
+        .command(
+            &token,
+            "PlaceObjectOnScorecard",
+            json!({"site_id": site, "object_id": object.json["created"]["object_id"], "scorecard_id": scorecard_id}),
+        )
+        .await;
+    assert_eq!(placed.status, 201, "{}", placed.text);
+    // A command naming its id answers it too; one that creates nothing
+    // answers an empty `created`.
+    let given = Uuid::new_v4();
+    let named = h
+        .command(
+            &token,
+            "CreateScorecard",
+            json!({"site_id": site, "scorecard_id": given, "name": "Named"}),
+        )
+        .await;
+    assert_eq!(named.json["created"], json!({"scorecard_id": given}));
+    assert_eq!(placed.json["created"], json!({}));
+    // A null id is not a left-out one: refused as the body's shape.
+    let null = h
+        .command(
+            &token,
+            "CreateScorecard",
+            json!({"site_id": site, "scorecard_id": null, "name": "Null"}),
+        )
+        .await;
+    null.assert_problem(422, "invalid_body");
     harness.shutdown().await;
 }
