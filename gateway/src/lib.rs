@@ -80,6 +80,7 @@ pub fn app(state: AppState) -> Router {
             get(queries::shared_scorecards),
         )
         .route("/v1/sites/{site_id}/users", get(queries::users))
+        .route("/v1/sites/{site_id}/users/{user_id}", get(queries::user))
         .route("/v1/sites/{site_id}/scorecards", get(contents::scorecards))
         .route("/v1/sites/{site_id}/objects", get(contents::objects))
         .route(

@@ -67,6 +67,7 @@ use crate::error::{ApiError, Problem};
         crate::queries::pending_requests,
         crate::queries::shared_scorecards,
         crate::queries::users,
+        crate::queries::user,
         crate::contents::scorecards,
         crate::contents::objects,
         crate::contents::relationships,
@@ -759,6 +760,28 @@ fn single_method_failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
                              manager",
                         ),
                         unknown_site(),
+                    ],
+                    fresh_sql(),
+                ),
+            ),
+        ),
+        "/v1/sites/{site_id}/users/{user_id}" => (
+            "UserDetail",
+            with(
+                token(),
+                with(
+                    vec![
+                        bad_query(),
+                        bad_path(),
+                        fails(
+                            ApiError::Forbidden(String::new()),
+                            "a user of the site who is neither an Instance Admin nor a user \
+                             manager",
+                        ),
+                        fails(
+                            ApiError::NotFound(String::new()),
+                            "a site this token cannot see, or a user the site does not have",
+                        ),
                     ],
                     fresh_sql(),
                 ),

@@ -24,8 +24,8 @@ use shareledger_projections::access::{
     Visible,
 };
 use shareledger_projections::dashboard::{
-    self, Connection, Dashboards, PartnerShares, PendingRequest, SiteSummary, UserSort, UsersPage,
-    UsersQuery,
+    self, Connection, Dashboards, PartnerShares, PendingRequest, SiteSummary, UserDetail, UserSort,
+    UsersPage, UsersQuery,
 };
 use shareledger_projections::history::HistoryError;
 
@@ -618,6 +618,38 @@ pub struct UsersParams {
     pub flag: Option<PermissionFlag>,
     /// A consistency token: answer at least this fresh.
     pub min_position: Option<u64>,
+}
+
+/// `GET /v1/sites/{site_id}/users/{user_id}`: one user, with their level on
+/// each scorecard assigned to them.
+#[utoipa::path(
+    get,
+    path = "/v1/sites/{site_id}/users/{user_id}",
+    tag = "dashboards",
+    summary = "Q-5: one user of the site: role, flags, email, active, last activity, and their level on each scorecard (own and partners').",
+    params(
+        ("site_id" = uuid::Uuid, Path, description = "The site."),
+        ("user_id" = uuid::Uuid, Path, description = "The user."),
+        FreshParams
+    ),
+    responses(
+        (status = 200, description = "The answer.", body = UserDetail),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn user(
+    State(state): State<AppState>,
+    principal: Principal,
+    ids: Result<Path<(SiteId, UserId)>, PathRejection>,
+    params: Result<Query<FreshParams>, QueryRejection>,
+) -> Result<Json<UserDetail>, ApiError> {
+    let (site, user) = path(ids)?;
+    let p = query(params)?;
+    site_view(&state, &principal, site, p.min_position).await?;
+    dashboard::user(state.pool(), site, user)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("site {site} has no user {user}")))
 }
 
 /// `GET /v1/sites/{site_id}/users`: sortable, searchable, keyset-paged.

@@ -527,6 +527,52 @@ async fn a_sites_dashboards_answer_its_administrators_and_auditors_at_the_comman
         )
         .await;
     assert_eq!(by_email.ok()["users"][0]["user_id"], json!(w.partner));
+    // One user's detail: the summary and the level on each scorecard, with
+    // its owner (A's shared scorecard, R-SHARE-5, R-SHARE-6).
+    let detail = h
+        .get(
+            &w.b.admin_token,
+            &format!(
+                "/v1/sites/{}/users/{}?min_position={changed}",
+                w.b.id, w.partner
+            ),
+        )
+        .await;
+    let detail = detail.ok();
+    assert_eq!(detail["user"]["email"], json!("pat@partner.example.org"));
+    let levels = detail["scorecard_access"].as_array().unwrap();
+    assert!(
+        levels
+            .iter()
+            .any(|l| l["scorecard_id"] == json!(w.shared_scorecard)
+                && l["owner_code"] == json!("ALPHA")
+                && l["level"] == json!("browser")),
+        "{detail:#}"
+    );
+    // The partner has signed in (used its token): its last sign-in shows,
+    // and counts as activity.
+    h.get(&w.partner_token, "/v1/whoami").await.ok();
+    let signed_in = h
+        .get(
+            &w.b.admin_token,
+            &format!("/v1/sites/{}/users/{}", w.b.id, w.partner),
+        )
+        .await;
+    let signed_in = signed_in.ok();
+    assert!(
+        signed_in["user"]["last_sign_in"].is_string(),
+        "{signed_in:#}"
+    );
+    assert!(
+        signed_in["user"]["last_activity"].is_string(),
+        "{signed_in:#}"
+    );
+    h.get(
+        &w.b.admin_token,
+        &format!("/v1/sites/{}/users/{}", w.b.id, Uuid::new_v4()),
+    )
+    .await
+    .assert_problem(404, "not_found");
     harness.shutdown().await;
 }
 

@@ -8,7 +8,8 @@
 //! every target named in a 200 answer (check, lookup, explain, viewers) is
 //! visible to S; a question about an invisible target is 404
 //! `unknown_target` exactly like one about an id that never existed; the
-//! viewers and dashboards of another site are refused, and its content
+//! viewers and dashboards of another site (its users' details included)
+//! are refused, and its content
 //! lists (`/scorecards`, `/objects`, `/relationships`, `/shared-with`,
 //! `/children`) are 404 exactly like a site that does not exist; one's own
 //! lists hold its own content, the scorecards shared with it over active
@@ -543,7 +544,10 @@ async fn check_world(h: &Harness, model: &Model, last: u64, rng: &mut StdRng) {
         // exactly like a site that does not exist; one's own need admin,
         // and hold the site's own content and what is shared with it only.
         for (t, other) in model.sites.iter().enumerate() {
+            // One user's detail: of another site, not found like the rest.
+            let user_route = format!("/users/{}", other.users[0].id);
             for route in [
+                user_route.as_str(),
                 "",
                 "/connections",
                 "/pending-requests",

@@ -54,6 +54,7 @@ impl Dashboards {
         "dash_links",
         "dash_shared",
         "dash_users",
+        "dash_access",
     ];
 }
 
@@ -63,7 +64,8 @@ impl SqlProjection for Dashboards {
         Self::NAME
     }
 
-    /// 2: users have an email (`dash_users.email`).
+    /// 2: users have an email (`dash_users.email`), and their levels per
+    /// scorecard (`dash_access`).
     fn version(&self) -> u32 {
         2
     }
@@ -144,6 +146,14 @@ CREATE TABLE {s}.dash_users (
     UNIQUE (site_id, username)
 );
 CREATE INDEX ON {s}.dash_users (user_id);
+
+CREATE TABLE {s}.dash_access (
+    site_id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    scorecard_id uuid NOT NULL,
+    level text NOT NULL,
+    PRIMARY KEY (site_id, user_id, scorecard_id)
+);
 CREATE INDEX ON {s}.dash_users (site_id, lower(name), username);
 CREATE INDEX ON {s}.dash_users
     (site_id, (COALESCE(last_activity, '-infinity'::timestamptz)), username);
@@ -214,6 +224,7 @@ enum Kind {
     Link,
     Share,
     ScorecardLifecycle,
+    Access,
 }
 
 impl Kind {
@@ -225,7 +236,8 @@ impl Kind {
     fn conflict(a: Kind, b: Kind) -> bool {
         use Kind::*;
         let pair = |x: Kind, y: Kind| (a == x && b == y) || (a == y && b == x);
-        // A scorecard's rename or archive rewrites its rows and its shares.
+        // A scorecard's rename or archive rewrites its rows, its shares and
+        // the levels on it.
         a == ScorecardLifecycle
             || b == ScorecardLifecycle
             || pair(SiteRegistered, SitePatch)
@@ -280,6 +292,14 @@ enum Op {
         scorecard: Uuid,
         name: Option<String>,
     },
+    /// A user's level on a scorecard set (`Some`) or removed; last-wins per
+    /// key.
+    Access {
+        site: Uuid,
+        user: Uuid,
+        scorecard: Uuid,
+        level: Option<String>,
+    },
 }
 
 impl Op {
@@ -293,6 +313,7 @@ impl Op {
             Op::Link(_) => Kind::Link,
             Op::Share { .. } => Kind::Share,
             Op::ScorecardLifecycle { .. } => Kind::ScorecardLifecycle,
+            Op::Access { .. } => Kind::Access,
         }
     }
 }
@@ -493,26 +514,36 @@ fn ops_of(decoded: Decoded, event: &RecordedEvent, origin: &EventRef, ops: &mut 
                     user,
                     origin,
                     hide_organization_settings,
-                    ..
-                } => ops.push(Op::UserAdded(UserRow {
-                    site,
-                    user: user.user_id.0,
-                    username: user.username.as_str().to_owned(),
-                    name: user.name.as_str().to_owned(),
-                    email: user.email.as_ref().map(|e| e.as_str().to_owned()),
-                    role: snake(&user.role),
-                    permissions: user.permissions.iter().map(snake).collect(),
-                    active: true,
-                    hidden: hide_organization_settings,
-                    at,
-                    origin: match origin {
-                        UserOrigin::Added => "added",
-                        UserOrigin::ExistingAccount { .. } => "existing_account",
-                        UserOrigin::Imported { .. } => "imported",
-                        UserOrigin::SelfRegistered { .. } => "self_registered",
-                    }
-                    .to_owned(),
-                })),
+                    scorecard_access,
+                } => ops.extend(
+                    scorecard_access
+                        .iter()
+                        .map(|(scorecard, level)| Op::Access {
+                            site,
+                            user: user.user_id.0,
+                            scorecard: scorecard.0,
+                            level: Some(snake(level)),
+                        })
+                        .chain([Op::UserAdded(UserRow {
+                            site,
+                            user: user.user_id.0,
+                            username: user.username.as_str().to_owned(),
+                            name: user.name.as_str().to_owned(),
+                            email: user.email.as_ref().map(|e| e.as_str().to_owned()),
+                            role: snake(&user.role),
+                            permissions: user.permissions.iter().map(snake).collect(),
+                            active: true,
+                            hidden: hide_organization_settings,
+                            at,
+                            origin: match origin {
+                                UserOrigin::Added => "added",
+                                UserOrigin::ExistingAccount { .. } => "existing_account",
+                                UserOrigin::Imported { .. } => "imported",
+                                UserOrigin::SelfRegistered { .. } => "self_registered",
+                            }
+                            .to_owned(),
+                        })]),
+                ),
                 SiteEvent::UserRoleChanged {
                     user_id,
                     role,
@@ -529,6 +560,25 @@ fn ops_of(decoded: Decoded, event: &RecordedEvent, origin: &EventRef, ops: &mut 
                     permissions: Some(permissions.iter().map(snake).collect()),
                     ..UserPatch::new(site, user_id.0)
                 })),
+                SiteEvent::ScorecardAccessGranted {
+                    user_id,
+                    scorecard_id,
+                    level,
+                } => ops.push(Op::Access {
+                    site,
+                    user: user_id.0,
+                    scorecard: scorecard_id.0,
+                    level: Some(snake(&level)),
+                }),
+                SiteEvent::ScorecardAccessRevoked {
+                    user_id,
+                    scorecard_id,
+                } => ops.push(Op::Access {
+                    site,
+                    user: user_id.0,
+                    scorecard: scorecard_id.0,
+                    level: None,
+                }),
                 SiteEvent::UserDetailsChanged {
                     user_id,
                     name,
@@ -554,8 +604,6 @@ fn ops_of(decoded: Decoded, event: &RecordedEvent, origin: &EventRef, ops: &mut 
                         ..UserPatch::new(site, user_id.0)
                     }))
                 }
-                SiteEvent::ScorecardAccessGranted { .. }
-                | SiteEvent::ScorecardAccessRevoked { .. } => {}
             }
         }
         Decoded::Content {
@@ -839,6 +887,59 @@ async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), P
             .execute(&mut *conn)
             .await?;
         }
+        Op::Access { .. } => {
+            let mut merged: HashMap<(Uuid, Uuid, Uuid), Option<String>> = HashMap::new();
+            for op in run {
+                if let Op::Access {
+                    site,
+                    user,
+                    scorecard,
+                    level,
+                } = op
+                {
+                    merged.insert((*site, *user, *scorecard), level.clone());
+                }
+            }
+            let mut set: (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>, Vec<String>) = Default::default();
+            let mut removed: (Vec<Uuid>, Vec<Uuid>, Vec<Uuid>) = Default::default();
+            for ((site, user, scorecard), level) in merged {
+                match level {
+                    Some(level) => {
+                        set.0.push(site);
+                        set.1.push(user);
+                        set.2.push(scorecard);
+                        set.3.push(level);
+                    }
+                    None => {
+                        removed.0.push(site);
+                        removed.1.push(user);
+                        removed.2.push(scorecard);
+                    }
+                }
+            }
+            write(&format!(
+                "INSERT INTO {s}.dash_access (site_id, user_id, scorecard_id, level) \
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[]) \
+                 ON CONFLICT (site_id, user_id, scorecard_id) DO UPDATE SET level = EXCLUDED.level"
+            ))
+            .bind(&set.0)
+            .bind(&set.1)
+            .bind(&set.2)
+            .bind(&set.3)
+            .execute(&mut *conn)
+            .await?;
+            write(&format!(
+                "DELETE FROM {s}.dash_access a \
+                 USING unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS v(site_id, user_id, scorecard_id) \
+                 WHERE a.site_id = v.site_id AND a.user_id = v.user_id \
+                   AND a.scorecard_id = v.scorecard_id"
+            ))
+            .bind(&removed.0)
+            .bind(&removed.1)
+            .bind(&removed.2)
+            .execute(&mut *conn)
+            .await?;
+        }
         Op::ScorecardLifecycle { .. } => {
             for op in run {
                 if let Op::ScorecardLifecycle { scorecard, name } = op {
@@ -1042,6 +1143,7 @@ async fn scorecard_lifecycle(
         ],
         None => &[
             "DELETE FROM {s}.dash_shared WHERE scorecard_id = $1",
+            "DELETE FROM {s}.dash_access WHERE scorecard_id = $1",
             "DELETE FROM {s}.dash_scorecards WHERE scorecard_id = $1",
         ],
     };

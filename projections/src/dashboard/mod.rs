@@ -34,9 +34,9 @@ pub use access_tables::{level_sql, AccessTables};
 pub use contents::SiteContents;
 pub use dashboards::Dashboards;
 pub use queries::{
-    connections, pending_requests, shared_scorecards, site, users, Connection, LinkDirection,
-    LinkStatus, PartnerShares, PendingRequest, SelfRegistration, SharedScorecard, SiteSummary,
-    UserSort, UserSummary, UsersPage, UsersQuery,
+    connections, pending_requests, shared_scorecards, site, user, users, Connection, LinkDirection,
+    LinkStatus, PartnerShares, PendingRequest, ScorecardLevel, SelfRegistration, SharedScorecard,
+    SiteSummary, UserDetail, UserSort, UserSummary, UsersPage, UsersQuery,
 };
 
 use crate::projection::SqlProjection;

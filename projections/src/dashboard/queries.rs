@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shareledger_core::catalog::{
-    Email, Name, PermissionFlag, Role, ScorecardId, SiteCode, SiteId, UserId, Username,
+    AccessLevel, Email, Name, PermissionFlag, Role, ScorecardId, SiteCode, SiteId, UserId, Username,
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -166,8 +166,11 @@ pub struct UserSummary {
     pub active: bool,
     /// R-ONB-3.
     pub hide_organization_settings: bool,
-    /// The time of the last event this user caused, if any.
+    /// The later of the user's last event and last sign-in, if any.
     pub last_activity: Option<DateTime<Utc>>,
+    /// When one of the user's tokens was last used (exact to about ten
+    /// seconds), if ever.
+    pub last_sign_in: Option<DateTime<Utc>>,
     pub added_at: DateTime<Utc>,
     /// How the account came to be: `added`, `existing_account`,
     /// `imported` or `self_registered`.
@@ -184,7 +187,8 @@ pub enum UserSort {
     Username,
     /// Case-insensitively.
     Name,
-    /// Users who never acted come first ascending, last descending.
+    /// By the later of the last event and the last sign-in; users who never
+    /// acted come first ascending, last descending.
     LastActivity,
     /// By the role's name (`administration`, `data_entry`, `presenter`,
     /// `scorecard_builder`).
@@ -514,9 +518,124 @@ struct UserRecord {
     active: bool,
     hide_organization_settings: bool,
     last_activity: Option<DateTime<Utc>>,
+    last_sign_in: Option<DateTime<Utc>>,
     added_at: DateTime<Utc>,
     origin: String,
     sort_key: String,
+}
+
+/// A site's users (`$1`) as the users queries read them: the read model's
+/// rows, with the last use of each user's tokens (a sign-in) and the
+/// later of it and the last event as `last_activity`.
+const SITE_USERS: &str = "(SELECT d.site_id, d.user_id, d.username, d.name, d.email, d.role, \
+       d.permissions, d.active, d.hide_organization_settings, d.added_at, d.origin, \
+       GREATEST(d.last_activity, si.last_sign_in) AS last_activity, si.last_sign_in \
+     FROM rm.dash_users d \
+     LEFT JOIN LATERAL (SELECT max(us.last_used_at) AS last_sign_in \
+       FROM sl_api_tokens t JOIN sl_api_token_uses us USING (token_id) \
+       WHERE t.site_id = d.site_id AND t.user_id = d.user_id) si ON true \
+     WHERE d.site_id = $1) u";
+
+impl UserRecord {
+    fn summary(self) -> Result<UserSummary, ProjectionError> {
+        let r = self;
+        Ok(UserSummary {
+            site_id: SiteId(r.site_id),
+            user_id: UserId(r.user_id),
+            username: Username::parse(&r.username).map_err(|e| corrupt(e.to_string()))?,
+            name: Name::parse(&r.name).map_err(|e| corrupt(e.to_string()))?,
+            email: r
+                .email
+                .as_deref()
+                .map(|e| Email::parse(e).map_err(|e| corrupt(e.to_string())))
+                .transpose()?,
+            role: Role::parse(&r.role).map_err(|e| corrupt(e.to_string()))?,
+            permissions: r
+                .permissions
+                .iter()
+                .map(|f| PermissionFlag::parse(f).map_err(|e| corrupt(e.to_string())))
+                .collect::<Result<_, _>>()?,
+            active: r.active,
+            hide_organization_settings: r.hide_organization_settings,
+            last_activity: r.last_activity,
+            last_sign_in: r.last_sign_in,
+            added_at: r.added_at,
+            origin: r.origin,
+        })
+    }
+}
+
+/// One user with their level on each scorecard assigned to them (seed 001's
+/// Edit User, seed 004's per-scorecard users).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserDetail {
+    pub user: UserSummary,
+    /// By scorecard name: the site's own scorecards and partners' shared
+    /// ones (R-SHARE-5), each with its owner (R-SHARE-6). Archived
+    /// scorecards are not listed.
+    pub scorecard_access: Vec<ScorecardLevel>,
+}
+
+/// A user's level on one scorecard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScorecardLevel {
+    pub scorecard_id: ScorecardId,
+    pub name: Name,
+    pub owner_site: SiteId,
+    pub owner_code: SiteCode,
+    pub level: AccessLevel,
+}
+
+/// One user of a site, with their per-scorecard levels; `None` if the site
+/// has no such user.
+pub async fn user(
+    pool: &PgPool,
+    site: SiteId,
+    user: UserId,
+) -> Result<Option<UserDetail>, ProjectionError> {
+    let record: Option<UserRecord> = sqlx::query_as(&format!(
+        "SELECT u.site_id, u.user_id, u.username, u.name, u.email, u.role, u.permissions, \
+               u.active, u.hide_organization_settings, u.last_activity, u.last_sign_in, \
+               u.added_at, u.origin, u.username AS sort_key \
+             FROM {SITE_USERS} WHERE u.user_id = $2"
+    ))
+    .bind(site.0)
+    .bind(user.0)
+    .fetch_optional(pool)
+    .await?;
+    let Some(record) = record else {
+        return Ok(None);
+    };
+    let levels: Vec<(Uuid, String, Uuid, String, String)> = sqlx::query_as(
+        "SELECT a.scorecard_id, sc.name, sc.site_id, s.code, a.level \
+         FROM rm.dash_access a \
+         JOIN rm.dash_scorecards sc ON sc.scorecard_id = a.scorecard_id \
+         JOIN rm.dash_sites s ON s.site_id = sc.site_id \
+         WHERE a.site_id = $1 AND a.user_id = $2 \
+         ORDER BY lower(sc.name), a.scorecard_id",
+    )
+    .bind(site.0)
+    .bind(user.0)
+    .fetch_all(pool)
+    .await?;
+    let scorecard_access = levels
+        .into_iter()
+        .map(|(scorecard, name, owner, code, level)| {
+            Ok(ScorecardLevel {
+                scorecard_id: ScorecardId(scorecard),
+                name: Name::parse(&name).map_err(|e| corrupt(e.to_string()))?,
+                owner_site: SiteId(owner),
+                owner_code: site_code(&code)?,
+                level: AccessLevel::parse(&level).map_err(|e| corrupt(e.to_string()))?,
+            })
+        })
+        .collect::<Result<Vec<_>, ProjectionError>>()?;
+    Ok(Some(UserDetail {
+        user: record.summary()?,
+        scorecard_access,
+    }))
 }
 
 /// A users-list cursor: the sort it belongs to and the last row's key.
@@ -578,7 +697,8 @@ fn contains_pattern(search: &str) -> String {
     pattern
 }
 
-/// A site's users (Q-5): username, name, role, flags, active, last activity;
+/// A site's users (Q-5): username, name, email, role, flags, active, last
+/// activity (events and sign-ins);
 /// filtered by `query.search` (username, name, email or role contains it,
 /// case-insensitively), by active or not, role and flag; ordered by `query.sort` (ties by username) in either
 /// direction, one page at a time (keyset: pass `next` back as `after`).
@@ -622,9 +742,9 @@ pub async fn users(
     };
     let sql = format!(
         "SELECT u.site_id, u.user_id, u.username, u.name, u.email, u.role, u.permissions, u.active, \
-           u.hide_organization_settings, u.last_activity, u.added_at, u.origin, \
+           u.hide_organization_settings, u.last_activity, u.last_sign_in, u.added_at, u.origin, \
            ({key})::text AS sort_key \
-         FROM rm.dash_users u \
+         FROM {SITE_USERS} \
          WHERE {filter} \
            AND ($6::text IS NULL OR ({key}, u.username) {cmp} ($6::{key_type}, $7::text)) \
          ORDER BY {key} {dir}, u.username {dir} \
@@ -679,30 +799,7 @@ pub async fn users(
     };
     let users = records
         .into_iter()
-        .map(|r| {
-            Ok(UserSummary {
-                site_id: SiteId(r.site_id),
-                user_id: UserId(r.user_id),
-                username: Username::parse(&r.username).map_err(|e| corrupt(e.to_string()))?,
-                name: Name::parse(&r.name).map_err(|e| corrupt(e.to_string()))?,
-                email: r
-                    .email
-                    .as_deref()
-                    .map(|e| Email::parse(e).map_err(|e| corrupt(e.to_string())))
-                    .transpose()?,
-                role: Role::parse(&r.role).map_err(|e| corrupt(e.to_string()))?,
-                permissions: r
-                    .permissions
-                    .iter()
-                    .map(|f| PermissionFlag::parse(f).map_err(|e| corrupt(e.to_string())))
-                    .collect::<Result<_, _>>()?,
-                active: r.active,
-                hide_organization_settings: r.hide_organization_settings,
-                last_activity: r.last_activity,
-                added_at: r.added_at,
-                origin: r.origin,
-            })
-        })
+        .map(UserRecord::summary)
         .collect::<Result<Vec<_>, ProjectionError>>()?;
     Ok(UsersPage { users, total, next })
 }
