@@ -53,6 +53,8 @@ pub struct SiteState {
     pub parent: Option<SiteId>,
     pub self_registration: SelfRegistration,
     pub two_factor_required: bool,
+    /// Listed in the partner directory (seed 002).
+    pub listed: bool,
     /// The site's users. This map and `usernames` are shared between
     /// copies of the state (the command service hands each decision a copy
     /// of its cached state: two reference counts, not every user); a change
@@ -107,6 +109,7 @@ impl SiteState {
                 parent: *parent,
                 self_registration: SelfRegistration::default(),
                 two_factor_required: false,
+                listed: false,
                 users: Arc::default(),
                 usernames: Arc::default(),
             });
@@ -128,6 +131,7 @@ impl SiteState {
                 }
             }
             SiteEvent::TwoFactorRequirementSet { required } => s.two_factor_required = *required,
+            SiteEvent::DirectoryListingSet { listed } => s.listed = *listed,
             SiteEvent::UserAdded {
                 user,
                 scorecard_access,
@@ -482,6 +486,26 @@ impl RequireTwoFactor {
         authorize(actor, site, &INSTANCE_ADMIN)?;
         Ok(vec![SiteEvent::TwoFactorRequirementSet {
             required: self.required,
+        }])
+    }
+}
+
+/// SetDirectoryListing (seed 002): the site chooses to be listed in the
+/// partner directory, where other sites find it by name or code, or to
+/// leave it. Unlisted (the default), it is found by its code alone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetDirectoryListing {
+    pub site_id: SiteId,
+    pub listed: bool,
+}
+
+impl SetDirectoryListing {
+    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &INSTANCE_ADMIN)?;
+        Ok(vec![SiteEvent::DirectoryListingSet {
+            listed: self.listed,
         }])
     }
 }
@@ -1027,6 +1051,7 @@ macro_rules! decided_on_the_site {
 decided_on_the_site!(
     SetSeatLimit: "Sets how many active users the site may have (R-USER-7).",
     RequireTwoFactor: "Requires (or stops requiring) two-factor sign-in on the site (R-ONB-3).",
+    SetDirectoryListing: "Lists the site in the partner directory, or takes it out (Instance Admin; seed 002).",
     AddUser [creates "user_id"]: "Adds a user to the site with a role preset (R-USER-1, R-USER-7).",
     ChangeUserRole: "Changes a user's role preset (R-USER-1).",
     ChangeUserDetails: "Changes a user's name and email (R-USER-5).",

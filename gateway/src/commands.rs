@@ -72,7 +72,7 @@ pub struct CommandResult {
 }
 
 impl CommandResult {
-    fn new(command: &str, outcome: Outcome, created: BTreeMap<String, Uuid>) -> Self {
+    pub(crate) fn new(command: &str, outcome: Outcome, created: BTreeMap<String, Uuid>) -> Self {
         Self {
             command: command.to_owned(),
             position: outcome.last_position,
@@ -95,7 +95,7 @@ impl CommandResult {
 
 /// Reads the idempotency key header: a UUID, bare or as the draft's
 /// structured-field string (`"8e03978e-…"`).
-fn idempotency_key(headers: &HeaderMap) -> Result<Uuid, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Uuid, ApiError> {
     let raw = headers
         .get(IDEMPOTENCY_KEY)
         .ok_or(ApiError::MissingIdempotencyKey)?;
@@ -162,7 +162,7 @@ const SCOPED_KEY_NAMESPACE: Uuid = Uuid::from_u128(0x2c7b_91d4_6e03_4a8f_b5c1_d0
 /// The key the command service sees: the caller's key scoped to the token
 /// and the command, so that one caller's key can never replay (and reveal)
 /// another caller's result, nor another command's.
-fn scoped_key(principal: &Principal, command: &str, key: Uuid) -> Uuid {
+pub(crate) fn scoped_key(principal: &Principal, command: &str, key: Uuid) -> Uuid {
     let caller = match principal {
         Principal::User { user, token, .. } => format!("{token}:{}", user.0),
         Principal::Auditor { token, .. } | Principal::Operator { token, .. } => token.to_string(),
@@ -404,6 +404,7 @@ registry!(
     site::SetParentSite,
     site::ConfigureSelfRegistration,
     site::RequireTwoFactor,
+    site::SetDirectoryListing,
     site::SelfRegisterPartner,
     site::AddUser,
     site::AddExistingUser,

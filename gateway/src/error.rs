@@ -296,8 +296,10 @@ pub struct Problem {
     pub request_id: Option<String>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// This error as a problem document (an internal error's detail is
+    /// logged, never shown).
+    pub fn problem(&self) -> Problem {
         let (status, code) = self.status_and_code();
         let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %self, "internal error");
@@ -310,13 +312,13 @@ impl IntoResponse for ApiError {
         } else {
             self.to_string()
         };
-        let errors = match &self {
+        let errors = match self {
             ApiError::Command(CommandError::Domain(DomainError::ImportRejected(rows))) => {
                 serde_json::to_value(rows).ok()
             }
             _ => None,
         };
-        let problem = Problem {
+        Problem {
             problem_type: format!("urn:shareledger:problem:{code}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
@@ -324,7 +326,14 @@ impl IntoResponse for ApiError {
             code: code.to_owned(),
             errors,
             request_id: crate::request_id::current(),
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let problem = self.problem();
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();

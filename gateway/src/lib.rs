@@ -10,6 +10,8 @@
 //! * `contents`: the lists a UI needs of a site's content
 //!   (`/v1/sites/{id}/scorecards`, `objects`, `relationships`,
 //!   `shared-with`, `children`);
+//! * `partners`: the partner directory (`/v1/directory`) and several
+//!   connection requests at once (`/v1/sites/{id}/connection-requests`);
 //! * `audit`: `/v1/audit/*`, Q-1 to Q-4 as of the past, and diffs;
 //! * `ops`: `/health`, `/ready`, `/metrics`, `/v1/log/status`, `/v1/whoami`;
 //! * `openapi`: the document at `/v1/openapi.json`, generated from the code;
@@ -34,6 +36,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod partners;
 pub mod queries;
 pub mod request_id;
 pub mod server;
@@ -92,6 +95,11 @@ pub fn app(state: AppState) -> Router {
             get(contents::shared_with),
         )
         .route("/v1/sites/{site_id}/children", get(contents::children))
+        .route("/v1/directory", get(partners::directory))
+        .route(
+            "/v1/sites/{site_id}/connection-requests",
+            post(partners::request_connections),
+        )
         .route("/v1/audit/as-of/check", get(audit::check))
         .route("/v1/audit/as-of/lookup", get(audit::lookup))
         .route("/v1/audit/as-of/viewers", get(audit::viewers))

@@ -73,6 +73,8 @@ use crate::error::{ApiError, Problem};
         crate::contents::relationships,
         crate::contents::shared_with,
         crate::contents::children,
+        crate::partners::directory,
+        crate::partners::request_connections,
         crate::audit::check,
         crate::audit::lookup,
         crate::audit::viewers,
@@ -785,6 +787,36 @@ fn single_method_failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
                     ],
                     fresh_sql(),
                 ),
+            ),
+        ),
+        "/v1/directory" => (
+            "Directory",
+            with(token(), with(vec![bad_query()], fresh_sql())),
+        ),
+        "/v1/sites/{site_id}/connection-requests" => (
+            "RequestConnections",
+            with(
+                with(token(), bad_body()),
+                vec![
+                    bad_path(),
+                    fails(
+                        ApiError::Forbidden(String::new()),
+                        "an auditor's token: auditors issue no commands",
+                    ),
+                    fails(
+                        ApiError::MissingIdempotencyKey,
+                        "no `Idempotency-Key` header",
+                    ),
+                    fails(
+                        ApiError::BadIdempotencyKey,
+                        "an `Idempotency-Key` that is not a UUID",
+                    ),
+                    fails(
+                        ApiError::InvalidBody(String::new()),
+                        "an unknown or missing field, a bad code, no code, more than 50, or \
+                         one twice (each partner's own refusal is its outcome's `problem`)",
+                    ),
+                ],
             ),
         ),
         "/v1/sites/{site_id}/scorecards"

@@ -137,6 +137,11 @@ async fn every_command_succeeds_through_http_and_replays_its_idempotency_key() {
         "RequireTwoFactor",
         json!({"site_id": a, "required": true})
     );
+    ok!(
+        &ta,
+        "SetDirectoryListing",
+        json!({"site_id": a, "listed": true})
+    );
     let worker = Uuid::new_v4();
     ok!(
         &ta,
@@ -681,6 +686,14 @@ fn cases(h: &Harness, w: &Rw) -> Vec<Case> {
             &tb,
             cross,
             vec![("required", json!("yes"))],
+        ),
+        case(
+            "SetDirectoryListing",
+            &ta,
+            json!({"site_id": a, "listed": true}),
+            &tb,
+            cross,
+            vec![("listed", json!("yes"))],
         ),
         case(
             "AddUser",

@@ -166,6 +166,11 @@ pub enum SiteEvent {
     TwoFactorRequirementSet {
         required: bool,
     },
+    /// Whether the site is listed in the partner directory (seed 002):
+    /// other sites find it there by name or code to request a connection.
+    DirectoryListingSet {
+        listed: bool,
+    },
     UserAdded {
         user: NewUser,
         origin: UserOrigin,
@@ -214,6 +219,7 @@ event_names!(SiteEvent {
     ParentSiteSet,
     SelfRegistrationConfigured,
     TwoFactorRequirementSet,
+    DirectoryListingSet,
     UserAdded,
     UserRoleChanged,
     UserDetailsChanged,

@@ -44,7 +44,9 @@ impl SiteEvent {
                 tags.extend(model_site.map(|s| s.tag()));
                 tags.extend(model_user.map(|u| u.tag()));
             }
-            SiteEvent::SeatLimitSet { .. } | SiteEvent::TwoFactorRequirementSet { .. } => {}
+            SiteEvent::SeatLimitSet { .. }
+            | SiteEvent::TwoFactorRequirementSet { .. }
+            | SiteEvent::DirectoryListingSet { .. } => {}
             SiteEvent::UserAdded {
                 user,
                 scorecard_access,

@@ -65,7 +65,8 @@ impl SqlProjection for Dashboards {
     }
 
     /// 2: users have an email (`dash_users.email`), and their levels per
-    /// scorecard (`dash_access`).
+    /// scorecard (`dash_access`); sites may be listed in the directory
+    /// (`dash_sites.listed`).
     fn version(&self) -> u32 {
         2
     }
@@ -85,6 +86,7 @@ CREATE TABLE {s}.dash_sites (
     seat_limit bigint NOT NULL,
     parent uuid,
     two_factor_required boolean NOT NULL DEFAULT false,
+    listed boolean NOT NULL DEFAULT false,
     self_registration_enabled boolean NOT NULL DEFAULT false,
     self_registration_model_site uuid,
     self_registration_model_user uuid,
@@ -336,6 +338,7 @@ struct SitePatch {
     seat_limit: Option<i64>,
     parent: Option<Option<Uuid>>,
     two_factor: Option<bool>,
+    listed: Option<bool>,
     /// (enabled, model site, model user).
     self_registration: Option<(bool, Option<Uuid>, Option<Uuid>)>,
     position: i64,
@@ -355,6 +358,7 @@ impl SitePatch {
         self.seat_limit = later.seat_limit.or(self.seat_limit);
         self.parent = later.parent.or(self.parent);
         self.two_factor = later.two_factor.or(self.two_factor);
+        self.listed = later.listed.or(self.listed);
         self.self_registration = later.self_registration.or(self.self_registration);
         self.position = later.position;
     }
@@ -510,6 +514,10 @@ fn ops_of(decoded: Decoded, event: &RecordedEvent, origin: &EventRef, ops: &mut 
                         ..SitePatch::new(site, pos)
                     }))
                 }
+                SiteEvent::DirectoryListingSet { listed } => ops.push(Op::SitePatch(SitePatch {
+                    listed: Some(listed),
+                    ..SitePatch::new(site, pos)
+                })),
                 SiteEvent::UserAdded {
                     user,
                     origin,
@@ -741,11 +749,12 @@ async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), P
                      CASE WHEN v.set_sr THEN v.sr_site ELSE d.self_registration_model_site END, \
                    self_registration_model_user = \
                      CASE WHEN v.set_sr THEN v.sr_user ELSE d.self_registration_model_user END, \
+                   listed = COALESCE(v.listed, d.listed), \
                    last_position = v.position \
                  FROM unnest($1::uuid[], $2::int8[], $3::bool[], $4::uuid[], $5::bool[], \
-                   $6::bool[], $7::bool[], $8::uuid[], $9::uuid[], $10::int8[]) \
+                   $6::bool[], $7::bool[], $8::uuid[], $9::uuid[], $10::int8[], $11::bool[]) \
                    AS v(site_id, seat_limit, set_parent, parent, two_factor, set_sr, \
-                        sr_enabled, sr_site, sr_user, position) \
+                        sr_enabled, sr_site, sr_user, position, listed) \
                  WHERE d.site_id = v.site_id"
             ))
             .bind(patches.iter().map(|p| p.site).collect::<Vec<_>>())
@@ -788,6 +797,7 @@ async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), P
                     .collect::<Vec<_>>(),
             )
             .bind(patches.iter().map(|p| p.position).collect::<Vec<_>>())
+            .bind(patches.iter().map(|p| p.listed).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }

@@ -684,7 +684,7 @@ fn unhex(raw: &str) -> Option<String> {
 }
 
 /// `search` as an `ILIKE` pattern matching it anywhere, literally.
-fn contains_pattern(search: &str) -> String {
+pub(crate) fn contains_pattern(search: &str) -> String {
     let mut pattern = String::with_capacity(search.len() + 2);
     pattern.push('%');
     for c in search.chars() {

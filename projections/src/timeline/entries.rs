@@ -478,6 +478,15 @@ fn site_fact(site: Uuid, event: &SiteEvent, names: &Names) -> Option<Fact> {
                 (false, _, _) => format!("{code} turned self-registration off"),
             },
         ),
+        SiteEvent::DirectoryListingSet { listed } => Fact::new(
+            vec![site],
+            "SetDirectoryListing",
+            if *listed {
+                format!("{code} listed in the partner directory")
+            } else {
+                format!("{code} no longer listed in the partner directory")
+            },
+        ),
         SiteEvent::TwoFactorRequirementSet { required } => Fact::new(
             vec![site],
             "RequireTwoFactor",

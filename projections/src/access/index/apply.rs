@@ -604,6 +604,7 @@ fn matters(decoded: &Decoded) -> bool {
                 | SiteEvent::ParentSiteSet { .. }
                 | SiteEvent::SelfRegistrationConfigured { .. }
                 | SiteEvent::TwoFactorRequirementSet { .. }
+                | SiteEvent::DirectoryListingSet { .. }
                 | SiteEvent::OrganizationSettingsHiddenSet { .. },
             ..
         } | Decoded::SiteCode(_)

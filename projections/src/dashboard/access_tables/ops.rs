@@ -279,6 +279,7 @@ pub(super) fn ops_of(decoded: Decoded, ops: &mut Vec<Op>) {
             }),
             SiteEvent::SiteRegistered { .. }
             | SiteEvent::UserDetailsChanged { .. }
+            | SiteEvent::DirectoryListingSet { .. }
             | SiteEvent::SeatLimitSet { .. }
             | SiteEvent::ParentSiteSet { .. }
             | SiteEvent::SelfRegistrationConfigured { .. }

@@ -13,7 +13,8 @@
 //!
 //! Tables (in the generation schema; `rm.<table>` for consumers):
 //!
-//! * `content_sites`: every site's code, name and parent.
+//! * `content_sites`: every site's code, name, parent, and whether it is
+//!   listed in the partner directory (seed 002).
 //! * `content_scorecards`: every scorecard's site and name.
 //! * `content_objects`: every object's site, kind, name and container.
 //!   Names change by `ScorecardRenamed` and `ObjectRenamed` only: no object
@@ -41,11 +42,11 @@
 pub mod queries;
 
 pub use queries::{
-    children, objects, relationships, scorecards, shared_with, ChildSitesPage, ContentTargetType,
-    ObjectItem, ObjectRef, ObjectsPage, PageQuery, PartnerObject, RelationshipItem,
-    RelationshipKind, RelationshipTarget, RelationshipsPage, ScorecardItem, ScorecardRef,
-    ScorecardsPage, SharedWithItem, SharedWithPage, SiteRef, CURSOR_PATTERNS, DEFAULT_PAGE,
-    MAX_PAGE,
+    children, directory, objects, relationships, scorecards, shared_with, ChildSitesPage,
+    ContentTargetType, ObjectItem, ObjectRef, ObjectsPage, PageQuery, PartnerObject,
+    RelationshipItem, RelationshipKind, RelationshipTarget, RelationshipsPage, ScorecardItem,
+    ScorecardRef, ScorecardsPage, SharedWithItem, SharedWithPage, SiteRef, CURSOR_PATTERNS,
+    DEFAULT_PAGE, MAX_PAGE,
 };
 
 use std::collections::HashMap;
@@ -91,8 +92,10 @@ impl SqlProjection for SiteContents {
         Self::NAME
     }
 
+    /// 2: sites may be listed in the partner directory
+    /// (`content_sites.listed`).
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     async fn create_tables(
@@ -107,8 +110,10 @@ CREATE TABLE {s}.content_sites (
     site_id uuid PRIMARY KEY,
     code text NOT NULL UNIQUE,
     name text NOT NULL,
-    parent uuid
+    parent uuid,
+    listed boolean NOT NULL DEFAULT false
 );
+CREATE INDEX ON {s}.content_sites (lower(name), site_id) WHERE listed;
 CREATE INDEX ON {s}.content_sites (parent, lower(name), site_id) WHERE parent IS NOT NULL;
 
 CREATE TABLE {s}.content_scorecards (
@@ -197,6 +202,7 @@ CREATE INDEX ON {s}.content_shared (to_site);
 enum Kind {
     Site,
     Parent,
+    Listing,
     Scorecard,
     Object,
     Placement,
@@ -231,6 +237,8 @@ enum Op {
     },
     /// A site's parent set (or cleared); last-wins per site.
     Parent { site: Uuid, parent: Option<Uuid> },
+    /// A site listed in the directory or not; last-wins per site.
+    Listing { site: Uuid, listed: bool },
     Scorecard {
         scorecard: Uuid,
         site: Uuid,
@@ -282,6 +290,7 @@ impl Op {
         match self {
             Op::Site { .. } => Kind::Site,
             Op::Parent { .. } => Kind::Parent,
+            Op::Listing { .. } => Kind::Listing,
             Op::Scorecard { .. } => Kind::Scorecard,
             Op::Object { .. } => Kind::Object,
             Op::Placement { .. } => Kind::Placement,
@@ -323,6 +332,10 @@ fn op_of(decoded: Decoded) -> Option<Op> {
             SiteEvent::ParentSiteSet { parent } => Some(Op::Parent {
                 site: site.0,
                 parent: parent.map(|p| p.0),
+            }),
+            SiteEvent::DirectoryListingSet { listed } => Some(Op::Listing {
+                site: site.0,
+                listed,
             }),
             _ => None,
         },
@@ -530,6 +543,24 @@ async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), P
             ))
             .bind(ids)
             .bind(parents)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Op::Listing { .. } => {
+            let mut last: HashMap<Uuid, bool> = HashMap::new();
+            for op in run {
+                if let Op::Listing { site, listed } = op {
+                    last.insert(*site, *listed);
+                }
+            }
+            let (ids, listed): (Vec<Uuid>, Vec<bool>) = last.into_iter().unzip();
+            write(&format!(
+                "UPDATE {s}.content_sites t SET listed = v.listed \
+                 FROM unnest($1::uuid[], $2::bool[]) AS v(site_id, listed) \
+                 WHERE t.site_id = v.site_id"
+            ))
+            .bind(ids)
+            .bind(listed)
             .execute(&mut *conn)
             .await?;
         }

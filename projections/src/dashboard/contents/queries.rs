@@ -282,10 +282,11 @@ const OBJECTS: &str = "ob";
 const RELATIONSHIPS: &str = "re";
 const SHARED_WITH: &str = "sw";
 const CHILDREN: &str = "ch";
+const DIRECTORY: &str = "di";
 
 /// The shape of each list's cursors, as a regular expression (for the API
 /// document): exactly the strings [`Cursor::decode`] takes for the list.
-pub const CURSOR_PATTERNS: [(&str, &str); 5] = [
+pub const CURSOR_PATTERNS: [(&str, &str); 6] = [
     ("scorecards", r"^sc\.(?:[0-9a-fA-F]{2})*\.[0-9a-fA-F]{32}$"),
     ("objects", r"^ob\.(?:[0-9a-fA-F]{2})*\.[0-9a-fA-F]{32}$"),
     (
@@ -297,6 +298,7 @@ pub const CURSOR_PATTERNS: [(&str, &str); 5] = [
         r"^sw\.(?:[0-9a-fA-F]{2})*\.(?:[0-9a-fA-F]{2})*\.[0-9a-fA-F]{32}$",
     ),
     ("children", r"^ch\.(?:[0-9a-fA-F]{2})*\.[0-9a-fA-F]{32}$"),
+    ("directory", r"^di\.(?:[0-9a-fA-F]{2})*\.[0-9a-fA-F]{32}$"),
 ];
 
 /// Cuts the `size + 1` rows fetched to one page: the rows, and the cursor of
@@ -674,6 +676,51 @@ pub async fn children(
     .fetch_all(pool)
     .await?;
     let (records, next) = page(records, size, CHILDREN, |r| Cursor {
+        keys: vec![r.sort_key.clone()],
+        id: r.site_id,
+    });
+    let items = records
+        .into_iter()
+        .map(|r| {
+            Ok(SiteRef {
+                site_id: SiteId(r.site_id),
+                code: site_code(&r.code)?,
+                name: name(&r.name)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ProjectionError>>()?;
+    Ok(ChildSitesPage { items, next })
+}
+
+/// The partner directory (seed 002): the sites that chose to be listed,
+/// whose name or code contains `search` (case-insensitively), by name.
+pub async fn directory(
+    pool: &PgPool,
+    search: Option<&str>,
+    query: &PageQuery,
+) -> Result<ChildSitesPage, ProjectionError> {
+    let after = Cursor::after(query.after.as_deref(), DIRECTORY, 1)?;
+    let size = query.size();
+    let pattern = search
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(super::super::queries::contains_pattern);
+    let records: Vec<SiteRecord> = sqlx::query_as(
+        "SELECT s.site_id, s.code, s.name, lower(s.name) AS sort_key \
+         FROM rm.content_sites s \
+         WHERE s.listed \
+           AND ($1::text IS NULL OR s.name ILIKE $1 OR s.code ILIKE $1) \
+           AND ($2::text IS NULL OR (lower(s.name), s.site_id) > ($2::text, $3::uuid)) \
+         ORDER BY lower(s.name), s.site_id \
+         LIMIT $4",
+    )
+    .bind(pattern)
+    .bind(key(&after, 0))
+    .bind(id(&after))
+    .bind(i64::from(size) + 1)
+    .fetch_all(pool)
+    .await?;
+    let (records, next) = page(records, size, DIRECTORY, |r| Cursor {
         keys: vec![r.sort_key.clone()],
         id: r.site_id,
     });
