@@ -359,6 +359,7 @@ fn partner_site(group: SiteId, raw_code: &str) -> SelfRegisterPartner {
         manager_name: name("Pat Boss"),
         child_of_group: true,
         manager_email: None,
+        via_link: None,
     }
 }
 

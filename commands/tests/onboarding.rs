@@ -117,6 +117,7 @@ fn partner(
         manager_name: name("First Manager"),
         child_of_group,
         manager_email: None,
+        via_link: None,
     }
 }
 
@@ -343,9 +344,19 @@ async fn r_onb_2_a_self_registered_partner_is_a_child_of_the_group_with_a_copy_o
         .iter()
         .map(|e| e.event_type.as_str())
         .collect();
+    // The model site's two scorecards the model user has a level on are
+    // shared with the new site over a link active at once.
     assert_eq!(
         types,
-        vec!["SiteRegistered", "UserAdded", "SiteCodeClaimed",]
+        vec![
+            "SiteRegistered",
+            "UserAdded",
+            "SiteCodeClaimed",
+            "ConnectionRequested",
+            "LinksActivated",
+            "ScorecardShared",
+            "ScorecardShared",
+        ]
     );
     assert_eq!(outcome.events[2].stream, site_code_stream(&code("ACME")));
 
@@ -359,7 +370,15 @@ async fn r_onb_2_a_self_registered_partner_is_a_child_of_the_group_with_a_copy_o
     assert_eq!(manager.permissions, model.permissions);
     assert!(manager.has(PermissionFlag::ManageUsers));
     assert!(!manager.has(PermissionFlag::AddToDos));
-    assert_eq!(manager.scorecard_access, model.scorecard_access);
+    // Each as a Browser (a partner's scorecard, R-SHARE-5).
+    assert_eq!(
+        manager.scorecard_access,
+        model
+            .scorecard_access
+            .keys()
+            .map(|s| (*s, AccessLevel::Browser))
+            .collect()
+    );
     assert_eq!(manager.scorecard_access.len(), 2);
     assert!(manager.hide_organization_settings);
     assert!(manager.active);

@@ -75,6 +75,8 @@ pub enum DomainError {
     ImportRejected(Vec<RowError>),
     #[error("self-registration is not enabled with a model user on this site (R-ONB-2)")]
     SelfRegistrationNotConfigured,
+    #[error("this self-registration link is not one a group publishes now (R-ONB-2)")]
+    SelfRegistrationLinkInvalid,
     #[error("scorecard {0} does not exist on this site")]
     ScorecardNotFound(ScorecardId),
     #[error("scorecard {0} exists already")]
@@ -170,6 +172,7 @@ impl DomainError {
             SeatLimitReached { .. } => "seat_limit_reached",
             ImportRejected(_) => "import_rejected",
             SelfRegistrationNotConfigured => "self_registration_not_configured",
+            SelfRegistrationLinkInvalid => "self_registration_link_invalid",
             ScorecardNotFound(_) => "scorecard_not_found",
             ScorecardExists(_) => "scorecard_exists",
             ObjectNotFound(_) => "object_not_found",

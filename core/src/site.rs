@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use shareledger_events::catalog::identifiers::shown;
 use shareledger_events::catalog::{
-    AccessLevel, Email, Name, NewUser, PermissionFlag, Permissions, Role, ScorecardId, SeatLimit,
-    SiteCode, SiteCodeEvent, SiteEvent, SiteId, UserId, UserOrigin, Username, UsernameKey,
+    AccessLevel, ConnectionEvent, Directions, Email, Link, Name, NewUser, PermissionFlag,
+    Permissions, Role, ScorecardId, SeatLimit, SiteCode, SiteCodeEvent, SiteEvent, SiteId, UserId,
+    UserOrigin, Username, UsernameKey,
 };
 use shareledger_events::Actor;
 
+use crate::content::ContentState;
 use crate::decision::{Context, Decided, Decision, Facts, Read, Write};
 use crate::error::DomainError;
 
@@ -41,6 +43,10 @@ pub struct SelfRegistration {
     pub enabled: bool,
     pub model_site: Option<SiteId>,
     pub model_user: Option<UserId>,
+    /// The SHA-256 (hex) of the published link's key, while one is out.
+    pub link_hash: Option<String>,
+    /// Sites registered through the link are children of the group.
+    pub child_of_group: bool,
 }
 
 /// A site, folded from its stream.
@@ -128,7 +134,15 @@ impl SiteState {
                     enabled: *enabled,
                     model_site: *model_site,
                     model_user: *model_user,
+                    ..s.self_registration.clone()
                 }
+            }
+            SiteEvent::SelfRegistrationLinkSet {
+                link_hash,
+                child_of_group,
+            } => {
+                s.self_registration.link_hash = link_hash.clone();
+                s.self_registration.child_of_group = *child_of_group;
             }
             SiteEvent::TwoFactorRequirementSet { required } => s.two_factor_required = *required,
             SiteEvent::DirectoryListingSet { listed } => s.listed = *listed,
@@ -950,15 +964,55 @@ impl ImportUsers {
     }
 }
 
-/// SelfRegisterPartner (R-ONB-2): a partner creates its own site from the
-/// group's self-registration link; its first manager is a copy of the model
-/// user (scorecard access, restrictions and flags). Issued by an operator on
-/// the partner's behalf (the partner has no account yet).
+/// SetSelfRegistrationLink (seed 003): the group's Instance Admin publishes
+/// a self-registration link, rotates its key (the last key stops working),
+/// or turns it off (`link_hash` none). The key itself is made and shown by
+/// the gateway, once; the log keeps only its SHA-256. Not an HTTP command
+/// body: `POST /v1/sites/{site_id}/self-registration-link` makes the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetSelfRegistrationLink {
+    pub site_id: SiteId,
+    /// SHA-256 (hex) of the new key; none turns the link off.
+    pub link_hash: Option<String>,
+    pub child_of_group: bool,
+}
+
+impl SetSelfRegistrationLink {
+    pub fn decide(&self, actor: &Actor, site: &SiteState) -> Result<Vec<SiteEvent>, DomainError> {
+        authorize(actor, site, &INSTANCE_ADMIN)?;
+        let config = &site.self_registration;
+        if self.link_hash.is_some()
+            && !(config.enabled && config.model_site.is_some() && config.model_user.is_some())
+        {
+            return Err(DomainError::SelfRegistrationNotConfigured);
+        }
+        Ok(vec![SiteEvent::SelfRegistrationLinkSet {
+            link_hash: self.link_hash.clone(),
+            child_of_group: self.child_of_group,
+        }])
+    }
+}
+
+/// SelfRegisterPartner (R-ONB-2, seed 003): a partner creates its own site
+/// from the group's self-registration, with a first manager copied from
+/// the model user: role, flags and restrictions. Of the model's scorecard
+/// access, what means something on the new site is kept: the model site's
+/// own scorecards the model user has a level on are shared with the new
+/// site over a link from the model site (the group itself, or the template
+/// site it names), active at once (the partner agreed by registering), and
+/// the manager is a Browser on each (R-SHARE-5); the model's other levels
+/// (on scorecards the new site cannot see) are not copied.
+///
+/// Sent by an operator (or a user) on the partner's behalf through
+/// `POST /v1/commands/SelfRegisterPartner`; or by anyone holding the
+/// group's published link through `POST /v1/self-registration`, which
+/// sets `via_link` to the SHA-256 of the key presented: the decision then
+/// refuses a key that is not the group's current one.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SelfRegisterPartner {
-    /// The group whose self-registration link is used.
+    /// The group whose self-registration is used.
     pub group_site: SiteId,
     pub site_id: SiteId,
     pub code: SiteCode,
@@ -969,25 +1023,37 @@ pub struct SelfRegisterPartner {
     pub manager_name: Name,
     #[serde(default)]
     pub manager_email: Option<Email>,
-    /// Make the new site a child of the group (when the link names it).
+    /// Make the new site a child of the group (through the link: as the
+    /// link says).
     #[serde(default)]
     pub child_of_group: bool,
+    /// The SHA-256 (hex) of the link key presented; never in a body.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    pub via_link: Option<String>,
 }
 
 impl SelfRegisterPartner {
-    /// `group` is the site whose link is used; `model_site` its configured
-    /// model site's state.
+    /// `group` is the site whose self-registration is used; `model_site`
+    /// its configured model site's state and `model_content` that site's
+    /// content.
     pub fn decide(
         &self,
         group: &SiteState,
+        model_content: &ContentState,
         model_site: Option<&SiteState>,
         existing: Option<&SiteState>,
-    ) -> Result<Vec<SiteEvent>, DomainError> {
+    ) -> Result<SelfRegistered, DomainError> {
         let config = &group.self_registration;
         let (true, Some(model_site_id), Some(model_user_id)) =
             (config.enabled, config.model_site, config.model_user)
         else {
             return Err(DomainError::SelfRegistrationNotConfigured);
+        };
+        let child_of_group = match &self.via_link {
+            Some(hash) if config.link_hash.as_ref() == Some(hash) => config.child_of_group,
+            Some(_) => return Err(DomainError::SelfRegistrationLinkInvalid),
+            None => self.child_of_group,
         };
         let model_site = model_site.ok_or(DomainError::SiteNotFound(model_site_id))?;
         let model = model_site.user(model_user_id)?;
@@ -995,13 +1061,23 @@ impl SelfRegisterPartner {
             return Err(DomainError::SiteExists(self.site_id));
         }
         self.manager_username.check_new()?;
-        Ok(vec![
+        // The model site's own scorecards the model has a level on: shared
+        // with the new site, the manager a Browser on each.
+        let shared: Vec<ScorecardId> = model
+            .scorecard_access
+            .keys()
+            .filter(|s| {
+                model_content.site == model_site_id && model_content.scorecards.contains_key(s)
+            })
+            .copied()
+            .collect();
+        let site = vec![
             SiteEvent::SiteRegistered {
                 site_id: self.site_id,
                 code: self.code.clone(),
                 name: self.name.clone(),
                 seat_limit: self.seat_limit,
-                parent: self.child_of_group.then_some(group.id),
+                parent: child_of_group.then_some(group.id),
             },
             SiteEvent::UserAdded {
                 user: NewUser {
@@ -1016,11 +1092,43 @@ impl SelfRegisterPartner {
                     model_site: model_site_id,
                     model_user: model_user_id,
                 },
-                scorecard_access: model.scorecard_access.clone(),
+                scorecard_access: shared.iter().map(|s| (*s, AccessLevel::Browser)).collect(),
                 hide_organization_settings: model.hide_organization_settings,
             },
-        ])
+        ];
+        let mut connection = Vec::new();
+        if !shared.is_empty() {
+            let link = Link {
+                from: model_site_id,
+                to: self.site_id,
+            };
+            connection.push(ConnectionEvent::ConnectionRequested {
+                requester: model_site_id,
+                partner: self.site_id,
+                directions: Directions::Offer,
+                links: vec![link],
+            });
+            connection.push(ConnectionEvent::LinksActivated {
+                approver: self.site_id,
+                links: vec![link],
+                mutual_request: false,
+            });
+            connection.extend(shared.iter().map(|s| ConnectionEvent::ScorecardShared {
+                link,
+                scorecard_id: *s,
+            }));
+        }
+        Ok(SelfRegistered { site, connection })
     }
+}
+
+/// What a self-registration writes: the new site with its manager, and the
+/// model site's link to it with its shares (none when nothing is shared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfRegistered {
+    pub site: Vec<SiteEvent>,
+    /// Of the pair (model site, new site).
+    pub connection: Vec<ConnectionEvent>,
 }
 
 /// R-USER-5's gate (Manage Users or Instance Admin), checked before a
@@ -1051,6 +1159,7 @@ macro_rules! decided_on_the_site {
 decided_on_the_site!(
     SetSeatLimit: "Sets how many active users the site may have (R-USER-7).",
     RequireTwoFactor: "Requires (or stops requiring) two-factor sign-in on the site (R-ONB-3).",
+    SetSelfRegistrationLink: "Publishes, rotates or turns off the group's self-registration link (seed 003).",
     SetDirectoryListing: "Lists the site in the partner directory, or takes it out (Instance Admin; seed 002).",
     AddUser [creates "user_id"]: "Adds a user to the site with a role preset (R-USER-1, R-USER-7).",
     ChangeUserRole: "Changes a user's role preset (R-USER-1).",
@@ -1379,8 +1488,9 @@ impl Decision for SelfRegisterPartner {
     const SUMMARY: &'static str =
         "A partner registers itself with a group that enabled self-registration (R-ONB-2).";
 
-    /// The group, its model site (once the group is read), the new site and
-    /// its code.
+    /// The group, the new site and its code; once the group is read, its
+    /// model site, that site's content, and its connection with the new
+    /// site.
     fn reads(&self, _: &Context, facts: &Facts) -> Vec<Read> {
         let mut reads = vec![
             Read::Site(self.group_site),
@@ -1391,32 +1501,41 @@ impl Decision for SelfRegisterPartner {
             let model = facts
                 .site(self.group_site)
                 .and_then(|g| g.self_registration.model_site);
-            reads.extend(model.map(Read::Site));
+            if let Some(model) = model {
+                reads.push(Read::Site(model));
+                reads.push(Read::Content(model));
+                reads.push(Read::Connection(model, self.site_id));
+            }
         }
         reads
     }
 
-    /// Creates the site (a child of the group when `child_of_group`) with
-    /// its first manager copied from the model user, and claims its code in
-    /// the same append, as [`RegisterSite`] does. Issued by an operator (or
-    /// a user) on the partner's behalf; the system issues no commands.
+    /// Creates the site (a child of the group when asked, or as the link
+    /// says) with its first manager, claims its code in the same append, as
+    /// [`RegisterSite`] does, and opens the group's link to it with what is
+    /// shared. The system issues no commands.
     fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
         if matches!(ctx.actor, Actor::System) {
             return Err(DomainError::NotAnIssuer);
         }
         let group = facts.existing_site(self.group_site)?;
-        let model = group
-            .self_registration
-            .model_site
-            .and_then(|id| facts.site(id));
-        let events = self.decide(group, model, facts.site(self.site_id))?;
+        let model_id = group.self_registration.model_site;
+        let model = model_id.and_then(|id| facts.site(id));
+        let empty = ContentState::empty(self.group_site);
+        let model_content = model_id.map_or(&empty, |id| facts.content(id));
+        let registered = self.decide(group, model_content, model, facts.site(self.site_id))?;
         if facts.site_code(&self.code).is_some() {
             return Err(DomainError::SiteCodeTaken(self.code.clone()));
         }
         Ok(claim_code(
-            Decided::site(self.site_id, events),
+            Decided::site(self.site_id, registered.site),
             self.site_id,
             &self.code,
-        ))
+        )
+        .and(Write::Connection(
+            model_id.unwrap_or(self.group_site),
+            self.site_id,
+            registered.connection,
+        )))
     }
 }

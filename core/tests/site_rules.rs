@@ -13,16 +13,18 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use shareledger_core::catalog::{
-    AccessLevel, Email, InvalidValue, Name, NewUser, PermissionFlag, Permissions, Role,
-    ScorecardId, SeatLimit, SiteCode, SiteEvent, SiteId, UserId, UserOrigin, Username, UsernameKey,
+    AccessLevel, ConnectionEvent, ContentEvent, Directions, Email, InvalidValue, Link, Name,
+    NewUser, PermissionFlag, Permissions, Role, ScorecardId, SeatLimit, SiteCode, SiteEvent,
+    SiteId, UserId, UserOrigin, Username, UsernameKey,
 };
+use shareledger_core::content::ContentState;
 use shareledger_core::csv_import::{parse_users_csv, ImportRow};
 use shareledger_core::envelope::Actor;
 use shareledger_core::site::{
     AddExistingUser, AddUser, ChangeUserDetails, ChangeUserRole, ConfigureSelfRegistration,
     DeactivateUser, GrantScorecardAccess, HideOrganizationSettings, ImportUsers, ReactivateUser,
     RegisterSite, RequireTwoFactor, RevokeScorecardAccess, SelfRegisterPartner, SetParentSite,
-    SetPermissionFlags, SetSeatLimit, SiteState, UserState,
+    SetPermissionFlags, SetSeatLimit, SetSelfRegistrationLink, SiteState, UserState,
 };
 use shareledger_core::{DomainError, RowError};
 use uuid::Uuid;
@@ -2244,6 +2246,26 @@ fn model_site() -> SiteState {
     ])
 }
 
+/// The model site's content: its scorecard S1 (S2 is not the model site's).
+fn group_content() -> ContentState {
+    ContentState::empty(MODEL_SITE).evolve(&ContentEvent::ScorecardCreated {
+        scorecard_id: S1,
+        name: name("Group outcomes"),
+    })
+}
+
+/// `SelfRegisterPartner::decide` on [`group_content`]: the new site's events.
+fn decide_sr(
+    command: &SelfRegisterPartner,
+    group: &SiteState,
+    model: Option<&SiteState>,
+    existing: Option<&SiteState>,
+) -> Decision {
+    command
+        .decide(group, &group_content(), model, existing)
+        .map(|registered| registered.site)
+}
+
 fn self_register(child_of_group: bool) -> SelfRegisterPartner {
     SelfRegisterPartner {
         group_site: GROUP,
@@ -2256,6 +2278,7 @@ fn self_register(child_of_group: bool) -> SelfRegisterPartner {
         manager_name: name("Pat Boss"),
         child_of_group,
         manager_email: None,
+        via_link: None,
     }
 }
 
@@ -2264,12 +2287,13 @@ fn r_onb_2_self_registration_without_a_configured_model_user_is_refused() {
     let model = model_site();
     // Never configured.
     then_err(
-        self_register(true).decide(&group(vec![]), Some(&model), None),
+        decide_sr(&self_register(true), &group(vec![]), Some(&model), None),
         DomainError::SelfRegistrationNotConfigured,
     );
     // Configured, then turned off.
     then_err(
-        self_register(true).decide(
+        decide_sr(
+            &self_register(true),
             &group(vec![SiteEvent::SelfRegistrationConfigured {
                 enabled: false,
                 model_site: Some(MODEL_SITE),
@@ -2283,7 +2307,8 @@ fn r_onb_2_self_registration_without_a_configured_model_user_is_refused() {
     // Enabled in the log without a model user (or model site).
     for (model_site, model_user) in [(Some(MODEL_SITE), None), (None, Some(MODEL_USER))] {
         then_err(
-            self_register(true).decide(
+            decide_sr(
+                &self_register(true),
                 &group(vec![SiteEvent::SelfRegistrationConfigured {
                     enabled: true,
                     model_site,
@@ -2374,7 +2399,7 @@ fn r_onb_2_the_first_manager_copies_the_model_user() {
     assert_eq!(g.self_registration.model_user, Some(MODEL_USER));
 
     let model_user = &model.users[&MODEL_USER];
-    let result = self_register(true).decide(&g, Some(&model), None);
+    let result = decide_sr(&self_register(true), &g, Some(&model), None);
     then(
         result.clone(),
         vec![
@@ -2402,10 +2427,9 @@ fn r_onb_2_the_first_manager_copies_the_model_user() {
                     model_site: MODEL_SITE,
                     model_user: MODEL_USER,
                 },
-                scorecard_access: BTreeMap::from([
-                    (S1, AccessLevel::Editor),
-                    (S2, AccessLevel::Browser),
-                ]),
+                // Of S1 (the model site's) and S2 (not its): S1, shared
+                // with the new site, as a Browser (R-SHARE-5).
+                scorecard_access: BTreeMap::from([(S1, AccessLevel::Browser)]),
                 hide_organization_settings: true,
             },
         ],
@@ -2422,13 +2446,14 @@ fn r_onb_2_the_first_manager_copies_the_model_user() {
             username: username("boss@partner.org"),
             name: name("Pat Boss"),
             active: true,
+            scorecard_access: BTreeMap::from([(S1, AccessLevel::Browser)]),
             ..model_user.clone()
         }
     );
 
     // The site must not exist yet.
     then_err(
-        self_register(true).decide(&g, Some(&model), Some(&partner)),
+        decide_sr(&self_register(true), &g, Some(&model), Some(&partner)),
         DomainError::SiteExists(PARTNER),
     );
 }
@@ -2448,7 +2473,7 @@ fn r_onb_2_a_self_registered_manager_username_that_could_pass_for_another_is_ref
         };
         assert!(
             matches!(
-                register.decide(&g, Some(&model), None),
+                decide_sr(&register, &g, Some(&model), None),
                 Err(DomainError::InvalidValue(InvalidValue::LookAlike { .. }))
             ),
             "{lookalike:?}"
@@ -2465,9 +2490,8 @@ fn r_onb_2_child_of_group_sets_the_parent() {
     }]);
     let model = model_site();
     for (child_of_group, parent) in [(true, Some(GROUP)), (false, None)] {
-        let events = self_register(child_of_group)
-            .decide(&g, Some(&model), None)
-            .expect("accepted");
+        let events =
+            decide_sr(&self_register(child_of_group), &g, Some(&model), None).expect("accepted");
         let partner = SiteState::from_events(&events).expect("registered");
         assert_eq!(partner.parent, parent, "child_of_group = {child_of_group}");
     }
@@ -2812,4 +2836,101 @@ fn r_user_8_an_email_column_gives_each_user_an_email_and_a_bad_one_is_reported_a
         }
         other => panic!("rejected, not {other:?}"),
     }
+}
+
+#[test]
+fn r_onb_2_the_model_sites_scorecards_the_model_sees_are_shared_with_the_new_site_over_an_active_link(
+) {
+    let g = group(vec![SiteEvent::SelfRegistrationConfigured {
+        enabled: true,
+        model_site: Some(MODEL_SITE),
+        model_user: Some(MODEL_USER),
+    }]);
+    let registered = self_register(false)
+        .decide(&g, &group_content(), Some(&model_site()), None)
+        .expect("accepted");
+    let link = Link {
+        from: MODEL_SITE,
+        to: PARTNER,
+    };
+    assert_eq!(
+        registered.connection,
+        vec![
+            ConnectionEvent::ConnectionRequested {
+                requester: MODEL_SITE,
+                partner: PARTNER,
+                directions: Directions::Offer,
+                links: vec![link],
+            },
+            ConnectionEvent::LinksActivated {
+                approver: PARTNER,
+                links: vec![link],
+                mutual_request: false,
+            },
+            ConnectionEvent::ScorecardShared {
+                link,
+                scorecard_id: S1,
+            },
+        ]
+    );
+    // A model site with none of the model's scorecards opens no link.
+    let none = self_register(false)
+        .decide(
+            &g,
+            &ContentState::empty(MODEL_SITE),
+            Some(&model_site()),
+            None,
+        )
+        .expect("accepted");
+    assert!(none.connection.is_empty());
+}
+
+#[test]
+fn r_onb_2_a_published_link_registers_only_with_its_current_key_and_says_where_new_sites_go() {
+    let configured = SiteEvent::SelfRegistrationConfigured {
+        enabled: true,
+        model_site: Some(MODEL_SITE),
+        model_user: Some(MODEL_USER),
+    };
+    let publish = |hash: Option<&str>| SetSelfRegistrationLink {
+        site_id: GROUP,
+        link_hash: hash.map(str::to_owned),
+        child_of_group: true,
+    };
+    // Only the group's Instance Admin publishes, and only once
+    // self-registration is on.
+    then_err(
+        publish(Some("aa")).decide(&by(GROUP, GROUP_ADMIN), &group(vec![])),
+        DomainError::SelfRegistrationNotConfigured,
+    );
+    let g = group(vec![configured]);
+    let g = apply(&g, publish(Some("aa")).decide(&by(GROUP, GROUP_ADMIN), &g));
+    let via = |hash: &str| SelfRegisterPartner {
+        via_link: Some(hash.to_owned()),
+        ..self_register(false)
+    };
+    // The current key registers, as a child of the group (the link says
+    // so, whatever the body asked); another key is refused.
+    let events = decide_sr(&via("aa"), &g, Some(&model_site()), None).expect("accepted");
+    let partner = SiteState::from_events(&events).expect("registered");
+    assert_eq!(partner.parent, Some(GROUP));
+    then_err(
+        decide_sr(&via("bb"), &g, Some(&model_site()), None),
+        DomainError::SelfRegistrationLinkInvalid,
+    );
+    // Rotated, the old key stops working; turned off, none works.
+    let rotated = apply(&g, publish(Some("bb")).decide(&by(GROUP, GROUP_ADMIN), &g));
+    then_err(
+        decide_sr(&via("aa"), &rotated, Some(&model_site()), None),
+        DomainError::SelfRegistrationLinkInvalid,
+    );
+    assert!(decide_sr(&via("bb"), &rotated, Some(&model_site()), None).is_ok());
+    let off = apply(
+        &rotated,
+        publish(None).decide(&by(GROUP, GROUP_ADMIN), &rotated),
+    );
+    then_err(
+        decide_sr(&via("bb"), &off, Some(&model_site()), None),
+        DomainError::SelfRegistrationLinkInvalid,
+    );
 }

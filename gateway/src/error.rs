@@ -66,6 +66,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still running: retry to get its answer once it has finished")]
     IdempotencyKeyInFlight,
+    #[error("too many self-registrations from here just now: try again in {retry_after} s")]
+    RateLimited { retry_after: u64 },
     #[error("no command is named {0:?} (see /v1/openapi.json)")]
     UnknownCommand(String),
     #[error("no route matches {0}")]
@@ -175,6 +177,7 @@ fn domain_status(e: &DomainError) -> StatusCode {
         SiteNotFound(_)
         | UnknownSiteCode(_)
         | UserNotFound(_)
+        | SelfRegistrationLinkInvalid
         | ScorecardNotFound(_)
         | ObjectNotFound(_)
         | RelationshipNotFound(_) => StatusCode::NOT_FOUND,
@@ -231,6 +234,7 @@ impl ApiError {
             BadIdempotencyKey => (StatusCode::BAD_REQUEST, "bad_idempotency_key"),
             IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
             IdempotencyKeyInFlight => (StatusCode::CONFLICT, "idempotency_key_in_flight"),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             UnknownCommand(_) => (StatusCode::NOT_FOUND, "unknown_command"),
             NoRoute(_) => (StatusCode::NOT_FOUND, "no_route"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -347,7 +351,12 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"shareledger\""),
             );
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE || code == "idempotency_key_in_flight" {
+        if let ApiError::RateLimited { retry_after } = &self {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.max(&1).to_owned()),
+            );
+        } else if status == StatusCode::SERVICE_UNAVAILABLE || code == "idempotency_key_in_flight" {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

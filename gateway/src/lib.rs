@@ -12,6 +12,8 @@
 //!   `shared-with`, `children`);
 //! * `partners`: the partner directory (`/v1/directory`) and several
 //!   connection requests at once (`/v1/sites/{id}/connection-requests`);
+//! * `self_registration`: a group's published link and the anonymous
+//!   registration through it (`/v1/self-registration`);
 //! * `audit`: `/v1/audit/*`, Q-1 to Q-4 as of the past, and diffs;
 //! * `ops`: `/health`, `/ready`, `/metrics`, `/v1/log/status`, `/v1/whoami`;
 //! * `openapi`: the document at `/v1/openapi.json`, generated from the code;
@@ -39,6 +41,7 @@ pub mod ops;
 pub mod partners;
 pub mod queries;
 pub mod request_id;
+pub mod self_registration;
 pub mod server;
 pub mod state;
 pub mod timeout;
@@ -96,6 +99,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/sites/{site_id}/children", get(contents::children))
         .route("/v1/directory", get(partners::directory))
+        .route("/v1/self-registration", post(self_registration::register))
+        .route(
+            "/v1/sites/{site_id}/self-registration-link",
+            post(self_registration::publish).delete(self_registration::withdraw),
+        )
         .route(
             "/v1/sites/{site_id}/connection-requests",
             post(partners::request_connections),

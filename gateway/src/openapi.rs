@@ -75,6 +75,9 @@ use crate::error::{ApiError, Problem};
         crate::contents::children,
         crate::partners::directory,
         crate::partners::request_connections,
+        crate::self_registration::publish,
+        crate::self_registration::withdraw,
+        crate::self_registration::register,
         crate::audit::check,
         crate::audit::lookup,
         crate::audit::viewers,
@@ -438,6 +441,7 @@ fn every_domain_error() -> Vec<DomainError> {
             reason: String::new(),
         }]),
         SelfRegistrationNotConfigured,
+        SelfRegistrationLinkInvalid,
         ScorecardNotFound(scorecard),
         ScorecardExists(scorecard),
         ObjectNotFound(object),
@@ -485,6 +489,7 @@ fn every_domain_error() -> Vec<DomainError> {
             | SeatLimitReached { .. }
             | ImportRejected(_)
             | SelfRegistrationNotConfigured
+            | SelfRegistrationLinkInvalid
             | ScorecardNotFound(_)
             | ScorecardExists(_)
             | ObjectNotFound(_)
@@ -676,9 +681,96 @@ fn failures(path: &str, method: &str) -> Option<(&'static str, Vec<Failure>)> {
                 ],
             ),
         ),
+        ("/v1/sites/{site_id}/self-registration-link", "post") => (
+            "PublishLink",
+            with(with(token(), bad_body()), link_command_failures()),
+        ),
+        ("/v1/sites/{site_id}/self-registration-link", _) => {
+            ("WithdrawLink", with(token(), link_command_failures()))
+        }
+        ("/v1/self-registration", _) => (
+            "SelfRegistration",
+            with(
+                bad_body(),
+                vec![
+                    fails(
+                        ApiError::RateLimited { retry_after: 1 },
+                        "too many registrations from this address (or in all) in the last \
+                         minute: wait `Retry-After` seconds",
+                    ),
+                    fails(
+                        ApiError::MissingIdempotencyKey,
+                        "no `Idempotency-Key` header",
+                    ),
+                    fails(
+                        ApiError::BadIdempotencyKey,
+                        "an `Idempotency-Key` that is not a UUID",
+                    ),
+                    fails(
+                        ApiError::InvalidBody(String::new()),
+                        "an unknown or missing field, or a value outside its schema",
+                    ),
+                    fails(
+                        ApiError::Command(CommandError::Domain(
+                            DomainError::SelfRegistrationLinkInvalid,
+                        )),
+                        "a key no group publishes now: unknown, rotated, turned off, or \
+                         self-registration switched off",
+                    ),
+                    fails(
+                        ApiError::Command(CommandError::Domain(DomainError::SiteCodeTaken(
+                            SiteCode::parse("ACME").expect("a code"),
+                        ))),
+                        "the site code is taken, or the username is not one a new account \
+                         may have (see `code`)",
+                    ),
+                    fails(
+                        ApiError::Command(CommandError::Contended { attempts: 0 }),
+                        "`contended`: send it again",
+                    ),
+                ],
+            ),
+        ),
         _ => return single_method_failures(path),
     };
     Some(failures)
+}
+
+/// What making or withdrawing a self-registration link can answer.
+fn link_command_failures() -> Vec<Failure> {
+    vec![
+        bad_path(),
+        fails(
+            ApiError::Forbidden(String::new()),
+            "an auditor's token: auditors issue no commands",
+        ),
+        fails(
+            ApiError::Command(CommandError::Domain(DomainError::NotPermitted {
+                needed: shareledger_core::catalog::PermissionFlag::InstanceAdmin,
+            })),
+            "a user of the group who is not an Instance Admin (R-CONN-1's gate)",
+        ),
+        fails(
+            ApiError::Command(CommandError::Domain(DomainError::CrossSite {
+                actor_site: SiteId(Uuid::nil()),
+                target_site: SiteId(Uuid::nil()),
+            })),
+            "a user of another site (R-USER-9)",
+        ),
+        fails(
+            ApiError::Command(CommandError::Domain(DomainError::SiteNotFound(SiteId(
+                Uuid::nil(),
+            )))),
+            "no such site",
+        ),
+        fails(
+            ApiError::Command(CommandError::Domain(
+                DomainError::SelfRegistrationNotConfigured,
+            )),
+            "self-registration is not on with a model user (make a key only after \
+             `ConfigureSelfRegistration`)",
+        ),
+    ]
 }
 
 /// `base` and then `more`.
@@ -1195,6 +1287,7 @@ mod tests {
             },
             IdempotencyKeyReused,
             IdempotencyKeyInFlight,
+            RateLimited { retry_after: 1 },
             Internal(String::new()),
         ];
         all.extend(
@@ -1233,6 +1326,7 @@ mod tests {
                 | UnstorableText { .. }
                 | IdempotencyKeyReused
                 | IdempotencyKeyInFlight
+                | RateLimited { .. }
                 | Internal(_) => {}
             }
         }

@@ -120,6 +120,9 @@ impl Server {
             .map_err(|source| ServerError::Listen { addr, source })?;
         let app = crate::app(state.clone());
         let http = tokio::spawn(async move {
+            // The peer's address: the self-registration route's rate limit
+            // is per address.
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.wait_for(|s| *s).await;

@@ -43,6 +43,10 @@ pub struct GatewayOptions {
     /// (`LiveArchive`: fast answers, about 0.5 KB of memory per event);
     /// without it they read the log from PostgreSQL.
     pub history_archive: bool,
+    /// Self-registrations one address may send per minute through a
+    /// published link (seed 003), and all addresses together.
+    pub registrations_per_minute: u32,
+    pub registrations_per_minute_total: u32,
 }
 
 impl Default for GatewayOptions {
@@ -55,6 +59,8 @@ impl Default for GatewayOptions {
             ready_database_timeout: Duration::from_millis(500),
             ready_max_lag: 10_000,
             history_archive: true,
+            registrations_per_minute: 5,
+            registrations_per_minute_total: 60,
         }
     }
 }
@@ -68,6 +74,7 @@ struct Inner {
     tokens: Tokens,
     idempotency: Idempotency,
     metrics: Metrics,
+    registrations: crate::self_registration::Limits,
     options: GatewayOptions,
 }
 
@@ -95,6 +102,7 @@ impl AppState {
             tokens,
             idempotency,
             metrics: Metrics::new(),
+            registrations: crate::self_registration::Limits::new(&options),
             options,
         }))
     }
@@ -144,5 +152,9 @@ impl AppState {
     }
     pub fn options(&self) -> &GatewayOptions {
         &self.0.options
+    }
+    /// The self-registration route's rate limits.
+    pub fn registrations(&self) -> &crate::self_registration::Limits {
+        &self.0.registrations
     }
 }

@@ -499,7 +499,10 @@ fn the_document_states_the_shape_of_each_lists_cursors() {
     let doc: Value = serde_json::from_str(&shareledger_gateway::openapi::document_json()).unwrap();
     let patterns = shareledger_projections::dashboard::contents::CURSOR_PATTERNS;
     let (directory, lists) = patterns.split_last().unwrap();
-    assert_eq!(lists.iter().map(|(route, _)| *route).collect::<Vec<_>>(), ROUTES);
+    assert_eq!(
+        lists.iter().map(|(route, _)| *route).collect::<Vec<_>>(),
+        ROUTES
+    );
     assert_eq!(directory.0, "directory");
     for (route, pattern) in patterns {
         let path = if route == "directory" {

@@ -163,6 +163,14 @@ pub enum SiteEvent {
         model_site: Option<SiteId>,
         model_user: Option<UserId>,
     },
+    /// The group's published self-registration link (seed 003): only the
+    /// SHA-256 (hex) of its key is recorded, never the key; none: the link
+    /// is turned off. A new key replaces the last (rotation).
+    SelfRegistrationLinkSet {
+        link_hash: Option<String>,
+        /// New sites are children of the group.
+        child_of_group: bool,
+    },
     TwoFactorRequirementSet {
         required: bool,
     },
@@ -218,6 +226,7 @@ event_names!(SiteEvent {
     SeatLimitSet,
     ParentSiteSet,
     SelfRegistrationConfigured,
+    SelfRegistrationLinkSet,
     TwoFactorRequirementSet,
     DirectoryListingSet,
     UserAdded,

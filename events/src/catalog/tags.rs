@@ -45,6 +45,7 @@ impl SiteEvent {
                 tags.extend(model_user.map(|u| u.tag()));
             }
             SiteEvent::SeatLimitSet { .. }
+            | SiteEvent::SelfRegistrationLinkSet { .. }
             | SiteEvent::TwoFactorRequirementSet { .. }
             | SiteEvent::DirectoryListingSet { .. } => {}
             SiteEvent::UserAdded {

@@ -66,7 +66,8 @@ impl SqlProjection for Dashboards {
 
     /// 2: users have an email (`dash_users.email`), and their levels per
     /// scorecard (`dash_access`); sites may be listed in the directory
-    /// (`dash_sites.listed`).
+    /// (`dash_sites.listed`) and publish a self-registration link (its
+    /// key's hash, `dash_sites.self_registration_link_hash`).
     fn version(&self) -> u32 {
         2
     }
@@ -87,6 +88,8 @@ CREATE TABLE {s}.dash_sites (
     parent uuid,
     two_factor_required boolean NOT NULL DEFAULT false,
     listed boolean NOT NULL DEFAULT false,
+    self_registration_link_hash text UNIQUE,
+    self_registration_child_of_group boolean NOT NULL DEFAULT false,
     self_registration_enabled boolean NOT NULL DEFAULT false,
     self_registration_model_site uuid,
     self_registration_model_user uuid,
@@ -339,6 +342,8 @@ struct SitePatch {
     parent: Option<Option<Uuid>>,
     two_factor: Option<bool>,
     listed: Option<bool>,
+    /// (SHA-256 of the link's key, children of the group).
+    link: Option<(Option<String>, bool)>,
     /// (enabled, model site, model user).
     self_registration: Option<(bool, Option<Uuid>, Option<Uuid>)>,
     position: i64,
@@ -359,6 +364,7 @@ impl SitePatch {
         self.parent = later.parent.or(self.parent);
         self.two_factor = later.two_factor.or(self.two_factor);
         self.listed = later.listed.or(self.listed);
+        self.link = later.link.clone().or(self.link.take());
         self.self_registration = later.self_registration.or(self.self_registration);
         self.position = later.position;
     }
@@ -514,6 +520,13 @@ fn ops_of(decoded: Decoded, event: &RecordedEvent, origin: &EventRef, ops: &mut 
                         ..SitePatch::new(site, pos)
                     }))
                 }
+                SiteEvent::SelfRegistrationLinkSet {
+                    link_hash,
+                    child_of_group,
+                } => ops.push(Op::SitePatch(SitePatch {
+                    link: Some((link_hash, child_of_group)),
+                    ..SitePatch::new(site, pos)
+                })),
                 SiteEvent::DirectoryListingSet { listed } => ops.push(Op::SitePatch(SitePatch {
                     listed: Some(listed),
                     ..SitePatch::new(site, pos)
@@ -750,11 +763,17 @@ async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), P
                    self_registration_model_user = \
                      CASE WHEN v.set_sr THEN v.sr_user ELSE d.self_registration_model_user END, \
                    listed = COALESCE(v.listed, d.listed), \
+                   self_registration_link_hash = \
+                     CASE WHEN v.set_link THEN v.link_hash ELSE d.self_registration_link_hash END, \
+                   self_registration_child_of_group = CASE WHEN v.set_link THEN v.link_children \
+                     ELSE d.self_registration_child_of_group END, \
                    last_position = v.position \
                  FROM unnest($1::uuid[], $2::int8[], $3::bool[], $4::uuid[], $5::bool[], \
-                   $6::bool[], $7::bool[], $8::uuid[], $9::uuid[], $10::int8[], $11::bool[]) \
+                   $6::bool[], $7::bool[], $8::uuid[], $9::uuid[], $10::int8[], $11::bool[], \
+                   $12::bool[], $13::text[], $14::bool[]) \
                    AS v(site_id, seat_limit, set_parent, parent, two_factor, set_sr, \
-                        sr_enabled, sr_site, sr_user, position, listed) \
+                        sr_enabled, sr_site, sr_user, position, listed, set_link, link_hash, \
+                        link_children) \
                  WHERE d.site_id = v.site_id"
             ))
             .bind(patches.iter().map(|p| p.site).collect::<Vec<_>>())
@@ -798,6 +817,19 @@ async fn write_run(conn: &mut PgConnection, s: &str, run: &[Op]) -> Result<(), P
             )
             .bind(patches.iter().map(|p| p.position).collect::<Vec<_>>())
             .bind(patches.iter().map(|p| p.listed).collect::<Vec<_>>())
+            .bind(patches.iter().map(|p| p.link.is_some()).collect::<Vec<_>>())
+            .bind(
+                patches
+                    .iter()
+                    .map(|p| p.link.as_ref().and_then(|l| l.0.clone()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                patches
+                    .iter()
+                    .map(|p| p.link.as_ref().is_some_and(|l| l.1))
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *conn)
             .await?;
         }

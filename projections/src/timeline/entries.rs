@@ -461,6 +461,22 @@ fn site_fact(site: Uuid, event: &SiteEvent, names: &Names) -> Option<Fact> {
                 None => format!("{code} no longer has a parent site"),
             },
         ),
+        SiteEvent::SelfRegistrationLinkSet {
+            link_hash,
+            child_of_group,
+        } => {
+            Fact::new(
+                vec![site],
+                "SetSelfRegistrationLink",
+                match (link_hash, child_of_group) {
+                    (Some(_), true) => {
+                        format!("{code} published a new self-registration link (new sites its children)")
+                    }
+                    (Some(_), false) => format!("{code} published a new self-registration link"),
+                    (None, _) => format!("{code} turned its self-registration link off"),
+                },
+            )
+        }
         SiteEvent::SelfRegistrationConfigured {
             enabled,
             model_site,

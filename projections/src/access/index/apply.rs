@@ -605,6 +605,7 @@ fn matters(decoded: &Decoded) -> bool {
                 | SiteEvent::SelfRegistrationConfigured { .. }
                 | SiteEvent::TwoFactorRequirementSet { .. }
                 | SiteEvent::DirectoryListingSet { .. }
+                | SiteEvent::SelfRegistrationLinkSet { .. }
                 | SiteEvent::OrganizationSettingsHiddenSet { .. },
             ..
         } | Decoded::SiteCode(_)

@@ -280,6 +280,7 @@ pub(super) fn ops_of(decoded: Decoded, ops: &mut Vec<Op>) {
             SiteEvent::SiteRegistered { .. }
             | SiteEvent::UserDetailsChanged { .. }
             | SiteEvent::DirectoryListingSet { .. }
+            | SiteEvent::SelfRegistrationLinkSet { .. }
             | SiteEvent::SeatLimitSet { .. }
             | SiteEvent::ParentSiteSet { .. }
             | SiteEvent::SelfRegistrationConfigured { .. }

@@ -827,6 +827,7 @@ mod tests {
             ("relationships", RELATIONSHIPS, 1),
             ("shared-with", SHARED_WITH, 2),
             ("children", CHILDREN, 1),
+            ("directory", DIRECTORY, 1),
         ];
         assert_eq!(
             CURSOR_PATTERNS.map(|(route, _)| route),
