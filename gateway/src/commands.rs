@@ -350,6 +350,20 @@ fn server_created(
     RefOr::T(Schema::Object(object))
 }
 
+/// A refused command's answer: a domain error's detail names sites, users,
+/// scorecards and objects as people do ([`crate::names::speak`]).
+pub(crate) fn speaking(state: &AppState, error: ApiError) -> Response {
+    if matches!(
+        error,
+        ApiError::Command(shareledger_commands::CommandError::Domain(_))
+    ) {
+        let index = state.access().read();
+        error.into_response_speaking(|detail| crate::names::speak(&detail, &index))
+    } else {
+        error.into_response()
+    }
+}
+
 /// The registry: every command's name, from one list of core's command
 /// types (each its own HTTP body).
 macro_rules! registry {
@@ -367,7 +381,9 @@ macro_rules! registry {
         ) -> Result<Response, ApiError> {
             $(
                 if name == <$command as Decision>::NAME {
-                    return run::<$command>(&state, &principal, &headers, body).await;
+                    return Ok(run::<$command>(&state, &principal, &headers, body)
+                        .await
+                        .unwrap_or_else(|e| speaking(&state, e)));
                 }
             )*
             Err(ApiError::UnknownCommand(name))

@@ -11,13 +11,14 @@
 //! as 1,000; 0 is 400 `invalid_query`) and `after`, the `next` of the
 //! previous page. A cursor has its list's shape, stated in the document as
 //! the parameter's pattern; one of another shape (or another list's) is
-//! 400 `invalid_query`.
+//! 400 `bad_cursor`.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
 use shareledger_core::catalog::{ScorecardId, SiteId};
+use shareledger_projections::access::AccessError;
 use shareledger_projections::dashboard::contents::{
     self, ChildSitesPage, ObjectsPage, PageQuery, RelationshipsPage, ScorecardsPage, SharedWithPage,
 };
@@ -107,12 +108,10 @@ async fn content_view(
 }
 
 /// A list's answer; a cursor not of the list's shape is the query's
-/// fault: 400 `invalid_query`.
+/// fault: 400 `bad_cursor`.
 fn listed<T>(answer: Result<T, ProjectionError>) -> Result<Json<T>, ApiError> {
     answer.map(Json).map_err(|e| match e {
-        ProjectionError::BadCursor(raw) => ApiError::InvalidQuery(format!(
-            "after: {raw:?} is not a cursor of this list (the API document states their pattern)"
-        )),
+        ProjectionError::BadCursor(raw) => ApiError::Access(AccessError::BadCursor(raw)),
         other => other.into(),
     })
 }

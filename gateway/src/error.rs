@@ -254,9 +254,9 @@ impl ApiError {
                     AccessError::UnknownUser(_) | AccessError::UnknownTarget(_) => {
                         StatusCode::NOT_FOUND
                     }
-                    // A cursor names a place in one listing: one this
-                    // service did not give out for it is not found.
-                    AccessError::BadCursor(_) => StatusCode::NOT_FOUND,
+                    // A cursor names a place in one list: one this service
+                    // did not give out for it is the query's fault.
+                    AccessError::BadCursor(_) => StatusCode::BAD_REQUEST,
                     AccessError::NotFreshEnough { .. } | AccessError::Stale { .. } => {
                         StatusCode::SERVICE_UNAVAILABLE
                     }
@@ -336,8 +336,17 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.into_response_speaking(|detail| detail)
+    }
+}
+
+impl ApiError {
+    /// The response, its detail rewritten by `speak` (ids into the names
+    /// the domain uses for them: [`crate::names::speak`]).
+    pub fn into_response_speaking(self, speak: impl FnOnce(String) -> String) -> Response {
         let (status, code) = self.status_and_code();
-        let problem = self.problem();
+        let mut problem = self.problem();
+        problem.detail = speak(problem.detail);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();

@@ -21,7 +21,8 @@
 //! * `tokens`: `/v1/tokens`, tokens issued, listed and revoked over HTTP;
 //! * `idempotency`: commands' idempotency keys, one run per key across
 //!   processes;
-//! * `error`: one error type, one problem+json rendering;
+//! * `error`: one error type, one problem+json rendering; `names`: ids in
+//!   problem details replaced by codes, usernames and names;
 //! * `timeout`: the bound on every request;
 //! * `request_id`: every request's id (`x-request-id`), in its trace span
 //!   and in every problem.
@@ -36,6 +37,7 @@ pub mod contents;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
+pub mod names;
 pub mod openapi;
 pub mod ops;
 pub mod partners;

@@ -301,7 +301,7 @@ fn bad_path() -> Failure {
 fn bad_cursor() -> Failure {
     fails(
         ApiError::Access(AccessError::BadCursor(String::new())),
-        "an `after` cursor this service did not give out for this question",
+        "an `after` cursor this service did not give out for this list",
     )
 }
 
@@ -883,7 +883,7 @@ fn single_method_failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
         ),
         "/v1/directory" => (
             "Directory",
-            with(token(), with(vec![bad_query()], fresh_sql())),
+            with(token(), with(vec![bad_query(), bad_cursor()], fresh_sql())),
         ),
         "/v1/sites/{site_id}/connection-requests" => (
             "RequestConnections",
@@ -924,8 +924,9 @@ fn single_method_failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
                         fails(
                             ApiError::InvalidQuery(String::new()),
                             "a query parameter that is missing, unknown or does not parse; \
-                             `limit=0`; an `after` that is not of the list's cursor pattern",
+                             `limit=0`",
                         ),
+                        bad_cursor(),
                         bad_path(),
                         fails(
                             ApiError::Forbidden(String::new()),

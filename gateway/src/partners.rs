@@ -25,6 +25,7 @@ use shareledger_commands::Issued;
 use shareledger_core::catalog::{Directions, SiteCode, SiteId};
 use shareledger_core::connection::RequestConnection;
 use shareledger_core::Decision;
+use shareledger_projections::access::AccessError;
 use shareledger_projections::dashboard::contents::{self, ChildSitesPage};
 use shareledger_projections::dashboard::SiteContents;
 use shareledger_projections::ProjectionError;
@@ -88,9 +89,7 @@ pub async fn directory(
         .await
         .map(Json)
         .map_err(|e| match e {
-            ProjectionError::BadCursor(raw) => ApiError::InvalidQuery(format!(
-                "after: {raw:?} is not a cursor of the directory (the API document states its pattern)"
-            )),
+            ProjectionError::BadCursor(raw) => ApiError::Access(AccessError::BadCursor(raw)),
             other => other.into(),
         })
 }
@@ -204,7 +203,8 @@ pub async fn request_connections(
                     // The database is away: the rest would fail alike.
                     return Err(error);
                 }
-                let problem = error.problem();
+                let mut problem = error.problem();
+                problem.detail = crate::names::speak(&problem.detail, &state.access().read());
                 PartnerOutcome {
                     partner_code: code,
                     status: problem.status,

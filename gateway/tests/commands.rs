@@ -2075,3 +2075,63 @@ async fn a_command_without_the_id_it_creates_gets_one_from_the_server_and_a_retr
     null.assert_problem(422, "invalid_body");
     harness.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_refused_commands_detail_names_sites_users_and_things_as_people_do() {
+    let harness = Harness::start().await;
+    let h = &harness;
+    let w = h.world().await;
+    // B's admin acting on A's data: the sites by their codes (R-USER-9).
+    let cross = h
+        .command(
+            &w.b.admin_token,
+            "CreateScorecard",
+            json!({"site_id": w.a.id, "name": "Not mine"}),
+        )
+        .await;
+    cross.assert_problem(403, "cross_site");
+    assert_eq!(
+        cross.json["detail"],
+        json!("a user of site BETA cannot act on site ALPHA's own data (R-USER-9)")
+    );
+    // A link that is not active, in codes and its direction.
+    let inactive = h
+        .command(
+            &w.b.admin_token,
+            "ShareScorecard",
+            json!({"site_id": w.b.id, "partner": w.a.id, "scorecard_id": w.b_scorecard}),
+        )
+        .await;
+    inactive.assert_problem(409, "link_not_active");
+    let detail = inactive.json["detail"].as_str().unwrap();
+    assert!(detail.contains("from site BETA to site ALPHA"), "{detail}");
+    // A scorecard by its name; an id nobody knows stays an id.
+    let placed = h
+        .command(
+            &w.a.admin_token,
+            "PlaceObjectOnScorecard",
+            json!({"site_id": w.a.id, "object_id": w.shared_object, "scorecard_id": w.shared_scorecard}),
+        )
+        .await;
+    placed.assert_problem(409, "already_placed");
+    let detail = placed.json["detail"].as_str().unwrap();
+    assert!(detail.contains("on scorecard “"), "{detail}");
+    assert!(
+        !detail.contains(&w.shared_scorecard.to_string()),
+        "{detail}"
+    );
+    let ghost = Uuid::new_v4();
+    let unknown = h
+        .command(
+            &w.a.admin_token,
+            "DeactivateUser",
+            json!({"site_id": w.a.id, "user_id": ghost}),
+        )
+        .await;
+    unknown.assert_problem(404, "user_not_found");
+    assert!(unknown.json["detail"]
+        .as_str()
+        .unwrap()
+        .contains(&ghost.to_string()));
+    harness.shutdown().await;
+}

@@ -2,7 +2,8 @@
 //! server over real PostgreSQL: `GET /v1/sites/{site_id}/scorecards`,
 //! `/objects`, `/relationships`, `/shared-with` and `/children`. Each
 //! answers with names what the HTTP commands did, pages with keyset
-//! cursors, refuses a bad `limit` or cursor with 400 `invalid_query`, and
+//! cursors, refuses a bad `limit` with 400 `invalid_query` and a cursor not
+//! of the list with 400 `bad_cursor`, and
 //! answers only the site's administrators (another site is 404, like one
 //! that does not exist).
 
@@ -354,7 +355,7 @@ async fn given_more_items_than_a_page_when_paged_then_every_item_comes_exactly_o
 }
 
 #[tokio::test]
-async fn given_a_bad_limit_or_cursor_when_listing_then_400_invalid_query() {
+async fn given_a_bad_limit_or_cursor_when_listing_then_400_invalid_query_or_bad_cursor() {
     let harness = Harness::start().await;
     let h = &harness;
     let c = content(h).await;
@@ -371,23 +372,29 @@ async fn given_a_bad_limit_or_cursor_when_listing_then_400_invalid_query() {
         } else {
             objects_cursor.clone()
         };
-        for query in [
-            "limit=0".to_owned(),
-            "limit=-1".to_owned(),
-            "limit=many".to_owned(),
-            "limit=4294967296".to_owned(),
-            "after=garbage".to_owned(),
-            "after=".to_owned(),
-            format!("after={foreign}"),
-            format!("after={}", &foreign[..foreign.len() - 1]),
-            "after=ob.0.5a6fc3ab000040008000000000000001".to_owned(),
-            "after=a%00b".to_owned(),
-            "page=2".to_owned(),
-            "min_position=soon".to_owned(),
-            "scorecard=not-a-uuid".to_owned(),
+        for (query, code) in [
+            ("limit=0".to_owned(), "invalid_query"),
+            ("limit=-1".to_owned(), "invalid_query"),
+            ("limit=many".to_owned(), "invalid_query"),
+            ("limit=4294967296".to_owned(), "invalid_query"),
+            ("after=garbage".to_owned(), "bad_cursor"),
+            ("after=".to_owned(), "bad_cursor"),
+            (format!("after={foreign}"), "bad_cursor"),
+            (
+                format!("after={}", &foreign[..foreign.len() - 1]),
+                "bad_cursor",
+            ),
+            (
+                "after=ob.0.5a6fc3ab000040008000000000000001".to_owned(),
+                "bad_cursor",
+            ),
+            ("after=a%00b".to_owned(), "invalid_query"),
+            ("page=2".to_owned(), "invalid_query"),
+            ("min_position=soon".to_owned(), "invalid_query"),
+            ("scorecard=not-a-uuid".to_owned(), "invalid_query"),
         ] {
             let reply = h.get(ta, &list(site_id, route, &query)).await;
-            reply.assert_problem(400, "invalid_query");
+            reply.assert_problem(400, code);
             assert!(
                 !reply.json["detail"].as_str().unwrap_or("").is_empty(),
                 "{route}?{query}: {reply:#?}"

@@ -99,10 +99,10 @@ async fn seed_002_the_directory_lists_only_sites_that_chose_to_be_listed_by_name
     )
     .await
     .assert_problem(403, "not_permitted");
-    // A cursor of another shape, and limit 0, are the query's fault.
+    // A cursor of another list, and limit 0, are the query's fault.
     get("after=sc.00.00000000000000000000000000000000".into())
         .await
-        .assert_problem(400, "invalid_query");
+        .assert_problem(400, "bad_cursor");
     get("limit=0".into())
         .await
         .assert_problem(400, "invalid_query");

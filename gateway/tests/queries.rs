@@ -682,7 +682,7 @@ async fn bad_query_parameters_are_refused_with_a_clear_problem() {
         ),
         (
             "/v1/access/lookup?after=garbage".to_owned(),
-            404,
+            400,
             "bad_cursor",
         ),
         (
@@ -710,7 +710,7 @@ async fn bad_query_parameters_are_refused_with_a_clear_problem() {
         ),
         (
             format!("/v1/sites/{}/users?after=garbage", w.b.id),
-            404,
+            400,
             "bad_cursor",
         ),
         (

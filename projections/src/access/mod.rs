@@ -115,7 +115,7 @@ pub enum AccessError {
     UnknownUser(UserId),
     #[error("no {0} is known")]
     UnknownTarget(Target),
-    #[error("the lookup cursor {0:?} is not one this service gave out")]
+    #[error("after: {0:?} is not a cursor this service gave out for this list (a cursor names a place in one list; the API document states each list's pattern)")]
     BadCursor(String),
     #[error("the access model reached position {reached}, not {wanted}, within {waited_ms} ms")]
     NotFreshEnough {

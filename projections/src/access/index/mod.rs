@@ -264,6 +264,25 @@ impl AccessIndex {
         }
     }
 
+    /// What people call the site, user, scorecard or object with this id:
+    /// a site's code, a user's username, a scorecard's or object's name in
+    /// quotes; `None` for an id the index does not hold (problem details
+    /// name things this way, `gateway/src/names.rs`).
+    pub fn label(&self, id: uuid::Uuid) -> Option<String> {
+        if let Some(site) = self.sites.get(&SiteId(id)) {
+            return Some(site.code.as_str().to_owned());
+        }
+        if let Some(user) = self.users.get(&UserId(id)) {
+            return Some(user.username.as_str().to_owned());
+        }
+        if let Some(scorecard) = self.scorecards.get(&ScorecardId(id)) {
+            return Some(format!("“{}”", scorecard.name.as_str()));
+        }
+        self.objects
+            .get(&ObjectId(id))
+            .map(|object| format!("“{}”", object.name.as_str()))
+    }
+
     /// A known target's name (a placeholder for one the index does not hold).
     pub(super) fn target_name(&self, target: Target) -> Name {
         let name = match target {
