@@ -243,8 +243,38 @@ fn record(
 
 const COLUMNS: &str = "token_id, kind, site_id, user_id, name, created_at, expires_at, revoked_at";
 
+/// Which tokens to list, one page at a time.
+#[derive(Debug, Clone, Default)]
+pub struct TokenQuery {
+    pub site: Option<SiteId>,
+    pub user: Option<UserId>,
+    pub kind: Option<TokenKind>,
+    /// At most this many (all when `None`).
+    pub limit: Option<u32>,
+    /// After this token, in the list's order (the last of the previous
+    /// page); a token that does not exist is [`None`] from [`list_page`].
+    pub after: Option<Uuid>,
+}
+
 /// Every token, or those of `site`, newest first, with their last use.
 pub async fn list(pool: &PgPool, site: Option<SiteId>) -> Result<Vec<TokenListing>, sqlx::Error> {
+    Ok(list_page(
+        pool,
+        &TokenQuery {
+            site,
+            ..TokenQuery::default()
+        },
+    )
+    .await?
+    .unwrap_or_default())
+}
+
+/// One page of tokens, newest first (ties by id), with their last use;
+/// `None` when `after` names no token.
+pub async fn list_page(
+    pool: &PgPool,
+    query: &TokenQuery,
+) -> Result<Option<Vec<TokenListing>>, sqlx::Error> {
     type Listed = (
         Uuid,
         String,
@@ -256,24 +286,50 @@ pub async fn list(pool: &PgPool, site: Option<SiteId>) -> Result<Vec<TokenListin
         Option<DateTime<Utc>>,
         Option<DateTime<Utc>>,
     );
+    let after: Option<DateTime<Utc>> = match query.after {
+        None => None,
+        Some(token) => {
+            let created: Option<DateTime<Utc>> =
+                sqlx::query_scalar("SELECT created_at FROM sl_api_tokens WHERE token_id = $1")
+                    .bind(token)
+                    .fetch_optional(pool)
+                    .await?;
+            match created {
+                Some(created) => Some(created),
+                None => return Ok(None),
+            }
+        }
+    };
     let rows: Vec<Listed> = sqlx::query_as(&format!(
         "SELECT {COLUMNS}, u.last_used_at \
          FROM sl_api_tokens LEFT JOIN sl_api_token_uses u USING (token_id) \
-         WHERE $1::uuid IS NULL OR site_id = $1 \
-         ORDER BY created_at DESC, token_id DESC"
+         WHERE ($1::uuid IS NULL OR site_id = $1) \
+           AND ($2::uuid IS NULL OR user_id = $2) \
+           AND ($3::text IS NULL OR kind = $3) \
+           AND ($4::timestamptz IS NULL OR (created_at, token_id) < ($4, $5::uuid)) \
+         ORDER BY created_at DESC, token_id DESC \
+         LIMIT $6"
     ))
-    .bind(site.map(|s| s.0))
+    .bind(query.site.map(|s| s.0))
+    .bind(query.user.map(|u| u.0))
+    .bind(query.kind.map(TokenKind::as_str))
+    .bind(after)
+    .bind(query.after)
+    .bind(query.limit.map(i64::from))
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, kind, site, user, name, created, expires, revoked, last_used_at)| TokenListing {
-                record: record((id, kind, site, user, name, created, expires, revoked)),
-                last_used_at,
-            },
-        )
-        .collect())
+    Ok(Some(
+        rows.into_iter()
+            .map(
+                |(id, kind, site, user, name, created, expires, revoked, last_used_at)| {
+                    TokenListing {
+                        record: record((id, kind, site, user, name, created, expires, revoked)),
+                        last_used_at,
+                    }
+                },
+            )
+            .collect(),
+    ))
 }
 
 /// One token's facts, revoked or not.

@@ -657,6 +657,10 @@ fn failures(path: &str, method: &str) -> Option<(&'static str, Vec<Failure>)> {
                 token(),
                 vec![
                     bad_query(),
+                    fails(
+                        ApiError::Access(AccessError::BadCursor(String::new())),
+                        "an `after` that names no token",
+                    ),
                     not_manager(),
                     fails(
                         ApiError::NotFound(String::new()),

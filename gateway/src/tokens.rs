@@ -29,7 +29,7 @@ use shareledger_core::DomainError;
 use uuid::Uuid;
 
 use crate::auth::{
-    self, IssuedToken, Principal, TokenError, TokenKind, TokenListing, TokenRequest,
+    self, IssuedToken, Principal, TokenError, TokenKind, TokenListing, TokenQuery, TokenRequest,
 };
 use crate::commands::parse_json;
 use crate::error::ApiError;
@@ -157,7 +157,17 @@ pub struct TokensParams {
     /// Only this site's tokens (a user manager's own site by default, and
     /// only that).
     pub site_id: Option<SiteId>,
+    /// Only this user's tokens.
+    pub user_id: Option<UserId>,
+    /// At most this many (default and most: 1,000).
+    #[param(minimum = 1)]
+    pub limit: Option<u32>,
+    /// The id of the last token of the previous page: the page after it.
+    pub after: Option<Uuid>,
 }
+
+/// The most tokens one page lists.
+pub const MAX_TOKENS_PAGE: u32 = 1_000;
 
 /// The site whose user tokens `principal` manages, checked on a fresh
 /// access index: its own site, if it is an active user manager of it.
@@ -236,9 +246,9 @@ pub async fn issue(
 
 /// `GET /v1/tokens`.
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
-    summary = "Lists tokens with their last use (operators: all, or one site's; a site's user managers: its user tokens).",
+    summary = "Lists tokens with their last use (operators: all, or one site's; a site's user managers: its user tokens), newest first; a page at a time with `limit` and `after` (the last token's id).",
     params(TokensParams),
-    responses((status = 200, description = "Newest first.", body = Vec<TokenListing>)),
+    responses((status = 200, description = "Newest first (ties by id); fewer than `limit` when the list ends.", body = Vec<TokenListing>)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -246,23 +256,36 @@ pub async fn list(
     params: Result<Query<TokensParams>, QueryRejection>,
 ) -> Result<Json<Vec<TokenListing>>, ApiError> {
     let p = query(params)?;
-    if matches!(principal, Principal::Operator { .. }) {
-        return Ok(Json(auth::list(state.pool(), p.site_id).await?));
+    if p.limit == Some(0) {
+        return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
     }
-    let site = managed_site(&state, &principal).await?;
-    if p.site_id.is_some_and(|s| s != site) {
-        return Err(ApiError::NotFound(format!(
-            "no site {} is visible to this token",
-            p.site_id.expect("checked")
-        )));
+    let mut asked = TokenQuery {
+        site: p.site_id,
+        user: p.user_id,
+        kind: None,
+        limit: Some(p.limit.unwrap_or(MAX_TOKENS_PAGE).min(MAX_TOKENS_PAGE)),
+        after: p.after,
+    };
+    if !matches!(principal, Principal::Operator { .. }) {
+        let site = managed_site(&state, &principal).await?;
+        if p.site_id.is_some_and(|s| s != site) {
+            return Err(ApiError::NotFound(format!(
+                "no site {} is visible to this token",
+                p.site_id.expect("checked")
+            )));
+        }
+        // A user manager sees its site's user tokens only.
+        asked.site = Some(site);
+        asked.kind = Some(TokenKind::User);
     }
-    let tokens = auth::list(state.pool(), Some(site)).await?;
-    Ok(Json(
-        tokens
-            .into_iter()
-            .filter(|t| t.record.kind == TokenKind::User)
-            .collect(),
-    ))
+    let page = auth::list_page(state.pool(), &asked)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Access(shareledger_projections::access::AccessError::BadCursor(
+                p.after.map(|a| a.to_string()).unwrap_or_default(),
+            ))
+        })?;
+    Ok(Json(page))
 }
 
 /// `DELETE /v1/tokens/{token_id}`.

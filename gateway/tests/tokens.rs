@@ -151,6 +151,45 @@ async fn r_user_5_a_sites_user_managers_manage_the_tokens_of_its_users_and_no_ot
         .unwrap()
         .iter()
         .all(|t| t["site"] == json!(w.b.id)));
+    // A page at a time, newest first: every token once, in order.
+    let every: Vec<Value> = all.json.as_array().unwrap().clone();
+    let mut paged: Vec<Value> = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = h
+            .get(&h.operator, &format!("/v1/tokens?limit=2{after}"))
+            .await;
+        let page = page.ok().as_array().unwrap().clone();
+        let Some(last) = page.last() else { break };
+        after = format!("&after={}", last["token_id"].as_str().unwrap());
+        let full = page.len() == 2;
+        paged.extend(page);
+        if !full {
+            break;
+        }
+    }
+    let ids = |list: &[Value]| -> Vec<String> {
+        list.iter()
+            .map(|t| t["token_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&paged), ids(&every));
+    // One user's tokens; a cursor naming no token; limit 0.
+    let mine = h
+        .get(&h.operator, &format!("/v1/tokens?user_id={a_user}"))
+        .await;
+    assert!(mine
+        .ok()
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["user"] == json!(a_user)));
+    h.get(&h.operator, &format!("/v1/tokens?after={}", Uuid::new_v4()))
+        .await
+        .assert_problem(400, "bad_cursor");
+    h.get(&h.operator, "/v1/tokens?limit=0")
+        .await
+        .assert_problem(400, "invalid_query");
 
     // Revoking: B's admin cannot see A's token; A's admin revokes it, and
     // it is refused at once; revoking again changes nothing.
