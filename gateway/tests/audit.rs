@@ -79,6 +79,14 @@ async fn as_of_answers_and_diffs_follow_the_history() {
         .iter()
         .any(|c| c["target"]["id"] == json!(w.shared_scorecard) && c["before"] == "browser"));
     assert!(diff.json["gained"].as_array().unwrap().is_empty());
+    // Each change names its user, target and owner (R-SHARE-6).
+    let change = lost
+        .iter()
+        .find(|c| c["target"]["id"] == json!(w.shared_scorecard))
+        .unwrap();
+    assert_eq!(change["owner_code"], json!("ALPHA"), "{change:#}");
+    assert!(change["username"].is_string(), "{change:#}");
+    assert!(change["target_name"].is_string(), "{change:#}");
 
     // Who could see A's shared scorecard then: A's auditor may ask (its
     // content); the partner was among the viewers.

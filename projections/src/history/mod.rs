@@ -135,9 +135,16 @@ pub enum Scope {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessChange {
     pub user: UserId,
+    /// The user's username (as of the later moment that knows it).
+    pub username: Option<String>,
     pub user_site: SiteId,
     pub target: Target,
+    /// The scorecard's or object's name (as of the later moment that knows
+    /// it: an archived one keeps the name it had).
+    pub target_name: Option<String>,
     pub owner: SiteId,
+    /// The owner's site code (R-SHARE-6).
+    pub owner_code: Option<String>,
     pub before: Option<AccessLevel>,
     pub after: Option<AccessLevel>,
 }
@@ -558,8 +565,12 @@ impl History {
         if from > to {
             return Err(HistoryError::Backwards { from, to });
         }
-        let before = self.accesses(scope, from).await?;
-        let after = self.accesses(scope, to).await?;
+        let (before, names_before) = self.accesses(scope, from).await?;
+        let (after, mut names) = self.accesses(scope, to).await?;
+        for (id, name) in names_before {
+            names.entry(id).or_insert(name);
+        }
+        let name = |id: Uuid| names.get(&id).cloned();
         let mut diff = AccessDiff {
             scope,
             from,
@@ -573,11 +584,18 @@ impl History {
             let (b, a) = (before.get(&key), after.get(&key));
             let (user, target) = key;
             let facts = a.or(b).expect("a key of either side");
+            let target_id = match target {
+                Target::Scorecard(s) => s.0,
+                Target::Object(o) => o.0,
+            };
             let change = AccessChange {
                 user,
+                username: name(user.0),
                 user_site: facts.0,
                 target,
+                target_name: name(target_id),
                 owner: facts.1,
+                owner_code: name(facts.1 .0),
                 before: b.map(|f| f.2),
                 after: a.map(|f| f.2),
             };
@@ -592,31 +610,50 @@ impl History {
     }
 
     /// Every (user, target) access in scope at `position`, with the user's
-    /// site, the target's owner and the level. Out of existence is empty.
+    /// site, the target's owner and the level, and the names of the users,
+    /// targets and owners named (by id). Out of existence is empty.
     async fn accesses(
         &self,
         scope: Scope,
         position: u64,
-    ) -> Result<BTreeMap<(UserId, Target), (SiteId, SiteId, AccessLevel)>, HistoryError> {
+    ) -> Result<(Accesses, BTreeMap<Uuid, String>), HistoryError> {
         let mut out = BTreeMap::new();
+        let mut names = BTreeMap::new();
+        let mut name_all = |index: &AccessIndex, out: &Accesses| {
+            for ((user, target), (_, owner, _)) in out {
+                let target = match target {
+                    Target::Scorecard(s) => s.0,
+                    Target::Object(o) => o.0,
+                };
+                for id in [user.0, target, owner.0] {
+                    if let std::collections::btree_map::Entry::Vacant(entry) = names.entry(id) {
+                        if let Some(name) = index.plain_name(id) {
+                            entry.insert(name);
+                        }
+                    }
+                }
+            }
+        };
         match scope {
             Scope::User(user) => {
                 let Some(site) = self.site_of_user(user, position).await? else {
-                    return Ok(out);
+                    return Ok((out, names));
                 };
                 let past = self.index_for_users_of(site, position).await?;
                 for item in complete_lookup(&past.index, user, None)? {
                     out.insert((user, item.target), (site, item.site, item.level));
                 }
+                name_all(&past.index, &out);
             }
             Scope::Target(target) => {
                 let Some(owner) = self.owner_of(target, position).await? else {
-                    return Ok(out);
+                    return Ok((out, names));
                 };
                 let past = self.index_seeing_target(owner, target, position).await?;
                 for v in past.index.viewers(target)? {
                     out.insert((v.user, target), (v.site, owner, v.level));
                 }
+                name_all(&past.index, &out);
             }
             Scope::Site(site) | Scope::Partner { site, .. } => {
                 let only = match scope {
@@ -634,11 +671,16 @@ impl History {
                         }
                     }
                 }
+                name_all(&past.index, &out);
             }
         }
-        Ok(out)
+        Ok((out, names))
     }
 }
+
+/// Every (user, target) access in scope: the user's site, the target's
+/// owner, the level.
+type Accesses = BTreeMap<(UserId, Target), (SiteId, SiteId, AccessLevel)>;
 
 /// Every page of a lookup.
 fn complete_lookup(

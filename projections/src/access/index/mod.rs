@@ -269,6 +269,18 @@ impl AccessIndex {
     /// quotes; `None` for an id the index does not hold (problem details
     /// name things this way, `gateway/src/names.rs`).
     pub fn label(&self, id: uuid::Uuid) -> Option<String> {
+        let name = self.plain_name(id)?;
+        let is_target = self.scorecards.contains_key(&ScorecardId(id))
+            || self.objects.contains_key(&ObjectId(id));
+        Some(if is_target {
+            format!("“{name}”")
+        } else {
+            name
+        })
+    }
+
+    /// [`AccessIndex::label`] without quotes.
+    pub fn plain_name(&self, id: uuid::Uuid) -> Option<String> {
         if let Some(site) = self.sites.get(&SiteId(id)) {
             return Some(site.code.as_str().to_owned());
         }
@@ -276,11 +288,11 @@ impl AccessIndex {
             return Some(user.username.as_str().to_owned());
         }
         if let Some(scorecard) = self.scorecards.get(&ScorecardId(id)) {
-            return Some(format!("“{}”", scorecard.name.as_str()));
+            return Some(scorecard.name.as_str().to_owned());
         }
         self.objects
             .get(&ObjectId(id))
-            .map(|object| format!("“{}”", object.name.as_str()))
+            .map(|object| object.name.as_str().to_owned())
     }
 
     /// A known target's name (a placeholder for one the index does not hold).
