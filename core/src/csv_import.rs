@@ -115,8 +115,23 @@ pub fn imported_user_id(key: uuid::Uuid, row: usize) -> UserId {
 /// row, or [`DomainError::ImportRejected`] with one error per bad field.
 pub fn parse_users_csv(
     text: &str,
-    mut new_id: impl FnMut() -> UserId,
+    new_id: impl FnMut() -> UserId,
 ) -> Result<Vec<ImportRow>, DomainError> {
+    let (rows, errors) = parse_users_rows(text, new_id)?;
+    if !errors.is_empty() {
+        return Err(DomainError::ImportRejected(errors));
+    }
+    Ok(rows)
+}
+
+/// [`parse_users_csv`], keeping the good rows beside the bad rows' errors
+/// (so that the rows can be checked against the site too, and every bad
+/// row reported at once). A file that cannot be read as a users file at
+/// all (empty, no header, a header without a required column) is refused.
+pub fn parse_users_rows(
+    text: &str,
+    mut new_id: impl FnMut() -> UserId,
+) -> Result<(Vec<ImportRow>, Vec<RowError>), DomainError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let reject = |line, field: &str, reason: String| {
         DomainError::ImportRejected(vec![RowError {
@@ -233,10 +248,7 @@ pub fn parse_users_csv(
             });
         }
     }
-    if !errors.is_empty() {
-        return Err(DomainError::ImportRejected(errors));
-    }
-    Ok(rows)
+    Ok((rows, errors))
 }
 
 #[cfg(test)]

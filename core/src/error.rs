@@ -71,7 +71,7 @@ pub enum DomainError {
     UserActive(UserId),
     #[error("the site's seat limit of {limit} active users is reached (R-USER-7)")]
     SeatLimitReached { limit: u32 },
-    #[error("{} bad row(s) in the import; nothing was applied (R-USER-8)", .0.len())]
+    #[error("{} bad row(s) in the import; nothing was applied (R-USER-8)", bad_rows(.0))]
     ImportRejected(Vec<RowError>),
     #[error("self-registration is not enabled with a model user on this site (R-ONB-2)")]
     SelfRegistrationNotConfigured,
@@ -133,6 +133,15 @@ pub enum DomainError {
     RelationshipExists,
     #[error("this site has no such relationship {0}")]
     RelationshipNotFound(RelationshipId),
+}
+
+/// How many rows of an import have errors (a row may have several).
+fn bad_rows(errors: &[RowError]) -> usize {
+    errors
+        .iter()
+        .map(|e| e.line)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
 }
 
 /// The fix a refused two-way request has: ask for the free direction alone.

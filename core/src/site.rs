@@ -1471,14 +1471,22 @@ impl Decision for ImportUsers {
         // Seed 001: Import/Export "can access the Import Users admin page".
         authorize(&ctx.actor, site, &IMPORT_USERS)?;
         let mut row = 0;
-        let rows = crate::csv_import::parse_users_csv(&self.csv, || {
+        let (rows, mut errors) = crate::csv_import::parse_users_rows(&self.csv, || {
             row += 1;
             crate::csv_import::imported_user_id(ctx.key, row - 1)
         })?;
-        Ok(Decided::site(
-            self.site_id,
-            Self::decide_rows(&ctx.actor, site, &rows)?,
-        ))
+        // The good rows are checked against the site too, so that one
+        // answer lists every bad row: a bad field and a taken username.
+        match Self::decide_rows(&ctx.actor, site, &rows) {
+            Ok(events) if errors.is_empty() => Ok(Decided::site(self.site_id, events)),
+            Err(DomainError::ImportRejected(more)) => {
+                errors.extend(more);
+                errors.sort_by_key(|e| e.line);
+                Err(DomainError::ImportRejected(errors))
+            }
+            Err(other) if errors.is_empty() => Err(other),
+            _ => Err(DomainError::ImportRejected(errors)),
+        }
     }
 }
 

@@ -2934,3 +2934,36 @@ fn r_onb_2_a_published_link_registers_only_with_its_current_key_and_says_where_n
         DomainError::SelfRegistrationLinkInvalid,
     );
 }
+
+#[test]
+fn r_user_8_one_answer_lists_every_bad_row_a_bad_field_and_a_taken_username_alike() {
+    // Given A with admin@a.org; a file whose line 2 has a bad role and
+    // whose line 3 takes admin@a.org's username.
+    let site = given(site_a(10));
+    let csv = "username,name,role\n\
+               new@a.org,New,king\n\
+               ADMIN@a.org,Again,presenter\n";
+    let import = ImportUsers {
+        site_id: A,
+        csv: csv.into(),
+    };
+    let ctx = shareledger_core::Context {
+        actor: by(A, A_ADMIN),
+        key: Uuid::from_u128(0x1),
+    };
+    let decided = shareledger_core::decision::decide_with(&import, &ctx, |_, facts| {
+        facts.put_site(A, Some(site.clone()));
+    });
+    match decided {
+        Err(DomainError::ImportRejected(errors)) => {
+            let found: Vec<(u32, &str)> =
+                errors.iter().map(|e| (e.line, e.field.as_str())).collect();
+            assert_eq!(found, [(2, "role"), (3, "username")], "{errors:?}");
+            assert_eq!(
+                DomainError::ImportRejected(errors).to_string(),
+                "2 bad row(s) in the import; nothing was applied (R-USER-8)"
+            );
+        }
+        other => panic!("rejected, not {other:?}"),
+    }
+}

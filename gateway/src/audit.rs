@@ -444,9 +444,10 @@ pub async fn explain(
     let target = target(p.target_type, p.target_id);
     audit_user(&history, &principal, p.user_id, position).await?;
     audit_target(&history, &principal, target, position).await?;
-    let (_, explanation) = history
+    let (_, mut explanation) = history
         .explain(Moment::Position(position), p.user_id, target)
         .await?;
+    state.access().read().name_actors(&mut explanation);
     Ok(Json(AsOfExplainAnswer {
         position,
         explanation,

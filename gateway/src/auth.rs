@@ -185,11 +185,12 @@ pub async fn issue(pool: &PgPool, request: TokenRequest) -> Result<IssuedToken, 
     rand::thread_rng().fill_bytes(&mut secret);
     let token = format!("sl_{}", hex::encode(secret));
     let token_id = Uuid::now_v7();
-    let expires_at =
-        Utc::now() + chrono::Duration::from_std(lifetime).map_err(|_| TokenError::Lifetime)?;
-    let created_at: DateTime<Utc> = sqlx::query_scalar(
+    // Both times from the database's clock, as stored (microseconds): the
+    // answer shows what a later listing shows, and the lifetime is exact.
+    let (created_at, expires_at): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
         "INSERT INTO sl_api_tokens (token_id, secret_hash, kind, site_id, user_id, name, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING created_at",
+         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7)) \
+         RETURNING created_at, expires_at",
     )
     .bind(token_id)
     .bind(&hash(&token)[..])
@@ -197,7 +198,7 @@ pub async fn issue(pool: &PgPool, request: TokenRequest) -> Result<IssuedToken, 
     .bind(site.map(|s| s.0))
     .bind(user.map(|u| u.0))
     .bind(&name)
-    .bind(expires_at)
+    .bind(lifetime.as_secs_f64())
     .fetch_one(pool)
     .await?;
     Ok(IssuedToken {

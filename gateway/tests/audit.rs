@@ -63,6 +63,15 @@ async fn as_of_answers_and_diffs_follow_the_history() {
         )
         .await;
     assert!(!explain.ok()["paths"].as_array().unwrap().is_empty());
+    // Its actors include A's admin, who shared the scorecard (a user of the
+    // other site of the path), as the live explanation names them.
+    let codes: Vec<&str> = explain.json["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["site_code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"ALPHA"), "{:#}", explain.json);
 
     // The diff from the grant to the revoke, for the user.
     let diff = h

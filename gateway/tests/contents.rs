@@ -269,6 +269,23 @@ async fn given_a_sites_content_when_its_admin_lists_it_then_each_list_names_what
     let after = after.ok();
     assert_eq!(after["items"].as_array().unwrap().len(), 1);
     assert_eq!(after["items"][0]["relationship_id"], json!(c.aggregated));
+    // The timeline names the site's own removal by its command, not as a
+    // consequence.
+    let auditor = h.auditor_token(Some(w.b.id)).await;
+    let timeline = h
+        .get(
+            &auditor,
+            &format!("/v1/audit/timeline/sites/{}?min_position={p}", w.b.id),
+        )
+        .await;
+    let removal = timeline.ok()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event_type"] == json!("RelationshipRemoved"))
+        .cloned()
+        .expect("the removal in B's timeline");
+    assert_eq!(removal["command"], json!("UnlinkSharedObject"), "{removal:#}");
     harness.shutdown().await;
 }
 

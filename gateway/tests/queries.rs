@@ -552,12 +552,18 @@ async fn a_sites_dashboards_answer_its_administrators_and_auditors_at_the_comman
     // The partner has signed in (used its token): its last sign-in shows,
     // and counts as activity.
     h.get(&w.partner_token, "/v1/whoami").await.ok();
-    let signed_in = h
-        .get(
-            &w.b.admin_token,
-            &format!("/v1/sites/{}/users/{}", w.b.id, w.partner),
-        )
-        .await;
+    // A use is recorded beside the request, not in it: wait for it.
+    let detail_path = format!("/v1/sites/{}/users/{}", w.b.id, w.partner);
+    h.eventually(
+        "the partner's sign-in recorded",
+        Duration::from_secs(10),
+        || async {
+            let reply = h.get(&w.b.admin_token, &detail_path).await;
+            reply.status == 200 && reply.json["user"]["last_sign_in"].is_string()
+        },
+    )
+    .await;
+    let signed_in = h.get(&w.b.admin_token, &detail_path).await;
     let signed_in = signed_in.ok();
     assert!(
         signed_in["user"]["last_sign_in"].is_string(),

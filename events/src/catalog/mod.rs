@@ -637,6 +637,16 @@ mod tests {
                     model_user: Some(user),
                 },
                 SiteEvent::TwoFactorRequirementSet { required: true },
+                SiteEvent::SelfRegistrationLinkSet {
+                    link_hash: Some("ab".repeat(32)),
+                    child_of_group: true,
+                },
+                SiteEvent::DirectoryListingSet { listed: true },
+                SiteEvent::UserDetailsChanged {
+                    user_id: user,
+                    name: Name::parse("Ann Lee").unwrap(),
+                    email: Some(Email::parse("ann@acme.org").unwrap()),
+                },
                 SiteEvent::UserAdded {
                     user: NewUser {
                         user_id: user,
@@ -644,7 +654,7 @@ mod tests {
                         name: Name::parse("Ann").unwrap(),
                         role: Role::DataEntry,
                         permissions: Role::DataEntry.default_permissions(),
-                        email: None,
+                        email: Some(Email::parse("ann@acme.org").unwrap()),
                     },
                     origin: UserOrigin::Imported { line: 3 },
                     scorecard_access: BTreeMap::from([(scorecard, AccessLevel::Editor)]),
@@ -771,6 +781,18 @@ mod tests {
                     name: Name::parse("Literacy rate").unwrap(),
                     container: Some(ObjectId::new()),
                 },
+                ContentEvent::ScorecardRenamed {
+                    scorecard_id: scorecard,
+                    name: Name::parse("Corporate 2027").unwrap(),
+                },
+                ContentEvent::ObjectRenamed {
+                    object_id: object,
+                    name: Name::parse("Literacy %").unwrap(),
+                },
+                ContentEvent::ScorecardArchived {
+                    scorecard_id: scorecard,
+                },
+                ContentEvent::ObjectArchived { object_id: object },
                 ContentEvent::ObjectPlacedOnScorecard {
                     object_id: object,
                     scorecard_id: scorecard,

@@ -206,6 +206,18 @@ impl AccessIndex {
     }
 
     /// The users who acted in the events `explanation` names, each once.
+    /// Names the explanation's actors this index knows and it does not
+    /// yet: an index replayed as of the past holds only the streams one
+    /// question needs, so the users of the other site of a path (who shared
+    /// the scorecard) may be unknown to it; usernames never change, so the
+    /// live index names them as they were.
+    pub fn name_actors(&self, explanation: &mut Explanation) {
+        let mut actors: std::collections::BTreeSet<ActorName> =
+            explanation.actors.drain(..).collect();
+        actors.extend(self.actor_names(explanation));
+        explanation.actors = actors.into_iter().collect();
+    }
+
     fn actor_names(&self, explanation: &Explanation) -> Vec<ActorName> {
         let steps = explanation
             .paths

@@ -760,11 +760,20 @@ fn content_fact(site: Uuid, event: &ContentEvent, names: &Names) -> Option<Fact>
                 RemovalReason::TargetArchived => "what it was in was archived",
             };
             let built = names.relationships.get(&(site, relationship_id.0));
+            // The site's own removal is its command's; any other removal is
+            // a consequence of what took the object away.
+            let command = match (reason, built) {
+                (RemovalReason::RemovedBySite, Some(r)) if r.scorecard.is_none() => {
+                    "StopUsingSharedMeasure"
+                }
+                (RemovalReason::RemovedBySite, _) => "UnlinkSharedObject",
+                _ => CONSEQUENCE,
+            };
             let mut fact = match built {
                 Some(r) => {
                     let mut fact = Fact::new(
                         vec![site, r.origin],
-                        CONSEQUENCE,
+                        command,
                         format!(
                             "{code} lost its relationship to {}'s {} ({why})",
                             names.code(r.origin),
@@ -781,7 +790,7 @@ fn content_fact(site: Uuid, event: &ContentEvent, names: &Names) -> Option<Fact>
                 }
                 None => Fact::new(
                     vec![site],
-                    CONSEQUENCE,
+                    command,
                     format!("{code} lost relationship {} ({why})", relationship_id.0),
                 ),
             };
