@@ -15,6 +15,8 @@
 //! * `self_registration`: a group's published link and the anonymous
 //!   registration through it (`/v1/self-registration`);
 //! * `audit`: `/v1/audit/*`, Q-1 to Q-4 as of the past, and diffs;
+//! * `changes`: `/v1/changes`, the log's events each caller may see, a page
+//!   at a time (long poll);
 //! * `ops`: `/health`, `/ready`, `/metrics`, `/v1/log/status`, `/v1/whoami`;
 //! * `openapi`: the document at `/v1/openapi.json`, generated from the code;
 //! * `auth`: bearer tokens and who a request acts as;
@@ -32,6 +34,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod changes;
 pub mod commands;
 pub mod contents;
 pub mod error;
@@ -72,6 +75,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tokens", get(tokens::list).post(tokens::issue))
         .route("/v1/tokens/{token_id}", delete(tokens::revoke))
         .route("/v1/log/status", get(ops::log_status))
+        .route("/v1/changes", get(changes::changes))
         .route("/v1/commands/{name}", post(commands::handle))
         .route("/v1/access/check", get(queries::check))
         .route("/v1/access/lookup", get(queries::lookup))

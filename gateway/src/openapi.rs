@@ -58,6 +58,7 @@ use crate::error::{ApiError, Problem};
         crate::ops::metrics,
         crate::ops::whoami,
         crate::ops::log_status,
+        crate::changes::changes,
         crate::queries::check,
         crate::queries::lookup,
         crate::queries::viewers,
@@ -883,6 +884,28 @@ fn single_method_failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
                     ],
                     fresh_sql(),
                 ),
+            ),
+        ),
+        "/v1/changes" => (
+            "Changes",
+            with(
+                token(),
+                vec![
+                    bad_query(),
+                    fails(
+                        ApiError::Forbidden(String::new()),
+                        "a user who is neither an Instance Admin nor a user manager of their site",
+                    ),
+                    fails(
+                        ApiError::Access(AccessError::Stale {
+                            reached: 0,
+                            head: 0,
+                            state: String::new(),
+                        }),
+                        "a user's token while the access index that says what the user may see \
+                         is behind the log",
+                    ),
+                ],
             ),
         ),
         "/v1/directory" => (

@@ -285,7 +285,11 @@ async fn given_a_sites_content_when_its_admin_lists_it_then_each_list_names_what
         .find(|e| e["event_type"] == json!("RelationshipRemoved"))
         .cloned()
         .expect("the removal in B's timeline");
-    assert_eq!(removal["command"], json!("UnlinkSharedObject"), "{removal:#}");
+    assert_eq!(
+        removal["command"],
+        json!("UnlinkSharedObject"),
+        "{removal:#}"
+    );
     harness.shutdown().await;
 }
 
@@ -661,7 +665,7 @@ async fn given_renames_and_archives_then_answers_name_the_new_and_lose_the_archi
         std::time::Duration::from_secs(10),
         || async {
             let p = h.get(tb, "/v1/log/status").await;
-            let head = p.json["head"].as_u64().unwrap_or(archived);
+            let head = p.json["head_position"].as_u64().unwrap_or(archived);
             let reply = h.get(tb, &list(w.b.id, "relationships", &at(head))).await;
             reply.status == 200 && reply.json["items"] == json!([])
         },

@@ -13,7 +13,9 @@
 //! lists (`/scorecards`, `/objects`, `/relationships`, `/shared-with`,
 //! `/children`) are 404 exactly like a site that does not exist; one's own
 //! lists hold its own content, the scorecards shared with it over active
-//! links, and relationships to partners' objects it sees, never more.
+//! links, and relationships to partners' objects it sees, never more; the
+//! changes feed shows a site's administrators their site's streams and its
+//! links', never another site's own events.
 
 mod common;
 
@@ -591,6 +593,27 @@ async fn check_world(h: &Harness, model: &Model, last: u64, rng: &mut StdRng) {
                     answer.assert_problem(403, "forbidden");
                 }
             }
+        }
+
+        // The changes feed: a site's administrators (and its auditors)
+        // see their site's streams and the links it is one of, nothing of
+        // another site's own; other users nothing.
+        let feed = get(h, caller, "/v1/changes?limit=1000").await;
+        if caller.administers {
+            assert_eq!(feed.status, 200, "{}: {feed:#?}", caller.label);
+            let own = model.sites[s].id.simple().to_string();
+            for event in feed.json["events"].as_array().unwrap() {
+                let stream = event["stream"].as_str().unwrap();
+                let mine = stream == format!("site-{own}")
+                    || stream == format!("content-{own}")
+                    || stream
+                        .strip_prefix("connection-")
+                        .and_then(|pair| pair.split_once('-'))
+                        .is_some_and(|(lo, hi)| lo == own || hi == own);
+                assert!(mine, "{} sees {stream}", caller.label);
+            }
+        } else {
+            feed.assert_problem(403, "forbidden");
         }
     }
 }

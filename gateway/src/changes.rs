@@ -1,0 +1,265 @@
+//! The changes feed over HTTP (issue 17, first part): `GET /v1/changes`,
+//! the log's events after a position, as a JSON page, waiting (long poll)
+//! up to `wait` seconds when nothing new is there yet.
+//!
+//! Each caller sees only what it may (tenancy):
+//! * operators, and auditors of no site: every event;
+//! * a site's auditors, and its Instance Admins and user managers: the
+//!   events of the site's own streams (`site-<id>`, `content-<id>`) and of
+//!   the connection streams it is one of the two sites of; never another
+//!   site's private events (its users, its content), nor the log's own
+//!   lifecycle events or other sites' code claims.
+//! * Other users: 403.
+//!
+//! A page holds at most `limit` events the caller sees, found among at
+//! most [`SCAN`] events of the log; `next` is the position to pass as
+//! `after` for the following page (the last position looked at, so a
+//! caller that sees few events still moves on), `head` the log's head
+//! when the page was read. Positions are the log's: gapless and in commit
+//! order, so `after=next` never skips or repeats an event.
+
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shareledger_core::catalog::{content_stream, site_stream, SiteId};
+use shareledger_events::store::PositionFrom;
+use shareledger_events::{Direction, RecordedEvent};
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::queries::query;
+use crate::state::AppState;
+
+/// The most events of the log one page looks at.
+pub const SCAN: usize = 5_000;
+/// The longest a page waits for a new event.
+pub const MAX_WAIT_SECONDS: u64 = 30;
+/// The most events one page holds.
+pub const MAX_LIMIT: u32 = 1_000;
+
+/// The feed's query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesParams {
+    /// Events after this position (0, the default: from the start).
+    pub after: Option<u64>,
+    /// At most this many events (default 100, at most 1,000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// When nothing new is there, wait up to this many seconds for it
+    /// (default 0, at most 30).
+    #[param(maximum = 30)]
+    pub wait: Option<u64>,
+    /// Only events of this category: `site`, `content`, `connection` or
+    /// `sitecode`.
+    #[param(pattern = r"^(site|content|connection|sitecode)$")]
+    pub category: Option<String>,
+    /// Only events of this type (`LinkRevoked`, …).
+    #[param(pattern = r"^[A-Za-z]{1,64}$")]
+    pub event_type: Option<String>,
+}
+
+/// One event of the feed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Change {
+    pub position: u64,
+    pub event_id: Uuid,
+    pub stream: String,
+    /// The stream's category (`site`, `content`, `connection`, `sitecode`).
+    pub category: String,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub recorded_at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// Who caused it, its correlation and causation (as the log records).
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+}
+
+/// One page of the feed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChangesPage {
+    pub events: Vec<Change>,
+    /// Pass as `after` for the following page.
+    pub next: u64,
+    /// The log's head when the page was read.
+    pub head: u64,
+}
+
+/// Which events a caller sees.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    Everything,
+    Site(SiteId),
+}
+
+impl Scope {
+    fn sees(self, stream: &str) -> bool {
+        match self {
+            Scope::Everything => true,
+            Scope::Site(site) => {
+                if stream == site_stream(site) || stream == content_stream(site) {
+                    return true;
+                }
+                // `connection-<lower>-<higher>`: either site.
+                let suffix = site.stream_suffix();
+                stream
+                    .strip_prefix("connection-")
+                    .and_then(|pair| pair.split_once('-'))
+                    .is_some_and(|(lo, hi)| lo == suffix || hi == suffix)
+            }
+        }
+    }
+}
+
+/// The category of a stream (its name up to the first `-`).
+fn category(stream: &str) -> &str {
+    stream.split('-').next().unwrap_or(stream)
+}
+
+/// Who sees what: the caller's scope, or why it sees nothing.
+async fn scope(state: &AppState, principal: &Principal) -> Result<Scope, ApiError> {
+    match principal {
+        Principal::Operator { .. } | Principal::Auditor { site: None, .. } => Ok(Scope::Everything),
+        Principal::Auditor {
+            site: Some(site), ..
+        } => Ok(Scope::Site(*site)),
+        Principal::User { site, .. } => {
+            // Asked of an index that may answer (fail closed): a user
+            // stripped of their flags is refused even while it is behind.
+            let index = state
+                .access()
+                .fresh(None, state.options().freshness_timeout)
+                .await?;
+            if principal.administers(&index, *site) {
+                Ok(Scope::Site(*site))
+            } else {
+                Err(ApiError::Forbidden(
+                    "the changes feed is for a site's Instance Admins, user managers and auditors"
+                        .into(),
+                ))
+            }
+        }
+    }
+}
+
+/// `GET /v1/changes`.
+#[utoipa::path(
+    get,
+    path = "/v1/changes",
+    tag = "changes",
+    summary = "The log's events after a position that the caller may see (its site's and its links'; operators everything), a page at a time; waits up to `wait` seconds for a new one.",
+    params(ChangesParams),
+    responses(
+        (status = 200, description = "One page, in log order.", body = ChangesPage),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn changes(
+    State(state): State<AppState>,
+    principal: Principal,
+    params: Result<Query<ChangesParams>, QueryRejection>,
+) -> Result<Json<ChangesPage>, ApiError> {
+    let p = query(params)?;
+    let limit = match p.limit {
+        Some(0) => return Err(ApiError::InvalidQuery("limit must be at least 1".into())),
+        Some(n) if n > MAX_LIMIT => {
+            return Err(ApiError::InvalidQuery(format!(
+                "limit is at most {MAX_LIMIT}"
+            )))
+        }
+        Some(n) => n as usize,
+        None => 100,
+    };
+    let wait = match p.wait {
+        Some(w) if w > MAX_WAIT_SECONDS => {
+            return Err(ApiError::InvalidQuery(format!(
+                "wait is at most {MAX_WAIT_SECONDS} seconds"
+            )))
+        }
+        w => Duration::from_secs(w.unwrap_or(0)),
+    };
+    if let Some(c) = &p.category {
+        if !["site", "content", "connection", "sitecode"].contains(&c.as_str()) {
+            return Err(ApiError::InvalidQuery(format!(
+                "category {c:?} is not site, content, connection or sitecode"
+            )));
+        }
+    }
+    if let Some(t) = &p.event_type {
+        if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(ApiError::InvalidQuery(format!(
+                "event_type {t:?} is not an event type's name"
+            )));
+        }
+    }
+    let scope = scope(&state, &principal).await?;
+    let after = p.after.unwrap_or(0);
+    let wanted = |e: &RecordedEvent| {
+        let lifecycle = e.stream.starts_with("$$");
+        let seen = if lifecycle {
+            matches!(scope, Scope::Everything)
+        } else {
+            scope.sees(&e.stream)
+        };
+        seen && p
+            .category
+            .as_deref()
+            .is_none_or(|c| !lifecycle && category(&e.stream) == c)
+            && p.event_type.as_deref().is_none_or(|t| e.event_type == t)
+    };
+    let store = state.store();
+    let mut head = store.head_position().await.map_err(command_log)?;
+    if head <= after && !wait.is_zero() {
+        // Nothing new yet: wait for the log to pass `after` (the access
+        // index follows it and says when), then read.
+        let _ = state.access().wait_for(after + 1, wait).await;
+        head = store.head_position().await.map_err(command_log)?;
+    }
+    let mut events = Vec::new();
+    let mut next = after;
+    while events.len() < limit && next < head && (next - after) < SCAN as u64 {
+        let want = (SCAN as u64 - (next - after)).min(1_000) as usize;
+        let page = store
+            .read_all(Direction::Forwards, PositionFrom::At(next + 1), want)
+            .await
+            .map_err(command_log)?;
+        let Some(last) = page.last().map(|e| e.global_position) else {
+            break;
+        };
+        for event in page {
+            next = event.global_position;
+            if wanted(&event) {
+                events.push(Change {
+                    position: event.global_position,
+                    event_id: event.event_id,
+                    category: category(&event.stream).to_owned(),
+                    stream: event.stream,
+                    event_type: event.event_type,
+                    schema_version: event.schema_version,
+                    recorded_at: event.recorded_at,
+                    data: event.data,
+                    metadata: event.metadata,
+                });
+                if events.len() == limit {
+                    break;
+                }
+            }
+        }
+        if events.len() < limit {
+            next = last;
+        }
+    }
+    Ok(Json(ChangesPage { events, next, head }))
+}
+
+fn command_log(e: shareledger_events::store::LogError) -> ApiError {
+    ApiError::Command(shareledger_commands::CommandError::Log(e))
+}
