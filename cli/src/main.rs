@@ -173,6 +173,26 @@ enum Command {
         #[arg(long, global = true)]
         out: Option<PathBuf>,
     },
+    /// Deliver the log to NATS JetStream, every event once and in log order
+    /// (`docs/integrations.md`), until stopped (Ctrl-C, SIGTERM).
+    Relay {
+        /// The NATS server.
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        /// The JetStream stream (created when missing).
+        #[arg(long, default_value = "SHARELEDGER")]
+        stream: String,
+        /// Subjects are `<prefix>.events.<category>`.
+        #[arg(long, default_value = "shareledger")]
+        prefix: String,
+        /// First set the checkpoint to this position: deliver again from the
+        /// next event (JetStream drops what it holds within its window).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Print the checkpoint and stop.
+        #[arg(long)]
+        status: bool,
+    },
     /// Rebuild the read models from the log, with progress and events/s.
     Replay {
         /// Only this read model.
@@ -450,6 +470,28 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
         Command::Replay { only } => {
             audit::replay(PgEventStore::new(pool.clone()), *only, cli.json).await?
         }
+        Command::Relay {
+            nats_url,
+            stream,
+            prefix,
+            from,
+            status,
+        } => {
+            let config = shareledger_projections::relay::RelayConfig {
+                nats_url: nats_url.clone(),
+                stream: stream.clone(),
+                prefix: prefix.clone(),
+                ..Default::default()
+            };
+            relay(
+                PgEventStore::new(pool.clone()),
+                config,
+                *from,
+                *status,
+                cli.json,
+            )
+            .await?
+        }
         Command::Demo => demo::run(&pool, cli.json).await?,
         Command::Migrate => {
             PgEventStore::migrate(&pool).await.context("migrating")?;
@@ -494,6 +536,49 @@ fn restore_sigpipe() {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
+/// `shareledger relay`: the relay, supervised (a transient fault of NATS or
+/// PostgreSQL ends a run and the next starts from the checkpoint), until
+/// Ctrl-C or SIGTERM.
+async fn relay(
+    store: PgEventStore,
+    config: shareledger_projections::relay::RelayConfig,
+    from: Option<u64>,
+    status: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    use shareledger_events::store::supervise::{supervise, PartHealth};
+    let relay = shareledger_projections::relay::Relay::new(store, config.clone());
+    if let Some(position) = from {
+        relay.reset_checkpoint(position).await?;
+    }
+    if status {
+        let checkpoint = relay.checkpoint().await?;
+        if json {
+            println!("{}", serde_json::json!({ "checkpoint": checkpoint }));
+        } else {
+            println!("the relay has delivered the log up to position {checkpoint}");
+        }
+        return Ok(());
+    }
+    let health = PartHealth::new("relay", relay.checkpoint().await?);
+    let relay = relay.reporting_to(health.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    eprintln!(
+        "relaying the log to {} (stream {}, subjects {}.events.*); Ctrl-C stops",
+        config.nats_url, config.stream, config.prefix
+    );
+    supervise(&health, stop_rx, || {
+        let relay = relay.clone();
+        async move { relay.run(None).await.map(|_| ()) }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("the relay stopped: {e}"))
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

@@ -10,6 +10,8 @@
 //! * [`dashboard`]: the PostgreSQL read models: Q-5 dashboards and the
 //!   persisted access tables for SQL consumers.
 //! * [`decode`]: turning recorded events into catalog events.
+//! * [`relay`]: delivering the log to NATS JetStream, every event once and
+//!   in log order.
 //!
 //! `docs/access-model.md` defines who can see what; `docs/read-models.md`
 //! describes the tables and the runtime.
@@ -21,6 +23,7 @@ pub mod error;
 mod follow;
 pub mod history;
 pub mod projection;
+pub mod relay;
 pub mod runtime;
 pub mod timeline;
 

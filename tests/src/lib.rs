@@ -15,6 +15,7 @@
 //! with `CREATE DATABASE … TEMPLATE`.
 
 pub mod faults;
+pub mod nats;
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
