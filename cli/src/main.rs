@@ -116,6 +116,12 @@ enum Command {
         /// about 0.5 KB less memory per event).
         #[arg(long, env = "SHARELEDGER_NO_HISTORY_ARCHIVE")]
         no_history_archive: bool,
+        /// Also relay the log to NATS JetStream at this URL (stream
+        /// SHARELEDGER, subjects shareledger.events.*), as `shareledger
+        /// relay` does; `/ready` and `/metrics` then report it as the part
+        /// `relay`. Run it in one process only.
+        #[arg(long, env = "SHARELEDGER_RELAY_NATS_URL")]
+        relay_nats_url: Option<String>,
     },
     /// Issue, list or revoke API tokens.
     #[command(subcommand)]
@@ -404,6 +410,7 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
             max_silence_ms,
             request_timeout_ms,
             no_history_archive,
+            relay_nats_url,
             ..
         } => {
             let options = GatewayOptions {
@@ -415,6 +422,12 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
                 },
                 request_timeout: std::time::Duration::from_millis(*request_timeout_ms),
                 history_archive: !*no_history_archive,
+                relay: relay_nats_url.as_ref().map(|url| {
+                    shareledger_projections::relay::RelayConfig {
+                        nats_url: url.clone(),
+                        ..Default::default()
+                    }
+                }),
                 ..GatewayOptions::default()
             };
             let server = Server::start(pool.clone(), *listen, options)

@@ -561,8 +561,11 @@ impl Tokens {
                 .await?;
                 let record = Arc::new(record(row.ok_or(ApiError::BadToken)?));
                 // A use is recorded whenever the database is asked (at
-                // least every CACHE_TTL per token), off the request's path.
-                tokio::spawn(record_use(self.pool.clone(), record.token_id));
+                // least every CACHE_TTL per token), off the request's path;
+                // a revoked or expired token's refusal is no use.
+                if record.revoked_at.is_none() && record.expires_at > Utc::now() {
+                    tokio::spawn(record_use(self.pool.clone(), record.token_id));
+                }
                 if shared.listening.load(Ordering::SeqCst) {
                     shared
                         .cache

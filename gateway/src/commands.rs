@@ -352,13 +352,14 @@ fn server_created(
 
 /// A refused command's answer: a domain error's detail names sites, users,
 /// scorecards and objects as people do ([`crate::names::speak`]).
-pub(crate) fn speaking(state: &AppState, error: ApiError) -> Response {
+pub(crate) fn speaking(state: &AppState, principal: &Principal, error: ApiError) -> Response {
     if matches!(
         error,
         ApiError::Command(shareledger_commands::CommandError::Domain(_))
     ) {
         let index = state.access().read();
-        error.into_response_speaking(|detail| crate::names::speak(&detail, &index))
+        let viewer = principal.site();
+        error.into_response_speaking(|detail| crate::names::speak(&detail, &index, viewer))
     } else {
         error.into_response()
     }
@@ -383,7 +384,7 @@ macro_rules! registry {
                 if name == <$command as Decision>::NAME {
                     return Ok(run::<$command>(&state, &principal, &headers, body)
                         .await
-                        .unwrap_or_else(|e| speaking(&state, e)));
+                        .unwrap_or_else(|e| speaking(&state, &principal, e)));
                 }
             )*
             Err(ApiError::UnknownCommand(name))

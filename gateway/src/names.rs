@@ -1,20 +1,27 @@
 //! Problem details in the domain's words: the ids a domain error names
 //! (sites, users, scorecards, objects) replaced by what people call them
 //! (`site ALPHA`, `user ann@acme.org`, `scorecard “Outcomes”`), from the
-//! access index. An id the index does not know (a site that does not exist,
-//! a user of no site) stays as it is: the caller sent it.
+//! access index. Tenancy holds: a caller of a site is told sites' codes and
+//! the names of its own site's users and things only; any other id (of
+//! another site, or that the index does not know) stays as the caller sent
+//! it. Operators are told every name.
 
+use shareledger_core::catalog::SiteId;
 use shareledger_projections::access::AccessIndex;
 use uuid::Uuid;
 
-/// `detail` with every id the index knows replaced by its name.
-pub fn speak(detail: &str, index: &AccessIndex) -> String {
+/// `detail` with every id the caller (of site `viewer`; `None`: an operator)
+/// may be told of replaced by its name.
+pub fn speak(detail: &str, index: &AccessIndex, viewer: Option<SiteId>) -> String {
     let mut out = String::with_capacity(detail.len());
     let mut rest = detail;
     while let Some(at) = next_uuid(rest) {
         out.push_str(&rest[..at]);
         let token = &rest[at..at + 36];
-        match Uuid::parse_str(token).ok().and_then(|id| index.label(id)) {
+        match Uuid::parse_str(token)
+            .ok()
+            .and_then(|id| index.label_for(id, viewer))
+        {
             Some(label) => out.push_str(&label),
             None => out.push_str(token),
         }
@@ -51,6 +58,6 @@ mod tests {
         assert_eq!(next_uuid("no id here"), None);
         assert_eq!(next_uuid(&format!("x{id}")), None);
         let unknown = format!("user {id} does not exist on this site");
-        assert_eq!(speak(&unknown, &AccessIndex::new()), unknown);
+        assert_eq!(speak(&unknown, &AccessIndex::new(), None), unknown);
     }
 }

@@ -204,7 +204,8 @@ pub async fn request_connections(
                     return Err(error);
                 }
                 let mut problem = error.problem();
-                problem.detail = crate::names::speak(&problem.detail, &state.access().read());
+                problem.detail =
+                    crate::names::speak(&problem.detail, &state.access().read(), principal.site());
                 PartnerOutcome {
                     partner_code: code,
                     status: problem.status,

@@ -48,6 +48,7 @@ pub struct Server {
     http: JoinHandle<std::io::Result<()>>,
     worker: JoinHandle<()>,
     sealer: JoinHandle<()>,
+    relay: Option<JoinHandle<()>>,
     access_task: JoinHandle<Result<(), shareledger_projections::ProjectionError>>,
     archive: Option<(
         LiveArchive,
@@ -101,6 +102,16 @@ impl Server {
                 .await?,
         );
         let mut background = vec![worker_health, sealer_health];
+        let relay = options.relay.clone().map(|config| {
+            let health = PartHealth::new("relay", 0);
+            background.push(health.clone());
+            let relay = shareledger_projections::relay::Relay::new(store.clone(), config)
+                .reporting_to(health.clone());
+            spawn_part(health, stop.subscribe(), move || {
+                let relay = relay.clone();
+                async move { relay.run(None).await.map(|_| ()) }
+            })
+        });
         if let Some((archive, _)) = &archive {
             background.push(archive.health().clone());
         }
@@ -137,6 +148,7 @@ impl Server {
             http,
             worker,
             sealer,
+            relay,
             access_task,
             archive,
             runtime,
@@ -167,6 +179,7 @@ impl Server {
             http,
             worker,
             sealer,
+            relay,
             access_task,
             archive,
             runtime,
@@ -189,6 +202,9 @@ impl Server {
         }
         let _ = worker.await;
         let _ = sealer.await;
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
         let _ = access_task.await;
         if let Some((archive, task)) = archive {
             archive.stop();

@@ -19,7 +19,7 @@ use crate::idempotency::Idempotency;
 use crate::metrics::Metrics;
 
 /// Tunables of the HTTP edge.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GatewayOptions {
     /// The largest request body accepted (413 beyond).
     pub body_limit: usize,
@@ -47,6 +47,9 @@ pub struct GatewayOptions {
     /// published link (seed 003), and all addresses together.
     pub registrations_per_minute: u32,
     pub registrations_per_minute_total: u32,
+    /// Relay the log to NATS JetStream in this process too (the part
+    /// `relay` in `/ready` and `/metrics`).
+    pub relay: Option<shareledger_projections::relay::RelayConfig>,
 }
 
 impl Default for GatewayOptions {
@@ -61,6 +64,7 @@ impl Default for GatewayOptions {
             history_archive: true,
             registrations_per_minute: 5,
             registrations_per_minute_total: 60,
+            relay: None,
         }
     }
 }

@@ -2133,5 +2133,32 @@ async fn a_refused_commands_detail_names_sites_users_and_things_as_people_do() {
         .as_str()
         .unwrap()
         .contains(&ghost.to_string()));
+    // Tenancy: another site's private things are never named to B, only
+    // echoed as the ids B sent.
+    let private = h
+        .command(
+            &w.b.admin_token,
+            "PlaceObjectOnScorecard",
+            json!({"site_id": w.b.id, "object_id": w.private_object, "scorecard_id": w.private_scorecard}),
+        )
+        .await;
+    let detail = private.json["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail.contains(&w.private_object.to_string())
+            || detail.contains(&w.private_scorecard.to_string()),
+        "{detail}"
+    );
+    assert!(!detail.contains('“'), "B is told no name of A's: {detail}");
+    let a_user = h
+        .command(
+            &w.b.admin_token,
+            "DeactivateUser",
+            json!({"site_id": w.b.id, "user_id": w.a.admin}),
+        )
+        .await;
+    a_user.assert_problem(404, "user_not_found");
+    let detail = a_user.json["detail"].as_str().unwrap();
+    assert!(detail.contains(&w.a.admin.to_string()), "{detail}");
+    assert!(!detail.contains("admin@alpha"), "{detail}");
     harness.shutdown().await;
 }

@@ -197,11 +197,23 @@ async fn r_user_5_a_sites_user_managers_manage_the_tokens_of_its_users_and_no_ot
         .await
         .assert_problem(404, "not_found");
     assert_eq!(h.get(&a_secret, "/v1/whoami").await.status, 200);
+    let last_use = |list: &Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["token_id"] == json!(a_token_id))
+            .map(|t| t["last_used_at"].clone())
+    };
     let revoked = h.revoke_token(&w.a.admin_token, &a_token_id).await;
     assert_eq!(revoked.status, 204, "{}", revoked.text);
+    let before = h.get(&h.operator, "/v1/tokens").await;
+    let before = last_use(before.ok());
     h.get(&a_secret, "/v1/whoami")
         .await
         .assert_problem(401, "bad_token");
+    // A refused revoked token is no use: its last use stays.
+    let after = h.get(&h.operator, "/v1/tokens").await;
+    assert_eq!(last_use(after.ok()), before);
     assert_eq!(
         h.revoke_token(&w.a.admin_token, &a_token_id).await.status,
         204

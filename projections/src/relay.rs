@@ -228,8 +228,9 @@ impl Relay {
         Ok(position)
     }
 
-    /// An event as a message: subject, headers, JSON payload.
-    fn message(&self, event: &RecordedEvent) -> (String, HeaderMap, Vec<u8>) {
+    /// An event as a message: subject, headers, JSON payload (the
+    /// benchmark publishes the same messages raw).
+    pub fn message(&self, event: &RecordedEvent) -> (String, HeaderMap, Vec<u8>) {
         let category = if event.stream.starts_with("$$") {
             "log"
         } else {

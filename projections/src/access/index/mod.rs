@@ -279,6 +279,27 @@ impl AccessIndex {
         })
     }
 
+    /// [`AccessIndex::label`] as a caller of `viewer` may be told it (`None`:
+    /// an operator, told everything): sites by their codes; users,
+    /// scorecards and objects only of the viewer's own site, any other is
+    /// `None` (left as the id its caller sent, so a refusal names nothing
+    /// of another site's).
+    pub fn label_for(&self, id: uuid::Uuid, viewer: Option<SiteId>) -> Option<String> {
+        let Some(viewer) = viewer else {
+            return self.label(id);
+        };
+        let owner = if self.sites.contains_key(&SiteId(id)) {
+            viewer
+        } else if let Some(user) = self.users.get(&UserId(id)) {
+            user.site
+        } else if let Some(scorecard) = self.scorecards.get(&ScorecardId(id)) {
+            scorecard.site
+        } else {
+            self.objects.get(&ObjectId(id))?.site
+        };
+        (owner == viewer).then(|| self.label(id)).flatten()
+    }
+
     /// [`AccessIndex::label`] without quotes.
     pub fn plain_name(&self, id: uuid::Uuid) -> Option<String> {
         if let Some(site) = self.sites.get(&SiteId(id)) {
