@@ -163,3 +163,43 @@ async fn a_long_poll_answers_as_soon_as_a_new_event_is_written() {
     assert_eq!(empty.json["next"], json!(written));
     harness.shutdown().await;
 }
+
+#[tokio::test]
+async fn serve_with_a_relay_reports_it_in_ready_and_metrics_as_it_delivers_the_log() {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let harness = Harness::start_with(shareledger_gateway::GatewayOptions {
+        relay: Some(shareledger_projections::relay::RelayConfig {
+            nats_url: shareledger_tests::nats::nats_url(),
+            stream: format!("SLSERVE_{tag}"),
+            prefix: format!("slserve{tag}"),
+            ..Default::default()
+        }),
+        ..shareledger_gateway::GatewayOptions::default()
+    })
+    .await;
+    let h = &harness;
+    let w = h.world().await;
+    // The relay is a part of the service: ready once it has delivered the
+    // log to the head, and its lag is in /metrics.
+    h.eventually(
+        "the relay delivers the log",
+        Duration::from_secs(30),
+        || async {
+            let ready = h.get_with("/ready", &[]).await;
+            ready.json["parts"].as_array().is_some_and(|parts| {
+                parts.iter().any(|p| {
+                    p["name"] == json!("relay")
+                        && p["ready"] == json!(true)
+                        && p["position"].as_u64().is_some_and(|at| at >= w.last)
+                })
+            })
+        },
+    )
+    .await;
+    let metrics = h.get(&h.operator, "/metrics").await;
+    assert!(
+        metrics.text.contains("part=\"relay\""),
+        "the relay's lag in /metrics"
+    );
+    harness.shutdown().await;
+}
