@@ -20,6 +20,7 @@
 //! cargo run --release -p shareledger-bench -- audit [--quick]
 //! cargo run --release -p shareledger-bench -- http [--quick]
 //! cargo run --release -p shareledger-bench -- faults [--quick]
+//! cargo run --release -p shareledger-bench -- relay [--quick]
 //! ```
 
 mod access;
@@ -28,6 +29,7 @@ mod audit;
 mod commands;
 mod hot_site;
 mod http;
+mod relay;
 mod report;
 mod vs_postgres_es;
 
@@ -61,6 +63,9 @@ enum Command {
     /// stopped for 10 s, and every connection cut mid-query; 5xx, slowest
     /// 503, recovery time, stale allows and lost commands.
     Faults(CommonArgs),
+    /// The relay to NATS JetStream vs raw async-nats publishes of the same
+    /// messages, and a crash drill counting lost and duplicated events.
+    Relay(CommonArgs),
 }
 
 /// The `commands` benchmark's options.
@@ -116,6 +121,10 @@ fn main() -> anyhow::Result<()> {
             Command::Faults(args) => {
                 report::print_header("faults", args.quick).await?;
                 faults_report(args).await
+            }
+            Command::Relay(args) => {
+                report::print_header("relay", args.quick).await?;
+                relay::run(args).await
             }
         }
     })

@@ -8,7 +8,7 @@
 //!   `ShareLedger-Position` = its position in the log;
 //! * the relay publishes a batch, waits for JetStream's acknowledgement of
 //!   every message, and only then saves its checkpoint (`sl_checkpoints`,
-//!   name `relay`);
+//!   name `relay:<stream>`);
 //! * on start it resumes after the later of its checkpoint and the
 //!   position of the stream's last message: what was published and
 //!   acknowledged before a crash (kill -9 between the acknowledgement and
@@ -52,7 +52,7 @@ impl Default for RelayConfig {
             nats_url: "nats://127.0.0.1:4222".into(),
             stream: "SHARELEDGER".into(),
             prefix: "shareledger".into(),
-            batch: 256,
+            batch: 1_000,
         }
     }
 }
@@ -87,8 +87,12 @@ fn nats(e: impl std::fmt::Display) -> RelayError {
     RelayError::Nats(e.to_string())
 }
 
-/// The checkpoint's name in `sl_checkpoints`.
-pub const CHECKPOINT: &str = "relay";
+/// The checkpoint's name in `sl_checkpoints` of a relay to `stream`: one
+/// per JetStream stream, so relays to different streams (or a benchmark's
+/// beside the service's) never share one.
+pub fn checkpoint_name(stream: &str) -> String {
+    format!("relay:{stream}")
+}
 
 /// The header carrying an event's position in the log.
 pub const POSITION_HEADER: &str = "ShareLedger-Position";
@@ -120,7 +124,7 @@ impl Relay {
     pub async fn checkpoint(&self) -> Result<u64, RelayError> {
         let position: Option<i64> =
             sqlx::query_scalar("SELECT position FROM sl_checkpoints WHERE name = $1")
-                .bind(CHECKPOINT)
+                .bind(checkpoint_name(&self.config.stream))
                 .fetch_optional(self.store.pool())
                 .await?;
         Ok(position.unwrap_or(0) as u64)
@@ -131,7 +135,7 @@ impl Relay {
             "INSERT INTO sl_checkpoints (name, position) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
         )
-        .bind(CHECKPOINT)
+        .bind(checkpoint_name(&self.config.stream))
         .bind(position as i64)
         .execute(self.store.pool())
         .await?;
@@ -187,15 +191,14 @@ impl Relay {
         if let Some(health) = &self.health {
             health.advanced(position);
         }
+        // The next page is read while the last one's acknowledgements
+        // are awaited: PostgreSQL and JetStream work side by side.
+        let mut next: Option<Vec<RecordedEvent>> = None;
         while until.is_none_or(|u| position < u) {
-            let page = self
-                .store
-                .read_all(
-                    Direction::Forwards,
-                    PositionFrom::At(position + 1),
-                    self.config.batch,
-                )
-                .await?;
+            let page = match next.take() {
+                Some(page) => page,
+                None => self.page_after(position).await?,
+            };
             if page.is_empty() {
                 if until.is_some() {
                     // Asked to reach a position the log does not hold yet.
@@ -216,16 +219,42 @@ impl Relay {
                         .map_err(nats)?,
                 );
             }
-            for ack in acks {
-                ack.await.map_err(nats)?;
-            }
-            position = page.last().map_or(position, |e| e.global_position);
+            let last = page.last().map_or(position, |e| e.global_position);
+            let acknowledged = async {
+                for ack in acks {
+                    ack.await.map_err(nats)?;
+                }
+                Ok::<(), RelayError>(())
+            };
+            let more = until.is_none_or(|u| last < u);
+            let (acknowledged, read) = tokio::join!(acknowledged, async {
+                if more {
+                    self.page_after(last).await.map(Some)
+                } else {
+                    Ok(None)
+                }
+            });
+            acknowledged?;
+            position = last;
             self.save(position).await?;
             if let Some(health) = &self.health {
                 health.advanced(position);
             }
+            next = read?;
         }
         Ok(position)
+    }
+
+    /// The batch of events after `position`.
+    async fn page_after(&self, position: u64) -> Result<Vec<RecordedEvent>, RelayError> {
+        Ok(self
+            .store
+            .read_all(
+                Direction::Forwards,
+                PositionFrom::At(position + 1),
+                self.config.batch,
+            )
+            .await?)
     }
 
     /// An event as a message: subject, headers, JSON payload (the

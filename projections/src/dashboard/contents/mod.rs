@@ -777,38 +777,6 @@ fn split_last_wins<K>(last: HashMap<K, bool>) -> (Vec<K>, Vec<K>) {
     (held, ended)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_parents_with_sites_and_links_with_shares_conflict() {
-        use Kind::*;
-        let all = [
-            Site,
-            Parent,
-            Scorecard,
-            Object,
-            Placement,
-            Relationship,
-            Link,
-            Share,
-        ];
-        for a in all {
-            for b in all {
-                if a == b {
-                    continue;
-                }
-                let expected = matches!(
-                    (a, b),
-                    (Site, Parent) | (Parent, Site) | (Link, Share) | (Share, Link)
-                );
-                assert_eq!(Kind::conflict(a, b), expected, "{a:?} {b:?}");
-            }
-        }
-    }
-}
-
 /// A rename updates the name; an archive deletes the row and the rows that
 /// name it (placements, shares).
 async fn lifecycle(
@@ -848,4 +816,36 @@ async fn lifecycle(
         write(sql).bind(target).execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_parents_with_sites_and_links_with_shares_conflict() {
+        use Kind::*;
+        let all = [
+            Site,
+            Parent,
+            Scorecard,
+            Object,
+            Placement,
+            Relationship,
+            Link,
+            Share,
+        ];
+        for a in all {
+            for b in all {
+                if a == b {
+                    continue;
+                }
+                let expected = matches!(
+                    (a, b),
+                    (Site, Parent) | (Parent, Site) | (Link, Share) | (Share, Link)
+                );
+                assert_eq!(Kind::conflict(a, b), expected, "{a:?} {b:?}");
+            }
+        }
+    }
 }
