@@ -864,6 +864,26 @@ fn single_method_failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
                 ),
             ),
         ),
+        "/v1/sites/{site_id}/connections" | "/v1/sites/{site_id}/pending-requests" => (
+            "LinkList",
+            with(
+                token(),
+                with(
+                    vec![
+                        bad_query(),
+                        bad_cursor(),
+                        bad_path(),
+                        fails(
+                            ApiError::Forbidden(String::new()),
+                            "a user of the site who is neither an Instance Admin nor a user \
+                             manager",
+                        ),
+                        unknown_site(),
+                    ],
+                    fresh_sql(),
+                ),
+            ),
+        ),
         "/v1/sites/{site_id}/users/{user_id}" => (
             "UserDetail",
             with(
@@ -966,10 +986,7 @@ fn single_method_failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
                 ),
             ),
         ),
-        "/v1/sites/{site_id}"
-        | "/v1/sites/{site_id}/connections"
-        | "/v1/sites/{site_id}/pending-requests"
-        | "/v1/sites/{site_id}/shared-scorecards" => (
+        "/v1/sites/{site_id}" | "/v1/sites/{site_id}/shared-scorecards" => (
             "Site",
             with(
                 token(),

@@ -24,8 +24,8 @@ use shareledger_projections::access::{
     Visible,
 };
 use shareledger_projections::dashboard::{
-    self, Connection, Dashboards, PartnerShares, PendingRequest, SiteSummary, UserDetail, UserSort,
-    UsersPage, UsersQuery,
+    self, Connection, Dashboards, LinkPage, PartnerShares, PendingRequest, SiteSummary, UserDetail,
+    UserSort, UsersPage, UsersQuery,
 };
 use shareledger_projections::history::HistoryError;
 
@@ -434,6 +434,44 @@ pub struct FreshParams {
     pub min_position: Option<u64>,
 }
 
+/// A page of a list of links: `limit` and `after`, the last link of the
+/// previous page as `<from_site>.<to_site>`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LinkPageParams {
+    /// At most this many links (default: all).
+    #[param(minimum = 1)]
+    pub limit: Option<u32>,
+    /// The last link of the previous page, `<from_site>.<to_site>` (its
+    /// two ids); a link not in this list is 400 `bad_cursor`.
+    #[param(pattern = r"^[0-9a-fA-F-]{36}\.[0-9a-fA-F-]{36}$")]
+    pub after: Option<String>,
+    /// A consistency token: answer at least this fresh.
+    pub min_position: Option<u64>,
+}
+
+impl LinkPageParams {
+    fn page(&self) -> Result<LinkPage, ApiError> {
+        if self.limit == Some(0) {
+            return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
+        }
+        let after = match &self.after {
+            None => None,
+            Some(raw) => {
+                let bad = || ApiError::Access(AccessError::BadCursor(raw.clone()));
+                let (from, to) = raw.split_once('.').ok_or_else(bad)?;
+                let id = |s: &str| uuid::Uuid::parse_str(s).map(SiteId).map_err(|_| bad());
+                Some((id(from)?, id(to)?))
+            }
+        };
+        Ok(LinkPage {
+            limit: self.limit,
+            after,
+        })
+    }
+}
+
 /// Checks that the caller administers the site, then waits for the
 /// dashboards read model to be fresh enough.
 pub(crate) async fn site_view(
@@ -521,8 +559,8 @@ pub async fn site(
     get,
     path = "/v1/sites/{site_id}/connections",
     tag = "dashboards",
-    summary = "Q-5: the site's connections in both directions, with status.",
-    params(("site_id" = uuid::Uuid, Path, description = "The site."), FreshParams),
+    summary = "Q-5: the site's connections in both directions, with status; a page at a time with `limit` and `after` (the last link).",
+    params(("site_id" = uuid::Uuid, Path, description = "The site."), LinkPageParams),
     responses(
         (status = 200, description = "The answer.", body = Vec<Connection>),
     ),
@@ -532,12 +570,15 @@ pub async fn connections(
     State(state): State<AppState>,
     principal: Principal,
     site: Result<Path<SiteId>, PathRejection>,
-    params: Result<Query<FreshParams>, QueryRejection>,
+    params: Result<Query<LinkPageParams>, QueryRejection>,
 ) -> Result<Json<Vec<Connection>>, ApiError> {
     let site = path(site)?;
     let p = query(params)?;
+    let page = p.page()?;
     site_view(&state, &principal, site, p.min_position).await?;
-    Ok(Json(dashboard::connections(state.pool(), site).await?))
+    Ok(Json(
+        dashboard::connections(state.pool(), site, page).await?,
+    ))
 }
 
 /// `GET /v1/sites/{site_id}/pending-requests` (Q-5): what the site must act on.
@@ -545,8 +586,8 @@ pub async fn connections(
     get,
     path = "/v1/sites/{site_id}/pending-requests",
     tag = "dashboards",
-    summary = "Q-5: the requests the site must act on.",
-    params(("site_id" = uuid::Uuid, Path, description = "The site."), FreshParams),
+    summary = "Q-5: the requests the site must act on; a page at a time with `limit` and `after` (the last link).",
+    params(("site_id" = uuid::Uuid, Path, description = "The site."), LinkPageParams),
     responses(
         (status = 200, description = "The answer.", body = Vec<PendingRequest>),
     ),
@@ -556,12 +597,15 @@ pub async fn pending_requests(
     State(state): State<AppState>,
     principal: Principal,
     site: Result<Path<SiteId>, PathRejection>,
-    params: Result<Query<FreshParams>, QueryRejection>,
+    params: Result<Query<LinkPageParams>, QueryRejection>,
 ) -> Result<Json<Vec<PendingRequest>>, ApiError> {
     let site = path(site)?;
     let p = query(params)?;
+    let page = p.page()?;
     site_view(&state, &principal, site, p.min_position).await?;
-    Ok(Json(dashboard::pending_requests(state.pool(), site).await?))
+    Ok(Json(
+        dashboard::pending_requests(state.pool(), site, page).await?,
+    ))
 }
 
 /// `GET /v1/sites/{site_id}/shared-scorecards` (Q-5, R-SHARE-7): per partner.

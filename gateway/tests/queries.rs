@@ -1168,3 +1168,60 @@ async fn the_consequence_worker_removes_a_partners_relationship_when_the_object_
     .await;
     harness.shutdown().await;
 }
+
+#[tokio::test]
+async fn connections_and_pending_requests_page_by_link() {
+    let harness = Harness::start().await;
+    let h = &harness;
+    let w = h.world().await;
+    // C and D ask A for both directions: four links await A.
+    let mut last = w.last;
+    for code in ["GAMMA", "DELTA"] {
+        let other = h.site(code).await;
+        last = h
+            .must(
+                &other.admin_token,
+                "RequestConnection",
+                json!({"site_id": other.id, "partner_code": "ALPHA", "directions": "both"}),
+            )
+            .await;
+    }
+    for route in ["connections", "pending-requests"] {
+        let path = |query: &str| format!("/v1/sites/{}/{route}?min_position={last}{query}", w.a.id);
+        let all = h.get(&w.a.admin_token, &path("")).await;
+        let all = all.ok().as_array().unwrap().clone();
+        assert!(all.len() >= 4, "{route}: {all:#?}");
+        let key = |item: &Value| {
+            format!(
+                "{}.{}",
+                item["from_site"].as_str().unwrap(),
+                item["to_site"].as_str().unwrap()
+            )
+        };
+        let mut paged = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = h
+                .get(&w.a.admin_token, &path(&format!("&limit=1{after}")))
+                .await;
+            let page = page.ok().as_array().unwrap().clone();
+            let Some(item) = page.first() else { break };
+            after = format!("&after={}", key(item));
+            paged.push(item.clone());
+        }
+        assert_eq!(paged, all, "{route}: every link once, in order");
+        h.get(
+            &w.a.admin_token,
+            &path(&format!("&after={}.{}", Uuid::new_v4(), Uuid::new_v4())),
+        )
+        .await
+        .assert_problem(400, "bad_cursor");
+        h.get(&w.a.admin_token, &path("&after=nope"))
+            .await
+            .assert_problem(400, "bad_cursor");
+        h.get(&w.a.admin_token, &path("&limit=0"))
+            .await
+            .assert_problem(400, "invalid_query");
+    }
+    harness.shutdown().await;
+}

@@ -423,7 +423,7 @@ fn ob(id: ObjectId) -> Target {
 
 /// (direction, partner code, status) of each of `site`'s links.
 async fn links_of(pool: &PgPool, site: SiteId) -> Vec<(LinkDirection, String, LinkStatus)> {
-    dashboard::connections(pool, site)
+    dashboard::connections(pool, site, dashboard::LinkPage::default())
         .await
         .unwrap()
         .into_iter()
@@ -443,7 +443,9 @@ async fn q5_connections_show_both_directions_with_status_through_their_life() {
 
     request(&service, &a, "BETA", Directions::Both).await;
     let pool = project(&db).await;
-    let seen_by_a = dashboard::connections(&pool, a.id).await.unwrap();
+    let seen_by_a = dashboard::connections(&pool, a.id, dashboard::LinkPage::default())
+        .await
+        .unwrap();
     assert_eq!(
         links_of(&pool, a.id).await,
         vec![
@@ -475,7 +477,10 @@ async fn q5_connections_show_both_directions_with_status_through_their_life() {
             (Incoming, "BETA".into(), Active)
         ]
     );
-    for link in dashboard::connections(&pool, b.id).await.unwrap() {
+    for link in dashboard::connections(&pool, b.id, dashboard::LinkPage::default())
+        .await
+        .unwrap()
+    {
         assert_eq!(link.decided_by_site, Some(b.id));
         assert_eq!(link.decided_by_user, Some(b.admin));
         assert!(link.decided_at.is_some());
@@ -503,7 +508,9 @@ async fn q5_connections_show_both_directions_with_status_through_their_life() {
     // Requested again, then denied; requested again, then cancelled.
     request(&service, &a, "BETA", Directions::Offer).await;
     let pool = project(&db).await;
-    let again = dashboard::connections(&pool, a.id).await.unwrap();
+    let again = dashboard::connections(&pool, a.id, dashboard::LinkPage::default())
+        .await
+        .unwrap();
     assert_eq!(again[0].status, AwaitingApproval);
     assert_eq!(
         again[0].decided_at, None,
@@ -535,7 +542,9 @@ async fn q5_connections_show_both_directions_with_status_through_their_life() {
         links_of(&pool, c.id).await,
         vec![(Outgoing, "ALPHA".into(), AwaitingApproval)]
     );
-    let last = dashboard::connections(&pool, c.id).await.unwrap();
+    let last = dashboard::connections(&pool, c.id, dashboard::LinkPage::default())
+        .await
+        .unwrap();
     let stored = db
         .store()
         .read_events_by_id(&[last[0].last_event_id])
@@ -561,14 +570,18 @@ async fn r_conn_5_mutual_requests_show_active_at_once() {
             (LinkDirection::Incoming, "BETA".into(), LinkStatus::Active)
         ]
     );
-    assert!(dashboard::pending_requests(&pool, a.id)
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(dashboard::pending_requests(&pool, b.id)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        dashboard::pending_requests(&pool, a.id, dashboard::LinkPage::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        dashboard::pending_requests(&pool, b.id, dashboard::LinkPage::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -585,7 +598,7 @@ async fn q5_pending_requests_are_the_links_awaiting_the_sites_approval() {
 
     // B approves A's two links and C's offer; A requested, so it has nothing to act on.
     let pending: Vec<(LinkDirection, String, SiteId, SiteId)> =
-        dashboard::pending_requests(&pool, b.id)
+        dashboard::pending_requests(&pool, b.id, dashboard::LinkPage::default())
             .await
             .unwrap()
             .into_iter()
@@ -606,11 +619,15 @@ async fn q5_pending_requests_are_the_links_awaiting_the_sites_approval() {
             (LinkDirection::Incoming, "GAMMA".into(), c.id, b.id),
         ]
     );
-    assert!(dashboard::pending_requests(&pool, a.id)
+    assert!(
+        dashboard::pending_requests(&pool, a.id, dashboard::LinkPage::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let for_c = dashboard::pending_requests(&pool, c.id, dashboard::LinkPage::default())
         .await
-        .unwrap()
-        .is_empty());
-    let for_c = dashboard::pending_requests(&pool, c.id).await.unwrap();
+        .unwrap();
     assert_eq!(for_c.len(), 1);
     assert_eq!((for_c[0].from_site, for_c[0].to_site), (a.id, c.id));
     assert_eq!(for_c[0].requested_by_user, Some(a.admin));
@@ -620,10 +637,12 @@ async fn q5_pending_requests_are_the_links_awaiting_the_sites_approval() {
     cancel(&service, &a, &c).await;
     let pool = project(&db).await;
     for s in [&a, &b, &c] {
-        assert!(dashboard::pending_requests(&pool, s.id)
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(
+            dashboard::pending_requests(&pool, s.id, dashboard::LinkPage::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
 
@@ -681,7 +700,9 @@ async fn r_share_7_lists_scorecards_shared_per_partner() {
     assert_eq!(first.shared_by_user, Some(a.admin));
     // B shares nothing; what A shares with B is not B's to list.
     assert!(shares_of(&pool, b.id).await.is_empty());
-    let to_b = &dashboard::connections(&pool, a.id).await.unwrap()[0];
+    let to_b = &dashboard::connections(&pool, a.id, dashboard::LinkPage::default())
+        .await
+        .unwrap()[0];
     assert_eq!(to_b.shared_scorecards, 2);
 
     unshare(&service, &a, &b, corporate).await;
@@ -2918,12 +2939,13 @@ mod random_worlds {
                     }
                 }
             }
-            let seen: BTreeMap<_, _> = dashboard::connections(&pool, s.id)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|c| ((c.from_site, c.to_site), (c.status, c.shared_scorecards)))
-                .collect();
+            let seen: BTreeMap<_, _> =
+                dashboard::connections(&pool, s.id, dashboard::LinkPage::default())
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| ((c.from_site, c.to_site), (c.status, c.shared_scorecards)))
+                    .collect();
             prop_assert_eq!(seen, expected, "connections of {}", sim.codes[i]);
             let shares: BTreeMap<SiteId, BTreeSet<ScorecardId>> =
                 dashboard::shared_scorecards(&pool, s.id)

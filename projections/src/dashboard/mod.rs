@@ -35,8 +35,8 @@ pub use contents::SiteContents;
 pub use dashboards::Dashboards;
 pub use queries::{
     connections, pending_requests, shared_scorecards, site, user, users, Connection, LinkDirection,
-    LinkStatus, PartnerShares, PendingRequest, ScorecardLevel, SelfRegistration, SharedScorecard,
-    SiteSummary, UserDetail, UserSort, UserSummary, UsersPage, UsersQuery,
+    LinkPage, LinkStatus, PartnerShares, PendingRequest, ScorecardLevel, SelfRegistration,
+    SharedScorecard, SiteSummary, UserDetail, UserSort, UserSummary, UsersPage, UsersQuery,
 };
 
 use crate::projection::SqlProjection;

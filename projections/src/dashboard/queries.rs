@@ -290,10 +290,37 @@ struct ConnectionRecord {
     last_event_id: Uuid,
 }
 
+/// A page of a list of links: at most `limit` (all when `None`) after the
+/// link `after` (the last of the previous page), in the list's order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkPage {
+    pub limit: Option<u32>,
+    pub after: Option<(SiteId, SiteId)>,
+}
+
 /// A site's share links in both directions, with the partner's code and the
 /// link's status, ordered by partner code, outgoing first (Q-5). Every link
-/// ever requested is listed, whatever its status.
-pub async fn connections(pool: &PgPool, site: SiteId) -> Result<Vec<Connection>, ProjectionError> {
+/// ever requested is listed, whatever its status. A page at a time: `after`
+/// a link not in the list is [`ProjectionError::BadCursor`].
+pub async fn connections(
+    pool: &PgPool,
+    site: SiteId,
+    page: LinkPage,
+) -> Result<Vec<Connection>, ProjectionError> {
+    if let Some((from, to)) = page.after {
+        let listed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rm.dash_links WHERE from_site = $1 AND to_site = $2 \
+               AND (from_site = $3 OR to_site = $3))",
+        )
+        .bind(from.0)
+        .bind(to.0)
+        .bind(site.0)
+        .fetch_one(pool)
+        .await?;
+        if !listed {
+            return Err(ProjectionError::BadCursor(format!("{}.{}", from.0, to.0)));
+        }
+    }
     let records: Vec<ConnectionRecord> = sqlx::query_as(
         "SELECT l.from_site, l.to_site, p.site_id AS partner, p.code AS partner_code, \
            p.name AS partner_name, l.status, l.requester, l.requested_by_user, l.requested_at, \
@@ -304,10 +331,19 @@ pub async fn connections(pool: &PgPool, site: SiteId) -> Result<Vec<Connection>,
          FROM rm.dash_links l \
          JOIN rm.dash_sites p \
            ON p.site_id = CASE WHEN l.from_site = $1 THEN l.to_site ELSE l.from_site END \
-         WHERE l.from_site = $1 OR l.to_site = $1 \
-         ORDER BY p.code, l.from_site <> $1",
+         WHERE (l.from_site = $1 OR l.to_site = $1) \
+           AND ($2::uuid IS NULL OR (p.code, l.from_site <> $1) > ( \
+             SELECT c.code, cl.from_site <> $1 FROM rm.dash_links cl \
+             JOIN rm.dash_sites c \
+               ON c.site_id = CASE WHEN cl.from_site = $1 THEN cl.to_site ELSE cl.from_site END \
+             WHERE cl.from_site = $2 AND cl.to_site = $3)) \
+         ORDER BY p.code, l.from_site <> $1 \
+         LIMIT $4",
     )
     .bind(site.0)
+    .bind(page.after.map(|a| a.0 .0))
+    .bind(page.after.map(|a| a.1 .0))
+    .bind(page.limit.map(i64::from))
     .fetch_all(pool)
     .await?;
     records
@@ -349,11 +385,29 @@ struct PendingRecord {
 
 /// The links awaiting `site`'s approval: requested by the partner, so `site`
 /// approves or denies them (R-CONN-3). Oldest request first, then by
-/// partner code, the partner's offer (incoming) before its ask.
+/// partner code, the partner's offer (incoming) before its ask. A page at a
+/// time: `after` a link not awaiting `site` is
+/// [`ProjectionError::BadCursor`].
 pub async fn pending_requests(
     pool: &PgPool,
     site: SiteId,
+    page: LinkPage,
 ) -> Result<Vec<PendingRequest>, ProjectionError> {
+    if let Some((from, to)) = page.after {
+        let listed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rm.dash_links WHERE from_site = $1 AND to_site = $2 \
+               AND (from_site = $3 OR to_site = $3) AND requester <> $3 \
+               AND status = 'awaiting_approval')",
+        )
+        .bind(from.0)
+        .bind(to.0)
+        .bind(site.0)
+        .fetch_one(pool)
+        .await?;
+        if !listed {
+            return Err(ProjectionError::BadCursor(format!("{}.{}", from.0, to.0)));
+        }
+    }
     let records: Vec<PendingRecord> = sqlx::query_as(
         "SELECT l.from_site, l.to_site, p.site_id AS partner, p.code AS partner_code, \
            p.name AS partner_name, l.requested_by_user, l.requested_at, l.last_event_id \
@@ -361,9 +415,17 @@ pub async fn pending_requests(
          JOIN rm.dash_sites p ON p.site_id = l.requester \
          WHERE (l.from_site = $1 OR l.to_site = $1) \
            AND l.status = 'awaiting_approval' AND l.requester <> $1 \
-         ORDER BY l.requested_at, p.code, l.from_site = $1",
+           AND ($2::uuid IS NULL OR (l.requested_at, p.code, l.from_site = $1) > ( \
+             SELECT cl.requested_at, c.code, cl.from_site = $1 FROM rm.dash_links cl \
+             JOIN rm.dash_sites c ON c.site_id = cl.requester \
+             WHERE cl.from_site = $2 AND cl.to_site = $3)) \
+         ORDER BY l.requested_at, p.code, l.from_site = $1 \
+         LIMIT $4",
     )
     .bind(site.0)
+    .bind(page.after.map(|a| a.0 .0))
+    .bind(page.after.map(|a| a.1 .0))
+    .bind(page.limit.map(i64::from))
     .fetch_all(pool)
     .await?;
     records
