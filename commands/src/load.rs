@@ -511,6 +511,19 @@ impl Loaded {
                 });
                 facts.put_object_owner(*object, owner);
             }
+            Read::ScorecardOwner(scorecard) => {
+                let created = self
+                    .store
+                    .read_tagged(&scorecard.tag(), &["ScorecardCreated"], 1)
+                    .await?;
+                let owner = created.first().and_then(|e| {
+                    e.stream
+                        .strip_prefix("content-")
+                        .and_then(|id| uuid::Uuid::try_parse(id).ok())
+                        .map(SiteId)
+                });
+                facts.put_scorecard_owner(*scorecard, owner);
+            }
         }
         Ok(())
     }

@@ -62,6 +62,8 @@ pub enum Read {
     /// Which site an object is of: the content stream of the event that
     /// created it, found by the object's tag (never changes once created).
     ObjectOwner(ObjectId),
+    /// Which site a scorecard is of, likewise.
+    ScorecardOwner(ScorecardId),
 }
 
 /// The states a decision read. Asking for a state it did not declare in
@@ -73,6 +75,7 @@ pub struct Facts {
     connections: BTreeMap<(SiteId, SiteId), ConnectionState>,
     codes: HashMap<SiteCode, Option<SiteId>>,
     object_owners: BTreeMap<ObjectId, Option<SiteId>>,
+    scorecard_owners: BTreeMap<ScorecardId, Option<SiteId>>,
 }
 
 /// Orders a pair, as the connection stream's name does.
@@ -93,6 +96,7 @@ impl Facts {
             Read::Connection(a, b) => self.connections.contains_key(&pair(*a, *b)),
             Read::SiteCode(code) => self.codes.contains_key(code),
             Read::ObjectOwner(object) => self.object_owners.contains_key(object),
+            Read::ScorecardOwner(scorecard) => self.scorecard_owners.contains_key(scorecard),
         }
     }
 
@@ -125,6 +129,17 @@ impl Facts {
 
     pub fn put_object_owner(&mut self, object: ObjectId, owner: Option<SiteId>) {
         self.object_owners.insert(object, owner);
+    }
+
+    pub fn put_scorecard_owner(&mut self, scorecard: ScorecardId, owner: Option<SiteId>) {
+        self.scorecard_owners.insert(scorecard, owner);
+    }
+
+    /// The site whose scorecard `scorecard` is, if any created it.
+    pub fn scorecard_owner(&self, scorecard: ScorecardId) -> Option<SiteId> {
+        *self.scorecard_owners.get(&scorecard).unwrap_or_else(|| {
+            panic!("a decision read the owner of scorecard {scorecard} without declaring it")
+        })
     }
 
     /// The site whose object `object` is, if any created it.

@@ -289,24 +289,52 @@ fn authorize_configurer(
 
 /// What a command on a scorecard of `site_id` reads: the acting site, the
 /// content, and for another site's user their connection (is it shared
-/// with them?).
-fn scorecard_command_reads(ctx: &Context, site_id: SiteId) -> Vec<Read> {
+/// with them?); for a user naming a site that does not hold the scorecard,
+/// whose it is and whether its owner shares it with them (R-SHARE-3,
+/// whatever site is named).
+fn scorecard_command_reads(
+    ctx: &Context,
+    facts: &Facts,
+    site_id: SiteId,
+    scorecard: ScorecardId,
+) -> Vec<Read> {
     let acting = acting_site(ctx, site_id);
     let mut reads = vec![Read::Site(acting), Read::Content(site_id)];
     if acting != site_id {
         reads.push(Read::Connection(site_id, acting));
     }
+    let named = Read::Content(site_id);
+    if ctx.actor_site().is_some()
+        && facts.has(&named)
+        && !facts.content(site_id).scorecards.contains_key(&scorecard)
+    {
+        let owner = Read::ScorecardOwner(scorecard);
+        if facts.has(&owner) {
+            if let Some(owner) = facts.scorecard_owner(scorecard).filter(|o| *o != acting) {
+                reads.push(Read::Connection(owner, acting));
+            }
+        }
+        reads.push(owner);
+    }
     reads
 }
 
-/// Whether `site_id` shares `scorecard` with the acting site.
+/// Whether the scorecard is shared with the acting site, by the site named
+/// or (R-SHARE-3, whatever site is named) by its owner.
 fn scorecard_shared_with_actor(
     facts: &Facts,
     acting: SiteId,
     site_id: SiteId,
     scorecard: ScorecardId,
 ) -> bool {
-    acting != site_id && facts.shared_with(site_id, acting).contains(&scorecard)
+    let by_named = acting != site_id && facts.shared_with(site_id, acting).contains(&scorecard);
+    let owner = Read::ScorecardOwner(scorecard);
+    let by_owner = facts.has(&owner)
+        && facts
+            .scorecard_owner(scorecard)
+            .filter(|o| *o != acting && *o != site_id)
+            .is_some_and(|o| facts.shared_with(o, acting).contains(&scorecard));
+    by_named || by_owner
 }
 
 /// Whether the object is shared with the acting site, by the site named or
@@ -327,8 +355,8 @@ impl Decision for RenameScorecard {
     const SUMMARY: &'static str =
         "Renames one of the site's scorecards (Add/Edit Scorecard Objects, or Scorecard Admin on it; R-USER-3).";
 
-    fn reads(&self, ctx: &Context, _: &Facts) -> Vec<Read> {
-        scorecard_command_reads(ctx, self.site_id)
+    fn reads(&self, ctx: &Context, facts: &Facts) -> Vec<Read> {
+        scorecard_command_reads(ctx, facts, self.site_id, self.scorecard_id)
     }
 
     fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {
@@ -344,8 +372,8 @@ impl Decision for ArchiveScorecard {
     const NAME: &'static str = "ArchiveScorecard";
     const SUMMARY: &'static str = "Archives one of the site's scorecards: gone from every answer from now on; its placements and the site's links onto it are removed with it (Delete Scorecard Objects).";
 
-    fn reads(&self, ctx: &Context, _: &Facts) -> Vec<Read> {
-        scorecard_command_reads(ctx, self.site_id)
+    fn reads(&self, ctx: &Context, facts: &Facts) -> Vec<Read> {
+        scorecard_command_reads(ctx, facts, self.site_id, self.scorecard_id)
     }
 
     fn decide_on(&self, ctx: &Context, facts: &Facts) -> Result<Decided, DomainError> {

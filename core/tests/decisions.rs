@@ -111,6 +111,17 @@ impl Store {
                 });
                 facts.put_object_owner(*object, owner)
             }
+            Read::ScorecardOwner(scorecard) => {
+                let owner = self.contents.iter().find_map(|(site, events)| {
+                    events
+                        .iter()
+                        .any(|e| {
+                            matches!(e, ContentEvent::ScorecardCreated { scorecard_id, .. } if scorecard_id == scorecard)
+                        })
+                        .then_some(*site)
+                });
+                facts.put_scorecard_owner(*scorecard, owner)
+            }
         }
     }
 

@@ -2162,3 +2162,38 @@ async fn a_refused_commands_detail_names_sites_users_and_things_as_people_do() {
     assert!(!detail.contains("admin@alpha"), "{detail}");
     harness.shutdown().await;
 }
+
+#[tokio::test]
+async fn r_share_3_a_partner_renaming_or_archiving_a_shared_scorecard_is_read_only_whatever_site_it_names(
+) {
+    let harness = Harness::start().await;
+    let h = &harness;
+    let w = h.world().await;
+    let before = h.snapshot().await;
+    for site in [w.a.id, w.b.id] {
+        h.command(
+            &w.b.admin_token,
+            "RenameScorecard",
+            json!({"site_id": site, "scorecard_id": w.shared_scorecard, "name": "Ours now"}),
+        )
+        .await
+        .assert_problem(403, "shared_content_read_only");
+        h.command(
+            &w.b.admin_token,
+            "ArchiveScorecard",
+            json!({"site_id": site, "scorecard_id": w.shared_scorecard}),
+        )
+        .await
+        .assert_problem(403, "shared_content_read_only");
+    }
+    // A's unshared scorecard, named as B's own: as if it did not exist.
+    h.command(
+        &w.b.admin_token,
+        "RenameScorecard",
+        json!({"site_id": w.b.id, "scorecard_id": w.private_scorecard, "name": "Ours now"}),
+    )
+    .await
+    .assert_problem(404, "scorecard_not_found");
+    assert_eq!(h.snapshot().await, before, "nothing written");
+    harness.shutdown().await;
+}

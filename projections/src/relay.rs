@@ -272,16 +272,29 @@ impl Relay {
             event.event_id.to_string().as_str(),
         );
         headers.insert(POSITION_HEADER, event.global_position.to_string().as_str());
-        let payload = serde_json::json!({
-            "position": event.global_position,
-            "event_id": event.event_id,
-            "stream": event.stream,
-            "event_type": event.event_type,
-            "schema_version": event.schema_version,
-            "recorded_at": event.recorded_at,
-            "data": event.data,
-            "metadata": event.metadata,
-        });
+        /// The payload, serialized from the event in place (no copy of its
+        /// data and metadata).
+        #[derive(serde::Serialize)]
+        struct Payload<'a> {
+            position: u64,
+            event_id: uuid::Uuid,
+            stream: &'a str,
+            event_type: &'a str,
+            schema_version: u32,
+            recorded_at: chrono::DateTime<chrono::Utc>,
+            data: &'a serde_json::Value,
+            metadata: &'a serde_json::Value,
+        }
+        let payload = Payload {
+            position: event.global_position,
+            event_id: event.event_id,
+            stream: &event.stream,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            recorded_at: event.recorded_at,
+            data: &event.data,
+            metadata: &event.metadata,
+        };
         (
             subject,
             headers,
