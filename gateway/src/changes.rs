@@ -1,6 +1,6 @@
 //! The changes feed over HTTP (issue 17, first part): `GET /v1/changes`,
 //! the log's events after a position, as a JSON page, waiting (long poll)
-//! up to `wait` seconds when nothing new is there yet.
+//! up to `wait` seconds (at most 5) when nothing new is there yet.
 //!
 //! Each caller sees only what it may (tenancy):
 //! * operators, and auditors of no site: every event;
@@ -38,7 +38,7 @@ use crate::state::AppState;
 /// The most events of the log one page looks at.
 pub const SCAN: usize = 5_000;
 /// The longest a page waits for a new event.
-pub const MAX_WAIT_SECONDS: u64 = 30;
+pub const MAX_WAIT_SECONDS: u64 = 5;
 /// The most events one page holds.
 pub const MAX_LIMIT: u32 = 1_000;
 
@@ -53,8 +53,8 @@ pub struct ChangesParams {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// When nothing new is there, wait up to this many seconds for it
-    /// (default 0, at most 30).
-    #[param(maximum = 30)]
+    /// (default 0, at most 5: well inside the service's request timeout).
+    #[param(maximum = 5)]
     pub wait: Option<u64>,
     /// Only events of this category: `site`, `content`, `connection` or
     /// `sitecode`.
@@ -155,7 +155,7 @@ async fn scope(state: &AppState, principal: &Principal) -> Result<Scope, ApiErro
     get,
     path = "/v1/changes",
     tag = "changes",
-    summary = "The log's events after a position that the caller may see (its site's and its links'; operators everything), a page at a time; waits up to `wait` seconds for a new one.",
+    summary = "The log's events after a position that the caller may see (its site's and its links'; operators everything), a page at a time; waits up to `wait` seconds (at most 5) for a new one.",
     params(ChangesParams),
     responses(
         (status = 200, description = "One page, in log order.", body = ChangesPage),

@@ -11,7 +11,7 @@
 //! as 1,000; 0 is 400 `invalid_query`) and `after`, the `next` of the
 //! previous page. A cursor has its list's shape, stated in the document as
 //! the parameter's pattern; one of another shape (or another list's) is
-//! 400 `bad_cursor`.
+//! 404 `bad_cursor`.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -108,7 +108,7 @@ async fn content_view(
 }
 
 /// A list's answer; a cursor not of the list's shape is the query's
-/// fault: 400 `bad_cursor`.
+/// fault: 404 `bad_cursor`.
 fn listed<T>(answer: Result<T, ProjectionError>) -> Result<Json<T>, ApiError> {
     answer.map(Json).map_err(|e| match e {
         ProjectionError::BadCursor(raw) => ApiError::Access(AccessError::BadCursor(raw)),

@@ -255,8 +255,8 @@ impl ApiError {
                         StatusCode::NOT_FOUND
                     }
                     // A cursor names a place in one list: one this service
-                    // did not give out for it is the query's fault.
-                    AccessError::BadCursor(_) => StatusCode::BAD_REQUEST,
+                    // did not give out for it names no place there.
+                    AccessError::BadCursor(_) => StatusCode::NOT_FOUND,
                     AccessError::NotFreshEnough { .. } | AccessError::Stale { .. } => {
                         StatusCode::SERVICE_UNAVAILABLE
                     }

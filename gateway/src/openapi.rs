@@ -952,8 +952,8 @@ fn single_method_failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
                     ),
                     fails(
                         ApiError::InvalidBody(String::new()),
-                        "an unknown or missing field, a bad code, no code, more than 50, or \
-                         one twice (each partner's own refusal is its outcome's `problem`)",
+                        "an unknown or missing field, a bad code, no code, or more than 50 \
+                         (each partner's own refusal is its outcome's `problem`)",
                     ),
                 ],
             ),

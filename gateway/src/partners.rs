@@ -34,7 +34,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::commands::{idempotency_key, parse_json, scoped_key, CommandResult};
 use crate::error::{ApiError, Problem};
-use crate::queries::{path, query, read_model_fresh};
+use crate::queries::{path, query, reachable, read_model_fresh};
 use crate::state::AppState;
 
 /// The most partners one batch asks.
@@ -80,6 +80,7 @@ pub async fn directory(
     if p.limit == Some(0) {
         return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
     }
+    reachable(&state, p.min_position).await?;
     read_model_fresh(&state, SiteContents::NAME, p.min_position).await?;
     let page = contents::PageQuery {
         limit: p.limit.unwrap_or(0),
@@ -98,7 +99,7 @@ pub async fn directory(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestConnections {
-    /// 1 to 50 partners' site codes, each once.
+    /// 1 to 50 partners' site codes (a code named twice is asked once).
     #[schema(min_items = 1, max_items = 50)]
     pub partner_codes: Vec<SiteCode>,
     pub directions: Directions,
@@ -158,17 +159,16 @@ pub async fn request_connections(
             batch.partner_codes.len()
         )));
     }
-    let mut seen = BTreeMap::new();
-    for code in &batch.partner_codes {
-        if seen.insert(code.as_str().to_owned(), ()).is_some() {
-            return Err(ApiError::InvalidBody(format!(
-                "partner_codes: {code} is named twice"
-            )));
-        }
-    }
+    // A code named twice (in any case) is asked once: its first outcome.
+    let mut seen = std::collections::BTreeSet::new();
+    let codes: Vec<SiteCode> = batch
+        .partner_codes
+        .into_iter()
+        .filter(|code| seen.insert(code.as_str().to_owned()))
+        .collect();
     let scoped = scoped_key(&principal, RequestConnection::NAME, key);
-    let mut outcomes = Vec::with_capacity(batch.partner_codes.len());
-    for code in batch.partner_codes {
+    let mut outcomes = Vec::with_capacity(codes.len());
+    for code in codes {
         let command = RequestConnection {
             site_id: site,
             partner_code: code.clone(),

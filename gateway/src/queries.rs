@@ -444,7 +444,7 @@ pub struct LinkPageParams {
     #[param(minimum = 1)]
     pub limit: Option<u32>,
     /// The last link of the previous page, `<from_site>.<to_site>` (its
-    /// two ids); a link not in this list is 400 `bad_cursor`.
+    /// two ids); a link not in this list is 404 `bad_cursor`.
     #[param(pattern = r"^[0-9a-fA-F-]{36}\.[0-9a-fA-F-]{36}$")]
     pub after: Option<String>,
     /// A consistency token: answer at least this fresh.

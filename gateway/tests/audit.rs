@@ -318,7 +318,7 @@ async fn bad_audit_input_is_a_clear_problem_and_changes_nothing() {
         // Timelines: bad cursor, zero limit, bad path.
         (
             format!("/v1/audit/timeline/sites/{}?after=garbage", w.a.id),
-            400,
+            404,
             "bad_cursor",
         ),
         (

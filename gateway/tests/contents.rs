@@ -3,7 +3,7 @@
 //! `/objects`, `/relationships`, `/shared-with` and `/children`. Each
 //! answers with names what the HTTP commands did, pages with keyset
 //! cursors, refuses a bad `limit` with 400 `invalid_query` and a cursor not
-//! of the list with 400 `bad_cursor`, and
+//! of the list with 404 `bad_cursor`, and
 //! answers only the site's administrators (another site is 404, like one
 //! that does not exist).
 
@@ -376,7 +376,7 @@ async fn given_more_items_than_a_page_when_paged_then_every_item_comes_exactly_o
 }
 
 #[tokio::test]
-async fn given_a_bad_limit_or_cursor_when_listing_then_400_invalid_query_or_bad_cursor() {
+async fn given_a_bad_limit_or_cursor_when_listing_then_invalid_query_or_bad_cursor() {
     let harness = Harness::start().await;
     let h = &harness;
     let c = content(h).await;
@@ -415,7 +415,8 @@ async fn given_a_bad_limit_or_cursor_when_listing_then_400_invalid_query_or_bad_
             ("scorecard=not-a-uuid".to_owned(), "invalid_query"),
         ] {
             let reply = h.get(ta, &list(site_id, route, &query)).await;
-            reply.assert_problem(400, code);
+            let status = if code == "bad_cursor" { 404 } else { 400 };
+            reply.assert_problem(status, code);
             assert!(
                 !reply.json["detail"].as_str().unwrap_or("").is_empty(),
                 "{route}?{query}: {reply:#?}"

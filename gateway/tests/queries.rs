@@ -688,7 +688,7 @@ async fn bad_query_parameters_are_refused_with_a_clear_problem() {
         ),
         (
             "/v1/access/lookup?after=garbage".to_owned(),
-            400,
+            404,
             "bad_cursor",
         ),
         (
@@ -716,7 +716,7 @@ async fn bad_query_parameters_are_refused_with_a_clear_problem() {
         ),
         (
             format!("/v1/sites/{}/users?after=garbage", w.b.id),
-            400,
+            404,
             "bad_cursor",
         ),
         (
@@ -1215,10 +1215,10 @@ async fn connections_and_pending_requests_page_by_link() {
             &path(&format!("&after={}.{}", Uuid::new_v4(), Uuid::new_v4())),
         )
         .await
-        .assert_problem(400, "bad_cursor");
+        .assert_problem(404, "bad_cursor");
         h.get(&w.a.admin_token, &path("&after=nope"))
             .await
-            .assert_problem(400, "bad_cursor");
+            .assert_problem(404, "bad_cursor");
         h.get(&w.a.admin_token, &path("&limit=0"))
             .await
             .assert_problem(400, "invalid_query");

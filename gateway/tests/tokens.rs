@@ -186,7 +186,7 @@ async fn r_user_5_a_sites_user_managers_manage_the_tokens_of_its_users_and_no_ot
         .all(|t| t["user"] == json!(a_user)));
     h.get(&h.operator, &format!("/v1/tokens?after={}", Uuid::new_v4()))
         .await
-        .assert_problem(400, "bad_cursor");
+        .assert_problem(404, "bad_cursor");
     h.get(&h.operator, "/v1/tokens?limit=0")
         .await
         .assert_problem(400, "invalid_query");
