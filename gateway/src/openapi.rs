@@ -688,7 +688,16 @@ fn failures(path: &str, method: &str) -> Option<(&'static str, Vec<Failure>)> {
         ),
         ("/v1/sites/{site_id}/self-registration-link", "post") => (
             "PublishLink",
-            with(with(token(), bad_body()), link_command_failures()),
+            with(
+                with(token(), bad_body()),
+                with(
+                    vec![fails(
+                        ApiError::InvalidBody(String::new()),
+                        "an unknown field, or a value outside its schema",
+                    )],
+                    link_command_failures(),
+                ),
+            ),
         ),
         ("/v1/sites/{site_id}/self-registration-link", _) => {
             ("WithdrawLink", with(token(), link_command_failures()))
