@@ -1582,6 +1582,101 @@ async fn catch_up(
     }
 }
 
+/// Every (user, target) with a level, by the oracle's Q-3.
+fn oracle_q3(oracle: &Oracle) -> BTreeMap<(UserId, Target), AccessLevel> {
+    oracle
+        .targets()
+        .into_keys()
+        .flat_map(|target| {
+            oracle
+                .viewers(target)
+                .into_iter()
+                .map(move |v| ((v.user, target), v.level))
+        })
+        .collect()
+}
+
+/// A second index that applies the log event by event with
+/// [`AccessIndex::apply_tracked`], and the oracle's Q-3 answers at its
+/// position: the access changes it derives must equal the difference of
+/// the oracle's Q-3 answers before and after each event (issue 17).
+#[derive(Default)]
+struct Tracked {
+    index: AccessIndex,
+    q3: BTreeMap<(UserId, Target), AccessLevel>,
+    /// The owner of every target ever seen (archived ones included).
+    owners: BTreeMap<Target, SiteId>,
+}
+
+impl Tracked {
+    async fn catch_up(&mut self, store: &PgEventStore, world: &World) -> Result<(), TestCaseError> {
+        let log = read_whole_log(store).await;
+        for event in log.iter().skip(self.index.position() as usize) {
+            let changes = self.index.apply_tracked(event).map_err(|e| {
+                TestCaseError::fail(format!("the tracked index refused an event: {e}"))
+            })?;
+            let position = event.global_position as usize;
+            let oracle = Oracle::fold(&log[..position]);
+            let q3 = oracle_q3(&oracle);
+            let keys: BTreeSet<&(UserId, Target)> = self.q3.keys().chain(q3.keys()).collect();
+            let expected: BTreeSet<(UserId, Target, Option<AccessLevel>, Option<AccessLevel>)> =
+                keys.into_iter()
+                    .filter(|key| self.q3.get(key) != q3.get(key))
+                    .map(|key| {
+                        (
+                            key.0,
+                            key.1,
+                            self.q3.get(key).copied(),
+                            q3.get(key).copied(),
+                        )
+                    })
+                    .collect();
+            let got: BTreeSet<(UserId, Target, Option<AccessLevel>, Option<AccessLevel>)> = changes
+                .iter()
+                .map(|c| (c.user, c.target, c.before, c.after))
+                .collect();
+            let describe =
+                |set: &BTreeSet<(UserId, Target, Option<AccessLevel>, Option<AccessLevel>)>| {
+                    set.iter()
+                        .map(|(user, target, before, after)| {
+                            format!(
+                                "{} on {}: {} -> {}",
+                                world.name(user.0),
+                                world.target_name(*target),
+                                level_name(*before),
+                                level_name(*after)
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                };
+            prop_assert_eq!(
+                describe(&got),
+                describe(&expected),
+                "the access changes of event {} ({}) differ from the oracle's Q-3 before and after it",
+                event.global_position,
+                event.event_type
+            );
+            prop_assert_eq!(changes.len(), got.len(), "an access change named twice");
+            let users = oracle.users();
+            self.owners.extend(
+                oracle
+                    .targets()
+                    .into_iter()
+                    .map(|(target, (site, _))| (target, site)),
+            );
+            for change in &changes {
+                prop_assert_eq!(Some(change.user_site), users.get(&change.user).map(|u| u.0));
+                prop_assert_eq!(
+                    Some(change.target_site),
+                    self.owners.get(&change.target).copied()
+                );
+            }
+            self.q3 = q3;
+        }
+        Ok(())
+    }
+}
+
 /// Pages through a lookup with `limit`, checking each page's shape.
 fn page_through(
     index: &AccessIndex,
@@ -1840,6 +1935,7 @@ async fn run_checked(ops: Vec<Op>, all_accepted: bool) -> Result<(), TestCaseErr
     let store = world.service.store().clone();
     let mut index = AccessIndex::new();
     let mut applied = 0;
+    let mut tracked = Tracked::default();
     let mut now = Oracle::read(&store).await;
     let mut boundaries: Vec<u64> = Vec::new();
     let prologue = prologue();
@@ -1853,6 +1949,7 @@ async fn run_checked(ops: Vec<Op>, all_accepted: bool) -> Result<(), TestCaseErr
             prop_assert!(accepted, "step {} was refused: {:?}", n, op);
         }
         applied = catch_up(&mut index, &store, applied).await?;
+        tracked.catch_up(&store, &world).await?;
         if boundaries.last() != Some(&applied) {
             boundaries.push(applied);
         }

@@ -8,11 +8,13 @@
 //! and lets queries demand "at least as fresh as position P" (consistency
 //! tokens).
 
+mod changes;
 mod explain;
 mod facts;
 mod index;
 mod live;
 
+pub use changes::{AccessChange, ChangeKind};
 pub use explain::{Explanation, Fact, Missing, Path, Step};
 pub use facts::UserFacts;
 pub use index::{AccessIndex, IndexSizes};
