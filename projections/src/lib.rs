@@ -19,6 +19,7 @@
 pub mod access;
 pub mod dashboard;
 pub mod decode;
+pub mod derived;
 pub mod error;
 mod follow;
 pub mod history;

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use shareledger_core::catalog::{
-    AccessLevel, ConnectionEvent, ContentEvent, SiteEvent, SiteId, UserId,
+    AccessLevel, ConnectionEvent, ContentEvent, Name, SiteEvent, SiteId, UserId, Username,
 };
 use shareledger_events::RecordedEvent;
 
@@ -41,9 +41,13 @@ pub struct AccessChange {
     /// The user's site.
     pub user_site: SiteId,
     pub user: UserId,
+    /// The user's username.
+    pub username: Username,
     /// The target's owner site.
     pub target_site: SiteId,
     pub target: Target,
+    /// The target's name (as it was, for one the event archived).
+    pub target_name: Name,
     /// The level before the event; none: no access.
     pub before: Option<AccessLevel>,
     /// The level after the event; none: no access.
@@ -74,8 +78,8 @@ impl AccessChange {
     }
 }
 
-/// What one user can see: target → (owner site, level).
-type Seen = BTreeMap<Target, (SiteId, AccessLevel)>;
+/// What one user can see: target → (owner site, level, name).
+type Seen = BTreeMap<Target, (SiteId, AccessLevel, Name)>;
 
 impl AccessIndex {
     /// Applies the next event (as [`AccessIndex::apply`]) and answers the
@@ -97,7 +101,9 @@ impl AccessIndex {
         let mut changes = Vec::new();
         for (user, before) in before {
             // A user the event added has no site before it: take it after.
-            let Some(user_site) = self.users.get(&user).map(|u| u.site) else {
+            let Some((user_site, username)) =
+                self.users.get(&user).map(|u| (u.site, u.username.clone()))
+            else {
                 continue;
             };
             let after = self.seen_by(user);
@@ -105,15 +111,20 @@ impl AccessIndex {
             for target in targets {
                 let was = before.get(target);
                 let is = after.get(target);
-                if was.map(|(_, level)| level) != is.map(|(_, level)| level) {
-                    let target_site = was.or(is).map(|(site, _)| *site).unwrap_or(user_site);
+                let level = |seen: Option<&(SiteId, AccessLevel, Name)>| seen.map(|s| s.1);
+                if level(was) != level(is) {
+                    let Some((target_site, _, target_name)) = is.or(was) else {
+                        continue;
+                    };
                     changes.push(AccessChange {
                         user_site,
                         user,
-                        target_site,
+                        username: username.clone(),
+                        target_site: *target_site,
                         target: *target,
-                        before: was.map(|(_, level)| *level),
-                        after: is.map(|(_, level)| *level),
+                        target_name: target_name.clone(),
+                        before: level(was),
+                        after: level(is),
                     });
                 }
             }
@@ -190,7 +201,7 @@ impl AccessIndex {
             seen.extend(
                 page.items
                     .into_iter()
-                    .map(|visible| (visible.target, (visible.site, visible.level))),
+                    .map(|v| (v.target, (v.site, v.level, v.name))),
             );
             match page.next {
                 Some(next) => query.after = Some(next),

@@ -2,7 +2,9 @@
 //! it: who a user is (site, active, flags), which site owns a target, and
 //! whether a site may know a target exists (its own, or shared with it).
 
-use shareledger_core::catalog::{Permissions, SiteId, UserId};
+use shareledger_core::catalog::{
+    Name, PermissionFlag, Permissions, SiteCode, SiteId, UserId, Username,
+};
 
 use super::{AccessIndex, Target};
 
@@ -14,7 +16,56 @@ pub struct UserFacts {
     pub flags: Permissions,
 }
 
+/// A person as the index knows them: who to address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub user: UserId,
+    pub site: SiteId,
+    pub username: Username,
+    pub name: Name,
+    pub active: bool,
+}
+
 impl AccessIndex {
+    /// The user's username, name, site and whether they are active.
+    pub fn person(&self, user: UserId) -> Option<Person> {
+        self.users.get(&user).map(|u| Person {
+            user,
+            site: u.site,
+            username: u.username.clone(),
+            name: u.name.clone(),
+            active: u.active,
+        })
+    }
+
+    /// The site's active Instance Admins, in id order.
+    pub fn instance_admins(&self, site: SiteId) -> Vec<UserId> {
+        let mut admins: Vec<UserId> = self
+            .sites
+            .get(&site)
+            .map(|s| {
+                s.users
+                    .iter()
+                    .filter(|u| {
+                        self.users
+                            .get(u)
+                            .is_some_and(|u| u.active && u.has(PermissionFlag::InstanceAdmin))
+                    })
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        admins.sort_unstable();
+        admins
+    }
+
+    /// The site's code and name, if the index knows the site.
+    pub fn site_code_and_name_of(&self, site: SiteId) -> Option<(SiteCode, Name)> {
+        self.sites
+            .get(&site)
+            .map(|s| (s.code.clone(), s.name.clone()))
+    }
+
     /// The user's site, whether they are active, and their flags.
     pub fn user_facts(&self, user: UserId) -> Option<UserFacts> {
         self.users.get(&user).map(|u| UserFacts {

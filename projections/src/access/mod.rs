@@ -16,7 +16,7 @@ mod live;
 
 pub use changes::{AccessChange, ChangeKind};
 pub use explain::{Explanation, Fact, Missing, Path, Step};
-pub use facts::UserFacts;
+pub use facts::{Person, UserFacts};
 pub use index::{AccessIndex, IndexSizes};
 pub use live::{LiveAccess, LiveOptions};
 
