@@ -168,24 +168,8 @@ pub async fn changes(
     params: Result<Query<ChangesParams>, QueryRejection>,
 ) -> Result<Json<ChangesPage>, ApiError> {
     let p = query(params)?;
-    let limit = match p.limit {
-        Some(0) => return Err(ApiError::InvalidQuery("limit must be at least 1".into())),
-        Some(n) if n > MAX_LIMIT => {
-            return Err(ApiError::InvalidQuery(format!(
-                "limit is at most {MAX_LIMIT}"
-            )))
-        }
-        Some(n) => n as usize,
-        None => 100,
-    };
-    let wait = match p.wait {
-        Some(w) if w > MAX_WAIT_SECONDS => {
-            return Err(ApiError::InvalidQuery(format!(
-                "wait is at most {MAX_WAIT_SECONDS} seconds"
-            )))
-        }
-        w => Duration::from_secs(w.unwrap_or(0)),
-    };
+    let limit = limit(p.limit, MAX_LIMIT)?;
+    let wait = wait(p.wait)?;
     if let Some(c) = &p.category {
         if !["site", "content", "connection", "sitecode"].contains(&c.as_str()) {
             return Err(ApiError::InvalidQuery(format!(
@@ -260,6 +244,26 @@ pub async fn changes(
     Ok(Json(ChangesPage { events, next, head }))
 }
 
-fn command_log(e: shareledger_events::store::LogError) -> ApiError {
+/// A page's `limit`: 100 by default, 1 to `max`.
+pub(crate) fn limit(asked: Option<u32>, max: u32) -> Result<usize, ApiError> {
+    match asked {
+        Some(0) => Err(ApiError::InvalidQuery("limit must be at least 1".into())),
+        Some(n) if n > max => Err(ApiError::InvalidQuery(format!("limit is at most {max}"))),
+        Some(n) => Ok(n as usize),
+        None => Ok(100),
+    }
+}
+
+/// A long poll's `wait`: none by default, at most [`MAX_WAIT_SECONDS`].
+pub(crate) fn wait(asked: Option<u64>) -> Result<Duration, ApiError> {
+    match asked {
+        Some(w) if w > MAX_WAIT_SECONDS => Err(ApiError::InvalidQuery(format!(
+            "wait is at most {MAX_WAIT_SECONDS} seconds"
+        ))),
+        w => Ok(Duration::from_secs(w.unwrap_or(0))),
+    }
+}
+
+pub(crate) fn command_log(e: shareledger_events::store::LogError) -> ApiError {
     ApiError::Command(shareledger_commands::CommandError::Log(e))
 }

@@ -16,7 +16,8 @@
 //!   registration through it (`/v1/self-registration`);
 //! * `audit`: `/v1/audit/*`, Q-1 to Q-4 as of the past, and diffs;
 //! * `changes`: `/v1/changes`, the log's events each caller may see, a page
-//!   at a time (long poll);
+//!   at a time (long poll, or Server-Sent Events); `access_changes`:
+//!   `/v1/access-changes`, who gained, lost or changed access to what;
 //! * `ops`: `/health`, `/ready`, `/metrics`, `/v1/log/status`, `/v1/whoami`;
 //! * `openapi`: the document at `/v1/openapi.json`, generated from the code;
 //! * `auth`: bearer tokens and who a request acts as;
@@ -34,6 +35,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod access_changes;
 pub mod changes;
 pub mod commands;
 pub mod contents;
@@ -76,6 +78,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tokens/{token_id}", delete(tokens::revoke))
         .route("/v1/log/status", get(ops::log_status))
         .route("/v1/changes", get(changes::changes))
+        .route("/v1/access-changes", get(access_changes::access_changes))
         .route("/v1/commands/{name}", post(commands::handle))
         .route("/v1/access/check", get(queries::check))
         .route("/v1/access/lookup", get(queries::lookup))

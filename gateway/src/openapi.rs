@@ -59,6 +59,7 @@ use crate::error::{ApiError, Problem};
         crate::ops::whoami,
         crate::ops::log_status,
         crate::changes::changes,
+        crate::access_changes::access_changes,
         crate::queries::check,
         crate::queries::lookup,
         crate::queries::viewers,
@@ -933,6 +934,32 @@ fn single_method_failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
                         }),
                         "a user's token while the access index that says what the user may see \
                          is behind the log",
+                    ),
+                ],
+            ),
+        ),
+        "/v1/access-changes" => (
+            "AccessChanges",
+            with(
+                token(),
+                vec![
+                    bad_query(),
+                    fails(
+                        ApiError::Forbidden(String::new()),
+                        "a user who administers no site, asking for another user's changes",
+                    ),
+                    fails(
+                        ApiError::Access(AccessError::Stale {
+                            reached: 0,
+                            head: 0,
+                            state: String::new(),
+                        }),
+                        "a user's token while the access index that says what the user may see \
+                         is behind the log",
+                    ),
+                    fails(
+                        ApiError::Unavailable(String::new()),
+                        "this process does not compute the feed (`serve --no-derived-feeds`)",
                     ),
                 ],
             ),

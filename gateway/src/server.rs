@@ -49,6 +49,7 @@ pub struct Server {
     worker: JoinHandle<()>,
     sealer: JoinHandle<()>,
     relay: Option<JoinHandle<()>>,
+    derived: Option<JoinHandle<()>>,
     access_task: JoinHandle<Result<(), shareledger_projections::ProjectionError>>,
     archive: Option<(
         LiveArchive,
@@ -115,6 +116,16 @@ impl Server {
         if let Some((archive, _)) = &archive {
             background.push(archive.health().clone());
         }
+        let derived = options.derived_feeds.then(|| {
+            let health = PartHealth::new(crate::state::DERIVED_FEEDS, 0);
+            background.push(health.clone());
+            let feeds = shareledger_projections::derived::DerivedFeeds::new(store.clone())
+                .reporting_to(health.clone());
+            spawn_part(health, stop.subscribe(), move || {
+                let feeds = feeds.clone();
+                async move { feeds.run(None).await.map(|_| ()) }
+            })
+        });
         let state = AppState::new(
             service,
             access,
@@ -149,6 +160,7 @@ impl Server {
             worker,
             sealer,
             relay,
+            derived,
             access_task,
             archive,
             runtime,
@@ -180,6 +192,7 @@ impl Server {
             worker,
             sealer,
             relay,
+            derived,
             access_task,
             archive,
             runtime,
@@ -204,6 +217,9 @@ impl Server {
         let _ = sealer.await;
         if let Some(relay) = relay {
             let _ = relay.await;
+        }
+        if let Some(derived) = derived {
+            let _ = derived.await;
         }
         let _ = access_task.await;
         if let Some((archive, task)) = archive {

@@ -18,6 +18,9 @@ use crate::auth::Tokens;
 use crate::idempotency::Idempotency;
 use crate::metrics::Metrics;
 
+/// The name of the derived feeds' writer among the background parts.
+pub const DERIVED_FEEDS: &str = "derived_feeds";
+
 /// Tunables of the HTTP edge.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
@@ -50,6 +53,10 @@ pub struct GatewayOptions {
     /// Relay the log to NATS JetStream in this process too (the part
     /// `relay` in `/ready` and `/metrics`).
     pub relay: Option<shareledger_projections::relay::RelayConfig>,
+    /// Write the derived feeds (access changes, notifications) in this
+    /// process (the part `derived_feeds`; `/v1/access-changes` reads
+    /// them). Run it in one process only.
+    pub derived_feeds: bool,
 }
 
 impl Default for GatewayOptions {
@@ -65,6 +72,7 @@ impl Default for GatewayOptions {
             registrations_per_minute: 5,
             registrations_per_minute_total: 60,
             relay: None,
+            derived_feeds: true,
         }
     }
 }
@@ -75,6 +83,7 @@ struct Inner {
     history: History,
     runtime: Arc<ProjectionRuntime>,
     background: Vec<PartHealth>,
+    derived: Option<PartHealth>,
     tokens: Tokens,
     idempotency: Idempotency,
     metrics: Metrics,
@@ -95,6 +104,10 @@ impl AppState {
         background: Vec<PartHealth>,
         options: GatewayOptions,
     ) -> Self {
+        let derived = background
+            .iter()
+            .find(|part| part.name() == DERIVED_FEEDS)
+            .cloned();
         let tokens = Tokens::new(service.store().pool().clone());
         let idempotency = Idempotency::new(service.store().pool().clone());
         Self(Arc::new(Inner {
@@ -103,12 +116,19 @@ impl AppState {
             history,
             runtime,
             background,
+            derived,
             tokens,
             idempotency,
             metrics: Metrics::new(),
             registrations: crate::self_registration::Limits::new(&options),
             options,
         }))
+    }
+
+    /// The derived feeds' writer's health (its position is the feeds'
+    /// checkpoint), when this process writes them.
+    pub fn derived(&self) -> Option<&PartHealth> {
+        self.0.derived.as_ref()
     }
 
     pub fn service(&self) -> &Service {

@@ -359,6 +359,8 @@ struct Caller {
     headers: Vec<(&'static str, String)>,
     site: usize,
     subject: Option<Uuid>,
+    /// The user the caller acts as (none for an auditor).
+    acts_as: Option<Uuid>,
     administers: bool,
 }
 
@@ -427,6 +429,7 @@ async fn check_world(h: &Harness, model: &Model, last: u64, rng: &mut StdRng) {
                 headers: vec![("authorization", format!("Bearer {}", user.token))],
                 site: i,
                 subject: None,
+                acts_as: Some(user.id),
                 administers: user.admin,
             });
         }
@@ -440,6 +443,7 @@ async fn check_world(h: &Harness, model: &Model, last: u64, rng: &mut StdRng) {
             ],
             site: i,
             subject: None,
+            acts_as: Some(user.id),
             administers: user.admin,
         });
         let auditor = h.auditor_token(Some(site.id)).await;
@@ -448,6 +452,7 @@ async fn check_world(h: &Harness, model: &Model, last: u64, rng: &mut StdRng) {
             headers: vec![("authorization", format!("Bearer {auditor}"))],
             site: i,
             subject: Some(site.users[rng.gen_range(0..site.users.len())].id),
+            acts_as: None,
             administers: true,
         });
     }
@@ -614,6 +619,23 @@ async fn check_world(h: &Harness, model: &Model, last: u64, rng: &mut StdRng) {
             }
         } else {
             feed.assert_problem(403, "forbidden");
+        }
+
+        // The access changes feed: a site's administrators see their
+        // users' and their content's entries; other users their own.
+        let changes = get(h, caller, "/v1/access-changes?limit=1000").await;
+        assert_eq!(changes.status, 200, "{}: {changes:#?}", caller.label);
+        let own = json!(model.sites[s].id);
+        for entry in changes.json["changes"].as_array().unwrap() {
+            if caller.administers {
+                assert!(
+                    entry["user_site"] == own || entry["target_site"] == own,
+                    "{} sees {entry}",
+                    caller.label
+                );
+            } else {
+                assert_eq!(entry["user"], json!(caller.acts_as), "{}", caller.label);
+            }
         }
     }
 }
