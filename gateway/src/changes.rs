@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -83,6 +85,47 @@ pub struct Change {
     pub metadata: serde_json::Value,
 }
 
+impl Change {
+    /// The event as the feed shows it.
+    pub(crate) fn of(event: RecordedEvent) -> Self {
+        Change {
+            position: event.global_position,
+            event_id: event.event_id,
+            category: category(&event.stream).to_owned(),
+            stream: event.stream,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            recorded_at: event.recorded_at,
+            data: event.data,
+            metadata: event.metadata,
+        }
+    }
+}
+
+/// Which events one caller's feed holds: its scope and its filters.
+#[derive(Debug, Clone)]
+pub(crate) struct Filter {
+    pub(crate) scope: Scope,
+    pub(crate) category: Option<String>,
+    pub(crate) event_type: Option<String>,
+}
+
+impl Filter {
+    pub(crate) fn wants(&self, e: &RecordedEvent) -> bool {
+        let lifecycle = e.stream.starts_with("$$");
+        let seen = if lifecycle {
+            matches!(self.scope, Scope::Everything)
+        } else {
+            self.scope.sees(&e.stream)
+        };
+        seen && self
+            .category
+            .as_deref()
+            .is_none_or(|c| !lifecycle && category(&e.stream) == c)
+            && self.event_type.as_deref().is_none_or(|t| e.event_type == t)
+    }
+}
+
 /// One page of the feed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChangesPage {
@@ -95,7 +138,7 @@ pub struct ChangesPage {
 
 /// Which events a caller sees.
 #[derive(Debug, Clone, Copy)]
-enum Scope {
+pub(crate) enum Scope {
     Everything,
     Site(SiteId),
 }
@@ -125,7 +168,7 @@ fn category(stream: &str) -> &str {
 }
 
 /// Who sees what: the caller's scope, or why it sees nothing.
-async fn scope(state: &AppState, principal: &Principal) -> Result<Scope, ApiError> {
+pub(crate) async fn scope(state: &AppState, principal: &Principal) -> Result<Scope, ApiError> {
     match principal {
         Principal::Operator { .. } | Principal::Auditor { site: None, .. } => Ok(Scope::Everything),
         Principal::Auditor {
@@ -158,15 +201,19 @@ async fn scope(state: &AppState, principal: &Principal) -> Result<Scope, ApiErro
     summary = "The log's events after a position that the caller may see (its site's and its links'; operators everything), a page at a time; waits up to `wait` seconds (at most 5) for a new one.",
     params(ChangesParams),
     responses(
-        (status = 200, description = "One page, in log order.", body = ChangesPage),
+        (status = 200, description = "One page, in log order (JSON); or, asked with `Accept: text/event-stream`, the events as Server-Sent Events from `after` (or the `Last-Event-ID` header) on, without end: each `event: change` with `id:` its position and `data:` the event as in a page; heartbeats as comments; `event: dropped` (a client too slow to keep up, with the position to resume after) or `event: closed` (the token no longer allows it) end the stream.", content(
+            (ChangesPage = "application/json"),
+            (String = "text/event-stream"),
+        )),
     ),
     security(("bearer" = [])),
 )]
 pub async fn changes(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     params: Result<Query<ChangesParams>, QueryRejection>,
-) -> Result<Json<ChangesPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = query(params)?;
     let limit = limit(p.limit, MAX_LIMIT)?;
     let wait = wait(p.wait)?;
@@ -184,21 +231,16 @@ pub async fn changes(
             )));
         }
     }
-    let scope = scope(&state, &principal).await?;
-    let after = p.after.unwrap_or(0);
-    let wanted = |e: &RecordedEvent| {
-        let lifecycle = e.stream.starts_with("$$");
-        let seen = if lifecycle {
-            matches!(scope, Scope::Everything)
-        } else {
-            scope.sees(&e.stream)
-        };
-        seen && p
-            .category
-            .as_deref()
-            .is_none_or(|c| !lifecycle && category(&e.stream) == c)
-            && p.event_type.as_deref().is_none_or(|t| e.event_type == t)
+    let filter = Filter {
+        scope: scope(&state, &principal).await?,
+        category: p.category,
+        event_type: p.event_type,
     };
+    if crate::changes_stream::wants_stream(&headers) {
+        return crate::changes_stream::stream(state, headers, filter, p.after.unwrap_or(0));
+    }
+    let after = p.after.unwrap_or(0);
+    let wanted = |e: &RecordedEvent| filter.wants(e);
     let store = state.store();
     let mut head = store.head_position().await.map_err(command_log)?;
     if head <= after && !wait.is_zero() {
@@ -221,17 +263,7 @@ pub async fn changes(
         for event in page {
             next = event.global_position;
             if wanted(&event) {
-                events.push(Change {
-                    position: event.global_position,
-                    event_id: event.event_id,
-                    category: category(&event.stream).to_owned(),
-                    stream: event.stream,
-                    event_type: event.event_type,
-                    schema_version: event.schema_version,
-                    recorded_at: event.recorded_at,
-                    data: event.data,
-                    metadata: event.metadata,
-                });
+                events.push(Change::of(event));
                 if events.len() == limit {
                     break;
                 }
@@ -241,7 +273,7 @@ pub async fn changes(
             next = last;
         }
     }
-    Ok(Json(ChangesPage { events, next, head }))
+    Ok(Json(ChangesPage { events, next, head }).into_response())
 }
 
 /// A page's `limit`: 100 by default, 1 to `max`.

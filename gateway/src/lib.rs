@@ -33,14 +33,16 @@
 //! **API boundary:** [`app`], [`AppState`], [`GatewayOptions`],
 //! [`server::Server`], [`auth`]'s token functions, [`openapi::document`].
 
+pub mod access_changes;
 pub mod audit;
 pub mod auth;
-pub mod access_changes;
 pub mod changes;
+pub mod changes_stream;
 pub mod commands;
 pub mod contents;
 pub mod error;
 pub mod idempotency;
+pub mod live_feed;
 pub mod metrics;
 pub mod names;
 pub mod openapi;

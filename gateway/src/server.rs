@@ -199,6 +199,9 @@ impl Server {
             ..
         } = self;
         stop.send_replace(true);
+        // Event streams never end by themselves: end them, so that the
+        // graceful shutdown's wait for open connections ends.
+        state.close_streams();
         let served = match http.await {
             Ok(result) => result.map_err(ServerError::Serve),
             Err(e) => Err(ServerError::Serve(std::io::Error::other(e))),

@@ -57,6 +57,9 @@ pub struct GatewayOptions {
     /// process (the part `derived_feeds`; `/v1/access-changes` reads
     /// them). Run it in one process only.
     pub derived_feeds: bool,
+    /// Events a Server-Sent Events client of the changes feed may fall
+    /// behind the log before it is dropped (`event: dropped`).
+    pub feed_buffer: usize,
 }
 
 impl Default for GatewayOptions {
@@ -73,6 +76,7 @@ impl Default for GatewayOptions {
             registrations_per_minute_total: 60,
             relay: None,
             derived_feeds: true,
+            feed_buffer: crate::live_feed::CAPACITY,
         }
     }
 }
@@ -84,6 +88,9 @@ struct Inner {
     runtime: Arc<ProjectionRuntime>,
     background: Vec<PartHealth>,
     derived: Option<PartHealth>,
+    live_feed: crate::live_feed::LiveFeed,
+    /// Set when the service stops: long-lived answers (event streams) end.
+    closing: tokio::sync::watch::Sender<bool>,
     tokens: Tokens,
     idempotency: Idempotency,
     metrics: Metrics,
@@ -117,6 +124,8 @@ impl AppState {
             runtime,
             background,
             derived,
+            live_feed: crate::live_feed::LiveFeed::new(options.feed_buffer),
+            closing: tokio::sync::watch::channel(false).0,
             tokens,
             idempotency,
             metrics: Metrics::new(),
@@ -129,6 +138,21 @@ impl AppState {
     /// checkpoint), when this process writes them.
     pub fn derived(&self) -> Option<&PartHealth> {
         self.0.derived.as_ref()
+    }
+
+    /// The broadcast of the log's new events to the feed's SSE clients.
+    pub fn live_feed(&self) -> &crate::live_feed::LiveFeed {
+        &self.0.live_feed
+    }
+
+    /// Ends every long-lived answer (event streams): the service stops.
+    pub fn close_streams(&self) {
+        self.0.closing.send_replace(true);
+    }
+
+    /// Changes to true when the service stops.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.0.closing.subscribe()
     }
 
     pub fn service(&self) -> &Service {

@@ -12,7 +12,13 @@ use serde_json::{json, Value};
 
 /// Every entry for `token` with `query`, `limit` at a time, once the feed
 /// has reached `position`.
-async fn every_entry(h: &Harness, token: &str, query: &str, limit: u32, position: u64) -> Vec<Value> {
+async fn every_entry(
+    h: &Harness,
+    token: &str,
+    query: &str,
+    limit: u32,
+    position: u64,
+) -> Vec<Value> {
     let mut entries = Vec::new();
     let (mut after, mut seq): (u64, Option<u64>) = (0, None);
     loop {
@@ -36,7 +42,8 @@ async fn every_entry(h: &Harness, token: &str, query: &str, limit: u32, position
 }
 
 #[tokio::test]
-async fn r_share_given_a_shared_scorecard_then_each_site_sees_its_own_users_and_content_changes_only() {
+async fn r_share_given_a_shared_scorecard_then_each_site_sees_its_own_users_and_content_changes_only(
+) {
     let harness = Harness::start().await;
     let h = &harness;
     let w = h.world().await;
@@ -85,7 +92,14 @@ async fn r_share_given_a_shared_scorecard_then_each_site_sees_its_own_users_and_
     )
     .await
     .assert_problem(403, "forbidden");
-    for bad in ["limit=0", "limit=1001", "wait=6", "after=-1", "user=nobody", "since=3"] {
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "wait=6",
+        "after=-1",
+        "user=nobody",
+        "since=3",
+    ] {
         h.get(&h.operator, &format!("/v1/access-changes?{bad}"))
             .await
             .assert_problem(400, "invalid_query");

@@ -203,3 +203,211 @@ async fn serve_with_a_relay_reports_it_in_ready_and_metrics_as_it_delivers_the_l
     );
     harness.shutdown().await;
 }
+
+/// The messages of `stream` until one of `position` (or `within` passes).
+async fn read_until(
+    stream: &mut common::SseStream,
+    position: u64,
+    within: Duration,
+) -> Vec<common::SseMessage> {
+    let mut out = Vec::new();
+    while let Some(message) = stream.next(within).await {
+        let at = message.id.as_deref().and_then(|id| id.parse::<u64>().ok());
+        out.push(message);
+        if at.is_some_and(|p| p >= position) {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn server_sent_events_deliver_the_feed_in_order_live_and_resume_from_last_event_id() {
+    let harness = Harness::start().await;
+    let h = &harness;
+    let w = h.world().await;
+    let operator = [("authorization", format!("Bearer {}", h.operator))];
+    let mut stream = common::SseStream::open(h, "/v1/changes?after=0", &operator)
+        .await
+        .expect("a stream");
+    // First the log as it is, every event once, in order.
+    let history = read_until(&mut stream, w.last, Duration::from_secs(10)).await;
+    let ids: Vec<u64> = history
+        .iter()
+        .map(|m| m.id.as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=w.last).collect::<Vec<_>>());
+    assert!(history.iter().all(|m| m.event == "change"));
+    assert_eq!(history[0].data["position"], json!(1));
+    // Then live: a command written now arrives.
+    let written = h
+        .must(
+            &w.a.admin_token,
+            "RequireTwoFactor",
+            json!({"site_id": w.a.id, "required": true}),
+        )
+        .await;
+    let live = read_until(&mut stream, written, Duration::from_secs(10)).await;
+    let last = live.last().expect("the new event");
+    assert_eq!(last.id.as_deref(), Some(written.to_string().as_str()));
+    assert_eq!(last.data["event_type"], json!("TwoFactorRequirementSet"));
+    drop(stream);
+
+    // A reconnecting client resumes after its Last-Event-ID, with no gap.
+    let resume_from = w.last - 2;
+    let mut resumed = common::SseStream::open(
+        h,
+        "/v1/changes?after=0",
+        &[
+            operator[0].clone(),
+            ("last-event-id", resume_from.to_string()),
+        ],
+    )
+    .await
+    .expect("a stream");
+    let again = read_until(&mut resumed, written, Duration::from_secs(10)).await;
+    let ids: Vec<u64> = again
+        .iter()
+        .map(|m| m.id.as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids, (resume_from + 1..=written).collect::<Vec<_>>());
+
+    // A's admin, filtered to connections: only the links it is one site of.
+    let mut a_links = common::SseStream::open(
+        h,
+        "/v1/changes?category=connection",
+        &[("authorization", format!("Bearer {}", w.a.admin_token))],
+    )
+    .await
+    .expect("a stream");
+    let first = a_links
+        .next(Duration::from_secs(10))
+        .await
+        .expect("a link event");
+    assert_eq!(first.data["category"], json!("connection"));
+    assert!(first.data["stream"]
+        .as_str()
+        .unwrap()
+        .contains(&w.a.id.simple().to_string()));
+
+    // Who may not read the feed gets a problem, not a stream.
+    let refused = common::SseStream::open(
+        h,
+        "/v1/changes",
+        &[("authorization", format!("Bearer {}", w.plain_token))],
+    )
+    .await
+    .err()
+    .expect("refused");
+    refused.assert_problem(403, "forbidden");
+    let bad = common::SseStream::open(
+        h,
+        "/v1/changes",
+        &[operator[0].clone(), ("last-event-id", "yesterday".into())],
+    )
+    .await
+    .err()
+    .expect("refused");
+    bad.assert_problem(400, "invalid_query");
+    harness.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_sent_events_client_that_falls_behind_is_dropped_with_a_reason_and_resumes() {
+    // A buffer of 2 events: a burst of more than that (an import of 8
+    // users, read by the broadcast in one page) leaves the client behind.
+    let harness = Harness::start_with(shareledger_gateway::GatewayOptions {
+        feed_buffer: 2,
+        ..Default::default()
+    })
+    .await;
+    let h = &harness;
+    let w = h.world().await;
+    let operator = [("authorization", format!("Bearer {}", h.operator))];
+    let path = format!("/v1/changes?after={}", w.last);
+    let mut stream = common::SseStream::open(h, &path, &operator)
+        .await
+        .expect("a stream");
+    let mut fast = common::SseStream::open(h, &path, &operator)
+        .await
+        .expect("a stream");
+    let csv: String = std::iter::once("username,name,role\n".to_owned())
+        .chain((0..8).map(|i| format!("burst{i}@beta.org,Burst {i},presenter\n")))
+        .collect();
+    let written = h
+        .must(
+            &w.b.admin_token,
+            "ImportUsers",
+            json!({"site_id": w.b.id, "csv": csv}),
+        )
+        .await;
+    let messages = read_until(&mut stream, written, Duration::from_secs(10)).await;
+    let dropped = messages
+        .iter()
+        .find(|m| m.event == "dropped")
+        .expect("the client is dropped");
+    assert_eq!(dropped.data["code"], json!("slow_consumer"));
+    let resume_after = dropped.data["resume_after"].as_u64().unwrap();
+    assert!(resume_after < written);
+    // The stream ends after it.
+    assert!(stream.next(Duration::from_secs(2)).await.is_none());
+    // Every change before the drop was in order and gapless.
+    let delivered: Vec<u64> = messages
+        .iter()
+        .filter(|m| m.event == "change")
+        .map(|m| m.id.as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(delivered, (w.last + 1..=resume_after).collect::<Vec<_>>());
+    // Reconnecting with the position given resumes with no gap.
+    let mut again = common::SseStream::open(
+        h,
+        "/v1/changes",
+        &[
+            operator[0].clone(),
+            ("last-event-id", resume_after.to_string()),
+        ],
+    )
+    .await
+    .expect("a stream");
+    let rest: Vec<u64> = read_until(&mut again, written, Duration::from_secs(10))
+        .await
+        .iter()
+        .map(|m| m.id.as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(rest, (resume_after + 1..=written).collect::<Vec<_>>());
+    drop(fast.next(Duration::from_millis(1)).await);
+    harness.shutdown().await;
+}
+
+#[tokio::test]
+async fn fail_closed_a_stream_whose_user_is_deactivated_ends_with_closed() {
+    let harness = Harness::start().await;
+    let h = &harness;
+    let w = h.world().await;
+    let (second, token) = h.user(&w.a, "second@alpha.org", "administration").await;
+    let mut stream = common::SseStream::open(
+        h,
+        &format!("/v1/changes?after={}", w.last),
+        &[("authorization", format!("Bearer {token}"))],
+    )
+    .await
+    .expect("a stream");
+    h.must(
+        &h.operator,
+        "DeactivateUser",
+        json!({"site_id": w.a.id, "user_id": second}),
+    )
+    .await;
+    // Within one re-authorization period (5 s) the stream says why it ends.
+    let mut closed = None;
+    while let Some(message) = stream.next(Duration::from_secs(8)).await {
+        if message.event == "closed" {
+            closed = Some(message);
+            break;
+        }
+    }
+    let closed = closed.expect("the stream is closed");
+    assert_eq!(closed.data["status"], json!(403), "{closed:?}");
+    assert!(stream.next(Duration::from_secs(1)).await.is_none());
+    harness.shutdown().await;
+}

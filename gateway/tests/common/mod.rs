@@ -429,3 +429,86 @@ pub async fn issue(
 pub fn command_names() -> Vec<&'static str> {
     shareledger_gateway::commands::NAMES.to_vec()
 }
+
+/// One message of a Server-Sent Events stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SseMessage {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: Value,
+}
+
+/// A Server-Sent Events stream being read.
+pub struct SseStream {
+    response: reqwest::Response,
+    buffer: String,
+    /// Heartbeat comments seen so far.
+    pub comments: usize,
+}
+
+impl SseStream {
+    /// Opens `path` with `Accept: text/event-stream` and `headers`.
+    pub async fn open(h: &Harness, path: &str, headers: &[(&str, String)]) -> Result<Self, Reply> {
+        let mut request = h
+            .client
+            .get(format!("{}{path}", h.url))
+            .header("accept", "text/event-stream");
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.expect("the server answers");
+        let is_stream = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if response.status() != 200 || !is_stream {
+            return Err(reply(response).await);
+        }
+        Ok(Self {
+            response,
+            buffer: String::new(),
+            comments: 0,
+        })
+    }
+
+    /// The next message (not a comment), or none when the stream ends or
+    /// `within` passes first.
+    pub async fn next(&mut self, within: Duration) -> Option<SseMessage> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut message = SseMessage::default();
+                let mut data = String::new();
+                let mut comment = true;
+                for line in block.lines() {
+                    if line.starts_with(':') {
+                        continue;
+                    }
+                    comment = false;
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "event" => message.event = value.to_owned(),
+                        "id" => message.id = Some(value.to_owned()),
+                        "data" => data.push_str(value),
+                        _ => {}
+                    }
+                }
+                if comment {
+                    self.comments += 1;
+                    continue;
+                }
+                message.data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                return Some(message);
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?
+                .expect("the stream reads")?;
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+}
