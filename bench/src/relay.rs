@@ -35,6 +35,7 @@ fn config(batch: usize) -> RelayConfig {
         stream: format!("SLBENCH_{tag}"),
         prefix: format!("slbench{tag}"),
         batch,
+        derived: false,
     }
 }
 

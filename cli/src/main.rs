@@ -122,6 +122,11 @@ enum Command {
         /// `relay`. Run it in one process only.
         #[arg(long, env = "SHARELEDGER_RELAY_NATS_URL")]
         relay_nats_url: Option<String>,
+        /// Do not write the derived feeds (access changes, notifications)
+        /// in this process: `/v1/access-changes` then answers 503, and a
+        /// relay delivers none. Write them in one process only.
+        #[arg(long, env = "SHARELEDGER_NO_DERIVED_FEEDS")]
+        no_derived_feeds: bool,
     },
     /// Issue, list or revoke API tokens.
     #[command(subcommand)]
@@ -188,7 +193,10 @@ enum Command {
         /// The JetStream stream (created when missing).
         #[arg(long, default_value = "SHARELEDGER")]
         stream: String,
-        /// Subjects are `<prefix>.events.<category>`.
+        /// Subjects are `<prefix>.events.<category>`, and for the derived
+        /// feeds (streams `<STREAM>_ACCESS`, `<STREAM>_NOTIFICATIONS`)
+        /// `<prefix>.access.<user site>.<target site>` and
+        /// `<prefix>.notifications.<kind>.<site>`.
         #[arg(long, default_value = "shareledger")]
         prefix: String,
         /// First set the checkpoint to this position: deliver again from the
@@ -411,6 +419,7 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
             request_timeout_ms,
             no_history_archive,
             relay_nats_url,
+            no_derived_feeds,
             ..
         } => {
             let options = GatewayOptions {
@@ -428,6 +437,7 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
                         ..Default::default()
                     }
                 }),
+                derived_feeds: !*no_derived_feeds,
                 ..GatewayOptions::default()
             };
             let server = Server::start(pool.clone(), *listen, options)
@@ -565,11 +575,23 @@ async fn relay(
         relay.reset_checkpoint(position).await?;
     }
     if status {
+        use shareledger_projections::relay::Lane;
         let checkpoint = relay.checkpoint().await?;
+        let access = relay.lane_checkpoint(Lane::Access).await?;
+        let notifications = relay.lane_checkpoint(Lane::Notifications).await?;
         if json {
-            println!("{}", serde_json::json!({ "checkpoint": checkpoint }));
+            println!(
+                "{}",
+                serde_json::json!({
+                    "checkpoint": checkpoint,
+                    "access_checkpoint": access,
+                    "notifications_checkpoint": notifications,
+                })
+            );
         } else {
             println!("the relay has delivered the log up to position {checkpoint}");
+            println!("  access changes up to position {access}");
+            println!("  notifications up to position {notifications}");
         }
         return Ok(());
     }

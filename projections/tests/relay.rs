@@ -27,6 +27,7 @@ fn config() -> RelayConfig {
         stream: format!("SLTEST_{tag}"),
         prefix: format!("sltest{tag}"),
         batch: 7,
+        derived: false,
     }
 }
 
@@ -149,4 +150,157 @@ async fn a_relay_that_died_before_saving_its_checkpoint_publishes_nothing_twice(
     assert_eq!(delivered(&config).await, log(&db).await);
     assert_eq!(relay.checkpoint().await.unwrap(), head);
     drop_stream(&config).await;
+}
+
+/// Every message of a stream: (subject, position, seq, Nats-Msg-Id).
+async fn lane_messages(nats: &str, stream: &str) -> Vec<(String, u64, u64, String)> {
+    let client = async_nats::connect(nats).await.unwrap();
+    let js = jetstream::new(client);
+    let mut stream = js.get_stream(stream).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut out = Vec::new();
+    for sequence in 1..=last {
+        let message = stream.get_raw_message(sequence).await.unwrap();
+        let header = |name: &str| {
+            message
+                .headers
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} in {:?}", message.headers))
+                .as_str()
+                .to_owned()
+        };
+        out.push((
+            message.subject.to_string(),
+            header(POSITION_HEADER).parse().unwrap(),
+            header(shareledger_projections::relay::SEQ_HEADER)
+                .parse()
+                .unwrap(),
+            message
+                .headers
+                .get(async_nats::header::NATS_MESSAGE_ID)
+                .unwrap()
+                .as_str()
+                .to_owned(),
+        ));
+    }
+    out
+}
+
+#[tokio::test]
+async fn access_changes_and_notifications_reach_their_streams_once_in_feed_order() {
+    use shareledger_core::connection::{RevokeSharing, ShareScorecard};
+    use shareledger_projections::derived::rows::{self, FeedPoint};
+    use shareledger_projections::derived::DerivedFeeds;
+    use shareledger_projections::relay::Lane;
+
+    let db = TestDb::new().await;
+    let p = common::partners(&db).await;
+    let store = p.service.store().clone();
+    for command in [ShareScorecard {
+        site_id: p.a,
+        partner: p.b,
+        scorecard_id: p.scorecard,
+    }] {
+        p.service
+            .execute(&common::by(p.a, p.admin_a), command)
+            .await
+            .unwrap();
+    }
+    p.service
+        .execute(
+            &common::by(p.a, p.admin_a),
+            RevokeSharing {
+                site_id: p.a,
+                from: p.a,
+                to: p.b,
+            },
+        )
+        .await
+        .unwrap();
+    let head = store.head_position().await.unwrap();
+    DerivedFeeds::new(store.clone())
+        .run(Some(head))
+        .await
+        .unwrap();
+    let config = RelayConfig {
+        batch: 3,
+        derived: true,
+        ..config()
+    };
+    let relay = Relay::new(store.clone(), config.clone());
+    assert_eq!(relay.run(Some(head)).await.unwrap(), head);
+
+    let (changes, _) = rows::access_changes(&store, FeedPoint::default(), None, None, 1_000)
+        .await
+        .unwrap();
+    assert!(changes.len() >= 4, "{changes:#?}");
+    let access = lane_messages(&config.nats_url, &Lane::Access.stream_name(&config.stream)).await;
+    let expected: Vec<(String, u64, u64, String)> = changes
+        .iter()
+        .map(|c| {
+            (
+                format!(
+                    "{}.access.{}.{}",
+                    config.prefix,
+                    c.change.user_site.0.simple(),
+                    c.change.target_site.0.simple()
+                ),
+                c.position,
+                c.seq as u64,
+                format!("access:{}:{}", c.event_id, c.seq),
+            )
+        })
+        .collect();
+    assert_eq!(access, expected);
+    let notes = lane_messages(
+        &config.nats_url,
+        &Lane::Notifications.stream_name(&config.stream),
+    )
+    .await;
+    let kinds: Vec<&str> = notes
+        .iter()
+        .map(|(subject, ..)| subject.split('.').nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "connection_requested",
+            "connection_approved",
+            "scorecard_shared",
+            "link_revoked"
+        ]
+    );
+    assert_eq!(
+        relay.lane_checkpoint(Lane::Access).await.unwrap(),
+        head,
+        "the lane saved its checkpoint"
+    );
+
+    // A relay whose checkpoints were lost (or a crash before saving them)
+    // resumes after the streams' last messages: nothing is sent twice.
+    relay.reset_checkpoint(0).await.unwrap();
+    let again = Relay::new(store.clone(), config.clone());
+    assert_eq!(again.run(Some(head)).await.unwrap(), head);
+    assert_eq!(
+        lane_messages(&config.nats_url, &Lane::Access.stream_name(&config.stream)).await,
+        expected
+    );
+    assert_eq!(
+        lane_messages(
+            &config.nats_url,
+            &Lane::Notifications.stream_name(&config.stream)
+        )
+        .await
+        .len(),
+        4
+    );
+    let client = async_nats::connect(&config.nats_url).await.unwrap();
+    let js = jetstream::new(client);
+    for name in [
+        config.stream.clone(),
+        Lane::Access.stream_name(&config.stream),
+        Lane::Notifications.stream_name(&config.stream),
+    ] {
+        let _ = js.delete_stream(&name).await;
+    }
 }

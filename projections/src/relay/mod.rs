@@ -20,6 +20,10 @@
 //!   published again from its first message, and its acknowledged part
 //!   is dropped as duplicates).
 //!
+//! Beside the events, the relay delivers the derived feeds (access changes
+//! and notifications) on lanes of their own ([`derived`]), with the same
+//! guarantee.
+//!
 //! Run under the store's supervision (`supervise`), a transient fault of
 //! PostgreSQL or NATS ends a run; the next starts from the checkpoint.
 
@@ -33,6 +37,10 @@ use shareledger_events::{Direction, RecordedEvent};
 
 use crate::ProjectionError;
 
+pub mod derived;
+
+pub use derived::{Lane, SEQ_HEADER};
+
 /// Where and how the relay delivers.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -44,6 +52,9 @@ pub struct RelayConfig {
     pub prefix: String,
     /// Events published before their acknowledgements are awaited.
     pub batch: usize,
+    /// Also deliver the derived feeds (access changes, notifications) as
+    /// the derived feeds' writer (in `serve`) writes them.
+    pub derived: bool,
 }
 
 impl Default for RelayConfig {
@@ -53,6 +64,7 @@ impl Default for RelayConfig {
             stream: "SHARELEDGER".into(),
             prefix: "shareledger".into(),
             batch: 1_000,
+            derived: true,
         }
     }
 }
@@ -122,31 +134,51 @@ impl Relay {
 
     /// The position up to which every event is delivered and saved.
     pub async fn checkpoint(&self) -> Result<u64, RelayError> {
+        self.load(&checkpoint_name(&self.config.stream)).await
+    }
+
+    /// The position up to which a derived lane has delivered every entry.
+    pub async fn lane_checkpoint(&self, lane: Lane) -> Result<u64, RelayError> {
+        self.load(&lane.checkpoint_name(&self.config.stream)).await
+    }
+
+    async fn load(&self, name: &str) -> Result<u64, RelayError> {
         let position: Option<i64> =
             sqlx::query_scalar("SELECT position FROM sl_checkpoints WHERE name = $1")
-                .bind(checkpoint_name(&self.config.stream))
+                .bind(name)
                 .fetch_optional(self.store.pool())
                 .await?;
         Ok(position.unwrap_or(0) as u64)
     }
 
     async fn save(&self, position: u64) -> Result<(), RelayError> {
+        self.save_as(&checkpoint_name(&self.config.stream), position)
+            .await
+    }
+
+    async fn save_as(&self, name: &str, position: u64) -> Result<(), RelayError> {
         sqlx::query(
             "INSERT INTO sl_checkpoints (name, position) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
         )
-        .bind(checkpoint_name(&self.config.stream))
+        .bind(name)
         .bind(position as i64)
         .execute(self.store.pool())
         .await?;
         Ok(())
     }
 
-    /// Sets the checkpoint (`shareledger relay --from`): the next run
-    /// publishes from the event after `position` (events JetStream already
-    /// holds are dropped as duplicates within its window).
+    /// Sets the checkpoints (`shareledger relay --from`): the next run
+    /// publishes from the event (and the derived entries) after `position`
+    /// (what JetStream already holds is dropped as duplicates within its
+    /// window).
     pub async fn reset_checkpoint(&self, position: u64) -> Result<(), RelayError> {
-        self.save(position).await
+        self.save(position).await?;
+        for lane in [Lane::Access, Lane::Notifications] {
+            self.save_as(&lane.checkpoint_name(&self.config.stream), position)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The stream, created with the subjects and a duplicate window if
@@ -176,14 +208,32 @@ impl Relay {
             .unwrap_or(0))
     }
 
-    /// Delivers the log until position `until` is acknowledged (or forever
-    /// with `None`); returns the position reached.
+    /// Delivers the log (and, with [`RelayConfig::derived`], the derived
+    /// feeds) until position `until` is acknowledged (or forever with
+    /// `None`); returns the events' position reached.
     pub async fn run(&self, until: Option<u64>) -> Result<u64, RelayError> {
         let client = async_nats::connect(&self.config.nats_url)
             .await
             .map_err(nats)?;
         let js = jetstream::new(client);
-        let mut stream = self.stream(&js).await?;
+        if !self.config.derived {
+            return self.run_events(&js, until).await;
+        }
+        let (reached, _, _) = tokio::try_join!(
+            self.run_events(&js, until),
+            self.run_lane(&js, Lane::Access, until),
+            self.run_lane(&js, Lane::Notifications, until),
+        )?;
+        Ok(reached)
+    }
+
+    /// The events' lane.
+    async fn run_events(
+        &self,
+        js: &jetstream::Context,
+        until: Option<u64>,
+    ) -> Result<u64, RelayError> {
+        let mut stream = self.stream(js).await?;
         let mut position = self
             .checkpoint()
             .await?
