@@ -23,6 +23,7 @@ pub struct Metrics {
     latency: HistogramVec,
     commands: HistogramVec,
     lag: IntGaugeVec,
+    position: IntGaugeVec,
     following: IntGaugeVec,
     restarts: IntGaugeVec,
     database_up: prometheus::IntGauge,
@@ -71,6 +72,14 @@ impl Metrics {
             &["part"],
         )
         .expect("valid metric");
+        let position = IntGaugeVec::new(
+            Opts::new(
+                "part_position",
+                "The log position a background part has applied (the relay: delivered and acknowledged); its rate is the part's throughput in events/s",
+            ),
+            &["part"],
+        )
+        .expect("valid metric");
         let following = IntGaugeVec::new(
             Opts::new(
                 "part_following",
@@ -97,6 +106,7 @@ impl Metrics {
             Box::new(latency.clone()),
             Box::new(commands.clone()),
             Box::new(lag.clone()),
+            Box::new(position.clone()),
             Box::new(following.clone()),
             Box::new(restarts.clone()),
             Box::new(database_up.clone()),
@@ -109,6 +119,7 @@ impl Metrics {
             latency,
             commands,
             lag,
+            position,
             following,
             restarts,
             database_up,
@@ -123,9 +134,12 @@ impl Metrics {
     }
 
     /// Sets a background part's figures.
-    pub fn set_part(&self, part: &str, following: bool, lag: u64, restarts: u64) {
+    pub fn set_part(&self, part: &str, following: bool, position: u64, lag: u64, restarts: u64) {
         let clamp = |n: u64| n.min(i64::MAX as u64) as i64;
         self.lag.with_label_values(&[part]).set(clamp(lag));
+        self.position
+            .with_label_values(&[part])
+            .set(clamp(position));
         self.following
             .with_label_values(&[part])
             .set(i64::from(following));

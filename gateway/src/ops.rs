@@ -74,9 +74,13 @@ fn parts(state: &AppState, head: u64) -> Vec<PartReadiness> {
             let status = part.status();
             let following = status.is_following(max_silence);
             let lag = head.saturating_sub(status.position);
-            state
-                .metrics()
-                .set_part(part.name(), following, lag, status.restarts);
+            state.metrics().set_part(
+                part.name(),
+                following,
+                status.position,
+                lag,
+                status.restarts,
+            );
             PartReadiness {
                 name: part.name().to_owned(),
                 state: status.state,

@@ -198,9 +198,63 @@ async fn serve_with_a_relay_reports_it_in_ready_and_metrics_as_it_delivers_the_l
     .await;
     let metrics = h.get(&h.operator, "/metrics").await;
     assert!(
-        metrics.text.contains("part=\"relay\""),
-        "the relay's lag in /metrics"
+        metrics
+            .text
+            .contains("shareledger_part_lag_events{part=\"relay\"}"),
+        "the relay's lag in /metrics: {}",
+        metrics.text
     );
+    assert!(
+        metrics
+            .text
+            .contains("shareledger_part_position{part=\"relay\"}"),
+        "the relay's position (its rate: throughput) in /metrics"
+    );
+    // The derived feeds are written by the service and delivered too: B's
+    // admin gained access to the shared scorecard (an access change) and
+    // was told of the share (a notification).
+    let client = async_nats::connect(shareledger_tests::nats::nats_url())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    for (lane, subject) in [
+        (
+            "ACCESS",
+            format!(
+                "slserve{tag}.access.{}.{}",
+                w.b.id.simple(),
+                w.a.id.simple()
+            ),
+        ),
+        (
+            "NOTIFICATIONS",
+            format!(
+                "slserve{tag}.notifications.scorecard_shared.{}",
+                w.b.id.simple()
+            ),
+        ),
+    ] {
+        let name = format!("SLSERVE_{tag}_{lane}");
+        h.eventually(
+            &format!("{lane} delivered"),
+            Duration::from_secs(30),
+            || {
+                let (js, name, subject) = (js.clone(), name.clone(), subject.clone());
+                async move {
+                    match js.get_stream(&name).await {
+                        Ok(stream) => stream
+                            .get_last_raw_message_by_subject(&subject)
+                            .await
+                            .is_ok(),
+                        Err(_) => false,
+                    }
+                }
+            },
+        )
+        .await;
+        let _ = js.delete_stream(&name).await;
+    }
+    let _ = js.delete_stream(format!("SLSERVE_{tag}")).await;
     harness.shutdown().await;
 }
 
