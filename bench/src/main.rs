@@ -21,12 +21,14 @@
 //! cargo run --release -p shareledger-bench -- http [--quick]
 //! cargo run --release -p shareledger-bench -- faults [--quick]
 //! cargo run --release -p shareledger-bench -- relay [--quick]
+//! cargo run --release -p shareledger-bench -- feed [--quick]
 //! ```
 
 mod access;
 mod append;
 mod audit;
 mod commands;
+mod feed;
 mod hot_site;
 mod http;
 mod relay;
@@ -66,6 +68,9 @@ enum Command {
     /// The relay to NATS JetStream vs raw async-nats publishes of the same
     /// messages, and a crash drill counting lost and duplicated events.
     Relay(CommonArgs),
+    /// The changes feed: commit-to-delivery latency with 100 connected
+    /// clients, by Server-Sent Events vs long polls.
+    Feed(CommonArgs),
 }
 
 /// The `commands` benchmark's options.
@@ -125,6 +130,10 @@ fn main() -> anyhow::Result<()> {
             Command::Relay(args) => {
                 report::print_header("relay", args.quick).await?;
                 relay::run(args).await
+            }
+            Command::Feed(args) => {
+                report::print_header("feed", args.quick).await?;
+                feed::run(args).await
             }
         }
     })
