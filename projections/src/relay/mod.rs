@@ -8,7 +8,8 @@
 //!   `ShareLedger-Position` = its position in the log;
 //! * the relay publishes a batch, waits for JetStream's acknowledgement of
 //!   every message, and only then saves its checkpoint (`sl_checkpoints`,
-//!   name `relay:<stream>`);
+//!   name `relay:<stream>`; while the next batch is out, so it may be a
+//!   batch behind what JetStream holds);
 //! * on start it resumes after the later of its checkpoint and the
 //!   position of the stream's last message: what was published and
 //!   acknowledged before a crash (kill -9 between the acknowledgement and
@@ -241,15 +242,21 @@ impl Relay {
         if let Some(health) = &self.health {
             health.advanced(position);
         }
-        // The next page is read while the last one's acknowledgements
-        // are awaited: PostgreSQL and JetStream work side by side.
+        // The next page is read, and the last batch's checkpoint saved,
+        // while a batch's acknowledgements are awaited: PostgreSQL and
+        // JetStream work side by side. (A checkpoint one batch behind loses
+        // nothing: a run resumes after the stream's last message.)
         let mut next: Option<Vec<RecordedEvent>> = None;
+        let mut unsaved: Option<u64> = None;
         while until.is_none_or(|u| position < u) {
             let page = match next.take() {
                 Some(page) => page,
                 None => self.page_after(position).await?,
             };
             if page.is_empty() {
+                if let Some(p) = unsaved.take() {
+                    self.save(p).await?;
+                }
                 if until.is_some() {
                     // Asked to reach a position the log does not hold yet.
                     let head = self.store.head_position().await?;
@@ -277,20 +284,34 @@ impl Relay {
                 Ok::<(), RelayError>(())
             };
             let more = until.is_none_or(|u| last < u);
-            let (acknowledged, read) = tokio::join!(acknowledged, async {
-                if more {
-                    self.page_after(last).await.map(Some)
-                } else {
-                    Ok(None)
+            let saved = async {
+                match unsaved.take() {
+                    Some(p) => self.save(p).await,
+                    None => Ok(()),
                 }
-            });
+            };
+            let (acknowledged, read, saved) = tokio::join!(
+                acknowledged,
+                async {
+                    if more {
+                        self.page_after(last).await.map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                },
+                saved
+            );
             acknowledged?;
+            saved?;
             position = last;
-            self.save(position).await?;
+            unsaved = Some(position);
             if let Some(health) = &self.health {
                 health.advanced(position);
             }
             next = read?;
+        }
+        if let Some(p) = unsaved {
+            self.save(p).await?;
         }
         Ok(position)
     }
