@@ -44,6 +44,13 @@
 //! * `access_viewers`: the reverse lookup of an object on the scorecard the
 //!   broadcaster shares with many partners, against Cedar asked for every
 //!   user of the owner and of every site the owner shares with.
+//! * `access_derive`: the derived feed of access changes
+//!   (`AccessIndex::apply_tracked`, what the service's `derived_feeds` part
+//!   runs) on the same log from the start, for at most [`DERIVE_BUDGET`],
+//!   against plain `apply` of the same events; `ratio` = tracked events/s ÷
+//!   plain events/s; `changes` counts the access changes derived. It shows
+//!   what deriving costs on a big world: each content event of a site is
+//!   diffed for the site's users and its partners'.
 //! * `access_memory`: resident memory (VmRSS, after `malloc_trim`) added by
 //!   loading the index, and by building Cedar's entities; `ratio` = Cedar's ÷
 //!   ours. Both include allocator overhead and fragmentation.
@@ -144,6 +151,7 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
     report::quiesce(db.pool()).await;
 
     let index = compare_rebuild(&store, &world, written.events).await?;
+    compare_derive(&store, written.events).await?;
     let (loaded, index_rss) = index;
     // As `LiveAccess::start` serves it: laid out afresh after loading.
     let started = Instant::now();
@@ -281,6 +289,55 @@ async fn scan(
     }
     anyhow::ensure!(read == head, "read {read} events, the log holds {head}");
     Ok(started.elapsed())
+}
+
+/// The longest `access_derive` derives.
+const DERIVE_BUDGET: Duration = Duration::from_secs(60);
+
+/// `access_derive`.
+async fn compare_derive(store: &PgEventStore, head: u64) -> anyhow::Result<()> {
+    progress("derive: access changes from the start of the log");
+    let mut index = AccessIndex::new();
+    let (mut next, mut changes) = (1u64, 0u64);
+    let mut tracked = Duration::ZERO;
+    let mut pages: Vec<Vec<shareledger_events::RecordedEvent>> = Vec::new();
+    while next <= head && tracked < DERIVE_BUDGET {
+        let page = store
+            .read_all(Direction::Forwards, PositionFrom::At(next), PAGE)
+            .await
+            .with_context(|| format!("read_all from {next}"))?;
+        let Some(last) = page.last() else { break };
+        next = last.global_position + 1;
+        let started = Instant::now();
+        for event in &page {
+            changes += index.apply_tracked(event)?.len() as u64;
+            if started.elapsed() + tracked >= DERIVE_BUDGET {
+                next = event.global_position + 1;
+                break;
+            }
+        }
+        tracked += started.elapsed();
+        pages.push(page);
+    }
+    let derived = next - 1;
+    drop(index);
+    let mut plain_index = AccessIndex::new();
+    let started = Instant::now();
+    for event in pages.iter().flatten().take(derived as usize) {
+        plain_index.apply(event)?;
+    }
+    let plain = started.elapsed();
+    let rate = |d: Duration| derived as f64 / d.as_secs_f64().max(1e-9);
+    Line::new("access_derive")
+        .text("events", derived)
+        .text("of", head)
+        .text("changes", changes)
+        .count("tracked_events_per_s", rate(tracked))
+        .count("plain_events_per_s", rate(plain))
+        .ms("tracked_s", tracked.as_secs_f64())
+        .ms("load1", load1())
+        .ratio(rate(tracked), rate(plain));
+    Ok(())
 }
 
 /// `access_rebuild`; returns the index and the resident memory it added.

@@ -95,7 +95,9 @@ impl Harness {
     }
 
     pub async fn start_with(options: GatewayOptions) -> Self {
-        let db = TestDb::new().await;
+        // The service's own default pool size (`serve --db-connections`):
+        // its background parts each hold a connection while they wait.
+        let db = TestDb::with_pool_size(16).await;
         let server = Server::start(
             db.pool().clone(),
             "127.0.0.1:0".parse().expect("an address"),
