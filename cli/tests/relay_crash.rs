@@ -4,6 +4,9 @@
 //! whole log. What must hold: the stream holds every event of the log
 //! exactly once, in log order, with no gap (lost=0, duplicated=0), however
 //! the kills fell between a batch's acknowledgement and its checkpoint.
+//! The same for the derived feeds' lane of access changes, delivered by the
+//! same process beside the events (rows written into its table here, three
+//! per position, as the service's derived feeds part writes them).
 
 use std::collections::BTreeSet;
 use std::process::Stdio;
@@ -42,6 +45,21 @@ async fn a_relay_killed_with_sigkill_again_and_again_delivers_every_event_once_i
             .unwrap();
     }
     let head = store.head_position().await.unwrap();
+    sqlx::query(
+        "INSERT INTO sl_access_changes SELECT p, s, gen_random_uuid(), 'Test', now(), \
+         gen_random_uuid(), gen_random_uuid(), 'user@test.org', gen_random_uuid(), 'scorecard', \
+         gen_random_uuid(), 'Scorecard', NULL, 'browser' \
+         FROM generate_series(1, $1::bigint) p, generate_series(0, 2) s",
+    )
+    .bind(head as i64)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO sl_checkpoints (name, position) VALUES ('derived', $1)")
+        .bind(head as i64)
+        .execute(db.pool())
+        .await
+        .unwrap();
     let tag = Uuid::new_v4().simple().to_string();
     let (name, prefix) = (format!("SLCRASH_{tag}"), format!("slcrash{tag}"));
     let url = nats_url();
@@ -58,9 +76,13 @@ async fn a_relay_killed_with_sigkill_again_and_again_delivers_every_event_once_i
             .spawn()
             .expect("relay starts");
         let deadline = Instant::now() + Duration::from_secs(120);
+        let lane = format!("{name}_ACCESS");
         loop {
             let delivered = progress(&js, &name).await;
-            if delivered >= head.min(mark) {
+            // The last run goes on until the access changes' lane is
+            // delivered too; the kills fall wherever that lane is then.
+            let lane_done = mark != u64::MAX || progress(&js, &lane).await >= 3 * head;
+            if delivered >= head.min(mark) && lane_done {
                 break;
             }
             assert!(
@@ -113,5 +135,39 @@ async fn a_relay_killed_with_sigkill_again_and_again_delivers_every_event_once_i
     assert_eq!((lost, duplicated), (0, 0));
     assert_eq!(positions, (1..=head).collect::<Vec<_>>());
     assert_eq!(ids, log);
-    let _ = js.delete_stream(&name).await;
+
+    // The access changes' lane: every row once, in (position, seq) order.
+    let lane = format!("{name}_ACCESS");
+    let mut s = js.get_stream(&lane).await.unwrap();
+    let last = s.info().await.unwrap().state.last_sequence;
+    let mut delivered: Vec<(u64, u64)> = Vec::new();
+    let mut lane_ids = BTreeSet::new();
+    for sequence in 1..=last {
+        let m = s.get_raw_message(sequence).await.unwrap();
+        let header = |name: &str| -> u64 { m.headers.get(name).unwrap().as_str().parse().unwrap() };
+        delivered.push((header("ShareLedger-Position"), header("ShareLedger-Seq")));
+        lane_ids.insert(
+            m.headers
+                .get(async_nats::header::NATS_MESSAGE_ID)
+                .unwrap()
+                .as_str()
+                .to_owned(),
+        );
+    }
+    let expected: Vec<(u64, u64)> = (1..=head)
+        .flat_map(|p| (0..3).map(move |s| (p, s)))
+        .collect();
+    assert_eq!(lane_ids.len(), delivered.len(), "no access change twice");
+    let first_difference = delivered
+        .iter()
+        .zip(&expected)
+        .position(|(got, want)| got != want);
+    assert_eq!(
+        (delivered.len(), first_difference),
+        (expected.len(), None),
+        "every access change once, in order"
+    );
+    for stream in [name.clone(), lane, format!("{name}_NOTIFICATIONS")] {
+        let _ = js.delete_stream(&stream).await;
+    }
 }
