@@ -18,6 +18,15 @@
 //! * anything else (renames, the site's settings, requests, code claims):
 //!   no one, since the rule does not read it.
 //!
+//! For the commonest content events the targets whose level can change
+//! are known from the event too ([`AccessIndex::candidates`]), and only
+//! those are compared, target by target, instead of everything each
+//! user sees: a scorecard or object created (itself); an object placed on
+//! or removed from a scorecard (the object and everything inside it, and
+//! the partners' objects the site's aggregations into those bring, with
+//! everything inside them); a relationship made or removed (its partner
+//! object and everything inside it). Other events compare whole views.
+//!
 //! The property test `projections/tests/access_oracle.rs` holds the result
 //! equal, event by event, to the difference of the oracle's Q-3 answers
 //! before and after the event.
@@ -26,10 +35,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use shareledger_core::catalog::{
-    AccessLevel, ConnectionEvent, ContentEvent, Name, SiteEvent, SiteId, UserId, Username,
+    AccessLevel, ConnectionEvent, ContentEvent, Name, ObjectId, SiteEvent, SiteId, UserId, Username,
 };
 use shareledger_events::RecordedEvent;
 
+use super::index::RelTarget;
 use super::{AccessIndex, LookupQuery, Target, MAX_PAGE};
 use crate::decode::{decode, Decoded};
 use crate::ProjectionError;
@@ -88,14 +98,19 @@ impl AccessIndex {
         &mut self,
         event: &RecordedEvent,
     ) -> Result<Vec<AccessChange>, ProjectionError> {
-        let concerned = decode(event)
-            .ok()
-            .flatten()
-            .map(|decoded| self.concerned(&decoded))
+        let decoded = decode(event).ok().flatten();
+        let concerned = decoded
+            .as_ref()
+            .map(|d| self.concerned(d))
             .unwrap_or_default();
+        let candidates = decoded.as_ref().and_then(|d| self.candidates(d));
+        let view = |index: &Self, user: UserId| match &candidates {
+            Some(targets) => index.seen_of(user, targets),
+            None => index.seen_by(user),
+        };
         let before: Vec<(UserId, Seen)> = concerned
             .iter()
-            .map(|user| (*user, self.seen_by(*user)))
+            .map(|user| (*user, view(self, *user)))
             .collect();
         self.apply(event)?;
         let mut changes = Vec::new();
@@ -106,7 +121,7 @@ impl AccessIndex {
             else {
                 continue;
             };
-            let after = self.seen_by(user);
+            let after = view(self, user);
             let targets: BTreeSet<&Target> = before.keys().chain(after.keys()).collect();
             for target in targets {
                 let was = before.get(target);
@@ -187,6 +202,82 @@ impl AccessIndex {
             Decoded::SiteCode(_) => {}
         }
         users
+    }
+
+    /// The targets whose level the event can change, when the event alone
+    /// tells (see the module's documentation); `None`: any.
+    pub fn candidates(&self, decoded: &Decoded) -> Option<Vec<Target>> {
+        let Decoded::Content { site, event } = decoded else {
+            return None;
+        };
+        let mut targets = Vec::new();
+        match event {
+            ContentEvent::ScorecardCreated { scorecard_id, .. } => {
+                targets.push(Target::Scorecard(*scorecard_id));
+            }
+            ContentEvent::ObjectCreated { object_id, .. } => {
+                targets.push(Target::Object(*object_id));
+            }
+            ContentEvent::ObjectPlacedOnScorecard { object_id, .. }
+            | ContentEvent::ObjectRemovedFromScorecard { object_id, .. } => {
+                let inside = self.subtree(*object_id);
+                // The site's users' level on these objects may change, and
+                // with it what the site's aggregations into them bring.
+                let brought: Vec<ObjectId> = self
+                    .relationships
+                    .values()
+                    .filter(|rel| {
+                        rel.site == *site
+                            && matches!(rel.target, RelTarget::Aggregation(into) if inside.contains(&into))
+                    })
+                    .map(|rel| rel.object)
+                    .collect();
+                targets.extend(inside.iter().map(|o| Target::Object(*o)));
+                for object in brought {
+                    targets.extend(self.subtree(object).into_iter().map(Target::Object));
+                }
+            }
+            ContentEvent::SharedObjectLinked { object_id, .. }
+            | ContentEvent::SharedMeasureAggregated { object_id, .. } => {
+                targets.extend(self.subtree(*object_id).into_iter().map(Target::Object));
+            }
+            ContentEvent::RelationshipRemoved {
+                relationship_id, ..
+            } => {
+                let rel = self.relationships.get(relationship_id)?;
+                targets.extend(self.subtree(rel.object).into_iter().map(Target::Object));
+            }
+            _ => return None,
+        }
+        targets.sort_unstable();
+        targets.dedup();
+        Some(targets)
+    }
+
+    /// The object and every object inside it (transitively).
+    fn subtree(&self, object: ObjectId) -> BTreeSet<ObjectId> {
+        let mut found = BTreeSet::new();
+        let mut todo = vec![object];
+        while let Some(next) = todo.pop() {
+            if found.insert(next) {
+                if let Some(info) = self.objects.get(&next) {
+                    todo.extend(info.children.iter().copied());
+                }
+            }
+        }
+        found
+    }
+
+    /// The user's level on each of `targets` the user can see.
+    fn seen_of(&self, user: UserId, targets: &[Target]) -> Seen {
+        targets
+            .iter()
+            .filter_map(|target| {
+                let level = self.level(user, *target).ok().flatten()?;
+                let site = self.owner(*target).ok()?;
+                Some((*target, (site, level, self.target_name(*target))))
+            })
+            .collect()
     }
 
     /// Everything the user can see now (Q-2, every page); nothing for a

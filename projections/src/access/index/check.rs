@@ -244,10 +244,14 @@ impl AccessIndex {
         target_site == Some(user.site)
     }
 
-    /// Whether the user has a level on the relationship's target.
+    /// Whether the user has a level on the relationship's target (none on
+    /// an archived one: between an archive and the relationship's removal,
+    /// written in the same append, it gives nothing).
     fn relation_target_level(&self, user: &UserInfo, info: &RelInfo) -> bool {
         match info.target {
-            RelTarget::Scorecard(s) => self.own_scorecard_level(user, s).is_some(),
+            RelTarget::Scorecard(s) => {
+                self.scorecards.contains_key(&s) && self.own_scorecard_level(user, s).is_some()
+            }
             RelTarget::Aggregation(o) => self.own_object_level(user, o).is_some(),
         }
     }
