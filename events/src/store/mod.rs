@@ -47,7 +47,7 @@ pub use chain::{
     Sealer, SealerOptions, VerifyOptions, VerifyReport, GENESIS, HASHED_COLUMN_NAMES,
 };
 pub use error::LogError;
-pub use subscription::{Subscription, SubscriptionOptions};
+pub use subscription::{Subscription, SubscriptionOptions, CHANNEL as LOG_CHANNEL};
 
 /// The schema migrations (the `migrations/` folder at the workspace root),
 /// embedded at compile time.

@@ -33,7 +33,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use shareledger_events::store::supervise::PartHealth;
-use shareledger_events::store::{PgEventStore, PositionFrom};
+use shareledger_events::store::{PgEventStore, PositionFrom, LOG_CHANNEL};
 use shareledger_events::{Direction, RecordedEvent};
 
 use crate::ProjectionError;
@@ -248,6 +248,7 @@ impl Relay {
         // nothing: a run resumes after the stream's last message.)
         let mut next: Option<Vec<RecordedEvent>> = None;
         let mut unsaved: Option<u64> = None;
+        let mut listener: Option<sqlx::postgres::PgListener> = None;
         while until.is_none_or(|u| position < u) {
             let page = match next.take() {
                 Some(page) => page,
@@ -264,7 +265,26 @@ impl Relay {
                         return Ok(position);
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Caught up: wait for the log's notification of an append
+                // (at most a second), listening first and reading again so
+                // that nothing committed before LISTEN is missed.
+                match &mut listener {
+                    None => {
+                        let mut new =
+                            sqlx::postgres::PgListener::connect_with(self.store.pool()).await?;
+                        new.listen(LOG_CHANNEL).await?;
+                        listener = Some(new);
+                    }
+                    Some(listener) => {
+                        if let Ok(Err(e)) =
+                            tokio::time::timeout(Duration::from_secs(1), listener.recv()).await
+                        {
+                            // It reconnects on its next call; the next read
+                            // fails, ending the run, if the database is away.
+                            tracing::warn!(error = %e, "the relay's listener was lost");
+                        }
+                    }
+                }
                 continue;
             }
             let mut acks = Vec::with_capacity(page.len());
