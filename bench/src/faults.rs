@@ -111,6 +111,10 @@ pub struct Report {
     pub consequence_applied: bool,
     /// Whether the integrity chain was sealed to the head.
     pub sealed_to_head: bool,
+    /// Whether the derived feed of access changes reached the head and
+    /// equals the one derived afresh from the log: every event's changes
+    /// once, whatever the fault cut.
+    pub derived_exact: bool,
     /// How many times background parts ran again after faults.
     pub restarts: u64,
 }
@@ -277,6 +281,11 @@ pub async fn run(drill: Drill, load: Load) -> anyhow::Result<Report> {
         sealed_to_head(&direct).await
     })
     .await;
+    let derived_exact = eventually(Duration::from_secs(30), || async {
+        derived_at_head(&direct).await
+    })
+    .await
+        && derived_equal_afresh(&direct).await?;
     let ready = api
         .get_anonymous("/ready")
         .await
@@ -319,6 +328,7 @@ pub async fn run(drill: Drill, load: Load) -> anyhow::Result<Report> {
         in_flight: log.in_flight,
         consequence_applied,
         sealed_to_head,
+        derived_exact,
         restarts,
     };
     server.shutdown().await?;
@@ -489,6 +499,64 @@ async fn relationship_removed(pool: &PgPool, partner: Uuid) -> bool {
     .fetch_one(pool)
     .await
     .is_ok_and(|n| n > 0)
+}
+
+/// Whether the derived feeds' checkpoint is the log's head.
+async fn derived_at_head(pool: &PgPool) -> bool {
+    let store = PgEventStore::new(pool.clone());
+    match (
+        store.head_position().await,
+        shareledger_projections::derived::rows::checkpoint(&store).await,
+    ) {
+        (Ok(head), Ok(at)) => head == at,
+        _ => false,
+    }
+}
+
+/// Whether the stored access changes equal those derived afresh from the
+/// log, event by event, up to the feeds' checkpoint.
+async fn derived_equal_afresh(pool: &PgPool) -> anyhow::Result<bool> {
+    use shareledger_events::store::PositionFrom;
+    use shareledger_events::Direction;
+    use shareledger_projections::derived::rows::{self, FeedPoint};
+    let store = PgEventStore::new(pool.clone());
+    let (stored, head) = rows::access_changes(&store, FeedPoint::default(), None, None, 10_000_000)
+        .await
+        .context("the stored access changes")?;
+    let stored: Vec<_> = stored
+        .into_iter()
+        .map(|e| (e.position, e.seq, e.change))
+        .collect();
+    let mut index = shareledger_projections::access::AccessIndex::new();
+    let mut afresh = Vec::new();
+    let mut at = 0;
+    while at < head {
+        let page = store
+            .read_all(Direction::Forwards, PositionFrom::At(at + 1), 2_000)
+            .await
+            .context("reading the log")?;
+        let Some(last) = page.last().map(|e| e.global_position) else {
+            break;
+        };
+        for event in page.iter().filter(|e| e.global_position <= head) {
+            let changes = index.apply_tracked(event)?;
+            afresh.extend(
+                changes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(seq, c)| (event.global_position, seq as u32, c)),
+            );
+        }
+        at = last;
+    }
+    if stored != afresh {
+        eprintln!(
+            "the derived feed differs from a fresh derivation: {} stored, {} afresh",
+            stored.len(),
+            afresh.len()
+        );
+    }
+    Ok(stored == afresh)
 }
 
 async fn sealed_to_head(pool: &PgPool) -> bool {

@@ -42,6 +42,7 @@ fn assert_survived(drill: &str, r: &Report) {
     assert_eq!(r.lost, 0, "{drill}: acknowledged commands missing");
     assert!(r.consequence_applied, "{drill}: the consequence");
     assert!(r.sealed_to_head, "{drill}: the chain");
+    assert!(r.derived_exact, "{drill}: the access changes feed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

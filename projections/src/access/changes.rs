@@ -44,10 +44,11 @@ use super::{AccessIndex, LookupQuery, Target, MAX_PAGE};
 use crate::decode::{decode, Decoded};
 use crate::ProjectionError;
 
-/// One user's access to one target, changed by one event.
+/// One user's access to one target, changed by one event (the audit's
+/// `history::AccessChange` is one that changed between two moments).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct AccessChange {
+pub struct EventAccessChange {
     /// The user's site.
     pub user_site: SiteId,
     pub user: UserId,
@@ -64,7 +65,7 @@ pub struct AccessChange {
     pub after: Option<AccessLevel>,
 }
 
-/// What kind of change an [`AccessChange`] is.
+/// What kind of change an [`EventAccessChange`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -77,7 +78,7 @@ pub enum ChangeKind {
     Changed,
 }
 
-impl AccessChange {
+impl EventAccessChange {
     /// Gained, lost or changed.
     pub fn kind(&self) -> ChangeKind {
         match (self.before, self.after) {
@@ -97,7 +98,7 @@ impl AccessIndex {
     pub fn apply_tracked(
         &mut self,
         event: &RecordedEvent,
-    ) -> Result<Vec<AccessChange>, ProjectionError> {
+    ) -> Result<Vec<EventAccessChange>, ProjectionError> {
         let decoded = decode(event).ok().flatten();
         let concerned = decoded
             .as_ref()
@@ -131,7 +132,7 @@ impl AccessIndex {
                     let Some((target_site, _, target_name)) = is.or(was) else {
                         continue;
                     };
-                    changes.push(AccessChange {
+                    changes.push(EventAccessChange {
                         user_site,
                         user,
                         username: username.clone(),

@@ -14,7 +14,7 @@ mod facts;
 mod index;
 mod live;
 
-pub use changes::{AccessChange, ChangeKind};
+pub use changes::{ChangeKind, EventAccessChange};
 pub use explain::{Explanation, Fact, Missing, Path, Step};
 pub use facts::{Person, UserFacts};
 pub use index::{AccessIndex, IndexSizes};

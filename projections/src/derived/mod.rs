@@ -1,6 +1,6 @@
 //! The derived feeds (issue 17, parts 2 and 4): beside the log's raw
 //! events, *who gained, lost or changed access to what* with each event
-//! ([`AccessChange`], from [`AccessIndex::apply_tracked`]) and the
+//! ([`EventAccessChange`], from [`AccessIndex::apply_tracked`]) and the
 //! notifications each event makes ([`notifications`]).
 //!
 //! One follower ([`DerivedFeeds`]) keeps its own access index, applies the
@@ -29,7 +29,7 @@ use shareledger_events::store::{PgEventStore, PositionFrom, SubscriptionOptions}
 use shareledger_events::{Direction, RecordedEvent};
 use tokio::sync::Mutex;
 
-use crate::access::{AccessChange, AccessIndex};
+use crate::access::{AccessIndex, EventAccessChange};
 use crate::decode::decode;
 use crate::ProjectionError;
 use notifications::{Notification, Notifier};
@@ -44,7 +44,7 @@ pub struct Derived {
     pub event_id: uuid::Uuid,
     pub event_type: String,
     pub recorded_at: chrono::DateTime<chrono::Utc>,
-    pub access: Vec<AccessChange>,
+    pub access: Vec<EventAccessChange>,
     pub notifications: Vec<Notification>,
 }
 

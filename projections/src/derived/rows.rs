@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::notifications::Notification;
 use super::{Derived, CHECKPOINT};
-use crate::access::{AccessChange, ChangeKind, Target};
+use crate::access::{ChangeKind, EventAccessChange, Target};
 use crate::ProjectionError;
 
 /// The position up to which both feeds are written.
@@ -129,7 +129,7 @@ struct AccessColumns {
 }
 
 impl AccessColumns {
-    fn push(&mut self, d: &Derived, seq: usize, c: &AccessChange) {
+    fn push(&mut self, d: &Derived, seq: usize, c: &EventAccessChange) {
         let (kind, id) = match c.target {
             Target::Scorecard(id) => ("scorecard", id.0),
             Target::Object(id) => ("object", id.0),
@@ -205,7 +205,7 @@ pub struct AccessChangeEntry {
     pub recorded_at: DateTime<Utc>,
     pub kind: ChangeKind,
     #[serde(flatten)]
-    pub change: AccessChange,
+    pub change: EventAccessChange,
 }
 
 /// Where a page of a feed starts: after this (position, seq).
@@ -280,7 +280,7 @@ fn entry(row: &sqlx::postgres::PgRow) -> Result<AccessChangeEntry, ProjectionErr
     } else {
         Target::Object(shareledger_core::catalog::ObjectId(target_id))
     };
-    let change = AccessChange {
+    let change = EventAccessChange {
         user_site: SiteId(row.get("user_site")),
         user: UserId(row.get("user_id")),
         username: shareledger_core::catalog::Username::parse(&row.get::<String, _>("username"))
