@@ -199,8 +199,9 @@ enum Command {
         /// `<prefix>.notifications.<kind>.<site>`.
         #[arg(long, default_value = "shareledger")]
         prefix: String,
-        /// First set the checkpoint to this position: deliver again from the
-        /// next event (JetStream drops what it holds within its window).
+        /// First set the checkpoints to this position. A run resumes after
+        /// the later of a checkpoint and its stream's last message, so this
+        /// skips ahead only; to deliver again, delete the stream first.
         #[arg(long)]
         from: Option<u64>,
         /// Print the checkpoint and stop.

@@ -465,3 +465,58 @@ async fn fail_closed_a_stream_whose_user_is_deactivated_ends_with_closed() {
     assert!(stream.next(Duration::from_secs(1)).await.is_none());
     harness.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_idle_service_with_a_relay_and_the_derived_feeds_stays_ready() {
+    // Parts count as following while in touch with the log within
+    // max_silence; a quiet log must not make the relay or the derived feeds
+    // look stalled.
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let harness = Harness::start_with(shareledger_gateway::GatewayOptions {
+        relay: Some(shareledger_projections::relay::RelayConfig {
+            nats_url: shareledger_tests::nats::nats_url(),
+            stream: format!("SLIDLE_{tag}"),
+            prefix: format!("slidle{tag}"),
+            ..Default::default()
+        }),
+        freshness: shareledger_events::store::supervise::Freshness {
+            max_silence: Duration::from_millis(1_500),
+            ..Default::default()
+        },
+        ..shareledger_gateway::GatewayOptions::default()
+    })
+    .await;
+    let h = &harness;
+    h.world().await;
+    h.eventually("ready", Duration::from_secs(30), || async {
+        h.get_with("/ready", &[]).await.status == 200
+    })
+    .await;
+    // Quiet for twice the allowed silence.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ready = h.get_with("/ready", &[]).await;
+    assert_eq!(ready.status, 200, "{:#}", ready.json);
+    for part in ["relay", "derived_feeds"] {
+        assert!(
+            ready.json["parts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == json!(part) && p["ready"] == json!(true)),
+            "{part}: {:#}",
+            ready.json
+        );
+    }
+    let client = async_nats::connect(shareledger_tests::nats::nats_url())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    for name in [
+        format!("SLIDLE_{tag}"),
+        format!("SLIDLE_{tag}_ACCESS"),
+        format!("SLIDLE_{tag}_NOTIFICATIONS"),
+    ] {
+        let _ = js.delete_stream(&name).await;
+    }
+    harness.shutdown().await;
+}

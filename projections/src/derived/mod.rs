@@ -149,6 +149,11 @@ impl DerivedFeeds {
             .store
             .subscribe_to_all(Some(checkpoint), options)
             .await?;
+        // While idle the subscription still hears from the log (its
+        // notifications and rechecks): the part counts as following.
+        if let Some(health) = &self.health {
+            subscription.report_to(health.clone());
+        }
         loop {
             let mut events: Vec<RecordedEvent> = vec![subscription.next().await?];
             while subscription.buffered() > 0 && events.len() < self.page_size {

@@ -169,10 +169,10 @@ impl Relay {
         Ok(())
     }
 
-    /// Sets the checkpoints (`shareledger relay --from`): the next run
-    /// publishes from the event (and the derived entries) after `position`
-    /// (what JetStream already holds is dropped as duplicates within its
-    /// window).
+    /// Sets the checkpoints (`shareledger relay --from`). A run resumes
+    /// after the later of a checkpoint and its stream's last message, so
+    /// this moves delivery forward only; to deliver again what a stream
+    /// holds, delete the stream first.
     pub async fn reset_checkpoint(&self, position: u64) -> Result<(), RelayError> {
         self.save(position).await?;
         for lane in [Lane::Access, Lane::Notifications] {
@@ -255,6 +255,11 @@ impl Relay {
                 None => self.page_after(position).await?,
             };
             if page.is_empty() {
+                // The log answered: the relay is in touch and caught up
+                // (an idle relay is following, not stalled).
+                if let Some(health) = &self.health {
+                    health.contact();
+                }
                 if let Some(p) = unsaved.take() {
                     self.save(p).await?;
                 }
