@@ -135,6 +135,8 @@ pub async fn access_changes(
         position: p.after.unwrap_or(0),
         seq: p.after_seq,
     };
+    // A place beyond the log's head names nothing yet: 409.
+    crate::queries::reachable(&state, Some(from.position)).await?;
     let read = || rows::access_changes(state.store(), from, site, user, limit);
     let (mut changes, mut head) = read().await?;
     if changes.is_empty() && head <= from.position && !wait.is_zero() {

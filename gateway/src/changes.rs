@@ -62,8 +62,8 @@ pub struct ChangesParams {
     /// `sitecode`.
     #[param(pattern = r"^(site|content|connection|sitecode)$")]
     pub category: Option<String>,
-    /// Only events of this type (`LinkRevoked`, …).
-    #[param(pattern = r"^[A-Za-z]{1,64}$")]
+    /// Only events of this type (`LinkRevoked`, …; `docs/events.md`).
+    #[param(schema_with = event_type_schema)]
     pub event_type: Option<String>,
 }
 
@@ -162,6 +162,29 @@ impl Scope {
     }
 }
 
+/// Every event type's name (of the site, content, connection and site
+/// code families).
+fn event_types() -> impl Iterator<Item = &'static str> {
+    use shareledger_core::catalog::{ConnectionEvent, ContentEvent, SiteCodeEvent, SiteEvent};
+    [
+        SiteEvent::TYPES,
+        ContentEvent::TYPES,
+        ConnectionEvent::TYPES,
+        SiteCodeEvent::TYPES,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
+}
+
+/// `event_type`'s schema: one of the event types' names.
+fn event_type_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(event_types()))
+        .build()
+}
+
 /// The category of a stream (its name up to the first `-`).
 fn category(stream: &str) -> &str {
     stream.split('-').next().unwrap_or(stream)
@@ -225,9 +248,10 @@ pub async fn changes(
         }
     }
     if let Some(t) = &p.event_type {
-        if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphabetic()) {
+        if !event_types().any(|known| known == t) {
             return Err(ApiError::InvalidQuery(format!(
-                "event_type {t:?} is not an event type's name"
+                "event_type {t:?} is not the name of an event type (docs/events.md lists them: \
+                 ScorecardShared, LinkRevoked, …)"
             )));
         }
     }
@@ -236,10 +260,18 @@ pub async fn changes(
         category: p.category,
         event_type: p.event_type,
     };
-    if crate::changes_stream::wants_stream(&headers) {
-        return crate::changes_stream::stream(state, headers, filter, p.after.unwrap_or(0));
+    let streams = crate::changes_stream::wants_stream(&headers);
+    let after = if streams {
+        crate::changes_stream::start_after(&headers, p.after.unwrap_or(0))?
+    } else {
+        p.after.unwrap_or(0)
+    };
+    // A place beyond the head names no event yet: 409, rather than skip
+    // what is written up to it.
+    crate::queries::reachable(&state, Some(after)).await?;
+    if streams {
+        return Ok(crate::changes_stream::stream(state, headers, filter, after));
     }
-    let after = p.after.unwrap_or(0);
     let wanted = |e: &RecordedEvent| filter.wants(e);
     let store = state.store();
     let mut head = store.head_position().await.map_err(command_log)?;

@@ -54,15 +54,11 @@ pub(crate) fn wants_stream(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("text/event-stream"))
 }
 
-/// The stream's response.
-pub(crate) fn stream(
-    state: AppState,
-    headers: HeaderMap,
-    filter: Filter,
-    after: u64,
-) -> Result<Response, ApiError> {
-    let after = match headers.get("last-event-id") {
-        None => after,
+/// Where a stream starts: after the `Last-Event-ID` a reconnecting
+/// client sends, else after `after`.
+pub(crate) fn start_after(headers: &HeaderMap, after: u64) -> Result<u64, ApiError> {
+    match headers.get("last-event-id") {
+        None => Ok(after),
         Some(raw) => raw
             .to_str()
             .ok()
@@ -71,8 +67,12 @@ pub(crate) fn stream(
                 ApiError::InvalidQuery(
                     "Last-Event-ID must be a position of the log (a whole number)".into(),
                 )
-            })?,
-    };
+            }),
+    }
+}
+
+/// The stream's response, from after `after`.
+pub(crate) fn stream(state: AppState, headers: HeaderMap, filter: Filter, after: u64) -> Response {
     let live = state.live_feed().subscribe(state.store());
     let reader = Reader {
         closing: state.closing(),
@@ -92,9 +92,9 @@ pub(crate) fn stream(
             .await
             .map(|event| (Ok::<_, Infallible>(event), reader))
     });
-    Ok(Sse::new(events)
+    Sse::new(events)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
-        .into_response())
+        .into_response()
 }
 
 /// One client's place in the feed.

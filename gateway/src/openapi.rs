@@ -926,6 +926,7 @@ fn single_method_failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
                         ApiError::Forbidden(String::new()),
                         "a user who is neither an Instance Admin nor a user manager of their site",
                     ),
+                    future("`after` (or `Last-Event-ID`) is beyond the log's head"),
                     fails(
                         ApiError::Access(AccessError::Stale {
                             reached: 0,
@@ -948,6 +949,7 @@ fn single_method_failures(path: &str) -> Option<(&'static str, Vec<Failure>)> {
                         ApiError::Forbidden(String::new()),
                         "a user who administers no site, asking for another user's changes",
                     ),
+                    future("`after` is beyond the log's head"),
                     fails(
                         ApiError::Access(AccessError::Stale {
                             reached: 0,

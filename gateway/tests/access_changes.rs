@@ -92,6 +92,12 @@ async fn r_share_given_a_shared_scorecard_then_each_site_sees_its_own_users_and_
     )
     .await
     .assert_problem(403, "forbidden");
+    h.get(
+        &h.operator,
+        &format!("/v1/access-changes?after={}", w.last + 1_000),
+    )
+    .await
+    .assert_problem(409, "future_position");
     for bad in [
         "limit=0",
         "limit=1001",

@@ -114,6 +114,7 @@ async fn the_feed_pages_the_log_in_order_and_each_site_sees_only_its_own_and_its
         "wait=6",
         "category=users",
         "event_type=Not-A-Type",
+        "event_type=NoSuchType",
         "after=-1",
         "since=3",
     ] {
@@ -363,6 +364,20 @@ async fn server_sent_events_deliver_the_feed_in_order_live_and_resume_from_last_
     .err()
     .expect("refused");
     bad.assert_problem(400, "invalid_query");
+    // A place beyond the head names no event yet: 409, not a silent skip.
+    let beyond = written + 1_000;
+    h.get(&h.operator, &format!("/v1/changes?after={beyond}"))
+        .await
+        .assert_problem(409, "future_position");
+    common::SseStream::open(
+        h,
+        "/v1/changes",
+        &[operator[0].clone(), ("last-event-id", beyond.to_string())],
+    )
+    .await
+    .err()
+    .expect("refused")
+    .assert_problem(409, "future_position");
     harness.shutdown().await;
 }
 
