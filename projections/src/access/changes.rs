@@ -99,12 +99,19 @@ impl AccessIndex {
         &mut self,
         event: &RecordedEvent,
     ) -> Result<Vec<EventAccessChange>, ProjectionError> {
-        let decoded = decode(event).ok().flatten();
-        let concerned = decoded
-            .as_ref()
-            .map(|d| self.concerned(d))
-            .unwrap_or_default();
-        let candidates = decoded.as_ref().and_then(|d| self.candidates(d));
+        let decoded = decode(event)?;
+        self.apply_tracked_decoded(event, decoded.as_ref())
+    }
+
+    /// [`AccessIndex::apply_tracked`] for an event its caller decoded
+    /// already (`decoded` is what `decode` gave for it).
+    pub fn apply_tracked_decoded(
+        &mut self,
+        event: &RecordedEvent,
+        decoded: Option<&Decoded>,
+    ) -> Result<Vec<EventAccessChange>, ProjectionError> {
+        let concerned = decoded.map(|d| self.concerned(d)).unwrap_or_default();
+        let candidates = decoded.and_then(|d| self.candidates(d));
         let view = |index: &Self, user: UserId| match &candidates {
             Some(targets) => index.seen_of(user, targets),
             None => index.seen_by(user),
@@ -113,7 +120,7 @@ impl AccessIndex {
             .iter()
             .map(|user| (*user, view(self, *user)))
             .collect();
-        self.apply(event)?;
+        self.apply_known(event, decoded)?;
         let mut changes = Vec::new();
         for (user, before) in before {
             // A user the event added has no site before it: take it after.

@@ -198,10 +198,15 @@ impl DerivedFeeds {
                 break;
             };
             for event in page.iter().filter(|e| e.global_position <= position) {
-                if let Some(decoded) = decode(event)? {
-                    state.notifier.observe(&decoded);
+                match decode(event)? {
+                    Some(decoded) => {
+                        state.notifier.observe(&decoded);
+                        state
+                            .index
+                            .apply_decoded(&crate::decode::EventRef::of(event), &decoded)?;
+                    }
+                    None => state.index.apply(event)?,
                 }
-                state.index.apply(event)?;
             }
             at = last.min(position);
         }
@@ -217,11 +222,12 @@ impl DerivedFeeds {
 
 /// Applies one event to the state; what it derived.
 fn derive(state: &mut State, event: &RecordedEvent) -> Result<Derived, ProjectionError> {
-    let access = state.index.apply_tracked(event)?;
-    let notifications = match decode(event)? {
+    let decoded = decode(event)?;
+    let access = state.index.apply_tracked_decoded(event, decoded.as_ref())?;
+    let notifications = match &decoded {
         Some(decoded) => {
-            state.notifier.observe(&decoded);
-            state.notifier.notify(&state.index, &decoded)
+            state.notifier.observe(decoded);
+            state.notifier.notify(&state.index, decoded)
         }
         None => Vec::new(),
     };

@@ -45,15 +45,31 @@ impl AccessIndex {
             });
         }
         let decoded = decode(event)?;
+        self.apply_known(event, decoded.as_ref())
+    }
+
+    /// [`AccessIndex::apply`] for an event its caller decoded already
+    /// (`decoded` is what `decode` gave for it).
+    pub(in crate::access) fn apply_known(
+        &mut self,
+        event: &RecordedEvent,
+        decoded: Option<&Decoded>,
+    ) -> Result<(), ProjectionError> {
+        if event.global_position <= self.position {
+            return Err(ProjectionError::OutOfOrder {
+                position: event.global_position,
+                applied: self.position,
+            });
+        }
         self.position = event.global_position;
         let Some(decoded) = decoded else {
             return Ok(());
         };
-        if !matters(&decoded) {
+        if !matters(decoded) {
             return Ok(());
         }
         self.events.push(EventRef::of(event));
-        self.apply_fact(&decoded);
+        self.apply_fact(decoded);
         Ok(())
     }
 
