@@ -781,16 +781,28 @@ impl FromRequestParts<AppState> for Principal {
             _ if act_as.is_some() => Err(ApiError::Forbidden(format!(
                 "only service tokens may send {ACT_AS_HEADER}"
             ))),
-            TokenKind::User => Ok(Principal::User {
+            _ => Ok(Principal::of_own_token(&record).expect("not a service token")),
+        }
+    }
+}
+
+impl Principal {
+    /// Who a token speaks for when it names its holder itself: a user,
+    /// auditor or operator token. A service token names no one (it acts
+    /// for a user named per request), so it gives `None`.
+    pub fn of_own_token(record: &TokenRecord) -> Option<Principal> {
+        match record.kind {
+            TokenKind::Service => None,
+            TokenKind::User => Some(Principal::User {
                 site: record.site.expect("user tokens have a site"),
                 user: record.user.expect("user tokens have a user"),
                 token: record.token_id,
             }),
-            TokenKind::Auditor => Ok(Principal::Auditor {
+            TokenKind::Auditor => Some(Principal::Auditor {
                 site: record.site,
                 token: record.token_id,
             }),
-            TokenKind::Operator => Ok(Principal::Operator {
+            TokenKind::Operator => Some(Principal::Operator {
                 name: record.name.clone(),
                 token: record.token_id,
             }),

@@ -26,6 +26,9 @@
 //!   processes;
 //! * `error`: one error type, one problem+json rendering; `names`: ids in
 //!   problem details replaced by codes, usernames and names;
+//! * `console`: the pages for people at `/` (sign-in, Partner Connect,
+//!   users, scorecards, the access explorer, audit), built on the handlers
+//!   above;
 //! * `timeout`: the bound on every request;
 //! * `request_id`: every request's id (`x-request-id`), in its trace span
 //!   and in every problem.
@@ -39,6 +42,7 @@ pub mod auth;
 pub mod changes;
 pub mod changes_stream;
 pub mod commands;
+pub mod console;
 pub mod contents;
 pub mod error;
 pub mod idempotency;
@@ -134,6 +138,7 @@ pub fn app(state: AppState) -> Router {
             get(audit::scorecard_timeline),
         )
         .route("/v1/audit/verify", get(audit::verify))
+        .merge(console::routes())
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))

@@ -1,0 +1,206 @@
+//! `POST /act/{Command}`: every console form that changes something.
+//!
+//! The form's fields are the command's body (`name[]` fields make a list;
+//! empty fields are left out), and the body goes to the very handler that
+//! serves `POST /v1/commands/{Command}`, with the session's principal and
+//! the form's idempotency key: the console adds no second path to the log,
+//! and a form sent twice is applied once. A form of switches says
+//! `complement=off:on`: the list `off` then holds what it lists that `on`
+//! does not (every flag not ticked is switched off). The answer comes back as a
+//! message on the page named by `back`, read at least as fresh as the
+//! command's position (`at`), so the page shows what was just done.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde_json::{Map, Value};
+
+use super::layout::Flash;
+use super::session::{local_path, with_cookie, Session};
+use crate::commands::{self, IDEMPOTENCY_KEY};
+use crate::state::AppState;
+
+/// Form fields that steer the console and are not the command's.
+const CONTROL_FIELDS: [&str; 5] = ["csrf", "key", "back", "done", "complement"];
+
+/// Turns a form into a command's JSON body.
+fn body_of(fields: &[(String, String)]) -> Map<String, Value> {
+    let mut body = Map::new();
+    for (name, value) in fields {
+        if CONTROL_FIELDS.contains(&name.as_str()) {
+            continue;
+        }
+        if let Some(list) = name.strip_suffix("[]") {
+            let entry = body
+                .entry(list.to_owned())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let (Value::Array(items), false) = (entry, value.is_empty()) {
+                items.push(Value::String(value.clone()));
+            }
+        } else if !value.trim().is_empty() {
+            body.insert(name.clone(), Value::String(value.clone()));
+        }
+    }
+    if let Some((off, on)) = field(fields, "complement").and_then(|c| c.split_once(':')) {
+        let on: Vec<Value> = match body.get(on) {
+            Some(Value::Array(items)) => items.clone(),
+            _ => Vec::new(),
+        };
+        if let Some(Value::Array(items)) = body.get_mut(off) {
+            items.retain(|v| !on.contains(v));
+        }
+    }
+    body
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `POST /act/{command}`.
+pub async fn act(
+    State(state): State<AppState>,
+    Path(command): Path<String>,
+    session: Session,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Err(refusal) = session.check_csrf(field(&fields, "csrf")) {
+        return refusal;
+    }
+    let back = local_path(field(&fields, "back"));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(key) = field(&fields, "key").and_then(|k| HeaderValue::from_str(k).ok()) {
+        headers.insert(IDEMPOTENCY_KEY, key);
+    }
+    let body = serde_json::to_vec(&Value::Object(body_of(&fields))).unwrap_or_default();
+    let answer = commands::handle(
+        State(state.clone()),
+        Path(command.clone()),
+        session.principal.clone(),
+        headers,
+        Ok(Bytes::from(body)),
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    let status = answer.status();
+    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let (flash, at) = if status.is_success() {
+        let position = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("position").and_then(Value::as_u64));
+        let text = field(&fields, "done")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{command}: done."));
+        (Flash::ok(text), position)
+    } else {
+        (refused(&command, status, &bytes), None)
+    };
+    let target = match at {
+        Some(p) => {
+            let sep = if back.contains('?') { '&' } else { '?' };
+            format!("{back}{sep}at={p}")
+        }
+        None => back,
+    };
+    with_cookie(Redirect::to(&target).into_response(), &flash.cookie())
+}
+
+/// A refused command's message: the problem's detail, and an import's
+/// rows to correct.
+fn refused(command: &str, status: StatusCode, bytes: &[u8]) -> Flash {
+    let problem: Option<ProblemView> = serde_json::from_slice(bytes).ok();
+    match problem {
+        Some(p) => Flash {
+            ok: false,
+            text: format!("{command} was refused: {}", p.detail),
+            rows: p
+                .errors
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| (r.line, r.field, r.reason))
+                .collect(),
+        },
+        None => Flash::error(format!(
+            "{command} was refused ({})",
+            status.canonical_reason().unwrap_or("error")
+        )),
+    }
+}
+
+/// The parts of a [`Problem`] the console shows.
+#[derive(serde::Deserialize)]
+struct ProblemView {
+    detail: String,
+    #[serde(default)]
+    errors: Option<Vec<RowView>>,
+}
+
+#[derive(serde::Deserialize)]
+struct RowView {
+    line: u32,
+    field: String,
+    reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pairs(raw: &[(&str, &str)]) -> Vec<(String, String)> {
+        raw.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_form_becomes_the_commands_body_without_the_consoles_fields() {
+        let body = body_of(&pairs(&[
+            ("csrf", "x"),
+            ("key", "k"),
+            ("back", "/partners"),
+            ("site_id", "s"),
+            ("email", ""),
+            ("scorecards[]", "a"),
+            ("scorecards[]", "b"),
+        ]));
+        assert_eq!(
+            Value::Object(body),
+            json!({"site_id": "s", "scorecards": ["a", "b"]})
+        );
+    }
+
+    #[test]
+    fn switches_off_are_what_is_not_switched_on() {
+        let body = body_of(&pairs(&[
+            ("complement", "disable:enable"),
+            ("disable[]", "a"),
+            ("disable[]", "b"),
+            ("disable[]", "c"),
+            ("enable[]", "b"),
+        ]));
+        assert_eq!(
+            Value::Object(body),
+            json!({"disable": ["a", "c"], "enable": ["b"]})
+        );
+    }
+
+    #[test]
+    fn an_empty_list_is_sent_as_an_empty_list() {
+        // Edit Scorecards with every box cleared shares nothing: the list
+        // must be present and empty, not missing.
+        let body = body_of(&pairs(&[("scorecards[]", "")]));
+        assert_eq!(Value::Object(body), json!({"scorecards": []}));
+    }
+}

@@ -1,0 +1,65 @@
+// ShareLedger console: the only script. Pages work without it; it adds
+// live updates (the changes feed's Server-Sent Events) and reading a CSV
+// file into the import form.
+(function () {
+  "use strict";
+
+  // A file chosen for import is read into the textarea it names.
+  document.querySelectorAll("input[type=file][data-fills]").forEach(function (input) {
+    input.addEventListener("change", function () {
+      var target = document.getElementById(input.dataset.fills);
+      var file = input.files && input.files[0];
+      if (!target || !file) return;
+      file.text().then(function (text) { target.value = text; });
+    });
+  });
+
+  // Live: when the log moves, the page is read again, unless the person
+  // is in the middle of something (a field has focus or was changed, or
+  // they acted in the last two seconds): then a banner offers it.
+  var position = document.body.dataset.position;
+  if (!position || !window.EventSource) return;
+  var dirty = false;
+  var lastActed = Date.now();
+  document.addEventListener("input", function () { dirty = true; }, true);
+  ["keydown", "pointerdown"].forEach(function (kind) {
+    document.addEventListener(kind, function () { lastActed = Date.now(); }, true);
+  });
+  var banner = document.getElementById("live");
+  var latest = null;
+  var timer = null;
+
+  function freshUrl() {
+    var url = new URL(window.location.href);
+    if (latest) url.searchParams.set("at", latest);
+    return url.toString();
+  }
+
+  function busy() {
+    var el = document.activeElement;
+    var typing = el && /^(INPUT|SELECT|TEXTAREA)$/.test(el.tagName);
+    return dirty || typing || Date.now() - lastActed < 2000;
+  }
+
+  // While the person is busy the banner shows, and the page is read
+  // again as soon as they stop (a field left, nothing typed).
+  function moved() {
+    if (timer) return;
+    timer = setTimeout(function () {
+      timer = null;
+      if (busy()) {
+        var a = banner.querySelector("a");
+        a.href = freshUrl();
+        banner.hidden = false;
+        moved();
+      } else {
+        window.location.replace(freshUrl());
+      }
+    }, 400);
+  }
+
+  var source = new EventSource("/live?after=" + encodeURIComponent(position));
+  source.addEventListener("change", function (e) { latest = e.lastEventId; moved(); });
+  source.addEventListener("dropped", function () { source.close(); moved(); });
+  source.addEventListener("closed", function () { source.close(); });
+})();

@@ -1,0 +1,531 @@
+//! Partner Connect (seeds 000 and 002): a site's connections in both
+//! directions with their status, the requests awaiting it, requesting by
+//! site code or from the partner directory, approving, denying,
+//! cancelling, revoking one direction (after a confirmation that says what
+//! goes), and Edit Scorecards: per partner, *cannot access* and *has
+//! access to*.
+//!
+//! Every list is the API's own answer (`/v1/sites/{id}/connections`,
+//! `pending-requests`, `shared-scorecards`, `scorecards`, `/v1/directory`),
+//! asked with the session's principal; every button is a form to
+//! `/act/{Command}`.
+
+use std::collections::BTreeSet;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::Json;
+use maud::{html, Markup};
+use serde::Deserialize;
+use shareledger_core::catalog::{ScorecardId, SiteId};
+use shareledger_projections::dashboard::{
+    Connection, LinkDirection, LinkStatus, PartnerShares, PendingRequest, SiteSummary,
+};
+
+use super::context::{params, site_picker, Context};
+use super::layout::{self, badge, form_fields, link, site_tag, when, Frame, Nav, Shown};
+use super::session::Session;
+use crate::contents::{self, ScorecardsParams};
+use crate::error::ApiError;
+use crate::partners::{self, DirectoryParams};
+use crate::queries::{self, FreshParams, LinkPageParams};
+use crate::state::AppState;
+
+/// `GET /partners`.
+pub async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    Shown(flash): Shown,
+    q: Result<Query<PartnersQuery>, QueryRejection>,
+) -> Response {
+    let q = match params(q) {
+        Ok(q) => q,
+        Err(refusal) => return refusal,
+    };
+    let position = state.access().read().position();
+    let frame = |site| Frame {
+        session: &session,
+        nav: Nav::Partners,
+        site,
+        position,
+        flash: flash.clone(),
+    };
+    let Some(ctx) = Context::of(&state, &session, q.site, q.at) else {
+        return layout::page(
+            frame(None),
+            "Partner Connect",
+            site_picker(&state, "/partners"),
+        );
+    };
+    match body(&state, &session, &ctx, &q).await {
+        Ok((title, body)) => layout::page(frame(Some(ctx.site)), &title, body),
+        Err(e) => layout::api_refusal(e),
+    }
+}
+
+/// The Partner Connect page's parameters.
+#[derive(Debug, Deserialize)]
+pub struct PartnersQuery {
+    pub site: Option<SiteId>,
+    pub at: Option<u64>,
+    /// Search the partner directory.
+    pub search: Option<String>,
+}
+
+/// Everything Partner Connect shows, asked of the API.
+struct Facts {
+    summary: SiteSummary,
+    connections: Vec<Connection>,
+    pending: Vec<PendingRequest>,
+    shares: Vec<PartnerShares>,
+    own: Vec<(ScorecardId, String)>,
+}
+
+async fn facts(state: &AppState, session: &Session, ctx: &Context) -> Result<Facts, ApiError> {
+    let p = || session.principal.clone();
+    let s = || State(state.clone());
+    let site = ctx.site;
+    let fresh = || {
+        Ok(Query(FreshParams {
+            min_position: ctx.at,
+        }))
+    };
+    let links = || {
+        Ok(Query(LinkPageParams {
+            limit: None,
+            after: None,
+            min_position: ctx.at,
+        }))
+    };
+    let Json(summary) = queries::site(s(), p(), Ok(Path(site)), fresh()).await?;
+    let Json(connections) = queries::connections(s(), p(), Ok(Path(site)), links()).await?;
+    let Json(pending) = queries::pending_requests(s(), p(), Ok(Path(site)), links()).await?;
+    let Json(shares) = queries::shared_scorecards(s(), p(), Ok(Path(site)), fresh()).await?;
+    let Json(page) = contents::scorecards(
+        s(),
+        p(),
+        Ok(Path(site)),
+        Ok(Query(ScorecardsParams {
+            limit: Some(1000),
+            after: None,
+            min_position: ctx.at,
+        })),
+    )
+    .await?;
+    Ok(Facts {
+        summary,
+        connections,
+        pending,
+        shares,
+        own: page
+            .items
+            .into_iter()
+            .map(|s| (s.scorecard_id, s.name.as_str().to_owned()))
+            .collect(),
+    })
+}
+
+async fn body(
+    state: &AppState,
+    session: &Session,
+    ctx: &Context,
+    q: &PartnersQuery,
+) -> Result<(String, Markup), ApiError> {
+    let f = facts(state, session, ctx).await?;
+    let here = link(session, "/partners", Some(ctx.site));
+    let code = f.summary.code.as_str().to_owned();
+    let directory = if ctx.administers {
+        let Json(page) = partners::directory(
+            State(state.clone()),
+            session.principal.clone(),
+            Ok(Query(DirectoryParams {
+                search: q.search.clone().filter(|s| !s.trim().is_empty()),
+                limit: Some(20),
+                after: None,
+                min_position: ctx.at,
+            })),
+        )
+        .await?;
+        page.items
+            .into_iter()
+            .filter(|s| s.site_id != ctx.site)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let markup = html! {
+        p.lead { (f.summary.name) " " (site_tag(&code, &f.summary.name))
+            ": who " (code) " shares with, who shares with " (code) ", and what." }
+        @if !ctx.administers {
+            p.note data-testid="read-only" { "You can look, not change: connections are managed by the site's Instance Admins." }
+        }
+        (awaiting(session, ctx, &here, &f.pending))
+        (connections(session, ctx, &here, &f.connections))
+        @if ctx.administers {
+            (request_form(session, ctx, &here, q.search.as_deref(), &directory))
+        }
+        (edit_scorecards(session, ctx, &here, &f))
+    };
+    Ok((format!("Partner Connect · {code}"), markup))
+}
+
+fn status_badge(status: LinkStatus) -> Markup {
+    match status {
+        LinkStatus::AwaitingApproval => badge("waiting", "awaiting approval"),
+        LinkStatus::Active => badge("active", "active"),
+        LinkStatus::Denied => badge("denied", "denied"),
+        LinkStatus::Cancelled => badge("cancelled", "cancelled"),
+        LinkStatus::Revoked => badge("revoked", "revoked"),
+    }
+}
+
+/// One button that issues one command with the given fields.
+fn command_button(
+    session: &Session,
+    back: &str,
+    command: &str,
+    fields: &[(&str, String)],
+    label: &str,
+    done: &str,
+    class: &str,
+) -> Markup {
+    html! {
+        form.inline method="post" action=(format!("/act/{command}")) {
+            (form_fields(session, back))
+            input type="hidden" name="done" value=(done);
+            @for (name, value) in fields {
+                input type="hidden" name=(name) value=(value);
+            }
+            button type="submit" class=(class) { (label) }
+        }
+    }
+}
+
+fn awaiting(session: &Session, ctx: &Context, back: &str, pending: &[PendingRequest]) -> Markup {
+    let site = ctx.site.to_string();
+    // One request per partner: approving or denying answers all its links.
+    let mut partners: Vec<(&PendingRequest, Vec<LinkDirection>)> = Vec::new();
+    for r in pending {
+        match partners.iter_mut().find(|(p, _)| p.partner == r.partner) {
+            Some((_, directions)) => directions.push(r.direction),
+            None => partners.push((r, vec![r.direction])),
+        }
+    }
+    html! {
+        section aria-labelledby="awaiting-h" {
+            h2 #awaiting-h { "Requests awaiting your approval" }
+            @if partners.is_empty() {
+                p.empty { "No request is waiting for you." }
+            } @else {
+                ul.cards {
+                    @for (r, directions) in &partners {
+                        li.card data-testid=(format!("pending-{}", r.partner_code.as_str())) {
+                            p {
+                                strong { (r.partner_name) } " " (site_tag(r.partner_code.as_str(), &r.partner_name))
+                                @let offers = directions.contains(&LinkDirection::Incoming);
+                                @let asks = directions.contains(&LinkDirection::Outgoing);
+                                @if offers { " offers to share its scorecards with you" }
+                                @if offers && asks { " and" }
+                                @if asks { " asks you to share yours with it" }
+                                " (requested " (when(&r.requested_at)) ")."
+                            }
+                            @if ctx.administers {
+                                (command_button(session, back, "ApproveConnection",
+                                    &[("site_id", site.clone()), ("partner", r.partner.to_string())],
+                                    "Approve", &format!("Approved the connection with {}.", r.partner_code.as_str()), "primary"))
+                                (command_button(session, back, "DenyConnection",
+                                    &[("site_id", site.clone()), ("partner", r.partner.to_string())],
+                                    "Deny", &format!("Denied the connection with {}.", r.partner_code.as_str()), "danger"))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn connections(session: &Session, ctx: &Context, back: &str, all: &[Connection]) -> Markup {
+    let site = ctx.site.to_string();
+    let (outgoing, incoming): (Vec<&Connection>, Vec<&Connection>) = all
+        .iter()
+        .partition(|c| c.direction == LinkDirection::Outgoing);
+    let table = |caption: &str, rows: &[&Connection], testid: &str| {
+        html! {
+            div.table-wrap {
+                table data-testid=(testid) {
+                    caption { (caption) }
+                    thead { tr {
+                        th scope="col" { "Partner" }
+                        th scope="col" { "Status" }
+                        th scope="col" { "Scorecards shared" }
+                        th scope="col" { "Requested" }
+                        th scope="col" { "Last decision" }
+                        @if ctx.administers { th scope="col" { "Actions" } }
+                    } }
+                    tbody {
+                        @if rows.is_empty() {
+                            tr { td colspan="6" .empty { "None." } }
+                        }
+                        @for c in rows {
+                            tr data-partner=(c.partner_code.as_str()) {
+                                td { (c.partner_name) " " (site_tag(c.partner_code.as_str(), &c.partner_name)) }
+                                td { (status_badge(c.status)) }
+                                td { (c.shared_scorecards) }
+                                td { (when(&c.requested_at)) }
+                                td { @if let Some(d) = &c.decided_at { (when(d)) } @else { "—" } }
+                                @if ctx.administers {
+                                    td.actions {
+                                        @if c.status == LinkStatus::Active {
+                                            a.button.danger href=(link(session, &format!("/partners/revoke?from={}&to={}", c.from_site, c.to_site), Some(ctx.site))) {
+                                                "Revoke…"
+                                            }
+                                        }
+                                        @if c.status == LinkStatus::AwaitingApproval && c.requester == ctx.site {
+                                            (command_button(session, back, "CancelConnectionRequest",
+                                                &[("site_id", site.clone()), ("partner", c.partner.to_string())],
+                                                "Cancel request", &format!("Cancelled the request to {}.", c.partner_code.as_str()), ""))
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    html! {
+        section aria-labelledby="connections-h" {
+            h2 #connections-h { "Connections" }
+            (table("You share with", &outgoing, "outgoing"))
+            (table("Shares with you", &incoming, "incoming"))
+        }
+    }
+}
+
+fn request_form(
+    session: &Session,
+    ctx: &Context,
+    back: &str,
+    search: Option<&str>,
+    directory: &[shareledger_projections::dashboard::contents::SiteRef],
+) -> Markup {
+    let site = ctx.site.to_string();
+    html! {
+        section aria-labelledby="request-h" {
+            h2 #request-h { "Request a connection" }
+            form.stack method="post" action="/act/RequestConnection" {
+                (form_fields(session, back))
+                input type="hidden" name="site_id" value=(site);
+                input type="hidden" name="done" value="Connection requested: it awaits the partner's approval.";
+                div.field {
+                    label for="partner_code" { "Partner's site code" }
+                    input #partner_code name="partner_code" required autocomplete="off" placeholder="e.g. NWFOUND";
+                }
+                fieldset {
+                    legend { "Directions" }
+                    label { input type="radio" name="directions" value="both" checked; " Both: offer ours and ask for theirs" }
+                    label { input type="radio" name="directions" value="offer"; " Offer only: share ours with them" }
+                }
+                button.primary type="submit" { "Send request" }
+            }
+            h3 { "From the partner directory" }
+            form.search method="get" action="/partners" role="search" {
+                @if session.home.as_ref().map(|h| h.0) != Some(ctx.site) {
+                    input type="hidden" name="site" value=(site);
+                }
+                label for="dir-search" { "Search listed sites" }
+                input #dir-search type="search" name="search" value=[search];
+                button type="submit" { "Search" }
+            }
+            @if directory.is_empty() {
+                p.empty { "No listed site matches." }
+            } @else {
+                div.table-wrap { table {
+                    caption { "Listed sites" }
+                    thead { tr { th scope="col" { "Site" } th scope="col" { "Request" } } }
+                    tbody {
+                        @for s in directory {
+                            tr {
+                                td { (s.name) " " (site_tag(s.code.as_str(), s.name.as_str())) }
+                                td.actions {
+                                    @for (dirs, label) in [("both", "Both directions"), ("offer", "Offer only")] {
+                                        (command_button(session, back, "RequestConnection",
+                                            &[("site_id", site.clone()), ("partner_code", s.code.as_str().to_owned()), ("directions", dirs.to_owned())],
+                                            label, &format!("Requested a connection with {}.", s.code.as_str()), ""))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+/// Edit Scorecards: for each partner this site shares with over an active
+/// link, the site's scorecards in two lists.
+fn edit_scorecards(session: &Session, ctx: &Context, back: &str, f: &Facts) -> Markup {
+    let active: Vec<&Connection> = f
+        .connections
+        .iter()
+        .filter(|c| c.direction == LinkDirection::Outgoing && c.status == LinkStatus::Active)
+        .collect();
+    let site = ctx.site.to_string();
+    html! {
+        section aria-labelledby="edit-h" {
+            h2 #edit-h { "Edit Scorecards" }
+            p { "Nothing is shared by default (R-CONN-7). Per partner, choose what it may see; sharing a scorecard shares every object on it." }
+            @if active.is_empty() {
+                p.empty { "No active connection on which you share: request one first." }
+            }
+            @for c in active {
+                @let shared: BTreeSet<ScorecardId> = f.shares.iter()
+                    .filter(|p| p.partner == c.partner)
+                    .flat_map(|p| p.scorecards.iter().map(|s| s.scorecard_id))
+                    .collect();
+                form.card.edit-scorecards method="post" action="/act/SetSharedScorecards"
+                    data-testid=(format!("edit-{}", c.partner_code.as_str())) {
+                    (form_fields(session, back))
+                    input type="hidden" name="site_id" value=(site);
+                    input type="hidden" name="partner" value=(c.partner.to_string());
+                    input type="hidden" name="scorecards[]" value="";
+                    input type="hidden" name="done" value=(format!("Saved what {} can access.", c.partner_code.as_str()));
+                    h3 { "Shared with " (c.partner_name) " " (site_tag(c.partner_code.as_str(), &c.partner_name)) }
+                    div.two-lists {
+                        (scorecard_list("Cannot access", false, &f.own, &shared, ctx, c.partner))
+                        (scorecard_list("Has access to", true, &f.own, &shared, ctx, c.partner))
+                    }
+                    @if ctx.administers {
+                        button.primary type="submit" { "Save" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn scorecard_list(
+    legend: &str,
+    with_access: bool,
+    own: &[(ScorecardId, String)],
+    shared: &BTreeSet<ScorecardId>,
+    ctx: &Context,
+    partner: SiteId,
+) -> Markup {
+    html! {
+        fieldset.list {
+            legend { (legend) }
+            @let items: Vec<&(ScorecardId, String)> = own.iter().filter(|(id, _)| shared.contains(id) == with_access).collect();
+            @if items.is_empty() { p.empty { "None." } }
+            @for (id, name) in items {
+                @let input_id = format!("sc-{partner}-{id}");
+                div.check {
+                    input type="checkbox" id=(input_id) name="scorecards[]" value=(id.to_string())
+                        checked[with_access] disabled[!ctx.administers];
+                    label for=(input_id) { (name) }
+                }
+            }
+        }
+    }
+}
+
+/// The revoke confirmation's parameters.
+#[derive(Debug, Deserialize)]
+pub struct RevokeQuery {
+    pub site: Option<SiteId>,
+    pub from: SiteId,
+    pub to: SiteId,
+}
+
+/// `GET /partners/revoke`: what revoking one direction removes, and the
+/// button that does it.
+pub async fn confirm_revoke(
+    State(state): State<AppState>,
+    session: Session,
+    q: Result<Query<RevokeQuery>, QueryRejection>,
+) -> Response {
+    let q = match params(q) {
+        Ok(q) => q,
+        Err(refusal) => return refusal,
+    };
+    let position = state.access().read().position();
+    let Some(ctx) = Context::of(&state, &session, q.site, None) else {
+        return layout::refusal(axum::http::StatusCode::BAD_REQUEST, "Name the site.");
+    };
+    let f = match facts(&state, &session, &ctx).await {
+        Ok(f) => f,
+        Err(e) => return layout::api_refusal(e),
+    };
+    let Some(c) = f
+        .connections
+        .iter()
+        .find(|c| c.from_site == q.from && c.to_site == q.to)
+    else {
+        return layout::refusal(
+            axum::http::StatusCode::NOT_FOUND,
+            "This site has no such connection.",
+        );
+    };
+    let index = state.access().read();
+    let name = |s: SiteId| {
+        index
+            .site_code_and_name_of(s)
+            .map(|(c, _)| c.as_str().to_owned())
+            .unwrap_or_else(|| s.to_string())
+    };
+    let (from, to) = (name(c.from_site), name(c.to_site));
+    drop(index);
+    let shared: Vec<String> = if c.direction == LinkDirection::Outgoing {
+        f.shares
+            .iter()
+            .filter(|p| p.partner == c.partner)
+            .flat_map(|p| p.scorecards.iter().map(|s| s.name.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let back = link(&session, "/partners", Some(ctx.site));
+    let body = html! {
+        section.card.warning {
+            p { "Revoking stops " strong { (from) } " sharing with " strong { (to) } ". It cannot be undone (R-CONN-4):" }
+            ul {
+                li { "every scorecard shared over this link stops being visible to " (to) "'s users"
+                    @if c.direction == LinkDirection::Outgoing {
+                        @if shared.is_empty() { " (none is shared now)" }
+                        @else { ": " (shared.join(", ")) }
+                    } @else { " (" (c.shared_scorecards) " now)" }
+                    ";" }
+                li { "every relationship " (to) " built on them (placements on its scorecards, use in its aggregations) is removed;" }
+                li { "the other direction, " (to) " → " (from) ", stays as it is;" }
+                li { "sharing again needs a new request, and starts from nothing shared." }
+            }
+            @if ctx.administers {
+                form method="post" action="/act/RevokeSharing" {
+                    (form_fields(&session, &back))
+                    input type="hidden" name="site_id" value=(ctx.site.to_string());
+                    input type="hidden" name="from" value=(c.from_site.to_string());
+                    input type="hidden" name="to" value=(c.to_site.to_string());
+                    input type="hidden" name="done" value=(format!("Revoked {from} → {to}."));
+                    button.danger type="submit" { "Revoke " (from) " → " (to) }
+                    " "
+                    a href=(back) { "Keep it" }
+                }
+            }
+        }
+    };
+    layout::page(
+        Frame {
+            session: &session,
+            nav: Nav::Partners,
+            site: Some(ctx.site),
+            position,
+            flash: None,
+        },
+        &format!("Revoke {from} → {to}?"),
+        body,
+    )
+}

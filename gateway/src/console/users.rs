@@ -1,0 +1,434 @@
+//! Users (seeds 001 and 004): the site's users as a table sortable by any
+//! column, searched in every field, with inactive users hidden or shown,
+//! a page of 50 at a time (keyset-paged, so 10,000 users cost what 50 do);
+//! the seat count against the limit; adding, deactivating and reactivating
+//! a user; importing a CSV file, which shows each bad row's line, field
+//! and reason and applies nothing until the file is clean (R-USER-8); and a
+//! user's page with their role, flags and level on each scorecard.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::Json;
+use maud::{html, Markup};
+use serde::Deserialize;
+use shareledger_core::catalog::{AccessLevel, PermissionFlag, Role, SiteId, UserId};
+use shareledger_projections::dashboard::{SiteSummary, UserSort, UsersPage};
+
+use super::context::{params, site_picker, Context};
+use super::layout::{
+    self, badge, form_fields, link, site_tag, when, wire, words, Frame, Nav, Shown,
+};
+use super::session::{urlencode, Session};
+use crate::error::ApiError;
+use crate::queries::{self, FreshParams, UsersParams};
+use crate::state::AppState;
+
+/// Users shown per page.
+const PAGE: u32 = 50;
+
+const ROLES: [Role; 4] = [
+    Role::Administration,
+    Role::ScorecardBuilder,
+    Role::DataEntry,
+    Role::Presenter,
+];
+
+/// The users page's parameters (the table's state is in the address, so
+/// a sorted, searched page can be bookmarked and shared).
+#[derive(Debug, Default, Deserialize)]
+pub struct UsersQuery {
+    site: Option<SiteId>,
+    at: Option<u64>,
+    search: Option<String>,
+    sort: Option<UserSort>,
+    #[serde(default)]
+    descending: bool,
+    after: Option<String>,
+    /// Hide inactive users (`1`).
+    hide_inactive: Option<String>,
+}
+
+impl UsersQuery {
+    fn hides_inactive(&self) -> bool {
+        self.hide_inactive.as_deref().is_some_and(|v| !v.is_empty())
+    }
+
+    /// This page's address with some parts changed.
+    fn href(
+        &self,
+        session: &Session,
+        site: SiteId,
+        sort: UserSort,
+        descending: bool,
+        after: Option<&str>,
+    ) -> String {
+        let mut parts = vec![format!("sort={}", wire(&sort))];
+        if descending {
+            parts.push("descending=true".into());
+        }
+        if let Some(s) = self.search.as_deref().filter(|s| !s.is_empty()) {
+            parts.push(format!("search={}", urlencode(s)));
+        }
+        if self.hides_inactive() {
+            parts.push("hide_inactive=1".into());
+        }
+        if let Some(a) = after {
+            parts.push(format!("after={}", urlencode(a)));
+        }
+        link(session, &format!("/users?{}", parts.join("&")), Some(site))
+    }
+}
+
+/// `GET /users`.
+pub async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    Shown(flash): Shown,
+    q: Result<Query<UsersQuery>, QueryRejection>,
+) -> Response {
+    let q = match params(q) {
+        Ok(q) => q,
+        Err(refusal) => return refusal,
+    };
+    let position = state.access().read().position();
+    let frame = |site| Frame {
+        session: &session,
+        nav: Nav::Users,
+        site,
+        position,
+        flash: flash.clone(),
+    };
+    let Some(ctx) = Context::of(&state, &session, q.site, q.at) else {
+        return layout::page(frame(None), "Users", site_picker(&state, "/users"));
+    };
+    match body(&state, &session, &ctx, &q).await {
+        Ok((title, body)) => layout::page(frame(Some(ctx.site)), &title, body),
+        Err(e) => layout::api_refusal(e),
+    }
+}
+
+async fn summary(
+    state: &AppState,
+    session: &Session,
+    ctx: &Context,
+) -> Result<SiteSummary, ApiError> {
+    let Json(summary) = queries::site(
+        State(state.clone()),
+        session.principal.clone(),
+        Ok(Path(ctx.site)),
+        Ok(Query(FreshParams {
+            min_position: ctx.at,
+        })),
+    )
+    .await?;
+    Ok(summary)
+}
+
+async fn body(
+    state: &AppState,
+    session: &Session,
+    ctx: &Context,
+    q: &UsersQuery,
+) -> Result<(String, Markup), ApiError> {
+    let summary = summary(state, session, ctx).await?;
+    let sort = q.sort.unwrap_or_default();
+    let Json(users) = queries::users(
+        State(state.clone()),
+        session.principal.clone(),
+        Ok(Path(ctx.site)),
+        Ok(Query(UsersParams {
+            search: q.search.clone().filter(|s| !s.trim().is_empty()),
+            sort: Some(sort),
+            descending: q.descending,
+            limit: Some(PAGE),
+            after: q.after.clone(),
+            active: q.hides_inactive().then_some(true),
+            role: None,
+            flag: None,
+            min_position: ctx.at,
+        })),
+    )
+    .await?;
+    let code = summary.code.as_str().to_owned();
+    let here = q.href(session, ctx.site, sort, q.descending, q.after.as_deref());
+    let markup = html! {
+        p.lead {
+            (summary.name) " " (site_tag(&code, &summary.name)) ": "
+            strong data-testid="seats" { (summary.active_users) " of " (summary.seat_limit) " seats" }
+            " in use (active users count against the limit)."
+        }
+        (filters(session, ctx, q))
+        (table(session, ctx, q, &users, sort, &here))
+        @if ctx.manages_users {
+            (add_form(session, ctx, &here))
+            (import_form(session, ctx, &here))
+        }
+    };
+    Ok((format!("Users · {code}"), markup))
+}
+
+fn filters(session: &Session, ctx: &Context, q: &UsersQuery) -> Markup {
+    html! {
+        form.search method="get" action="/users" role="search" {
+            @if session.home.as_ref().map(|h| h.0) != Some(ctx.site) {
+                input type="hidden" name="site" value=(ctx.site.to_string());
+            }
+            @if let Some(sort) = q.sort { input type="hidden" name="sort" value=(wire(&sort)); }
+            @if q.descending { input type="hidden" name="descending" value="true"; }
+            label for="user-search" { "Search users" }
+            input #user-search type="search" name="search" value=[q.search.as_deref()]
+                placeholder="username, name, email or role";
+            label.check {
+                input type="checkbox" name="hide_inactive" value="1" checked[q.hides_inactive()];
+                " Hide inactive"
+            }
+            button type="submit" { "Apply" }
+        }
+    }
+}
+
+fn table(
+    session: &Session,
+    ctx: &Context,
+    q: &UsersQuery,
+    users: &UsersPage,
+    sort: UserSort,
+    back: &str,
+) -> Markup {
+    let columns: [(&str, UserSort); 7] = [
+        ("Username", UserSort::Username),
+        ("Name", UserSort::Name),
+        ("Email", UserSort::Email),
+        ("Role", UserSort::Role),
+        ("Last activity", UserSort::LastActivity),
+        ("Added", UserSort::AddedAt),
+        ("Status", UserSort::Active),
+    ];
+    let site = ctx.site.to_string();
+    html! {
+        div.table-wrap {
+            table data-testid="users" {
+                caption { (users.total) @if users.total == 1 { " user matches" } @else { " users match" } @if q.after.is_some() { " (a later page)" } }
+                thead { tr {
+                    @for (label, column) in columns {
+                        @let current = column == sort;
+                        @let next_desc = current && !q.descending;
+                        th scope="col" aria-sort=(if !current { "none" } else if q.descending { "descending" } else { "ascending" }) {
+                            a href=(q.href(session, ctx.site, column, next_desc, None)) {
+                                (label)
+                                @if current { span aria-hidden="true" { @if q.descending { " ▼" } @else { " ▲" } } }
+                            }
+                        }
+                    }
+                    @if ctx.manages_users { th scope="col" { "Actions" } }
+                } }
+                tbody {
+                    @if users.users.is_empty() { tr { td colspan="8" .empty { "No user matches." } } }
+                    @for u in &users.users {
+                        tr data-username=(u.username.as_str()) {
+                            td { a href=(link(session, &format!("/users/{}", u.user_id), Some(ctx.site))) { (u.username.as_str()) } }
+                            td { (u.name.as_str()) }
+                            td { @if let Some(e) = &u.email { (e.as_str()) } @else { "—" } }
+                            td { (words(&u.role)) }
+                            td { @if let Some(t) = &u.last_activity { (when(t)) } @else { "never" } }
+                            td { (when(&u.added_at)) }
+                            td { @if u.active { (badge("active", "active")) } @else { (badge("revoked", "inactive")) } }
+                            @if ctx.manages_users {
+                                td.actions {
+                                    form.inline method="post" action=(if u.active { "/act/DeactivateUser" } else { "/act/ReactivateUser" }) {
+                                        (form_fields(session, back))
+                                        input type="hidden" name="site_id" value=(site);
+                                        input type="hidden" name="user_id" value=(u.user_id.to_string());
+                                        input type="hidden" name="done" value=(format!("{} is now {}.", u.username.as_str(), if u.active { "inactive" } else { "active" }));
+                                        @if u.active {
+                                            button.danger type="submit" aria-label=(format!("Deactivate {}", u.username.as_str())) { "Deactivate" }
+                                        } @else {
+                                            button type="submit" aria-label=(format!("Reactivate {}", u.username.as_str())) { "Reactivate" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        nav.pager aria-label="Pages" {
+            @if q.after.is_some() {
+                a href=(q.href(session, ctx.site, sort, q.descending, None)) { "First page" }
+            }
+            @if let Some(next) = &users.next {
+                a href=(q.href(session, ctx.site, sort, q.descending, Some(next))) rel="next" { "Next page" }
+            }
+        }
+    }
+}
+
+fn add_form(session: &Session, ctx: &Context, back: &str) -> Markup {
+    html! {
+        section aria-labelledby="add-h" {
+            h2 #add-h { "Add a user" }
+            form.stack method="post" action="/act/AddUser" {
+                (form_fields(session, back))
+                input type="hidden" name="site_id" value=(ctx.site.to_string());
+                input type="hidden" name="done" value="User added.";
+                div.field { label for="new-username" { "Username" } input #new-username name="username" required autocomplete="off"; }
+                div.field { label for="new-name" { "Name" } input #new-name name="name" required autocomplete="off"; }
+                div.field { label for="new-email" { "Email (optional)" } input #new-email name="email" type="email" autocomplete="off"; }
+                div.field {
+                    label for="new-role" { "Role" }
+                    select #new-role name="role" {
+                        @for role in ROLES { option value=(wire(&role)) selected[role == Role::Presenter] { (words(&role)) } }
+                    }
+                }
+                button.primary type="submit" { "Add user" }
+            }
+        }
+    }
+}
+
+fn import_form(session: &Session, ctx: &Context, back: &str) -> Markup {
+    html! {
+        section aria-labelledby="import-h" {
+            h2 #import-h { "Import users from CSV" }
+            p { "A header naming " code { "username" } ", " code { "name" } " and " code { "role" }
+                " (and optionally " code { "email" } "), then one user per row. Every row is checked first: one bad row and nothing is imported." }
+            form.stack method="post" action="/act/ImportUsers" {
+                (form_fields(session, back))
+                input type="hidden" name="site_id" value=(ctx.site.to_string());
+                input type="hidden" name="done" value="The file was imported.";
+                div.field {
+                    label for="csv-file" { "Choose a file" }
+                    input #csv-file type="file" accept=".csv,text/csv" data-fills="csv-text";
+                }
+                div.field {
+                    label for="csv-text" { "…or paste it" }
+                    textarea #csv-text name="csv" rows="6" required spellcheck="false" {}
+                }
+                button.primary type="submit" { "Import" }
+            }
+        }
+    }
+}
+
+/// `GET /users/{user_id}`: one user, their flags and scorecard levels.
+pub async fn detail(
+    State(state): State<AppState>,
+    session: Session,
+    Shown(flash): Shown,
+    user: Result<Path<UserId>, PathRejection>,
+    q: Result<Query<DetailQuery>, QueryRejection>,
+) -> Response {
+    let q = match params(q) {
+        Ok(q) => q,
+        Err(refusal) => return refusal,
+    };
+    let Ok(Path(user)) = user else {
+        return layout::refusal(axum::http::StatusCode::NOT_FOUND, "No such user.");
+    };
+    let position = state.access().read().position();
+    let Some(ctx) = Context::of(&state, &session, q.site, q.at) else {
+        return layout::refusal(axum::http::StatusCode::BAD_REQUEST, "Name the site.");
+    };
+    let Json(detail) = match queries::user(
+        State(state.clone()),
+        session.principal.clone(),
+        Ok(Path((ctx.site, user))),
+        Ok(Query(FreshParams {
+            min_position: ctx.at,
+        })),
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(e) => return layout::api_refusal(e),
+    };
+    let u = &detail.user;
+    let back = link(&session, &format!("/users/{user}"), Some(ctx.site));
+    let site = ctx.site.to_string();
+    let body = html! {
+        dl.facts {
+            dt { "Name" } dd { (u.name.as_str()) }
+            dt { "Email" } dd { @if let Some(e) = &u.email { (e.as_str()) } @else { "—" } }
+            dt { "Role" } dd { (words(&u.role)) }
+            dt { "Status" } dd { @if u.active { (badge("active", "active")) } @else { (badge("revoked", "inactive")) } }
+            dt { "Added" } dd { (when(&u.added_at)) " (" (u.origin.replace('_', " ")) ")" }
+            dt { "Last activity" } dd { @if let Some(t) = &u.last_activity { (when(t)) } @else { "never" } }
+        }
+        section aria-labelledby="flags-h" {
+            h2 #flags-h { "Permission flags" }
+            form.stack method="post" action="/act/SetPermissionFlags" {
+                (form_fields(&session, &back))
+                input type="hidden" name="site_id" value=(site);
+                input type="hidden" name="user_id" value=(u.user_id.to_string());
+                input type="hidden" name="done" value="Permission flags saved.";
+                // Every flag not switched on is switched off.
+                input type="hidden" name="complement" value="disable:enable";
+                @for flag in PermissionFlag::ALL {
+                    input type="hidden" name="disable[]" value=(wire(&flag));
+                }
+                div.flags {
+                    @for flag in PermissionFlag::ALL {
+                        @let id = format!("flag-{}", wire(&flag));
+                        div.check {
+                            input type="checkbox" id=(id) name="enable[]" value=(wire(&flag))
+                                checked[u.permissions.contains(&flag)] disabled[!ctx.manages_users];
+                            label for=(id) { (words(&flag)) }
+                        }
+                    }
+                }
+                @if ctx.manages_users { button.primary type="submit" { "Save flags" } }
+            }
+        }
+        section aria-labelledby="levels-h" {
+            h2 #levels-h { "Scorecard access" }
+            div.table-wrap { table {
+                caption { "The user's level on each scorecard assigned to them" }
+                thead { tr { th scope="col" { "Scorecard" } th scope="col" { "Owner" } th scope="col" { "Level" } } }
+                tbody {
+                    @if detail.scorecard_access.is_empty() { tr { td colspan="3" .empty { "None assigned." } } }
+                    @for s in &detail.scorecard_access {
+                        tr { td { (s.name.as_str()) } td { (site_tag(s.owner_code.as_str(), "")) } td { (words(&s.level)) } }
+                    }
+                }
+            } }
+            @if ctx.manages_users {
+                form.stack method="post" action="/act/GrantScorecardAccess" {
+                    h3 { "Grant a level" }
+                    (form_fields(&session, &back))
+                    input type="hidden" name="site_id" value=(site);
+                    input type="hidden" name="user_id" value=(u.user_id.to_string());
+                    input type="hidden" name="done" value="Level granted.";
+                    div.field { label for="grant-scorecard" { "Scorecard id" } input #grant-scorecard name="scorecard_id" required autocomplete="off"; }
+                    div.field { label for="grant-owner" { "Owner site id (a partner's scorecard; empty for your own)" } input #grant-owner name="owner_site" autocomplete="off"; }
+                    div.field {
+                        label for="grant-level" { "Level" }
+                        select #grant-level name="level" {
+                            @for level in AccessLevel::ALL { option value=(wire(&level)) { (words(&level)) } }
+                        }
+                    }
+                    button.primary type="submit" { "Grant" }
+                }
+            }
+        }
+    };
+    layout::page(
+        Frame {
+            session: &session,
+            nav: Nav::Users,
+            site: Some(ctx.site),
+            position,
+            flash,
+        },
+        &format!("User {}", u.username.as_str()),
+        body,
+    )
+}
+
+/// A user page's parameters.
+#[derive(Debug, Default, Deserialize)]
+pub struct DetailQuery {
+    site: Option<SiteId>,
+    at: Option<u64>,
+}

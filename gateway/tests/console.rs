@@ -1,0 +1,428 @@
+//! The console in a real browser: the grant-maker story end to end, the
+//! users page, and a person without rights (DOMAIN.md's R-CONN-1/2/3/4,
+//! R-SHARE-1/5/6, R-USER-1/6/8; issue 18's stories).
+
+mod browser;
+mod common;
+
+use browser::Browser;
+use common::Harness;
+use serde_json::json;
+use uuid::Uuid;
+
+/// FUND with two scorecards (one to share) and HOPE, each with an admin.
+async fn grant_maker_world(h: &Harness) -> (common::SiteHandle, common::SiteHandle, Uuid) {
+    let fund = h.site("FUND").await;
+    let hope = h.site("HOPE").await;
+    let youth = Uuid::new_v4();
+    let object = Uuid::new_v4();
+    let t = fund.admin_token.as_str();
+    h.must(
+        t,
+        "CreateScorecard",
+        json!({"site_id": fund.id, "scorecard_id": youth, "name": "Youth Outcomes 2026"}),
+    )
+    .await;
+    h.must(t, "CreateObject", json!({"site_id": fund.id, "object_id": object, "kind": "indicator", "name": "% of youth graduating"})).await;
+    h.must(
+        t,
+        "PlaceObjectOnScorecard",
+        json!({"site_id": fund.id, "object_id": object, "scorecard_id": youth}),
+    )
+    .await;
+    h.must(
+        t,
+        "CreateScorecard",
+        json!({"site_id": fund.id, "scorecard_id": Uuid::new_v4(), "name": "Internal Budget"}),
+    )
+    .await;
+    (fund, hope, youth)
+}
+
+#[tokio::test]
+async fn r_conn_r_share_the_grant_makers_story_from_the_browser_alone() {
+    let h = Harness::start().await;
+    let Some(b) = Browser::start(&h.url).await else {
+        return;
+    };
+    let (fund, hope, youth) = grant_maker_world(&h).await;
+
+    // Given FUND's admin signs in, when they request a connection with
+    // HOPE by its code (offer only), then it awaits HOPE's approval.
+    b.go("/sign-in").await;
+    b.shot("sign-in").await;
+    b.sign_in(&fund.admin_token).await;
+    b.go("/partners").await;
+    b.fill("#partner_code", "HOPE").await;
+    b.click("input[name=directions][value=offer]").await;
+    b.submit("form[action='/act/RequestConnection'] button.primary")
+        .await;
+    assert!(b
+        .text_of(".flash.ok")
+        .await
+        .contains("Connection requested"));
+    let row = b
+        .text_of("[data-testid=outgoing] tr[data-partner=HOPE]")
+        .await;
+    assert!(row.contains("awaiting approval"), "{row}");
+    b.sign_out().await;
+
+    // When HOPE's admin approves it, then the link is active.
+    b.sign_in(&hope.admin_token).await;
+    b.go("/partners").await;
+    let card = b.text_of("[data-testid=pending-FUND]").await;
+    assert!(
+        card.contains("offers to share its scorecards with you"),
+        "{card}"
+    );
+    b.shot("partner-connect-pending").await;
+    b.submit("[data-testid=pending-FUND] form[action='/act/ApproveConnection'] button")
+        .await;
+    assert!(b
+        .text_of(".flash.ok")
+        .await
+        .contains("Approved the connection with FUND"));
+    let row = b
+        .text_of("[data-testid=incoming] tr[data-partner=FUND]")
+        .await;
+    assert!(row.contains("active"), "{row}");
+
+    // The page follows the log: a request another site makes appears on
+    // its own (the changes feed's events, no reload by the person).
+    let nest = h.site("NEST").await;
+    h.must(
+        &nest.admin_token,
+        "RequestConnection",
+        json!({"site_id": nest.id, "partner_code": "HOPE", "directions": "both"}),
+    )
+    .await;
+    b.until("NEST's request appears without a reload", |b| async move {
+        b.exists("[data-testid=pending-NEST]").await
+    })
+    .await;
+    b.sign_out().await;
+
+    // When FUND's admin moves Youth Outcomes to "has access to" for HOPE
+    // in Edit Scorecards, then HOPE's admin sees it, tagged FUND, and why.
+    b.sign_in(&fund.admin_token).await;
+    b.go("/partners").await;
+    b.click(&format!("[data-testid=edit-HOPE] input[value='{youth}']"))
+        .await;
+    b.submit("[data-testid=edit-HOPE] button[type=submit]")
+        .await;
+    assert!(b
+        .text_of(".flash.ok")
+        .await
+        .contains("Saved what HOPE can access"));
+    let has = b
+        .text_of("[data-testid=edit-HOPE] fieldset.list:nth-of-type(2)")
+        .await;
+    assert!(
+        has.contains("Has access to") && has.contains("Youth Outcomes 2026"),
+        "{has}"
+    );
+    b.shot("partner-connect").await;
+    b.go("/scorecards").await;
+    let row = b.text_of("[data-testid=scorecards]").await;
+    assert!(
+        row.contains("HOPE"),
+        "the scorecard names whom it is shared with: {row}"
+    );
+    b.shot("scorecards").await;
+    b.sign_out().await;
+
+    b.sign_in(&hope.admin_token).await;
+    b.go("/access").await;
+    let seen = b.text_of("[data-testid=lookup]").await;
+    assert!(
+        seen.contains("Youth Outcomes 2026") && seen.contains("FUND"),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains("Internal Budget"),
+        "only what is shared: {seen}"
+    );
+    b.shot("access-explorer").await;
+    b.submit(&format!(
+        "[data-testid=lookup] a[href*='{youth}'][href*='user=']"
+    ))
+    .await;
+    let why = b.text_of("[data-testid=explanation]").await;
+    assert!(
+        why.contains("FUND shares") && why.contains("event"),
+        "{why}"
+    );
+    b.shot("access-why").await;
+    let before_revoke: u64 = b
+        .text_of("[data-testid=position]")
+        .await
+        .parse()
+        .expect("a position");
+    b.sign_out().await;
+
+    // When FUND's admin revokes FUND → HOPE after reading what it
+    // removes, then HOPE's admin loses Youth Outcomes.
+    b.sign_in(&fund.admin_token).await;
+    b.go("/partners").await;
+    b.submit("[data-testid=outgoing] tr[data-partner=HOPE] a.button.danger")
+        .await;
+    let confirm = b.text().await;
+    assert!(
+        confirm.contains("Revoke FUND → HOPE?") && confirm.contains("Youth Outcomes 2026"),
+        "{confirm}"
+    );
+    b.shot("revoke-confirmation").await;
+    b.submit("form[action='/act/RevokeSharing'] button.danger")
+        .await;
+    assert!(b.text_of(".flash.ok").await.contains("Revoked FUND → HOPE"));
+    let row = b
+        .text_of("[data-testid=outgoing] tr[data-partner=HOPE]")
+        .await;
+    assert!(row.contains("revoked"), "{row}");
+    let after_revoke: u64 = b
+        .text_of("[data-testid=position]")
+        .await
+        .parse()
+        .expect("a position");
+    b.sign_out().await;
+
+    // Then FUND's auditor sees the loss in the diff, and the log intact.
+    let auditor = h.auditor_token(Some(fund.id)).await;
+    b.sign_in(&auditor).await;
+    b.go(&format!(
+        "/audit?diff_from={before_revoke}&diff_to={after_revoke}"
+    ))
+    .await;
+    let lost = b.text_of("[data-testid=lost]").await;
+    assert!(
+        lost.contains("admin@hope.org") && lost.contains("Youth Outcomes 2026"),
+        "{lost}"
+    );
+    let timeline = b.text_of("[data-testid=timeline]").await;
+    assert!(timeline.contains("RevokeSharing"), "{timeline}");
+    b.shot("audit-diff").await;
+    b.submit("form[action='/audit'] input[name=verify] ~ button")
+        .await;
+    assert!(b
+        .text_of("[data-testid=verdict]")
+        .await
+        .contains("The log is intact"));
+    b.sign_out().await;
+
+    // Readable at 390 px: nothing but the tables' own scroll is wider.
+    b.client.set_window_size(390, 844).await.expect("narrow");
+    b.sign_in(&fund.admin_token).await;
+    b.go("/partners").await;
+    let width = b
+        .client
+        .execute("return document.documentElement.scrollWidth", vec![])
+        .await
+        .expect("a width");
+    assert!(
+        width.as_u64().unwrap_or(9999) <= 390,
+        "the page is {width} px wide at 390"
+    );
+    b.shot("partner-connect-390").await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn r_user_the_users_page_sorts_searches_imports_and_deactivates() {
+    let h = Harness::start().await;
+    let Some(b) = Browser::start(&h.url).await else {
+        return;
+    };
+    let acme = h.site("ACME").await;
+    b.sign_in(&acme.admin_token).await;
+    b.go("/users").await;
+    assert!(b
+        .text_of("[data-testid=seats]")
+        .await
+        .contains("1 of 50 seats"));
+
+    // Adding two users from the form.
+    for (username, name) in [
+        ("dana@acme.org", "Dana Adams"),
+        ("zed@acme.org", "Aaron Zed"),
+    ] {
+        b.fill("#new-username", username).await;
+        b.fill("#new-name", name).await;
+        b.submit("form[action='/act/AddUser'] button.primary").await;
+        assert!(b.text_of(".flash.ok").await.contains("User added"));
+        assert!(b.exists(&format!("tr[data-username='{username}']")).await);
+    }
+    assert!(b
+        .text_of("[data-testid=seats]")
+        .await
+        .contains("3 of 50 seats"));
+
+    // Sorting by name, then by name descending.
+    let order = |b: &Browser| {
+        let b = b.client.clone();
+        async move {
+            b.execute("return [...document.querySelectorAll('[data-testid=users] tbody tr')].map(r => r.dataset.username)", vec![])
+                .await
+                .expect("rows")
+        }
+    };
+    b.submit("th a[href*='sort=name']").await;
+    assert_eq!(
+        order(&b).await,
+        json!(["zed@acme.org", "admin@acme.org", "dana@acme.org"])
+    );
+    b.submit("th a[href*='sort=name']").await;
+    assert_eq!(
+        order(&b).await,
+        json!(["dana@acme.org", "admin@acme.org", "zed@acme.org"])
+    );
+
+    // Searching every field: "zed" is in one username.
+    b.fill("#user-search", "zed").await;
+    b.submit("form[role=search] button").await;
+    assert_eq!(order(&b).await, json!(["zed@acme.org"]));
+    b.go("/users").await;
+
+    // An import with bad rows shows each row's line, field and reason and
+    // changes nothing.
+    let before = h.snapshot().await;
+    b.set_value(
+        "#csv-text",
+        "username,name,role\nok@acme.org,Ok Person,presenter\nbad@acme.org,,wizard\n",
+    )
+    .await;
+    b.submit("form[action='/act/ImportUsers'] button.primary")
+        .await;
+    let refusal = b.text_of(".flash.error").await;
+    assert!(
+        refusal.contains("ImportUsers was refused") && refusal.contains("Line"),
+        "{refusal}"
+    );
+    assert!(
+        refusal.contains("name") && refusal.contains("role"),
+        "{refusal}"
+    );
+    let rows = b.text_of(".flash.error table").await;
+    assert!(rows.contains('3'), "the bad row's line: {rows}");
+    b.shot("users-import-refused").await;
+    assert_eq!(
+        h.snapshot().await,
+        before,
+        "a refused import writes nothing"
+    );
+
+    // A clean file is applied.
+    b.set_value("#csv-text", "username,name,role,email\nok@acme.org,Ok Person,presenter,ok@acme.org\nsam@acme.org,Sam Smith,data_entry,\n").await;
+    b.submit("form[action='/act/ImportUsers'] button.primary")
+        .await;
+    assert!(b.text_of(".flash.ok").await.contains("imported"));
+    assert!(b
+        .text_of("[data-testid=seats]")
+        .await
+        .contains("5 of 50 seats"));
+
+    // Deactivating, then hiding the inactive.
+    b.submit("tr[data-username='dana@acme.org'] form[action='/act/DeactivateUser'] button")
+        .await;
+    assert!(b
+        .text_of("tr[data-username='dana@acme.org']")
+        .await
+        .contains("inactive"));
+    assert!(b
+        .text_of("[data-testid=seats]")
+        .await
+        .contains("4 of 50 seats"));
+    b.shot("users").await;
+    b.click("input[name=hide_inactive]").await;
+    b.submit("form[role=search] button").await;
+    assert!(!b.exists("tr[data-username='dana@acme.org']").await);
+    assert!(b.exists("tr[data-username='zed@acme.org']").await);
+
+    // A user's own page: role, flags, levels.
+    b.submit("tr[data-username='zed@acme.org'] a").await;
+    assert!(b.text().await.contains("User zed@acme.org"));
+    b.shot("user").await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn r_conn_1_a_person_without_rights_sees_no_forbidden_control_and_a_forged_form_is_refused() {
+    let h = Harness::start().await;
+    let Some(b) = Browser::start(&h.url).await else {
+        return;
+    };
+    let w = h.world().await;
+
+    // A service token names no person, and a made-up one is no token.
+    b.sign_in(&h.service_token(w.b.id).await).await;
+    assert!(b.text_of(".flash.error").await.contains("service token"));
+    b.sign_in("sl_000000000000000000000000000000000000000000000000")
+        .await;
+    assert!(b.text_of(".flash.error").await.contains("not valid"));
+
+    // A presenter sees their own access, and no form that changes anything.
+    b.sign_in(&w.plain_token).await;
+    assert!(b.text().await.contains("What plain@beta.org can see"));
+    assert!(!b.exists("form[action^='/act/']").await);
+    for page in ["/partners", "/users", "/scorecards"] {
+        b.go(page).await;
+        assert!(
+            b.text().await.contains("Instance Admins and user managers"),
+            "{page}"
+        );
+        assert!(!b.exists("form[action^='/act/']").await, "{page}");
+    }
+    b.go("/access").await;
+    b.shot("no-rights").await;
+
+    // A form forged in the page, with the session's own CSRF token, is
+    // refused by the command's rule (R-CONN-1); one without it by the
+    // console. Neither writes anything.
+    let before = h.snapshot().await;
+    let forge = |csrf: &'static str| {
+        format!(
+            "const f = document.createElement('form'); f.method = 'post'; f.action = '/act/RequestConnection';
+             const csrf = {csrf};
+             for (const [k, v] of Object.entries({{csrf, key: crypto.randomUUID(), back: '/access',
+                 site_id: '{site}', partner_code: 'ALPHA', directions: 'both'}})) {{
+               const i = document.createElement('input'); i.type = 'hidden'; i.name = k; i.value = v; f.appendChild(i);
+             }}
+             document.body.appendChild(f); document.body.dataset.left = 'yes'; f.submit();",
+            site = w.b.id
+        )
+    };
+    b.client
+        .execute(
+            &forge("document.querySelector('input[name=csrf]').value"),
+            vec![],
+        )
+        .await
+        .expect("the forged form is sent");
+    b.wait_for_new_page().await;
+    let refusal = b.text_of(".flash.error").await;
+    assert!(
+        refusal.contains("RequestConnection was refused") && refusal.contains("instance_admin"),
+        "{refusal}"
+    );
+    b.client
+        .execute(&forge("'not-the-session-token'"), vec![])
+        .await
+        .expect("the forged form is sent");
+    b.wait_for_new_page().await;
+    assert!(b
+        .text_of("[data-testid=refusal]")
+        .await
+        .contains("not from your session"));
+    assert_eq!(h.snapshot().await, before, "refused forms write nothing");
+
+    // A deactivated user's session ends with the user (R-USER-6).
+    h.must(
+        &w.b.admin_token,
+        "DeactivateUser",
+        json!({"site_id": w.b.id, "user_id": w.plain}),
+    )
+    .await;
+    b.go("/access").await;
+    assert!(b.text_of(".flash.error").await.contains("deactivated"));
+    assert!(b.exists("#token").await, "back at the sign-in page");
+    h.shutdown().await;
+}
