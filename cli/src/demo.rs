@@ -449,7 +449,12 @@ pub async fn run(pool: &PgPool, json_output: bool) -> anyhow::Result<()> {
     };
     let base = "http://127.0.0.1:8080";
     println!();
-    println!("With `shareledger serve` running, try:");
+    println!("With `shareledger serve` running, open the console at {base}/ in a browser and");
+    println!(
+        "sign in with a token above (fund-admin: Partner Connect and users; fund-auditor: audit)."
+    );
+    println!();
+    println!("Or, over HTTP:");
     println!("  # a board member (UI): can I see the clinic's shared scorecard? what can I see?");
     println!(
         "  curl -H 'Authorization: Bearer {}' '{base}/v1/access/check?target_type=scorecard&target_id={}&action=view'",

@@ -58,8 +58,18 @@
     }, 400);
   }
 
-  var source = new EventSource("/live?after=" + encodeURIComponent(position));
-  source.addEventListener("change", function (e) { latest = e.lastEventId; moved(); });
-  source.addEventListener("dropped", function () { source.close(); moved(); });
-  source.addEventListener("closed", function () { source.close(); });
+  // The stream is closed when the page is left, even into the browser's
+  // back-forward cache: a browser holds at most six connections to one
+  // host over HTTP/1.1, and streams of pages left behind would take them
+  // all. A page shown again from that cache is read again.
+  var source = null;
+  function listen() {
+    source = new EventSource("/live?after=" + encodeURIComponent(position));
+    source.addEventListener("change", function (e) { latest = e.lastEventId; moved(); });
+    source.addEventListener("dropped", function () { source.close(); moved(); });
+    source.addEventListener("closed", function () { source.close(); });
+  }
+  window.addEventListener("pagehide", function () { if (source) source.close(); });
+  window.addEventListener("pageshow", function (e) { if (e.persisted) window.location.reload(); });
+  listen();
 })();
