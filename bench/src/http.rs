@@ -520,7 +520,7 @@ fn question(sites: &[SiteWorld], task: usize) -> (&str, String) {
 /// Waits until everything that follows the log in the server (the access
 /// index, the read models, the consequence worker, the sealer) has reached
 /// its head.
-async fn settle(server: &Server) -> anyhow::Result<()> {
+pub(crate) async fn settle(server: &Server) -> anyhow::Result<()> {
     let state = server.state();
     let sealer = Sealer::new(state.store().clone(), SealerOptions::default());
     let limit = Duration::from_secs(600);

@@ -22,12 +22,14 @@
 //! cargo run --release -p shareledger-bench -- faults [--quick]
 //! cargo run --release -p shareledger-bench -- relay [--quick]
 //! cargo run --release -p shareledger-bench -- feed [--quick]
+//! cargo run --release -p shareledger-bench -- console [--quick]
 //! ```
 
 mod access;
 mod append;
 mod audit;
 mod commands;
+mod console;
 mod feed;
 mod hot_site;
 mod http;
@@ -71,6 +73,7 @@ enum Command {
     /// The changes feed: commit-to-delivery latency with 100 connected
     /// clients, by Server-Sent Events vs long polls.
     Feed(CommonArgs),
+    Console(CommonArgs),
 }
 
 /// The `commands` benchmark's options.
@@ -134,6 +137,10 @@ fn main() -> anyhow::Result<()> {
             Command::Feed(args) => {
                 report::print_header("feed", args.quick).await?;
                 feed::run(args).await
+            }
+            Command::Console(args) => {
+                report::print_header("console", args.quick).await?;
+                console::run(args).await
             }
         }
     })

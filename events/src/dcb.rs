@@ -24,8 +24,10 @@ use crate::envelope::{EventType, InvalidInput};
 pub const MAX_TAG_LEN: usize = 200;
 /// The most tags one event may carry.
 pub const MAX_TAGS_PER_EVENT: usize = 32;
-/// The most items one condition may have.
-pub const MAX_CONDITION_ITEMS: usize = 256;
+/// The most items one condition may have: a guard against a runaway
+/// query, well above what a decision needs (an import of the most rows a
+/// file may hold names each of its usernames: `MAX_IMPORT_ROWS`, 500).
+pub const MAX_CONDITION_ITEMS: usize = 2_048;
 
 /// What an event is about: `<kind>:<value>`, e.g. `object:0d1c…` or
 /// `user:7f3a…`. The kind is lower-case ASCII letters and `_`; the value is

@@ -2197,3 +2197,40 @@ async fn r_share_3_a_partner_renaming_or_archiving_a_shared_scorecard_is_read_on
     assert_eq!(h.snapshot().await, before, "nothing written");
     harness.shutdown().await;
 }
+
+#[tokio::test]
+async fn r_user_8_an_import_of_the_most_rows_a_file_may_hold_is_applied_whole() {
+    // Given a site with seats to spare, when its admin imports a file of
+    // MAX_IMPORT_ROWS users, then every one is added in one append (its
+    // condition names each username: it once exceeded the log's limit on
+    // a condition's items and failed as an internal error).
+    use shareledger_core::csv_import::MAX_IMPORT_ROWS;
+    let harness = Harness::start().await;
+    let h = &harness;
+    let a = h.site("ALPHA").await;
+    h.must(
+        &h.operator,
+        "SetSeatLimit",
+        json!({"site_id": a.id, "seat_limit": 10_000}),
+    )
+    .await;
+    let mut csv = String::from("username,name,role\n");
+    for u in 0..MAX_IMPORT_ROWS {
+        csv.push_str(&format!("user{u}@alpha.org,User {u},presenter\n"));
+    }
+    let position = h
+        .must(
+            &a.admin_token,
+            "ImportUsers",
+            json!({"site_id": a.id, "csv": csv}),
+        )
+        .await;
+    let page = h
+        .get(
+            &a.admin_token,
+            &format!("/v1/sites/{}/users?limit=1&min_position={position}", a.id),
+        )
+        .await;
+    assert_eq!(page.ok()["total"], json!(MAX_IMPORT_ROWS + 1));
+    harness.shutdown().await;
+}

@@ -341,6 +341,18 @@ async fn r_user_the_users_page_sorts_searches_imports_and_deactivates() {
     b.submit("tr[data-username='zed@acme.org'] a").await;
     assert!(b.text().await.contains("User zed@acme.org"));
     b.shot("user").await;
+
+    // The access explorer asks about a user by username.
+    b.go("/access").await;
+    b.fill("#pick-user", "ZED@acme.org").await;
+    b.submit("form[action='/access'] button").await;
+    assert!(b.text().await.contains("What zed@acme.org can see"));
+    b.fill("#pick-user", "nobody@acme.org").await;
+    b.submit("form[action='/access'] button").await;
+    assert!(b
+        .text_of(".flash.error")
+        .await
+        .contains("No user nobody@acme.org"));
     h.shutdown().await;
 }
 

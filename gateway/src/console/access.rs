@@ -16,7 +16,7 @@ use shareledger_projections::access::{
     AccessIndex, Explanation, Fact, Missing, Target, TargetKind,
 };
 
-use super::context::{params, site_picker, Context};
+use super::context::{params, site_picker, user_named, Context};
 use super::layout::{self, link, site_tag, when, words, Frame, Nav, Shown};
 use super::session::Session;
 use crate::auth::Principal;
@@ -31,8 +31,10 @@ const LOOKUP_LIMIT: usize = 500;
 pub struct AccessQuery {
     site: Option<SiteId>,
     at: Option<u64>,
-    /// Whose access.
+    /// Whose access: a user's id (the page's own links), or a username
+    /// typed in the form.
     user: Option<UserId>,
+    username: Option<String>,
     /// An item: `scorecard` or `object`, and its id.
     target_type: Option<TargetType>,
     target_id: Option<uuid::Uuid>,
@@ -91,8 +93,22 @@ async fn body(
     q: &AccessQuery,
 ) -> Result<Markup, ApiError> {
     let me = session.principal.user();
-    let user = q.user.or(me);
-    let choices = user_choices(state, session, ctx);
+    let typed = q
+        .username
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    let named = typed.map(|u| user_named(state, ctx.site, u));
+    let user = match named {
+        Some(found) => found,
+        None => q.user.or(me),
+    };
+    let picks_any = match &session.principal {
+        Principal::User { .. } => session
+            .principal
+            .administers(&state.access().read(), ctx.site),
+        _ => true,
+    };
     let lookup = match user {
         Some(u) => Some(
             queries::lookup(
@@ -161,18 +177,18 @@ async fn body(
         _ => Some(ctx.site),
     };
     Ok(html! {
-        @if choices.len() > 1 {
+        @if picks_any {
             form.search method="get" action="/access" {
                 @if session.home.as_ref().map(|h| h.0) != Some(ctx.site) {
                     input type="hidden" name="site" value=(ctx.site.to_string());
                 }
-                label for="pick-user" { "User" }
-                select #pick-user name="user" {
-                    @for (id, name) in &choices {
-                        option value=(id.to_string()) selected[Some(*id) == user] { (name) }
-                    }
-                }
+                label for="pick-user" { "Username" }
+                input #pick-user name="username" type="search" autocomplete="off"
+                    value=[user.and_then(|u| index.plain_name(u.0))];
                 button type="submit" { "Show what they see" }
+            }
+            @if let (Some(None), Some(typed)) = (named, typed) {
+                p.flash.error role="alert" { "No user " (typed) " at this site." }
             }
         }
         @if let Some(answer) = &lookup {
@@ -242,32 +258,6 @@ fn kind_words(target: Target, kind: &TargetKind) -> String {
             TargetKind::Scorecard => "scorecard".into(),
         },
     }
-}
-
-/// The users the person may ask about: everyone of the site for its
-/// administrators, else themselves.
-fn user_choices(state: &AppState, session: &Session, ctx: &Context) -> Vec<(UserId, String)> {
-    let index = state.access().read();
-    let sees_all = match &session.principal {
-        Principal::User { .. } => session.principal.administers(&index, ctx.site),
-        _ => true,
-    };
-    let mut users: Vec<(UserId, String)> = if sees_all {
-        index
-            .users_of(ctx.site)
-            .into_iter()
-            .filter_map(|u| index.person(u).map(|p| (u, p.username.as_str().to_owned())))
-            .collect()
-    } else {
-        session
-            .principal
-            .user()
-            .and_then(|u| index.person(u).map(|p| (u, p.username.as_str().to_owned())))
-            .into_iter()
-            .collect()
-    };
-    users.sort_by(|a, b| a.1.cmp(&b.1));
-    users
 }
 
 /// Q-4 as steps: every path, each fact with the event behind it.

@@ -13,11 +13,11 @@ use axum::Json;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::{html, Markup};
 use serde::Deserialize;
-use shareledger_core::catalog::{SiteId, UserId};
+use shareledger_core::catalog::SiteId;
 use shareledger_events::Actor;
 use shareledger_projections::history::AccessChange;
 
-use super::context::{params, site_picker, Context};
+use super::context::{params, site_picker, user_named, Context};
 use super::layout::{self, badge, link, site_tag, when, words, Frame, Nav, Shown};
 use super::session::{urlencode, Session};
 use crate::audit::{self, AsOfUserParams, DiffParams, DiffScope, TimelineParams};
@@ -39,7 +39,7 @@ pub struct AuditQuery {
     diff_from: Option<String>,
     diff_to: Option<String>,
     /// As of: whose view, and when.
-    as_of_user: Option<UserId>,
+    as_of_user: Option<String>,
     as_of: Option<String>,
     /// Run the integrity check (`1`).
     verify: Option<String>,
@@ -175,7 +175,19 @@ async fn body(
         ),
         _ => None,
     };
-    let as_of = match (q.as_of_user, Moment::parse(q.as_of.as_deref())?) {
+    let as_of_typed = q
+        .as_of_user
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    let as_of_user = match as_of_typed {
+        Some(typed) => Some(
+            user_named(state, ctx.site, typed)
+                .ok_or_else(|| ApiError::NotFound(format!("no user {typed} at this site")))?,
+        ),
+        None => None,
+    };
+    let as_of = match (as_of_user, Moment::parse(q.as_of.as_deref())?) {
         (Some(user), Some(at)) => Some(
             audit::lookup(
                 s(),
@@ -198,16 +210,6 @@ async fn body(
         Some(audit::verify(s(), p()).await?.0)
     } else {
         None
-    };
-    let users: Vec<(UserId, String)> = {
-        let index = state.access().read();
-        let mut users: Vec<_> = index
-            .users_of(ctx.site)
-            .into_iter()
-            .filter_map(|u| index.person(u).map(|p| (u, p.username.as_str().to_owned())))
-            .collect();
-        users.sort_by(|a, b| a.1.cmp(&b.1));
-        users
     };
     let keep_site = session.home.as_ref().map(|h| h.0) != Some(ctx.site);
     let site_field = html! {
@@ -268,9 +270,7 @@ async fn body(
             form.search method="get" action="/audit" {
                 (site_field)
                 label for="asof-user" { "User" }
-                select #asof-user name="as_of_user" {
-                    @for (id, name) in &users { option value=(id.to_string()) selected[Some(*id) == q.as_of_user] { (name) } }
-                }
+                input #asof-user name="as_of_user" type="search" autocomplete="off" value=[as_of_typed] placeholder="username";
                 label for="asof-at" { "At (UTC, or a position)" }
                 input #asof-at name="as_of" type="text" value=[q.as_of.as_deref()] placeholder="2026-12-01T09:00 or 120";
                 button type="submit" { "Show what they could see" }

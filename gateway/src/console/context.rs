@@ -10,7 +10,7 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
-use shareledger_core::catalog::{PermissionFlag, SiteId};
+use shareledger_core::catalog::{PermissionFlag, SiteId, UserId};
 
 use super::layout;
 use super::session::Session;
@@ -81,6 +81,18 @@ impl Context {
             manages_users,
         })
     }
+}
+
+/// The site's user with this username (as typed: case and surrounding
+/// spaces aside), if any.
+pub fn user_named(state: &AppState, site: SiteId, username: &str) -> Option<UserId> {
+    let wanted = username.trim();
+    let index = state.access().read();
+    index.users_of(site).into_iter().find(|u| {
+        index
+            .person(*u)
+            .is_some_and(|p| p.username.as_str().eq_ignore_ascii_case(wanted))
+    })
 }
 
 /// The list of sites to choose from, for those who see every site.

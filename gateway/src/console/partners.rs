@@ -98,21 +98,23 @@ async fn facts(state: &AppState, session: &Session, ctx: &Context) -> Result<Fac
             min_position: ctx.at,
         }))
     };
-    let Json(summary) = queries::site(s(), p(), Ok(Path(site)), fresh()).await?;
-    let Json(connections) = queries::connections(s(), p(), Ok(Path(site)), links()).await?;
-    let Json(pending) = queries::pending_requests(s(), p(), Ok(Path(site)), links()).await?;
-    let Json(shares) = queries::shared_scorecards(s(), p(), Ok(Path(site)), fresh()).await?;
-    let Json(page) = contents::scorecards(
-        s(),
-        p(),
-        Ok(Path(site)),
-        Ok(Query(ScorecardsParams {
-            limit: Some(1000),
-            after: None,
-            min_position: ctx.at,
-        })),
-    )
-    .await?;
+    // The answers are independent: asked at once.
+    let (Json(summary), Json(connections), Json(pending), Json(shares), Json(page)) = tokio::try_join!(
+        queries::site(s(), p(), Ok(Path(site)), fresh()),
+        queries::connections(s(), p(), Ok(Path(site)), links()),
+        queries::pending_requests(s(), p(), Ok(Path(site)), links()),
+        queries::shared_scorecards(s(), p(), Ok(Path(site)), fresh()),
+        contents::scorecards(
+            s(),
+            p(),
+            Ok(Path(site)),
+            Ok(Query(ScorecardsParams {
+                limit: Some(1000),
+                after: None,
+                min_position: ctx.at,
+            })),
+        ),
+    )?;
     Ok(Facts {
         summary,
         connections,

@@ -65,60 +65,58 @@ async fn body(state: &AppState, session: &Session, ctx: &Context) -> Result<Mark
     let s = || State(state.clone());
     let p = || session.principal.clone();
     let site = ctx.site;
-    let Json(scorecards) = contents::scorecards(
-        s(),
-        p(),
-        Ok(Path(site)),
-        Ok(Query(ScorecardsParams {
-            limit: Some(LIMIT),
-            after: None,
-            min_position: ctx.at,
-        })),
-    )
-    .await?;
-    let Json(ours) = queries::shared_scorecards(
-        s(),
-        p(),
-        Ok(Path(site)),
-        Ok(Query(FreshParams {
-            min_position: ctx.at,
-        })),
-    )
-    .await?;
-    let Json(theirs) = contents::shared_with(
-        s(),
-        p(),
-        Ok(Path(site)),
-        Ok(Query(SharedWithParams {
-            limit: Some(LIMIT),
-            after: None,
-            min_position: ctx.at,
-        })),
-    )
-    .await?;
-    let Json(objects) = contents::objects(
-        s(),
-        p(),
-        Ok(Path(site)),
-        Ok(Query(ObjectsParams {
-            scorecard: None,
-            limit: Some(LIMIT),
-            after: None,
-            min_position: ctx.at,
-        })),
-    )
-    .await?;
-    let Json(linked) = contents::relationships(
-        s(),
-        p(),
-        Ok(Path(site)),
-        Ok(Query(RelationshipsParams {
-            limit: Some(LIMIT),
-            after: None,
-            min_position: ctx.at,
-        })),
-    )
-    .await?;
+    // The answers are independent: asked at once.
+    let (Json(scorecards), Json(ours), Json(theirs), Json(objects), Json(linked)) = tokio::try_join!(
+        contents::scorecards(
+            s(),
+            p(),
+            Ok(Path(site)),
+            Ok(Query(ScorecardsParams {
+                limit: Some(LIMIT),
+                after: None,
+                min_position: ctx.at,
+            })),
+        ),
+        queries::shared_scorecards(
+            s(),
+            p(),
+            Ok(Path(site)),
+            Ok(Query(FreshParams {
+                min_position: ctx.at,
+            })),
+        ),
+        contents::shared_with(
+            s(),
+            p(),
+            Ok(Path(site)),
+            Ok(Query(SharedWithParams {
+                limit: Some(LIMIT),
+                after: None,
+                min_position: ctx.at,
+            })),
+        ),
+        contents::objects(
+            s(),
+            p(),
+            Ok(Path(site)),
+            Ok(Query(ObjectsParams {
+                scorecard: None,
+                limit: Some(LIMIT),
+                after: None,
+                min_position: ctx.at,
+            })),
+        ),
+        contents::relationships(
+            s(),
+            p(),
+            Ok(Path(site)),
+            Ok(Query(RelationshipsParams {
+                limit: Some(LIMIT),
+                after: None,
+                min_position: ctx.at,
+            })),
+        ),
+    )?;
     Ok(html! {
         section aria-labelledby="own-h" {
             h2 #own-h { "Our scorecards" }

@@ -131,25 +131,27 @@ async fn body(
     ctx: &Context,
     q: &UsersQuery,
 ) -> Result<(String, Markup), ApiError> {
-    let summary = summary(state, session, ctx).await?;
     let sort = q.sort.unwrap_or_default();
-    let Json(users) = queries::users(
-        State(state.clone()),
-        session.principal.clone(),
-        Ok(Path(ctx.site)),
-        Ok(Query(UsersParams {
-            search: q.search.clone().filter(|s| !s.trim().is_empty()),
-            sort: Some(sort),
-            descending: q.descending,
-            limit: Some(PAGE),
-            after: q.after.clone(),
-            active: q.hides_inactive().then_some(true),
-            role: None,
-            flag: None,
-            min_position: ctx.at,
-        })),
-    )
-    .await?;
+    // The two answers are independent: asked at once.
+    let (summary, Json(users)) = tokio::try_join!(
+        summary(state, session, ctx),
+        queries::users(
+            State(state.clone()),
+            session.principal.clone(),
+            Ok(Path(ctx.site)),
+            Ok(Query(UsersParams {
+                search: q.search.clone().filter(|s| !s.trim().is_empty()),
+                sort: Some(sort),
+                descending: q.descending,
+                limit: Some(PAGE),
+                after: q.after.clone(),
+                active: q.hides_inactive().then_some(true),
+                role: None,
+                flag: None,
+                min_position: ctx.at,
+            })),
+        )
+    )?;
     let code = summary.code.as_str().to_owned();
     let here = q.href(session, ctx.site, sort, q.descending, q.after.as_deref());
     let markup = html! {

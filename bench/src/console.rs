@@ -1,0 +1,363 @@
+//! `console`: the console's pages against the API calls they are built on,
+//! in the same run, on the same server.
+//!
+//! Two worlds, each built through the command service before timing: the
+//! `demo` size (a hub site with 3 users and 4 partners, as `shareledger
+//! demo`) and the `large` size (10,000 users and 1,000 partners; `--quick`
+//! makes it 2,000 and 200). The hub has 10 scorecards of 5 objects; every
+//! partner is connected both ways and is shared one of them.
+//!
+//! For each page, a request of the page and a request of the API call it
+//! is built on (the one that grows with the world) alternate, one at a time
+//! on a keep-alive connection: `page_p50_ms` and `api_p50_ms` (and p99) are
+//! the round trips on loopback, the same HTTP cost on both sides. `ratio` =
+//! API ÷ page at the median: the goal is at least 0.5 (rendering costs at
+//! most as much as the answer). A page asks several API handlers (Partner
+//! Connect: the site, connections, pending requests, shares, scorecards
+//! and the partner directory), so the page's time includes them all.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use shareledger_commands::{Issued, Service};
+use shareledger_core::catalog::{
+    Directions, Name, ObjectId, ObjectKind, Role, ScorecardId, SeatLimit, SiteCode, SiteId, UserId,
+    Username,
+};
+use shareledger_core::connection::{ApproveConnection, RequestConnection, ShareScorecard};
+use shareledger_core::content::{CreateObject, CreateScorecard, PlaceObjectOnScorecard};
+use shareledger_core::site::{AddUser, ImportUsers, RegisterSite};
+use shareledger_events::Actor;
+use shareledger_gateway::auth::{self, TokenKind, TokenRequest};
+use shareledger_gateway::server::Server;
+use shareledger_gateway::GatewayOptions;
+use shareledger_tests::TestDb;
+use uuid::Uuid;
+
+use crate::report::{progress, Line};
+use crate::CommonArgs;
+
+/// Rows per `ImportUsers` (the command's own limit is 500).
+const IMPORT_BATCH: usize = 500;
+
+struct World {
+    hub: SiteId,
+    admin: UserId,
+    admin_token: String,
+    auditor_token: String,
+}
+
+fn operator() -> Issued {
+    Issued {
+        actor: Actor::Operator {
+            name: "bench".into(),
+        },
+        key: Uuid::new_v4(),
+    }
+}
+
+fn by(site: SiteId, user: UserId) -> Issued {
+    Issued {
+        actor: Actor::User {
+            user_id: user.0,
+            site_id: site.0,
+        },
+        key: Uuid::new_v4(),
+    }
+}
+
+async fn site(service: &Service, code: &str, seats: u32) -> anyhow::Result<(SiteId, UserId)> {
+    let id = SiteId::new();
+    service
+        .execute(
+            &operator(),
+            RegisterSite {
+                site_id: id,
+                code: SiteCode::parse(code)?,
+                name: Name::parse(&format!("{code} site"))?,
+                seat_limit: SeatLimit::new(seats)?,
+                parent: None,
+            },
+        )
+        .await?;
+    let admin = UserId::new();
+    service
+        .execute(
+            &operator(),
+            AddUser {
+                site_id: id,
+                user_id: admin,
+                username: Username::parse(&format!("admin@{}.org", code.to_lowercase()))?,
+                name: Name::parse("Admin")?,
+                role: Role::Administration,
+                email: None,
+            },
+        )
+        .await?;
+    Ok((id, admin))
+}
+
+async fn build(db: &TestDb, users: usize, partners: usize) -> anyhow::Result<World> {
+    let service = Service::new(db.store());
+    let (hub, admin) = site(&service, "HUB", 100_000).await?;
+    let mut scorecards = Vec::new();
+    for c in 0..10 {
+        let sc = ScorecardId::new();
+        service
+            .execute(
+                &by(hub, admin),
+                CreateScorecard {
+                    site_id: hub,
+                    scorecard_id: sc,
+                    name: Name::parse(&format!("Scorecard {c}"))?,
+                },
+            )
+            .await?;
+        for o in 0..5 {
+            let object = ObjectId::new();
+            service
+                .execute(
+                    &by(hub, admin),
+                    CreateObject {
+                        site_id: hub,
+                        object_id: object,
+                        kind: ObjectKind::Indicator,
+                        name: Name::parse(&format!("Indicator {c}.{o}"))?,
+                        container: None,
+                    },
+                )
+                .await?;
+            service
+                .execute(
+                    &by(hub, admin),
+                    PlaceObjectOnScorecard {
+                        site_id: hub,
+                        object_id: object,
+                        scorecard_id: sc,
+                    },
+                )
+                .await?;
+        }
+        scorecards.push(sc);
+    }
+    let others = users.saturating_sub(1);
+    for batch in (0..others).collect::<Vec<_>>().chunks(IMPORT_BATCH) {
+        let mut csv = String::from("username,name,role,email\n");
+        for u in batch {
+            csv.push_str(&format!(
+                "user{u}@hub.org,Person {u},presenter,user{u}@hub.org\n"
+            ));
+        }
+        service
+            .execute(&by(hub, admin), ImportUsers { site_id: hub, csv })
+            .await?;
+    }
+    for p in 0..partners {
+        if p % 100 == 0 && partners > 100 {
+            progress(&format!("partner {p} of {partners}"));
+        }
+        let code = format!("P{p}");
+        let (partner, partner_admin) = site(&service, &code, 10).await?;
+        service
+            .execute(
+                &by(hub, admin),
+                RequestConnection {
+                    site_id: hub,
+                    partner_code: SiteCode::parse(&code)?,
+                    directions: Directions::Both,
+                },
+            )
+            .await?;
+        service
+            .execute(
+                &by(partner, partner_admin),
+                ApproveConnection {
+                    site_id: partner,
+                    partner: hub,
+                },
+            )
+            .await?;
+        service
+            .execute(
+                &by(hub, admin),
+                ShareScorecard {
+                    site_id: hub,
+                    partner,
+                    scorecard_id: scorecards[p % scorecards.len()],
+                },
+            )
+            .await?;
+    }
+    let lifetime = Duration::from_secs(86_400);
+    let admin_token = auth::issue(
+        db.pool(),
+        TokenRequest {
+            kind: TokenKind::User,
+            site: Some(hub),
+            user: Some(admin),
+            name: "bench".into(),
+            lifetime,
+        },
+    )
+    .await?
+    .token;
+    let auditor_token = auth::issue(
+        db.pool(),
+        TokenRequest {
+            kind: TokenKind::Auditor,
+            site: Some(hub),
+            user: None,
+            name: "bench auditor".into(),
+            lifetime,
+        },
+    )
+    .await?
+    .token;
+    Ok(World {
+        hub,
+        admin,
+        admin_token,
+        auditor_token,
+    })
+}
+
+/// Signs in to the console and returns the session cookie.
+async fn sign_in(client: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<String> {
+    let answer = client
+        .post(format!("{base}/sign-in"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&next=%2F"))
+        .send()
+        .await?;
+    answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("sl_session="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+        .context("the sign-in sets a session cookie")
+}
+
+/// The round trip of one GET, checked for success.
+async fn timed(
+    client: &reqwest::Client,
+    url: &str,
+    header: (&str, &str),
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let answer = client.get(url).header(header.0, header.1).send().await?;
+    let status = answer.status();
+    let body = answer.bytes().await?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(status.is_success(), "GET {url}: {status}");
+    anyhow::ensure!(!body.is_empty(), "GET {url}: an empty answer");
+    Ok(elapsed)
+}
+
+fn quantile(samples: &mut [Duration], q: f64) -> f64 {
+    samples.sort_unstable();
+    let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+    samples[i].as_secs_f64() * 1000.0
+}
+
+pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
+    let (large_users, large_partners) = if args.quick {
+        (2_000, 200)
+    } else {
+        (10_000, 1_000)
+    };
+    let rounds = if args.quick { 40 } else { 200 };
+    for (label, users, partners) in [("demo", 3, 4), ("large", large_users, large_partners)] {
+        progress(&format!(
+            "building the {label} world: {users} users, {partners} partners"
+        ));
+        let db = TestDb::with_pool_size(16).await;
+        let world = build(&db, users, partners).await?;
+        let server = Server::start(
+            db.pool().clone(),
+            "127.0.0.1:0".parse()?,
+            GatewayOptions::default(),
+        )
+        .await?;
+        crate::http::settle(&server).await?;
+        let base = server.url();
+        // Redirects are not followed: the sign-in's answer carries the cookie.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let admin_cookie = sign_in(&client, &base, &world.admin_token).await?;
+        let auditor_cookie = sign_in(&client, &base, &world.auditor_token).await?;
+        let admin_bearer = format!("Bearer {}", world.admin_token);
+        let auditor_bearer = format!("Bearer {}", world.auditor_token);
+        let hub = world.hub;
+        let pairs: [(&str, &str, &str, String, &str); 5] = [
+            (
+                "partners",
+                "/partners",
+                "admin",
+                format!("/v1/sites/{hub}/connections"),
+                "connections",
+            ),
+            (
+                "users",
+                "/users",
+                "admin",
+                format!("/v1/sites/{hub}/users?limit=50"),
+                "users",
+            ),
+            (
+                "scorecards",
+                "/scorecards",
+                "admin",
+                format!("/v1/sites/{hub}/scorecards?limit=1000"),
+                "scorecards",
+            ),
+            (
+                "access",
+                "/access",
+                "admin",
+                format!("/v1/access/lookup?user_id={}&limit=500", world.admin),
+                "lookup",
+            ),
+            (
+                "audit",
+                "/audit",
+                "auditor",
+                format!("/v1/audit/timeline/sites/{hub}?limit=50"),
+                "site_timeline",
+            ),
+        ];
+        for (name, page, who, api, api_name) in pairs {
+            let (cookie, bearer) = if who == "admin" {
+                (&admin_cookie, &admin_bearer)
+            } else {
+                (&auditor_cookie, &auditor_bearer)
+            };
+            let page_url = format!("{base}{page}");
+            let api_url = format!("{base}{api}");
+            // One of each first: connections opened, caches warm.
+            timed(&client, &page_url, ("cookie", cookie)).await?;
+            timed(&client, &api_url, ("authorization", bearer)).await?;
+            let (mut pages, mut apis) = (Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                pages.push(timed(&client, &page_url, ("cookie", cookie)).await?);
+                apis.push(timed(&client, &api_url, ("authorization", bearer)).await?);
+            }
+            let (page_p50, page_p99) = (quantile(&mut pages, 0.5), quantile(&mut pages, 0.99));
+            let (api_p50, api_p99) = (quantile(&mut apis, 0.5), quantile(&mut apis, 0.99));
+            Line::new(&format!("console_{name}_{label}"))
+                .count("users", users as f64)
+                .count("partners", partners as f64)
+                .ms("page_p50_ms", page_p50)
+                .ms("page_p99_ms", page_p99)
+                .ms("api_p50_ms", api_p50)
+                .ms("api_p99_ms", api_p99)
+                .text("api", api_name)
+                .ratio(api_p50, page_p50);
+        }
+        server.shutdown().await?;
+    }
+    Ok(())
+}
