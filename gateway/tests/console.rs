@@ -337,10 +337,49 @@ async fn r_user_the_users_page_sorts_searches_imports_and_deactivates() {
     assert!(!b.exists("tr[data-username='dana@acme.org']").await);
     assert!(b.exists("tr[data-username='zed@acme.org']").await);
 
-    // A user's own page: role, flags, levels.
+    // A user's own page: details, role, flags, levels.
+    let plan = Uuid::new_v4();
+    h.must(
+        &acme.admin_token,
+        "CreateScorecard",
+        json!({"site_id": acme.id, "scorecard_id": plan, "name": "Strategic Plan"}),
+    )
+    .await;
+    b.go("/users").await;
     b.submit("tr[data-username='zed@acme.org'] a").await;
     assert!(b.text().await.contains("User zed@acme.org"));
+    b.fill("#edit-name", "Aaron Zedd").await;
+    b.submit("form[action='/act/ChangeUserDetails'] button")
+        .await;
+    assert!(b.text_of(".flash.ok").await.contains("Details saved"));
+    assert!(b.text_of("dl.facts").await.contains("Aaron Zedd"));
+    b.client
+        .execute(
+            &format!("document.getElementById('level-{plan}').value = 'editor'"),
+            vec![],
+        )
+        .await
+        .expect("a level chosen");
+    b.submit(&format!(
+        "[data-testid=grantable] input[value='{plan}'] ~ button"
+    ))
+    .await;
+    assert!(b
+        .text_of(".flash.ok")
+        .await
+        .contains("Granted Strategic Plan"));
+    let levels = b.text_of("[data-testid=levels]").await;
+    assert!(
+        levels.contains("Strategic Plan") && levels.contains("editor"),
+        "{levels}"
+    );
     b.shot("user").await;
+    b.submit("[data-testid=levels] form[action='/act/RevokeScorecardAccess'] button")
+        .await;
+    assert!(b
+        .text_of("[data-testid=levels]")
+        .await
+        .contains("None assigned"));
 
     // The access explorer asks about a user by username.
     b.go("/access").await;

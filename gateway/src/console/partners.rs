@@ -71,7 +71,14 @@ pub struct PartnersQuery {
     pub at: Option<u64>,
     /// Search the partner directory.
     pub search: Option<String>,
+    /// The partner whose shared scorecards to edit (with more than
+    /// [`EDIT_ALL_UP_TO`] partners, one at a time).
+    pub edit: Option<SiteId>,
 }
+
+/// With at most this many partners shared with, Edit Scorecards shows them
+/// all; with more, the one picked in the connections table.
+const EDIT_ALL_UP_TO: usize = 10;
 
 /// Everything Partner Connect shows, asked of the API.
 struct Facts {
@@ -135,7 +142,14 @@ async fn body(
     q: &PartnersQuery,
 ) -> Result<(String, Markup), ApiError> {
     let f = facts(state, session, ctx).await?;
-    let here = link(session, "/partners", Some(ctx.site));
+    let here = match q.edit {
+        Some(partner) => link(
+            session,
+            &format!("/partners?edit={partner}"),
+            Some(ctx.site),
+        ),
+        None => link(session, "/partners", Some(ctx.site)),
+    };
     let code = f.summary.code.as_str().to_owned();
     let directory = if ctx.administers {
         let Json(page) = partners::directory(
@@ -167,7 +181,7 @@ async fn body(
         @if ctx.administers {
             (request_form(session, ctx, &here, q.search.as_deref(), &directory))
         }
-        (edit_scorecards(session, ctx, &here, &f))
+        (edit_scorecards(session, ctx, &here, &f, q.edit))
     };
     Ok((format!("Partner Connect · {code}"), markup))
 }
@@ -279,6 +293,11 @@ fn connections(session: &Session, ctx: &Context, back: &str, all: &[Connection])
                                 td { @if let Some(d) = &c.decided_at { (when(d)) } @else { "—" } }
                                 @if ctx.administers {
                                     td.actions {
+                                        @if c.status == LinkStatus::Active && c.direction == LinkDirection::Outgoing {
+                                            a.button href=(link(session, &format!("/partners?edit={}#edit-h", c.partner), Some(ctx.site))) {
+                                                "Edit Scorecards"
+                                            }
+                                        }
                                         @if c.status == LinkStatus::Active {
                                             a.button.danger href=(link(session, &format!("/partners/revoke?from={}&to={}", c.from_site, c.to_site), Some(ctx.site))) {
                                                 "Revoke…"
@@ -370,11 +389,23 @@ fn request_form(
 
 /// Edit Scorecards: for each partner this site shares with over an active
 /// link, the site's scorecards in two lists.
-fn edit_scorecards(session: &Session, ctx: &Context, back: &str, f: &Facts) -> Markup {
+fn edit_scorecards(
+    session: &Session,
+    ctx: &Context,
+    back: &str,
+    f: &Facts,
+    picked: Option<SiteId>,
+) -> Markup {
     let active: Vec<&Connection> = f
         .connections
         .iter()
         .filter(|c| c.direction == LinkDirection::Outgoing && c.status == LinkStatus::Active)
+        .collect();
+    let many = active.len() > EDIT_ALL_UP_TO;
+    let shown: Vec<&Connection> = active
+        .iter()
+        .copied()
+        .filter(|c| !many || Some(c.partner) == picked)
         .collect();
     let site = ctx.site.to_string();
     html! {
@@ -384,7 +415,10 @@ fn edit_scorecards(session: &Session, ctx: &Context, back: &str, f: &Facts) -> M
             @if active.is_empty() {
                 p.empty { "No active connection on which you share: request one first." }
             }
-            @for c in active {
+            @if many && shown.is_empty() {
+                p.note { "You share with " (active.len()) " partners: pick one with Edit Scorecards in the table above." }
+            }
+            @for c in shown {
                 @let shared: BTreeSet<ScorecardId> = f.shares.iter()
                     .filter(|p| p.partner == c.partner)
                     .flat_map(|p| p.scorecards.iter().map(|s| s.scorecard_id))

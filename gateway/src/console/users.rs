@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::Json;
 use maud::{html, Markup};
 use serde::Deserialize;
-use shareledger_core::catalog::{AccessLevel, PermissionFlag, Role, SiteId, UserId};
+use shareledger_core::catalog::{AccessLevel, PermissionFlag, Role, ScorecardId, SiteId, UserId};
 use shareledger_projections::dashboard::{SiteSummary, UserSort, UsersPage};
 
 use super::context::{params, site_picker, Context};
@@ -20,6 +20,7 @@ use super::layout::{
     self, badge, form_fields, link, site_tag, when, wire, words, Frame, Nav, Shown,
 };
 use super::session::{urlencode, Session};
+use crate::contents::{self, ScorecardsParams, SharedWithParams};
 use crate::error::ApiError;
 use crate::queries::{self, FreshParams, UsersParams};
 use crate::state::AppState;
@@ -346,6 +347,14 @@ pub async fn detail(
         Ok(d) => d,
         Err(e) => return layout::api_refusal(e),
     };
+    let grantable = if ctx.manages_users {
+        match grantable(&state, &session, &ctx).await {
+            Ok(g) => g,
+            Err(e) => return layout::api_refusal(e),
+        }
+    } else {
+        Vec::new()
+    };
     let u = &detail.user;
     let back = link(&session, &format!("/users/{user}"), Some(ctx.site));
     let site = ctx.site.to_string();
@@ -357,6 +366,36 @@ pub async fn detail(
             dt { "Status" } dd { @if u.active { (badge("active", "active")) } @else { (badge("revoked", "inactive")) } }
             dt { "Added" } dd { (when(&u.added_at)) " (" (u.origin.replace('_', " ")) ")" }
             dt { "Last activity" } dd { @if let Some(t) = &u.last_activity { (when(t)) } @else { "never" } }
+        }
+        @if ctx.manages_users {
+            section aria-labelledby="edit-h" {
+                h2 #edit-h { "Details and role" }
+                div.two-lists {
+                    form.stack method="post" action="/act/ChangeUserDetails" {
+                        (form_fields(&session, &back))
+                        input type="hidden" name="site_id" value=(site);
+                        input type="hidden" name="user_id" value=(u.user_id.to_string());
+                        input type="hidden" name="done" value="Details saved.";
+                        div.field { label for="edit-name" { "Name" } input #edit-name name="name" required value=(u.name.as_str()); }
+                        div.field { label for="edit-email" { "Email (empty: none)" } input #edit-email name="email" type="email" value=[u.email.as_ref().map(|e| e.as_str())]; }
+                        button.primary type="submit" { "Save details" }
+                    }
+                    form.stack method="post" action="/act/ChangeUserRole" {
+                        (form_fields(&session, &back))
+                        input type="hidden" name="site_id" value=(site);
+                        input type="hidden" name="user_id" value=(u.user_id.to_string());
+                        input type="hidden" name="done" value="Role changed.";
+                        div.field {
+                            label for="edit-role" { "Role preset" }
+                            select #edit-role name="role" {
+                                @for role in ROLES { option value=(wire(&role)) selected[role == u.role] { (words(&role)) } }
+                            }
+                        }
+                        p.note { "A role preset sets the permission flags below to the role's." }
+                        button.primary type="submit" { "Change role" }
+                    }
+                }
+            }
         }
         section aria-labelledby="flags-h" {
             h2 #flags-h { "Permission flags" }
@@ -385,33 +424,65 @@ pub async fn detail(
         }
         section aria-labelledby="levels-h" {
             h2 #levels-h { "Scorecard access" }
-            div.table-wrap { table {
+            div.table-wrap { table data-testid="levels" {
                 caption { "The user's level on each scorecard assigned to them" }
-                thead { tr { th scope="col" { "Scorecard" } th scope="col" { "Owner" } th scope="col" { "Level" } } }
+                thead { tr {
+                    th scope="col" { "Scorecard" } th scope="col" { "Owner" } th scope="col" { "Level" }
+                    @if ctx.manages_users { th scope="col" { "Actions" } }
+                } }
                 tbody {
-                    @if detail.scorecard_access.is_empty() { tr { td colspan="3" .empty { "None assigned." } } }
+                    @if detail.scorecard_access.is_empty() { tr { td colspan="4" .empty { "None assigned." } } }
                     @for s in &detail.scorecard_access {
-                        tr { td { (s.name.as_str()) } td { (site_tag(s.owner_code.as_str(), "")) } td { (words(&s.level)) } }
+                        tr {
+                            td { (s.name.as_str()) } td { (site_tag(s.owner_code.as_str(), "")) } td { (words(&s.level)) }
+                            @if ctx.manages_users {
+                                td.actions {
+                                    form.inline method="post" action="/act/RevokeScorecardAccess" {
+                                        (form_fields(&session, &back))
+                                        input type="hidden" name="site_id" value=(site);
+                                        input type="hidden" name="user_id" value=(u.user_id.to_string());
+                                        input type="hidden" name="scorecard_id" value=(s.scorecard_id.to_string());
+                                        input type="hidden" name="done" value=(format!("Removed {} from {}.", s.name.as_str(), u.username.as_str()));
+                                        button.danger type="submit" aria-label=(format!("Remove {}", s.name.as_str())) { "Remove" }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             } }
             @if ctx.manages_users {
-                form.stack method="post" action="/act/GrantScorecardAccess" {
-                    h3 { "Grant a level" }
-                    (form_fields(&session, &back))
-                    input type="hidden" name="site_id" value=(site);
-                    input type="hidden" name="user_id" value=(u.user_id.to_string());
-                    input type="hidden" name="done" value="Level granted.";
-                    div.field { label for="grant-scorecard" { "Scorecard id" } input #grant-scorecard name="scorecard_id" required autocomplete="off"; }
-                    div.field { label for="grant-owner" { "Owner site id (a partner's scorecard; empty for your own)" } input #grant-owner name="owner_site" autocomplete="off"; }
-                    div.field {
-                        label for="grant-level" { "Level" }
-                        select #grant-level name="level" {
-                            @for level in AccessLevel::ALL { option value=(wire(&level)) { (words(&level)) } }
+                h3 { "Grant a level" }
+                div.table-wrap { table data-testid="grantable" {
+                    caption { "Our scorecards, and partners' scorecards shared with us (at most browser, R-SHARE-5)" }
+                    thead { tr { th scope="col" { "Scorecard" } th scope="col" { "Owner" } th scope="col" { "Level" } } }
+                    tbody {
+                        @if grantable.is_empty() { tr { td colspan="3" .empty { "No scorecard to grant." } } }
+                        @for (id, name, owner, code) in &grantable {
+                            tr {
+                                td { (name) }
+                                td { (site_tag(code, "")) }
+                                td {
+                                    form.inline method="post" action="/act/GrantScorecardAccess" {
+                                        (form_fields(&session, &back))
+                                        input type="hidden" name="site_id" value=(site);
+                                        input type="hidden" name="user_id" value=(u.user_id.to_string());
+                                        input type="hidden" name="scorecard_id" value=(id.to_string());
+                                        @if let Some(owner) = owner { input type="hidden" name="owner_site" value=(owner.to_string()); }
+                                        input type="hidden" name="done" value=(format!("Granted {} to {}.", name, u.username.as_str()));
+                                        @let select_id = format!("level-{id}");
+                                        label.visually-hidden for=(select_id) { "Level on " (name) }
+                                        select id=(select_id) name="level" {
+                                            @for level in AccessLevel::ALL { option value=(wire(&level)) { (words(&level)) } }
+                                        }
+                                        " "
+                                        button type="submit" aria-label=(format!("Grant {name}")) { "Grant" }
+                                    }
+                                }
+                            }
                         }
                     }
-                    button.primary type="submit" { "Grant" }
-                }
+                } }
             }
         }
     };
@@ -426,6 +497,73 @@ pub async fn detail(
         &format!("User {}", u.username.as_str()),
         body,
     )
+}
+
+/// The scorecards a user of the site can be granted a level on: the
+/// site's own, and its partners' shared with it (with their owner).
+async fn grantable(
+    state: &AppState,
+    session: &Session,
+    ctx: &Context,
+) -> Result<Vec<(ScorecardId, String, Option<SiteId>, String)>, ApiError> {
+    let s = || State(state.clone());
+    let p = || session.principal.clone();
+    let (Json(own), Json(theirs)) = tokio::try_join!(
+        contents::scorecards(
+            s(),
+            p(),
+            Ok(Path(ctx.site)),
+            Ok(Query(ScorecardsParams {
+                limit: Some(1000),
+                after: None,
+                min_position: ctx.at,
+            })),
+        ),
+        contents::shared_with(
+            s(),
+            p(),
+            Ok(Path(ctx.site)),
+            Ok(Query(SharedWithParams {
+                limit: Some(1000),
+                after: None,
+                min_position: ctx.at,
+            })),
+        ),
+    )?;
+    let code = session
+        .home
+        .as_ref()
+        .filter(|h| h.0 == ctx.site)
+        .map(|h| h.1.clone())
+        .or_else(|| {
+            state
+                .access()
+                .read()
+                .site_code_and_name_of(ctx.site)
+                .map(|(c, _)| c.as_str().to_owned())
+        })
+        .unwrap_or_default();
+    let mut all: Vec<_> = own
+        .items
+        .into_iter()
+        .map(|s| {
+            (
+                s.scorecard_id,
+                s.name.as_str().to_owned(),
+                None,
+                code.clone(),
+            )
+        })
+        .collect();
+    all.extend(theirs.items.into_iter().map(|i| {
+        (
+            i.scorecard_id,
+            i.name.as_str().to_owned(),
+            Some(i.partner.site_id),
+            i.partner.code.as_str().to_owned(),
+        )
+    }));
+    Ok(all)
 }
 
 /// A user page's parameters.
