@@ -477,3 +477,70 @@ async fn r_conn_1_a_person_without_rights_sees_no_forbidden_control_and_a_forged
     assert!(b.exists("#token").await, "back at the sign-in page");
     h.shutdown().await;
 }
+
+/// Signs in without a browser and returns the session cookie.
+async fn session_cookie(h: &Harness, token: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let answer = client
+        .post(format!("{}/sign-in", h.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}&next=%2F"))
+        .send()
+        .await
+        .expect("signed in");
+    answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("sl_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned()
+}
+
+async fn page(h: &Harness, cookie: &str, path: &str) -> String {
+    let answer = h
+        .client
+        .get(format!("{}{path}", h.url))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("a page");
+    assert!(answer.status().is_success(), "{path}: {}", answer.status());
+    answer.text().await.expect("its text")
+}
+
+#[tokio::test]
+async fn r_conn_partner_connect_pages_its_connections_two_hundred_at_a_time() {
+    // Given 201 partners whose requests await HUB, when HUB's admin opens
+    // Partner Connect, then 200 links show with a link to the rest, and
+    // the next page holds the last one.
+    let h = Harness::start().await;
+    let hub = h.site("HUB").await;
+    for p in 0..201 {
+        let partner = h.site(&format!("P{p}")).await;
+        h.must(
+            &partner.admin_token,
+            "RequestConnection",
+            json!({"site_id": partner.id, "partner_code": "HUB", "directions": "offer"}),
+        )
+        .await;
+    }
+    let cookie = session_cookie(&h, &hub.admin_token).await;
+    let first = page(&h, &cookie, "/partners").await;
+    assert_eq!(first.matches("<tr data-partner=").count(), 200);
+    let next = first
+        .split("href=\"")
+        .find(|s| s.starts_with("/partners?after="))
+        .and_then(|s| s.split('"').next())
+        .expect("a link to more connections")
+        .replace("&amp;", "&");
+    let second = page(&h, &cookie, &next).await;
+    assert_eq!(second.matches("<tr data-partner=").count(), 1);
+    assert!(second.contains("First connections"));
+    h.shutdown().await;
+}

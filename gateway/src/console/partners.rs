@@ -25,7 +25,7 @@ use shareledger_projections::dashboard::{
 
 use super::context::{params, site_picker, Context};
 use super::layout::{self, badge, form_fields, link, site_tag, when, Frame, Nav, Shown};
-use super::session::Session;
+use super::session::{urlencode, Session};
 use crate::contents::{self, ScorecardsParams};
 use crate::error::ApiError;
 use crate::partners::{self, DirectoryParams};
@@ -74,7 +74,13 @@ pub struct PartnersQuery {
     /// The partner whose shared scorecards to edit (with more than
     /// [`EDIT_ALL_UP_TO`] partners, one at a time).
     pub edit: Option<SiteId>,
+    /// The last link of the previous page of connections
+    /// (`<from site>.<to site>`).
+    pub after: Option<String>,
 }
+
+/// Links per page of the connections tables.
+const LINKS_PER_PAGE: u32 = 200;
 
 /// With at most this many partners shared with, Edit Scorecards shows them
 /// all; with more, the one picked in the connections table.
@@ -89,7 +95,14 @@ struct Facts {
     own: Vec<(ScorecardId, String)>,
 }
 
-async fn facts(state: &AppState, session: &Session, ctx: &Context) -> Result<Facts, ApiError> {
+/// What Partner Connect shows; `page` is a page of the connections (its
+/// size and the last link before it), `None` for all of them.
+async fn facts(
+    state: &AppState,
+    session: &Session,
+    ctx: &Context,
+    page: Option<(u32, Option<String>)>,
+) -> Result<Facts, ApiError> {
     let p = || session.principal.clone();
     let s = || State(state.clone());
     let site = ctx.site;
@@ -108,7 +121,16 @@ async fn facts(state: &AppState, session: &Session, ctx: &Context) -> Result<Fac
     // The answers are independent: asked at once.
     let (Json(summary), Json(connections), Json(pending), Json(shares), Json(page)) = tokio::try_join!(
         queries::site(s(), p(), Ok(Path(site)), fresh()),
-        queries::connections(s(), p(), Ok(Path(site)), links()),
+        queries::connections(
+            s(),
+            p(),
+            Ok(Path(site)),
+            Ok(Query(LinkPageParams {
+                limit: page.as_ref().map(|p| p.0),
+                after: page.and_then(|p| p.1),
+                min_position: ctx.at,
+            })),
+        ),
         queries::pending_requests(s(), p(), Ok(Path(site)), links()),
         queries::shared_scorecards(s(), p(), Ok(Path(site)), fresh()),
         contents::scorecards(
@@ -141,14 +163,33 @@ async fn body(
     ctx: &Context,
     q: &PartnersQuery,
 ) -> Result<(String, Markup), ApiError> {
-    let f = facts(state, session, ctx).await?;
-    let here = match q.edit {
-        Some(partner) => link(
+    let f = facts(state, session, ctx, Some((LINKS_PER_PAGE, q.after.clone()))).await?;
+    let next_links = (f.connections.len() == LINKS_PER_PAGE as usize)
+        .then(|| f.connections.last())
+        .flatten()
+        .map(|c| {
+            link(
+                session,
+                &format!("/partners?after={}.{}", c.from_site, c.to_site),
+                Some(ctx.site),
+            )
+        });
+    // The page to come back to after an action: this one.
+    let mut kept = Vec::new();
+    if let Some(partner) = q.edit {
+        kept.push(format!("edit={partner}"));
+    }
+    if let Some(after) = &q.after {
+        kept.push(format!("after={}", urlencode(after)));
+    }
+    let here = if kept.is_empty() {
+        link(session, "/partners", Some(ctx.site))
+    } else {
+        link(
             session,
-            &format!("/partners?edit={partner}"),
+            &format!("/partners?{}", kept.join("&")),
             Some(ctx.site),
-        ),
-        None => link(session, "/partners", Some(ctx.site)),
+        )
     };
     let code = f.summary.code.as_str().to_owned();
     let directory = if ctx.administers {
@@ -178,6 +219,12 @@ async fn body(
         }
         (awaiting(session, ctx, &here, &f.pending))
         (connections(session, ctx, &here, &f.connections))
+        @if q.after.is_some() || next_links.is_some() {
+            nav.pager aria-label="Pages of connections" {
+                @if q.after.is_some() { a href=(link(session, "/partners", Some(ctx.site))) { "First connections" } }
+                @if let Some(next) = &next_links { a href=(next) rel="next" { "More connections" } }
+            }
+        }
         @if ctx.administers {
             (request_form(session, ctx, &here, q.search.as_deref(), &directory))
         }
@@ -492,7 +539,7 @@ pub async fn confirm_revoke(
     let Some(ctx) = Context::of(&state, &session, q.site, None) else {
         return layout::refusal(axum::http::StatusCode::BAD_REQUEST, "Name the site.");
     };
-    let f = match facts(&state, &session, &ctx).await {
+    let f = match facts(&state, &session, &ctx, None).await {
         Ok(f) => f,
         Err(e) => return layout::api_refusal(e),
     };
