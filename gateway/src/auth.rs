@@ -148,6 +148,24 @@ fn hash(secret: &str) -> [u8; 32] {
 
 /// Issues a token and stores its hash.
 pub async fn issue(pool: &PgPool, request: TokenRequest) -> Result<IssuedToken, TokenError> {
+    insert(pool, request, None).await
+}
+
+/// Issues a token made from `parent` (a console session): revoking the
+/// parent revokes it too ([`revoke`]).
+pub async fn issue_from(
+    pool: &PgPool,
+    parent: Uuid,
+    request: TokenRequest,
+) -> Result<IssuedToken, TokenError> {
+    insert(pool, request, Some(parent)).await
+}
+
+async fn insert(
+    pool: &PgPool,
+    request: TokenRequest,
+    parent: Option<Uuid>,
+) -> Result<IssuedToken, TokenError> {
     let TokenRequest {
         kind,
         site,
@@ -188,8 +206,9 @@ pub async fn issue(pool: &PgPool, request: TokenRequest) -> Result<IssuedToken, 
     // Both times from the database's clock, as stored (microseconds): the
     // answer shows what a later listing shows, and the lifetime is exact.
     let (created_at, expires_at): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
-        "INSERT INTO sl_api_tokens (token_id, secret_hash, kind, site_id, user_id, name, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7)) \
+        "INSERT INTO sl_api_tokens (token_id, secret_hash, kind, site_id, user_id, name, expires_at, \
+         parent_token_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7), $8) \
          RETURNING created_at, expires_at",
     )
     .bind(token_id)
@@ -199,6 +218,7 @@ pub async fn issue(pool: &PgPool, request: TokenRequest) -> Result<IssuedToken, 
     .bind(user.map(|u| u.0))
     .bind(&name)
     .bind(lifetime.as_secs_f64())
+    .bind(parent)
     .fetch_one(pool)
     .await?;
     Ok(IssuedToken {
@@ -358,17 +378,21 @@ async fn record_use(pool: PgPool, token_id: Uuid) {
     }
 }
 
-/// Revokes a token; false when there is no such token (or it was revoked).
-/// A trigger announces it to every serving process, which forgets the
-/// token at once ([`Tokens`]).
+/// The statement that revokes a token and the tokens made from it (its
+/// console sessions), returning each one's id and secret hash.
+const REVOKE_WITH_SESSIONS: &str = "UPDATE sl_api_tokens SET revoked_at = now() \
+     WHERE (token_id = $1 OR parent_token_id = $1) AND revoked_at IS NULL \
+     RETURNING token_id, secret_hash";
+
+/// Revokes a token and the console sessions made from it; false when there
+/// is no such token (or it was revoked). A trigger announces each to every
+/// serving process, which forgets it at once ([`Tokens`]).
 pub async fn revoke(pool: &PgPool, token_id: Uuid) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE sl_api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(token_id)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let done: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(REVOKE_WITH_SESSIONS)
+        .bind(token_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(done.iter().any(|(id, _)| *id == token_id))
 }
 
 /// Verified tokens by the SHA-256 of their secret, with when verified.
@@ -514,23 +538,16 @@ impl Tokens {
     /// other processes hear of it. False when there is no such token (or it
     /// was revoked).
     pub async fn revoke(&self, token_id: Uuid) -> Result<bool, sqlx::Error> {
-        let revoked: Option<Vec<u8>> = sqlx::query_scalar(
-            "UPDATE sl_api_tokens SET revoked_at = now() \
-             WHERE token_id = $1 AND revoked_at IS NULL RETURNING secret_hash",
-        )
-        .bind(token_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        match revoked
-            .as_deref()
-            .and_then(|h| <[u8; 32]>::try_from(h).ok())
-        {
-            Some(key) => {
+        let done: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(REVOKE_WITH_SESSIONS)
+            .bind(token_id)
+            .fetch_all(&self.pool)
+            .await?;
+        for (_, hash) in &done {
+            if let Ok(key) = <[u8; 32]>::try_from(hash.as_slice()) {
                 self.shared.forget(&key);
-                Ok(true)
             }
-            None => Ok(false),
         }
+        Ok(done.iter().any(|(id, _)| *id == token_id))
     }
 
     /// The token's record, if it is ours, unrevoked and unexpired.

@@ -544,3 +544,92 @@ async fn r_conn_partner_connect_pages_its_connections_two_hundred_at_a_time() {
     assert!(second.contains("First connections"));
     h.shutdown().await;
 }
+
+/// The id of the token with this secret.
+async fn token_id(h: &Harness, secret: &str) -> Uuid {
+    sqlx::query_scalar("SELECT token_id FROM sl_api_tokens WHERE secret_hash = sha256($1::bytea)")
+        .bind(secret.as_bytes())
+        .fetch_one(h.db.pool())
+        .await
+        .expect("the token's row")
+}
+
+#[tokio::test]
+async fn a_console_session_is_a_token_made_from_the_one_signed_in_with_and_ends_with_it() {
+    let h = Harness::start().await;
+    let w = h.world().await;
+
+    // Given the partner user signed in, their session is a token of its
+    // own, named after theirs.
+    let cookie = session_cookie(&h, &w.partner_token).await;
+    assert!(page(&h, &cookie, "/access")
+        .await
+        .contains("What partner@beta.org can see"));
+    let session = token_id(&h, cookie.trim_start_matches("sl_session=")).await;
+    let (name, parent): (String, Option<Uuid>) =
+        sqlx::query_as("SELECT name, parent_token_id FROM sl_api_tokens WHERE token_id = $1")
+            .bind(session)
+            .fetch_one(h.db.pool())
+            .await
+            .expect("the session's row");
+    assert_eq!(name, "tests-user (console)");
+    assert_eq!(parent, Some(token_id(&h, &w.partner_token).await));
+
+    // When the token they signed in with is revoked, then the session ends
+    // at once, and the sign-in page says so in its own words.
+    let revoked = h
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/tokens/{}", parent.expect("a parent")),
+            &[("authorization", format!("Bearer {}", h.operator))],
+        )
+        .await;
+    assert!(revoked.status < 300, "{revoked:?}");
+    let answer = h
+        .client
+        .get(format!("{}/access", h.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("an answer");
+    assert!(
+        answer
+            .url()
+            .as_str()
+            .contains("/sign-in?next=%2Faccess&reason=ended"),
+        "{}",
+        answer.url()
+    );
+    assert!(answer
+        .text()
+        .await
+        .expect("a page")
+        .contains("Your session has ended"));
+
+    // The sign-in page shows only its own messages, never the address's.
+    let lure = h
+        .client
+        .get(format!(
+            "{}/sign-in?reason=Paste%20your%20token%20at%20evil.example",
+            h.url
+        ))
+        .send()
+        .await
+        .expect("an answer")
+        .text()
+        .await
+        .expect("a page");
+    assert!(!lure.contains("evil.example"));
+
+    // An operator manages a site's users from the console, not its
+    // connections (R-CONN-1: a user with Instance Admin does).
+    let operator = session_cookie(&h, &h.operator).await;
+    let partners = page(&h, &operator, &format!("/partners?site={}", w.a.id)).await;
+    assert!(
+        !partners.contains("/act/"),
+        "no connection control for an operator"
+    );
+    let users = page(&h, &operator, &format!("/users?site={}", w.a.id)).await;
+    assert!(users.contains("/act/AddUser"));
+    h.shutdown().await;
+}

@@ -204,7 +204,7 @@ async fn body(
                                 td { (kind_words(v.target, &v.kind)) }
                                 td { (site_tag(v.origin_code.as_str(), v.origin_name.as_str())) }
                                 td { (words(&v.level)) }
-                                td { a href=(href(session, ctx.site, user, Some(v.target))) { "why?" } }
+                                td { a href=(format!("{}#why-h", href(session, ctx.site, user, Some(v.target)))) { "why?" } }
                             }
                         }
                     }
@@ -227,7 +227,7 @@ async fn body(
                                 td { (v.username.as_str()) }
                                 td { (site_tag(v.site_code.as_str(), "")) }
                                 td { (words(&v.level)) }
-                                td { a href=(href(session, ctx.site, Some(v.user), Some(answer.target))) { "why?" } }
+                                td { a href=(format!("{}#why-h", href(session, ctx.site, Some(v.user), Some(answer.target)))) { "why?" } }
                             }
                         }
                     }

@@ -123,7 +123,7 @@ fn refused(command: &str, status: StatusCode, bytes: &[u8]) -> Flash {
     match problem {
         Some(p) => Flash {
             ok: false,
-            text: format!("{command} was refused: {}", p.detail),
+            text: format!("{command} was refused: {}", in_words(&p.detail)),
             rows: p
                 .errors
                 .unwrap_or_default()
@@ -135,6 +135,32 @@ fn refused(command: &str, status: StatusCode, bytes: &[u8]) -> Flash {
             "{command} was refused ({})",
             status.canonical_reason().unwrap_or("error")
         )),
+    }
+}
+
+/// A body's parse error as a person filled a form: without the JSON
+/// parser's place in a body they never saw, and a missing field said as a
+/// required one.
+fn in_words(detail: &str) -> String {
+    let detail = detail
+        .strip_prefix("the body does not fit this endpoint: ")
+        .unwrap_or(detail);
+    let detail = match detail.rfind(" at line ") {
+        Some(at)
+            if detail[at + 9..]
+                .split(" column ")
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            &detail[..at]
+        }
+        _ => detail,
+    };
+    match detail
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        Some(field) => format!("{} is required", field.replace('_', " ")),
+        None => detail.to_owned(),
     }
 }
 
@@ -178,6 +204,24 @@ mod tests {
         assert_eq!(
             Value::Object(body),
             json!({"site_id": "s", "scorecards": ["a", "b"]})
+        );
+    }
+
+    #[test]
+    fn a_parse_error_is_said_without_the_parsers_place() {
+        assert_eq!(
+            in_words(
+                "the body does not fit this endpoint: missing field `name` at line 1 column 150"
+            ),
+            "name is required"
+        );
+        assert_eq!(
+            in_words("the body does not fit this endpoint: email must be local@domain at line 1 column 164"),
+            "email must be local@domain"
+        );
+        assert_eq!(
+            in_words("this needs the instance_admin permission (R-CONN-1)"),
+            "this needs the instance_admin permission (R-CONN-1)"
         );
     }
 

@@ -149,11 +149,21 @@ async fn body(
         })),
     )
     .await?;
-    let diff = match (
-        Moment::parse(q.diff_from.as_deref())?,
-        Moment::parse(q.diff_to.as_deref())?,
-    ) {
-        (Some(from), Some(to)) => Some(
+    // The diff and the as-of answer are the forms' own: a mistake in one
+    // is said beside it, and the rest of the page stays.
+    let diff = async {
+        let from = Moment::parse(q.diff_from.as_deref())?;
+        let to = Moment::parse(q.diff_to.as_deref())?;
+        let (from, to) = match (from, to) {
+            (Some(from), Some(to)) => (from, to),
+            (None, None) => return Ok(None),
+            _ => {
+                return Err(ApiError::InvalidQuery(
+                    "give both moments: where the comparison starts and where it ends".into(),
+                ))
+            }
+        };
+        Ok(Some(
             audit::diff(
                 s(),
                 p(),
@@ -172,23 +182,29 @@ async fn body(
             )
             .await?
             .0,
-        ),
-        _ => None,
-    };
+        ))
+    }
+    .await
+    .map_err(|e: ApiError| e.problem().detail);
     let as_of_typed = q
         .as_of_user
         .as_deref()
         .map(str::trim)
         .filter(|u| !u.is_empty());
-    let as_of_user = match as_of_typed {
-        Some(typed) => Some(
-            user_named(state, ctx.site, typed)
-                .ok_or_else(|| ApiError::NotFound(format!("no user {typed} at this site")))?,
-        ),
-        None => None,
-    };
-    let as_of = match (as_of_user, Moment::parse(q.as_of.as_deref())?) {
-        (Some(user), Some(at)) => Some(
+    let as_of = async {
+        let at = Moment::parse(q.as_of.as_deref())?;
+        let (typed, at) = match (as_of_typed, at) {
+            (Some(typed), Some(at)) => (typed, at),
+            (None, None) => return Ok(None),
+            _ => {
+                return Err(ApiError::InvalidQuery(
+                    "give both a username and a moment".into(),
+                ))
+            }
+        };
+        let user = user_named(state, ctx.site, typed)
+            .ok_or_else(|| ApiError::NotFound(format!("no user {typed} at this site")))?;
+        Ok(Some(
             audit::lookup(
                 s(),
                 p(),
@@ -201,11 +217,18 @@ async fn body(
                     limit: Some(500),
                 })),
             )
-            .await?
+            .await
+            .map_err(|e| match e {
+                ApiError::NotFound(_) => ApiError::NotFound(format!(
+                    "{typed} was not yet a user of this site at that moment"
+                )),
+                other => other,
+            })?
             .0,
-        ),
-        _ => None,
-    };
+        ))
+    }
+    .await
+    .map_err(|e: ApiError| e.problem().detail);
     let verdict = if q.verify.as_deref().is_some_and(|v| !v.is_empty()) {
         Some(audit::verify(s(), p()).await?.0)
     } else {
@@ -258,7 +281,9 @@ async fn body(
                 input #diff-to name="diff_to" type="text" value=[q.diff_to.as_deref()] placeholder="2026-12-07T17:00 or 480";
                 button type="submit" { "Compare" }
             }
-            @if let Some(d) = &diff {
+            @if let Err(refused) = &diff { p.flash.error role="alert" { (refused) } }
+            @if let Ok(Some(d)) = &diff {
+                p.note { "Access to this site's own scorecards and objects, by anyone (its users and its partners' users)." }
                 p { "Between positions " (d.from) " and " (d.to) ":" }
                 (changes("Gained", "gained", &d.gained))
                 (changes("Lost", "lost", &d.lost))
@@ -275,7 +300,8 @@ async fn body(
                 input #asof-at name="as_of" type="text" value=[q.as_of.as_deref()] placeholder="2026-12-01T09:00 or 120";
                 button type="submit" { "Show what they could see" }
             }
-            @if let Some(a) = &as_of {
+            @if let Err(refused) = &as_of { p.flash.error role="alert" { (refused) } }
+            @if let Ok(Some(a)) = &as_of {
                 div.table-wrap { table data-testid="as-of" {
                     caption { "What they could see at position " (a.position) }
                     thead { tr { th scope="col" { "Item" } th scope="col" { "From" } th scope="col" { "Level" } } }

@@ -60,7 +60,9 @@ impl Context {
         };
         let index = state.access().read();
         let (administers, manages_users) = match &session.principal {
-            Principal::Operator { .. } => (true, true),
+            // Connections are acted on by a site's Instance Admin, a user
+            // (R-CONN-1): an operator manages users, not connections.
+            Principal::Operator { .. } => (false, true),
             Principal::Auditor { .. } => (false, false),
             Principal::User { user, .. } => index
                 .user_facts(*user)

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use shareledger_core::catalog::SiteId;
 
 use super::session::Session;
+use crate::auth::Principal;
 use crate::error::ApiError;
 
 /// The cookie carrying the last action's message to the next page.
@@ -131,6 +132,18 @@ impl Nav {
         }
     }
 
+    /// Whether the section is for this person: the administrative pages
+    /// for those who may read them, Audit for auditors and operators (as
+    /// the API decides; the navigation only spares a refusal).
+    fn offered_to(self, session: &Session) -> bool {
+        let user = matches!(session.principal, Principal::User { .. });
+        match self {
+            Nav::Access => true,
+            Nav::Audit => !user,
+            Nav::Partners | Nav::Users | Nav::Scorecards => session.reads_admin_pages,
+        }
+    }
+
     pub fn path(self) -> &'static str {
         match self {
             Nav::Partners => "/partners",
@@ -184,7 +197,7 @@ pub fn page(frame: Frame<'_>, title: &str, body: Markup) -> Response {
                     a.brand href="/" { "ShareLedger" }
                     nav aria-label="Sections" {
                         ul {
-                            @for item in Nav::ALL {
+                            @for item in Nav::ALL.into_iter().filter(|n| n.offered_to(session)) {
                                 li {
                                     a href=(link(session, item.path(), site))
                                         aria-current=[(item == nav).then_some("page")] { (item.label()) }
@@ -196,6 +209,8 @@ pub fn page(frame: Frame<'_>, title: &str, body: Markup) -> Response {
                         span data-testid="who" { (session.who) }
                         @if let Some((_, code, name)) = &session.home {
                             " · " span.site-tag title=(name) { (code) }
+                        } @else if site.is_some() {
+                            " · " a href=(nav.path()) { "change site" }
                         }
                         form.inline method="post" action="/sign-out" {
                             input type="hidden" name="csrf" value=(session.csrf());

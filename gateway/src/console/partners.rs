@@ -470,21 +470,26 @@ fn edit_scorecards(
                     .filter(|p| p.partner == c.partner)
                     .flat_map(|p| p.scorecards.iter().map(|s| s.scorecard_id))
                     .collect();
-                form.card.edit-scorecards method="post" action="/act/SetSharedScorecards"
-                    data-testid=(format!("edit-{}", c.partner_code.as_str())) {
-                    (form_fields(session, back))
-                    input type="hidden" name="site_id" value=(site);
-                    input type="hidden" name="partner" value=(c.partner.to_string());
-                    input type="hidden" name="scorecards[]" value="";
-                    input type="hidden" name="done" value=(format!("Saved what {} can access.", c.partner_code.as_str()));
+                @let testid = format!("edit-{}", c.partner_code.as_str());
+                @let lists = html! {
                     h3 { "Shared with " (c.partner_name) " " (site_tag(c.partner_code.as_str(), &c.partner_name)) }
                     div.two-lists {
                         (scorecard_list("Cannot access", false, &f.own, &shared, ctx, c.partner))
                         (scorecard_list("Has access to", true, &f.own, &shared, ctx, c.partner))
                     }
-                    @if ctx.administers {
+                };
+                @if ctx.administers {
+                    form.card.edit-scorecards method="post" action="/act/SetSharedScorecards" data-testid=(testid) {
+                        (form_fields(session, back))
+                        input type="hidden" name="site_id" value=(site);
+                        input type="hidden" name="partner" value=(c.partner.to_string());
+                        input type="hidden" name="scorecards[]" value="";
+                        input type="hidden" name="done" value=(format!("Saved what {} can access.", c.partner_code.as_str()));
+                        (lists)
                         button.primary type="submit" { "Save" }
                     }
+                } @else {
+                    div.card.edit-scorecards data-testid=(testid) { (lists) }
                 }
             }
         }
@@ -586,7 +591,9 @@ pub async fn confirm_revoke(
                 li { "the other direction, " (to) " → " (from) ", stays as it is;" }
                 li { "sharing again needs a new request, and starts from nothing shared." }
             }
-            @if ctx.administers {
+            @if c.status != LinkStatus::Active {
+                p.flash.error role="alert" { "This link is not active (" (status_badge(c.status)) "): there is nothing to revoke." }
+            } @else if ctx.administers {
                 form method="post" action="/act/RevokeSharing" {
                     (form_fields(&session, &back))
                     input type="hidden" name="site_id" value=(ctx.site.to_string());

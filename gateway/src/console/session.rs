@@ -37,6 +37,19 @@ use crate::state::AppState;
 /// The cookie holding a session token's secret.
 pub const SESSION_COOKIE: &str = "sl_session";
 
+/// What a session token's name adds to the name of the token it was made
+/// from (the name an operator's commands are recorded under).
+const SESSION_SUFFIX: &str = " (console)";
+
+/// A session's name: its parent's, marked, within a name's 200 characters.
+fn session_name(parent: &str) -> String {
+    let kept: String = parent
+        .chars()
+        .take(200 - SESSION_SUFFIX.chars().count())
+        .collect();
+    format!("{kept}{SESSION_SUFFIX}")
+}
+
 /// The longest a console session lasts.
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
@@ -51,6 +64,10 @@ pub struct Session {
     pub who: String,
     /// Their site's code and name, if they belong to one.
     pub home: Option<(SiteId, String, String)>,
+    /// May read their site's administrative pages (a user with Instance
+    /// Admin or Manage Users; auditors and operators read them all): which
+    /// sections the navigation offers.
+    pub reads_admin_pages: bool,
 }
 
 impl Session {
@@ -89,8 +106,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The name of the token a session was made from (the session's own name
+/// is that name and [`SESSION_SUFFIX`]).
+fn holder(name: &str) -> &str {
+    name.strip_suffix(SESSION_SUFFIX).unwrap_or(name)
+}
+
 /// Who the token's holder is, in words, and their site.
-fn describe(state: &AppState, principal: &Principal) -> (String, Option<(SiteId, String, String)>) {
+fn describe(
+    state: &AppState,
+    principal: &Principal,
+    token_name: &str,
+) -> (String, Option<(SiteId, String, String)>) {
     let index = state.access().read();
     let site = principal.site().map(|s| {
         let (code, name) = index
@@ -104,9 +131,9 @@ fn describe(state: &AppState, principal: &Principal) -> (String, Option<(SiteId,
             .person(*user)
             .map(|p| p.username.as_str().to_owned())
             .unwrap_or_else(|| user.to_string()),
-        Principal::Auditor { site: None, .. } => "platform auditor".to_owned(),
-        Principal::Auditor { .. } => "auditor".to_owned(),
-        Principal::Operator { name, .. } => format!("operator {name}"),
+        Principal::Auditor { site: None, .. } => format!("platform auditor {}", holder(token_name)),
+        Principal::Auditor { .. } => format!("auditor {}", holder(token_name)),
+        Principal::Operator { .. } => format!("operator {}", holder(token_name)),
     };
     (who, site)
 }
@@ -120,11 +147,8 @@ impl FromRequestParts<AppState> for Session {
         };
         let record = match state.tokens().verify(&secret).await {
             Ok(record) => record,
-            Err(ApiError::BadToken | ApiError::Unauthenticated) => {
-                return Err(to_sign_in(
-                    parts,
-                    Some("Your session has ended; sign in again."),
-                ))
+            Err(ApiError::BadToken | ApiError::Unauthenticated | ApiError::TokenExpired) => {
+                return Err(to_sign_in(parts, Some(Reason::Ended)))
             }
             Err(other) => return Err(layout::api_refusal(other)),
         };
@@ -133,40 +157,75 @@ impl FromRequestParts<AppState> for Session {
         };
         // A deactivated user's session ends with the user (fail closed:
         // asked of an index that may answer).
-        if let Principal::User { user, .. } = principal {
-            let index = state
-                .access()
-                .fresh(None, state.options().freshness_timeout)
-                .await
-                .map_err(|e| layout::api_refusal(e.into()))?;
-            if !index.user_facts(user).is_some_and(|f| f.active) {
-                return Err(to_sign_in(
-                    parts,
-                    Some("Your user is deactivated: the console is closed to it."),
-                ));
+        let reads_admin_pages = match principal {
+            Principal::User { user, site, .. } => {
+                let index = state
+                    .access()
+                    .fresh(None, state.options().freshness_timeout)
+                    .await
+                    .map_err(|e| layout::api_refusal(e.into()))?;
+                if !index.user_facts(user).is_some_and(|f| f.active) {
+                    return Err(to_sign_in(parts, Some(Reason::Deactivated)));
+                }
+                principal.administers(&index, site)
             }
-        }
-        let (who, home) = describe(state, &principal);
+            _ => true,
+        };
+        let (who, home) = describe(state, &principal, &record.name);
         Ok(Session {
             principal,
             record,
             secret,
             who,
             home,
+            reads_admin_pages,
         })
     }
 }
 
+/// Why the sign-in page is shown: one of a few fixed messages, named in
+/// its address by a code (never text from the address, which anyone could
+/// write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Ended,
+    Deactivated,
+    SignedOut,
+}
+
+impl Reason {
+    fn code(self) -> &'static str {
+        match self {
+            Reason::Ended => "ended",
+            Reason::Deactivated => "deactivated",
+            Reason::SignedOut => "signed_out",
+        }
+    }
+
+    fn flash(self) -> Flash {
+        match self {
+            Reason::Ended => Flash::error(
+                "Your session has ended (signed out, revoked or expired): sign in again.",
+            ),
+            Reason::Deactivated => {
+                Flash::error("Your user has been deactivated: you can no longer sign in.")
+            }
+            Reason::SignedOut => Flash::ok("You are signed out."),
+        }
+    }
+}
+
 /// The sign-in page's redirect for a request without a live session.
-fn to_sign_in(parts: &Parts, message: Option<&str>) -> Response {
+fn to_sign_in(parts: &Parts, reason: Option<Reason>) -> Response {
     let next = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "/".into());
     let mut location = format!("/sign-in?next={}", urlencode(&next));
-    if let Some(m) = message {
-        location.push_str(&format!("&reason={}", urlencode(m)));
+    if let Some(r) = reason {
+        location.push_str(&format!("&reason={}", r.code()));
     }
     let mut response = Redirect::to(&location).into_response();
     // A dead session's cookie goes.
@@ -203,13 +262,16 @@ pub(super) fn local_path(raw: Option<&str>) -> String {
 #[derive(Debug, Deserialize)]
 pub struct SignInQuery {
     next: Option<String>,
+    /// A [`Reason`]'s code; any other text is not shown.
     reason: Option<String>,
 }
 
 /// `GET /sign-in`.
 pub async fn sign_in_page(axum::extract::Query(q): axum::extract::Query<SignInQuery>) -> Response {
     sign_in_form(
-        q.reason.map(Flash::error),
+        q.reason
+            .and_then(|r| serde_json::from_value::<Reason>(serde_json::Value::String(r)).ok())
+            .map(Reason::flash),
         &local_path(q.next.as_deref()),
         StatusCode::OK,
     )
@@ -255,7 +317,7 @@ pub async fn sign_in(
     };
     let record = match state.tokens().verify(form.token.trim()).await {
         Ok(record) => record,
-        Err(ApiError::BadToken | ApiError::Unauthenticated) => {
+        Err(ApiError::BadToken | ApiError::Unauthenticated | ApiError::TokenExpired) => {
             return refused("That token is not valid: it is unknown, expired or revoked.")
         }
         Err(other) => return layout::api_refusal(other),
@@ -278,13 +340,14 @@ pub async fn sign_in(
             return refused("That token's user is deactivated.");
         }
     }
-    let issued = match auth::issue(
+    let issued = match auth::issue_from(
         state.pool(),
+        record.token_id,
         TokenRequest {
             kind: record.kind,
             site: record.site,
             user: record.user,
-            name: "console session".into(),
+            name: session_name(&record.name),
             lifetime: remaining,
         },
     )
@@ -329,7 +392,7 @@ pub async fn sign_out(
     if let Err(e) = state.tokens().revoke(session.record.token_id).await {
         return layout::api_refusal(ApiError::Internal(e.to_string()));
     }
-    let mut response = Redirect::to("/sign-in?reason=You%20are%20signed%20out.").into_response();
+    let mut response = Redirect::to("/sign-in?reason=signed_out").into_response();
     clear_session_cookie(&mut response);
     response
 }

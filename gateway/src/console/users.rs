@@ -237,7 +237,9 @@ fn table(
                             td { @if let Some(t) = &u.last_activity { (when(t)) } @else { "never" } }
                             td { (when(&u.added_at)) }
                             td { @if u.active { (badge("active", "active")) } @else { (badge("revoked", "inactive")) } }
-                            @if ctx.manages_users {
+                            @if ctx.manages_users && Some(u.user_id) == session.principal.user() {
+                                td.actions { span.note { "you" } }
+                            } @else if ctx.manages_users {
                                 td.actions {
                                     form.inline method="post" action=(if u.active { "/act/DeactivateUser" } else { "/act/ReactivateUser" }) {
                                         (form_fields(session, back))
