@@ -366,7 +366,10 @@ pub async fn detail(
             dt { "Email" } dd { @if let Some(e) = &u.email { (e.as_str()) } @else { "—" } }
             dt { "Role" } dd { (words(&u.role)) }
             dt { "Status" } dd { @if u.active { (badge("active", "active")) } @else { (badge("revoked", "inactive")) } }
-            dt { "Added" } dd { (when(&u.added_at)) " (" (u.origin.replace('_', " ")) ")" }
+            dt { "Added" } dd {
+                (when(&u.added_at))
+                @if u.origin != "added" { " (" (u.origin.replace('_', " ")) ")" }
+            }
             dt { "Last activity" } dd { @if let Some(t) = &u.last_activity { (when(t)) } @else { "never" } }
         }
         @if ctx.manages_users {
