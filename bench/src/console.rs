@@ -20,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use shareledger_commands::{Issued, Service};
+use shareledger_commands::Service;
 use shareledger_core::catalog::{
     Directions, Name, ObjectId, ObjectKind, Role, ScorecardId, SeatLimit, SiteCode, SiteId, UserId,
     Username,
@@ -28,13 +28,12 @@ use shareledger_core::catalog::{
 use shareledger_core::connection::{ApproveConnection, RequestConnection, ShareScorecard};
 use shareledger_core::content::{CreateObject, CreateScorecard, PlaceObjectOnScorecard};
 use shareledger_core::site::{AddUser, ImportUsers, RegisterSite};
-use shareledger_events::Actor;
 use shareledger_gateway::auth::{self, TokenKind, TokenRequest};
 use shareledger_gateway::server::Server;
 use shareledger_gateway::GatewayOptions;
 use shareledger_tests::TestDb;
-use uuid::Uuid;
 
+use crate::http::{by, operator};
 use crate::report::{progress, Line};
 use crate::CommonArgs;
 
@@ -46,25 +45,6 @@ struct World {
     admin: UserId,
     admin_token: String,
     auditor_token: String,
-}
-
-fn operator() -> Issued {
-    Issued {
-        actor: Actor::Operator {
-            name: "bench".into(),
-        },
-        key: Uuid::new_v4(),
-    }
-}
-
-fn by(site: SiteId, user: UserId) -> Issued {
-    Issued {
-        actor: Actor::User {
-            user_id: user.0,
-            site_id: site.0,
-        },
-        key: Uuid::new_v4(),
-    }
 }
 
 async fn site(service: &Service, code: &str, seats: u32) -> anyhow::Result<(SiteId, UserId)> {

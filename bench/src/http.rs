@@ -100,7 +100,7 @@ struct SiteWorld {
     objects: Vec<ObjectId>,
 }
 
-fn operator() -> Issued {
+pub(crate) fn operator() -> Issued {
     Issued {
         actor: Actor::Operator {
             name: "bench".into(),
@@ -109,7 +109,7 @@ fn operator() -> Issued {
     }
 }
 
-fn by(site: SiteId, user: UserId) -> Issued {
+pub(crate) fn by(site: SiteId, user: UserId) -> Issued {
     Issued {
         actor: Actor::User {
             user_id: user.0,

@@ -16,8 +16,8 @@ use shareledger_projections::access::{
     AccessIndex, Explanation, Fact, Missing, Target, TargetKind,
 };
 
-use super::context::{params, site_picker, user_named, Context};
-use super::layout::{self, link, site_tag, when, words, Frame, Nav, Shown};
+use super::context::{params, site_page, user_named, Context};
+use super::layout::{link, site_tag, when, words, Nav, Shown};
 use super::session::Session;
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -51,25 +51,21 @@ pub async fn page(
         Ok(q) => q,
         Err(refusal) => return refusal,
     };
-    let position = state.access().read().position();
-    let frame = |site| Frame {
-        session: &session,
-        nav: Nav::Access,
-        site,
-        position,
-        flash: flash.clone(),
-    };
-    let Some(ctx) = Context::of(&state, &session, q.site, q.at) else {
-        return layout::page(
-            frame(None),
-            "Access explorer",
-            site_picker(&state, "/access"),
-        );
-    };
-    match body(&state, &session, &ctx, &q).await {
-        Ok(body) => layout::page(frame(Some(ctx.site)), "Access explorer", body),
-        Err(e) => layout::api_refusal(e),
-    }
+    // The body borrows what the frame borrows too.
+    let (state, session, q) = (&state, &session, &q);
+    site_page(
+        state,
+        session,
+        flash,
+        Nav::Access,
+        (q.site, q.at),
+        |ctx| async move {
+            body(state, session, &ctx, q)
+                .await
+                .map(|markup| ("Access explorer".to_owned(), markup))
+        },
+    )
+    .await
 }
 
 /// The address of the explorer showing `user` and `target`.

@@ -17,8 +17,8 @@ use shareledger_core::catalog::SiteId;
 use shareledger_events::Actor;
 use shareledger_projections::history::AccessChange;
 
-use super::context::{params, site_picker, user_named, Context};
-use super::layout::{self, badge, link, site_tag, when, words, Frame, Nav, Shown};
+use super::context::{params, site_page, user_named, Context};
+use super::layout::{badge, link, site_tag, when, words, Nav, Shown};
 use super::session::{urlencode, Session};
 use crate::audit::{self, AsOfUserParams, DiffParams, DiffScope, TimelineParams};
 use crate::error::ApiError;
@@ -101,21 +101,21 @@ pub async fn page(
         Ok(q) => q,
         Err(refusal) => return refusal,
     };
-    let position = state.access().read().position();
-    let frame = |site| Frame {
-        session: &session,
-        nav: Nav::Audit,
-        site,
-        position,
-        flash: flash.clone(),
-    };
-    let Some(ctx) = Context::of(&state, &session, q.site, q.at) else {
-        return layout::page(frame(None), "Audit", site_picker(&state, "/audit"));
-    };
-    match body(&state, &session, &ctx, &q).await {
-        Ok(body) => layout::page(frame(Some(ctx.site)), "Audit", body),
-        Err(e) => layout::api_refusal(e),
-    }
+    // The body borrows what the frame borrows too.
+    let (state, session, q) = (&state, &session, &q);
+    site_page(
+        state,
+        session,
+        flash,
+        Nav::Audit,
+        (q.site, q.at),
+        |ctx| async move {
+            body(state, session, &ctx, q)
+                .await
+                .map(|markup| ("Audit".to_owned(), markup))
+        },
+    )
+    .await
 }
 
 async fn body(

@@ -12,9 +12,10 @@ use axum::response::Response;
 use maud::{html, Markup};
 use shareledger_core::catalog::{PermissionFlag, SiteId, UserId};
 
-use super::layout;
+use super::layout::{self, Flash, Frame, Nav};
 use super::session::Session;
 use crate::auth::Principal;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The page's site and the person's rights there.
@@ -95,6 +96,37 @@ pub fn user_named(state: &AppState, site: SiteId, username: &str) -> Option<User
             .person(*u)
             .is_some_and(|p| p.username.as_str().eq_ignore_ascii_case(wanted))
     })
+}
+
+/// A page about a site: its frame (read at the index's position now), the
+/// site picker for those who must first choose one, `body`'s title and
+/// markup, or the API's refusal as a page.
+pub async fn site_page<Fut>(
+    state: &AppState,
+    session: &Session,
+    flash: Option<Flash>,
+    nav: Nav,
+    (site, at): (Option<SiteId>, Option<u64>),
+    body: impl FnOnce(Context) -> Fut,
+) -> Response
+where
+    Fut: std::future::Future<Output = Result<(String, Markup), ApiError>>,
+{
+    let position = state.access().read().position();
+    let frame = |site| Frame {
+        session,
+        nav,
+        site,
+        position,
+        flash: flash.clone(),
+    };
+    let Some(ctx) = Context::of(state, session, site, at) else {
+        return layout::page(frame(None), nav.label(), site_picker(state, nav.path()));
+    };
+    match body(ctx).await {
+        Ok((title, markup)) => layout::page(frame(Some(ctx.site)), &title, markup),
+        Err(e) => layout::api_refusal(e),
+    }
 }
 
 /// The list of sites to choose from, for those who see every site.

@@ -122,7 +122,7 @@ impl Nav {
         Nav::Audit,
     ];
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Nav::Partners => "Partner Connect",
             Nav::Users => "Users",

@@ -23,7 +23,7 @@ use shareledger_projections::dashboard::{
     Connection, LinkDirection, LinkStatus, PartnerShares, PendingRequest, SiteSummary,
 };
 
-use super::context::{params, site_picker, Context};
+use super::context::{params, site_page, Context};
 use super::layout::{self, badge, form_fields, link, site_tag, when, Frame, Nav, Shown};
 use super::session::{urlencode, Session};
 use crate::contents::{self, ScorecardsParams};
@@ -43,25 +43,17 @@ pub async fn page(
         Ok(q) => q,
         Err(refusal) => return refusal,
     };
-    let position = state.access().read().position();
-    let frame = |site| Frame {
-        session: &session,
-        nav: Nav::Partners,
-        site,
-        position,
-        flash: flash.clone(),
-    };
-    let Some(ctx) = Context::of(&state, &session, q.site, q.at) else {
-        return layout::page(
-            frame(None),
-            "Partner Connect",
-            site_picker(&state, "/partners"),
-        );
-    };
-    match body(&state, &session, &ctx, &q).await {
-        Ok((title, body)) => layout::page(frame(Some(ctx.site)), &title, body),
-        Err(e) => layout::api_refusal(e),
-    }
+    // The body borrows what the frame borrows too.
+    let (state, session, q) = (&state, &session, &q);
+    site_page(
+        state,
+        session,
+        flash,
+        Nav::Partners,
+        (q.site, q.at),
+        |ctx| async move { body(state, session, &ctx, q).await },
+    )
+    .await
 }
 
 /// The Partner Connect page's parameters.

@@ -10,8 +10,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use shareledger_core::catalog::SiteId;
 
-use super::context::{params, site_picker, Context};
-use super::layout::{self, site_tag, words, Frame, Nav, Shown};
+use super::context::{params, site_page, Context};
+use super::layout::{site_tag, words, Nav, Shown};
 use super::session::Session;
 use crate::contents::{
     self, ObjectsParams, RelationshipsParams, ScorecardsParams, SharedWithParams,
@@ -40,25 +40,21 @@ pub async fn page(
         Ok(q) => q,
         Err(refusal) => return refusal,
     };
-    let position = state.access().read().position();
-    let frame = |site| Frame {
-        session: &session,
-        nav: Nav::Scorecards,
-        site,
-        position,
-        flash: flash.clone(),
-    };
-    let Some(ctx) = Context::of(&state, &session, q.site, q.at) else {
-        return layout::page(
-            frame(None),
-            "Scorecards",
-            site_picker(&state, "/scorecards"),
-        );
-    };
-    match body(&state, &session, &ctx).await {
-        Ok(body) => layout::page(frame(Some(ctx.site)), "Scorecards", body),
-        Err(e) => layout::api_refusal(e),
-    }
+    // The body borrows what the frame borrows too.
+    let (state, session, q) = (&state, &session, &q);
+    site_page(
+        state,
+        session,
+        flash,
+        Nav::Scorecards,
+        (q.site, q.at),
+        |ctx| async move {
+            body(state, session, &ctx)
+                .await
+                .map(|markup| ("Scorecards".to_owned(), markup))
+        },
+    )
+    .await
 }
 
 async fn body(state: &AppState, session: &Session, ctx: &Context) -> Result<Markup, ApiError> {

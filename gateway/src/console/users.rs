@@ -15,7 +15,7 @@ use serde::Deserialize;
 use shareledger_core::catalog::{AccessLevel, PermissionFlag, Role, ScorecardId, SiteId, UserId};
 use shareledger_projections::dashboard::{SiteSummary, UserSort, UsersPage};
 
-use super::context::{params, site_picker, Context};
+use super::context::{params, site_page, Context};
 use super::layout::{
     self, badge, form_fields, link, site_tag, when, wire, words, Frame, Nav, Shown,
 };
@@ -92,21 +92,17 @@ pub async fn page(
         Ok(q) => q,
         Err(refusal) => return refusal,
     };
-    let position = state.access().read().position();
-    let frame = |site| Frame {
-        session: &session,
-        nav: Nav::Users,
-        site,
-        position,
-        flash: flash.clone(),
-    };
-    let Some(ctx) = Context::of(&state, &session, q.site, q.at) else {
-        return layout::page(frame(None), "Users", site_picker(&state, "/users"));
-    };
-    match body(&state, &session, &ctx, &q).await {
-        Ok((title, body)) => layout::page(frame(Some(ctx.site)), &title, body),
-        Err(e) => layout::api_refusal(e),
-    }
+    // The body borrows what the frame borrows too.
+    let (state, session, q) = (&state, &session, &q);
+    site_page(
+        state,
+        session,
+        flash,
+        Nav::Users,
+        (q.site, q.at),
+        |ctx| async move { body(state, session, &ctx, q).await },
+    )
+    .await
 }
 
 async fn summary(
