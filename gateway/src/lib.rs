@@ -61,7 +61,8 @@ pub mod timeout;
 pub mod tokens;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::Uri;
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -139,7 +140,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/audit/verify", get(audit::verify))
         .merge(console::routes())
-        .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_owned()) })
+        .fallback(no_route)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(queries::refuse_nul_in_query))
@@ -163,4 +164,14 @@ pub fn app(state: AppState) -> Router {
         }))
         .with_state(state);
     request_id::around(app)
+}
+
+/// An address nothing serves: the API's problem (404 `no_route`), or, for
+/// a browser asking for a console page, the console's page saying so.
+async fn no_route(uri: Uri, headers: HeaderMap) -> Response {
+    if console::wants_page(&uri, &headers) {
+        console::no_page()
+    } else {
+        ApiError::NoRoute(uri.path().to_owned()).into_response()
+    }
 }

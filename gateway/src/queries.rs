@@ -44,6 +44,9 @@ pub(crate) async fn refuse_nul_in_query(
 ) -> Result<axum::response::Response, ApiError> {
     if let Some(query) = request.uri().query() {
         if let Some(pair) = query.split('&').find(|pair| pair.contains("%00")) {
+            if crate::console::wants_page(request.uri(), request.headers()) {
+                return Ok(crate::console::nul_in_query());
+            }
             let name = pair.split('=').next().unwrap_or_default();
             return Err(ApiError::InvalidQuery(format!(
                 "query parameter {name} holds a NUL character (%00), which no parameter may hold"
@@ -638,7 +641,8 @@ pub async fn shared_scorecards(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsersParams {
-    /// Username, name, email or role contains this (case-insensitive).
+    /// Username, name, email or role contains this (case-insensitive; a
+    /// role as on the wire, `data_entry`, or in words, `data entry`).
     #[param(pattern = r"^[^\x00]*$")]
     pub search: Option<String>,
     /// username (default), name, email, last_activity, added_at, role or

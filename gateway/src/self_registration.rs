@@ -250,6 +250,40 @@ pub struct Registered {
     pub result: CommandResult,
 }
 
+/// The group whose current link a key is, and the limit its registered
+/// sites get (the model site's).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LinkGroup {
+    pub site: Uuid,
+    pub code: String,
+    pub name: String,
+    pub seat_limit: i64,
+}
+
+/// The group that published `key` as its current link, if any: the
+/// dashboards name it (read at least as fresh as the log's head now); the
+/// decision checks the key again against the group's state in the log.
+pub async fn group_of(state: &AppState, key: &str) -> Result<Option<LinkGroup>, ApiError> {
+    if !is_link_key(key) {
+        return Ok(None);
+    }
+    let head = state
+        .store()
+        .head_position()
+        .await
+        .map_err(CommandError::Log)?;
+    read_model_fresh(state, Dashboards::NAME, Some(head)).await?;
+    sqlx::query_as(
+        "SELECT s.site_id AS site, s.code, s.name, m.seat_limit FROM rm.dash_sites s \
+         JOIN rm.dash_sites m ON m.site_id = s.self_registration_model_site \
+         WHERE s.self_registration_link_hash = $1 AND s.self_registration_enabled",
+    )
+    .bind(link_hash(key))
+    .fetch_optional(state.pool())
+    .await
+    .map_err(ApiError::Database)
+}
+
 /// `POST /v1/self-registration`.
 #[utoipa::path(
     post,
@@ -292,28 +326,14 @@ pub async fn register(
             DomainError::SelfRegistrationLinkInvalid,
         ))
     };
-    if !is_link_key(&asked.link_key) {
-        return Err(invalid());
-    }
     let hash = link_hash(&asked.link_key);
-    // The dashboards name the group that published this key; the decision
-    // checks the key again against the group's state in the log.
-    let head = state
-        .store()
-        .head_position()
-        .await
-        .map_err(CommandError::Log)?;
-    read_model_fresh(&state, Dashboards::NAME, Some(head)).await?;
-    let group: Option<(Uuid, String, i64)> = sqlx::query_as(
-        "SELECT s.site_id, s.code, m.seat_limit FROM rm.dash_sites s \
-         JOIN rm.dash_sites m ON m.site_id = s.self_registration_model_site \
-         WHERE s.self_registration_link_hash = $1 AND s.self_registration_enabled",
-    )
-    .bind(&hash)
-    .fetch_optional(state.pool())
-    .await
-    .map_err(ApiError::Database)?;
-    let Some((group, group_code, seat_limit)) = group else {
+    let Some(LinkGroup {
+        site: group,
+        code: group_code,
+        seat_limit,
+        ..
+    }) = group_of(&state, &asked.link_key).await?
+    else {
         return Err(invalid());
     };
     let derived = |what: &str| {

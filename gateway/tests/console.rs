@@ -227,6 +227,184 @@ async fn r_conn_r_share_the_grant_makers_story_from_the_browser_alone() {
 }
 
 #[tokio::test]
+async fn r_onb_2_seed_002_003_the_consortium_story_from_the_browser_alone() {
+    let h = Harness::start().await;
+    let Some(b) = Browser::start(&h.url).await else {
+        return;
+    };
+    let group = h.site("GROUP").await;
+    let clinic = h.site("CLINIC").await;
+    let pantry = h.site("PANTRY").await;
+    let intake = Uuid::new_v4();
+    h.must(
+        &group.admin_token,
+        "CreateScorecard",
+        json!({"site_id": group.id, "scorecard_id": intake, "name": "Partner Intake"}),
+    )
+    .await;
+    let (model, _) = h.user(&group, "model@group.org", "administration").await;
+    h.must(
+        &group.admin_token,
+        "GrantScorecardAccess",
+        json!({"site_id": group.id, "user_id": model, "scorecard_id": intake, "level": "editor"}),
+    )
+    .await;
+
+    // Given CLINIC's and PANTRY's admins list their sites in the partner
+    // directory from Site settings.
+    for site in [&clinic, &pantry] {
+        b.sign_in(&site.admin_token).await;
+        b.go("/settings").await;
+        assert!(b
+            .text_of("[data-testid=directory]")
+            .await
+            .contains("not listed"));
+        b.submit("[data-testid=directory] button").await;
+        assert!(b
+            .text_of(".flash.ok")
+            .await
+            .contains("is listed in the partner directory"));
+        assert!(b
+            .text_of("[data-testid=directory]")
+            .await
+            .contains("is listed"));
+        if site.code == "PANTRY" {
+            b.shot("site-settings").await;
+        }
+        b.sign_out().await;
+    }
+
+    // When GROUP's admin ticks both in the directory, offer only, and
+    // saves, then a confirmation names them; confirmed, each request is
+    // sent and awaits approval (seed 002: Connections).
+    b.sign_in(&group.admin_token).await;
+    b.go("/partners").await;
+    b.click("[data-testid=directory] input[data-select-all]")
+        .await;
+    b.click("[data-testid=directory] input[name=directions][value=offer]")
+        .await;
+    b.submit("[data-testid=directory] button.primary").await;
+    let review = b.text_of("[data-testid=to-request]").await;
+    assert!(
+        review.contains("CLINIC site") && review.contains("PANTRY site"),
+        "{review}"
+    );
+    assert!(b.text().await.contains("offering your scorecards only"));
+    b.shot("request-connections-confirm").await;
+    b.submit("form[action='/partners/request'] button.primary")
+        .await;
+    let outcome = b.text_of(".flash.ok").await;
+    assert!(
+        outcome.contains("Requested 2 connection(s)")
+            && outcome.contains("CLINIC")
+            && outcome.contains("PANTRY"),
+        "{outcome}"
+    );
+    for code in ["CLINIC", "PANTRY"] {
+        let row = b
+            .text_of(&format!("[data-testid=outgoing] tr[data-partner={code}]"))
+            .await;
+        assert!(row.contains("awaiting approval"), "{row}");
+    }
+
+    // When GROUP's admin turns self-registration on with its model user
+    // and makes the link, then the link is shown once.
+    b.go("/settings").await;
+    b.click(&format!("#model_user option[value='{model}']"))
+        .await;
+    b.click("[data-testid=configure-self-registration] input[name=enabled]")
+        .await;
+    b.submit("[data-testid=configure-self-registration] button.primary")
+        .await;
+    assert!(b
+        .text_of(".flash.ok")
+        .await
+        .contains("Saved the self-registration settings"));
+    assert_eq!(
+        b.text_of("[data-testid=self-registration-state]").await,
+        "on"
+    );
+    b.click("[data-testid=publish-link] input[name=child_of_group]")
+        .await;
+    b.submit("[data-testid=publish-link] button.primary").await;
+    let address = b
+        .client
+        .execute(
+            "return document.querySelector('[data-testid=link]').value",
+            vec![],
+        )
+        .await
+        .expect("the link")
+        .as_str()
+        .expect("text")
+        .to_owned();
+    assert!(address.contains("/register?key=slr_"), "{address}");
+    b.shot("self-registration-link").await;
+    b.go("/settings").await;
+    assert!(b
+        .text_of("[data-testid=link-state]")
+        .await
+        .contains("published"));
+    b.sign_out().await;
+
+    // When a partner with no account opens the link and registers, a
+    // mistake keeps what they typed; then their site and manager are made,
+    // and they continue into the console as that manager, seeing the
+    // model's scorecard shared by GROUP (R-ONB-2).
+    let path = &address[address.find("/register").expect("a path")..];
+    b.go(path).await;
+    b.fill("#name", "Riverside Food Bank").await;
+    b.fill("#code", "CLINIC").await;
+    b.fill("#manager_name", "Rosa Rivera").await;
+    b.fill("#manager_username", "rosa@riverside.org").await;
+    b.shot("self-registration").await;
+    let before = h.snapshot().await;
+    b.submit("form[data-testid=register] button.primary").await;
+    assert!(b.text_of(".flash.error").await.contains("Not registered"));
+    assert_eq!(h.snapshot().await, before, "a refusal writes nothing");
+    let kept = b
+        .client
+        .execute(
+            "return document.querySelector('#manager_username').value",
+            vec![],
+        )
+        .await
+        .expect("a value");
+    assert_eq!(kept, json!("rosa@riverside.org"), "what was typed is kept");
+    b.shot("self-registration-refused").await;
+    b.fill("#code", "RIVER").await;
+    b.submit("form[data-testid=register] button.primary").await;
+    let done = b.text_of("[data-testid=registered]").await;
+    assert!(
+        done.contains("RIVER") && done.contains("rosa@riverside.org"),
+        "{done}"
+    );
+    b.submit("[data-testid=registered] form button.primary")
+        .await;
+    assert_eq!(b.text_of("[data-testid=who]").await, "rosa@riverside.org");
+    b.go("/access").await;
+    let seen = b.text_of("[data-testid=lookup]").await;
+    assert!(
+        seen.contains("Partner Intake") && seen.contains("GROUP"),
+        "{seen}"
+    );
+    b.sign_out().await;
+
+    // Then GROUP's settings list RIVER as a child site; turning the link
+    // off makes it invalid.
+    b.sign_in(&group.admin_token).await;
+    b.go("/settings").await;
+    assert!(b.text_of("[data-testid=children]").await.contains("RIVER"));
+    b.submit("form[action='/settings/link/withdraw'] button")
+        .await;
+    assert!(b.text_of(".flash.ok").await.contains("link is off"));
+    b.sign_out().await;
+    let gone = h.get_with(path, &[]).await;
+    assert_eq!(gone.status, 404);
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn r_user_the_users_page_sorts_searches_imports_and_deactivates() {
     let h = Harness::start().await;
     let Some(b) = Browser::start(&h.url).await else {
@@ -414,13 +592,14 @@ async fn r_conn_1_a_person_without_rights_sees_no_forbidden_control_and_a_forged
     b.sign_in(&w.plain_token).await;
     assert!(b.text().await.contains("What plain@beta.org can see"));
     assert!(!b.exists("form[action^='/act/']").await);
-    for page in ["/partners", "/users", "/scorecards"] {
+    for page in ["/partners", "/users", "/scorecards", "/settings"] {
         b.go(page).await;
         assert!(
             b.text().await.contains("Instance Admins and user managers"),
             "{page}"
         );
         assert!(!b.exists("form[action^='/act/']").await, "{page}");
+        assert!(!b.exists("form[action^='/settings/']").await, "{page}");
     }
     b.go("/access").await;
     b.shot("no-rights").await;
@@ -631,5 +810,188 @@ async fn a_console_session_is_a_token_made_from_the_one_signed_in_with_and_ends_
     );
     let users = page(&h, &operator, &format!("/users?site={}", w.a.id)).await;
     assert!(users.contains("/act/AddUser"));
+    h.shutdown().await;
+}
+
+/// The CSRF token in a console page.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form") + 19;
+    page[at..at + page[at..].find('"').expect("its end")].to_owned()
+}
+
+/// Posts a console form; returns the status and the cookies it sets.
+async fn post_form(
+    h: &Harness,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    let answer = client
+        .post(format!("{}{path}", h.url))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("an answer");
+    let set: Vec<String> = answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .map(str::to_owned)
+        .collect();
+    (answer.status().as_u16(), set.join("; "))
+}
+
+#[tokio::test]
+async fn r_user_1_a_refused_form_keeps_what_it_held_and_changes_nothing() {
+    let h = Harness::start().await;
+    let acme = h.site("ACME").await;
+    let cookie = session_cookie(&h, &acme.admin_token).await;
+    let users = page(&h, &cookie, "/users").await;
+    let csrf = csrf_of(&users);
+    let before = h.snapshot().await;
+    // Given a username already taken, when the admin adds it, then it is
+    // refused, nothing is written, and the form shows what was typed.
+    let key = Uuid::new_v4().to_string();
+    let site = acme.id.to_string();
+    let (status, flash) = post_form(
+        &h,
+        &cookie,
+        "/act/AddUser",
+        &[
+            ("csrf", &csrf),
+            ("key", &key),
+            ("back", "/users"),
+            ("site_id", &site),
+            ("username", "ADMIN@acme.org"),
+            ("name", "Second Admin"),
+            ("role", "data_entry"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(h.snapshot().await, before, "a refusal writes nothing");
+    let again = page(&h, &format!("{cookie}; {flash}"), "/users").await;
+    assert!(again.contains("AddUser was refused"), "{again}");
+    assert!(again.contains(r#"value="ADMIN@acme.org""#), "{again}");
+    assert!(again.contains(r#"value="Second Admin""#), "{again}");
+    assert!(
+        again.contains(r#"<option value="data_entry" selected>"#),
+        "{again}"
+    );
+    // The form is kept for the refused command only, once.
+    let later = page(&h, &cookie, "/users").await;
+    assert!(!later.contains("Second Admin"));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn seed_002_a_batch_of_requests_says_each_partners_outcome() {
+    let h = Harness::start().await;
+    let group = h.site("GROUP").await;
+    let _clinic = h.site("CLINIC").await;
+    let cookie = session_cookie(&h, &group.admin_token).await;
+    let csrf = csrf_of(&page(&h, &cookie, "/partners").await);
+    // The review names the ticked sites before anything is asked.
+    let review = page(
+        &h,
+        &cookie,
+        "/partners/request?code=CLINIC&code=NOPE&directions=offer",
+    )
+    .await;
+    assert!(
+        review.contains("CLINIC site") && review.contains("offering your scorecards only"),
+        "{review}"
+    );
+    let key = Uuid::new_v4().to_string();
+    let site = group.id.to_string();
+    let (status, flash) = post_form(
+        &h,
+        &cookie,
+        "/partners/request",
+        &[
+            ("csrf", &csrf),
+            ("key", &key),
+            ("back", "/partners"),
+            ("site_id", &site),
+            ("directions", "offer"),
+            ("code", "CLINIC"),
+            ("code", "NOPE"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let after = page(&h, &format!("{cookie}; {flash}"), "/partners").await;
+    assert!(after.contains("1 of 2 request(s) were refused"), "{after}");
+    assert!(
+        after.contains("requested: it awaits their approval"),
+        "{after}"
+    );
+    assert!(after.contains("refused: "), "{after}");
+    assert!(
+        after.contains(r#"data-partner="CLINIC""#),
+        "CLINIC's request is listed: {after}"
+    );
+    // Without the session's CSRF token, nothing is asked.
+    let before = h.snapshot().await;
+    let (status, _) = post_form(
+        &h,
+        &cookie,
+        "/partners/request",
+        &[
+            ("site_id", &site),
+            ("directions", "both"),
+            ("code", "CLINIC"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(h.snapshot().await, before);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn addresses_the_console_does_not_have_answer_pages_and_the_api_problems() {
+    let h = Harness::start().await;
+    let acme = h.site("ACME").await;
+    let html = [("accept", "text/html,application/xhtml+xml".to_owned())];
+    let missing = h.get_with("/no-such-page", &html).await;
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.content_type.starts_with("text/html"),
+        "{}",
+        missing.content_type
+    );
+    assert!(missing.text.contains("There is no such page"));
+    let api = h.get_with("/v1/no-such-route", &html).await;
+    assert_eq!(api.status, 404);
+    assert_eq!(api.content_type, "application/problem+json");
+    let nul = h.get_with("/users?search=%00", &html).await;
+    assert_eq!(nul.status, 400);
+    assert!(nul.content_type.starts_with("text/html"));
+    assert!(nul.text.contains("NUL character"));
+    let plain = h.get_with("/no-such-page", &[]).await;
+    assert_eq!(plain.content_type, "application/problem+json");
+    // A registration link that is not a group's current one.
+    let link = h
+        .get_with(&format!("/register?key=slr_{}", "0".repeat(48)), &html)
+        .await;
+    assert_eq!(link.status, 404);
+    assert!(link.text.contains("This registration link is not valid"));
+    // A command address that is not text.
+    let cookie = session_cookie(&h, &acme.admin_token).await;
+    let csrf = csrf_of(&page(&h, &cookie, "/users").await);
+    let (status, _) = post_form(&h, &cookie, "/act/%FF", &[("csrf", &csrf)]).await;
+    assert_eq!(status, 404);
     h.shutdown().await;
 }

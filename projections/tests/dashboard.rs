@@ -1107,6 +1107,15 @@ async fn q5_users_search_usernames_and_names_case_insensitively() {
         usernames(&pool, p.site.id, search("@X.ORG")).await,
         ["ann@x.org", "bob@x.org", "cyd@x.org", "dee@x.org"]
     );
+    // A role is found by its wire name and as people read it.
+    assert_eq!(
+        usernames(&pool, p.site.id, search("data_entry")).await,
+        ["ann@x.org"]
+    );
+    assert_eq!(
+        usernames(&pool, p.site.id, search("Data Entry")).await,
+        ["ann@x.org"]
+    );
     // Wildcards are taken literally.
     assert!(usernames(&pool, p.site.id, search("%")).await.is_empty());
     assert!(usernames(&pool, p.site.id, search("a_n")).await.is_empty());
@@ -1186,6 +1195,7 @@ async fn r_onb_3_two_factor_and_hidden_organisation_settings_are_reported() {
     let pool = project(&db).await;
     let before = dashboard::site(&pool, p.site.id).await.unwrap().unwrap();
     assert!(!before.two_factor_required);
+    assert!(!before.listed, "unlisted until the site chooses (seed 002)");
     assert_eq!(before.code, code("PEOPLE"));
     assert_eq!(before.seat_limit, 20);
     assert_eq!((before.users, before.active_users), (5, 4));
@@ -1207,6 +1217,16 @@ async fn r_onb_3_two_factor_and_hidden_organisation_settings_are_reported() {
                 site_id: p.site.id,
                 user_id: p.bob,
                 hidden: true,
+            },
+        )
+        .await
+        .unwrap();
+    service
+        .execute(
+            &p.site.by(),
+            shareledger_core::site::SetDirectoryListing {
+                site_id: p.site.id,
+                listed: true,
             },
         )
         .await
@@ -1246,6 +1266,7 @@ async fn r_onb_3_two_factor_and_hidden_organisation_settings_are_reported() {
     let pool = project(&db).await;
     let after = dashboard::site(&pool, p.site.id).await.unwrap().unwrap();
     assert!(after.two_factor_required);
+    assert!(after.listed);
     assert_eq!(after.seat_limit, 7);
     assert_eq!(after.parent, Some(group.id));
     assert_eq!(after.parent_code, Some(code("GROUP")));
@@ -1253,6 +1274,10 @@ async fn r_onb_3_two_factor_and_hidden_organisation_settings_are_reported() {
     assert!(group_summary.self_registration.enabled);
     assert_eq!(group_summary.self_registration.model_site, Some(p.site.id));
     assert_eq!(group_summary.self_registration.model_user, Some(p.bob));
+    assert!(
+        !group_summary.self_registration.link_published,
+        "no link key is published until one is made"
+    );
     assert!(!group_summary.two_factor_required);
     let users = dashboard::users(&pool, p.site.id, &UsersQuery::default())
         .await

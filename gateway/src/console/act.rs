@@ -6,11 +6,14 @@
 //! the form's idempotency key: the console adds no second path to the log,
 //! and a form sent twice is applied once. A form of switches says
 //! `complement=off:on`: the list `off` then holds what it lists that `on`
-//! does not (every flag not ticked is switched off). The answer comes back as a
+//! does not (every flag not ticked is switched off). A field named in a
+//! `bool` field is a switch: `true` when its box is ticked, `false` when it
+//! is not (an unticked box sends nothing). The answer comes back as a
 //! message on the page named by `back`, read at least as fresh as the
 //! command's position (`at`), so the page shows what was just done.
 
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -23,7 +26,7 @@ use crate::commands::{self, IDEMPOTENCY_KEY};
 use crate::state::AppState;
 
 /// Form fields that steer the console and are not the command's.
-const CONTROL_FIELDS: [&str; 5] = ["csrf", "key", "back", "done", "complement"];
+const CONTROL_FIELDS: [&str; 6] = ["csrf", "key", "back", "done", "complement", "bool"];
 
 /// Turns a form into a command's JSON body.
 fn body_of(fields: &[(String, String)]) -> Map<String, Value> {
@@ -52,10 +55,30 @@ fn body_of(fields: &[(String, String)]) -> Map<String, Value> {
             items.retain(|v| !on.contains(v));
         }
     }
+    for (_, switch) in fields.iter().filter(|(n, _)| n == "bool") {
+        let on = fields
+            .iter()
+            .any(|(n, v)| n == switch && matches!(v.as_str(), "true" | "on"));
+        body.insert(switch.clone(), Value::Bool(on));
+    }
     body
 }
 
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// The headers of a JSON body sent to an API handler, with the form's
+/// idempotency key.
+pub(super) fn json_headers(key: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(key) = key.and_then(|k| HeaderValue::from_str(k).ok()) {
+        headers.insert(IDEMPOTENCY_KEY, key);
+    }
+    headers
+}
+
+pub(super) fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields
         .iter()
         .find(|(n, _)| n == name)
@@ -65,22 +88,21 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// `POST /act/{command}`.
 pub async fn act(
     State(state): State<AppState>,
-    Path(command): Path<String>,
+    command: Result<Path<String>, PathRejection>,
     session: Session,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
     if let Err(refusal) = session.check_csrf(field(&fields, "csrf")) {
         return refusal;
     }
+    let Ok(Path(command)) = command else {
+        return super::layout::refusal(
+            StatusCode::NOT_FOUND,
+            "There is no such command: the address names none the console knows.",
+        );
+    };
     let back = local_path(field(&fields, "back"));
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Some(key) = field(&fields, "key").and_then(|k| HeaderValue::from_str(k).ok()) {
-        headers.insert(IDEMPOTENCY_KEY, key);
-    }
+    let headers = json_headers(field(&fields, "key"));
     let body = serde_json::to_vec(&Value::Object(body_of(&fields))).unwrap_or_default();
     let answer = commands::handle(
         State(state.clone()),
@@ -91,6 +113,32 @@ pub async fn act(
     )
     .await
     .unwrap_or_else(IntoResponse::into_response);
+    // A refused form is filled again with what it held (its own fields,
+    // when they are few enough to travel in the message's cookie).
+    let kept: Vec<(String, String)> = fields
+        .iter()
+        .filter(|(n, v)| !CONTROL_FIELDS.contains(&n.as_str()) && !v.is_empty())
+        .cloned()
+        .collect();
+    let small = kept.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>() <= MAX_KEPT;
+    let kept = small.then(|| (command.clone(), kept));
+    back_with(answer, &command, field(&fields, "done"), &back, kept).await
+}
+
+/// The most text a refused form keeps (names and values): the message
+/// travels in a cookie, which browsers cap at 4 KB.
+const MAX_KEPT: usize = 1024;
+
+/// An API answer as the console's next step: its message (`done`, or the
+/// problem's detail) carried to the page `back`, read at least as fresh
+/// as the answer's position.
+pub(super) async fn back_with(
+    answer: Response,
+    command: &str,
+    done: Option<&str>,
+    back: &str,
+    kept: Option<(String, Vec<(String, String)>)>,
+) -> Response {
     let status = answer.status();
     let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
         .await
@@ -99,26 +147,33 @@ pub async fn act(
         let position = serde_json::from_slice::<Value>(&bytes)
             .ok()
             .and_then(|v| v.get("position").and_then(Value::as_u64));
-        let text = field(&fields, "done")
+        let text = done
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{command}: done."));
         (Flash::ok(text), position)
     } else {
-        (refused(&command, status, &bytes), None)
+        let mut flash = refused(command, status, &bytes);
+        flash.kept = kept;
+        (flash, None)
     };
+    redirect_with(&flash, back, at)
+}
+
+/// A redirect to `back` (read at least at `at`) that carries `flash`.
+pub(super) fn redirect_with(flash: &Flash, back: &str, at: Option<u64>) -> Response {
     let target = match at {
         Some(p) => {
             let sep = if back.contains('?') { '&' } else { '?' };
             format!("{back}{sep}at={p}")
         }
-        None => back,
+        None => back.to_owned(),
     };
     with_cookie(Redirect::to(&target).into_response(), &flash.cookie())
 }
 
 /// A refused command's message: the problem's detail, and an import's
 /// rows to correct.
-fn refused(command: &str, status: StatusCode, bytes: &[u8]) -> Flash {
+pub(super) fn refused(command: &str, status: StatusCode, bytes: &[u8]) -> Flash {
     let problem: Option<ProblemView> = serde_json::from_slice(bytes).ok();
     match problem {
         Some(p) => Flash {
@@ -130,6 +185,8 @@ fn refused(command: &str, status: StatusCode, bytes: &[u8]) -> Flash {
                 .into_iter()
                 .map(|r| (r.line, r.field, r.reason))
                 .collect(),
+            table: None,
+            kept: None,
         },
         None => Flash::error(format!(
             "{command} was refused ({})",
@@ -141,7 +198,7 @@ fn refused(command: &str, status: StatusCode, bytes: &[u8]) -> Flash {
 /// A body's parse error as a person filled a form: without the JSON
 /// parser's place in a body they never saw, and a missing field said as a
 /// required one.
-fn in_words(detail: &str) -> String {
+pub(super) fn in_words(detail: &str) -> String {
     let detail = detail
         .strip_prefix("the body does not fit this endpoint: ")
         .unwrap_or(detail);
@@ -237,6 +294,17 @@ mod tests {
         assert_eq!(
             Value::Object(body),
             json!({"disable": ["a", "c"], "enable": ["b"]})
+        );
+    }
+
+    #[test]
+    fn a_switch_is_true_when_ticked_and_false_when_not() {
+        let ticked = body_of(&pairs(&[("bool", "listed"), ("listed", "true")]));
+        assert_eq!(Value::Object(ticked), json!({"listed": true}));
+        let unticked = body_of(&pairs(&[("bool", "listed"), ("site_id", "s")]));
+        assert_eq!(
+            Value::Object(unticked),
+            json!({"listed": false, "site_id": "s"})
         );
     }
 

@@ -24,9 +24,18 @@ const FLASH_COOKIE: &str = "sl_flash";
 pub struct Flash {
     pub ok: bool,
     pub text: String,
-    /// Per-row errors of a refused CSV import: line, field, reason.
+    /// Per-row errors of a refused CSV import (line, field, reason), or
+    /// what [`Flash::table`] says its rows are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rows: Vec<(u32, String, String)>,
+    /// The rows' caption and column names, when they are not an import's
+    /// errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<(String, [String; 3])>,
+    /// The refused command and what its form held, to fill it again
+    /// (short forms only: the message travels in a cookie).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<(String, Vec<(String, String)>)>,
 }
 
 impl Flash {
@@ -35,6 +44,8 @@ impl Flash {
             ok: true,
             text: text.into(),
             rows: Vec::new(),
+            table: None,
+            kept: None,
         }
     }
 
@@ -43,7 +54,18 @@ impl Flash {
             ok: false,
             text: text.into(),
             rows: Vec::new(),
+            table: None,
+            kept: None,
         }
+    }
+
+    /// What field `name` of `command`'s refused form held, if it was kept.
+    pub fn kept(&self, command: &str, name: &str) -> Option<&str> {
+        let (refused, fields) = self.kept.as_ref()?;
+        fields
+            .iter()
+            .find(|(n, _)| refused == command && n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The cookie that carries this message to the next page (one
@@ -59,14 +81,20 @@ impl Flash {
     }
 
     fn render(&self) -> Markup {
+        let (caption, [first, second, third]) = self.table.clone().unwrap_or_else(|| {
+            (
+                "Rows to correct (nothing was imported)".to_owned(),
+                ["Line".to_owned(), "Field".to_owned(), "Reason".to_owned()],
+            )
+        });
         html! {
             div.flash.ok[self.ok].error[!self.ok] role=(if self.ok { "status" } else { "alert" }) {
                 p { (self.text) }
                 @if !self.rows.is_empty() {
                     div.table-wrap {
                         table {
-                            caption { "Rows to correct (nothing was imported)" }
-                            thead { tr { th scope="col" { "Line" } th scope="col" { "Field" } th scope="col" { "Reason" } } }
+                            caption { (caption) }
+                            thead { tr { th scope="col" { (first) } th scope="col" { (second) } th scope="col" { (third) } } }
                             tbody {
                                 @for (line, field, reason) in &self.rows {
                                     tr { td { (line) } td { (field) } td { (reason) } }
@@ -111,15 +139,17 @@ pub enum Nav {
     Scorecards,
     Access,
     Audit,
+    Settings,
 }
 
 impl Nav {
-    const ALL: [Nav; 5] = [
+    const ALL: [Nav; 6] = [
         Nav::Partners,
         Nav::Users,
         Nav::Scorecards,
         Nav::Access,
         Nav::Audit,
+        Nav::Settings,
     ];
 
     pub fn label(self) -> &'static str {
@@ -129,6 +159,7 @@ impl Nav {
             Nav::Scorecards => "Scorecards",
             Nav::Access => "Access explorer",
             Nav::Audit => "Audit",
+            Nav::Settings => "Site settings",
         }
     }
 
@@ -140,7 +171,9 @@ impl Nav {
         match self {
             Nav::Access => true,
             Nav::Audit => !user,
-            Nav::Partners | Nav::Users | Nav::Scorecards => session.reads_admin_pages,
+            Nav::Partners | Nav::Users | Nav::Scorecards | Nav::Settings => {
+                session.reads_admin_pages
+            }
         }
     }
 
@@ -151,6 +184,7 @@ impl Nav {
             Nav::Scorecards => "/scorecards",
             Nav::Access => "/access",
             Nav::Audit => "/audit",
+            Nav::Settings => "/settings",
         }
     }
 }

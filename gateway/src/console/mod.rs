@@ -21,6 +21,10 @@
 //!   why);
 //! * `audit`: the sharing timeline, as-of answers, diffs, the integrity
 //!   check;
+//! * `settings`: the directory listing, two-factor sign-in,
+//!   self-registration and its link, child sites;
+//! * `register`: the Partner Portal's self-registration page, for people
+//!   with no account yet;
 //! * `live`: pages learn that the log moved (the changes feed's Server-Sent
 //!   Events).
 
@@ -31,8 +35,10 @@ mod context;
 mod layout;
 mod live;
 mod partners;
+mod register;
 mod scorecards;
 mod session;
+mod settings;
 mod users;
 
 use axum::http::header;
@@ -57,11 +63,19 @@ pub fn routes() -> Router<AppState> {
         .route("/act/{command}", post(act::act))
         .route("/partners", get(partners::page))
         .route("/partners/revoke", get(partners::confirm_revoke))
+        .route(
+            "/partners/request",
+            get(partners::review_requests).post(partners::request_many),
+        )
         .route("/users", get(users::page))
         .route("/users/{user_id}", get(users::detail))
         .route("/scorecards", get(scorecards::page))
         .route("/access", get(access::page))
         .route("/audit", get(audit::page))
+        .route("/settings", get(settings::page))
+        .route("/settings/link", post(settings::publish_link))
+        .route("/settings/link/withdraw", post(settings::withdraw_link))
+        .route("/register", get(register::page).post(register::register))
         .route("/live", get(live::stream))
         .route("/assets/console.css", get(css))
         .route("/assets/console.js", get(js))
@@ -74,6 +88,33 @@ async fn home(session: Session) -> Redirect {
         Principal::Operator { .. } => "/partners",
         Principal::User { .. } => "/access",
     })
+}
+
+/// Whether a request is a browser's for a console page (outside `/v1`,
+/// accepting HTML): refused before any handler, it is answered with a
+/// page rather than the API's problem document.
+pub fn wants_page(uri: &axum::http::Uri, headers: &axum::http::HeaderMap) -> bool {
+    let accepts_html = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    accepts_html && !uri.path().starts_with("/v1/")
+}
+
+/// The page for an address the console does not have.
+pub fn no_page() -> Response {
+    layout::refusal(
+        axum::http::StatusCode::NOT_FOUND,
+        "There is no such page in the console.",
+    )
+}
+
+/// The page for a query string holding a NUL character.
+pub fn nul_in_query() -> Response {
+    layout::refusal(
+        axum::http::StatusCode::BAD_REQUEST,
+        "This page's address holds a NUL character (%00), which no address the console makes holds.",
+    )
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

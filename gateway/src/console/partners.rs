@@ -12,10 +12,12 @@
 
 use std::collections::BTreeSet;
 
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
-use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
 use maud::{html, Markup};
 use serde::Deserialize;
 use shareledger_core::catalog::{ScorecardId, SiteId};
@@ -23,9 +25,10 @@ use shareledger_projections::dashboard::{
     Connection, LinkDirection, LinkStatus, PartnerShares, PendingRequest, SiteSummary,
 };
 
+use super::act::{field, in_words, json_headers, redirect_with, refused};
 use super::context::{params, site_page, Context};
-use super::layout::{self, badge, form_fields, link, site_tag, when, Frame, Nav, Shown};
-use super::session::{urlencode, Session};
+use super::layout::{self, badge, form_fields, link, site_tag, when, Flash, Frame, Nav, Shown};
+use super::session::{local_path, urlencode, Session};
 use crate::contents::{self, ScorecardsParams};
 use crate::error::ApiError;
 use crate::partners::{self, DirectoryParams};
@@ -44,14 +47,15 @@ pub async fn page(
         Err(refusal) => return refusal,
     };
     // The body borrows what the frame borrows too.
-    let (state, session, q) = (&state, &session, &q);
+    let refused = flash.clone().filter(|f| !f.ok);
+    let (state, session, q, refused) = (&state, &session, &q, &refused);
     site_page(
         state,
         session,
         flash,
         Nav::Partners,
         (q.site, q.at),
-        |ctx| async move { body(state, session, &ctx, q).await },
+        |ctx| async move { body(state, session, &ctx, q, refused.as_ref()).await },
     )
     .await
 }
@@ -154,8 +158,35 @@ async fn body(
     session: &Session,
     ctx: &Context,
     q: &PartnersQuery,
+    refused: Option<&Flash>,
 ) -> Result<(String, Markup), ApiError> {
-    let f = facts(state, session, ctx, Some((LINKS_PER_PAGE, q.after.clone()))).await?;
+    // The directory is asked with the rest, at once.
+    let directory = async {
+        if !ctx.administers {
+            return Ok(Vec::new());
+        }
+        let Json(page) = partners::directory(
+            State(state.clone()),
+            session.principal.clone(),
+            Ok(Query(DirectoryParams {
+                search: q.search.clone().filter(|s| !s.trim().is_empty()),
+                limit: Some(20),
+                after: None,
+                min_position: ctx.at,
+            })),
+        )
+        .await?;
+        Ok::<_, ApiError>(
+            page.items
+                .into_iter()
+                .filter(|s| s.site_id != ctx.site)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (f, directory) = tokio::try_join!(
+        facts(state, session, ctx, Some((LINKS_PER_PAGE, q.after.clone()))),
+        directory
+    )?;
     let next_links = (f.connections.len() == LINKS_PER_PAGE as usize)
         .then(|| f.connections.last())
         .flatten()
@@ -184,25 +215,6 @@ async fn body(
         )
     };
     let code = f.summary.code.as_str().to_owned();
-    let directory = if ctx.administers {
-        let Json(page) = partners::directory(
-            State(state.clone()),
-            session.principal.clone(),
-            Ok(Query(DirectoryParams {
-                search: q.search.clone().filter(|s| !s.trim().is_empty()),
-                limit: Some(20),
-                after: None,
-                min_position: ctx.at,
-            })),
-        )
-        .await?;
-        page.items
-            .into_iter()
-            .filter(|s| s.site_id != ctx.site)
-            .collect()
-    } else {
-        Vec::new()
-    };
     let markup = html! {
         p.lead { (f.summary.name) " " (site_tag(&code, &f.summary.name))
             ": who " (code) " shares with, who shares with " (code) ", and what." }
@@ -218,7 +230,7 @@ async fn body(
             }
         }
         @if ctx.administers {
-            (request_form(session, ctx, &here, q.search.as_deref(), &directory))
+            (request_form(session, ctx, &here, q.search.as_deref(), &directory, refused))
         }
         (edit_scorecards(session, ctx, &here, &f, q.edit))
     };
@@ -371,8 +383,11 @@ fn request_form(
     back: &str,
     search: Option<&str>,
     directory: &[shareledger_projections::dashboard::contents::SiteRef],
+    refused: Option<&Flash>,
 ) -> Markup {
     let site = ctx.site.to_string();
+    let kept = |name: &str| refused.and_then(|f| f.kept("RequestConnection", name));
+    let offer = kept("directions") == Some("offer");
     html! {
         section aria-labelledby="request-h" {
             h2 #request-h { "Request a connection" }
@@ -382,12 +397,12 @@ fn request_form(
                 input type="hidden" name="done" value="Connection requested: it awaits the partner's approval.";
                 div.field {
                     label for="partner_code" { "Partner's site code" }
-                    input #partner_code name="partner_code" required autocomplete="off" placeholder="e.g. NWFOUND";
+                    input #partner_code name="partner_code" required autocomplete="off" placeholder="e.g. NWFOUND" value=[kept("partner_code")];
                 }
                 fieldset {
                     legend { "Directions" }
-                    label { input type="radio" name="directions" value="both" checked; " Both: offer ours and ask for theirs" }
-                    label { input type="radio" name="directions" value="offer"; " Offer only: share ours with them" }
+                    label { input type="radio" name="directions" value="both" checked[!offer]; " Both: offer ours and ask for theirs" }
+                    label { input type="radio" name="directions" value="offer" checked[offer]; " Offer only: share ours with them" }
                 }
                 button.primary type="submit" { "Send request" }
             }
@@ -403,27 +418,224 @@ fn request_form(
             @if directory.is_empty() {
                 p.empty { "No listed site matches." }
             } @else {
-                div.table-wrap { table {
-                    caption { "Listed sites" }
-                    thead { tr { th scope="col" { "Site" } th scope="col" { "Request" } } }
-                    tbody {
-                        @for s in directory {
-                            tr {
-                                td { (s.name) " " (site_tag(s.code.as_str(), s.name.as_str())) }
-                                td.actions {
-                                    @for (dirs, label) in [("both", "Both directions"), ("offer", "Offer only")] {
-                                        (command_button(session, back, "RequestConnection",
-                                            &[("site_id", site.clone()), ("partner_code", s.code.as_str().to_owned()), ("directions", dirs.to_owned())],
-                                            label, &format!("Requested a connection with {}.", s.code.as_str()), ""))
-                                    }
+                form.stack method="get" action="/partners/request" data-testid="directory" {
+                    @if session.home.as_ref().map(|h| h.0) != Some(ctx.site) {
+                        input type="hidden" name="site" value=(site);
+                    }
+                    div.table-wrap { table {
+                        caption { "Listed sites: tick those to connect with" }
+                        thead { tr {
+                            th scope="col" { label.check { input type="checkbox" data-select-all="code"; " Select all" } }
+                            th scope="col" { "Site" }
+                        } }
+                        tbody {
+                            @for s in directory {
+                                tr data-partner=(s.code.as_str()) {
+                                    td { input type="checkbox" name="code" value=(s.code.as_str())
+                                        id=(format!("pick-{}", s.code.as_str()))
+                                        aria-label=(format!("Select {}", s.name.as_str())); }
+                                    td { label for=(format!("pick-{}", s.code.as_str())) { (s.name) } " " (site_tag(s.code.as_str(), s.name.as_str())) }
                                 }
                             }
                         }
+                    } }
+                    fieldset {
+                        legend { "Directions" }
+                        label { input type="radio" name="directions" value="both" checked; " Both: offer ours and ask for theirs" }
+                        label { input type="radio" name="directions" value="offer"; " Offer only: share ours with them" }
                     }
-                } }
+                    button.primary type="submit" { "Save" }
+                }
             }
         }
     }
+}
+
+/// `GET /partners/request?code=…&code=…&directions=…`: the sites ticked
+/// in the directory, named, to confirm before anything is asked (seed
+/// 002's confirmation message).
+pub async fn review_requests(
+    State(state): State<AppState>,
+    session: Session,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    let value = |name: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let site: Option<SiteId> = value("site").and_then(|s| s.parse().ok()).map(SiteId);
+    let directions = match value("directions") {
+        Some("offer") => "offer",
+        _ => "both",
+    };
+    let mut codes: Vec<&str> = pairs
+        .iter()
+        .filter(|(n, _)| n == "code")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    codes.dedup();
+    let (state, session, codes) = (&state, &session, &codes);
+    site_page(
+        state,
+        session,
+        None,
+        Nav::Partners,
+        (site, None),
+        |ctx| async move {
+            let back = link(session, "/partners", Some(ctx.site));
+            let named = names_of(state, codes);
+            let markup = html! {
+                @if codes.is_empty() {
+                    p.empty { "No site was ticked: nothing to request." }
+                    p { a.button href=(back) { "Back to Partner Connect" } }
+                } @else if codes.len() > partners::MAX_PARTNERS {
+                    p.empty { "At most " (partners::MAX_PARTNERS) " sites at once: you ticked " (codes.len()) "." }
+                    p { a.button href=(back) { "Back to Partner Connect" } }
+                } @else {
+                    p { "Request a connection with these organisations"
+                        (if directions == "both" { ", offering your scorecards and asking for theirs" } else { ", offering your scorecards only" })
+                        "? Each must approve before anything is shared, and nothing is shared until you choose it in Edit Scorecards." }
+                    div.table-wrap { table data-testid="to-request" {
+                        thead { tr { th scope="col" { "Organisation" } th scope="col" { "Code" } } }
+                        tbody {
+                            @for (code, name) in &named {
+                                tr { td { (name) } td { (site_tag(code, name)) } }
+                            }
+                        }
+                    } }
+                    form.inline method="post" action="/partners/request" {
+                        (form_fields(session, &back))
+                        input type="hidden" name="site_id" value=(ctx.site);
+                        input type="hidden" name="directions" value=(directions);
+                        @for code in codes.iter() { input type="hidden" name="code" value=(code); }
+                        button.primary type="submit" { "Confirm" }
+                    }
+                    " "
+                    a.button href=(back) { "Cancel" }
+                }
+            };
+            Ok(("Request connections".to_owned(), markup))
+        },
+    )
+    .await
+}
+
+/// Each code with its site's name, as the index knows it (the code itself
+/// where no site has it: the request will say so).
+fn names_of(state: &AppState, codes: &[&str]) -> Vec<(String, String)> {
+    let index = state.access().read();
+    let known: std::collections::HashMap<String, String> = index
+        .sites()
+        .into_iter()
+        .filter_map(|s| index.site_code_and_name_of(s))
+        .map(|(c, n)| (c.as_str().to_ascii_uppercase(), n.as_str().to_owned()))
+        .collect();
+    codes
+        .iter()
+        .map(|c| {
+            let name = known
+                .get(&c.to_ascii_uppercase())
+                .cloned()
+                .unwrap_or_else(|| (*c).to_owned());
+            ((*c).to_owned(), name)
+        })
+        .collect()
+}
+
+/// `POST /partners/request`: the confirmed batch, through the API's own
+/// `POST /v1/sites/{id}/connection-requests`, one outcome per partner.
+pub async fn request_many(
+    State(state): State<AppState>,
+    session: Session,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Err(refusal) = session.check_csrf(field(&fields, "csrf")) {
+        return refusal;
+    }
+    let back = local_path(field(&fields, "back"));
+    let Some(site) = field(&fields, "site_id")
+        .and_then(|s| s.parse().ok())
+        .map(SiteId)
+    else {
+        return layout::refusal(StatusCode::BAD_REQUEST, "The form names no site.");
+    };
+    let codes: Vec<&str> = fields
+        .iter()
+        .filter(|(n, _)| n == "code")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let body = serde_json::json!({
+        "partner_codes": codes,
+        "directions": field(&fields, "directions").unwrap_or("both"),
+    });
+    let answer = partners::request_connections(
+        State(state.clone()),
+        session.principal.clone(),
+        Ok(Path(site)),
+        json_headers(field(&fields, "key")),
+        Ok(Bytes::from(body.to_string())),
+    )
+    .await
+    .into_response();
+    let status = answer.status();
+    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let result: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+    let outcomes = result
+        .as_ref()
+        .and_then(|r| r.get("outcomes"))
+        .and_then(serde_json::Value::as_array)
+        .filter(|_| status.is_success());
+    let Some(outcomes) = outcomes else {
+        return redirect_with(&refused("RequestConnection", status, &bytes), &back, None);
+    };
+    let mut rows = Vec::new();
+    let mut at = None;
+    let mut refusals = 0;
+    for (i, o) in outcomes.iter().enumerate() {
+        let code = o
+            .get("partner_code")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let said = match o
+            .pointer("/result/position")
+            .and_then(serde_json::Value::as_u64)
+        {
+            Some(position) => {
+                at = at.max(Some(position));
+                "requested: it awaits their approval".to_owned()
+            }
+            None => {
+                refusals += 1;
+                let detail = o
+                    .pointer("/problem/detail")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("refused");
+                format!("refused: {}", in_words(detail))
+            }
+        };
+        rows.push((u32::try_from(i + 1).unwrap_or(u32::MAX), code, said));
+    }
+    let asked = rows.len();
+    let mut flash = if refusals == 0 {
+        Flash::ok(format!(
+            "Requested {asked} connection(s): each awaits the partner's approval."
+        ))
+    } else {
+        Flash::error(format!(
+            "{refusals} of {asked} request(s) were refused; the others were sent."
+        ))
+    };
+    flash.rows = rows;
+    flash.table = Some((
+        "Each partner's request".to_owned(),
+        ["#".to_owned(), "Partner".to_owned(), "Outcome".to_owned()],
+    ));
+    redirect_with(&flash, &back, at)
 }
 
 /// Edit Scorecards: for each partner this site shares with over an active

@@ -368,7 +368,7 @@ pub async fn sign_in(
 
 /// True when a proxy says the browser reached us over HTTPS: the cookie is
 /// then marked Secure.
-fn behind_https(headers: &HeaderMap) -> bool {
+pub(super) fn behind_https(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())

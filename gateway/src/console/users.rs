@@ -17,7 +17,7 @@ use shareledger_projections::dashboard::{SiteSummary, UserSort, UsersPage};
 
 use super::context::{params, site_page, Context};
 use super::layout::{
-    self, badge, form_fields, link, site_tag, when, wire, words, Frame, Nav, Shown,
+    self, badge, form_fields, link, site_tag, when, wire, words, Flash, Frame, Nav, Shown,
 };
 use super::session::{urlencode, Session};
 use crate::contents::{self, ScorecardsParams, SharedWithParams};
@@ -93,14 +93,15 @@ pub async fn page(
         Err(refusal) => return refusal,
     };
     // The body borrows what the frame borrows too.
-    let (state, session, q) = (&state, &session, &q);
+    let refused = flash.clone().filter(|f| !f.ok);
+    let (state, session, q, refused) = (&state, &session, &q, &refused);
     site_page(
         state,
         session,
         flash,
         Nav::Users,
         (q.site, q.at),
-        |ctx| async move { body(state, session, &ctx, q).await },
+        |ctx| async move { body(state, session, &ctx, q, refused.as_ref()).await },
     )
     .await
 }
@@ -127,6 +128,7 @@ async fn body(
     session: &Session,
     ctx: &Context,
     q: &UsersQuery,
+    refused: Option<&Flash>,
 ) -> Result<(String, Markup), ApiError> {
     let sort = q.sort.unwrap_or_default();
     // The two answers are independent: asked at once.
@@ -160,7 +162,7 @@ async fn body(
         (filters(session, ctx, q))
         (table(session, ctx, q, &users, sort, &here))
         @if ctx.manages_users {
-            (add_form(session, ctx, &here))
+            (add_form(session, ctx, &here, refused))
             (import_form(session, ctx, &here))
         }
     };
@@ -266,7 +268,10 @@ fn table(
     }
 }
 
-fn add_form(session: &Session, ctx: &Context, back: &str) -> Markup {
+/// The Add a user form, filled again with what a refused one held.
+fn add_form(session: &Session, ctx: &Context, back: &str, refused: Option<&Flash>) -> Markup {
+    let kept = |name: &str| refused.and_then(|f| f.kept("AddUser", name));
+    let role = kept("role").unwrap_or("presenter");
     html! {
         section aria-labelledby="add-h" {
             h2 #add-h { "Add a user" }
@@ -274,13 +279,13 @@ fn add_form(session: &Session, ctx: &Context, back: &str) -> Markup {
                 (form_fields(session, back))
                 input type="hidden" name="site_id" value=(ctx.site.to_string());
                 input type="hidden" name="done" value="User added.";
-                div.field { label for="new-username" { "Username" } input #new-username name="username" required autocomplete="off"; }
-                div.field { label for="new-name" { "Name" } input #new-name name="name" required autocomplete="off"; }
-                div.field { label for="new-email" { "Email (optional)" } input #new-email name="email" type="email" autocomplete="off"; }
+                div.field { label for="new-username" { "Username" } input #new-username name="username" required autocomplete="off" value=[kept("username")]; }
+                div.field { label for="new-name" { "Name" } input #new-name name="name" required autocomplete="off" value=[kept("name")]; }
+                div.field { label for="new-email" { "Email (optional)" } input #new-email name="email" type="email" autocomplete="off" value=[kept("email")]; }
                 div.field {
                     label for="new-role" { "Role" }
                     select #new-role name="role" {
-                        @for role in ROLES { option value=(wire(&role)) selected[role == Role::Presenter] { (words(&role)) } }
+                        @for r in ROLES { option value=(wire(&r)) selected[wire(&r) == role] { (words(&r)) } }
                     }
                 }
                 button.primary type="submit" { "Add user" }

@@ -288,7 +288,11 @@ impl Browser {
         let (w, _) = self.client.get_window_size().await.expect("a size");
         let height = self
             .client
-            .execute("return document.documentElement.scrollHeight", vec![])
+            // The window's own frame is not page: added to the page's height.
+            .execute(
+                "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight",
+                vec![],
+            )
             .await
             .ok()
             .and_then(|v| v.as_u64())

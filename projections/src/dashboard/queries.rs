@@ -132,6 +132,11 @@ pub struct SelfRegistration {
     pub enabled: bool,
     pub model_site: Option<SiteId>,
     pub model_user: Option<UserId>,
+    /// Whether a link key is published (its key is never shown again).
+    pub link_published: bool,
+    /// Whether sites registered through the link become the group's
+    /// children.
+    pub link_makes_children: bool,
 }
 
 /// A site's settings (Q-5, R-ONB-1, R-ONB-3).
@@ -145,6 +150,8 @@ pub struct SiteSummary {
     pub parent: Option<SiteId>,
     pub parent_code: Option<SiteCode>,
     pub two_factor_required: bool,
+    /// Whether the site is listed in the partner directory (seed 002).
+    pub listed: bool,
     pub self_registration: SelfRegistration,
     pub users: i64,
     pub active_users: i64,
@@ -522,6 +529,9 @@ struct SiteRecord {
     self_registration_enabled: bool,
     self_registration_model_site: Option<Uuid>,
     self_registration_model_user: Option<Uuid>,
+    link_published: bool,
+    link_makes_children: bool,
+    listed: bool,
     users: i64,
     active_users: i64,
     registered_at: DateTime<Utc>,
@@ -534,6 +544,8 @@ pub async fn site(pool: &PgPool, site: SiteId) -> Result<Option<SiteSummary>, Pr
         "SELECT s.site_id, s.code, s.name, s.seat_limit, s.parent, p.code AS parent_code, \
            s.two_factor_required, s.self_registration_enabled, s.self_registration_model_site, \
            s.self_registration_model_user, \
+           s.self_registration_link_hash IS NOT NULL AS link_published, \
+           s.self_registration_child_of_group AS link_makes_children, s.listed, \
            (SELECT count(*) FROM rm.dash_users u WHERE u.site_id = s.site_id) AS users, \
            (SELECT count(*) FROM rm.dash_users u WHERE u.site_id = s.site_id AND u.active) \
              AS active_users, \
@@ -555,10 +567,13 @@ pub async fn site(pool: &PgPool, site: SiteId) -> Result<Option<SiteSummary>, Pr
                 parent: r.parent.map(SiteId),
                 parent_code: r.parent_code.as_deref().map(site_code).transpose()?,
                 two_factor_required: r.two_factor_required,
+                listed: r.listed,
                 self_registration: SelfRegistration {
                     enabled: r.self_registration_enabled,
                     model_site: r.self_registration_model_site.map(SiteId),
                     model_user: r.self_registration_model_user.map(UserId),
+                    link_published: r.link_published,
+                    link_makes_children: r.link_makes_children,
                 },
                 users: r.users,
                 active_users: r.active_users,
@@ -762,7 +777,8 @@ pub(crate) fn contains_pattern(search: &str) -> String {
 /// A site's users (Q-5): username, name, email, role, flags, active, last
 /// activity (events and sign-ins);
 /// filtered by `query.search` (username, name, email or role contains it,
-/// case-insensitively), by active or not, role and flag; ordered by `query.sort` (ties by username) in either
+/// case-insensitively; a role as on the wire, `data_entry`, or as people
+/// read it, `data entry`), by active or not, role and flag; ordered by `query.sort` (ties by username) in either
 /// direction, one page at a time (keyset: pass `next` back as `after`).
 pub async fn users(
     pool: &PgPool,
@@ -791,7 +807,7 @@ pub async fn users(
         .map(contains_pattern);
     let filter = "u.site_id = $1 \
         AND ($2::text IS NULL OR u.username ILIKE $2 OR u.name ILIKE $2 \
-             OR u.email ILIKE $2 OR u.role ILIKE $2) \
+             OR u.email ILIKE $2 OR u.role ILIKE $2 OR replace(u.role, '_', ' ') ILIKE $2) \
         AND ($3::boolean IS NULL OR u.active = $3) \
         AND ($4::text IS NULL OR u.role = $4) \
         AND ($5::text IS NULL OR $5 = ANY(u.permissions))";

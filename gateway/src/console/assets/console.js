@@ -1,6 +1,6 @@
 // ShareLedger console: the only script. Pages work without it; it adds
-// live updates (the changes feed's Server-Sent Events) and reading a CSV
-// file into the import form.
+// live updates (the changes feed's Server-Sent Events), reading a CSV
+// file into the import form, and "Select all" boxes.
 (function () {
   "use strict";
 
@@ -11,6 +11,17 @@
       var file = input.files && input.files[0];
       if (!target || !file) return;
       file.text().then(function (text) { target.value = text; });
+    });
+  });
+
+  // A "Select all" box ticks or clears every box of its form named by
+  // its data-select-all.
+  document.querySelectorAll("input[data-select-all]").forEach(function (all) {
+    all.addEventListener("change", function () {
+      if (!all.form) return;
+      all.form.querySelectorAll("input[type=checkbox]").forEach(function (box) {
+        if (box.name === all.dataset.selectAll) box.checked = all.checked;
+      });
     });
   });
 
