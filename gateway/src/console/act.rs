@@ -176,24 +176,45 @@ pub(super) fn redirect_with(flash: &Flash, back: &str, at: Option<u64>) -> Respo
 pub(super) fn refused(command: &str, status: StatusCode, bytes: &[u8]) -> Flash {
     let problem: Option<ProblemView> = serde_json::from_slice(bytes).ok();
     match problem {
-        Some(p) => Flash {
-            ok: false,
-            text: format!("{command} was refused: {}", in_words(&p.detail)),
-            rows: p
-                .errors
-                .unwrap_or_default()
+        Some(p) => {
+            let all = p.errors.unwrap_or_default();
+            let total = all.len();
+            // The rows travel in a cookie: as many as fit, and how many
+            // more there are.
+            let mut size = 0;
+            let rows: Vec<(u32, String, String)> = all
                 .into_iter()
                 .map(|r| (r.line, r.field, r.reason))
-                .collect(),
-            table: None,
-            kept: None,
-        },
+                .take_while(|(_, field, reason)| {
+                    size += field.len() + reason.len() + 16;
+                    size <= MAX_ROWS_TEXT
+                })
+                .collect();
+            let mut text = format!("{command} was refused: {}", in_words(&p.detail));
+            if rows.len() < total {
+                text.push_str(&format!(
+                    " The first {} of the {total} rows to correct are listed.",
+                    rows.len()
+                ));
+            }
+            Flash {
+                ok: false,
+                text,
+                rows,
+                table: None,
+                kept: None,
+            }
+        }
         None => Flash::error(format!(
             "{command} was refused ({})",
             status.canonical_reason().unwrap_or("error")
         )),
     }
 }
+
+/// The most text a refused import's rows may hold in the message's cookie
+/// (a browser drops a cookie over 4 KB, and the message is hex-encoded).
+const MAX_ROWS_TEXT: usize = 1200;
 
 /// A body's parse error as a person filled a form: without the JSON
 /// parser's place in a body they never saw, and a missing field said as a
@@ -306,6 +327,25 @@ mod tests {
             Value::Object(unticked),
             json!({"listed": false, "site_id": "s"})
         );
+    }
+
+    #[test]
+    fn a_refused_imports_rows_fit_the_messages_cookie() {
+        let errors: Vec<Value> = (1..=500)
+            .map(|line| json!({"line": line, "field": "role", "reason": "role must be one of administration, scorecard_builder, data_entry, presenter"}))
+            .collect();
+        let problem = json!({"detail": "2 rows are invalid", "errors": errors});
+        let flash = refused(
+            "ImportUsers",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            problem.to_string().as_bytes(),
+        );
+        assert!(!flash.rows.is_empty() && flash.rows.len() < 500);
+        assert!(flash
+            .text
+            .contains(&format!("The first {} of the 500 rows", flash.rows.len())));
+        let cookie = flash.cookie().to_string();
+        assert!(cookie.len() < 4000, "{} bytes", cookie.len());
     }
 
     #[test]
