@@ -1050,6 +1050,10 @@ async fn r_user_6_deactivation_shows_with_its_admin_pages_cover_everything_and_a
             })
         );
     }
+    assert_eq!(
+        users[0].summary, "user officer@north.org added to NORTH as data entry",
+        "a role is said in words"
+    );
     assert_eq!(users[1].summary, "officer@north.org deactivated");
     assert_eq!(users[2].summary, "officer@north.org reactivated");
     let revoke = north

@@ -338,10 +338,11 @@ impl Names {
     }
 }
 
-/// The snake_case name a catalog enum serializes to.
-fn snake<T: Serialize>(value: &T) -> String {
+/// A catalog enum's name as people read it: its wire name's words
+/// (`data_entry` → `data entry`, `scorecard_admin` → `scorecard admin`).
+fn words<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::String(s)) => s.replace('_', " "),
         Ok(other) => other.to_string(),
         Err(_) => String::from("?"),
     }
@@ -532,7 +533,7 @@ fn site_fact(site: Uuid, event: &SiteEvent, names: &Names) -> Option<Fact> {
                 format!(
                     "user {} added to {code} as {}{how}",
                     user.username.as_str(),
-                    snake(&user.role)
+                    words(&user.role)
                 ),
             )
         }
@@ -559,14 +560,14 @@ fn site_fact(site: Uuid, event: &SiteEvent, names: &Names) -> Option<Fact> {
             format!(
                 "{}'s role changed to {}",
                 names.user(site, user_id.0),
-                snake(role)
+                words(role)
             ),
         ),
         SiteEvent::UserPermissionsSet {
             user_id,
             permissions,
         } => {
-            let flags: Vec<String> = permissions.iter().map(snake).collect();
+            let flags: Vec<String> = permissions.iter().map(words).collect();
             user_fact(
                 user_id.0,
                 "SetPermissionFlags",
@@ -588,7 +589,7 @@ fn site_fact(site: Uuid, event: &SiteEvent, names: &Names) -> Option<Fact> {
                 format!(
                     "{} given {} on {}{}",
                     names.user(site, user_id.0),
-                    snake(level),
+                    words(level),
                     names.scorecard(scorecard_id.0),
                     owned_by(site, scorecard_id.0, names)
                 ),
