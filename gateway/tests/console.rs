@@ -283,6 +283,7 @@ async fn r_onb_2_seed_002_003_the_consortium_story_from_the_browser_alone() {
         .await;
     b.click("[data-testid=directory] input[name=directions][value=offer]")
         .await;
+    b.shot("partner-directory").await;
     b.submit("[data-testid=directory] button.primary").await;
     let review = b.text_of("[data-testid=to-request]").await;
     assert!(
