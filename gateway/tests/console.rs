@@ -516,6 +516,42 @@ async fn r_user_the_users_page_sorts_searches_imports_and_deactivates() {
     assert!(!b.exists("tr[data-username='dana@acme.org']").await);
     assert!(b.exists("tr[data-username='zed@acme.org']").await);
 
+    // Reactivating: the seat is taken again.
+    b.go("/users").await;
+    b.submit("tr[data-username='dana@acme.org'] form[action='/act/ReactivateUser'] button")
+        .await;
+    assert!(b
+        .text_of("[data-testid=seats]")
+        .await
+        .contains("5 of 50 seats"));
+
+    // Adding an existing user of another site (seed 001): a wrong username
+    // is refused with the form kept; the right one is added with the
+    // account's username and name.
+    let beta = h.site("BETA").await;
+    h.user(&beta, "lee@beta.org", "presenter").await;
+    b.go("/users").await;
+    b.fill("#existing-site", "beta").await;
+    b.fill("#existing-username", "lea@beta.org").await;
+    b.submit("[data-testid=add-existing] button.primary").await;
+    assert!(b
+        .text_of(".flash.error")
+        .await
+        .contains("has no user “lea@beta.org”"));
+    let kept = b
+        .client
+        .execute(
+            "return document.querySelector('#existing-site').value",
+            vec![],
+        )
+        .await
+        .expect("a value");
+    assert_eq!(kept, json!("beta"));
+    b.fill("#existing-username", "LEE@beta.org").await;
+    b.submit("[data-testid=add-existing] button.primary").await;
+    assert!(b.text_of(".flash.ok").await.contains("Added"));
+    assert!(b.exists("tr[data-username='lee@beta.org']").await);
+
     // A user's own page: details, role, flags, levels.
     let plan = Uuid::new_v4();
     h.must(
@@ -552,6 +588,11 @@ async fn r_user_the_users_page_sorts_searches_imports_and_deactivates() {
         levels.contains("Strategic Plan") && levels.contains("editor"),
         "{levels}"
     );
+    b.submit("[data-testid=organisation-settings] button").await;
+    assert!(b
+        .text_of("[data-testid=organisation-settings]")
+        .await
+        .contains("hidden"));
     b.shot("user").await;
     b.submit("[data-testid=levels] form[action='/act/RevokeScorecardAccess'] button")
         .await;

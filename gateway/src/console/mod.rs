@@ -68,6 +68,7 @@ pub fn routes() -> Router<AppState> {
             get(partners::review_requests).post(partners::request_many),
         )
         .route("/users", get(users::page))
+        .route("/users/add-existing", post(users::add_existing))
         .route("/users/{user_id}", get(users::detail))
         .route("/scorecards", get(scorecards::page))
         .route("/access", get(access::page))

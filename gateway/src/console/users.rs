@@ -2,24 +2,29 @@
 //! column, searched in every field, with inactive users hidden or shown,
 //! a page of 50 at a time (keyset-paged, so 10,000 users cost what 50 do);
 //! the seat count against the limit; adding, deactivating and reactivating
-//! a user; importing a CSV file, which shows each bad row's line, field
-//! and reason and applies nothing until the file is clean (R-USER-8); and a
-//! user's page with their role, flags and level on each scorecard.
+//! a user, or an existing user of another site (named by its code and
+//! their username); importing a CSV file, which shows each bad row's
+//! line, field and reason and applies nothing until the file is clean
+//! (R-USER-8); and a user's page with their role, flags, Organisation
+//! Settings menu (R-ONB-3) and level on each scorecard.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
-use axum::Json;
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
 use maud::{html, Markup};
 use serde::Deserialize;
 use shareledger_core::catalog::{AccessLevel, PermissionFlag, Role, ScorecardId, SiteId, UserId};
 use shareledger_projections::dashboard::{SiteSummary, UserSort, UsersPage};
 
-use super::context::{params, site_page, Context};
+use super::act::{back_with, field, json_headers, redirect_with};
+use super::context::{params, site_page, user_named, Context};
 use super::layout::{
     self, badge, form_fields, link, site_tag, when, wire, words, Flash, Frame, Nav, Shown,
 };
-use super::session::{urlencode, Session};
+use super::session::{local_path, urlencode, Session};
+use crate::commands;
 use crate::contents::{self, ScorecardsParams, SharedWithParams};
 use crate::error::ApiError;
 use crate::queries::{self, FreshParams, UsersParams};
@@ -163,6 +168,7 @@ async fn body(
         (table(session, ctx, q, &users, sort, &here))
         @if ctx.manages_users {
             (add_form(session, ctx, &here, refused))
+            (add_existing_form(session, ctx, &here, refused))
             (import_form(session, ctx, &here))
         }
     };
@@ -292,6 +298,104 @@ fn add_form(session: &Session, ctx: &Context, back: &str, refused: Option<&Flash
             }
         }
     }
+}
+
+/// Add Existing User (seed 001): a person with an account on another site,
+/// named by that site's code and their username there.
+fn add_existing_form(
+    session: &Session,
+    ctx: &Context,
+    back: &str,
+    refused: Option<&Flash>,
+) -> Markup {
+    let kept = |name: &str| refused.and_then(|f| f.kept("AddExistingUser", name));
+    let role = kept("role").unwrap_or("presenter");
+    html! {
+        section aria-labelledby="existing-h" {
+            h2 #existing-h { "Add an existing user" }
+            p { "Someone with an account on another site: the account here gets their username, name and email, and a role of its own." }
+            form.stack method="post" action="/users/add-existing" data-testid="add-existing" {
+                (form_fields(session, back))
+                input type="hidden" name="site_id" value=(ctx.site.to_string());
+                div.field { label for="existing-site" { "Their site's code" } input #existing-site name="from_code" required autocomplete="off" value=[kept("from_code")]; }
+                div.field { label for="existing-username" { "Their username there" } input #existing-username name="from_username" required autocomplete="off" value=[kept("from_username")]; }
+                div.field {
+                    label for="existing-role" { "Role here" }
+                    select #existing-role name="role" {
+                        @for r in ROLES { option value=(wire(&r)) selected[wire(&r) == role] { (words(&r)) } }
+                    }
+                }
+                button.primary type="submit" { "Add user" }
+            }
+        }
+    }
+}
+
+/// `POST /users/add-existing`: the site code and username named, as the
+/// ids `AddExistingUser` takes (looked up in the access index), then the
+/// command through the API's handler.
+pub async fn add_existing(
+    State(state): State<AppState>,
+    session: Session,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Err(refusal) = session.check_csrf(field(&fields, "csrf")) {
+        return refusal;
+    }
+    let back = local_path(field(&fields, "back"));
+    let value = |name: &str| field(&fields, name).unwrap_or_default().trim().to_owned();
+    let kept: Vec<(String, String)> = ["from_code", "from_username", "role"]
+        .iter()
+        .map(|n| ((*n).to_owned(), value(n)))
+        .filter(|(_, v)| !v.is_empty() && v.len() <= 256)
+        .collect();
+    let refuse = |text: String| {
+        let mut flash = Flash::error(text);
+        flash.kept = Some(("AddExistingUser".to_owned(), kept.clone()));
+        redirect_with(&flash, &back, None)
+    };
+    let (code, username) = (value("from_code"), value("from_username"));
+    let from_site = {
+        let index = state.access().read();
+        index.sites().into_iter().find(|s| {
+            index
+                .site_code_and_name_of(*s)
+                .is_some_and(|(c, _)| c.as_str().eq_ignore_ascii_case(&code))
+        })
+    };
+    let Some(from_site) = from_site else {
+        return refuse(format!(
+            "AddExistingUser was refused: no site has the code “{code}”."
+        ));
+    };
+    let Some(from_user) = user_named(&state, from_site, &username) else {
+        return refuse(format!(
+            "AddExistingUser was refused: {code} has no user “{username}”."
+        ));
+    };
+    let body = serde_json::json!({
+        "site_id": value("site_id"),
+        "from_site": from_site,
+        "from_user": from_user,
+        "role": value("role"),
+    });
+    let answer = commands::handle(
+        State(state.clone()),
+        Path("AddExistingUser".to_owned()),
+        session.principal.clone(),
+        json_headers(field(&fields, "key")),
+        Ok(Bytes::from(body.to_string())),
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    back_with(
+        answer,
+        "AddExistingUser",
+        Some(&format!("Added {username} of {code}.")),
+        &back,
+        Some(("AddExistingUser".to_owned(), kept.clone())),
+    )
+    .await
 }
 
 fn import_form(session: &Session, ctx: &Context, back: &str) -> Markup {
@@ -426,6 +530,23 @@ pub async fn detail(
                     }
                 }
                 @if ctx.manages_users { button.primary type="submit" { "Save flags" } }
+            }
+        }
+        section aria-labelledby="org-h" data-testid="organisation-settings" {
+            h2 #org-h { "Organisation settings menu" }
+            p { "The Organisation Settings menu is "
+                strong { (if u.hide_organization_settings { "hidden" } else { "shown" }) }
+                " for " (u.username.as_str()) " (R-ONB-3)." }
+            @if ctx.manages_users {
+                form.inline method="post" action="/act/HideOrganizationSettings" {
+                    (form_fields(&session, &back))
+                    input type="hidden" name="site_id" value=(site);
+                    input type="hidden" name="user_id" value=(u.user_id.to_string());
+                    input type="hidden" name="bool" value="hidden";
+                    @if !u.hide_organization_settings { input type="hidden" name="hidden" value="true"; }
+                    input type="hidden" name="done" value=(if u.hide_organization_settings { "The Organisation Settings menu is shown again." } else { "The Organisation Settings menu is hidden." });
+                    button type="submit" { (if u.hide_organization_settings { "Show it" } else { "Hide it" }) }
+                }
             }
         }
         section aria-labelledby="levels-h" {
