@@ -1037,3 +1037,56 @@ async fn addresses_the_console_does_not_have_answer_pages_and_the_api_problems()
     assert_eq!(status, 404);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn live_pages_in_many_tabs_share_one_stream_and_leave_the_browser_connections() {
+    let h = Harness::start().await;
+    let Some(b) = Browser::start(&h.url).await else {
+        return;
+    };
+    let w = h.world().await;
+    b.sign_in(&w.b.admin_token).await;
+    // A page that cannot load is a failure within seconds, not a hang.
+    b.client
+        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+            None,
+            Some(std::time::Duration::from_secs(15)),
+            None,
+        ))
+        .await
+        .expect("timeouts set");
+    // Given eight tabs open on live pages (a browser keeps six connections
+    // to one host over HTTP/1.1: a stream per tab would take them all)...
+    let first = b.client.window().await.expect("a window");
+    b.go("/partners").await;
+    for _ in 0..7 {
+        let tab = b.client.new_window(true).await.expect("a tab");
+        b.client
+            .switch_to_window(tab.handle)
+            .await
+            .expect("switched");
+        b.go("/partners").await;
+    }
+    // ...when another site asks for a connection, then the last tab and
+    // the first both show it on their own, and a form still works.
+    let gamma = h.site("GAMMA").await;
+    h.must(
+        &gamma.admin_token,
+        "RequestConnection",
+        json!({"site_id": gamma.id, "partner_code": "BETA", "directions": "both"}),
+    )
+    .await;
+    b.until("the request appears in the last tab", |b| async move {
+        b.exists("[data-testid=pending-GAMMA]").await
+    })
+    .await;
+    b.submit("[data-testid=pending-GAMMA] form[action='/act/ApproveConnection'] button")
+        .await;
+    assert!(b.text_of(".flash.ok").await.contains("Approved"));
+    b.client.switch_to_window(first).await.expect("switched");
+    b.until("the approval reaches the first tab", |b| async move {
+        b.text().await.contains("GAMMA") && !b.exists("[data-testid=pending-GAMMA]").await
+    })
+    .await;
+    h.shutdown().await;
+}

@@ -225,7 +225,7 @@ pub fn page(frame: Frame<'_>, title: &str, body: Markup) -> Response {
         (DOCTYPE)
         html lang="en" {
             (head(title))
-            body data-position=(position) {
+            body data-position=(position) data-live=(session.record.token_id) {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
                     a.brand href="/" { "ShareLedger" }
@@ -384,3 +384,5 @@ pub fn form_fields(session: &Session, back: &str) -> Markup {
 pub const CSS: &str = include_str!("assets/console.css");
 /// The script (live updates, CSV file reading), compiled into the binary.
 pub const JS: &str = include_str!("assets/console.js");
+/// The shared worker holding one live stream for a session's tabs.
+pub const LIVE_WORKER: &str = include_str!("assets/live-worker.js");

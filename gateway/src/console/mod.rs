@@ -3,11 +3,12 @@
 //! under `/v1`).
 //!
 //! Pages are rendered on the server (maud templates compiled into the
-//! binary, one stylesheet and one small script beside them): nothing is
-//! built, fetched or installed to run it. Every page asks the API's own
-//! handlers, with the signed-in person's principal, and every form goes
-//! through `POST /act/{Command}` to the API's command handler: the console
-//! adds no second path to the log and no second set of rules.
+//! binary, one stylesheet, one small script and its shared worker beside
+//! them): nothing is built, fetched or installed to run it. Every page
+//! asks the API's own handlers, with the signed-in person's principal,
+//! and every form goes through `POST /act/{Command}` to the API's command
+//! handler: the console adds no second path to the log and no second set
+//! of rules.
 //!
 //! * `session`: sign-in with a token, session tokens in an HttpOnly
 //!   cookie, CSRF, sign-out;
@@ -26,7 +27,7 @@
 //! * `register`: the Partner Portal's self-registration page, for people
 //!   with no account yet;
 //! * `live`: pages learn that the log moved (the changes feed's Server-Sent
-//!   Events).
+//!   Events, one stream for a session's tabs).
 
 mod access;
 mod act;
@@ -80,6 +81,7 @@ pub fn routes() -> Router<AppState> {
         .route("/live", get(live::stream))
         .route("/assets/console.css", get(css))
         .route("/assets/console.js", get(js))
+        .route("/assets/live-worker.js", get(live_worker))
 }
 
 /// `GET /`: each person's first page.
@@ -135,4 +137,8 @@ async fn css() -> Response {
 
 async fn js() -> Response {
     asset("text/javascript; charset=utf-8", layout::JS)
+}
+
+async fn live_worker() -> Response {
+    asset("text/javascript; charset=utf-8", layout::LIVE_WORKER)
 }

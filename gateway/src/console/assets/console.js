@@ -1,6 +1,7 @@
-// ShareLedger console: the only script. Pages work without it; it adds
-// live updates (the changes feed's Server-Sent Events), reading a CSV
-// file into the import form, and "Select all" boxes.
+// ShareLedger console: the page script (beside it, live-worker.js, the
+// shared worker holding a session's one live stream). Pages work without
+// it; it adds live updates (the changes feed's Server-Sent Events),
+// reading a CSV file into the import form, and "Select all" boxes.
 (function () {
   "use strict";
 
@@ -69,18 +70,33 @@
     }, 400);
   }
 
-  // The stream is closed when the page is left, even into the browser's
-  // back-forward cache: a browser holds at most six connections to one
-  // host over HTTP/1.1, and streams of pages left behind would take them
-  // all. A page shown again from that cache is read again.
-  var source = null;
-  function listen() {
-    source = new EventSource("/live?after=" + encodeURIComponent(position));
-    source.addEventListener("change", function (e) { latest = e.lastEventId; moved(); });
+  // The log reached `at`: news only if it is beyond what the page shows.
+  function heard(at) {
+    if (Number(at) > Number(position)) { latest = at; moved(); }
+  }
+
+  // One stream for every tab of the session (a shared worker), so that
+  // open tabs do not take the six connections a browser keeps to one host
+  // over HTTP/1.1. The page leaves it when it is left, even into the
+  // back-forward cache; a page shown again from that cache is read again.
+  var key = document.body.dataset.live;
+  if (window.SharedWorker && key) {
+    var worker = new SharedWorker("/assets/live-worker.js", "live-" + key);
+    worker.port.onmessage = function (m) {
+      if (m.data.kind === "change") heard(m.data.position);
+      else if (m.data.kind === "dropped") moved();
+    };
+    worker.port.start();
+    worker.port.postMessage({ position: position });
+    window.addEventListener("pagehide", function () { worker.port.postMessage({ bye: true }); });
+  } else {
+    // Without shared workers: a stream of the page's own, closed when the
+    // page is left.
+    var source = new EventSource("/live?after=" + encodeURIComponent(position));
+    source.addEventListener("change", function (e) { heard(e.lastEventId); });
     source.addEventListener("dropped", function () { source.close(); moved(); });
     source.addEventListener("closed", function () { source.close(); });
+    window.addEventListener("pagehide", function () { source.close(); });
   }
-  window.addEventListener("pagehide", function () { if (source) source.close(); });
   window.addEventListener("pageshow", function (e) { if (e.persisted) window.location.reload(); });
-  listen();
 })();
