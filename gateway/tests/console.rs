@@ -1090,3 +1090,74 @@ async fn live_pages_in_many_tabs_share_one_stream_and_leave_the_browser_connecti
     .await;
     h.shutdown().await;
 }
+
+/// The `href` of the link marked `rel="<rel>"` in a page.
+fn link_of(page: &str, rel: &str) -> Option<String> {
+    let at = page.find(&format!(r#"rel="{rel}""#))?;
+    let start = page[..at].rfind("href=\"")? + 6;
+    let end = start + page[start..].find('"')?;
+    Some(page[start..end].replace("&amp;", "&"))
+}
+
+#[tokio::test]
+async fn q5_the_users_page_goes_forward_and_back_one_page_at_a_time() {
+    let h = Harness::start().await;
+    let acme = h.site("ACME").await;
+    let mut csv = String::from("username,name,role\n");
+    for i in 0..119 {
+        csv.push_str(&format!("user{i:03}@acme.org,User {i:03},presenter\n"));
+    }
+    let site = acme.id;
+    h.must(
+        &acme.admin_token,
+        "SetSeatLimit",
+        json!({"site_id": site, "seat_limit": 500}),
+    )
+    .await;
+    h.must(
+        &acme.admin_token,
+        "ImportUsers",
+        json!({"site_id": site, "csv": csv}),
+    )
+    .await;
+    let cookie = session_cookie(&h, &acme.admin_token).await;
+    let rows = |page: &str| -> Vec<String> {
+        page.split("data-username=\"")
+            .skip(1)
+            .map(|rest| rest[..rest.find('"').unwrap()].to_owned())
+            .collect()
+    };
+    // 120 users, 50 a page: three pages forwards...
+    let first = page(&h, &cookie, "/users").await;
+    assert!(
+        link_of(&first, "prev").is_none(),
+        "the first page has none before it"
+    );
+    let second = page(&h, &cookie, &link_of(&first, "next").expect("a next page")).await;
+    let third = page(
+        &h,
+        &cookie,
+        &link_of(&second, "next").expect("a third page"),
+    )
+    .await;
+    assert!(link_of(&third, "next").is_none());
+    assert_eq!(rows(&first).len(), 50);
+    assert_eq!(rows(&third).len(), 20);
+    // ...and back, one page at a time, to the very same rows.
+    let back_second = page(
+        &h,
+        &cookie,
+        &link_of(&third, "prev").expect("a previous page"),
+    )
+    .await;
+    assert_eq!(rows(&back_second), rows(&second));
+    let back_first = page(
+        &h,
+        &cookie,
+        &link_of(&back_second, "prev").expect("a previous page"),
+    )
+    .await;
+    assert_eq!(rows(&back_first), rows(&first));
+    assert!(link_of(&back_first, "prev").is_none());
+    h.shutdown().await;
+}

@@ -922,36 +922,75 @@ async fn q5_users_pages_follow_the_sort_in_both_directions() {
         UserSort::LastActivity,
         UserSort::Role,
         UserSort::Active,
+        UserSort::Email,
+        UserSort::AddedAt,
     ] {
         for descending in [false, true] {
             let whole = usernames(&pool, p.site.id, sorted(sort, descending)).await;
-            let mut paged = Vec::new();
-            let mut after = None;
-            loop {
-                let page = dashboard::users(
-                    &pool,
-                    p.site.id,
-                    &UsersQuery {
-                        sort,
-                        descending,
-                        limit: 2,
-                        after: after.take(),
-                        ..UsersQuery::default()
-                    },
-                )
-                .await
-                .unwrap();
-                assert!(page.users.len() <= 2);
-                assert_eq!(page.total, 5);
-                paged.extend(page.users.into_iter().map(|u| u.username.to_string()));
-                match page.next {
-                    Some(next) => after = Some(next),
-                    None => break,
+            let page_of = |after: Option<String>, before: Option<String>| {
+                let pool = pool.clone();
+                async move {
+                    let page = dashboard::users(
+                        &pool,
+                        p.site.id,
+                        &UsersQuery {
+                            sort,
+                            descending,
+                            limit: 2,
+                            after,
+                            before,
+                            ..UsersQuery::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                    assert!(page.users.len() <= 2);
+                    assert_eq!(page.total, 5);
+                    let names: Vec<String> =
+                        page.users.iter().map(|u| u.username.to_string()).collect();
+                    (names, page.next, page.previous)
                 }
+            };
+            // Forwards, page by page.
+            let mut pages = Vec::new();
+            let mut after = None;
+            let last_previous = loop {
+                let (names, next, previous) = page_of(after.take(), None).await;
+                assert_eq!(
+                    previous.is_some(),
+                    !pages.is_empty(),
+                    "only the first page has none before it"
+                );
+                pages.push(names);
+                match next {
+                    Some(next) => after = Some(next),
+                    None => break previous,
+                }
+            };
+            assert_eq!(pages.concat(), whole, "{sort:?} descending={descending}");
+            // Then back from the last page, page by page, to the first.
+            let mut back = vec![pages.last().unwrap().clone()];
+            let mut before = last_previous;
+            while let Some(cursor) = before.take() {
+                let (names, next, previous) = page_of(None, Some(cursor)).await;
+                assert!(next.is_some(), "a page paged back to has a next");
+                back.push(names);
+                before = previous;
             }
-            assert_eq!(paged, whole, "{sort:?} descending={descending}");
+            back.reverse();
+            assert_eq!(back, pages, "back: {sort:?} descending={descending}");
         }
     }
+    // A page after and before at once is no page.
+    let query = UsersQuery {
+        after: Some("ua.61.61".into()),
+        before: Some("ua.61.61".into()),
+        ..UsersQuery::default()
+    };
+    assert!(matches!(
+        dashboard::users(&pool, p.site.id, &query).await,
+        Err(ProjectionError::BadCursor(_))
+    ));
     // A cursor of another sort or direction, or not one of ours, is refused.
     let first = dashboard::users(
         &pool,

@@ -51,6 +51,8 @@ pub struct UsersQuery {
     #[serde(default)]
     descending: bool,
     after: Option<String>,
+    /// Or the page ending just before this cursor (paging back).
+    before: Option<String>,
     /// Hide inactive users (`1`).
     hide_inactive: Option<String>,
 }
@@ -60,14 +62,15 @@ impl UsersQuery {
         self.hide_inactive.as_deref().is_some_and(|v| !v.is_empty())
     }
 
-    /// This page's address with some parts changed.
+    /// This page's address with some parts changed; `at` is a place in
+    /// the list: (`after` or `before`, a cursor).
     fn href(
         &self,
         session: &Session,
         site: SiteId,
         sort: UserSort,
         descending: bool,
-        after: Option<&str>,
+        at: Option<(&str, &str)>,
     ) -> String {
         let mut parts = vec![format!("sort={}", wire(&sort))];
         if descending {
@@ -79,8 +82,8 @@ impl UsersQuery {
         if self.hides_inactive() {
             parts.push("hide_inactive=1".into());
         }
-        if let Some(a) = after {
-            parts.push(format!("after={}", urlencode(a)));
+        if let Some((side, cursor)) = at {
+            parts.push(format!("{side}={}", urlencode(cursor)));
         }
         link(session, &format!("/users?{}", parts.join("&")), Some(site))
     }
@@ -149,6 +152,7 @@ async fn body(
                 descending: q.descending,
                 limit: Some(PAGE),
                 after: q.after.clone(),
+                before: q.before.clone(),
                 active: q.hides_inactive().then_some(true),
                 role: None,
                 flag: None,
@@ -157,7 +161,12 @@ async fn body(
         )
     )?;
     let code = summary.code.as_str().to_owned();
-    let here = q.href(session, ctx.site, sort, q.descending, q.after.as_deref());
+    let place = match (&q.after, &q.before) {
+        (Some(a), _) => Some(("after", a.as_str())),
+        (None, Some(b)) => Some(("before", b.as_str())),
+        (None, None) => None,
+    };
+    let here = q.href(session, ctx.site, sort, q.descending, place);
     let markup = html! {
         p.lead {
             (summary.name) " " (site_tag(&code, &summary.name)) ": "
@@ -216,7 +225,7 @@ fn table(
     html! {
         div.table-wrap {
             table data-testid="users" {
-                caption { (users.total) @if users.total == 1 { " user matches" } @else { " users match" } @if q.after.is_some() { " (a later page)" } }
+                caption { (users.total) @if users.total == 1 { " user matches" } @else { " users match" } @if users.previous.is_some() { " (a later page)" } }
                 thead { tr {
                     @for (label, column) in columns {
                         @let current = column == sort;
@@ -264,11 +273,12 @@ fn table(
             }
         }
         nav.pager aria-label="Pages" {
-            @if q.after.is_some() {
+            @if let Some(previous) = &users.previous {
                 a href=(q.href(session, ctx.site, sort, q.descending, None)) { "First page" }
+                a href=(q.href(session, ctx.site, sort, q.descending, Some(("before", previous)))) rel="prev" { "Previous page" }
             }
             @if let Some(next) = &users.next {
-                a href=(q.href(session, ctx.site, sort, q.descending, Some(next))) rel="next" { "Next page" }
+                a href=(q.href(session, ctx.site, sort, q.descending, Some(("after", next)))) rel="next" { "Next page" }
             }
         }
     }

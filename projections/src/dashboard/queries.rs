@@ -242,6 +242,9 @@ pub struct UsersQuery {
     /// The cursor of the previous page (`UsersPage::next`), for the same
     /// sort and direction (and the same filters, or pages skip or repeat).
     pub after: Option<String>,
+    /// Or the `UsersPage::previous` cursor of the following page: the page
+    /// that ends just before it. Not with `after`.
+    pub before: Option<String>,
     /// Only active (`Some(true)`, "hide inactive") or only deactivated users.
     pub active: Option<bool>,
     /// Only users of this role preset.
@@ -264,6 +267,9 @@ pub struct UsersPage {
     pub total: i64,
     /// The cursor of the next page, when more users follow.
     pub next: Option<String>,
+    /// The cursor of the page before this one (to pass as `before`), when
+    /// users come before it.
+    pub previous: Option<String>,
 }
 
 fn site_code(raw: &str) -> Result<SiteCode, ProjectionError> {
@@ -786,14 +792,17 @@ pub async fn users(
     query: &UsersQuery,
 ) -> Result<UsersPage, ProjectionError> {
     let (key, key_type, tag) = query.sort.key();
-    let after = match &query.after {
-        None => None,
-        Some(raw) => {
-            let cursor = UsersCursor::decode(raw)
-                .filter(|c| c.tag == tag && c.descending == query.descending)
-                .ok_or_else(|| ProjectionError::BadCursor(raw.clone()))?;
-            Some(cursor)
-        }
+    let cursor = |raw: &String| {
+        UsersCursor::decode(raw)
+            .filter(|c| c.tag == tag && c.descending == query.descending)
+            .ok_or_else(|| ProjectionError::BadCursor(raw.clone()))
+    };
+    // Paging back reads the other way from the cursor, then turns round.
+    let (from, backwards) = match (&query.after, &query.before) {
+        (Some(raw), Some(_)) => return Err(ProjectionError::BadCursor(raw.clone())),
+        (Some(raw), None) => (Some(cursor(raw)?), false),
+        (None, Some(raw)) => (Some(cursor(raw)?), true),
+        (None, None) => (None, false),
     };
     let limit = match query.limit {
         0 => DEFAULT_USERS_PAGE,
@@ -813,7 +822,7 @@ pub async fn users(
         AND ($5::text IS NULL OR $5 = ANY(u.permissions))";
     let role = query.role.as_ref().map(super::snake);
     let flag = query.flag.as_ref().map(super::snake);
-    let (cmp, dir) = if query.descending {
+    let (cmp, dir) = if query.descending != backwards {
         ("<", "DESC")
     } else {
         (">", "ASC")
@@ -834,23 +843,25 @@ pub async fn users(
         .bind(query.active)
         .bind(role.as_deref())
         .bind(flag.as_deref())
-        .bind(after.as_ref().map(|c| c.key.clone()))
-        .bind(after.as_ref().map(|c| c.username.clone()))
+        .bind(from.as_ref().map(|c| c.key.clone()))
+        .bind(from.as_ref().map(|c| c.username.clone()))
         .bind(i64::from(limit) + 1)
         .fetch_all(pool)
         .await
-        .map_err(|e| match (&query.after, &e) {
-            // A cursor's key that is not of its sort's type (a timestamp,
-            // a boolean) or holds NUL: PostgreSQL's data exceptions (class
-            // 22) here come from the cursor, which this service did not
-            // give out.
-            (Some(raw), sqlx::Error::Database(db))
-                if db.code().is_some_and(|c| c.starts_with("22")) =>
-            {
-                ProjectionError::BadCursor(raw.clone())
-            }
-            _ => e.into(),
-        })?;
+        .map_err(
+            |e| match (query.after.as_ref().or(query.before.as_ref()), &e) {
+                // A cursor's key that is not of its sort's type (a timestamp,
+                // a boolean) or holds NUL: PostgreSQL's data exceptions (class
+                // 22) here come from the cursor, which this service did not
+                // give out.
+                (Some(raw), sqlx::Error::Database(db))
+                    if db.code().is_some_and(|c| c.starts_with("22")) =>
+                {
+                    ProjectionError::BadCursor(raw.clone())
+                }
+                _ => e.into(),
+            },
+        )?;
     let total: i64 = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM rm.dash_users u WHERE {filter}"
     ))
@@ -863,23 +874,37 @@ pub async fn users(
     .await?;
     let more = records.len() > limit as usize;
     records.truncate(limit as usize);
-    let next = match (more, records.last()) {
-        (true, Some(last)) => Some(
-            UsersCursor {
-                tag: tag.to_owned(),
-                descending: query.descending,
-                key: last.sort_key.clone(),
-                username: last.username.clone(),
-            }
-            .encode(),
-        ),
-        _ => None,
+    if backwards {
+        records.reverse();
+    }
+    let at = |record: &UserRecord| {
+        UsersCursor {
+            tag: tag.to_owned(),
+            descending: query.descending,
+            key: record.sort_key.clone(),
+            username: record.username.clone(),
+        }
+        .encode()
     };
+    // Read forwards, more rows mean a next page, and a cursor means rows
+    // before; read backwards, the other way round.
+    let (later, earlier) = if backwards {
+        (true, more)
+    } else {
+        (more, from.is_some())
+    };
+    let next = records.last().filter(|_| later).map(at);
+    let previous = records.first().filter(|_| earlier).map(at);
     let users = records
         .into_iter()
         .map(UserRecord::summary)
         .collect::<Result<Vec<_>, ProjectionError>>()?;
-    Ok(UsersPage { users, total, next })
+    Ok(UsersPage {
+        users,
+        total,
+        next,
+        previous,
+    })
 }
 
 #[cfg(test)]
