@@ -654,14 +654,11 @@ pub struct UsersParams {
     /// `limit` is taken as 1,000.
     #[param(minimum = 1)]
     pub limit: Option<u32>,
-    /// The `next` cursor of the previous page (of the same sort and
-    /// filters).
+    /// Where the page starts: another page's `next` cursor (the page after
+    /// it) or its `previous` cursor (the page before it), of the same sort
+    /// and filters.
     #[param(pattern = r"^[^\x00]*$")]
     pub after: Option<String>,
-    /// Or the `previous` cursor of the following page: the page that ends
-    /// just before it (paging back). Not with `after`.
-    #[param(pattern = r"^[^\x00]*$")]
-    pub before: Option<String>,
     /// Only active users (`true`: hide the inactive) or only inactive ones.
     pub active: Option<bool>,
     /// Only users of this role preset.
@@ -727,11 +724,6 @@ pub async fn users(
     if let Some(0) = p.limit {
         return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
     }
-    if p.after.is_some() && p.before.is_some() {
-        return Err(ApiError::InvalidQuery(
-            "after and before name two places: give one".into(),
-        ));
-    }
     if p.search.as_deref().is_some_and(|s| s.contains('\0')) {
         return Err(ApiError::InvalidQuery(
             "search may not hold the NUL character (U+0000)".into(),
@@ -744,7 +736,6 @@ pub async fn users(
         descending: p.descending,
         limit: p.limit.unwrap_or(0),
         after: p.after,
-        before: p.before,
         active: p.active,
         role: p.role,
         flag: p.flag,

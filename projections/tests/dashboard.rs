@@ -927,7 +927,7 @@ async fn q5_users_pages_follow_the_sort_in_both_directions() {
     ] {
         for descending in [false, true] {
             let whole = usernames(&pool, p.site.id, sorted(sort, descending)).await;
-            let page_of = |after: Option<String>, before: Option<String>| {
+            let page_of = |after: Option<String>| {
                 let pool = pool.clone();
                 async move {
                     let page = dashboard::users(
@@ -938,7 +938,6 @@ async fn q5_users_pages_follow_the_sort_in_both_directions() {
                             descending,
                             limit: 2,
                             after,
-                            before,
                             ..UsersQuery::default()
                         },
                     )
@@ -955,7 +954,7 @@ async fn q5_users_pages_follow_the_sort_in_both_directions() {
             let mut pages = Vec::new();
             let mut after = None;
             let last_previous = loop {
-                let (names, next, previous) = page_of(after.take(), None).await;
+                let (names, next, previous) = page_of(after.take()).await;
                 assert_eq!(
                     previous.is_some(),
                     !pages.is_empty(),
@@ -972,7 +971,7 @@ async fn q5_users_pages_follow_the_sort_in_both_directions() {
             let mut back = vec![pages.last().unwrap().clone()];
             let mut before = last_previous;
             while let Some(cursor) = before.take() {
-                let (names, next, previous) = page_of(None, Some(cursor)).await;
+                let (names, next, previous) = page_of(Some(cursor)).await;
                 assert!(next.is_some(), "a page paged back to has a next");
                 back.push(names);
                 before = previous;
@@ -981,16 +980,7 @@ async fn q5_users_pages_follow_the_sort_in_both_directions() {
             assert_eq!(back, pages, "back: {sort:?} descending={descending}");
         }
     }
-    // A page after and before at once is no page.
-    let query = UsersQuery {
-        after: Some("ua.61.61".into()),
-        before: Some("ua.61.61".into()),
-        ..UsersQuery::default()
-    };
-    assert!(matches!(
-        dashboard::users(&pool, p.site.id, &query).await,
-        Err(ProjectionError::BadCursor(_))
-    ));
+
     // A cursor of another sort or direction, or not one of ours, is refused.
     let first = dashboard::users(
         &pool,

@@ -50,9 +50,8 @@ pub struct UsersQuery {
     sort: Option<UserSort>,
     #[serde(default)]
     descending: bool,
+    /// Where the page starts: a `next` or a `previous` cursor.
     after: Option<String>,
-    /// Or the page ending just before this cursor (paging back).
-    before: Option<String>,
     /// Hide inactive users (`1`).
     hide_inactive: Option<String>,
 }
@@ -62,15 +61,15 @@ impl UsersQuery {
         self.hide_inactive.as_deref().is_some_and(|v| !v.is_empty())
     }
 
-    /// This page's address with some parts changed; `at` is a place in
-    /// the list: (`after` or `before`, a cursor).
+    /// This page's address with some parts changed; `after` is where the
+    /// page starts (a `next` or `previous` cursor).
     fn href(
         &self,
         session: &Session,
         site: SiteId,
         sort: UserSort,
         descending: bool,
-        at: Option<(&str, &str)>,
+        after: Option<&str>,
     ) -> String {
         let mut parts = vec![format!("sort={}", wire(&sort))];
         if descending {
@@ -82,8 +81,8 @@ impl UsersQuery {
         if self.hides_inactive() {
             parts.push("hide_inactive=1".into());
         }
-        if let Some((side, cursor)) = at {
-            parts.push(format!("{side}={}", urlencode(cursor)));
+        if let Some(cursor) = after {
+            parts.push(format!("after={}", urlencode(cursor)));
         }
         link(session, &format!("/users?{}", parts.join("&")), Some(site))
     }
@@ -152,7 +151,6 @@ async fn body(
                 descending: q.descending,
                 limit: Some(PAGE),
                 after: q.after.clone(),
-                before: q.before.clone(),
                 active: q.hides_inactive().then_some(true),
                 role: None,
                 flag: None,
@@ -161,12 +159,7 @@ async fn body(
         )
     )?;
     let code = summary.code.as_str().to_owned();
-    let place = match (&q.after, &q.before) {
-        (Some(a), _) => Some(("after", a.as_str())),
-        (None, Some(b)) => Some(("before", b.as_str())),
-        (None, None) => None,
-    };
-    let here = q.href(session, ctx.site, sort, q.descending, place);
+    let here = q.href(session, ctx.site, sort, q.descending, q.after.as_deref());
     let markup = html! {
         p.lead {
             (summary.name) " " (site_tag(&code, &summary.name)) ": "
@@ -275,10 +268,10 @@ fn table(
         nav.pager aria-label="Pages" {
             @if let Some(previous) = &users.previous {
                 a href=(q.href(session, ctx.site, sort, q.descending, None)) { "First page" }
-                a href=(q.href(session, ctx.site, sort, q.descending, Some(("before", previous)))) rel="prev" { "Previous page" }
+                a href=(q.href(session, ctx.site, sort, q.descending, Some(previous))) rel="prev" { "Previous page" }
             }
             @if let Some(next) = &users.next {
-                a href=(q.href(session, ctx.site, sort, q.descending, Some(("after", next)))) rel="next" { "Next page" }
+                a href=(q.href(session, ctx.site, sort, q.descending, Some(next))) rel="next" { "Next page" }
             }
         }
     }

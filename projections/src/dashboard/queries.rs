@@ -239,12 +239,11 @@ pub struct UsersQuery {
     /// Page size, clamped to `1..=MAX_USERS_PAGE` (0 means
     /// `DEFAULT_USERS_PAGE`).
     pub limit: u32,
-    /// The cursor of the previous page (`UsersPage::next`), for the same
-    /// sort and direction (and the same filters, or pages skip or repeat).
+    /// Where the page starts: a page's `UsersPage::next` cursor (the page
+    /// after it) or `UsersPage::previous` (the page before it), for the
+    /// same sort and direction (and the same filters, or pages skip or
+    /// repeat).
     pub after: Option<String>,
-    /// Or the `UsersPage::previous` cursor of the following page: the page
-    /// that ends just before it. Not with `after`.
-    pub before: Option<String>,
     /// Only active (`Some(true)`, "hide inactive") or only deactivated users.
     pub active: Option<bool>,
     /// Only users of this role preset.
@@ -267,7 +266,7 @@ pub struct UsersPage {
     pub total: i64,
     /// The cursor of the next page, when more users follow.
     pub next: Option<String>,
-    /// The cursor of the page before this one (to pass as `before`), when
+    /// The cursor of the page before this one (passed as `after`), when
     /// users come before it.
     pub previous: Option<String>,
 }
@@ -721,21 +720,30 @@ pub async fn user(
     }))
 }
 
-/// A users-list cursor: the sort it belongs to and the last row's key.
+/// A users-list cursor: the sort it belongs to, a row's key, and which
+/// side of that row the page lies on (`backwards`: the page before it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct UsersCursor {
     tag: String,
     descending: bool,
+    backwards: bool,
     key: String,
     username: String,
 }
 
 impl UsersCursor {
+    /// `<tag><a|d>.<hex key>.<hex username>`; the direction's letter in
+    /// capitals for the page before the row.
     fn encode(&self) -> String {
+        let direction = match (self.descending, self.backwards) {
+            (false, false) => 'a',
+            (true, false) => 'd',
+            (false, true) => 'A',
+            (true, true) => 'D',
+        };
         format!(
-            "{}{}.{}.{}",
+            "{}{direction}.{}.{}",
             self.tag,
-            if self.descending { 'd' } else { 'a' },
             hex::encode(&self.key),
             hex::encode(&self.username)
         )
@@ -748,14 +756,17 @@ impl UsersCursor {
             return None;
         }
         let (tag, dir) = head.split_at(1);
-        let descending = match dir {
-            "d" => true,
-            "a" => false,
+        let (descending, backwards) = match dir {
+            "a" => (false, false),
+            "d" => (true, false),
+            "A" => (false, true),
+            "D" => (true, true),
             _ => return None,
         };
         Some(Self {
             tag: tag.to_owned(),
             descending,
+            backwards,
             key: unhex(key)?,
             username: unhex(username)?,
         })
@@ -792,18 +803,16 @@ pub async fn users(
     query: &UsersQuery,
 ) -> Result<UsersPage, ProjectionError> {
     let (key, key_type, tag) = query.sort.key();
-    let cursor = |raw: &String| {
-        UsersCursor::decode(raw)
-            .filter(|c| c.tag == tag && c.descending == query.descending)
-            .ok_or_else(|| ProjectionError::BadCursor(raw.clone()))
+    let from = match &query.after {
+        None => None,
+        Some(raw) => Some(
+            UsersCursor::decode(raw)
+                .filter(|c| c.tag == tag && c.descending == query.descending)
+                .ok_or_else(|| ProjectionError::BadCursor(raw.clone()))?,
+        ),
     };
     // Paging back reads the other way from the cursor, then turns round.
-    let (from, backwards) = match (&query.after, &query.before) {
-        (Some(raw), Some(_)) => return Err(ProjectionError::BadCursor(raw.clone())),
-        (Some(raw), None) => (Some(cursor(raw)?), false),
-        (None, Some(raw)) => (Some(cursor(raw)?), true),
-        (None, None) => (None, false),
-    };
+    let backwards = from.as_ref().is_some_and(|c| c.backwards);
     let limit = match query.limit {
         0 => DEFAULT_USERS_PAGE,
         n => n.min(MAX_USERS_PAGE),
@@ -848,20 +857,18 @@ pub async fn users(
         .bind(i64::from(limit) + 1)
         .fetch_all(pool)
         .await
-        .map_err(
-            |e| match (query.after.as_ref().or(query.before.as_ref()), &e) {
-                // A cursor's key that is not of its sort's type (a timestamp,
-                // a boolean) or holds NUL: PostgreSQL's data exceptions (class
-                // 22) here come from the cursor, which this service did not
-                // give out.
-                (Some(raw), sqlx::Error::Database(db))
-                    if db.code().is_some_and(|c| c.starts_with("22")) =>
-                {
-                    ProjectionError::BadCursor(raw.clone())
-                }
-                _ => e.into(),
-            },
-        )?;
+        .map_err(|e| match (&query.after, &e) {
+            // A cursor's key that is not of its sort's type (a timestamp,
+            // a boolean) or holds NUL: PostgreSQL's data exceptions (class
+            // 22) here come from the cursor, which this service did not
+            // give out.
+            (Some(raw), sqlx::Error::Database(db))
+                if db.code().is_some_and(|c| c.starts_with("22")) =>
+            {
+                ProjectionError::BadCursor(raw.clone())
+            }
+            _ => e.into(),
+        })?;
     let total: i64 = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM rm.dash_users u WHERE {filter}"
     ))
@@ -877,10 +884,11 @@ pub async fn users(
     if backwards {
         records.reverse();
     }
-    let at = |record: &UserRecord| {
+    let at = |record: &UserRecord, backwards: bool| {
         UsersCursor {
             tag: tag.to_owned(),
             descending: query.descending,
+            backwards,
             key: record.sort_key.clone(),
             username: record.username.clone(),
         }
@@ -893,8 +901,8 @@ pub async fn users(
     } else {
         (more, from.is_some())
     };
-    let next = records.last().filter(|_| later).map(at);
-    let previous = records.first().filter(|_| earlier).map(at);
+    let next = records.last().filter(|_| later).map(|r| at(r, false));
+    let previous = records.first().filter(|_| earlier).map(|r| at(r, true));
     let users = records
         .into_iter()
         .map(UserRecord::summary)
@@ -913,18 +921,23 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_any_text() {
-        let cursor = UsersCursor {
-            tag: "l".into(),
-            descending: true,
-            key: "2026-01-02 03:04:05.123456+00".into(),
-            username: "a.b:c@d".into(),
-        };
-        assert_eq!(UsersCursor::decode(&cursor.encode()), Some(cursor));
+        for (descending, backwards) in [(false, false), (true, false), (false, true), (true, true)]
+        {
+            let cursor = UsersCursor {
+                tag: "l".into(),
+                descending,
+                backwards,
+                key: "2026-01-02 03:04:05.123456+00".into(),
+                username: "a.b:c@d".into(),
+            };
+            assert_eq!(UsersCursor::decode(&cursor.encode()), Some(cursor));
+        }
         // The encoding given out (callers keep cursors): lowercase hex of
         // the UTF-8 bytes.
         let given = UsersCursor {
             tag: "n".into(),
             descending: false,
+            backwards: false,
             key: "Zoë".into(),
             username: "a@b".into(),
         };
@@ -933,7 +946,15 @@ mod tests {
             UsersCursor::decode("na.5A6FC3AB.614062").map(|c| c.key),
             Some("Zoë".into())
         );
-        for bad in ["", "x", "ld.zz.00", "lx.00.00", "ld.0.00", "ld.00.00.00"] {
+        for bad in [
+            "",
+            "x",
+            "ld.zz.00",
+            "lx.00.00",
+            "lX.00.00",
+            "ld.0.00",
+            "ld.00.00.00",
+        ] {
             assert_eq!(UsersCursor::decode(bad), None, "{bad:?}");
         }
     }
