@@ -55,6 +55,11 @@
 //!   loading the index, and by building Cedar's entities; `ratio` = Cedar's ÷
 //!   ours. Both include allocator overhead and fragmentation.
 //!
+//! * `access_storage`: the world's log on disk (the events, their tags and
+//!   streams, after `VACUUM`) and the WAL written while appending it (the
+//!   cluster's: run alone), per event, against the events' own JSON (data
+//!   and metadata); `ratio` = JSON bytes ÷ bytes on disk.
+//!
 //! A `WORLD` line on stdout gives the world's size and how long writing it
 //! took; every line carries `load1`, the machine's 1-minute load average
 //! when it was printed (the machine is shared). A disagreement with Cedar or
@@ -142,12 +147,15 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
     ));
     let db = TestDb::with_pool_size(12).await;
     let store = db.store();
+    let wal_before = wal_position(db.pool()).await?;
     let written = load::append_phases(&store, &world, phases).await?;
+    let wal_bytes = wal_since(db.pool(), &wal_before).await?;
     print_world(&world, written);
-    sqlx::query("VACUUM (ANALYZE) sl_events")
+    sqlx::query("VACUUM (ANALYZE) sl_events, sl_event_tags, sl_streams")
         .execute(db.pool())
         .await
-        .context("VACUUM sl_events")?;
+        .context("VACUUM the log")?;
+    report_storage(db.pool(), written.events, wal_bytes).await?;
     report::quiesce(db.pool()).await;
 
     let index = compare_rebuild(&store, &world, written.events).await?;
@@ -207,6 +215,68 @@ pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
     if settings.quick {
         progress("quick run: sizes are about 1/20 of the full run");
     }
+    Ok(())
+}
+
+// ---- storage ----------------------------------------------------------------
+
+/// The cluster's current WAL position.
+async fn wal_position(pool: &sqlx::PgPool) -> anyhow::Result<String> {
+    sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(pool)
+        .await
+        .context("the WAL position")
+}
+
+/// The WAL written since `from` (by the whole cluster: run alone).
+async fn wal_since(pool: &sqlx::PgPool, from: &str) -> anyhow::Result<i64> {
+    sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint")
+        .bind(from)
+        .fetch_one(pool)
+        .await
+        .context("the WAL written")
+}
+
+/// `access_storage`: what the world's log takes on disk and in the WAL,
+/// per event, against the events' own JSON (data and metadata): the
+/// figures `docs/scaling.md` sizes a platform from.
+async fn report_storage(pool: &sqlx::PgPool, events: u64, wal_bytes: i64) -> anyhow::Result<()> {
+    let size = |table: &'static str| async move {
+        sqlx::query_scalar::<_, i64>("SELECT pg_total_relation_size($1::regclass)")
+            .bind(table)
+            .fetch_one(pool)
+            .await
+            .with_context(|| format!("the size of {table}"))
+    };
+    let (log, tags, streams) = (
+        size("sl_events").await?,
+        size("sl_event_tags").await?,
+        size("sl_streams").await?,
+    );
+    let (payload, tag_rows): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(sum(octet_length(data::text) + octet_length(metadata::text)), 0) \
+                 FROM sl_events)::bigint, \
+                (SELECT count(*) FROM sl_event_tags)",
+    )
+    .fetch_one(pool)
+    .await
+    .context("the events' own size")?;
+    let per_event = |bytes: i64| bytes as f64 / events.max(1) as f64;
+    let on_disk = log + tags + streams;
+    Line::new("access_storage")
+        .text("events", events)
+        .ms("log_mb", mb(log as u64))
+        .ms("tags_mb", mb(tags as u64))
+        .ms("streams_mb", mb(streams as u64))
+        .text(
+            "tags_per_event",
+            format!("{:.2}", tag_rows as f64 / events.max(1) as f64),
+        )
+        .count("json_bytes_per_event", per_event(payload))
+        .count("disk_bytes_per_event", per_event(on_disk))
+        .count("wal_bytes_per_event", per_event(wal_bytes))
+        .ms("load1", load1())
+        .ratio(payload as f64, on_disk as f64);
     Ok(())
 }
 
