@@ -1,14 +1,15 @@
 //! Partner Connect (seeds 000 and 002): a site's connections in both
 //! directions with their status, the requests awaiting it, requesting by
-//! site code or from the partner directory, approving, denying,
-//! cancelling, revoking one direction (after a confirmation that says what
-//! goes), and Edit Scorecards: per partner, *cannot access* and *has
-//! access to*.
+//! site code or from the partner directory (several sites ticked at once,
+//! after a confirmation naming them), approving, denying, cancelling,
+//! revoking one direction (after a confirmation that says what goes), and
+//! Edit Scorecards: per partner, *cannot access* and *has access to*.
 //!
 //! Every list is the API's own answer (`/v1/sites/{id}/connections`,
 //! `pending-requests`, `shared-scorecards`, `scorecards`, `/v1/directory`),
 //! asked with the session's principal; every button is a form to
-//! `/act/{Command}`.
+//! `/act/{Command}`, and the directory's batch goes to the API's
+//! `POST /v1/sites/{id}/connection-requests`.
 
 use std::collections::BTreeSet;
 
