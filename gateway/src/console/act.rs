@@ -19,6 +19,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde_json::{Map, Value};
+use shareledger_core::catalog::SiteId;
 
 use super::layout::Flash;
 use super::session::{local_path, with_cookie, Session};
@@ -78,6 +79,30 @@ pub(super) fn json_headers(key: Option<&str>) -> HeaderMap {
     headers
 }
 
+/// A console form's opening: the session's CSRF token checked, and the
+/// page to come back to.
+pub(super) fn opened(session: &Session, fields: &[(String, String)]) -> Result<String, Response> {
+    session.check_csrf(field(fields, "csrf"))?;
+    Ok(local_path(field(fields, "back")))
+}
+
+/// The site a form is about (its `site_id` field), or the refusal.
+pub(super) fn site_of(fields: &[(String, String)]) -> Result<SiteId, Response> {
+    field(fields, "site_id")
+        .and_then(|s| s.parse().ok())
+        .map(SiteId)
+        .ok_or_else(|| super::layout::refusal(StatusCode::BAD_REQUEST, "The form names no site."))
+}
+
+/// An API handler's answer, read: its status and body.
+pub(super) async fn read_answer(answer: Response) -> (StatusCode, Bytes) {
+    let status = answer.status();
+    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    (status, bytes)
+}
+
 pub(super) fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields
         .iter()
@@ -92,16 +117,16 @@ pub async fn act(
     session: Session,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(refusal) = session.check_csrf(field(&fields, "csrf")) {
-        return refusal;
-    }
+    let back = match opened(&session, &fields) {
+        Ok(back) => back,
+        Err(refusal) => return refusal,
+    };
     let Ok(Path(command)) = command else {
         return super::layout::refusal(
             StatusCode::NOT_FOUND,
             "There is no such command: the address names none the console knows.",
         );
     };
-    let back = local_path(field(&fields, "back"));
     let headers = json_headers(field(&fields, "key"));
     let body = serde_json::to_vec(&Value::Object(body_of(&fields))).unwrap_or_default();
     let answer = commands::handle(
@@ -139,10 +164,7 @@ pub(super) async fn back_with(
     back: &str,
     kept: Option<(String, Vec<(String, String)>)>,
 ) -> Response {
-    let status = answer.status();
-    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
+    let (status, bytes) = read_answer(answer).await;
     let (flash, at) = if status.is_success() {
         let position = serde_json::from_slice::<Value>(&bytes)
             .ok()

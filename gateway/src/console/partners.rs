@@ -16,7 +16,6 @@ use std::collections::BTreeSet;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use maud::{html, Markup};
@@ -26,10 +25,12 @@ use shareledger_projections::dashboard::{
     Connection, LinkDirection, LinkStatus, PartnerShares, PendingRequest, SiteSummary,
 };
 
-use super::act::{field, in_words, json_headers, redirect_with, refused};
+use super::act::{
+    field, in_words, json_headers, opened, read_answer, redirect_with, refused, site_of,
+};
 use super::context::{params, site_page, Context};
 use super::layout::{self, badge, form_fields, link, site_tag, when, Flash, Frame, Nav, Shown};
-use super::session::{local_path, urlencode, Session};
+use super::session::{urlencode, Session};
 use crate::contents::{self, ScorecardsParams};
 use crate::error::ApiError;
 use crate::partners::{self, DirectoryParams};
@@ -552,15 +553,9 @@ pub async fn request_many(
     session: Session,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(refusal) = session.check_csrf(field(&fields, "csrf")) {
-        return refusal;
-    }
-    let back = local_path(field(&fields, "back"));
-    let Some(site) = field(&fields, "site_id")
-        .and_then(|s| s.parse().ok())
-        .map(SiteId)
-    else {
-        return layout::refusal(StatusCode::BAD_REQUEST, "The form names no site.");
+    let (back, site) = match opened(&session, &fields).and_then(|b| Ok((b, site_of(&fields)?))) {
+        Ok(opened) => opened,
+        Err(refusal) => return refusal,
     };
     let codes: Vec<&str> = fields
         .iter()
@@ -580,10 +575,7 @@ pub async fn request_many(
     )
     .await
     .into_response();
-    let status = answer.status();
-    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
+    let (status, bytes) = read_answer(answer).await;
     let result: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
     let outcomes = result
         .as_ref()

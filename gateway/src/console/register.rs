@@ -20,7 +20,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::act::{in_words, json_headers};
+use super::act::{in_words, json_headers, read_answer};
 use super::layout::{self, Flash};
 use crate::self_registration::{self, LinkGroup};
 use crate::state::AppState;
@@ -157,10 +157,7 @@ pub async fn register(
     )
     .await
     .unwrap_or_else(IntoResponse::into_response);
-    let status = answer.status();
-    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
+    let (status, bytes) = read_answer(answer).await;
     let answered: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if !status.is_success() {
         let detail = answered

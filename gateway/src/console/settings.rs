@@ -16,7 +16,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use maud::{html, Markup};
@@ -26,10 +26,12 @@ use shareledger_core::catalog::{SiteId, UserId};
 use shareledger_projections::dashboard::contents::SiteRef;
 use shareledger_projections::dashboard::SiteSummary;
 
-use super::act::{back_with, field, json_headers, redirect_with, refused};
+use super::act::{
+    back_with, field, json_headers, opened, read_answer, redirect_with, refused, site_of,
+};
 use super::context::{params, site_page, Context};
 use super::layout::{form_fields, link, site_tag, Nav, Shown};
-use super::session::{behind_https, local_path, Session};
+use super::session::{behind_https, Session};
 use crate::contents::{self, ChildrenParams};
 use crate::error::ApiError;
 use crate::queries::{self, FreshParams};
@@ -322,13 +324,6 @@ fn child_sites(children: &[SiteRef], more: bool) -> Markup {
     }
 }
 
-/// The site a link form is about.
-fn site_of(fields: &[(String, String)]) -> Option<SiteId> {
-    field(fields, "site_id")
-        .and_then(|s| s.parse().ok())
-        .map(SiteId)
-}
-
 /// `POST /settings/link`: makes the group's link (the API's handler) and
 /// shows its address, this once.
 pub async fn publish_link(
@@ -337,12 +332,9 @@ pub async fn publish_link(
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(refusal) = session.check_csrf(field(&fields, "csrf")) {
-        return refusal;
-    }
-    let back = local_path(field(&fields, "back"));
-    let Some(site) = site_of(&fields) else {
-        return super::layout::refusal(StatusCode::BAD_REQUEST, "The form names no site.");
+    let (back, site) = match opened(&session, &fields).and_then(|b| Ok((b, site_of(&fields)?))) {
+        Ok(opened) => opened,
+        Err(refusal) => return refusal,
     };
     let children = field(&fields, "child_of_group") == Some("true");
     let body = json!({ "child_of_group": children }).to_string();
@@ -355,10 +347,7 @@ pub async fn publish_link(
     )
     .await
     .unwrap_or_else(IntoResponse::into_response);
-    let status = answer.status();
-    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
-        .await
-        .unwrap_or_default();
+    let (status, bytes) = read_answer(answer).await;
     let answered: Option<Value> = serde_json::from_slice(&bytes).ok();
     let key = answered
         .as_ref()
@@ -419,12 +408,9 @@ pub async fn withdraw_link(
     session: Session,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(refusal) = session.check_csrf(field(&fields, "csrf")) {
-        return refusal;
-    }
-    let back = local_path(field(&fields, "back"));
-    let Some(site) = site_of(&fields) else {
-        return super::layout::refusal(StatusCode::BAD_REQUEST, "The form names no site.");
+    let (back, site) = match opened(&session, &fields).and_then(|b| Ok((b, site_of(&fields)?))) {
+        Ok(opened) => opened,
+        Err(refusal) => return refusal,
     };
     let answer = self_registration::withdraw(
         State(state.clone()),

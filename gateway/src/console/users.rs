@@ -18,12 +18,12 @@ use serde::Deserialize;
 use shareledger_core::catalog::{AccessLevel, PermissionFlag, Role, ScorecardId, SiteId, UserId};
 use shareledger_projections::dashboard::{SiteSummary, UserSort, UsersPage};
 
-use super::act::{back_with, field, json_headers, redirect_with};
+use super::act::{back_with, field, json_headers, opened, redirect_with};
 use super::context::{params, site_page, user_named, Context};
 use super::layout::{
     self, badge, form_fields, link, site_tag, when, wire, words, Flash, Frame, Nav, Shown,
 };
-use super::session::{local_path, urlencode, Session};
+use super::session::{urlencode, Session};
 use crate::commands;
 use crate::contents::{self, ScorecardsParams, SharedWithParams};
 use crate::error::ApiError;
@@ -342,10 +342,10 @@ pub async fn add_existing(
     session: Session,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(refusal) = session.check_csrf(field(&fields, "csrf")) {
-        return refusal;
-    }
-    let back = local_path(field(&fields, "back"));
+    let back = match opened(&session, &fields) {
+        Ok(back) => back,
+        Err(refusal) => return refusal,
+    };
     let value = |name: &str| field(&fields, name).unwrap_or_default().trim().to_owned();
     let kept: Vec<(String, String)> = ["from_code", "from_username", "role"]
         .iter()
