@@ -55,16 +55,16 @@ use uuid::Uuid;
 use crate::report::{progress, run_timed, Line, Measured, Timing};
 use crate::CommonArgs;
 
-struct Size {
+pub(crate) struct Size {
     sites: usize,
     users: usize,
     scorecards: usize,
     objects: usize,
-    timing: Timing,
+    pub(crate) timing: Timing,
 }
 
 impl Size {
-    fn new(quick: bool) -> Self {
+    pub(crate) fn new(quick: bool) -> Self {
         if quick {
             Self {
                 sites: 6,
@@ -91,13 +91,13 @@ impl Size {
     }
 }
 
-struct SiteWorld {
-    id: SiteId,
+pub(crate) struct SiteWorld {
+    pub(crate) id: SiteId,
     admin: UserId,
-    admin_token: String,
+    pub(crate) admin_token: String,
     users: Vec<(UserId, String)>,
     scorecards: Vec<ScorecardId>,
-    objects: Vec<ObjectId>,
+    pub(crate) objects: Vec<ObjectId>,
 }
 
 pub(crate) fn operator() -> Issued {
@@ -119,7 +119,7 @@ pub(crate) fn by(site: SiteId, user: UserId) -> Issued {
     }
 }
 
-async fn build(db: &TestDb, size: &Size) -> anyhow::Result<Vec<SiteWorld>> {
+pub(crate) async fn build(db: &TestDb, size: &Size) -> anyhow::Result<Vec<SiteWorld>> {
     let service = Service::new(db.store());
     let lifetime = Duration::from_secs(86_400);
     let mut sites = Vec::new();
@@ -497,7 +497,7 @@ async fn reads(
 
 /// A random check by a random user: on a target of the user's site or of
 /// the previous one (shared with it or not). The token and the query string.
-fn question(sites: &[SiteWorld], task: usize) -> (&str, String) {
+pub(crate) fn question(sites: &[SiteWorld], task: usize) -> (&str, String) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(task as u64 ^ rand::random::<u64>());
     let s = rng.gen_range(0..sites.len());
     let site = &sites[s];

@@ -23,6 +23,7 @@
 //! cargo run --release -p shareledger-bench -- relay [--quick]
 //! cargo run --release -p shareledger-bench -- feed [--quick]
 //! cargo run --release -p shareledger-bench -- console [--quick]
+//! cargo run --release -p shareledger-bench -- replicas [--quick]
 //! ```
 
 mod access;
@@ -34,6 +35,7 @@ mod feed;
 mod hot_site;
 mod http;
 mod relay;
+mod replicas;
 mod report;
 mod vs_postgres_es;
 
@@ -74,6 +76,10 @@ enum Command {
     /// clients, by Server-Sent Events vs long polls.
     Feed(CommonArgs),
     Console(CommonArgs),
+    /// Several `shareledger serve` processes on one database: a mixed load
+    /// on three processes vs one, and a kill -9 of the lease holder
+    /// (failover time, lost and doubled consequences, the chain).
+    Replicas(CommonArgs),
 }
 
 /// The `commands` benchmark's options.
@@ -141,6 +147,10 @@ fn main() -> anyhow::Result<()> {
             Command::Console(args) => {
                 report::print_header("console", args.quick).await?;
                 console::run(args).await
+            }
+            Command::Replicas(args) => {
+                report::print_header("replicas", args.quick).await?;
+                replicas::run(args).await
             }
         }
     })

@@ -10,106 +10,19 @@
 //! to the head with nothing altered.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::service::{client, send, token, Service};
 use serde_json::{json, Value};
-use shareledger_core::catalog::{SiteId, UserId};
-use shareledger_gateway::auth::{self, TokenKind, TokenRequest};
+use shareledger_gateway::auth::TokenKind;
 use shareledger_tests::TestDb;
-use tokio::process::Child;
 use uuid::Uuid;
 
 mod common;
 
 /// Every command sent, by key: its body, and its position once acknowledged.
 type Sent = BTreeMap<Uuid, (Value, Option<u64>)>;
-
-/// A running `shareledger serve` on a free port.
-struct Service {
-    child: Child,
-    url: String,
-}
-
-impl Service {
-    async fn start(db: &TestDb) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = common::command(Some(&db.url()))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve starts");
-        let service = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let client = client();
-        for _ in 0..600 {
-            if let Ok(r) = client.get(format!("{}/health", service.url)).send().await {
-                if r.status().is_success() {
-                    return service;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("serve did not answer /health within 30 s");
-    }
-
-    /// SIGKILL: no graceful anything.
-    async fn kill_9(mut self) {
-        self.child.start_kill().expect("SIGKILL sent");
-        self.child.wait().await.expect("the process ended");
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("an HTTP client")
-}
-
-async fn token(db: &TestDb, kind: TokenKind, site: Option<Uuid>, user: Option<Uuid>) -> String {
-    auth::issue(
-        db.pool(),
-        TokenRequest {
-            kind,
-            site: site.map(SiteId),
-            user: user.map(UserId),
-            name: "crash test".into(),
-            lifetime: Duration::from_secs(3_600),
-        },
-    )
-    .await
-    .expect("a token")
-    .token
-}
-
-/// Sends a command; `None` when no answer came (the process died).
-async fn send(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    name: &str,
-    body: &Value,
-    key: Uuid,
-) -> Option<(u16, Value)> {
-    let response = client
-        .post(format!("{url}/v1/commands/{name}"))
-        .bearer_auth(token)
-        .header("idempotency-key", key.to_string())
-        .json(body)
-        .send()
-        .await
-        .ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.json().await.unwrap_or(Value::Null)))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_burst_loses_no_acknowledged_command_and_applies_none_twice() {
@@ -238,20 +151,7 @@ async fn kill_9_mid_burst_loses_no_acknowledged_command_and_applies_none_twice()
     assert_eq!(users as usize, sent.len(), "one UserAdded per key");
 
     // The restarted service is ready, knows every user, and seals the chain.
-    let mut ready = Value::Null;
-    for _ in 0..600 {
-        let reply = client
-            .get(format!("{}/ready", service.url))
-            .send()
-            .await
-            .unwrap();
-        ready = reply.json().await.unwrap();
-        if ready["ready"] == json!(true) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(ready["ready"], json!(true), "{ready:#}");
+    service.wait_ready(&client).await;
     let last_user = sent.values().last().expect("commands").0["user_id"]
         .as_str()
         .expect("a user id")

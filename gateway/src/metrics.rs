@@ -26,6 +26,7 @@ pub struct Metrics {
     position: IntGaugeVec,
     following: IntGaugeVec,
     restarts: IntGaugeVec,
+    lease_held: IntGaugeVec,
     database_up: prometheus::IntGauge,
 }
 
@@ -96,6 +97,14 @@ impl Metrics {
             &["part"],
         )
         .expect("valid metric");
+        let lease_held = IntGaugeVec::new(
+            Opts::new(
+                "part_lease_held",
+                "For a part that runs in one process at a time: 1 while this process holds its lease (runs it), 0 while another does (this one is a standby)",
+            ),
+            &["part"],
+        )
+        .expect("valid metric");
         let database_up = prometheus::IntGauge::new(
             "database_up",
             "1 when the database answered the last probe (/ready, /metrics) in time",
@@ -109,6 +118,7 @@ impl Metrics {
             Box::new(position.clone()),
             Box::new(following.clone()),
             Box::new(restarts.clone()),
+            Box::new(lease_held.clone()),
             Box::new(database_up.clone()),
         ] {
             registry.register(metric).expect("metrics registered once");
@@ -122,6 +132,7 @@ impl Metrics {
             position,
             following,
             restarts,
+            lease_held,
             database_up,
         }
     }
@@ -136,16 +147,23 @@ impl Metrics {
     /// Sets a background part's figures.
     pub fn set_part(&self, part: &str, following: bool, position: u64, lag: u64, restarts: u64) {
         let clamp = |n: u64| n.min(i64::MAX as u64) as i64;
+        self.following
+            .with_label_values(&[part])
+            .set(i64::from(following));
         self.lag.with_label_values(&[part]).set(clamp(lag));
         self.position
             .with_label_values(&[part])
             .set(clamp(position));
-        self.following
-            .with_label_values(&[part])
-            .set(i64::from(following));
         self.restarts
             .with_label_values(&[part])
             .set(clamp(restarts));
+    }
+
+    /// Sets whether this process holds a leased part's lease.
+    pub fn set_lease(&self, part: &str, held: bool) {
+        self.lease_held
+            .with_label_values(&[part])
+            .set(i64::from(held));
     }
 
     /// Sets whether the database answered.

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use shareledger_events::store::supervise::PartState;
+use shareledger_events::store::supervise::{LeaseRole, PartState};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -49,6 +49,12 @@ pub struct PartReadiness {
     pub last_error: Option<String>,
     /// How long it has been in `state`.
     pub seconds_in_state: f64,
+    /// For a part that runs in one process at a time (`consequences`,
+    /// `sealer`, `relay`, `derived_feeds`): `holder` when this process runs
+    /// it, `standby` when another does (its position is then the holder's
+    /// checkpoint); absent for parts every process runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseRole>,
 }
 
 /// `/ready`'s answer.
@@ -81,6 +87,11 @@ fn parts(state: &AppState, head: u64) -> Vec<PartReadiness> {
                 lag,
                 status.restarts,
             );
+            if let Some(role) = status.lease {
+                state
+                    .metrics()
+                    .set_lease(part.name(), role == LeaseRole::Holder);
+            }
             PartReadiness {
                 name: part.name().to_owned(),
                 state: status.state,
@@ -90,6 +101,7 @@ fn parts(state: &AppState, head: u64) -> Vec<PartReadiness> {
                 restarts: status.restarts,
                 last_error: status.last_error,
                 seconds_in_state: status.since.elapsed().as_secs_f64(),
+                lease: status.lease,
             }
         })
         .collect()

@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use shareledger_commands::{ConsequenceWorker, Service};
-use shareledger_events::store::supervise::{supervise, PartHealth};
+use shareledger_events::store::lease::{lead, Leases, Standby, Watched};
+use shareledger_events::store::supervise::PartHealth;
 use shareledger_events::store::{PgEventStore, Sealer, SealerOptions};
 use shareledger_projections::access::{LiveAccess, LiveOptions};
 use shareledger_projections::history::{History, LiveArchive};
@@ -70,19 +71,43 @@ impl Server {
         let store = PgEventStore::new(pool);
         let service = Service::new(store.clone());
         let (stop, mut stopped) = watch::channel(false);
+        let leases = Leases::new(store.pool(), options.leases);
+        let leased = Leased {
+            leases: leases.clone(),
+            stop: stop.clone(),
+            known_head: store.watch_known_head(),
+        };
         let worker_health = PartHealth::new("consequences", 0);
         let worker = ConsequenceWorker::new(service.clone()).reporting_to(worker_health.clone());
-        let worker = spawn_part(worker_health.clone(), stop.subscribe(), move || {
-            let worker = worker.clone();
-            async move { worker.run(None).await.map(|_| ()) }
-        });
+        let watched = worker.clone();
+        let worker = leased.spawn(
+            worker_health.clone(),
+            false,
+            move || {
+                let worker = worker.clone();
+                async move { worker.run(None).await.map(|_| ()) }
+            },
+            move || {
+                let worker = watched.clone();
+                async move { worker.checkpoint().await.map(Watched::At) }
+            },
+        );
         let sealer_health = PartHealth::new("sealer", 0);
         let sealer = Sealer::new(store.clone(), SealerOptions::default())
             .reporting_to(sealer_health.clone());
-        let sealer = spawn_part(sealer_health.clone(), stop.subscribe(), move || {
-            let sealer = sealer.clone();
-            async move { sealer.follow().await }
-        });
+        let watched = sealer.clone();
+        let sealer = leased.spawn(
+            sealer_health.clone(),
+            false,
+            move || {
+                let sealer = sealer.clone();
+                async move { sealer.follow().await }
+            },
+            move || {
+                let sealer = watched.clone();
+                async move { sealer.status().await.map(|p| Watched::At(p.sealed)) }
+            },
+        );
         let live_options = LiveOptions {
             max_lag: options.freshness.max_lag,
             max_silence: options.freshness.max_silence,
@@ -99,8 +124,13 @@ impl Server {
             None => History::new(store.clone()),
         };
         let runtime = Arc::new(
-            ProjectionRuntime::start(store.clone(), read_models(), RuntimeOptions::default())
-                .await?,
+            ProjectionRuntime::start_leased(
+                store.clone(),
+                read_models(),
+                RuntimeOptions::default(),
+                Some(leases),
+            )
+            .await?,
         );
         let mut background = vec![worker_health, sealer_health];
         let relay = options.relay.clone().map(|config| {
@@ -108,10 +138,19 @@ impl Server {
             background.push(health.clone());
             let relay = shareledger_projections::relay::Relay::new(store.clone(), config)
                 .reporting_to(health.clone());
-            spawn_part(health, stop.subscribe(), move || {
-                let relay = relay.clone();
-                async move { relay.run(None).await.map(|_| ()) }
-            })
+            let watched = relay.clone();
+            leased.spawn(
+                health,
+                false,
+                move || {
+                    let relay = relay.clone();
+                    async move { relay.run(None).await.map(|_| ()) }
+                },
+                move || {
+                    let relay = watched.clone();
+                    async move { relay.checkpoint().await.map(Watched::At) }
+                },
+            )
         });
         if let Some((archive, _)) = &archive {
             background.push(archive.health().clone());
@@ -121,10 +160,20 @@ impl Server {
             background.push(health.clone());
             let feeds = shareledger_projections::derived::DerivedFeeds::new(store.clone())
                 .reporting_to(health.clone());
-            spawn_part(health, stop.subscribe(), move || {
-                let feeds = feeds.clone();
-                async move { feeds.run(None).await.map(|_| ()) }
-            })
+            let watched = feeds.clone();
+            // Answers wait on this part's position (`/v1/access-changes`).
+            leased.spawn(
+                health,
+                true,
+                move || {
+                    let feeds = feeds.clone();
+                    async move { feeds.run(None).await.map(|_| ()) }
+                },
+                move || {
+                    let feeds = watched.clone();
+                    async move { feeds.checkpoint().await.map(Watched::At) }
+                },
+            )
         });
         let state = AppState::new(
             service,
@@ -233,18 +282,49 @@ impl Server {
     }
 }
 
-/// Runs a background part under [`supervise`] in a task of its own until
-/// `stop` is set or a permanent fault (logged, and shown as failed in the
-/// part's health: `/ready` then says no).
-fn spawn_part<E, F, Fut>(health: PartHealth, stop: watch::Receiver<bool>, run: F) -> JoinHandle<()>
-where
-    E: shareledger_events::store::supervise::Fault + std::fmt::Display + Send + 'static,
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
-{
-    tokio::spawn(async move {
-        if supervise(&health, stop, run).await.is_ok() {
-            health.stopped();
-        }
-    })
+/// What every leased part of this process shares: the lease session, the
+/// stop signal and the head of the log this process knows of.
+struct Leased {
+    leases: Leases,
+    stop: watch::Sender<bool>,
+    known_head: watch::Receiver<u64>,
+}
+
+impl Leased {
+    /// Runs a background part under its lease (named after the part), in a
+    /// task of its own, until the service stops or a permanent fault
+    /// (logged, and shown as failed in the part's health: `/ready` then
+    /// says no). While another process holds the lease, `watch` reads the
+    /// holder's checkpoint; `catch_up` when answers wait on the part's
+    /// position (see [`Standby::catch_up`]).
+    fn spawn<E, F, Fut, W, WFut>(
+        &self,
+        health: PartHealth,
+        catch_up: bool,
+        run: F,
+        watch: W,
+    ) -> JoinHandle<()>
+    where
+        E: shareledger_events::store::supervise::Fault + std::fmt::Display + Send + 'static,
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        W: FnMut() -> WFut + Send + 'static,
+        WFut: std::future::Future<Output = Result<Watched, E>> + Send + 'static,
+    {
+        let leases = self.leases.clone();
+        let stop = self.stop.subscribe();
+        let standby = Standby {
+            known_head: self.known_head.clone(),
+            catch_up,
+        };
+        tokio::spawn(async move {
+            let name = health.name().to_owned();
+            if lead(&leases, &name, &health, stop, run, standby, watch)
+                .await
+                .is_ok()
+            {
+                health.stopped();
+            }
+        })
+    }
 }

@@ -55,11 +55,16 @@ pub struct GatewayOptions {
     pub relay: Option<shareledger_projections::relay::RelayConfig>,
     /// Write the derived feeds (access changes, notifications) in this
     /// process (the part `derived_feeds`; `/v1/access-changes` reads
-    /// them). Run it in one process only.
+    /// them). Among several processes on one log, the one holding the
+    /// part's lease writes them; the others follow its checkpoint.
     pub derived_feeds: bool,
     /// Events a Server-Sent Events client of the changes feed may fall
     /// behind the log before it is dropped (`event: dropped`).
     pub feed_buffer: usize,
+    /// How the parts that run in one process at a time (the consequence
+    /// worker, the sealer, the relay, the derived feeds) take, keep and
+    /// hand over their leases.
+    pub leases: shareledger_events::store::lease::LeaseOptions,
 }
 
 impl Default for GatewayOptions {
@@ -77,6 +82,7 @@ impl Default for GatewayOptions {
             relay: None,
             derived_feeds: true,
             feed_buffer: crate::live_feed::CAPACITY,
+            leases: Default::default(),
         }
     }
 }

@@ -9,6 +9,8 @@ use std::process::Output;
 use shareledger_tests::TestDb;
 use uuid::Uuid;
 
+pub mod service;
+
 /// One run of the binary: exit code, stdout and stderr.
 #[derive(Debug)]
 pub struct Run {

@@ -19,6 +19,7 @@ mod append;
 mod chain;
 mod error;
 mod history;
+pub mod lease;
 pub mod local_pg;
 mod subscription;
 pub mod supervise;

@@ -99,6 +99,22 @@ pub enum PartState {
     Failed,
     /// Stopped as asked (the process is shutting down).
     Stopped,
+    /// Another process holds the part's lease and runs it; this one follows
+    /// the holder's checkpoint in the database (see `store::lease`).
+    Standby,
+}
+
+/// A leased part's place in this process: it runs here, or it watches the
+/// process that does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum LeaseRole {
+    /// This process holds the lease: the part runs here.
+    Holder,
+    /// Another process holds it (or none does yet): this one waits to take
+    /// it over.
+    Standby,
 }
 
 /// A part's state, position and last fault, as of now.
@@ -113,15 +129,19 @@ pub struct PartStatus {
     pub restarts: u64,
     /// When `state` last changed.
     pub since: Instant,
-    /// When the part last read the log (or was told of a new event).
+    /// When the part last read the log (or was told of a new event), or,
+    /// for a standby, last read its holder's checkpoint.
     pub last_contact: Option<Instant>,
+    /// For a part that runs under a lease: whether this process holds it.
+    pub lease: Option<LeaseRole>,
 }
 
 impl PartStatus {
-    /// Whether the part is following and has heard from the log within
-    /// `max_silence` (a part that has not may be cut off without knowing).
+    /// Whether the part is following (or, as a standby, watching its
+    /// holder) and has heard from the log within `max_silence` (a part that
+    /// has not may be cut off without knowing).
     pub fn is_following(&self, max_silence: Duration) -> bool {
-        self.state == PartState::Following
+        matches!(self.state, PartState::Following | PartState::Standby)
             && self
                 .last_contact
                 .is_some_and(|at| at.elapsed() <= max_silence)
@@ -136,6 +156,7 @@ impl PartStatus {
             PartState::Retrying => "retrying",
             PartState::Failed => "failed",
             PartState::Stopped => "stopped",
+            PartState::Standby => "standby (another process runs it)",
         };
         match (&self.last_error, self.state) {
             (Some(e), PartState::Retrying | PartState::Failed) => format!("{state}: {e}"),
@@ -162,6 +183,7 @@ impl PartHealth {
             restarts: 0,
             since: Instant::now(),
             last_contact: None,
+            lease: None,
         });
         Self {
             name: Arc::from(name.into()),
@@ -248,6 +270,35 @@ impl PartHealth {
     /// The part stopped as asked.
     pub fn stopped(&self) {
         self.set(PartState::Stopped, None);
+    }
+
+    /// This process took the part's lease: it runs here from now on.
+    pub fn took_lease(&self) {
+        self.status.send_modify(|s| {
+            s.lease = Some(LeaseRole::Holder);
+            s.state = PartState::Starting;
+            s.since = Instant::now();
+        });
+    }
+
+    /// Another process holds the part's lease and has applied the log up to
+    /// `position` (which only moves forward here). Counts as contact.
+    pub fn standby(&self, position: u64) {
+        self.status.send_if_modified(|s| {
+            s.last_contact = Some(Instant::now());
+            let mut changed = s.lease != Some(LeaseRole::Standby);
+            s.lease = Some(LeaseRole::Standby);
+            if position > s.position {
+                s.position = position;
+                changed = true;
+            }
+            if s.state != PartState::Standby {
+                s.state = PartState::Standby;
+                s.since = Instant::now();
+                changed = true;
+            }
+            changed
+        });
     }
 }
 

@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use shareledger_events::store::supervise::supervise;
+use shareledger_events::store::lease::{lead, Standby, Watched};
+use shareledger_events::store::supervise::{supervise, PartHealth};
 use shareledger_events::store::SubscriptionOptions;
 use shareledger_events::RecordedEvent;
 use tokio::sync::watch;
@@ -59,7 +60,10 @@ impl Drop for Follower {
 }
 
 /// Runs [`follow`] again from the checkpoint after every transient fault
-/// (the database away, a connection cut), until it ends or fails for good.
+/// (the database away, a connection cut), until it ends or fails for good;
+/// with leases, only while this process holds the generation's lease, and
+/// as a standby reading the checkpoint meanwhile (see "Several processes"
+/// in the runtime's module documentation).
 pub(super) async fn follow_supervised(
     ctx: Arc<Ctx>,
     generation: u32,
@@ -67,12 +71,52 @@ pub(super) async fn follow_supervised(
 ) -> Result<FollowEnd, ProjectionError> {
     let ended = std::sync::Mutex::new(FollowEnd::Stopped);
     let (ctx, ended_ref, stop_ref) = (&ctx, &ended, &stop);
-    supervise(&ctx.health, stop.clone(), || async move {
+    let run = || async move {
         let end = follow(Arc::clone(ctx), generation, stop_ref.clone()).await?;
         *ended_ref.lock().unwrap_or_else(|p| p.into_inner()) = end;
         Ok::<(), ProjectionError>(())
-    })
-    .await?;
+    };
+    match &ctx.leases {
+        None => supervise(&ctx.health, stop.clone(), run).await?,
+        Some(leases) => {
+            let checkpoint = checkpoint_name(ctx.name, generation);
+            // The live generation's lease shows in the projection's health;
+            // a generation being built keeps its own.
+            let live = ctx.progress.borrow().live == Some(generation);
+            let health = if live {
+                ctx.health.clone()
+            } else {
+                PartHealth::new(checkpoint.clone(), 0)
+            };
+            let standby = Standby {
+                known_head: ctx.store.watch_known_head(),
+                catch_up: true,
+            };
+            let checkpoint = &checkpoint;
+            let watch = || async move {
+                match read_checkpoint(ctx.store.pool(), checkpoint).await? {
+                    Some(position) => {
+                        ctx.observe(generation, position);
+                        Ok(Watched::At(position))
+                    }
+                    None => {
+                        *ended_ref.lock().unwrap_or_else(|p| p.into_inner()) = FollowEnd::Retired;
+                        Ok(Watched::Gone)
+                    }
+                }
+            };
+            lead(
+                leases,
+                checkpoint,
+                &health,
+                stop.clone(),
+                run,
+                standby,
+                watch,
+            )
+            .await?
+        }
+    }
     Ok(ended.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 

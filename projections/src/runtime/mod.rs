@@ -85,6 +85,21 @@
 //! follows the new live generation. Meanwhile the views already show the
 //! new generation, which is at least as far as the dropped one was.
 //!
+//! # Several processes
+//!
+//! The row lock above keeps a generation's tables exact whatever number of
+//! processes follow it. Started with leases
+//! ([`ProjectionRuntime::start_leased`], as the service does), only one
+//! process applies the log to each generation: the holder of the lease
+//! named after the generation's checkpoint (`shareledger_events::store::lease`).
+//! The others are standbys: they read the checkpoint (at once when their
+//! process learns of a new head, then every few milliseconds until the
+//! holder has applied it) and publish it as their position, so waits for a
+//! consistency token and freshness checks answer on every process, and the
+//! standby's health says `standby`. A standby never switches: the holder of
+//! the generation being built does. When a holder dies, a standby takes its
+//! lease and follows from the checkpoint.
+//!
 //! # Position and lag
 //!
 //! [`ProjectionRuntime::status`] reads the registry and the checkpoints
@@ -138,6 +153,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use shareledger_events::store::lease::Leases;
 use shareledger_events::store::supervise::{Freshness, NotFresh, PartHealth};
 use shareledger_events::store::{PgEventStore, SubscriptionOptions};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -242,6 +258,19 @@ impl ProjectionRuntime {
         projections: Vec<Arc<dyn SqlProjection>>,
         options: RuntimeOptions,
     ) -> Result<Self, ProjectionError> {
+        Self::start_leased(store, projections, options, None).await
+    }
+
+    /// As [`ProjectionRuntime::start`], and with `leases`, each generation's
+    /// follower runs under the lease named after its checkpoint: among
+    /// several processes on one log, one applies the log to a generation and
+    /// the others follow its checkpoint (see "Several processes").
+    pub async fn start_leased(
+        store: PgEventStore,
+        projections: Vec<Arc<dyn SqlProjection>>,
+        options: RuntimeOptions,
+        leases: Option<Leases>,
+    ) -> Result<Self, ProjectionError> {
         validate(&projections)?;
         let options = RuntimeOptions {
             batch_size: options.batch_size.max(1),
@@ -259,6 +288,7 @@ impl ProjectionRuntime {
                 options,
                 progress,
                 health: PartHealth::new(name, 0),
+                leases: leases.clone(),
             });
             let registry = register(&ctx, false).await?;
             supervisors.push(Supervisor {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use shareledger_events::store::lease::Leases;
 use shareledger_events::store::supervise::PartHealth;
 use shareledger_events::store::PgEventStore;
 use tokio::sync::watch;
@@ -26,6 +27,9 @@ pub(super) struct Ctx {
     /// generation's position and contact with the log, and the faults of
     /// any of its tasks.
     pub(super) health: PartHealth,
+    /// This process's lease session, when generations are followed under
+    /// leases (several processes on one log).
+    pub(super) leases: Option<Leases>,
 }
 
 impl Ctx {
@@ -46,6 +50,25 @@ impl Ctx {
             let changed = next != *current;
             *current = next;
             changed
+        });
+    }
+}
+
+impl Ctx {
+    /// Records that another process (the lease's holder) has committed
+    /// generation `generation` up to `position`: for waiters only (the
+    /// health is the lease's to set, and a standby never switches).
+    pub(super) fn observe(&self, generation: u32, position: u64) {
+        self.progress.send_if_modified(|p| {
+            let Some(current) = p.positions.get_mut(&generation) else {
+                return false;
+            };
+            if position <= current.position {
+                return false;
+            }
+            current.position = position;
+            current.at_head = false;
+            true
         });
     }
 }
