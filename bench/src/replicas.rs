@@ -20,8 +20,13 @@
 //!   than once; `chain`: the integrity chain verified and sealed to the
 //!   head. `ratio` = `failover_s` over its goal (10 s): at most 1 meets it.
 //!
-//! Snapshots of the index (issue 19's `replicas_snapshot`) are not built:
-//! no line for them.
+//! * `replicas_snapshot`: the access bench's generated world (about 2.1
+//!   million events; `--quick`: about 100,000) appended and sealed; the
+//!   access index started by replaying the whole log (`LiveAccess::start`)
+//!   against started from a snapshot of it (`LiveAccess::start_from_snapshot`:
+//!   the row read, checked against the chain, decoded, then the log after
+//!   it, here none). `ratio` = replay time over snapshot start time. Goal:
+//!   at least 5.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -140,7 +145,72 @@ async fn binary() -> anyhow::Result<PathBuf> {
 pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
     let binary = binary().await?;
     load(&binary, args).await?;
-    failover(&binary, args).await
+    failover(&binary, args).await?;
+    snapshot_start(args).await
+}
+
+/// `replicas_snapshot`.
+async fn snapshot_start(args: CommonArgs) -> anyhow::Result<()> {
+    use crate::access::{load, world};
+    use shareledger_events::store::{Sealer, SealerOptions};
+    use shareledger_projections::access::{snapshot, LiveAccess, LiveOptions};
+    let sizes = world::Sizes::new(args.quick);
+    progress("replicas_snapshot: generating the access bench's world");
+    let (world, phases) = world::generate(&sizes, world::SEED);
+    let world = Arc::new(world);
+    let db = TestDb::with_pool_size(12).await;
+    let store = db.store();
+    let written = load::append_phases(&store, &world, phases).await?;
+    progress(&format!(
+        "replicas_snapshot: sealing {} events",
+        written.events
+    ));
+    let sealer = Sealer::new(store.clone(), SealerOptions::default());
+    while sealer.seal_pending(20_000).await? > 0 {}
+    crate::report::quiesce(db.pool()).await;
+
+    progress("replicas_snapshot: starting the index by replaying the log");
+    let started = Instant::now();
+    let (live, task) = LiveAccess::start(store.clone(), LiveOptions::default()).await?;
+    let replay = started.elapsed();
+    let head = live.position();
+    let started = Instant::now();
+    let saved = snapshot::save(&store, live.copy()).await?;
+    let write = started.elapsed();
+    anyhow::ensure!(
+        saved == Some(head),
+        "the snapshot was not written at {head}"
+    );
+    live.stop();
+    task.await??;
+    drop(live);
+    let bytes: i32 = sqlx::query_scalar("SELECT octet_length(data) FROM sl_index_snapshots")
+        .fetch_one(db.pool())
+        .await?;
+
+    progress("replicas_snapshot: starting the index from the snapshot");
+    let started = Instant::now();
+    let (live, task) =
+        LiveAccess::start_from_snapshot(store.clone(), LiveOptions::default()).await?;
+    let from_snapshot = started.elapsed();
+    anyhow::ensure!(
+        live.started_from() == head && live.position() == head,
+        "the index did not start from the snapshot"
+    );
+    anyhow::ensure!(
+        live.read().sizes().placements == world.placements(),
+        "the index from the snapshot holds other placements than the world"
+    );
+    live.stop();
+    task.await??;
+    Line::new("replicas_snapshot")
+        .text("events", head)
+        .text("snapshot_bytes", bytes)
+        .ms("replay_s", replay.as_secs_f64())
+        .ms("snapshot_start_s", from_snapshot.as_secs_f64())
+        .ms("snapshot_write_s", write.as_secs_f64())
+        .ratio(replay.as_secs_f64(), from_snapshot.as_secs_f64());
+    Ok(())
 }
 
 /// `replicas_load`.

@@ -119,14 +119,26 @@ enum Command {
         /// Also relay the log to NATS JetStream at this URL (stream
         /// SHARELEDGER, subjects shareledger.events.*), as `shareledger
         /// relay` does; `/ready` and `/metrics` then report it as the part
-        /// `relay`. Run it in one process only.
+        /// `relay`. Among several processes on one database, the one
+        /// holding the relay's lease relays.
         #[arg(long, env = "SHARELEDGER_RELAY_NATS_URL")]
         relay_nats_url: Option<String>,
         /// Do not write the derived feeds (access changes, notifications)
         /// in this process: `/v1/access-changes` then answers 503, and a
-        /// relay delivers none. Write them in one process only.
+        /// relay delivers none. (Among several processes on one database,
+        /// the one holding the feeds' lease writes them.)
         #[arg(long, env = "SHARELEDGER_NO_DERIVED_FEEDS")]
         no_derived_feeds: bool,
+        /// Write a snapshot of the access index every this many events (in
+        /// the one process holding the `index_snapshot` lease), for new
+        /// processes to start from instead of replaying the whole log; 0
+        /// writes none (a process still starts from a stored one).
+        #[arg(
+            long,
+            env = "SHARELEDGER_INDEX_SNAPSHOT_EVERY",
+            default_value_t = 100_000
+        )]
+        index_snapshot_every: u64,
     },
     /// Issue, list or revoke API tokens.
     #[command(subcommand)]
@@ -421,6 +433,7 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
             no_history_archive,
             relay_nats_url,
             no_derived_feeds,
+            index_snapshot_every,
             ..
         } => {
             let options = GatewayOptions {
@@ -439,6 +452,12 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
                     }
                 }),
                 derived_feeds: !*no_derived_feeds,
+                index_snapshots: (*index_snapshot_every > 0).then(|| {
+                    shareledger_projections::access::snapshot::SnapshotOptions {
+                        every: *index_snapshot_every,
+                        ..Default::default()
+                    }
+                }),
                 ..GatewayOptions::default()
             };
             let server = Server::start(pool.clone(), *listen, options)

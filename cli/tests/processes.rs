@@ -145,6 +145,90 @@ async fn three_processes_run_each_leased_part_once_and_read_each_others_writes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_process_starts_from_the_index_snapshot_another_wrote_and_reads_the_rest() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let db = TestDb::new().await;
+    let client = client();
+    let every = ["--index-snapshot-every", "20"];
+    let first = Service::start_with(&db, &every).await;
+    first.wait_ready(&client).await;
+    let operator = token(&db, TokenKind::Operator, None, None).await;
+    let site = Uuid::new_v4();
+    must(
+        &client,
+        &first,
+        &operator,
+        "RegisterSite",
+        json!({"site_id": site, "code": "SNAP", "name": "Snapshots", "seat_limit": 1000}),
+    )
+    .await;
+    let mut users = Vec::new();
+    for n in 0..30 {
+        let user = Uuid::new_v4();
+        must(&client, &first, &operator, "AddUser",
+            json!({"site_id": site, "user_id": user, "username": format!("u{n}@snap.example"), "name": format!("User {n}"), "role": "presenter"})).await;
+        users.push(user);
+    }
+    // The snapshot, once the sealer has sealed that far (written every 5 s
+    // at most).
+    let started = Instant::now();
+    let stored = loop {
+        let stored: Option<i64> = sqlx::query_scalar("SELECT position FROM sl_index_snapshots")
+            .fetch_optional(db.pool())
+            .await
+            .unwrap();
+        if let Some(stored) = stored {
+            break stored as u64;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no snapshot written"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // More writes after it, then a new process.
+    let last = Uuid::new_v4();
+    let position = must(&client, &first, &operator, "AddUser",
+        json!({"site_id": site, "user_id": last, "username": "last@snap.example", "name": "Last", "role": "presenter"})).await;
+    users.push(last);
+    let second = Service::start_with(&db, &every).await;
+    second.wait_ready(&client).await;
+    let status: Value = client
+        .get(format!("{}/v1/log/status", second.url))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let from = status["access_started_from"].as_u64().expect("a position");
+    assert!(
+        from >= stored && from > 0,
+        "started from {from}, stored {stored}: {status}"
+    );
+    for user in users {
+        let answer = client
+            .get(format!(
+                "{}/v1/access/lookup?user_id={user}&min_position={position}",
+                second.url
+            ))
+            .bearer_auth(&operator)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status().as_u16(),
+            200,
+            "{}",
+            answer.text().await.unwrap()
+        );
+    }
+    first.kill_9().await;
+    second.kill_9().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_the_lease_holder_hands_its_parts_over_and_applies_each_consequence_once() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let db = TestDb::new().await;

@@ -182,6 +182,9 @@ pub struct LogStatusAnswer {
     pub last_recorded_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Where the access index is.
     pub access_position: u64,
+    /// The position of the index snapshot this process's access index
+    /// started from (0: it replayed the whole log).
+    pub access_started_from: u64,
 }
 
 /// `GET /v1/log/status`: for auditors and operators.
@@ -203,6 +206,7 @@ pub async fn log_status(
         streams: status.streams,
         last_recorded_at: status.last_recorded_at,
         access_position: state.access().position(),
+        access_started_from: state.access().started_from(),
     }))
 }
 

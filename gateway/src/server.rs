@@ -15,7 +15,7 @@ use shareledger_commands::{ConsequenceWorker, Service};
 use shareledger_events::store::lease::{lead, Leases, Standby, Watched};
 use shareledger_events::store::supervise::PartHealth;
 use shareledger_events::store::{PgEventStore, Sealer, SealerOptions};
-use shareledger_projections::access::{LiveAccess, LiveOptions};
+use shareledger_projections::access::{snapshot, LiveAccess, LiveOptions};
 use shareledger_projections::history::{History, LiveArchive};
 use shareledger_projections::read_models;
 use shareledger_projections::runtime::{ProjectionRuntime, RuntimeOptions};
@@ -51,6 +51,7 @@ pub struct Server {
     sealer: JoinHandle<()>,
     relay: Option<JoinHandle<()>>,
     derived: Option<JoinHandle<()>>,
+    snapshots: Option<JoinHandle<()>>,
     access_task: JoinHandle<Result<(), shareledger_projections::ProjectionError>>,
     archive: Option<(
         LiveArchive,
@@ -113,7 +114,28 @@ impl Server {
             max_silence: options.freshness.max_silence,
             ..LiveOptions::default()
         };
-        let (access, access_task) = LiveAccess::start(store.clone(), live_options).await?;
+        let (access, access_task) =
+            LiveAccess::start_from_snapshot(store.clone(), live_options).await?;
+        let snapshots = options.index_snapshots.map(|every| {
+            // Snapshots of the index for the next processes to start from:
+            // one process writes them (not a part of `/ready`: its
+            // position moves only every `every` events).
+            let health = PartHealth::new("index_snapshot", 0);
+            let (store, watched, live, writing) =
+                (store.clone(), store.clone(), access.clone(), health.clone());
+            leased.spawn(
+                health,
+                false,
+                move || {
+                    let (store, live, health) = (store.clone(), live.clone(), writing.clone());
+                    async move { snapshot::keep_writing(&store, &live, &health, every).await }
+                },
+                move || {
+                    let store = watched.clone();
+                    async move { snapshot::stored_position(&store).await.map(Watched::At) }
+                },
+            )
+        });
         let archive = if options.history_archive {
             Some(LiveArchive::start(store.clone(), LiveOptions::default().page_size).await?)
         } else {
@@ -210,6 +232,7 @@ impl Server {
             sealer,
             relay,
             derived,
+            snapshots,
             access_task,
             archive,
             runtime,
@@ -242,6 +265,7 @@ impl Server {
             sealer,
             relay,
             derived,
+            snapshots,
             access_task,
             archive,
             runtime,
@@ -272,6 +296,9 @@ impl Server {
         }
         if let Some(derived) = derived {
             let _ = derived.await;
+        }
+        if let Some(snapshots) = snapshots {
+            let _ = snapshots.await;
         }
         let _ = access_task.await;
         if let Some((archive, task)) = archive {

@@ -65,6 +65,10 @@ pub struct GatewayOptions {
     /// worker, the sealer, the relay, the derived feeds) take, keep and
     /// hand over their leases.
     pub leases: shareledger_events::store::lease::LeaseOptions,
+    /// Write snapshots of the access index for new processes to start from
+    /// (in the one process holding the `index_snapshot` lease); `None`:
+    /// this process writes none (it still starts from one).
+    pub index_snapshots: Option<shareledger_projections::access::snapshot::SnapshotOptions>,
 }
 
 impl Default for GatewayOptions {
@@ -83,6 +87,7 @@ impl Default for GatewayOptions {
             derived_feeds: true,
             feed_buffer: crate::live_feed::CAPACITY,
             leases: Default::default(),
+            index_snapshots: Some(Default::default()),
         }
     }
 }

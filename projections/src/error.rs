@@ -26,6 +26,9 @@ pub enum ProjectionError {
     /// Events were applied out of global order.
     #[error("event at position {position} applied after position {applied}")]
     OutOfOrder { position: u64, applied: u64 },
+    /// An index snapshot could not be encoded or decoded.
+    #[error("index snapshot: {0}")]
+    Snapshot(String),
     /// The access index did not load the log in time.
     #[error("the access index did not load: {0}")]
     NotLoaded(String),

@@ -1940,6 +1940,10 @@ async fn run_checked(ops: Vec<Op>, all_accepted: bool) -> Result<(), TestCaseErr
     let mut boundaries: Vec<u64> = Vec::new();
     let prologue = prologue();
     let steps = prologue.len();
+    // A snapshot of the index halfway (issue 19): decoded and brought up to
+    // the head from the log after it, it must answer as the index does.
+    let halfway = (steps + ops.len()) / 2;
+    let mut snapshot: Option<(Vec<u8>, u64)> = None;
     for (n, op) in prologue.iter().chain(&ops).enumerate() {
         let resolved = world
             .resolve(op, &now)
@@ -1952,6 +1956,11 @@ async fn run_checked(ops: Vec<Op>, all_accepted: bool) -> Result<(), TestCaseErr
         tracked.catch_up(&store, &world).await?;
         if boundaries.last() != Some(&applied) {
             boundaries.push(applied);
+        }
+        if n == halfway {
+            let bytes = shareledger_projections::access::snapshot::encode(&index)
+                .expect("the index encodes");
+            snapshot = Some((bytes, applied));
         }
         let oracle = Oracle::read(&store).await;
         let diffs = compare(&world, &index, &oracle);
@@ -1975,6 +1984,20 @@ async fn run_checked(ops: Vec<Op>, all_accepted: bool) -> Result<(), TestCaseErr
                 describe(&world, &now)
             )));
         }
+    }
+    if let Some((bytes, at)) = snapshot {
+        let mut restored = shareledger_projections::access::snapshot::decode(&bytes)
+            .expect("the snapshot decodes");
+        prop_assert_eq!(restored.position(), at);
+        catch_up(&mut restored, &store, at).await?;
+        let diffs = compare(&world, &restored, &now);
+        prop_assert!(
+            diffs.is_empty(),
+            "the index from the snapshot at {} brought to {} disagrees with the oracle:\n  {}",
+            at,
+            applied,
+            diffs.join("\n  ")
+        );
     }
     // As of past positions (issue 5's time travel): the history's answers
     // equal the oracle folded from the log's prefix.

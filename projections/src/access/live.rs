@@ -70,6 +70,9 @@ pub struct LiveAccess {
     health: PartHealth,
     options: LiveOptions,
     stop: Arc<watch::Sender<bool>>,
+    /// The position of the snapshot the index started from (0: the whole
+    /// log was replayed).
+    started_from: u64,
 }
 
 impl LiveAccess {
@@ -82,9 +85,40 @@ impl LiveAccess {
         store: PgEventStore,
         options: LiveOptions,
     ) -> Result<(Self, JoinHandle<Result<(), ProjectionError>>), ProjectionError> {
+        Self::start_from(store, options, AccessIndex::new()).await
+    }
+
+    /// As [`LiveAccess::start`], from the newest index snapshot the
+    /// integrity chain vouches for (`super::snapshot`), reading the log only
+    /// after it; from the whole log when there is none.
+    pub async fn start_from_snapshot(
+        store: PgEventStore,
+        options: LiveOptions,
+    ) -> Result<(Self, JoinHandle<Result<(), ProjectionError>>), ProjectionError> {
+        let initial = match super::snapshot::load(&store).await? {
+            Some(index) => {
+                tracing::info!(
+                    position = index.position(),
+                    "access index loaded from a snapshot"
+                );
+                index
+            }
+            None => AccessIndex::new(),
+        };
+        Self::start_from(store, options, initial).await
+    }
+
+    /// Starts from `initial` (an empty index, or a snapshot at its
+    /// position) and applies the log after it.
+    async fn start_from(
+        store: PgEventStore,
+        options: LiveOptions,
+        initial: AccessIndex,
+    ) -> Result<(Self, JoinHandle<Result<(), ProjectionError>>), ProjectionError> {
         let head = store.head_position().await?;
-        let index = Arc::new(RwLock::new(AccessIndex::new()));
-        let health = PartHealth::new("access_index", 0);
+        let started_from = initial.position();
+        let health = PartHealth::new("access_index", started_from);
+        let index = Arc::new(RwLock::new(initial));
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = {
             let (store, health, index) = (store.clone(), health.clone(), Arc::clone(&index));
@@ -108,6 +142,7 @@ impl LiveAccess {
             health,
             options,
             stop: Arc::new(stop_tx),
+            started_from,
         };
         match live.wait_for(head, options.load_timeout).await {
             Ok(()) => {
@@ -138,6 +173,12 @@ impl LiveAccess {
         self.health.position()
     }
 
+    /// The position of the snapshot the index started from; 0 when it
+    /// replayed the whole log.
+    pub fn started_from(&self) -> u64 {
+        self.started_from
+    }
+
     /// The follower's health (state, position, last fault), for `/ready`.
     pub fn health(&self) -> &PartHealth {
         &self.health
@@ -146,6 +187,12 @@ impl LiveAccess {
     /// Asks the follower to stop after the event it is applying.
     pub fn stop(&self) {
         self.stop.send_replace(true);
+    }
+
+    /// A copy of the index as it is now (for a snapshot): taken under the
+    /// read lock, which the follower waits for meanwhile.
+    pub fn copy(&self) -> AccessIndex {
+        self.read().compacted()
     }
 
     /// The index as it is now, however fresh. Do not hold the guard across

@@ -13,6 +13,7 @@ mod explain;
 mod facts;
 mod index;
 mod live;
+pub mod snapshot;
 
 pub use changes::{ChangeKind, EventAccessChange};
 pub use explain::{Explanation, Fact, Missing, Path, Step};

@@ -62,7 +62,7 @@ pub(super) type ShowsOn = SmallVec<[ScorecardId; 1]>;
 /// An index into [`AccessIndex::events`]: the event that established a fact.
 pub(super) type Prov = u32;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct SiteInfo {
     pub code: SiteCode,
     pub name: Name,
@@ -84,7 +84,7 @@ pub(super) struct SiteInfo {
 }
 
 /// A target in its site's `targets`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct TargetInfo {
     pub kind: TargetKind,
     /// For an object: whether it shows on a scorecard (its `shows_on` is
@@ -92,7 +92,7 @@ pub(super) struct TargetInfo {
     pub shown: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct UserInfo {
     pub site: SiteId,
     pub username: Username,
@@ -132,7 +132,7 @@ fn flag_bit(flag: PermissionFlag) -> u64 {
     1u64 << (flag as u32)
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct ScorecardInfo {
     pub site: SiteId,
     pub name: Name,
@@ -145,7 +145,7 @@ pub(super) struct ScorecardInfo {
     pub shows: BTreeMap<ObjectId, ObjectKind>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct ObjectInfo {
     pub site: SiteId,
     pub kind: ObjectKind,
@@ -161,7 +161,7 @@ pub(super) struct ObjectInfo {
     pub ever_related: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct LinkInfo {
     pub active: bool,
     /// The event that activated (or last changed) the link.
@@ -170,13 +170,13 @@ pub(super) struct LinkInfo {
     pub shared: FxHashMap<ScorecardId, Prov>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) enum RelTarget {
     Scorecard(ScorecardId),
     Aggregation(ObjectId),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub(super) struct RelInfo {
     pub site: SiteId,
     pub object: ObjectId,
@@ -192,7 +192,7 @@ pub(super) struct RelInfo {
 /// [`AccessIndex::apply`]; ask with [`AccessIndex::level`],
 /// [`AccessIndex::lookup`], [`AccessIndex::viewers`] and
 /// [`AccessIndex::explain`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct AccessIndex {
     position: u64,
     pub(super) events: Vec<EventRef>,
