@@ -114,9 +114,13 @@ impl Process {
     }
 }
 
-/// The release binary beside this one, built first with the cargo that
-/// runs the bench (`cargo run` sets `CARGO`).
+/// The `shareledger` binary to run: `SHARELEDGER_BIN` when set, else the
+/// release binary beside this one, built first with the cargo that runs the
+/// bench (`cargo run` sets `CARGO`).
 async fn binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("SHARELEDGER_BIN") {
+        return Ok(PathBuf::from(path));
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     progress("replicas: building the release binary (cargo build --release -p shareledger)");
     let built = tokio::process::Command::new(cargo)

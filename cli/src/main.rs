@@ -589,8 +589,9 @@ async fn relay(
     status: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    use shareledger_events::store::supervise::{supervise, PartHealth};
-    let relay = shareledger_projections::relay::Relay::new(store, config.clone());
+    use shareledger_events::store::lease::{lead, LeaseOptions, Leases, Watched};
+    use shareledger_events::store::supervise::PartHealth;
+    let relay = shareledger_projections::relay::Relay::new(store.clone(), config.clone());
     if let Some(position) = from {
         relay.reset_checkpoint(position).await?;
     }
@@ -623,13 +624,27 @@ async fn relay(
         let _ = stop_tx.send(true);
     });
     eprintln!(
-        "relaying the log to {} (stream {}, subjects {}.events.*); Ctrl-C stops",
+        "relaying the log to {} (stream {}, subjects {}.events.*), or standing by while another process holds the relay's lease; Ctrl-C stops",
         config.nats_url, config.stream, config.prefix
     );
-    supervise(&health, stop_rx, || {
-        let relay = relay.clone();
-        async move { relay.run(None).await.map(|_| ()) }
-    })
+    // The same lease as a `serve --relay-nats-url`: one relay at a time
+    // on a database; this one waits as a standby while another relays.
+    let leases = Leases::new(store.pool(), LeaseOptions::default());
+    let watched = relay.clone();
+    lead(
+        &leases,
+        "relay",
+        &health,
+        stop_rx,
+        || {
+            let relay = relay.clone();
+            async move { relay.run(None).await.map(|_| ()) }
+        },
+        || {
+            let relay = watched.clone();
+            async move { relay.checkpoint().await.map(Watched::At) }
+        },
+    )
     .await
     .map_err(|e| anyhow::anyhow!("the relay stopped: {e}"))
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shareledger_events::store::lease::{lead, LeaseOptions, Leases, Standby, Watched};
+use shareledger_events::store::lease::{lead, LeaseOptions, Leases, Watched};
 use shareledger_events::store::supervise::{LeaseRole, PartHealth, PartState};
 use shareledger_tests::TestDb;
 use tokio::sync::watch;
@@ -82,7 +82,6 @@ async fn a_part_runs_in_one_process_and_moves_to_the_standby_when_its_holder_goe
     let checkpoint = Arc::new(AtomicU64::new(0));
     let runs = Arc::new(AtomicU64::new(0));
     let (stop, _) = watch::channel(false);
-    let (_head, known_head) = watch::channel(0u64);
     let start = |leases: Leases, health: PartHealth| {
         let (checkpoint, watched, runs) = (
             Arc::clone(&checkpoint),
@@ -90,10 +89,6 @@ async fn a_part_runs_in_one_process_and_moves_to_the_standby_when_its_holder_goe
             Arc::clone(&runs),
         );
         let stop = stop.subscribe();
-        let standby = Standby {
-            known_head: known_head.clone(),
-            catch_up: false,
-        };
         let part = health.clone();
         tokio::spawn(async move {
             lead(
@@ -116,7 +111,6 @@ async fn a_part_runs_in_one_process_and_moves_to_the_standby_when_its_holder_goe
                         Ok::<(), sqlx::Error>(())
                     }
                 },
-                standby,
                 move || {
                     let watched = Arc::clone(&watched);
                     async move { Ok::<_, sqlx::Error>(Watched::At(watched.load(Ordering::SeqCst))) }

@@ -140,6 +140,8 @@ pub async fn access_changes(
     let read = || rows::access_changes(state.store(), from, site, user, limit);
     let (mut changes, mut head) = read().await?;
     if changes.is_empty() && head <= from.position && !wait.is_zero() {
+        // On a standby process this wakes when the standby next reads the
+        // writer's checkpoint (within `LeaseOptions::poll`).
         let mut status = writer.subscribe();
         let _ = tokio::time::timeout(wait, status.wait_for(|s| s.position > from.position)).await;
         (changes, head) = read().await?;

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use shareledger_commands::{ConsequenceWorker, Service};
-use shareledger_events::store::lease::{lead, Leases, Standby, Watched};
+use shareledger_events::store::lease::{lead, Leases, Watched};
 use shareledger_events::store::supervise::PartHealth;
 use shareledger_events::store::{PgEventStore, Sealer, SealerOptions};
 use shareledger_projections::access::{snapshot, LiveAccess, LiveOptions};
@@ -76,14 +76,12 @@ impl Server {
         let leased = Leased {
             leases: leases.clone(),
             stop: stop.clone(),
-            known_head: store.watch_known_head(),
         };
         let worker_health = PartHealth::new("consequences", 0);
         let worker = ConsequenceWorker::new(service.clone()).reporting_to(worker_health.clone());
         let watched = worker.clone();
         let worker = leased.spawn(
             worker_health.clone(),
-            false,
             move || {
                 let worker = worker.clone();
                 async move { worker.run(None).await.map(|_| ()) }
@@ -99,7 +97,6 @@ impl Server {
         let watched = sealer.clone();
         let sealer = leased.spawn(
             sealer_health.clone(),
-            false,
             move || {
                 let sealer = sealer.clone();
                 async move { sealer.follow().await }
@@ -125,7 +122,6 @@ impl Server {
                 (store.clone(), store.clone(), access.clone(), health.clone());
             leased.spawn(
                 health,
-                false,
                 move || {
                     let (store, live, health) = (store.clone(), live.clone(), writing.clone());
                     async move { snapshot::keep_writing(&store, &live, &health, every).await }
@@ -163,7 +159,6 @@ impl Server {
             let watched = relay.clone();
             leased.spawn(
                 health,
-                false,
                 move || {
                     let relay = relay.clone();
                     async move { relay.run(None).await.map(|_| ()) }
@@ -183,10 +178,8 @@ impl Server {
             let feeds = shareledger_projections::derived::DerivedFeeds::new(store.clone())
                 .reporting_to(health.clone());
             let watched = feeds.clone();
-            // Answers wait on this part's position (`/v1/access-changes`).
             leased.spawn(
                 health,
-                true,
                 move || {
                     let feeds = feeds.clone();
                     async move { feeds.run(None).await.map(|_| ()) }
@@ -309,12 +302,11 @@ impl Server {
     }
 }
 
-/// What every leased part of this process shares: the lease session, the
-/// stop signal and the head of the log this process knows of.
+/// What every leased part of this process shares: the lease session and
+/// the stop signal.
 struct Leased {
     leases: Leases,
     stop: watch::Sender<bool>,
-    known_head: watch::Receiver<u64>,
 }
 
 impl Leased {
@@ -322,15 +314,8 @@ impl Leased {
     /// task of its own, until the service stops or a permanent fault
     /// (logged, and shown as failed in the part's health: `/ready` then
     /// says no). While another process holds the lease, `watch` reads the
-    /// holder's checkpoint; `catch_up` when answers wait on the part's
-    /// position (see [`Standby::catch_up`]).
-    fn spawn<E, F, Fut, W, WFut>(
-        &self,
-        health: PartHealth,
-        catch_up: bool,
-        run: F,
-        watch: W,
-    ) -> JoinHandle<()>
+    /// holder's checkpoint.
+    fn spawn<E, F, Fut, W, WFut>(&self, health: PartHealth, run: F, watch: W) -> JoinHandle<()>
     where
         E: shareledger_events::store::supervise::Fault + std::fmt::Display + Send + 'static,
         F: FnMut() -> Fut + Send + 'static,
@@ -340,13 +325,9 @@ impl Leased {
     {
         let leases = self.leases.clone();
         let stop = self.stop.subscribe();
-        let standby = Standby {
-            known_head: self.known_head.clone(),
-            catch_up,
-        };
         tokio::spawn(async move {
             let name = health.name().to_owned();
-            if lead(&leases, &name, &health, stop, run, standby, watch)
+            if lead(&leases, &name, &health, stop, run, watch)
                 .await
                 .is_ok()
             {

@@ -27,11 +27,11 @@
 //!   checkpoint in the database, so that meeting does nothing twice).
 //!
 //! [`lead`] runs a part under its lease: while another process holds it the
-//! part is a *standby* ([`PartState::Standby`]) that follows the holder's
-//! checkpoint in the database, so `/ready`, `/metrics` and the answers that
-//! wait on the part see where the part is, whoever runs it; when the lease
-//! is free it takes it and runs the part from the checkpoint, under
-//! [`supervise`].
+//! part is a *standby* ([`super::supervise::PartState::Standby`]) that
+//! follows the holder's checkpoint in the database, so `/ready`, `/metrics`
+//! and the answers that wait on the part see where the part is, whoever
+//! runs it; when the lease is free it takes it and runs the part from the
+//! checkpoint, under [`supervise`].
 
 use std::collections::BTreeSet;
 use std::fmt::Display;
@@ -51,6 +51,9 @@ use super::supervise::{backoff, supervise, Fault, PartHealth};
 /// "SLEA").
 const LEASE_CLASS: i32 = 0x534C_4541;
 
+/// The longest a lease session may take to connect.
+const CONNECT_BOUND: Duration = Duration::from_secs(10);
+
 /// How leases are taken, kept and noticed lost.
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseOptions {
@@ -63,9 +66,9 @@ pub struct LeaseOptions {
     /// How long the server lets a silent lease session be before probing it
     /// (then three probes one second apart end it).
     pub keepalive_idle: Duration,
-    /// While a standby's holder is behind the head this process knows of,
-    /// how often it reads the holder's position again (only for parts whose
-    /// position answers wait on: see [`Standby::catch_up`]).
+    /// While someone in this process waits for a standby part to reach a
+    /// position its holder has not ([`PartHealth::want`]), how often the
+    /// standby reads the holder's position again.
     pub catch_up: Duration,
 }
 
@@ -168,10 +171,16 @@ impl Leases {
             return Ok(None);
         }
         let bound = self.inner.options.heartbeat;
+        if session.connection.is_none() {
+            let connected = tokio::time::timeout(
+                CONNECT_BOUND,
+                PgConnection::connect_with(&self.inner.connect),
+            )
+            .await
+            .map_err(|_| LeaseError::Timeout(CONNECT_BOUND.as_millis()))?;
+            session.connection = Some(connected?);
+        }
         let taken = tokio::time::timeout(bound, async {
-            if session.connection.is_none() {
-                session.connection = Some(PgConnection::connect_with(&self.inner.connect).await?);
-            }
             let connection = session.connection.as_mut().expect("connected above");
             sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1, $2)")
                 .bind(LEASE_CLASS)
@@ -298,24 +307,17 @@ pub enum Watched {
     Gone,
 }
 
-/// How a standby follows its holder.
-#[derive(Debug, Clone)]
-pub struct Standby {
-    /// The head of the log this process knows of.
-    pub known_head: watch::Receiver<u64>,
-    /// Whether answers wait on this part's position (then, while the holder
-    /// is behind the known head, the standby reads it again every
-    /// [`LeaseOptions::catch_up`] instead of every [`LeaseOptions::poll`]).
-    pub catch_up: bool,
-}
-
 /// Runs a part under lease `name` until `stop` is set, the part ends well,
 /// or it fails for good (see [`supervise`]).
 ///
 /// While another process holds the lease, `watch` reads the part's position
 /// in the database (the holder's checkpoint) and the part's health shows it
-/// as a standby there. When the lease is free, this process takes it and
-/// runs `run` from the checkpoint under [`supervise`]; if the lease is lost
+/// as a standby there: every [`LeaseOptions::poll`], and every
+/// [`LeaseOptions::catch_up`] while someone waits for a position the holder
+/// has not reached ([`PartHealth::want`]: freshness checks and consistency
+/// tokens do), so that a standby costs a query per poll when nobody asks.
+/// When the lease is free, this process takes it and runs `run` from the
+/// checkpoint under [`supervise`]; if the lease is lost
 /// (the lease session ended), the run is dropped at once and the part is a
 /// standby again. Faults of the lease session are transient: they show in
 /// the health as retrying, and the part tries again after a backoff.
@@ -325,7 +327,6 @@ pub async fn lead<E, F, Fut, W, WFut>(
     health: &PartHealth,
     mut stop: watch::Receiver<bool>,
     mut run: F,
-    mut standby: Standby,
     mut watch: W,
 ) -> Result<(), E>
 where
@@ -336,6 +337,7 @@ where
     WFut: Future<Output = Result<Watched, E>>,
 {
     let options = leases.options();
+    let mut demand = health.demand();
     let mut delays = backoff();
     let mut next_try = Instant::now();
     loop {
@@ -382,10 +384,10 @@ where
             }
         }
         // A standby: where is the holder?
-        let behind = match watch().await {
+        let wanted = match watch().await {
             Ok(Watched::At(position)) => {
                 health.standby(position);
-                *standby.known_head.borrow_and_update() > position
+                *demand.borrow_and_update() > position
             }
             Ok(Watched::Gone) => return Ok(()),
             Err(e) => {
@@ -394,7 +396,7 @@ where
             }
         };
         let until_try = next_try.saturating_duration_since(Instant::now());
-        let pause = if behind && standby.catch_up {
+        let pause = if wanted {
             options.catch_up.min(until_try)
         } else {
             until_try
@@ -402,8 +404,9 @@ where
         tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => return Ok(()),
-            // A new head: read where the holder is (without trying the lease).
-            _ = standby.known_head.changed(), if standby.catch_up && !behind => {}
+            // Someone waits for a new position: read where the holder is
+            // (without trying the lease).
+            _ = demand.changed(), if !wanted => {}
             () = tokio::time::sleep(pause) => {}
         }
     }

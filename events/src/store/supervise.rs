@@ -171,6 +171,10 @@ impl PartStatus {
 pub struct PartHealth {
     name: Arc<str>,
     status: Arc<watch::Sender<PartStatus>>,
+    /// The highest position someone is waiting for the part to reach (a
+    /// standby reads its holder's position promptly only while this is
+    /// ahead of it: see `store::lease`).
+    demand: Arc<watch::Sender<u64>>,
 }
 
 impl PartHealth {
@@ -188,7 +192,24 @@ impl PartHealth {
         Self {
             name: Arc::from(name.into()),
             status: Arc::new(status),
+            demand: Arc::new(watch::channel(0).0),
         }
+    }
+
+    /// Someone waits for the part to reach `position`.
+    pub fn want(&self, position: u64) {
+        self.demand.send_if_modified(|wanted| {
+            let more = position > *wanted;
+            if more {
+                *wanted = position;
+            }
+            more
+        });
+    }
+
+    /// Changes of the highest position waited for.
+    pub fn demand(&self) -> watch::Receiver<u64> {
+        self.demand.subscribe()
     }
 
     /// The part's name, as `/ready` and `/metrics` show it.
@@ -371,6 +392,7 @@ impl PartHealth {
                 if now.position >= wanted {
                     return Ok(now.position);
                 }
+                self.want(wanted);
                 wanted
             };
             let woken = tokio::select! {

@@ -147,13 +147,17 @@ impl LiveAccess {
         match live.wait_for(head, options.load_timeout).await {
             Ok(()) => {
                 // Lay the loaded index out afresh (see `compacted`); the
-                // follower applies later events to the copy.
+                // follower applies later events to the copy. An index
+                // decoded from a snapshot was laid out afresh by decoding:
+                // it is copied only when most of it came from the log.
                 let mut index = live
                     .index
                     .write()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                let compact = index.compacted();
-                *index = compact;
+                if index.position().saturating_sub(started_from) > started_from {
+                    let compact = index.compacted();
+                    *index = compact;
+                }
                 drop(index);
                 Ok((live, task))
             }

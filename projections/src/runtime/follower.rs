@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use shareledger_events::store::lease::{lead, Standby, Watched};
+use shareledger_events::store::lease::{lead, Watched};
 use shareledger_events::store::supervise::{supervise, PartHealth};
 use shareledger_events::store::SubscriptionOptions;
 use shareledger_events::RecordedEvent;
@@ -88,10 +88,6 @@ pub(super) async fn follow_supervised(
             } else {
                 PartHealth::new(checkpoint.clone(), 0)
             };
-            let standby = Standby {
-                known_head: ctx.store.watch_known_head(),
-                catch_up: true,
-            };
             let checkpoint = &checkpoint;
             let watch = || async move {
                 match read_checkpoint(ctx.store.pool(), checkpoint).await? {
@@ -105,16 +101,7 @@ pub(super) async fn follow_supervised(
                     }
                 }
             };
-            lead(
-                leases,
-                checkpoint,
-                &health,
-                stop.clone(),
-                run,
-                standby,
-                watch,
-            )
-            .await?
+            lead(leases, checkpoint, &health, stop.clone(), run, watch).await?
         }
     }
     Ok(ended.into_inner().unwrap_or_else(|p| p.into_inner()))

@@ -92,11 +92,11 @@
 //! ([`ProjectionRuntime::start_leased`], as the service does), only one
 //! process applies the log to each generation: the holder of the lease
 //! named after the generation's checkpoint (`shareledger_events::store::lease`).
-//! The others are standbys: they read the checkpoint (at once when their
-//! process learns of a new head, then every few milliseconds until the
-//! holder has applied it) and publish it as their position, so waits for a
-//! consistency token and freshness checks answer on every process, and the
-//! standby's health says `standby`. A standby never switches: the holder of
+//! The others are standbys: they read the checkpoint (every half second,
+//! and every few milliseconds while a wait for a consistency token or a
+//! freshness check in their process waits for a position the holder has
+//! not reached) and publish it as their position, so those waits answer on
+//! every process, and the standby's health says `standby`. A standby never switches: the holder of
 //! the generation being built does. When a holder dies, a standby takes its
 //! lease and follows from the checkpoint.
 //!
@@ -225,6 +225,8 @@ impl Handle {
     /// the error that stopped the projection.
     async fn reached(&self, position: u64) -> Result<(), ProjectionError> {
         let name = self.ctx.name;
+        // A standby reads its holder's checkpoint promptly while waited on.
+        self.ctx.health.want(position);
         let mut progress = self.ctx.progress.subscribe();
         let state = progress
             .wait_for(|p| p.settled_at(position))
