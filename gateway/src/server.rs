@@ -1,12 +1,18 @@
 //! Starting and stopping the service: migrate, start the consequence
-//! worker and the integrity chain's sealer, load the access index, start the SQL read models, then serve
-//! HTTP until asked to stop. Every background part is supervised
-//! (`shareledger_events::store::supervise`): it survives transient
-//! database faults, resuming from its checkpoint, and its health is what
-//! `/ready`, `/metrics` and every answer's freshness check read. Shutdown is graceful: the listener closes,
-//! requests in flight finish, the read models stop after their current
-//! batch (their checkpoints commit with their writes), then the worker and
-//! the index stop.
+//! worker and the integrity chain's sealer, load the access index (from the
+//! newest index snapshot the chain vouches for, then the log after it),
+//! start the SQL read models, then serve HTTP until asked to stop. Every
+//! background part is supervised (`shareledger_events::store::supervise`):
+//! it survives transient database faults, resuming from its checkpoint,
+//! and its health is what `/ready`, `/metrics` and every answer's freshness
+//! check read. The parts that must run once among several processes on
+//! one database (the worker, the sealer, the relay, the derived feeds, the
+//! read models' writers, the index snapshots) run under leases
+//! (`shareledger_events::store::lease`): in the process holding the part's
+//! lease, while the others stand by. Shutdown is graceful: the listener
+//! closes, requests in flight finish, the read models stop after their
+//! current batch (their checkpoints commit with their writes), then the
+//! worker and the index stop, and the leases are given back.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
