@@ -166,23 +166,6 @@ async fn kill_9_mid_burst_loses_no_acknowledged_command_and_applies_none_twice()
         .await
         .unwrap();
     assert_eq!(check.status().as_u16(), 200, "{:?}", check.text().await);
-    let mut verified = Value::Null;
-    for _ in 0..600 {
-        verified = client
-            .get(format!("{}/v1/audit/verify", service.url))
-            .bearer_auth(&operator)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if verified["unsealed"] == json!(0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(verified["problem"], Value::Null, "{verified:#}");
-    assert_eq!(verified["unsealed"], json!(0), "{verified:#}");
+    service.assert_sealed(&client, &operator).await;
     service.kill_9().await;
 }

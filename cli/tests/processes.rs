@@ -125,18 +125,7 @@ async fn three_processes_run_each_leased_part_once_and_read_each_others_writes()
             format!("/v1/access/lookup?user_id={user}&min_position={position}"),
             format!("/v1/sites/{site}/users/{user}?min_position={position}"),
         ] {
-            let answer = client
-                .get(format!("{}{path}", reader.url))
-                .bearer_auth(&operator)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                answer.status().as_u16(),
-                200,
-                "{path} on the next process: {}",
-                answer.text().await.unwrap()
-            );
+            reader.assert_reads(&client, &operator, &path).await;
         }
     }
     for service in services {
@@ -208,21 +197,8 @@ async fn a_new_process_starts_from_the_index_snapshot_another_wrote_and_reads_th
         "started from {from}, stored {stored}: {status}"
     );
     for user in users {
-        let answer = client
-            .get(format!(
-                "{}/v1/access/lookup?user_id={user}&min_position={position}",
-                second.url
-            ))
-            .bearer_auth(&operator)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            answer.status().as_u16(),
-            200,
-            "{}",
-            answer.text().await.unwrap()
-        );
+        let path = format!("/v1/access/lookup?user_id={user}&min_position={position}");
+        second.assert_reads(&client, &operator, &path).await;
     }
     first.kill_9().await;
     second.kill_9().await;
@@ -391,24 +367,7 @@ async fn kill_9_of_the_lease_holder_hands_its_parts_over_and_applies_each_conseq
     );
 
     // The chain is sealed to the head, with nothing altered.
-    let mut verified = Value::Null;
-    for _ in 0..600 {
-        verified = client
-            .get(format!("{}/v1/audit/verify", services[0].url))
-            .bearer_auth(&operator)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if verified["unsealed"] == json!(0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(verified["problem"], Value::Null, "{verified:#}");
-    assert_eq!(verified["unsealed"], json!(0), "{verified:#}");
+    services[0].assert_sealed(&client, &operator).await;
     for service in services {
         service.kill_9().await;
     }

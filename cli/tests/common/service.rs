@@ -84,6 +84,48 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Waits (at most 30 s) until `/v1/audit/verify` says the chain is
+    /// sealed to the head, and asserts it is, with nothing altered.
+    pub async fn assert_sealed(&self, client: &reqwest::Client, token: &str) {
+        let mut verified = Value::Null;
+        for _ in 0..600 {
+            verified = client
+                .get(format!("{}/v1/audit/verify", self.url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("verify answers")
+                .json()
+                .await
+                .expect("verify is JSON");
+            if verified["unsealed"] == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(verified["problem"], Value::Null, "{verified:#}");
+        assert_eq!(verified["unsealed"], Value::from(0), "{verified:#}");
+    }
+
+    /// Asserts that `GET path` answers 200.
+    pub async fn assert_reads(&self, client: &reqwest::Client, token: &str, path: &str) {
+        let answer = client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("an answer");
+        let status = answer.status().as_u16();
+        assert_eq!(
+            status,
+            200,
+            "{path}: {}",
+            answer.text().await.unwrap_or_default()
+        );
+    }
+}
+
 /// An HTTP client with a 20 s bound per request.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
