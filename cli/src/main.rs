@@ -139,6 +139,13 @@ enum Command {
             default_value_t = 100_000
         )]
         index_snapshot_every: u64,
+        /// Read the log and the read models from this streaming replica of
+        /// the database (a hot standby), and send commands to the primary
+        /// (DATABASE_URL). Answers still wait for the positions they are
+        /// given. Such a process runs none of the leased parts: keep at
+        /// least one process without this option.
+        #[arg(long, env = "SHARELEDGER_REPLICA_URL")]
+        replica_url: Option<String>,
     },
     /// Issue, list or revoke API tokens.
     #[command(subcommand)]
@@ -412,6 +419,35 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
             connect = connect.options([("statement_timeout", db_statement_timeout_ms.to_string())]);
         }
     }
+    let replica = match &cli.command {
+        Command::Serve {
+            replica_url: Some(replica_url),
+            ..
+        } => {
+            let replica: sqlx::postgres::PgConnectOptions = replica_url
+                .parse()
+                .with_context(|| format!("parsing the replica's URL {}", redact(replica_url)))?;
+            let replica = match cli.command {
+                Command::Serve {
+                    db_statement_timeout_ms,
+                    ..
+                } if db_statement_timeout_ms > 0 => {
+                    replica.options([("statement_timeout", db_statement_timeout_ms.to_string())])
+                }
+                _ => replica,
+            };
+            Some(
+                pool_options
+                    .clone()
+                    .connect_with(replica)
+                    .await
+                    .with_context(|| {
+                        format!("connecting to the replica {}", redact(replica_url))
+                    })?,
+            )
+        }
+        _ => None,
+    };
     let pool = pool_options
         .connect_with(connect)
         .await
@@ -458,6 +494,7 @@ async fn run(cli: &Cli, url: &str) -> anyhow::Result<()> {
                         ..Default::default()
                     }
                 }),
+                read_replica: replica,
                 ..GatewayOptions::default()
             };
             let server = Server::start(pool.clone(), *listen, options)

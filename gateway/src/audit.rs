@@ -661,7 +661,7 @@ pub async fn site_timeline(
     audit_site(&principal, site)?;
     fresh(&state, p.min_position).await?;
     Ok(Json(
-        timeline::site_timeline(state.pool(), site, &p.query()?).await?,
+        timeline::site_timeline(state.read_pool(), site, &p.query()?).await?,
     ))
 }
 
@@ -721,7 +721,9 @@ pub async fn link_timeline(
         after: p.after,
         limit: p.limit.unwrap_or(0),
     };
-    Ok(Json(timeline::link_timeline(state.pool(), a, b, &q).await?))
+    Ok(Json(
+        timeline::link_timeline(state.read_pool(), a, b, &q).await?,
+    ))
 }
 
 /// `GET /v1/audit/timeline/scorecards/{scorecard_id}`.
@@ -752,7 +754,7 @@ pub async fn scorecard_timeline(
     }
     fresh(&state, p.min_position).await?;
     Ok(Json(
-        timeline::scorecard_timeline(state.pool(), scorecard, &p.query()?).await?,
+        timeline::scorecard_timeline(state.read_pool(), scorecard, &p.query()?).await?,
     ))
 }
 

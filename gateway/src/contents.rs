@@ -138,7 +138,7 @@ pub async fn scorecards(
     let p = query(params)?;
     let page = page_query(p.limit, p.after)?;
     content_view(&state, &principal, site, p.min_position).await?;
-    listed(contents::scorecards(state.pool(), site, &page).await)
+    listed(contents::scorecards(state.read_pool(), site, &page).await)
 }
 
 /// `GET /v1/sites/{site_id}/objects`.
@@ -163,7 +163,7 @@ pub async fn objects(
     let p = query(params)?;
     let page = page_query(p.limit, p.after)?;
     content_view(&state, &principal, site, p.min_position).await?;
-    listed(contents::objects(state.pool(), site, p.scorecard, &page).await)
+    listed(contents::objects(state.read_pool(), site, p.scorecard, &page).await)
 }
 
 /// `GET /v1/sites/{site_id}/relationships` (R-SHARE-4, R-SHARE-6).
@@ -188,7 +188,7 @@ pub async fn relationships(
     let p = query(params)?;
     let page = page_query(p.limit, p.after)?;
     content_view(&state, &principal, site, p.min_position).await?;
-    listed(contents::relationships(state.pool(), site, &page).await)
+    listed(contents::relationships(state.read_pool(), site, &page).await)
 }
 
 /// `GET /v1/sites/{site_id}/shared-with`.
@@ -213,7 +213,7 @@ pub async fn shared_with(
     let p = query(params)?;
     let page = page_query(p.limit, p.after)?;
     content_view(&state, &principal, site, p.min_position).await?;
-    listed(contents::shared_with(state.pool(), site, &page).await)
+    listed(contents::shared_with(state.read_pool(), site, &page).await)
 }
 
 /// `GET /v1/sites/{site_id}/children` (R-ONB-1).
@@ -238,5 +238,5 @@ pub async fn children(
     let p = query(params)?;
     let page = page_query(p.limit, p.after)?;
     content_view(&state, &principal, site, p.min_position).await?;
-    listed(contents::children(state.pool(), site, &page).await)
+    listed(contents::children(state.read_pool(), site, &page).await)
 }

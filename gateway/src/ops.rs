@@ -185,6 +185,18 @@ pub struct LogStatusAnswer {
     /// The position of the index snapshot this process's access index
     /// started from (0: it replayed the whole log).
     pub access_started_from: u64,
+    /// Where this process reads the log and the read models from.
+    pub reads_from: ReadsFrom,
+}
+
+/// Where a process reads the log and the read models from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadsFrom {
+    /// The database it writes to.
+    Primary,
+    /// A streaming replica of it (`serve --replica-url`).
+    Replica,
 }
 
 /// `GET /v1/log/status`: for auditors and operators.
@@ -207,6 +219,11 @@ pub async fn log_status(
         last_recorded_at: status.last_recorded_at,
         access_position: state.access().position(),
         access_started_from: state.access().started_from(),
+        reads_from: if state.options().read_replica.is_some() {
+            ReadsFrom::Replica
+        } else {
+            ReadsFrom::Primary
+        },
     }))
 }
 

@@ -86,7 +86,7 @@ pub async fn directory(
         limit: p.limit.unwrap_or(0),
         after: p.after,
     };
-    contents::directory(state.pool(), p.search.as_deref(), &page)
+    contents::directory(state.read_pool(), p.search.as_deref(), &page)
         .await
         .map(Json)
         .map_err(|e| match e {

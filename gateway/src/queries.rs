@@ -551,7 +551,7 @@ pub async fn site(
     let site = path(site)?;
     let p = query(params)?;
     site_view(&state, &principal, site, p.min_position).await?;
-    dashboard::site(state.pool(), site)
+    dashboard::site(state.read_pool(), site)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no site {site} is visible to this token")))
@@ -580,7 +580,7 @@ pub async fn connections(
     let page = p.page()?;
     site_view(&state, &principal, site, p.min_position).await?;
     Ok(Json(
-        dashboard::connections(state.pool(), site, page).await?,
+        dashboard::connections(state.read_pool(), site, page).await?,
     ))
 }
 
@@ -607,7 +607,7 @@ pub async fn pending_requests(
     let page = p.page()?;
     site_view(&state, &principal, site, p.min_position).await?;
     Ok(Json(
-        dashboard::pending_requests(state.pool(), site, page).await?,
+        dashboard::pending_requests(state.read_pool(), site, page).await?,
     ))
 }
 
@@ -633,7 +633,7 @@ pub async fn shared_scorecards(
     let p = query(params)?;
     site_view(&state, &principal, site, p.min_position).await?;
     Ok(Json(
-        dashboard::shared_scorecards(state.pool(), site).await?,
+        dashboard::shared_scorecards(state.read_pool(), site).await?,
     ))
 }
 
@@ -695,7 +695,7 @@ pub async fn user(
     let (site, user) = path(ids)?;
     let p = query(params)?;
     site_view(&state, &principal, site, p.min_position).await?;
-    dashboard::user(state.pool(), site, user)
+    dashboard::user(state.read_pool(), site, user)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("site {site} has no user {user}")))
@@ -740,5 +740,5 @@ pub async fn users(
         role: p.role,
         flag: p.flag,
     };
-    Ok(Json(dashboard::users(state.pool(), site, &q).await?))
+    Ok(Json(dashboard::users(state.read_pool(), site, &q).await?))
 }

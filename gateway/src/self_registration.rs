@@ -279,7 +279,7 @@ pub async fn group_of(state: &AppState, key: &str) -> Result<Option<LinkGroup>, 
          WHERE s.self_registration_link_hash = $1 AND s.self_registration_enabled",
     )
     .bind(link_hash(key))
-    .fetch_optional(state.pool())
+    .fetch_optional(state.read_pool())
     .await
     .map_err(ApiError::Database)
 }

@@ -9,7 +9,10 @@
 //! one database (the worker, the sealer, the relay, the derived feeds, the
 //! read models' writers, the index snapshots) run under leases
 //! (`shareledger_events::store::lease`): in the process holding the part's
-//! lease, while the others stand by. Shutdown is graceful: the listener
+//! lease, while the others stand by. A process told to read from a
+//! streaming replica (`GatewayOptions::read_replica`) follows the log and
+//! reads the read models there, sends commands to the primary, and only
+//! stands by. Shutdown is graceful: the listener
 //! closes, requests in flight finish, the read models stop after their
 //! current batch (their checkpoints commit with their writes), then the
 //! worker and the index stop, and the leases are given back.
@@ -18,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use shareledger_commands::{ConsequenceWorker, Service};
-use shareledger_events::store::lease::{lead, Leases, Watched};
+use shareledger_events::store::lease::{lead, LeaseOptions, Leases, Watched};
 use shareledger_events::store::supervise::PartHealth;
 use shareledger_events::store::{PgEventStore, Sealer, SealerOptions};
 use shareledger_projections::access::{snapshot, LiveAccess, LiveOptions};
@@ -78,7 +81,21 @@ impl Server {
         let store = PgEventStore::new(pool);
         let service = Service::new(store.clone());
         let (stop, mut stopped) = watch::channel(false);
-        let leases = Leases::new(store.pool(), options.leases);
+        // With a streaming replica, the index, the archive and the read
+        // models read from it (and wait there for positions); commands and
+        // the history's reads stay on the primary. Such a process stands
+        // by for every leased part.
+        let (reader, lease_options) = match &options.read_replica {
+            Some(replica) => (
+                store.reading_from(replica.clone()),
+                LeaseOptions {
+                    take: false,
+                    ..options.leases
+                },
+            ),
+            None => (store.clone(), options.leases),
+        };
+        let leases = Leases::new(store.pool(), lease_options);
         let leased = Leased {
             leases: leases.clone(),
             stop: stop.clone(),
@@ -118,7 +135,7 @@ impl Server {
             ..LiveOptions::default()
         };
         let (access, access_task) =
-            LiveAccess::start_from_snapshot(store.clone(), live_options).await?;
+            LiveAccess::start_from_snapshot(reader.clone(), live_options).await?;
         let snapshots = options.index_snapshots.map(|every| {
             // Snapshots of the index for the next processes to start from:
             // one process writes them (not a part of `/ready`: its
@@ -139,7 +156,7 @@ impl Server {
             )
         });
         let archive = if options.history_archive {
-            Some(LiveArchive::start(store.clone(), LiveOptions::default().page_size).await?)
+            Some(LiveArchive::start(reader.clone(), LiveOptions::default().page_size).await?)
         } else {
             None
         };
@@ -149,7 +166,7 @@ impl Server {
         };
         let runtime = Arc::new(
             ProjectionRuntime::start_leased(
-                store.clone(),
+                reader,
                 read_models(),
                 RuntimeOptions::default(),
                 Some(leases),

@@ -69,6 +69,11 @@ pub struct GatewayOptions {
     /// (in the one process holding the `index_snapshot` lease); `None`:
     /// this process writes none (it still starts from one).
     pub index_snapshots: Option<shareledger_projections::access::snapshot::SnapshotOptions>,
+    /// Read the log and the read models from this streaming replica of the
+    /// database (commands, tokens and idempotency keys still go to the
+    /// primary). Such a process takes no leases: it stands by for every
+    /// leased part, so at least one process on the primary must run them.
+    pub read_replica: Option<PgPool>,
 }
 
 impl Default for GatewayOptions {
@@ -88,6 +93,7 @@ impl Default for GatewayOptions {
             feed_buffer: crate::live_feed::CAPACITY,
             leases: Default::default(),
             index_snapshots: Some(Default::default()),
+            read_replica: None,
         }
     }
 }
@@ -172,8 +178,15 @@ impl AppState {
     pub fn store(&self) -> &PgEventStore {
         self.0.service.store()
     }
+    /// The primary's pool: tokens, idempotency keys, anything written.
     pub fn pool(&self) -> &PgPool {
         self.0.service.store().pool()
+    }
+    /// Where the SQL read models are read from: the primary, or the
+    /// streaming replica the process was told to read from
+    /// ([`GatewayOptions::read_replica`]).
+    pub fn read_pool(&self) -> &PgPool {
+        self.0.runtime.reads()
     }
     pub fn access(&self) -> &LiveAccess {
         &self.0.access

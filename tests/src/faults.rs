@@ -1,7 +1,8 @@
 //! Faults on demand, for the tests and the `faults` benchmark: a PostgreSQL
 //! cluster of one's own that can be stopped and started again, and a TCP
 //! proxy that can cut every connection through it, refuse new ones, or go
-//! silent without closing anything.
+//! silent without closing anything. And a streaming replica of such a
+//! cluster, for the read-replica tests.
 //!
 //! Never the shared server: stopping it would break every other test. An
 //! [`OwnCluster`] is created from the installed binaries in a temporary
@@ -39,6 +40,19 @@ impl OwnCluster {
             dir,
             port,
             cluster: Some(cluster),
+        })
+    }
+
+    /// Creates and starts a streaming replica of it (a hot standby) in a
+    /// fresh temporary directory, removed when dropped.
+    pub fn start_replica(&self) -> Result<Self, LocalPgError> {
+        let primary = self.cluster.as_ref().ok_or(LocalPgError::NotRunning)?;
+        let dir = self.dir.with_extension("replica");
+        let replica = primary.start_replica(&dir)?;
+        Ok(Self {
+            dir,
+            port: replica.port(),
+            cluster: Some(replica),
         })
     }
 

@@ -25,11 +25,16 @@ impl Service {
 
     /// Starts `serve` on `db` with more arguments.
     pub async fn start_with(db: &TestDb, args: &[&str]) -> Self {
+        Self::start_on(&db.url(), args).await
+    }
+
+    /// Starts `serve` on the database at `url` with more arguments.
+    pub async fn start_on(url: &str, args: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = super::command(Some(&db.url()))
+        let child = super::command(Some(url))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(args)
             .stdout(Stdio::null())
@@ -136,8 +141,18 @@ pub fn client() -> reqwest::Client {
 
 /// A bearer token of `kind`, issued straight into the database.
 pub async fn token(db: &TestDb, kind: TokenKind, site: Option<Uuid>, user: Option<Uuid>) -> String {
+    token_on(db.pool(), kind, site, user).await
+}
+
+/// A bearer token of `kind`, issued straight into the database of `pool`.
+pub async fn token_on(
+    pool: &sqlx::PgPool,
+    kind: TokenKind,
+    site: Option<Uuid>,
+    user: Option<Uuid>,
+) -> String {
     auth::issue(
-        db.pool(),
+        pool,
         TokenRequest {
             kind,
             site: site.map(SiteId),

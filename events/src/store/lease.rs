@@ -70,6 +70,11 @@ pub struct LeaseOptions {
     /// position its holder has not ([`PartHealth::want`]), how often the
     /// standby reads the holder's position again.
     pub catch_up: Duration,
+    /// Whether this process takes leases at all. A process reading from a
+    /// streaming replica does not: it stands by for every part, reading
+    /// the holders' positions, and never runs one (the parts write to the
+    /// primary, and its answers would wait for the replica anyway).
+    pub take: bool,
 }
 
 impl Default for LeaseOptions {
@@ -79,6 +84,7 @@ impl Default for LeaseOptions {
             heartbeat: Duration::from_secs(1),
             keepalive_idle: Duration::from_secs(3),
             catch_up: Duration::from_millis(20),
+            take: true,
         }
     }
 }
@@ -316,7 +322,8 @@ pub enum Watched {
 /// [`LeaseOptions::catch_up`] while someone waits for a position the holder
 /// has not reached ([`PartHealth::want`]: freshness checks and consistency
 /// tokens do), so that a standby costs a query per poll when nobody asks.
-/// When the lease is free, this process takes it and runs `run` from the
+/// When the lease is free (and [`LeaseOptions::take`] allows), this
+/// process takes it and runs `run` from the
 /// checkpoint under [`supervise`]; if the lease is lost
 /// (the lease session ended), the run is dropped at once and the part is a
 /// standby again. Faults of the lease session are transient: they show in
@@ -344,7 +351,7 @@ where
         if *stop.borrow() {
             return Ok(());
         }
-        if Instant::now() >= next_try {
+        if options.take && Instant::now() >= next_try {
             next_try = Instant::now() + options.poll;
             match leases.try_take(name).await {
                 Ok(Some(held)) => {
@@ -382,6 +389,9 @@ where
                     continue;
                 }
             }
+        }
+        if !options.take && Instant::now() >= next_try {
+            next_try = Instant::now() + options.poll;
         }
         // A standby: where is the holder?
         let wanted = match watch().await {

@@ -25,6 +25,8 @@ pub enum LocalPgError {
         "running as root and neither a `postgres` nor a `nobody` user exists to run PostgreSQL as"
     )]
     NoUnprivilegedUser,
+    #[error("the cluster is stopped")]
+    NotRunning,
     #[error("{command} failed ({status}): {output}")]
     CommandFailed {
         command: String,
@@ -39,7 +41,7 @@ pub enum LocalPgError {
 }
 
 /// A private PostgreSQL cluster started from the installed binaries.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LocalCluster {
     bin_dir: PathBuf,
     data_dir: PathBuf,
@@ -108,6 +110,46 @@ impl LocalCluster {
             ],
         )?;
         Ok(cluster)
+    }
+
+    /// Creates and starts a streaming replica of this cluster (a hot
+    /// standby, read-only) in `data_dir`, on a free port: `pg_basebackup`
+    /// copies this cluster and writes the standby's connection to it, then
+    /// the copy starts and follows this cluster's WAL.
+    pub fn start_replica(&self, data_dir: &Path) -> Result<Self, LocalPgError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |source| LocalPgError::Io {
+            path: data_dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(data_dir).map_err(io)?;
+        // PostgreSQL refuses a data directory others can read.
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::fs::chown(data_dir, Some(uid), Some(gid)).map_err(io)?;
+        }
+        let replica = Self {
+            data_dir: data_dir.to_owned(),
+            ..self.clone()
+        };
+        let port = self.port.to_string();
+        replica.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                &replica.data_dir.to_string_lossy(),
+                "--write-recovery-conf",
+                "--checkpoint=fast",
+                "--wal-method=stream",
+            ],
+        )?;
+        Self::start(data_dir, None)
     }
 
     /// Reuses the cluster in `data_dir` if it is running already (on `port`),

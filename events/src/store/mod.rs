@@ -187,6 +187,10 @@ pub struct LogStatus {
 #[derive(Debug, Clone)]
 pub struct PgEventStore {
     pool: PgPool,
+    /// Where reads of events and streams go: `pool`, or a streaming
+    /// replica of its database ([`PgEventStore::reading_from`]).
+    reads: PgPool,
+    replica: bool,
     writer: Arc<OnceLock<Writer>>,
     /// The highest position this process knows to be committed.
     head: Arc<watch::Sender<u64>>,
@@ -200,6 +204,8 @@ impl PgEventStore {
     /// Wraps a pool. The database must be migrated (see [`PgEventStore::migrate`]).
     pub fn new(pool: PgPool) -> Self {
         Self {
+            reads: pool.clone(),
+            replica: false,
             pool,
             writer: Arc::new(OnceLock::new()),
             head: Arc::new(watch::channel(0).0),
@@ -265,9 +271,38 @@ impl PgEventStore {
         Ok(())
     }
 
-    /// The pool this store uses.
+    /// The pool this store writes through (the primary).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A store sharing this one's writer and known head whose reads of
+    /// events and streams (pages of `$all`, categories, streams, tags,
+    /// events by id, stream state) go to `replica`, a streaming replica of this store's
+    /// database; appends, the log's head ([`PgEventStore::head_position`],
+    /// [`PgEventStore::status`]), the history's reads (`store/history.rs`)
+    /// and subscriptions' notifications stay on the primary. A replica
+    /// may lag: a reader that must see a write waits for its position
+    /// (subscriptions do, see `store/subscription.rs`). Decisions must
+    /// not read through such a store: give the command service the
+    /// primary's.
+    pub fn reading_from(&self, replica: PgPool) -> Self {
+        Self {
+            reads: replica,
+            replica: true,
+            ..self.clone()
+        }
+    }
+
+    /// The pool reads go to: the replica's for a store made by
+    /// [`PgEventStore::reading_from`], else [`PgEventStore::pool`].
+    pub fn reads(&self) -> &PgPool {
+        &self.reads
+    }
+
+    /// Whether reads go to a replica.
+    pub fn reads_from_replica(&self) -> bool {
+        self.replica
     }
 
     /// Appends `events` to `stream` if it is as `expected`.
@@ -440,7 +475,7 @@ impl PgEventStore {
             .bind(stream.as_str())
             .bind(start)
             .bind(limit)
-            .fetch(&self.pool);
+            .fetch(&self.reads);
         let mut events = Vec::with_capacity(limit.clamp(0, 1024) as usize);
         let mut first = true;
         let mut head = 0;
@@ -553,7 +588,7 @@ impl PgEventStore {
         if !key.is_empty() {
             query = query.bind(key);
         }
-        decode_rows(query, &self.pool, limit).await
+        decode_rows(query, &self.reads, limit).await
     }
 
     /// The visible events tagged `tag` whose type is one of `types`, in
@@ -575,7 +610,7 @@ impl PgEventStore {
              ORDER BY e.global_position LIMIT $3"
         );
         let query = sqlx::query(&sql).bind(tag.as_str()).bind(types).bind(limit);
-        decode_rows(query, &self.pool, limit).await
+        decode_rows(query, &self.reads, limit).await
     }
 
     /// The events with these ids that exist, in global order.
@@ -584,7 +619,7 @@ impl PgEventStore {
         // position index looking for the ids instead of probing the id index.
         let sql = format!("SELECT {EVENT_COLUMNS} FROM sl_events e WHERE e.event_id = ANY($1)");
         let limit = i64::try_from(ids.len()).unwrap_or(i64::MAX);
-        let mut events = decode_rows(sqlx::query(&sql).bind(ids), &self.pool, limit).await?;
+        let mut events = decode_rows(sqlx::query(&sql).bind(ids), &self.reads, limit).await?;
         events.sort_by_key(|e| e.global_position);
         Ok(events)
     }
@@ -595,7 +630,7 @@ impl PgEventStore {
             "SELECT last_revision, visible_from, tombstoned FROM sl_streams WHERE stream_name = $1",
         )
         .bind(stream.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         Ok(StreamInfo::from_row(row.as_ref())?)
     }
@@ -610,7 +645,7 @@ impl PgEventStore {
              LEFT JOIN sl_streams s ON s.stream_name = u.name ORDER BY u.ord",
         )
         .bind(&names)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         rows.iter()
             .map(|row| {
@@ -665,7 +700,8 @@ impl PgEventStore {
         Ok(position as u64)
     }
 
-    /// The global position of the last committed event (0 for an empty log).
+    /// The global position of the last committed event (0 for an empty
+    /// log), on the primary: a replica's head may lag it.
     pub async fn head_position(&self) -> Result<u64, LogError> {
         let head: i64 =
             sqlx::query_scalar("SELECT coalesce(max(global_position), 0)::bigint FROM sl_events")

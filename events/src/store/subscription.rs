@@ -14,6 +14,14 @@
 //! notification, so that readers can tell a follower that is live from one
 //! that is cut off. Every notification's position also raises the store's
 //! [`PgEventStore::known_head`].
+//!
+//! A subscription of a store that reads from a streaming replica
+//! ([`PgEventStore::reading_from`]) reads its pages there and LISTENs on
+//! the primary (a hot standby cannot LISTEN). A notification may then come
+//! before the replica has replayed the events it announces: while the
+//! known head is beyond what the replica gave, the subscription reads
+//! again every [`SubscriptionOptions::replica_recheck`] instead of waiting
+//! for the next notification.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -42,6 +50,10 @@ pub struct SubscriptionOptions {
     /// gives up with a (transient) error: a connection that went silent
     /// without closing must not hold a follower forever.
     pub read_timeout: Duration,
+    /// While the log's known head is beyond the last event read (a
+    /// replica that has not replayed a commit yet), how long to wait
+    /// before reading again.
+    pub replica_recheck: Duration,
 }
 
 impl Default for SubscriptionOptions {
@@ -50,6 +62,7 @@ impl Default for SubscriptionOptions {
             page_size: 512,
             idle_recheck: Duration::from_secs(1),
             read_timeout: Duration::from_secs(10),
+            replica_recheck: Duration::from_millis(2),
         }
     }
 }
@@ -133,7 +146,15 @@ impl Subscription {
                     self.listener = Some(listener);
                 }
                 Some(listener) => {
-                    match tokio::time::timeout(self.options.idle_recheck, listener.recv()).await {
+                    // Events committed that the read did not return: a
+                    // replica behind its primary. Read again soon.
+                    let behind = self.store.known_head() > self.position;
+                    let wait = if behind {
+                        self.options.replica_recheck
+                    } else {
+                        self.options.idle_recheck
+                    };
+                    match tokio::time::timeout(wait, listener.recv()).await {
                         Ok(Ok(notification)) => {
                             if let Ok(position) = notification.payload().parse::<u64>() {
                                 self.store.observe_head(position);

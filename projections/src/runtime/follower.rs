@@ -90,7 +90,17 @@ pub(super) async fn follow_supervised(
             };
             let checkpoint = &checkpoint;
             let watch = || async move {
-                match read_checkpoint(ctx.store.pool(), checkpoint).await? {
+                // Where the rows are read from: with a replica, its copy of
+                // the checkpoint commits with its copy of the rows.
+                let mut found = read_checkpoint(ctx.store.reads(), checkpoint).await?;
+                if found.is_none() && ctx.store.reads_from_replica() {
+                    // A generation the replica has not received yet is not
+                    // gone if the primary has it: nothing is readable yet.
+                    found = read_checkpoint(ctx.store.pool(), checkpoint)
+                        .await?
+                        .map(|_| 0);
+                }
+                match found {
                     Some(position) => {
                         ctx.observe(generation, position);
                         Ok(Watched::At(position))

@@ -319,6 +319,14 @@ impl ProjectionRuntime {
         Ok(runtime)
     }
 
+    /// Where the read models' rows are to be read from: the runtime's
+    /// store's reads (a streaming replica's pool when it reads from one;
+    /// its checkpoints are read there too, so a read model that reached a
+    /// position there answers with every row of that position).
+    pub fn reads(&self) -> &sqlx::PgPool {
+        self.store.reads()
+    }
+
     /// The names of the projections this runtime runs, in the order given.
     pub fn names(&self) -> Vec<&'static str> {
         self.handles.iter().map(|h| h.ctx.name).collect()
