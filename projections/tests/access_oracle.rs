@@ -1958,7 +1958,7 @@ async fn run_checked(ops: Vec<Op>, all_accepted: bool) -> Result<(), TestCaseErr
             boundaries.push(applied);
         }
         if n == halfway {
-            let bytes = shareledger_projections::access::snapshot::encode(&index)
+            let bytes = shareledger_projections::access::snapshot::encode(index.clone())
                 .expect("the index encodes");
             snapshot = Some((bytes, applied));
         }

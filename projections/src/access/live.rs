@@ -95,16 +95,9 @@ impl LiveAccess {
         store: PgEventStore,
         options: LiveOptions,
     ) -> Result<(Self, JoinHandle<Result<(), ProjectionError>>), ProjectionError> {
-        let initial = match super::snapshot::load(&store).await? {
-            Some(index) => {
-                tracing::info!(
-                    position = index.position(),
-                    "access index loaded from a snapshot"
-                );
-                index
-            }
-            None => AccessIndex::new(),
-        };
+        let initial = super::snapshot::load(&store)
+            .await?
+            .unwrap_or_else(AccessIndex::new);
         Self::start_from(store, options, initial).await
     }
 

@@ -5,7 +5,8 @@
 //! * **Written** by one process at a time (the lease `index_snapshot`, see
 //!   the service's start): every [`SnapshotOptions::every`] events the
 //!   index has applied, a copy of the index is encoded (MessagePack,
-//!   `rmp-serde`) off the async threads and stored in
+//!   `rmp-serde`, in pieces encoded in parallel: see [`encode`]) off the
+//!   async threads and stored in
 //!   `sl_index_snapshots`, one row per [`FORMAT`], with the integrity
 //!   chain's hash at the snapshot's position. Only a position the sealer
 //!   has sealed is written (the chain must vouch for it).
@@ -25,13 +26,14 @@ use std::time::Duration;
 use shareledger_events::store::PgEventStore;
 use sqlx::Row;
 
+use super::index::Piece;
 use super::AccessIndex;
 use crate::ProjectionError;
 
 /// The shape of [`AccessIndex`] a snapshot holds. Change it whenever the
 /// index's fields change: processes then ignore older snapshots (and
 /// replay) until a process of the new version writes one.
-pub const FORMAT: i32 = 1;
+pub const FORMAT: i32 = 2;
 
 /// When snapshots are written.
 #[derive(Debug, Clone, Copy)]
@@ -52,14 +54,37 @@ impl Default for SnapshotOptions {
     }
 }
 
-/// The bytes of a snapshot of `index`.
-pub fn encode(index: &AccessIndex) -> Result<Vec<u8>, ProjectionError> {
-    rmp_serde::to_vec(index).map_err(|e| ProjectionError::Snapshot(format!("encoding: {e}")))
+/// How many chunks each of the index's collections is cut into: enough
+/// pieces for every core to take some while the others decode theirs.
+const CHUNKS: usize = 16;
+
+/// The bytes of a snapshot of `index`: a MessagePack list of byte strings,
+/// each the MessagePack of one piece of the index (`index/pieces.rs`),
+/// encoded in parallel.
+pub fn encode(index: AccessIndex) -> Result<Vec<u8>, ProjectionError> {
+    use rayon::prelude::*;
+    let failed = |e: rmp_serde::encode::Error| ProjectionError::Snapshot(format!("encoding: {e}"));
+    let pieces: Vec<serde_bytes::ByteBuf> = index
+        .into_pieces(CHUNKS)
+        .into_par_iter()
+        .map(|piece| rmp_serde::to_vec(&piece).map(serde_bytes::ByteBuf::from))
+        .collect::<Result<_, _>>()
+        .map_err(failed)?;
+    rmp_serde::to_vec(&pieces).map_err(failed)
 }
 
-/// The index a snapshot's bytes hold.
+/// The index a snapshot's bytes hold, its pieces decoded in parallel.
 pub fn decode(bytes: &[u8]) -> Result<AccessIndex, ProjectionError> {
-    rmp_serde::from_slice(bytes).map_err(|e| ProjectionError::Snapshot(format!("decoding: {e}")))
+    use rayon::prelude::*;
+    let failed = |e: rmp_serde::decode::Error| ProjectionError::Snapshot(format!("decoding: {e}"));
+    let pieces: Vec<&serde_bytes::Bytes> = rmp_serde::from_slice(bytes).map_err(failed)?;
+    let pieces: Vec<Piece> = pieces
+        .into_par_iter()
+        .map(|piece| rmp_serde::from_slice(piece))
+        .collect::<Result<_, _>>()
+        .map_err(failed)?;
+    AccessIndex::from_pieces(pieces)
+        .map_err(|e| ProjectionError::Snapshot(format!("decoding: {e}")))
 }
 
 /// The snapshot stored now: its position (0 with none).
@@ -96,7 +121,7 @@ pub async fn save(
     let Some(chain_hash) = seal_at(store, position).await? else {
         return Ok(None);
     };
-    let data = tokio::task::spawn_blocking(move || encode(&index))
+    let data = tokio::task::spawn_blocking(move || encode(index))
         .await
         .map_err(|e| ProjectionError::Snapshot(format!("encoding stopped: {e}")))??;
     let written = sqlx::query(
@@ -119,6 +144,7 @@ pub async fn save(
 /// The stored snapshot of this [`FORMAT`], if the chain vouches for it and
 /// it decodes; `None` (logged) otherwise.
 pub async fn load(store: &PgEventStore) -> Result<Option<AccessIndex>, ProjectionError> {
+    let started = std::time::Instant::now();
     let row =
         sqlx::query("SELECT position, chain_hash, data FROM sl_index_snapshots WHERE format = $1")
             .bind(FORMAT)
@@ -137,11 +163,22 @@ pub async fn load(store: &PgEventStore) -> Result<Option<AccessIndex>, Projectio
         return Ok(None);
     }
     let data: Vec<u8> = row.try_get("data")?;
+    let data_len = data.len();
+    let fetched = started.elapsed();
     let decoded = tokio::task::spawn_blocking(move || decode(&data))
         .await
         .map_err(|e| ProjectionError::Snapshot(format!("decoding stopped: {e}")))?;
     match decoded {
-        Ok(index) if index.position() == position => Ok(Some(index)),
+        Ok(index) if index.position() == position => {
+            tracing::info!(
+                position,
+                bytes = data_len,
+                fetch_ms = fetched.as_millis() as u64,
+                decode_ms = (started.elapsed() - fetched).as_millis() as u64,
+                "index snapshot loaded"
+            );
+            Ok(Some(index))
+        }
         Ok(index) => {
             tracing::warn!(
                 position,

@@ -31,7 +31,9 @@
 //!   gives access);
 //! * `lookup.rs`: Q-2, a page of what a user sees; `merge.rs`, the k-way
 //!   merge of ordered sources a page reads; `cursor.rs`, its opaque cursors;
-//! * `viewers.rs`: Q-3, every user with a level on a target.
+//! * `viewers.rs`: Q-3, every user with a level on a target;
+//! * `pieces.rs`: the index cut into pieces a snapshot encodes and decodes
+//!   in parallel.
 //!
 //! Q-4 (`explain.rs`, beside this module) walks the same facts.
 
@@ -40,7 +42,10 @@ mod check;
 mod cursor;
 mod lookup;
 mod merge;
+mod pieces;
 mod viewers;
+
+pub(in crate::access) use pieces::Piece;
 
 use std::collections::BTreeMap;
 
