@@ -23,7 +23,7 @@
 //! cargo run --release -p shareledger-bench -- relay [--quick]
 //! cargo run --release -p shareledger-bench -- feed [--quick]
 //! cargo run --release -p shareledger-bench -- console [--quick]
-//! cargo run --release -p shareledger-bench -- replicas [--quick]
+//! cargo run --release -p shareledger-bench -- replicas [--quick] [--only load|failover|snapshot]
 //! ```
 
 mod access;
@@ -78,8 +78,9 @@ enum Command {
     Console(CommonArgs),
     /// Several `shareledger serve` processes on one database: a mixed load
     /// on three processes vs one, and a kill -9 of the lease holder
-    /// (failover time, lost and doubled consequences, the chain).
-    Replicas(CommonArgs),
+    /// (failover time, lost and doubled consequences, the chain); and the
+    /// index's start from a snapshot vs a replay.
+    Replicas(replicas::ReplicasArgs),
 }
 
 /// The `commands` benchmark's options.
@@ -149,7 +150,7 @@ fn main() -> anyhow::Result<()> {
                 console::run(args).await
             }
             Command::Replicas(args) => {
-                report::print_header("replicas", args.quick).await?;
+                report::print_header("replicas", args.common.quick).await?;
                 replicas::run(args).await
             }
         }

@@ -27,6 +27,8 @@
 //!   the row read, checked against the chain, decoded, then the log after
 //!   it, here none). `ratio` = replay time over snapshot start time. Goal:
 //!   at least 5.
+//!
+//! `--only load|failover|snapshot` runs one part.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -146,11 +148,40 @@ async fn binary() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-pub async fn run(args: CommonArgs) -> anyhow::Result<()> {
-    let binary = binary().await?;
-    load(&binary, args).await?;
-    failover(&binary, args).await?;
-    snapshot_start(args).await
+/// The `replicas` benchmark's options.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ReplicasArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Run only this part (default: all three).
+    #[arg(long, value_enum)]
+    pub only: Option<Part>,
+}
+
+/// A part of the `replicas` benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    Load,
+    Failover,
+    Snapshot,
+}
+
+pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
+    let runs = |part| args.only.is_none_or(|only| only == part);
+    let common = args.common;
+    if runs(Part::Load) || runs(Part::Failover) {
+        let binary = binary().await?;
+        if runs(Part::Load) {
+            load(&binary, common).await?;
+        }
+        if runs(Part::Failover) {
+            failover(&binary, common).await?;
+        }
+    }
+    if runs(Part::Snapshot) {
+        snapshot_start(common).await?;
+    }
+    Ok(())
 }
 
 /// `replicas_snapshot`.

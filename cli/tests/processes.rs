@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::service::{client, send, token, Service};
+use common::service::{client, must, token, Service};
 use serde_json::{json, Value};
 use shareledger_gateway::auth::TokenKind;
 use shareledger_tests::TestDb;
@@ -49,24 +49,6 @@ async fn holders(client: &reqwest::Client, services: &[&Service]) -> BTreeMap<St
         }
     }
     holders
-}
-
-/// Sends a command that must succeed; returns its position.
-async fn must(
-    client: &reqwest::Client,
-    service: &Service,
-    token: &str,
-    name: &str,
-    body: Value,
-) -> u64 {
-    let (status, reply) = send(client, &service.url, token, name, &body, Uuid::new_v4())
-        .await
-        .expect("an answer");
-    assert!(
-        status == 201 || status == 200,
-        "{name} answered {status}: {reply}"
-    );
-    reply["position"].as_u64().expect("a position")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,7 +10,7 @@
 //! a check of a user deactivated on the primary is refused with 503, not
 //! allowed, until the replica has replayed the deactivation.
 
-use common::service::{client, send, token_on, Service};
+use common::service::{client, must, token_on, Service};
 use serde_json::{json, Value};
 use shareledger_events::store::PgEventStore;
 use shareledger_gateway::auth::TokenKind;
@@ -19,24 +19,6 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 mod common;
-
-/// Sends a command that must succeed; returns its position.
-async fn must(
-    client: &reqwest::Client,
-    service: &Service,
-    token: &str,
-    name: &str,
-    body: Value,
-) -> u64 {
-    let (status, reply) = send(client, &service.url, token, name, &body, Uuid::new_v4())
-        .await
-        .expect("an answer");
-    assert!(
-        status == 201 || status == 200,
-        "{name} answered {status}: {reply}"
-    );
-    reply["position"].as_u64().expect("a position")
-}
 
 /// `GET path`: status and body, with the body's own `position` (the
 /// position the answering process had reached) left out.

@@ -186,3 +186,21 @@ pub async fn send(
     let status = response.status().as_u16();
     Some((status, response.json().await.unwrap_or(Value::Null)))
 }
+
+/// Sends a command that must succeed; returns its position.
+pub async fn must(
+    client: &reqwest::Client,
+    service: &Service,
+    token: &str,
+    name: &str,
+    body: Value,
+) -> u64 {
+    let (status, reply) = send(client, &service.url, token, name, &body, Uuid::new_v4())
+        .await
+        .expect("an answer");
+    assert!(
+        status == 201 || status == 200,
+        "{name} answered {status}: {reply}"
+    );
+    reply["position"].as_u64().expect("a position")
+}
