@@ -164,15 +164,7 @@ async fn a_new_process_starts_from_the_index_snapshot_another_wrote_and_reads_th
     users.push(last);
     let second = Service::start_with(&db, &every).await;
     second.wait_ready(&client).await;
-    let status: Value = client
-        .get(format!("{}/v1/log/status", second.url))
-        .bearer_auth(&operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = second.log_status(&client, &operator).await;
     let from = status["access_started_from"].as_u64().expect("a position");
     assert!(
         from >= stored && from > 0,

@@ -190,15 +190,7 @@ async fn a_process_reading_a_streaming_replica_answers_as_the_primary_does_and_n
         let on_replica = get(&client, &reader, &operator, &path).await;
         assert_eq!(on_replica, on_primary, "{path}");
     }
-    let status: Value = client
-        .get(format!("{}/v1/log/status", reader.url))
-        .bearer_auth(&operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = reader.log_status(&client, &operator).await;
     assert_eq!(status["reads_from"], json!("replica"), "{status:#}");
 
     reader.kill_9().await;

@@ -113,6 +113,19 @@ impl Service {
         assert_eq!(verified["unsealed"], Value::from(0), "{verified:#}");
     }
 
+    /// `/v1/log/status`'s answer.
+    pub async fn log_status(&self, client: &reqwest::Client, token: &str) -> Value {
+        client
+            .get(format!("{}/v1/log/status", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("/v1/log/status answers")
+            .json()
+            .await
+            .expect("/v1/log/status is JSON")
+    }
+
     /// Asserts that `GET path` answers 200.
     pub async fn assert_reads(&self, client: &reqwest::Client, token: &str, path: &str) {
         let answer = client
