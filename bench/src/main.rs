@@ -23,7 +23,7 @@
 //! cargo run --release -p shareledger-bench -- relay [--quick]
 //! cargo run --release -p shareledger-bench -- feed [--quick]
 //! cargo run --release -p shareledger-bench -- console [--quick]
-//! cargo run --release -p shareledger-bench -- replicas [--quick] [--only load|failover|snapshot]
+//! cargo run --release -p shareledger-bench -- replicas [--quick] [--only load|failover|snapshot|replica]
 //! ```
 
 mod access;
@@ -35,6 +35,7 @@ mod feed;
 mod hot_site;
 mod http;
 mod relay;
+mod replica_reads;
 mod replicas;
 mod report;
 mod vs_postgres_es;

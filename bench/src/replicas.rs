@@ -28,7 +28,9 @@
 //!   it, here none). `ratio` = replay time over snapshot start time. Goal:
 //!   at least 5.
 //!
-//! `--only load|failover|snapshot` runs one part.
+//! * `replicas_replica_reads`: `crate::replica_reads`.
+//!
+//! `--only load|failover|snapshot|replica` runs one part.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -58,20 +60,31 @@ use crate::report::{progress, run_timed, Line};
 use crate::CommonArgs;
 
 /// A `shareledger serve` child process.
-struct Process {
+pub(crate) struct Process {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Process {
     async fn start(binary: &PathBuf, db: &TestDb) -> anyhow::Result<Self> {
+        Self::start_on(binary, &db.url(), &[]).await
+    }
+
+    /// `serve` on the database at `url`, with more arguments; returns once
+    /// `/ready` says yes.
+    pub(crate) async fn start_on(
+        binary: &PathBuf,
+        url: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let child = tokio::process::Command::new(binary)
-            .env("DATABASE_URL", db.url())
+            .env("DATABASE_URL", url)
             .env("RUST_LOG", "warn")
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -94,7 +107,7 @@ impl Process {
         bail!("serve was not ready within 120 s")
     }
 
-    async fn kill_9(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn kill_9(mut self) -> anyhow::Result<()> {
         self.child.start_kill()?;
         self.child.wait().await?;
         Ok(())
@@ -119,7 +132,7 @@ impl Process {
 /// The `shareledger` binary to run: `SHARELEDGER_BIN` when set, else the
 /// release binary beside this one, built first with the cargo that runs the
 /// bench (`cargo run` sets `CARGO`).
-async fn binary() -> anyhow::Result<PathBuf> {
+pub(crate) async fn binary() -> anyhow::Result<PathBuf> {
     if let Ok(path) = std::env::var("SHARELEDGER_BIN") {
         return Ok(PathBuf::from(path));
     }
@@ -164,18 +177,23 @@ pub enum Part {
     Load,
     Failover,
     Snapshot,
+    /// Reads through a streaming replica (`crate::replica_reads`).
+    Replica,
 }
 
 pub async fn run(args: ReplicasArgs) -> anyhow::Result<()> {
     let runs = |part| args.only.is_none_or(|only| only == part);
     let common = args.common;
-    if runs(Part::Load) || runs(Part::Failover) {
+    if runs(Part::Load) || runs(Part::Failover) || runs(Part::Replica) {
         let binary = binary().await?;
         if runs(Part::Load) {
             load(&binary, common).await?;
         }
         if runs(Part::Failover) {
             failover(&binary, common).await?;
+        }
+        if runs(Part::Replica) {
+            crate::replica_reads::run(&binary, common).await?;
         }
     }
     if runs(Part::Snapshot) {

@@ -83,7 +83,7 @@ impl Default for LeaseOptions {
             poll: Duration::from_millis(500),
             heartbeat: Duration::from_secs(1),
             keepalive_idle: Duration::from_secs(3),
-            catch_up: Duration::from_millis(20),
+            catch_up: Duration::from_millis(5),
             take: true,
         }
     }

@@ -147,8 +147,10 @@ impl Subscription {
                 }
                 Some(listener) => {
                     // Events committed that the read did not return: a
-                    // replica behind its primary. Read again soon.
-                    let behind = self.store.known_head() > self.position;
+                    // replica behind its primary. Read again soon. (On the
+                    // primary a read sees every commit it was told of.)
+                    let behind =
+                        self.store.reads_from_replica() && self.store.known_head() > self.position;
                     let wait = if behind {
                         self.options.replica_recheck
                     } else {
