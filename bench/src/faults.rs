@@ -256,14 +256,19 @@ pub async fn run(drill: Drill, load: Load) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    let mut last_ready = None;
     let recovery = loop {
         if let Some(r) = api.get_anonymous("/ready").await {
             if r.status == 200 && r.body["ready"] == json!(true) {
                 break back.elapsed();
             }
+            last_ready = Some(r.body);
         }
         if back.elapsed() > Duration::from_secs(120) {
-            bail!("the service was not ready 120 s after the fault");
+            bail!(
+                "the service was not ready 120 s after the fault; /ready last said {}",
+                last_ready.map_or_else(|| "nothing".to_owned(), |body| body.to_string())
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
